@@ -1,0 +1,152 @@
+//! A connection to a media driver, and the publications, subscriptions and counters made with it.
+
+use crate::error::{Context, TransportError};
+use crate::publication::{ExclusivePublication, Publication};
+use crate::subscription::Subscription;
+use rusteron_client::{Aeron, AeronContext, Handlers, IntoCString};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+const ADD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client of a media driver.
+///
+/// Not `Send`: rusteron's handles are reference counted per thread. A thread that needs Aeron
+/// connects its own client; publications and subscriptions stay on the thread that made them.
+pub struct Client {
+    aeron: Aeron,
+    dir: String,
+}
+
+pub(crate) fn c_string(text: &str) -> Result<CString, TransportError> {
+    CString::new(text).map_err(|_| TransportError::Invalid(format!("{text:?} contains a NUL byte")))
+}
+
+impl Client {
+    /// Connect to the media driver whose directory is `dir`.
+    ///
+    /// # Errors
+    /// No driver is active in `dir`, or the client could not start.
+    pub fn connect(dir: &str) -> Result<Self, TransportError> {
+        let context = AeronContext::new().context(|| "client context".into())?;
+        context
+            .set_dir(&dir.to_string().into_c_string())
+            .context(|| format!("client dir {dir}"))?;
+        context
+            .set_error_handler(Some(|code: i32, message: &str| {
+                tracing::warn!("aeron client error {code}: {message}");
+            }))
+            .context(|| "client error handler".into())?;
+        let aeron = Aeron::new(&context).context(|| format!("connect to the media driver in {dir}"))?;
+        aeron
+            .start()
+            .context(|| format!("connect to the media driver in {dir}"))?;
+        Ok(Self {
+            aeron,
+            dir: dir.to_string(),
+        })
+    }
+
+    /// The driver directory this client is connected to.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// A concurrent publication (several publications on one channel and stream share its log).
+    ///
+    /// # Errors
+    /// The channel is invalid or the driver refused it.
+    pub fn add_publication(&self, channel: &str, stream_id: i32) -> Result<Publication, TransportError> {
+        let uri = c_string(channel)?;
+        let publication = self
+            .aeron
+            .async_add_publication(&uri, stream_id)
+            .and_then(|pending| pending.poll_blocking(ADD_TIMEOUT))
+            .context(|| format!("add publication {channel} stream {stream_id}"))?;
+        Ok(Publication::new(publication))
+    }
+
+    /// An exclusive publication: its own session, offered to from one thread only.
+    ///
+    /// # Errors
+    /// The channel is invalid or the driver refused it.
+    pub fn add_exclusive_publication(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<ExclusivePublication, TransportError> {
+        let uri = c_string(channel)?;
+        let publication = self
+            .aeron
+            .async_add_exclusive_publication(&uri, stream_id)
+            .and_then(|pending| pending.poll_blocking(ADD_TIMEOUT))
+            .context(|| format!("add exclusive publication {channel} stream {stream_id}"))?;
+        Ok(ExclusivePublication::new(publication))
+    }
+
+    /// A subscription to `channel` and `stream_id`. Prefix the channel with `aeron-spy:` to spy on
+    /// local publications of a UDP channel.
+    ///
+    /// # Errors
+    /// The channel is invalid or the driver refused it.
+    pub fn add_subscription(&self, channel: &str, stream_id: i32) -> Result<Subscription, TransportError> {
+        let uri = c_string(channel)?;
+        let subscription = self
+            .aeron
+            .async_add_subscription(&uri, stream_id, Handlers::NONE, Handlers::NONE)
+            .and_then(|pending| pending.poll_blocking(ADD_TIMEOUT))
+            .context(|| format!("add subscription {channel} stream {stream_id}"))?;
+        Ok(Subscription::new(subscription, channel.to_string(), stream_id))
+    }
+
+    /// A counter in the driver's counters file, visible to every Aeron tool reading it
+    /// (`AeronStat`, say). `type_id` 1000 and above are free for applications.
+    ///
+    /// # Errors
+    /// The driver refused the counter (the counters file is full, say).
+    pub fn add_counter(&self, type_id: i32, key: &[u8], label: &str) -> Result<Counter, TransportError> {
+        let counter = self
+            .aeron
+            .add_counter(type_id, key, label, ADD_TIMEOUT)
+            .context(|| format!("add counter {label}"))?;
+        Ok(Counter { inner: counter })
+    }
+
+    /// Aeron's monotonic clock in nanoseconds.
+    pub fn nano_clock() -> i64 {
+        Aeron::nano_clock()
+    }
+}
+
+/// A 64-bit counter allocated in the media driver's counters file. Freed when dropped.
+pub struct Counter {
+    inner: rusteron_client::AeronCounter,
+}
+
+impl Counter {
+    fn cell(&self) -> &AtomicI64 {
+        let address: *mut i64 = self.inner.addr();
+        // SAFETY: the counter's value is an aligned i64 in the CnC file, mapped while `inner`
+        // lives; Aeron reads and writes it with atomic operations, as this does.
+        unsafe { AtomicI64::from_ptr(address) }
+    }
+
+    /// Store a value, visible to other processes.
+    pub fn set(&self, value: i64) {
+        self.cell().store(value, Ordering::Release);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> i64 {
+        self.cell().load(Ordering::Acquire)
+    }
+
+    /// The counter's id in the counters file.
+    pub fn id(&self) -> i32 {
+        self.inner
+            .get_constants()
+            .map(|constants| constants.counter_id)
+            .unwrap_or(-1)
+    }
+}

@@ -1,0 +1,32 @@
+//! A copy of an Aeron data frame header, safe to keep after a poll callback returns.
+
+/// Flag of the first fragment of a message.
+pub const BEGIN_FLAG: u8 = 0x80;
+/// Flag of the last fragment of a message.
+pub const END_FLAG: u8 = 0x40;
+/// Both flags: an unfragmented message.
+pub const UNFRAGMENTED: u8 = BEGIN_FLAG | END_FLAG;
+
+/// The fields of a data frame header that a handler may want, copied out of the term buffer.
+///
+/// rusteron's `AeronHeader` points into the term buffer and must not outlive the poll callback;
+/// this struct is plain data and can be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    /// The publication's session id.
+    pub session_id: i32,
+    /// The stream id.
+    pub stream_id: i32,
+    /// The term id of the frame.
+    pub term_id: i32,
+    /// The offset of the frame in its term.
+    pub term_offset: i32,
+    /// The stream position just after this fragment (frame aligned).
+    pub position: i64,
+    /// The 64-bit reserved value of the frame.
+    pub reserved_value: i64,
+    /// BEGIN/END flags of the fragment.
+    pub flags: u8,
+    /// Length of the frame, header included (not aligned).
+    pub frame_length: i32,
+}

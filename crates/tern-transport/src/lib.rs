@@ -1,0 +1,24 @@
+//! tern's only door to Aeron: the C media driver and client (through rusteron), wrapped in safe
+//! types. Nothing borrowed from the C library escapes a callback: handlers get `&[u8]` and a
+//! copied [`Header`].
+//!
+//! Threading: rusteron's handles are not `Send`. Each thread that uses Aeron connects its own
+//! [`Client`]; the [`MediaDriver`] may run on any thread.
+
+mod assembler;
+mod client;
+mod driver;
+mod error;
+mod header;
+mod idle;
+mod publication;
+mod subscription;
+
+pub use assembler::FragmentAssembler;
+pub use client::{Client, Counter};
+pub use driver::{default_aeron_dir, DriverConfig, MediaDriver, ThreadingMode};
+pub use error::TransportError;
+pub use header::{Header, BEGIN_FLAG, END_FLAG, UNFRAGMENTED};
+pub use idle::{BackoffIdle, Idle, SleepingIdle};
+pub use publication::{ExclusivePublication, OfferError, Publication};
+pub use subscription::{Image, ImageInfo, Subscription};

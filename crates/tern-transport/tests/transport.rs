@@ -1,0 +1,94 @@
+//! The transport against a real embedded media driver.
+
+use std::time::{Duration, Instant};
+use tern_transport::{BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver};
+
+fn driver() -> MediaDriver {
+    let dir = std::env::temp_dir().join(format!("tern-transport-test-{}-{}", std::process::id(), Client::nano_clock()));
+    MediaDriver::launch(&DriverConfig {
+        dir: Some(dir.to_string_lossy().into_owned()),
+        ipc_term_length: Some(1024 * 1024),
+        ..DriverConfig::default()
+    })
+    .expect("driver starts")
+}
+
+#[test]
+fn ipc_messages_longer_than_the_mtu_are_reassembled_and_blocks_carry_raw_frames() {
+    let driver = driver();
+    let client = Client::connect(driver.dir()).expect("client connects");
+    let subscription = client.add_subscription("aeron:ipc", 7).expect("subscription");
+    let publication = client.add_publication("aeron:ipc", 7).expect("publication");
+    let spy = client.add_subscription("aeron:ipc", 7).expect("second subscription");
+    // Less than the publication window (half a term), as nothing reads until all are offered.
+    let messages: Vec<Vec<u8>> = (0..50usize).map(|i| vec![i as u8; 1 + i * 300]).collect();
+    let mut idle = BackoffIdle::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spy.image_count() == 0 {
+        assert!(Instant::now() < deadline, "image never appeared");
+        idle.idle(0);
+    }
+    for message in &messages {
+        loop {
+            match publication.offer(message) {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() => idle.idle(0),
+                Err(error) => panic!("offer failed: {error}"),
+            }
+        }
+    }
+    let mut assembler = FragmentAssembler::new();
+    let mut received: Vec<Vec<u8>> = Vec::new();
+    while received.len() < messages.len() {
+        assert!(Instant::now() < deadline, "got {} of {}", received.len(), messages.len());
+        let work = subscription
+            .poll(
+                |fragment, header| {
+                    assembler.on_fragment(fragment, header, &mut |message, _| received.push(message.to_vec()))
+                },
+                10,
+            )
+            .expect("poll");
+        idle.idle(work);
+    }
+    assert_eq!(received, messages);
+
+    // The same stream as raw blocks: frames with headers, positions contiguous from the join.
+    let image = spy.images().pop().expect("an image");
+    assert_eq!(image.info().session_id, publication.session_id());
+    let mut next = image.info().join_position;
+    let end = publication.position();
+    while next < end {
+        assert!(Instant::now() < deadline, "blocks stopped at {next} of {end}");
+        let consumed = image
+            .block_poll(
+                |block, position| {
+                    assert_eq!(position, next);
+                    let frame_length = i32::from_le_bytes(block[0..4].try_into().unwrap());
+                    assert!(frame_length >= 32);
+                    next += block.len() as i64;
+                },
+                64 * 1024,
+            )
+            .expect("block poll");
+        idle.idle(consumed);
+    }
+    assert_eq!(next, end);
+}
+
+#[test]
+fn counters_are_visible_with_the_value_set() {
+    let driver = driver();
+    let client = Client::connect(driver.dir()).expect("client connects");
+    let counter = client.add_counter(1100, &7i64.to_le_bytes(), "tern test counter").expect("counter");
+    counter.set(42);
+    assert_eq!(counter.get(), 42);
+    assert!(counter.id() >= 0);
+}
+
+#[test]
+fn a_client_without_a_driver_fails_with_a_clear_error() {
+    let missing = std::env::temp_dir().join("tern-no-driver-here");
+    let error = Client::connect(&missing.to_string_lossy()).err().expect("no driver, no client");
+    assert!(error.to_string().contains("tern-no-driver-here"), "{error}");
+}
