@@ -1,0 +1,474 @@
+//! The archive: a directory of recordings, a recorder and a replayer agent, and the handle the
+//! rest of tern (CLI, control protocol) uses.
+
+use crate::catalog::Catalog;
+use crate::config::ArchiveConfig;
+use crate::descriptor::RecordingDescriptor;
+use crate::error::{io_error, ArchiveError, Result};
+use crate::progress::RecordingProgress;
+use crate::recorder::{Recorder, RecorderCommand, SourceLocation};
+use crate::recording_reader::{bad_position, find_end, list_segments, RecordingReader};
+use crate::replayer::{ReplayEnd, ReplayPlan, ReplayStatus, Replayer, ReplayerCommand};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Name of the lock file that keeps two archives out of one directory.
+pub const LOCK_FILE: &str = "archive.lock";
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) struct Shared {
+    pub config: ArchiveConfig,
+    catalog: Mutex<Catalog>,
+    progress: Mutex<HashMap<i64, Arc<RecordingProgress>>>,
+}
+
+impl Shared {
+    pub(crate) fn lock_catalog(&self) -> MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn register_progress(&self, recording_id: i64, progress: Arc<RecordingProgress>) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(recording_id, progress);
+    }
+
+    fn progress_of(&self, recording_id: i64) -> Option<Arc<RecordingProgress>> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&recording_id)
+            .cloned()
+    }
+}
+
+/// What to replay and where to.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    /// The recording.
+    pub recording_id: i64,
+    /// Where to start (a frame start); `None`: the recording's start.
+    pub position: Option<i64>,
+    /// How many bytes; `None`: to the end.
+    pub length: Option<i64>,
+    /// Keep replaying as an active recording grows, until it stops (or `length` is reached).
+    pub follow: bool,
+    /// The channel to replay on.
+    pub channel: String,
+    /// The stream id to replay on.
+    pub stream_id: i32,
+}
+
+/// A recording subscription: a channel and stream the archive records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingSubscriptionInfo {
+    /// Its id.
+    pub subscription_id: i64,
+    /// The channel.
+    pub channel: String,
+    /// The stream id.
+    pub stream_id: i32,
+    /// Whether local UDP publications are spied on.
+    pub source: SourceLocation,
+}
+
+/// A recording's descriptor with its live positions.
+#[derive(Debug, Clone)]
+pub struct RecordingInfo {
+    /// The catalog's descriptor (stop position [`NULL_POSITION`](crate::NULL_POSITION) while active).
+    pub descriptor: RecordingDescriptor,
+    /// Position written to the segment files (the stop position once stopped).
+    pub recorded_position: i64,
+    /// Position durable under the fsync policy (the stop position once stopped).
+    pub durable_position: i64,
+    /// Whether it is being recorded now.
+    pub active: bool,
+}
+
+/// A running archive. Dropping it stops recording (what was received is written and synced) and
+/// replaying.
+pub struct Archive {
+    shared: Arc<Shared>,
+    recorder: Sender<RecorderCommand>,
+    replayer: Sender<ReplayerCommand>,
+    threads: Vec<JoinHandle<()>>,
+    subscriptions: Mutex<BTreeMap<i64, RecordingSubscriptionInfo>>,
+    replays: Mutex<HashMap<i64, Arc<ReplayStatus>>>,
+    next_id: AtomicI64,
+    _lock: File,
+}
+
+fn lock_directory(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error(&path, "open lock file"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(ArchiveError::Locked {
+            path: dir.to_path_buf(),
+            holder: holder.trim().to_string(),
+        });
+    }
+    file.set_len(0).map_err(io_error(&path, "write lock file"))?;
+    writeln!(file, "pid {}", std::process::id()).map_err(io_error(&path, "write lock file"))?;
+    Ok(file)
+}
+
+/// Give every interrupted recording of the catalog its stop position: the end of its last valid
+/// frame. Returns the ids recovered and what damage was found at their ends.
+fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<String>)>> {
+    let interrupted: Vec<RecordingDescriptor> = catalog.recordings().filter(|d| d.is_active()).cloned().collect();
+    if interrupted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let segments = list_segments(dir)?;
+    let mut recovered = Vec::new();
+    for mut descriptor in interrupted {
+        let bases = segments.get(&descriptor.recording_id).map(Vec::as_slice).unwrap_or(&[]);
+        let (stop, damage) = find_end(dir, &descriptor, bases)?;
+        descriptor.stop_position = stop;
+        descriptor.stop_timestamp_ns = crate::time_index::read_time_index(dir, descriptor.recording_id, stop)
+            .ok()
+            .and_then(|entries| entries.last().map(|entry| entry.timestamp_ns))
+            .unwrap_or(descriptor.start_timestamp_ns);
+        catalog.update(&descriptor)?;
+        let damage = damage.map(|stop| stop.to_string());
+        match &damage {
+            Some(damage) => tracing::warn!(
+                "recording {} recovered: stops at {stop}; the data after it is damaged: {damage}",
+                descriptor.recording_id
+            ),
+            None => tracing::info!("recording {} recovered: stops at {stop}", descriptor.recording_id),
+        }
+        recovered.push((descriptor.recording_id, stop, damage));
+    }
+    Ok(recovered)
+}
+
+fn spawn_agent<A, F>(name: &str, make: F) -> Result<JoinHandle<()>>
+where
+    F: FnOnce() -> Result<A> + Send + 'static,
+    A: FnOnce() + 'static,
+{
+    let (started, wait) = mpsc::channel::<Result<()>>();
+    let thread = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || match make() {
+            Ok(run) => {
+                let _ = started.send(Ok(()));
+                run();
+            }
+            Err(error) => {
+                let _ = started.send(Err(error));
+            }
+        })
+        .map_err(|error| ArchiveError::NotRunning(format!("spawn {name}: {error}")))?;
+    match wait.recv_timeout(REPLY_TIMEOUT) {
+        Ok(Ok(())) => Ok(thread),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(ArchiveError::NotRunning(format!("{name} did not start"))),
+    }
+}
+
+impl Archive {
+    /// Open (or create) the archive directory, recover interrupted recordings, and start the
+    /// recorder and replayer agents on the media driver of `config.aeron_dir`.
+    ///
+    /// # Errors
+    /// A bad setting, a directory in use by another archive, a damaged catalog header, or no media
+    /// driver.
+    pub fn launch(config: ArchiveConfig) -> Result<Self> {
+        config.validate().map_err(ArchiveError::Invalid)?;
+        std::fs::create_dir_all(&config.dir).map_err(io_error(&config.dir, "create archive directory"))?;
+        let lock = lock_directory(&config.dir)?;
+        let mut catalog = Catalog::open(&config.dir, true)?;
+        recover(&config.dir, &mut catalog)?;
+        let next_id = catalog.entries().len() as i64;
+        let shared = Arc::new(Shared {
+            config,
+            catalog: Mutex::new(catalog),
+            progress: Mutex::new(HashMap::new()),
+        });
+        let (recorder, recorder_commands) = mpsc::channel();
+        let (replayer, replayer_commands) = mpsc::channel();
+        let recorder_shared = shared.clone();
+        let recorder_thread = spawn_agent("tern-recorder", move || {
+            let agent = Recorder::new(recorder_shared, recorder_commands)?;
+            Ok(move || agent.run())
+        })?;
+        let replayer_shared = shared.clone();
+        let replayer_thread = match spawn_agent("tern-replayer", move || {
+            let agent = Replayer::new(replayer_shared, replayer_commands)?;
+            Ok(move || agent.run())
+        }) {
+            Ok(thread) => thread,
+            Err(error) => {
+                let _ = recorder.send(RecorderCommand::Shutdown);
+                let _ = recorder_thread.join();
+                return Err(error);
+            }
+        };
+        Ok(Self {
+            shared,
+            recorder,
+            replayer,
+            threads: vec![recorder_thread, replayer_thread],
+            subscriptions: Mutex::new(BTreeMap::new()),
+            replays: Mutex::new(HashMap::new()),
+            next_id: AtomicI64::new(next_id.max(1) << 20),
+            _lock: lock,
+        })
+    }
+
+    /// The settings the archive runs with.
+    pub fn config(&self) -> &ArchiveConfig {
+        &self.shared.config
+    }
+
+    fn next_id(&self) -> i64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Record every image of `channel` and `stream_id`, each to its own recording, until stopped.
+    /// Returns the recording subscription's id.
+    ///
+    /// # Errors
+    /// The channel is invalid, or the archive is not running.
+    pub fn start_recording(&self, channel: &str, stream_id: i32, source: SourceLocation) -> Result<i64> {
+        let subscription_id = self.next_id();
+        let (reply, wait) = mpsc::channel();
+        self.recorder
+            .send(RecorderCommand::Start {
+                subscription_id,
+                channel: channel.to_string(),
+                stream_id,
+                source,
+                reply,
+            })
+            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
+        wait.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ArchiveError::NotRunning("recorder did not answer".into()))??;
+        self.lock_subscriptions().insert(
+            subscription_id,
+            RecordingSubscriptionInfo {
+                subscription_id,
+                channel: channel.to_string(),
+                stream_id,
+                source,
+            },
+        );
+        Ok(subscription_id)
+    }
+
+    /// Stop a recording subscription; its recordings are written, synced and marked stopped.
+    /// Returns the ids of the recordings it stopped.
+    ///
+    /// # Errors
+    /// The id is unknown, or the archive is not running.
+    pub fn stop_recording(&self, subscription_id: i64) -> Result<Vec<i64>> {
+        let (reply, wait) = mpsc::channel();
+        self.recorder
+            .send(RecorderCommand::Stop { subscription_id, reply })
+            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
+        let stopped = wait
+            .recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ArchiveError::NotRunning("recorder did not answer".into()))??;
+        self.lock_subscriptions().remove(&subscription_id);
+        Ok(stopped)
+    }
+
+    fn lock_subscriptions(&self) -> MutexGuard<'_, BTreeMap<i64, RecordingSubscriptionInfo>> {
+        self.subscriptions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The recording subscriptions in force.
+    pub fn recording_subscriptions(&self) -> Vec<RecordingSubscriptionInfo> {
+        self.lock_subscriptions().values().cloned().collect()
+    }
+
+    fn info(&self, descriptor: &RecordingDescriptor) -> RecordingInfo {
+        match self.shared.progress_of(descriptor.recording_id) {
+            Some(progress) if descriptor.is_active() => RecordingInfo {
+                descriptor: descriptor.clone(),
+                recorded_position: progress.recorded(),
+                durable_position: progress.durable(),
+                active: true,
+            },
+            _ => RecordingInfo {
+                descriptor: descriptor.clone(),
+                recorded_position: descriptor.stop_position,
+                durable_position: descriptor.stop_position,
+                active: false,
+            },
+        }
+    }
+
+    /// Every readable recording, with live positions.
+    pub fn recordings(&self) -> Vec<RecordingInfo> {
+        let catalog = self.shared.lock_catalog();
+        catalog.recordings().map(|descriptor| self.info(descriptor)).collect()
+    }
+
+    /// One recording, with live positions.
+    ///
+    /// # Errors
+    /// Unknown id, or a damaged catalog entry.
+    pub fn recording(&self, recording_id: i64) -> Result<RecordingInfo> {
+        let catalog = self.shared.lock_catalog();
+        let descriptor = catalog.get(recording_id)?;
+        Ok(self.info(descriptor))
+    }
+
+    /// The recording of one publisher session on a stream, most recent first.
+    pub fn find_recording(&self, stream_id: i32, session_id: i32) -> Option<RecordingInfo> {
+        let catalog = self.shared.lock_catalog();
+        let found = catalog
+            .recordings()
+            .filter(|d| d.stream_id == stream_id && d.session_id == session_id)
+            .last()
+            .cloned();
+        found.map(|descriptor| self.info(&descriptor))
+    }
+
+    /// Replay a recording to a channel and stream; returns the replay id, whose low 32 bits are the
+    /// session id of the replay's image.
+    ///
+    /// # Errors
+    /// Unknown recording; a position before the start, past the end or not at a frame start; a
+    /// replay channel the driver refuses.
+    pub fn start_replay(&self, request: &ReplayRequest) -> Result<i64> {
+        let info = self.recording(request.recording_id)?;
+        let descriptor = info.descriptor.clone();
+        let end = info.recorded_position;
+        let position = request.position.unwrap_or(descriptor.start_position);
+        check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;
+        if let Some(length) = request.length {
+            if length < 0 {
+                return Err(ArchiveError::Invalid(format!("replay length {length} is negative")));
+            }
+        }
+        let limit = request.length.map(|length| position.saturating_add(length));
+        let replay_end = if request.follow && info.active {
+            ReplayEnd::Follow(limit)
+        } else {
+            ReplayEnd::At(limit.unwrap_or(end).min(end))
+        };
+        let sequence = self.next_id();
+        let session_id = (crate::recorder::epoch_nanos() as i32 ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32)) | 1;
+        let replay_id = (sequence << 32) | i64::from(session_id as u32);
+        let status = Arc::new(ReplayStatus::new_at(position));
+        let plan = ReplayPlan {
+            replay_id,
+            descriptor,
+            position,
+            end: replay_end,
+            channel: request.channel.clone(),
+            stream_id: request.stream_id,
+            session_id,
+            progress: self.shared.progress_of(request.recording_id),
+            status: status.clone(),
+        };
+        let (reply, wait) = mpsc::channel();
+        self.replayer
+            .send(ReplayerCommand::Start {
+                plan: Box::new(plan),
+                reply,
+            })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
+        wait.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ArchiveError::NotRunning("replayer did not answer".into()))??;
+        self.replays
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(replay_id, status);
+        Ok(replay_id)
+    }
+
+    /// The status of a replay.
+    ///
+    /// # Errors
+    /// The replay id is unknown.
+    pub fn replay_status(&self, replay_id: i64) -> Result<Arc<ReplayStatus>> {
+        self.replays
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&replay_id)
+            .cloned()
+            .ok_or(ArchiveError::UnknownReplay(replay_id))
+    }
+
+    /// Stop a replay.
+    ///
+    /// # Errors
+    /// The replay id is unknown, or the archive is not running.
+    pub fn stop_replay(&self, replay_id: i64) -> Result<()> {
+        self.replay_status(replay_id)?;
+        self.replayer
+            .send(ReplayerCommand::Stop { replay_id })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+    }
+
+    /// Stop recording and replaying; everything received is written and synced.
+    pub fn shutdown(mut self) {
+        self.stop_agents();
+    }
+
+    fn stop_agents(&mut self) {
+        let _ = self.recorder.send(RecorderCommand::Shutdown);
+        let _ = self.replayer.send(ReplayerCommand::Shutdown);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Archive {
+    fn drop(&mut self) {
+        self.stop_agents();
+    }
+}
+
+/// Check that `position` is a frame start of the recording between its start and `end`.
+///
+/// # Errors
+/// [`ArchiveError::BadPosition`] saying why not.
+pub fn check_replay_position(dir: &Path, descriptor: &RecordingDescriptor, position: i64, end: i64) -> Result<()> {
+    let recording_id = descriptor.recording_id;
+    if position < descriptor.start_position {
+        return Err(bad_position(
+            recording_id,
+            position,
+            format!("before the recording's start position {}", descriptor.start_position),
+        ));
+    }
+    if position > end {
+        return Err(bad_position(recording_id, position, format!("past the recording's end position {end}")));
+    }
+    if position % crate::frame::FRAME_ALIGNMENT as i64 != 0 {
+        return Err(bad_position(recording_id, position, "not frame aligned (a multiple of 32)"));
+    }
+    if position < end {
+        let mut reader = RecordingReader::new(dir, descriptor);
+        let (_, stop) = reader.scan(position, end, |_| false)?;
+        if let Some(stop) = stop {
+            return Err(bad_position(recording_id, position, format!("not the start of a frame: {stop}")));
+        }
+    }
+    Ok(())
+}

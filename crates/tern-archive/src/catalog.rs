@@ -1,0 +1,294 @@
+//! The catalog file: a header, then one fixed-size checksummed record per recording, the
+//! recording id being the record's index. See `docs/formats.md`.
+
+use crate::descriptor::{RecordingDescriptor, RECORD_LENGTH};
+use crate::error::{io_error, ArchiveError, Result};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Name of the catalog file in an archive directory.
+pub const CATALOG_FILE: &str = "catalog.tern";
+const MAGIC: &[u8; 8] = b"TERNCAT\0";
+const VERSION: u32 = 1;
+/// Length of the catalog header; records follow, so each starts on a 1 KiB boundary.
+pub const HEADER_LENGTH: usize = 1024;
+
+/// One slot of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogEntry {
+    /// A readable record.
+    Recording(RecordingDescriptor),
+    /// A record that failed its checks; the other recordings are unaffected.
+    Damaged {
+        /// The slot's recording id.
+        recording_id: i64,
+        /// Offset of the record in the catalog file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The catalog of an archive directory, all records held in memory, changes written through.
+#[derive(Debug)]
+pub struct Catalog {
+    path: PathBuf,
+    file: File,
+    writable: bool,
+    entries: Vec<CatalogEntry>,
+}
+
+fn encode_header() -> [u8; HEADER_LENGTH] {
+    let mut header = [0u8; HEADER_LENGTH];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(HEADER_LENGTH as u32).to_le_bytes());
+    header[16..20].copy_from_slice(&(RECORD_LENGTH as u32).to_le_bytes());
+    let crc = crc32c::crc32c(&header[..HEADER_LENGTH - 4]);
+    header[HEADER_LENGTH - 4..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+fn check_header(path: &Path, header: &[u8]) -> Result<()> {
+    let corrupt = |offset: u64, reason: String| ArchiveError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    if header.len() < HEADER_LENGTH {
+        return Err(corrupt(
+            header.len() as u64,
+            format!("catalog header truncated: {} of {HEADER_LENGTH} bytes", header.len()),
+        ));
+    }
+    if &header[0..8] != MAGIC {
+        return Err(corrupt(0, "not a tern catalog (bad magic)".into()));
+    }
+    let stored = u32::from_le_bytes(header[HEADER_LENGTH - 4..HEADER_LENGTH].try_into().expect("4 bytes"));
+    let computed = crc32c::crc32c(&header[..HEADER_LENGTH - 4]);
+    if stored != computed {
+        return Err(corrupt(
+            (HEADER_LENGTH - 4) as u64,
+            format!("catalog header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"),
+        ));
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(corrupt(8, format!("catalog version {version}; this tern reads version {VERSION}")));
+    }
+    let record_length = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
+    if record_length as usize != RECORD_LENGTH {
+        return Err(corrupt(16, format!("record length {record_length}, expected {RECORD_LENGTH}")));
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// Open the catalog of `dir`. A writable open creates the catalog when it is missing.
+    ///
+    /// # Errors
+    /// The file cannot be read, or its header is damaged (a damaged record is not an error: it is
+    /// reported as [`CatalogEntry::Damaged`]).
+    pub fn open(dir: &Path, writable: bool) -> Result<Self> {
+        let path = dir.join(CATALOG_FILE);
+        if !path.exists() {
+            if !writable {
+                return Err(ArchiveError::Io {
+                    path: path.clone(),
+                    operation: "open catalog (is this an archive directory?)",
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io_error(&path, "create catalog"))?;
+            file.write_all_at(&encode_header(), 0)
+                .map_err(io_error(&path, "write catalog header"))?;
+            file.sync_all().map_err(io_error(&path, "sync catalog"))?;
+            if let Ok(directory) = File::open(dir) {
+                let _ = directory.sync_all();
+            }
+            return Ok(Self {
+                path,
+                file,
+                writable,
+                entries: Vec::new(),
+            });
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(io_error(&path, "open catalog"))?;
+        let bytes = std::fs::read(&path).map_err(io_error(&path, "read catalog"))?;
+        check_header(&path, &bytes[..bytes.len().min(HEADER_LENGTH)])?;
+        let mut entries = Vec::new();
+        let mut offset = HEADER_LENGTH;
+        while offset < bytes.len() {
+            let recording_id = entries.len() as i64;
+            let end = (offset + RECORD_LENGTH).min(bytes.len());
+            let record = &bytes[offset..end];
+            let entry = match RecordingDescriptor::decode(record) {
+                Ok(descriptor) if descriptor.recording_id == recording_id => CatalogEntry::Recording(descriptor),
+                Ok(descriptor) => CatalogEntry::Damaged {
+                    recording_id,
+                    offset: offset as u64,
+                    reason: format!("record holds recording id {} in slot {recording_id}", descriptor.recording_id),
+                },
+                Err(reason) => CatalogEntry::Damaged {
+                    recording_id,
+                    offset: offset as u64,
+                    reason,
+                },
+            };
+            entries.push(entry);
+            offset += RECORD_LENGTH;
+        }
+        Ok(Self {
+            path,
+            file,
+            writable,
+            entries,
+        })
+    }
+
+    /// The catalog file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All slots, in recording id order.
+    pub fn entries(&self) -> &[CatalogEntry] {
+        &self.entries
+    }
+
+    /// The readable recordings, in id order.
+    pub fn recordings(&self) -> impl Iterator<Item = &RecordingDescriptor> {
+        self.entries.iter().filter_map(|entry| match entry {
+            CatalogEntry::Recording(descriptor) => Some(descriptor),
+            CatalogEntry::Damaged { .. } => None,
+        })
+    }
+
+    /// The recording `recording_id`.
+    ///
+    /// # Errors
+    /// The id is unknown, or its record is damaged.
+    pub fn get(&self, recording_id: i64) -> Result<&RecordingDescriptor> {
+        let slot = usize::try_from(recording_id).map_err(|_| ArchiveError::UnknownRecording(recording_id))?;
+        match self.entries.get(slot) {
+            Some(CatalogEntry::Recording(descriptor)) => Ok(descriptor),
+            Some(CatalogEntry::Damaged { offset, reason, .. }) => Err(ArchiveError::DamagedRecording {
+                recording_id,
+                reason: format!("{} at offset {offset}: {reason}", self.path.display()),
+            }),
+            None => Err(ArchiveError::UnknownRecording(recording_id)),
+        }
+    }
+
+    /// Add a recording, giving it the next id (set in the returned descriptor), durably.
+    ///
+    /// # Errors
+    /// The record cannot be encoded or written.
+    pub fn add(&mut self, mut descriptor: RecordingDescriptor) -> Result<RecordingDescriptor> {
+        descriptor.recording_id = self.entries.len() as i64;
+        self.write(&descriptor)?;
+        self.entries.push(CatalogEntry::Recording(descriptor.clone()));
+        Ok(descriptor)
+    }
+
+    /// Replace the record of an existing recording, durably.
+    ///
+    /// # Errors
+    /// The id is unknown, or the record cannot be written.
+    pub fn update(&mut self, descriptor: &RecordingDescriptor) -> Result<()> {
+        let slot = usize::try_from(descriptor.recording_id)
+            .ok()
+            .filter(|slot| *slot < self.entries.len())
+            .ok_or(ArchiveError::UnknownRecording(descriptor.recording_id))?;
+        self.write(descriptor)?;
+        self.entries[slot] = CatalogEntry::Recording(descriptor.clone());
+        Ok(())
+    }
+
+    fn write(&mut self, descriptor: &RecordingDescriptor) -> Result<()> {
+        if !self.writable {
+            return Err(ArchiveError::Invalid(format!("{} is open read-only", self.path.display())));
+        }
+        let record = descriptor.encode().map_err(ArchiveError::Invalid)?;
+        let offset = (HEADER_LENGTH + descriptor.recording_id as usize * RECORD_LENGTH) as u64;
+        self.file
+            .write_all_at(&record, offset)
+            .map_err(io_error(&self.path, "write catalog record"))?;
+        self.file
+            .sync_data()
+            .map_err(io_error(&self.path, "sync catalog"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::tests::sample;
+
+    #[test]
+    fn records_survive_reopen_and_a_damaged_record_spares_the_others() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut catalog = Catalog::open(dir.path(), true).expect("create");
+            for _ in 0..3 {
+                catalog.add(sample(0)).expect("add");
+            }
+            let mut stopped = catalog.get(1).expect("1").clone();
+            stopped.stop_position = 8192;
+            catalog.update(&stopped).expect("update");
+        }
+        let path = dir.path().join(CATALOG_FILE);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[HEADER_LENGTH + 2 * RECORD_LENGTH + 100] ^= 0xFF;
+        std::fs::write(&path, &bytes).expect("write");
+        let catalog = Catalog::open(dir.path(), false).expect("reopen");
+        assert_eq!(catalog.get(1).expect("1").stop_position, 8192);
+        assert_eq!(catalog.get(0).expect("0").recording_id, 0);
+        let error = catalog.get(2).expect_err("damaged").to_string();
+        assert!(error.contains("checksum mismatch") && error.contains("offset 3072"), "{error}");
+        assert!(matches!(catalog.get(3), Err(ArchiveError::UnknownRecording(3))));
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_header_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(CATALOG_FILE);
+        std::fs::write(&path, b"TERNCAT\0short").expect("write");
+        let error = Catalog::open(dir.path(), false).expect_err("truncated").to_string();
+        assert!(error.contains("catalog.tern") && error.contains("truncated"), "{error}");
+        std::fs::write(&path, vec![7u8; 4096]).expect("write");
+        let error = Catalog::open(dir.path(), true).expect_err("foreign").to_string();
+        assert!(error.contains("bad magic"), "{error}");
+    }
+
+    #[test]
+    fn a_torn_last_record_is_reported_damaged() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut catalog = Catalog::open(dir.path(), true).expect("create");
+            catalog.add(sample(0)).expect("add");
+            catalog.add(sample(0)).expect("add");
+        }
+        let path = dir.path().join(CATALOG_FILE);
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() - 500]).expect("truncate");
+        let mut catalog = Catalog::open(dir.path(), true).expect("reopen");
+        assert!(matches!(catalog.entries()[1], CatalogEntry::Damaged { recording_id: 1, offset: 2048, .. }));
+        let added = catalog.add(sample(0)).expect("add after damage");
+        assert_eq!(added.recording_id, 2);
+        drop(catalog);
+        let catalog = Catalog::open(dir.path(), false).expect("reopen");
+        assert_eq!(catalog.get(2).expect("2").recording_id, 2);
+    }
+}

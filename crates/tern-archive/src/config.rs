@@ -1,0 +1,122 @@
+//! Settings of an archive.
+
+use crate::segment_writer::WriteMode;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// When recorded data is synced to the device (`fdatasync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Never explicitly (segments are still synced when they fill). Data written survives a crash
+    /// of the process, not of the machine; the durable position is the written position.
+    None,
+    /// At most this long after data is written.
+    Interval(Duration),
+    /// After every batch of frames written: the durable position is what `fdatasync` confirmed.
+    Always,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    /// `none`, `always`, or an interval in milliseconds (`interval:100` or `100ms`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let interval = text
+            .strip_prefix("interval:")
+            .or_else(|| text.strip_suffix("ms"))
+            .map(|ms| ms.trim().parse::<u64>());
+        match (text, interval) {
+            ("none", _) => Ok(Self::None),
+            ("always", _) => Ok(Self::Always),
+            (_, Some(Ok(ms))) if ms > 0 => Ok(Self::Interval(Duration::from_millis(ms))),
+            _ => Err(format!("fsync policy {text:?}: expected none, always, or interval:<ms>")),
+        }
+    }
+}
+
+impl std::fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => write!(f, "none"),
+            Self::Always => write!(f, "always"),
+            Self::Interval(interval) => write!(f, "interval:{}", interval.as_millis()),
+        }
+    }
+}
+
+/// Settings of an archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    /// The archive directory: catalog, segments, time indexes.
+    pub dir: PathBuf,
+    /// The Aeron directory of the media driver to use.
+    pub aeron_dir: String,
+    /// Segment file length: a power of two; a recording whose term is longer uses its term length.
+    pub segment_length: i32,
+    /// When to sync.
+    pub fsync: FsyncPolicy,
+    /// How segments are written.
+    pub write_mode: WriteMode,
+    /// Allocate each segment file's blocks when it is created.
+    pub preallocate: bool,
+    /// Bytes a recording buffers before writing.
+    pub write_buffer_length: usize,
+    /// Minimum time between two time index entries of a recording.
+    pub time_index_interval: Duration,
+    /// Largest block a replay sends at once.
+    pub replay_block_length: usize,
+    /// How long a replay waits for a subscriber on its channel.
+    pub replay_connect_timeout: Duration,
+}
+
+impl ArchiveConfig {
+    /// Defaults for an archive in `dir` using the driver in `aeron_dir`.
+    pub fn new(dir: impl Into<PathBuf>, aeron_dir: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            aeron_dir: aeron_dir.into(),
+            segment_length: 128 * 1024 * 1024,
+            fsync: FsyncPolicy::None,
+            write_mode: WriteMode::Direct,
+            preallocate: true,
+            write_buffer_length: 2 * 1024 * 1024,
+            time_index_interval: Duration::from_micros(10),
+            replay_block_length: 256 * 1024,
+            replay_connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Check the settings.
+    ///
+    /// # Errors
+    /// A description of the first bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let length = self.segment_length;
+        if length < 64 * 1024 || length & (length - 1) != 0 {
+            return Err(format!("segment length {length} is not a power of two >= 64 KiB"));
+        }
+        if self.write_buffer_length < 128 * 1024 {
+            return Err(format!("write buffer length {} is below 128 KiB", self.write_buffer_length));
+        }
+        if self.replay_block_length < 4096 {
+            return Err(format!("replay block length {} is below 4 KiB", self.replay_block_length));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_policies_parse_and_print_back() {
+        for text in ["none", "always", "interval:250"] {
+            let policy: FsyncPolicy = text.parse().expect("parses");
+            assert_eq!(policy.to_string(), text);
+        }
+        assert_eq!("5ms".parse::<FsyncPolicy>(), Ok(FsyncPolicy::Interval(Duration::from_millis(5))));
+        assert!("sometimes".parse::<FsyncPolicy>().is_err());
+        assert!("interval:0".parse::<FsyncPolicy>().is_err());
+    }
+}

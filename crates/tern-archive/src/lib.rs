@@ -1,0 +1,34 @@
+//! tern's archive: records Aeron streams (one recording per image, as Aeron's archive does) into
+//! segment files of raw frames, each frame with a CRC32C, under a checksummed catalog; recovers
+//! interrupted recordings after a crash; replays any recording with its original stream positions.
+//!
+//! Where to look: [`Archive`] (a running archive), [`ArchiveView`] (read-only access to a
+//! directory), [`Catalog`] and [`RecordingDescriptor`] (the catalog), [`SegmentWriter`] and
+//! [`RecordingReader`] (segment files), [`frame`] (the frame format and checksums).
+
+mod archive;
+mod catalog;
+mod config;
+mod descriptor;
+mod error;
+pub mod frame;
+mod progress;
+mod recorder;
+mod recording_reader;
+mod replayer;
+pub mod segment;
+mod segment_writer;
+pub mod time_index;
+mod view;
+
+pub use archive::{check_replay_position, Archive, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest, LOCK_FILE};
+pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
+pub use config::{ArchiveConfig, FsyncPolicy};
+pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
+pub use error::{ArchiveError, Result};
+pub use progress::RecordingProgress;
+pub use recorder::{epoch_nanos, SourceLocation, RECORDING_POSITION_TYPE_ID};
+pub use recording_reader::{find_end, list_segments, FrameRef, RecordingReader, ScanStop};
+pub use replayer::{ReplayState, ReplayStatus};
+pub use segment_writer::{SegmentGeometry, SegmentWriter, WriteMode};
+pub use view::{ArchiveView, RecordingView, SegmentInfo, VerifyReport};

@@ -1,0 +1,420 @@
+//! The recorder agent: one thread that owns the recording subscriptions and writes every image
+//! of them to its own recording.
+
+use crate::archive::Shared;
+use crate::config::FsyncPolicy;
+use crate::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
+use crate::error::{ArchiveError, Result};
+use crate::progress::RecordingProgress;
+use crate::segment_writer::{SegmentGeometry, SegmentWriter};
+use crate::time_index::TimeIndexWriter;
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tern_transport::{BackoffIdle, Client, Counter, Idle, Image, Subscription};
+
+/// Aeron's counter type id of an archive recording position; tools that list counters know it.
+pub const RECORDING_POSITION_TYPE_ID: i32 = 100;
+/// Where the publishers of a recorded stream are, relative to this archive's driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceLocation {
+    /// Elsewhere (or IPC): subscribe to the channel itself.
+    #[default]
+    Remote,
+    /// On this driver: spy on the local publications of a UDP channel (`aeron-spy:` prefix), so
+    /// recording does not take a network subscriber's place.
+    Local,
+}
+
+pub(crate) enum RecorderCommand {
+    Start {
+        subscription_id: i64,
+        channel: String,
+        stream_id: i32,
+        source: SourceLocation,
+        reply: Sender<Result<()>>,
+    },
+    Stop {
+        subscription_id: i64,
+        reply: Sender<Result<Vec<i64>>>,
+    },
+    Shutdown,
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn epoch_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+struct RecordingSession {
+    descriptor: RecordingDescriptor,
+    image: Image,
+    writer: SegmentWriter,
+    time_index: TimeIndexWriter,
+    progress: Arc<RecordingProgress>,
+    counter: Option<Counter>,
+    last_sync: Instant,
+}
+
+const MIN_BLOCK_SPACE: usize = 64 * 1024;
+
+impl RecordingSession {
+    /// Copy what the image has into the segments; write, and sync as the policy says.
+    fn do_work(&mut self, shared: &Shared, timestamp_ns: i64, now: Instant) -> Result<usize> {
+        let mut bytes = 0usize;
+        let budget = shared.config.write_buffer_length;
+        let mut failure = None;
+        while bytes < budget {
+            let mut space = self.writer.space();
+            if space < MIN_BLOCK_SPACE {
+                self.writer.flush()?;
+                space = self.writer.space();
+            }
+            let writer = &mut self.writer;
+            let time_index = &mut self.time_index;
+            let first = bytes == 0;
+            let consumed = self.image.block_poll(
+                |block, position| {
+                    if first {
+                        time_index.record(timestamp_ns, position);
+                    }
+                    if failure.is_none() {
+                        if let Err(error) = writer.append(block, position) {
+                            failure = Some(error);
+                        }
+                    }
+                },
+                space,
+            )?;
+            if let Some(error) = failure.take() {
+                return Err(error);
+            }
+            if consumed == 0 {
+                break;
+            }
+            bytes += consumed;
+        }
+        if bytes > 0 {
+            self.writer.flush()?;
+            self.time_index.flush()?;
+        }
+        let flushed = self.writer.flushed_position();
+        let durable = match shared.config.fsync {
+            FsyncPolicy::None => flushed,
+            FsyncPolicy::Always => {
+                if bytes > 0 {
+                    self.sync()?;
+                }
+                self.writer.synced_position()
+            }
+            FsyncPolicy::Interval(interval) => {
+                if self.writer.synced_position() < flushed && now.duration_since(self.last_sync) >= interval {
+                    self.sync()?;
+                    self.last_sync = now;
+                }
+                self.writer.synced_position()
+            }
+        };
+        if bytes > 0 || durable != self.progress.durable() {
+            self.progress.update(flushed, durable, self.writer.frames());
+            if let Some(counter) = &self.counter {
+                counter.set(flushed);
+            }
+        }
+        Ok(bytes)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.writer.sync()?;
+        self.time_index.sync()
+    }
+
+    /// Write and sync what is buffered and record the stop in the catalog.
+    fn finish(mut self, shared: &Shared, error: Option<&ArchiveError>) -> i64 {
+        let mut outcome = self.writer.flush().map(|_| ());
+        if outcome.is_ok() {
+            outcome = self.time_index.flush().and_then(|()| self.sync());
+        }
+        if let Err(flush_error) = &outcome {
+            tracing::error!(
+                "recording {}: final write failed: {flush_error}",
+                self.descriptor.recording_id
+            );
+        }
+        let stop = self.writer.flushed_position();
+        self.descriptor.stop_position = stop;
+        self.descriptor.stop_timestamp_ns = epoch_nanos();
+        let durable = if outcome.is_ok() { stop } else { self.writer.synced_position() };
+        self.progress.update(stop, durable, self.writer.frames());
+        if let Err(catalog_error) = shared.lock_catalog().update(&self.descriptor) {
+            // Left active in the catalog: the next start recovers the stop position by scanning.
+            tracing::error!(
+                "recording {}: could not record its stop at {stop}: {catalog_error}",
+                self.descriptor.recording_id
+            );
+        }
+        self.progress.stopped(stop);
+        match error {
+            Some(error) => tracing::error!(
+                "recording {} stopped at position {stop} after an error: {error}",
+                self.descriptor.recording_id
+            ),
+            None => tracing::info!("recording {} stopped at position {stop}", self.descriptor.recording_id),
+        }
+        stop
+    }
+}
+
+struct RecordingSubscription {
+    id: i64,
+    original_channel: String,
+    stripped_channel: String,
+    subscription: Subscription,
+    sessions: HashMap<i32, RecordingSession>,
+}
+
+pub(crate) struct Recorder {
+    shared: Arc<Shared>,
+    client: Client,
+    commands: Receiver<RecorderCommand>,
+    subscriptions: Vec<RecordingSubscription>,
+}
+
+impl Recorder {
+    pub(crate) fn new(shared: Arc<Shared>, commands: Receiver<RecorderCommand>) -> Result<Self> {
+        let client = Client::connect(&shared.config.aeron_dir)?;
+        Ok(Self {
+            shared,
+            client,
+            commands,
+            subscriptions: Vec::new(),
+        })
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut idle = BackoffIdle::new();
+        let mut next_image_scan = Instant::now();
+        loop {
+            let mut work = 0;
+            loop {
+                match self.commands.try_recv() {
+                    Ok(RecorderCommand::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        self.stop_all();
+                        return;
+                    }
+                    Ok(command) => {
+                        self.on_command(command);
+                        work += 1;
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                }
+            }
+            let now = Instant::now();
+            let timestamp_ns = epoch_nanos();
+            work += self.record(timestamp_ns, now);
+            if work == 0 || now >= next_image_scan {
+                work += self.scan_images(now);
+                next_image_scan = now + Duration::from_millis(5);
+            }
+            idle.idle(work);
+        }
+    }
+
+    fn on_command(&mut self, command: RecorderCommand) {
+        match command {
+            RecorderCommand::Start {
+                subscription_id,
+                channel,
+                stream_id,
+                source,
+                reply,
+            } => {
+                let result = self.start(subscription_id, channel, stream_id, source);
+                let _ = reply.send(result);
+            }
+            RecorderCommand::Stop { subscription_id, reply } => {
+                let result = match self.subscriptions.iter().position(|entry| entry.id == subscription_id) {
+                    Some(index) => {
+                        let entry = self.subscriptions.remove(index);
+                        Ok(self.stop_subscription(entry))
+                    }
+                    None => Err(ArchiveError::UnknownSubscription(subscription_id)),
+                };
+                let _ = reply.send(result);
+            }
+            RecorderCommand::Shutdown => {}
+        }
+    }
+
+    fn start(&mut self, id: i64, channel: String, stream_id: i32, source: SourceLocation) -> Result<()> {
+        let stripped = channel.strip_prefix("aeron-spy:").unwrap_or(&channel).to_string();
+        let subscribe_to = if source == SourceLocation::Local && stripped.starts_with("aeron:udp") {
+            format!("aeron-spy:{stripped}")
+        } else {
+            channel.clone()
+        };
+        let subscription = self.client.add_subscription(&subscribe_to, stream_id)?;
+        tracing::info!("recording subscription {id}: {subscribe_to} stream {stream_id}");
+        self.subscriptions.push(RecordingSubscription {
+            id,
+            original_channel: channel,
+            stripped_channel: stripped,
+            subscription,
+            sessions: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    fn record(&mut self, timestamp_ns: i64, now: Instant) -> usize {
+        let mut work = 0;
+        let shared = &self.shared;
+        for entry in &mut self.subscriptions {
+            let mut failed = Vec::new();
+            for (session_id, session) in entry.sessions.iter_mut() {
+                match session.do_work(shared, timestamp_ns, now) {
+                    Ok(bytes) => work += bytes,
+                    Err(error) => failed.push((*session_id, error)),
+                }
+            }
+            for (session_id, error) in failed {
+                if let Some(session) = entry.sessions.remove(&session_id) {
+                    session.finish(shared, Some(&error));
+                }
+            }
+        }
+        work
+    }
+
+    /// Start a recording for each new image; finish those whose image ended.
+    fn scan_images(&mut self, now: Instant) -> usize {
+        let mut work = 0;
+        let shared = self.shared.clone();
+        for index in 0..self.subscriptions.len() {
+            let images = self.subscriptions[index].subscription.images();
+            for image in images {
+                let session_id = image.info().session_id;
+                if self.subscriptions[index].sessions.contains_key(&session_id) || image.is_closed() {
+                    continue;
+                }
+                match self.open_session(index, image, now) {
+                    Ok(session) => {
+                        self.subscriptions[index].sessions.insert(session_id, session);
+                        work += 1;
+                    }
+                    Err(error) => tracing::error!("cannot record session {session_id}: {error}"),
+                }
+            }
+            let entry = &mut self.subscriptions[index];
+            let ended: Vec<i32> = entry
+                .sessions
+                .iter()
+                .filter(|(_, session)| session.image.is_closed() || session.image.is_end_of_stream())
+                .map(|(session_id, _)| *session_id)
+                .collect();
+            for session_id in ended {
+                if let Some(mut session) = entry.sessions.remove(&session_id) {
+                    let outcome = session.do_work(&shared, epoch_nanos(), now);
+                    session.finish(&shared, outcome.as_ref().err());
+                    work += 1;
+                }
+            }
+        }
+        work
+    }
+
+    fn open_session(&mut self, index: usize, image: Image, now: Instant) -> Result<RecordingSession> {
+        let entry = &self.subscriptions[index];
+        let info = image.info().clone();
+        let config = &self.shared.config;
+        let start_position = image.position();
+        let descriptor = RecordingDescriptor {
+            recording_id: 0,
+            state: RecordState::Valid,
+            start_timestamp_ns: epoch_nanos(),
+            stop_timestamp_ns: NULL_POSITION,
+            start_position,
+            stop_position: NULL_POSITION,
+            initial_term_id: info.initial_term_id,
+            segment_length: config.segment_length.max(info.term_length),
+            term_length: info.term_length,
+            mtu_length: info.mtu_length,
+            session_id: info.session_id,
+            stream_id: entry.subscription.stream_id(),
+            stripped_channel: entry.stripped_channel.clone(),
+            original_channel: entry.original_channel.clone(),
+            source_identity: info.source_identity.clone(),
+        };
+        descriptor.validate().map_err(ArchiveError::Invalid)?;
+        let descriptor = self.shared.lock_catalog().add(descriptor)?;
+        let recording_id = descriptor.recording_id;
+        let geometry = SegmentGeometry {
+            dir: config.dir.clone(),
+            recording_id,
+            start_position,
+            term_length: i64::from(descriptor.term_length),
+            segment_length: i64::from(descriptor.segment_length),
+        };
+        let writer = SegmentWriter::new(geometry, config.write_mode, config.preallocate, config.write_buffer_length)?;
+        let time_index = TimeIndexWriter::create(
+            &config.dir,
+            recording_id,
+            config.time_index_interval.as_nanos() as i64,
+        )?;
+        let progress = Arc::new(RecordingProgress::new(start_position));
+        self.shared.register_progress(recording_id, progress.clone());
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&recording_id.to_le_bytes());
+        key.extend_from_slice(&info.session_id.to_le_bytes());
+        let label = format!(
+            "rec-pos: {recording_id} {} {} {}",
+            info.session_id, descriptor.stream_id, descriptor.stripped_channel
+        );
+        let counter = match self.client.add_counter(RECORDING_POSITION_TYPE_ID, &key, &label) {
+            Ok(counter) => {
+                counter.set(start_position);
+                Some(counter)
+            }
+            Err(error) => {
+                tracing::warn!("recording {recording_id}: no position counter: {error}");
+                None
+            }
+        };
+        tracing::info!(
+            "recording {recording_id} started: session {} stream {} {} from position {start_position} ({})",
+            info.session_id,
+            descriptor.stream_id,
+            descriptor.stripped_channel,
+            if writer.is_direct() { "O_DIRECT" } else { "buffered" }
+        );
+        Ok(RecordingSession {
+            descriptor,
+            image,
+            writer,
+            time_index,
+            progress,
+            counter,
+            last_sync: now,
+        })
+    }
+
+    fn stop_subscription(&mut self, mut entry: RecordingSubscription) -> Vec<i64> {
+        let now = Instant::now();
+        let mut stopped = Vec::new();
+        for (_, mut session) in entry.sessions.drain() {
+            let outcome = session.do_work(&self.shared, epoch_nanos(), now);
+            stopped.push(session.descriptor.recording_id);
+            session.finish(&self.shared, outcome.as_ref().err());
+        }
+        stopped
+    }
+
+    fn stop_all(&mut self) {
+        for entry in std::mem::take(&mut self.subscriptions) {
+            self.stop_subscription(entry);
+        }
+    }
+}

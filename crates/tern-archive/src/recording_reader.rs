@@ -1,0 +1,260 @@
+//! Reads a recording's frames back from its segment files, checking each one.
+
+use crate::descriptor::RecordingDescriptor;
+use crate::error::{io_error, ArchiveError, Result};
+use crate::frame::{FrameExpectation, FrameHeader, FrameProblem};
+use crate::segment::{parse_segment_file_name, segment_base, segment_file_name};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const CHUNK: usize = 1 << 20;
+
+/// One checked frame, borrowed from the reader's buffer.
+#[derive(Debug)]
+pub struct FrameRef<'a> {
+    /// Stream position of the frame.
+    pub position: i64,
+    /// Its header (the session id field holds the checksum).
+    pub header: FrameHeader,
+    /// Header and payload (`frame_length` bytes; for padding only the header).
+    pub bytes: &'a [u8],
+    /// Distance to the next frame.
+    pub aligned_length: usize,
+}
+
+impl FrameRef<'_> {
+    /// The payload of a data frame (empty for padding).
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[crate::frame::HEADER_LENGTH..]
+    }
+}
+
+/// Where and why a scan stopped before the position it was asked to reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanStop {
+    /// Stream position of the frame that failed.
+    pub position: i64,
+    /// The segment file.
+    pub path: PathBuf,
+    /// Offset of the frame in the file.
+    pub file_offset: u64,
+    /// What is wrong.
+    pub problem: FrameProblem,
+}
+
+impl std::fmt::Display for ScanStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at offset {} (stream position {}): {}",
+            self.path.display(),
+            self.file_offset,
+            self.position,
+            self.problem
+        )
+    }
+}
+
+/// Reads the segments of one recording.
+pub struct RecordingReader {
+    dir: PathBuf,
+    recording_id: i64,
+    start_position: i64,
+    term_length: i64,
+    segment_length: i64,
+    expectation: FrameExpectation,
+    open: Option<(i64, File, PathBuf)>,
+    buffer: Vec<u8>,
+}
+
+impl RecordingReader {
+    /// A reader of `descriptor`'s segments in `dir`.
+    pub fn new(dir: &Path, descriptor: &RecordingDescriptor) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            recording_id: descriptor.recording_id,
+            start_position: descriptor.start_position,
+            term_length: i64::from(descriptor.term_length),
+            segment_length: i64::from(descriptor.segment_length),
+            expectation: FrameExpectation {
+                initial_term_id: descriptor.initial_term_id,
+                term_length: descriptor.term_length,
+                stream_id: descriptor.stream_id,
+            },
+            open: None,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// What frames of this recording must look like.
+    pub fn expectation(&self) -> FrameExpectation {
+        self.expectation
+    }
+
+    /// The base position of the segment holding `position`.
+    pub fn segment_base(&self, position: i64) -> i64 {
+        segment_base(self.start_position, position, self.term_length, self.segment_length)
+    }
+
+    /// The segment file holding `position`.
+    pub fn segment_path(&self, position: i64) -> PathBuf {
+        self.dir
+            .join(segment_file_name(self.recording_id, self.segment_base(position)))
+    }
+
+    /// Read bytes from `position` into `buffer`, at most to the end of its segment. Returns the
+    /// number of bytes read (fewer than asked at the end of a file).
+    ///
+    /// # Errors
+    /// The segment file is missing or unreadable.
+    pub fn read_at(&mut self, position: i64, buffer: &mut [u8]) -> Result<usize> {
+        let base = self.segment_base(position);
+        if self.open.as_ref().map(|(open_base, _, _)| *open_base) != Some(base) {
+            let path = self.dir.join(segment_file_name(self.recording_id, base));
+            let file = File::open(&path).map_err(io_error(&path, "open segment"))?;
+            self.open = Some((base, file, path));
+        }
+        let (_, file, path) = self.open.as_ref().expect("opened above");
+        let limit = ((base + self.segment_length - position) as usize).min(buffer.len());
+        let mut done = 0;
+        while done < limit {
+            let read = file
+                .read_at(&mut buffer[done..limit], (position - base) as u64 + done as u64)
+                .map_err(io_error(path, "read segment"))?;
+            if read == 0 {
+                break;
+            }
+            done += read;
+        }
+        Ok(done)
+    }
+
+    /// Visit every frame from `from` (a frame start) up to `to`, checking each. Stops early when
+    /// `visit` returns false. Returns the position reached, and why the scan stopped short of `to`
+    /// if it did (a frame failed its checks, or nothing was written there).
+    ///
+    /// # Errors
+    /// A segment file is missing or unreadable.
+    pub fn scan(
+        &mut self,
+        from: i64,
+        to: i64,
+        mut visit: impl FnMut(&FrameRef<'_>) -> bool,
+    ) -> Result<(i64, Option<ScanStop>)> {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.resize(CHUNK, 0);
+        let result = self.scan_with(&mut buffer, from, to, &mut visit);
+        self.buffer = buffer;
+        result
+    }
+
+    fn scan_with(
+        &mut self,
+        buffer: &mut [u8],
+        from: i64,
+        to: i64,
+        visit: &mut impl FnMut(&FrameRef<'_>) -> bool,
+    ) -> Result<(i64, Option<ScanStop>)> {
+        let mut position = from;
+        while position < to {
+            let wanted = ((to - position) as usize).min(buffer.len());
+            let read = self.read_at(position, &mut buffer[..wanted])?;
+            let chunk = &buffer[..read];
+            let mut offset = 0;
+            while offset < chunk.len() {
+                match self.expectation.check(&chunk[offset..], position) {
+                    Ok((header, aligned)) => {
+                        if position + aligned as i64 > to {
+                            return Ok((position, Some(self.stop(position, FrameProblem::Truncated))));
+                        }
+                        let covered = if header.is_padding() {
+                            crate::frame::HEADER_LENGTH
+                        } else {
+                            header.frame_length as usize
+                        };
+                        let frame = FrameRef {
+                            position,
+                            header,
+                            bytes: &chunk[offset..offset + covered],
+                            aligned_length: aligned,
+                        };
+                        if !visit(&frame) {
+                            return Ok((position + aligned as i64, None));
+                        }
+                        position += aligned as i64;
+                        offset += aligned;
+                    }
+                    // A frame cut by the end of this chunk: read again from its start.
+                    Err(FrameProblem::Truncated) if offset > 0 => break,
+                    Err(problem) => return Ok((position, Some(self.stop(position, problem)))),
+                }
+            }
+            if read == 0 {
+                return Ok((position, Some(self.stop(position, FrameProblem::Truncated))));
+            }
+        }
+        Ok((position, None))
+    }
+
+    fn stop(&self, position: i64, problem: FrameProblem) -> ScanStop {
+        let base = self.segment_base(position);
+        ScanStop {
+            position,
+            path: self.dir.join(segment_file_name(self.recording_id, base)),
+            file_offset: (position - base) as u64,
+            problem,
+        }
+    }
+}
+
+/// The segment files in `dir`, by recording id, each a sorted list of base positions.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub fn list_segments(dir: &Path) -> Result<BTreeMap<i64, Vec<i64>>> {
+    let mut segments: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list archive directory"))? {
+        let entry = entry.map_err(io_error(dir, "list archive directory"))?;
+        if let Some((id, base)) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+            segments.entry(id).or_default().push(base);
+        }
+    }
+    for bases in segments.values_mut() {
+        bases.sort_unstable();
+    }
+    Ok(segments)
+}
+
+/// Find where an interrupted recording's data ends: the end of its last valid frame, scanning
+/// from the start of the last segment that begins with a valid frame. Returns the stop position
+/// and, if the data ended with a damaged frame rather than clean zeroes, what was found there.
+///
+/// # Errors
+/// A segment file is unreadable.
+pub fn find_end(dir: &Path, descriptor: &RecordingDescriptor, bases: &[i64]) -> Result<(i64, Option<ScanStop>)> {
+    let mut reader = RecordingReader::new(dir, descriptor);
+    for base in bases.iter().rev() {
+        let from = (*base).max(descriptor.start_position);
+        let to = *base + i64::from(descriptor.segment_length);
+        if from >= to {
+            continue;
+        }
+        let (end, stop) = reader.scan(from, to, |_| true)?;
+        if end > from || from == descriptor.start_position {
+            let damaged = stop.filter(|stop| stop.problem != FrameProblem::Empty);
+            return Ok((end, damaged));
+        }
+    }
+    Ok((descriptor.start_position, None))
+}
+
+/// The error for a position that is not the start of a frame of the recording.
+pub fn bad_position(recording_id: i64, position: i64, reason: impl Into<String>) -> ArchiveError {
+    ArchiveError::BadPosition {
+        recording_id,
+        position,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,385 @@
+//! The replayer agent: one thread that sends recordings back out on replay publications,
+//! frame by frame as they were recorded, so stream positions are the recorded ones.
+
+use crate::archive::Shared;
+use crate::descriptor::RecordingDescriptor;
+use crate::error::Result;
+use crate::frame::{FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, STREAM_ID_OFFSET};
+use crate::progress::RecordingProgress;
+use crate::recording_reader::RecordingReader;
+use crate::segment::AlignedBuffer;
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tern_transport::{BackoffIdle, Client, ExclusivePublication, Idle};
+
+/// Where a replay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayState {
+    /// Waiting for a subscriber on the replay channel.
+    Connecting,
+    /// Sending.
+    Replaying,
+    /// Reached its end.
+    Done,
+    /// Stopped by request.
+    Stopped,
+    /// Failed; see [`ReplayStatus::error`].
+    Failed,
+}
+
+/// The shared view of a replay's progress.
+#[derive(Debug)]
+pub struct ReplayStatus {
+    state: AtomicU8,
+    position: AtomicI64,
+    error: Mutex<Option<String>>,
+}
+
+impl ReplayStatus {
+    pub(crate) fn new_at(position: i64) -> Self {
+        Self {
+            state: AtomicU8::new(0),
+            position: AtomicI64::new(position),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// The state.
+    pub fn state(&self) -> ReplayState {
+        match self.state.load(Ordering::Acquire) {
+            0 => ReplayState::Connecting,
+            1 => ReplayState::Replaying,
+            2 => ReplayState::Done,
+            3 => ReplayState::Stopped,
+            _ => ReplayState::Failed,
+        }
+    }
+
+    /// Whether the replay has ended, one way or another.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self.state(), ReplayState::Connecting | ReplayState::Replaying)
+    }
+
+    /// The position sent so far.
+    pub fn position(&self) -> i64 {
+        self.position.load(Ordering::Acquire)
+    }
+
+    /// Why the replay failed.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().map(|error| error.clone()).unwrap_or(None)
+    }
+
+    fn set_state(&self, state: ReplayState) {
+        let value = match state {
+            ReplayState::Connecting => 0,
+            ReplayState::Replaying => 1,
+            ReplayState::Done => 2,
+            ReplayState::Stopped => 3,
+            ReplayState::Failed => 4,
+        };
+        self.state.store(value, Ordering::Release);
+    }
+
+    fn fail(&self, message: String) {
+        if let Ok(mut error) = self.error.lock() {
+            *error = Some(message);
+        }
+        self.set_state(ReplayState::Failed);
+    }
+}
+
+/// Where a replay ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplayEnd {
+    /// At this position (not past the recording's stop).
+    At(i64),
+    /// Follow the recording as it grows, until it stops (or this limit, if any).
+    Follow(Option<i64>),
+}
+
+pub(crate) struct ReplayPlan {
+    pub replay_id: i64,
+    pub descriptor: RecordingDescriptor,
+    pub position: i64,
+    pub end: ReplayEnd,
+    pub channel: String,
+    pub stream_id: i32,
+    pub session_id: i32,
+    pub progress: Option<Arc<RecordingProgress>>,
+    pub status: Arc<ReplayStatus>,
+}
+
+pub(crate) enum ReplayerCommand {
+    Start { plan: Box<ReplayPlan>, reply: Sender<Result<()>> },
+    Stop { replay_id: i64 },
+    Shutdown,
+}
+
+/// The channel of a replay: the requested one with the recording's term geometry and the replay's
+/// session id, so the replay publication starts at the recorded position.
+pub(crate) fn replay_channel(channel: &str, descriptor: &RecordingDescriptor, position: i64, session_id: i32) -> String {
+    let (term_id, term_offset) = crate::frame::term_of(position, descriptor.initial_term_id, descriptor.term_length);
+    let separator = if channel.contains('?') { '|' } else { '?' };
+    format!(
+        "{channel}{separator}init-term-id={}|term-id={term_id}|term-offset={term_offset}|term-length={}|mtu={}|session-id={session_id}",
+        descriptor.initial_term_id, descriptor.term_length, descriptor.mtu_length
+    )
+}
+
+struct ReplaySession {
+    plan: ReplayPlan,
+    reader: RecordingReader,
+    publication: ExclusivePublication,
+    position: i64,
+    deadline: Instant,
+    buffer: AlignedBuffer,
+    /// A prepared block waiting to be offered: its length in `buffer`.
+    pending: usize,
+}
+
+enum Step {
+    Worked(usize),
+    Idle,
+    Finished(ReplayState),
+}
+
+impl ReplaySession {
+    fn end_now(&self) -> (i64, bool) {
+        let stop = match &self.plan.progress {
+            Some(progress) if progress.stop_position() < 0 => None,
+            Some(progress) => Some(progress.stop_position()),
+            None => Some(self.plan.descriptor.stop_position),
+        };
+        let available = match (&self.plan.progress, stop) {
+            (_, Some(stop)) => stop,
+            (Some(progress), None) => progress.recorded(),
+            (None, None) => self.plan.descriptor.start_position,
+        };
+        match self.plan.end {
+            ReplayEnd::At(limit) => (limit.min(available), true),
+            ReplayEnd::Follow(limit) => {
+                let limit = limit.unwrap_or(i64::MAX);
+                let end = limit.min(available);
+                (end, stop.is_some() || end == limit)
+            }
+        }
+    }
+
+    fn do_work(&mut self, shared: &Shared) -> Step {
+        if self.plan.status.state() == ReplayState::Connecting {
+            if self.publication.is_connected() {
+                self.plan.status.set_state(ReplayState::Replaying);
+            } else if Instant::now() > self.deadline {
+                self.plan.status.fail(format!(
+                    "no subscriber connected to {} stream {} within {:?}",
+                    self.plan.channel, self.plan.stream_id, shared.config.replay_connect_timeout
+                ));
+                return Step::Finished(ReplayState::Failed);
+            } else {
+                return Step::Idle;
+            }
+        }
+        if self.pending == 0 {
+            let (end, final_end) = self.end_now();
+            if self.position >= end {
+                return if final_end {
+                    Step::Finished(ReplayState::Done)
+                } else {
+                    Step::Idle
+                };
+            }
+            match self.prepare(end, shared.config.replay_block_length) {
+                Ok(PrepareOutcome::Block(length)) => self.pending = length,
+                Ok(PrepareOutcome::Padding(length)) => {
+                    return match self.publication.append_padding(length) {
+                        Ok(_) => {
+                            self.advance(length + HEADER_LENGTH);
+                            Step::Worked(1)
+                        }
+                        Err(error) if error.is_retryable() => Step::Idle,
+                        Err(error) => self.fail(format!("append padding: {error}")),
+                    };
+                }
+                Err(message) => return self.fail(message),
+            }
+        }
+        let block = &self.buffer.as_slice()[..self.pending];
+        match self.publication.offer_block(block) {
+            Ok(_) => {
+                let length = self.pending;
+                self.pending = 0;
+                self.advance(length);
+                Step::Worked(length)
+            }
+            Err(error) if error.is_retryable() => Step::Idle,
+            Err(error) => self.fail(format!("offer block at position {}: {error}", self.position)),
+        }
+    }
+
+    fn advance(&mut self, length: usize) {
+        let aligned = crate::frame::align_frame(length) as i64;
+        self.position += aligned;
+        self.plan.status.position.store(self.position, Ordering::Release);
+    }
+
+    fn fail(&mut self, message: String) -> Step {
+        let message = format!("replay {} of recording {}: {message}", self.plan.replay_id, self.plan.descriptor.recording_id);
+        tracing::error!("{message}");
+        self.plan.status.fail(message);
+        Step::Finished(ReplayState::Failed)
+    }
+
+    /// Read frames from the position into the buffer, check them and rewrite their session and
+    /// stream ids; stop before a padding frame, at the end of the term or at `end`.
+    fn prepare(&mut self, end: i64, block_length: usize) -> Result<PrepareOutcome, String> {
+        let descriptor = &self.plan.descriptor;
+        let term_length = i64::from(descriptor.term_length);
+        let term_remaining = term_length - (self.position & (term_length - 1));
+        let wanted = (end - self.position).min(term_remaining).min(block_length as i64) as usize;
+        let buffer = self.buffer.as_mut_slice();
+        let read = self
+            .reader
+            .read_at(self.position, &mut buffer[..wanted])
+            .map_err(|error| error.to_string())?;
+        let expectation = self.reader.expectation();
+        let mut offset = 0;
+        while offset < read {
+            match expectation.check(&buffer[offset..read], self.position + offset as i64) {
+                Ok((header, aligned)) => {
+                    if header.is_padding() {
+                        if offset == 0 {
+                            return Ok(PrepareOutcome::Padding(header.frame_length as usize - HEADER_LENGTH));
+                        }
+                        break;
+                    }
+                    if offset + aligned > read {
+                        break;
+                    }
+                    buffer[offset + SESSION_ID_OFFSET..offset + SESSION_ID_OFFSET + 4]
+                        .copy_from_slice(&self.plan.session_id.to_le_bytes());
+                    buffer[offset + STREAM_ID_OFFSET..offset + STREAM_ID_OFFSET + 4]
+                        .copy_from_slice(&self.plan.stream_id.to_le_bytes());
+                    offset += aligned;
+                }
+                Err(FrameProblem::Truncated) if offset > 0 => break,
+                Err(problem) => {
+                    let path = self.reader.segment_path(self.position + offset as i64);
+                    let base = self.reader.segment_base(self.position + offset as i64);
+                    return Err(format!(
+                        "{} at offset {} (position {}): {problem}",
+                        path.display(),
+                        self.position + offset as i64 - base,
+                        self.position + offset as i64
+                    ));
+                }
+            }
+        }
+        if offset == 0 {
+            let header = FrameHeader::decode(&buffer[..HEADER_LENGTH]);
+            return Err(format!(
+                "frame at position {} ({} bytes) does not fit the {wanted} bytes available",
+                self.position, header.frame_length
+            ));
+        }
+        Ok(PrepareOutcome::Block(offset))
+    }
+}
+
+enum PrepareOutcome {
+    Block(usize),
+    Padding(usize),
+}
+
+pub(crate) struct Replayer {
+    shared: Arc<Shared>,
+    client: Client,
+    commands: Receiver<ReplayerCommand>,
+    sessions: Vec<ReplaySession>,
+}
+
+impl Replayer {
+    pub(crate) fn new(shared: Arc<Shared>, commands: Receiver<ReplayerCommand>) -> Result<Self> {
+        let client = Client::connect(&shared.config.aeron_dir)?;
+        Ok(Self {
+            shared,
+            client,
+            commands,
+            sessions: Vec::new(),
+        })
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut idle = BackoffIdle::new();
+        loop {
+            let mut work = 0;
+            loop {
+                match self.commands.try_recv() {
+                    Ok(ReplayerCommand::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        for session in self.sessions.drain(..) {
+                            session.plan.status.set_state(ReplayState::Stopped);
+                        }
+                        return;
+                    }
+                    Ok(ReplayerCommand::Start { plan, reply }) => {
+                        let result = self.start(*plan);
+                        let _ = reply.send(result);
+                        work += 1;
+                    }
+                    Ok(ReplayerCommand::Stop { replay_id }) => {
+                        if let Some(index) = self.sessions.iter().position(|s| s.plan.replay_id == replay_id) {
+                            let session = self.sessions.remove(index);
+                            session.plan.status.set_state(ReplayState::Stopped);
+                        }
+                        work += 1;
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                }
+            }
+            let shared = self.shared.clone();
+            let mut index = 0;
+            while index < self.sessions.len() {
+                match self.sessions[index].do_work(&shared) {
+                    Step::Worked(amount) => {
+                        work += amount;
+                        index += 1;
+                    }
+                    Step::Idle => index += 1,
+                    Step::Finished(state) => {
+                        let session = self.sessions.remove(index);
+                        if state != ReplayState::Failed {
+                            session.plan.status.set_state(state);
+                        }
+                        work += 1;
+                    }
+                }
+            }
+            idle.idle(work);
+        }
+    }
+
+    fn start(&mut self, plan: ReplayPlan) -> Result<()> {
+        let channel = replay_channel(&plan.channel, &plan.descriptor, plan.position, plan.session_id);
+        let publication = self.client.add_exclusive_publication(&channel, plan.stream_id)?;
+        let reader = RecordingReader::new(&self.shared.config.dir, &plan.descriptor);
+        tracing::info!(
+            "replay {} of recording {} from {} on {channel} stream {}",
+            plan.replay_id,
+            plan.descriptor.recording_id,
+            plan.position,
+            plan.stream_id
+        );
+        self.sessions.push(ReplaySession {
+            position: plan.position,
+            deadline: Instant::now() + self.shared.config.replay_connect_timeout,
+            buffer: AlignedBuffer::new(self.shared.config.replay_block_length),
+            pending: 0,
+            reader,
+            publication,
+            plan,
+        });
+        Ok(())
+    }
+}

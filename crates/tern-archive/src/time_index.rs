@@ -1,0 +1,177 @@
+//! The time index of a recording: sparse (capture time, position) pairs, appended as the
+//! recording grows, so a reader finds the position of a point in time by binary search.
+//!
+//! File `<recordingId>.tix`: a 32-byte header (magic `TERNTIX\0`, version u32, entry length u32,
+//! recording id i64, reserved) then 16-byte entries {timestamp_ns i64, position i64}, both
+//! non-decreasing. See `docs/formats.md`.
+
+use crate::error::{io_error, ArchiveError, Result};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"TERNTIX\0";
+const VERSION: u32 = 1;
+/// Length of the file header.
+pub const HEADER_LENGTH: usize = 32;
+/// Length of one entry.
+pub const ENTRY_LENGTH: usize = 16;
+
+/// The time index file name of a recording.
+pub fn time_index_file_name(recording_id: i64) -> String {
+    format!("{recording_id}.tix")
+}
+
+/// One entry: frames captured at `timestamp_ns` (epoch nanoseconds) start at `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub timestamp_ns: i64,
+    /// Stream position of the first frame captured then.
+    pub position: i64,
+}
+
+/// Appends entries for a recording being written.
+pub struct TimeIndexWriter {
+    path: PathBuf,
+    file: File,
+    pending: Vec<u8>,
+    interval_ns: i64,
+    last_timestamp_ns: i64,
+}
+
+fn header(recording_id: i64) -> [u8; HEADER_LENGTH] {
+    let mut header = [0u8; HEADER_LENGTH];
+    header[0..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(ENTRY_LENGTH as u32).to_le_bytes());
+    header[16..24].copy_from_slice(&recording_id.to_le_bytes());
+    header
+}
+
+impl TimeIndexWriter {
+    /// Create the index of `recording_id` in `dir`; entries closer than `interval_ns` to the last
+    /// one are skipped.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn create(dir: &Path, recording_id: i64, interval_ns: i64) -> Result<Self> {
+        let path = dir.join(time_index_file_name(recording_id));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_error(&path, "create time index"))?;
+        file.write_all(&header(recording_id))
+            .map_err(io_error(&path, "write time index"))?;
+        Ok(Self {
+            path,
+            file,
+            pending: Vec::with_capacity(4096),
+            interval_ns,
+            last_timestamp_ns: i64::MIN,
+        })
+    }
+
+    /// Note that frames starting at `position` were captured at `timestamp_ns`.
+    pub fn record(&mut self, timestamp_ns: i64, position: i64) {
+        if self.last_timestamp_ns != i64::MIN && timestamp_ns - self.last_timestamp_ns < self.interval_ns {
+            return;
+        }
+        let timestamp_ns = timestamp_ns.max(self.last_timestamp_ns);
+        self.last_timestamp_ns = timestamp_ns;
+        self.pending.extend_from_slice(&timestamp_ns.to_le_bytes());
+        self.pending.extend_from_slice(&position.to_le_bytes());
+    }
+
+    /// Write the entries noted so far. Call after the frames they point to are written.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.pending)
+            .map_err(io_error(&self.path, "write time index"))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Sync the index to the device.
+    ///
+    /// # Errors
+    /// `fdatasync` failed.
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(io_error(&self.path, "sync time index"))
+    }
+}
+
+/// Read the whole time index of a recording. Entries at or past `stop_position` (written before
+/// a crash for frames that did not survive) and a torn last entry are left out.
+///
+/// # Errors
+/// The file is missing, unreadable or not a time index.
+pub fn read_time_index(dir: &Path, recording_id: i64, stop_position: i64) -> Result<Vec<TimeEntry>> {
+    let path = dir.join(time_index_file_name(recording_id));
+    let bytes = std::fs::read(&path).map_err(io_error(&path, "read time index"))?;
+    if bytes.len() < HEADER_LENGTH || &bytes[0..8] != MAGIC {
+        return Err(ArchiveError::Corrupt {
+            path,
+            offset: 0,
+            reason: "not a tern time index".into(),
+        });
+    }
+    let mut entries = Vec::with_capacity((bytes.len() - HEADER_LENGTH) / ENTRY_LENGTH);
+    for (index, chunk) in bytes[HEADER_LENGTH..].chunks_exact(ENTRY_LENGTH).enumerate() {
+        let entry = TimeEntry {
+            timestamp_ns: i64::from_le_bytes(chunk[0..8].try_into().expect("8 bytes")),
+            position: i64::from_le_bytes(chunk[8..16].try_into().expect("8 bytes")),
+        };
+        if entry.position >= stop_position {
+            break;
+        }
+        if let Some(last) = entries.last() {
+            let last: &TimeEntry = last;
+            if entry.position < last.position || entry.timestamp_ns < last.timestamp_ns {
+                return Err(ArchiveError::Corrupt {
+                    path,
+                    offset: (HEADER_LENGTH + index * ENTRY_LENGTH) as u64,
+                    reason: "time index entries go backwards".into(),
+                });
+            }
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_closer_than_the_interval_are_skipped_and_stale_ones_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut writer = TimeIndexWriter::create(dir.path(), 4, 1000).expect("create");
+        writer.record(10_000, 0);
+        writer.record(10_500, 64);
+        writer.record(11_000, 128);
+        writer.record(13_000, 4096);
+        writer.flush().expect("flush");
+        let path = dir.path().join(time_index_file_name(4));
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes.extend_from_slice(&[1, 2, 3]);
+        std::fs::write(&path, bytes).expect("torn tail");
+        let entries = read_time_index(dir.path(), 4, 4096).expect("read");
+        assert_eq!(
+            entries,
+            vec![
+                TimeEntry { timestamp_ns: 10_000, position: 0 },
+                TimeEntry { timestamp_ns: 11_000, position: 128 }
+            ]
+        );
+    }
+}
