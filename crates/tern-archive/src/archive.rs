@@ -32,7 +32,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn lock_catalog(&self) -> MutexGuard<'_, Catalog> {
-        self.catalog.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.catalog
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn register_progress(&self, recording_id: i64, progress: Arc<RecordingProgress>) {
@@ -125,7 +127,8 @@ fn lock_directory(dir: &Path) -> Result<File> {
             holder: holder.trim().to_string(),
         });
     }
-    file.set_len(0).map_err(io_error(&path, "write lock file"))?;
+    file.set_len(0)
+        .map_err(io_error(&path, "write lock file"))?;
     writeln!(file, "pid {}", std::process::id()).map_err(io_error(&path, "write lock file"))?;
     Ok(file)
 }
@@ -133,20 +136,28 @@ fn lock_directory(dir: &Path) -> Result<File> {
 /// Give every interrupted recording of the catalog its stop position: the end of its last valid
 /// frame. Returns the ids recovered and what damage was found at their ends.
 fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<String>)>> {
-    let interrupted: Vec<RecordingDescriptor> = catalog.recordings().filter(|d| d.is_active()).cloned().collect();
+    let interrupted: Vec<RecordingDescriptor> = catalog
+        .recordings()
+        .filter(|d| d.is_active())
+        .cloned()
+        .collect();
     if interrupted.is_empty() {
         return Ok(Vec::new());
     }
     let segments = list_segments(dir)?;
     let mut recovered = Vec::new();
     for mut descriptor in interrupted {
-        let bases = segments.get(&descriptor.recording_id).map(Vec::as_slice).unwrap_or(&[]);
+        let bases = segments
+            .get(&descriptor.recording_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let (stop, damage) = find_end(dir, &descriptor, bases)?;
         descriptor.stop_position = stop;
-        descriptor.stop_timestamp_ns = crate::time_index::read_time_index(dir, descriptor.recording_id, stop)
-            .ok()
-            .and_then(|entries| entries.last().map(|entry| entry.timestamp_ns))
-            .unwrap_or(descriptor.start_timestamp_ns);
+        descriptor.stop_timestamp_ns =
+            crate::time_index::read_time_index(dir, descriptor.recording_id, stop)
+                .ok()
+                .and_then(|entries| entries.last().map(|entry| entry.timestamp_ns))
+                .unwrap_or(descriptor.start_timestamp_ns);
         catalog.update(&descriptor)?;
         let damage = damage.map(|stop| stop.to_string());
         match &damage {
@@ -154,7 +165,10 @@ fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<St
                 "recording {} recovered: stops at {stop}; the data after it is damaged: {damage}",
                 descriptor.recording_id
             ),
-            None => tracing::info!("recording {} recovered: stops at {stop}", descriptor.recording_id),
+            None => tracing::info!(
+                "recording {} recovered: stops at {stop}",
+                descriptor.recording_id
+            ),
         }
         recovered.push((descriptor.recording_id, stop, damage));
     }
@@ -195,7 +209,8 @@ impl Archive {
     /// driver.
     pub fn launch(config: ArchiveConfig) -> Result<Self> {
         config.validate().map_err(ArchiveError::Invalid)?;
-        std::fs::create_dir_all(&config.dir).map_err(io_error(&config.dir, "create archive directory"))?;
+        std::fs::create_dir_all(&config.dir)
+            .map_err(io_error(&config.dir, "create archive directory"))?;
         let lock = lock_directory(&config.dir)?;
         let mut catalog = Catalog::open(&config.dir, true)?;
         recover(&config.dir, &mut catalog)?;
@@ -250,7 +265,12 @@ impl Archive {
     ///
     /// # Errors
     /// The channel is invalid, or the archive is not running.
-    pub fn start_recording(&self, channel: &str, stream_id: i32, source: SourceLocation) -> Result<i64> {
+    pub fn start_recording(
+        &self,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+    ) -> Result<i64> {
         let subscription_id = self.next_id();
         let (reply, wait) = mpsc::channel();
         self.recorder
@@ -284,7 +304,10 @@ impl Archive {
     pub fn stop_recording(&self, subscription_id: i64) -> Result<Vec<i64>> {
         let (reply, wait) = mpsc::channel();
         self.recorder
-            .send(RecorderCommand::Stop { subscription_id, reply })
+            .send(RecorderCommand::Stop {
+                subscription_id,
+                reply,
+            })
             .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
         let stopped = wait
             .recv_timeout(REPLY_TIMEOUT)
@@ -294,7 +317,9 @@ impl Archive {
     }
 
     fn lock_subscriptions(&self) -> MutexGuard<'_, BTreeMap<i64, RecordingSubscriptionInfo>> {
-        self.subscriptions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The recording subscriptions in force.
@@ -322,7 +347,10 @@ impl Archive {
     /// Every readable recording, with live positions.
     pub fn recordings(&self) -> Vec<RecordingInfo> {
         let catalog = self.shared.lock_catalog();
-        catalog.recordings().map(|descriptor| self.info(descriptor)).collect()
+        catalog
+            .recordings()
+            .map(|descriptor| self.info(descriptor))
+            .collect()
     }
 
     /// One recording, with live positions.
@@ -360,7 +388,9 @@ impl Archive {
         check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;
         if let Some(length) = request.length {
             if length < 0 {
-                return Err(ArchiveError::Invalid(format!("replay length {length} is negative")));
+                return Err(ArchiveError::Invalid(format!(
+                    "replay length {length} is negative"
+                )));
             }
         }
         let limit = request.length.map(|length| position.saturating_add(length));
@@ -370,7 +400,9 @@ impl Archive {
             ReplayEnd::At(limit.unwrap_or(end).min(end))
         };
         let sequence = self.next_id();
-        let session_id = (crate::recorder::epoch_nanos() as i32 ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32)) | 1;
+        let session_id = (crate::recorder::epoch_nanos() as i32
+            ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32))
+            | 1;
         let replay_id = (sequence << 32) | i64::from(session_id as u32);
         let status = Arc::new(ReplayStatus::new_at(position));
         let plan = ReplayPlan {
@@ -448,26 +480,46 @@ impl Drop for Archive {
 ///
 /// # Errors
 /// [`ArchiveError::BadPosition`] saying why not.
-pub fn check_replay_position(dir: &Path, descriptor: &RecordingDescriptor, position: i64, end: i64) -> Result<()> {
+pub fn check_replay_position(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+    end: i64,
+) -> Result<()> {
     let recording_id = descriptor.recording_id;
     if position < descriptor.start_position {
         return Err(bad_position(
             recording_id,
             position,
-            format!("before the recording's start position {}", descriptor.start_position),
+            format!(
+                "before the recording's start position {}",
+                descriptor.start_position
+            ),
         ));
     }
     if position > end {
-        return Err(bad_position(recording_id, position, format!("past the recording's end position {end}")));
+        return Err(bad_position(
+            recording_id,
+            position,
+            format!("past the recording's end position {end}"),
+        ));
     }
     if position % crate::frame::FRAME_ALIGNMENT as i64 != 0 {
-        return Err(bad_position(recording_id, position, "not frame aligned (a multiple of 32)"));
+        return Err(bad_position(
+            recording_id,
+            position,
+            "not frame aligned (a multiple of 32)",
+        ));
     }
     if position < end {
         let mut reader = RecordingReader::new(dir, descriptor);
         let (_, stop) = reader.scan(position, end, |_| false)?;
         if let Some(stop) = stop {
-            return Err(bad_position(recording_id, position, format!("not the start of a frame: {stop}")));
+            return Err(bad_position(
+                recording_id,
+                position,
+                format!("not the start of a frame: {stop}"),
+            ));
         }
     }
     Ok(())

@@ -59,13 +59,20 @@ fn check_header(path: &Path, header: &[u8]) -> Result<()> {
     if header.len() < HEADER_LENGTH {
         return Err(corrupt(
             header.len() as u64,
-            format!("catalog header truncated: {} of {HEADER_LENGTH} bytes", header.len()),
+            format!(
+                "catalog header truncated: {} of {HEADER_LENGTH} bytes",
+                header.len()
+            ),
         ));
     }
     if &header[0..8] != MAGIC {
         return Err(corrupt(0, "not a tern catalog (bad magic)".into()));
     }
-    let stored = u32::from_le_bytes(header[HEADER_LENGTH - 4..HEADER_LENGTH].try_into().expect("4 bytes"));
+    let stored = u32::from_le_bytes(
+        header[HEADER_LENGTH - 4..HEADER_LENGTH]
+            .try_into()
+            .expect("4 bytes"),
+    );
     let computed = crc32c::crc32c(&header[..HEADER_LENGTH - 4]);
     if stored != computed {
         return Err(corrupt(
@@ -75,11 +82,17 @@ fn check_header(path: &Path, header: &[u8]) -> Result<()> {
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
-        return Err(corrupt(8, format!("catalog version {version}; this tern reads version {VERSION}")));
+        return Err(corrupt(
+            8,
+            format!("catalog version {version}; this tern reads version {VERSION}"),
+        ));
     }
     let record_length = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
     if record_length as usize != RECORD_LENGTH {
-        return Err(corrupt(16, format!("record length {record_length}, expected {RECORD_LENGTH}")));
+        return Err(corrupt(
+            16,
+            format!("record length {record_length}, expected {RECORD_LENGTH}"),
+        ));
     }
     Ok(())
 }
@@ -133,11 +146,16 @@ impl Catalog {
             let end = (offset + RECORD_LENGTH).min(bytes.len());
             let record = &bytes[offset..end];
             let entry = match RecordingDescriptor::decode(record) {
-                Ok(descriptor) if descriptor.recording_id == recording_id => CatalogEntry::Recording(descriptor),
+                Ok(descriptor) if descriptor.recording_id == recording_id => {
+                    CatalogEntry::Recording(descriptor)
+                }
                 Ok(descriptor) => CatalogEntry::Damaged {
                     recording_id,
                     offset: offset as u64,
-                    reason: format!("record holds recording id {} in slot {recording_id}", descriptor.recording_id),
+                    reason: format!(
+                        "record holds recording id {} in slot {recording_id}",
+                        descriptor.recording_id
+                    ),
                 },
                 Err(reason) => CatalogEntry::Damaged {
                     recording_id,
@@ -179,13 +197,16 @@ impl Catalog {
     /// # Errors
     /// The id is unknown, or its record is damaged.
     pub fn get(&self, recording_id: i64) -> Result<&RecordingDescriptor> {
-        let slot = usize::try_from(recording_id).map_err(|_| ArchiveError::UnknownRecording(recording_id))?;
+        let slot = usize::try_from(recording_id)
+            .map_err(|_| ArchiveError::UnknownRecording(recording_id))?;
         match self.entries.get(slot) {
             Some(CatalogEntry::Recording(descriptor)) => Ok(descriptor),
-            Some(CatalogEntry::Damaged { offset, reason, .. }) => Err(ArchiveError::DamagedRecording {
-                recording_id,
-                reason: format!("{} at offset {offset}: {reason}", self.path.display()),
-            }),
+            Some(CatalogEntry::Damaged { offset, reason, .. }) => {
+                Err(ArchiveError::DamagedRecording {
+                    recording_id,
+                    reason: format!("{} at offset {offset}: {reason}", self.path.display()),
+                })
+            }
             None => Err(ArchiveError::UnknownRecording(recording_id)),
         }
     }
@@ -197,7 +218,8 @@ impl Catalog {
     pub fn add(&mut self, mut descriptor: RecordingDescriptor) -> Result<RecordingDescriptor> {
         descriptor.recording_id = self.entries.len() as i64;
         self.write(&descriptor)?;
-        self.entries.push(CatalogEntry::Recording(descriptor.clone()));
+        self.entries
+            .push(CatalogEntry::Recording(descriptor.clone()));
         Ok(descriptor)
     }
 
@@ -217,7 +239,10 @@ impl Catalog {
 
     fn write(&mut self, descriptor: &RecordingDescriptor) -> Result<()> {
         if !self.writable {
-            return Err(ArchiveError::Invalid(format!("{} is open read-only", self.path.display())));
+            return Err(ArchiveError::Invalid(format!(
+                "{} is open read-only",
+                self.path.display()
+            )));
         }
         let record = descriptor.encode().map_err(ArchiveError::Invalid)?;
         let offset = (HEADER_LENGTH + descriptor.recording_id as usize * RECORD_LENGTH) as u64;
@@ -256,8 +281,14 @@ mod tests {
         assert_eq!(catalog.get(1).expect("1").stop_position, 8192);
         assert_eq!(catalog.get(0).expect("0").recording_id, 0);
         let error = catalog.get(2).expect_err("damaged").to_string();
-        assert!(error.contains("checksum mismatch") && error.contains("offset 3072"), "{error}");
-        assert!(matches!(catalog.get(3), Err(ArchiveError::UnknownRecording(3))));
+        assert!(
+            error.contains("checksum mismatch") && error.contains("offset 3072"),
+            "{error}"
+        );
+        assert!(matches!(
+            catalog.get(3),
+            Err(ArchiveError::UnknownRecording(3))
+        ));
     }
 
     #[test]
@@ -265,10 +296,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join(CATALOG_FILE);
         std::fs::write(&path, b"TERNCAT\0short").expect("write");
-        let error = Catalog::open(dir.path(), false).expect_err("truncated").to_string();
-        assert!(error.contains("catalog.tern") && error.contains("truncated"), "{error}");
+        let error = Catalog::open(dir.path(), false)
+            .expect_err("truncated")
+            .to_string();
+        assert!(
+            error.contains("catalog.tern") && error.contains("truncated"),
+            "{error}"
+        );
         std::fs::write(&path, vec![7u8; 4096]).expect("write");
-        let error = Catalog::open(dir.path(), true).expect_err("foreign").to_string();
+        let error = Catalog::open(dir.path(), true)
+            .expect_err("foreign")
+            .to_string();
         assert!(error.contains("bad magic"), "{error}");
     }
 
@@ -284,7 +322,14 @@ mod tests {
         let bytes = std::fs::read(&path).expect("read");
         std::fs::write(&path, &bytes[..bytes.len() - 500]).expect("truncate");
         let mut catalog = Catalog::open(dir.path(), true).expect("reopen");
-        assert!(matches!(catalog.entries()[1], CatalogEntry::Damaged { recording_id: 1, offset: 2048, .. }));
+        assert!(matches!(
+            catalog.entries()[1],
+            CatalogEntry::Damaged {
+                recording_id: 1,
+                offset: 2048,
+                ..
+            }
+        ));
         let added = catalog.add(sample(0)).expect("add after damage");
         assert_eq!(added.recording_id, 2);
         drop(catalog);

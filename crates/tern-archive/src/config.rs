@@ -29,7 +29,9 @@ impl std::str::FromStr for FsyncPolicy {
             ("none", _) => Ok(Self::None),
             ("always", _) => Ok(Self::Always),
             (_, Some(Ok(ms))) if ms > 0 => Ok(Self::Interval(Duration::from_millis(ms))),
-            _ => Err(format!("fsync policy {text:?}: expected none, always, or interval:<ms>")),
+            _ => Err(format!(
+                "fsync policy {text:?}: expected none, always, or interval:<ms>"
+            )),
         }
     }
 }
@@ -93,13 +95,21 @@ impl ArchiveConfig {
     pub fn validate(&self) -> Result<(), String> {
         let length = self.segment_length;
         if length < 64 * 1024 || length & (length - 1) != 0 {
-            return Err(format!("segment length {length} is not a power of two >= 64 KiB"));
+            return Err(format!(
+                "segment length {length} is not a power of two >= 64 KiB"
+            ));
         }
         if self.write_buffer_length < 128 * 1024 {
-            return Err(format!("write buffer length {} is below 128 KiB", self.write_buffer_length));
+            return Err(format!(
+                "write buffer length {} is below 128 KiB",
+                self.write_buffer_length
+            ));
         }
         if self.replay_block_length < 4096 {
-            return Err(format!("replay block length {} is below 4 KiB", self.replay_block_length));
+            return Err(format!(
+                "replay block length {} is below 4 KiB",
+                self.replay_block_length
+            ));
         }
         Ok(())
     }
@@ -115,7 +125,10 @@ mod tests {
             let policy: FsyncPolicy = text.parse().expect("parses");
             assert_eq!(policy.to_string(), text);
         }
-        assert_eq!("5ms".parse::<FsyncPolicy>(), Ok(FsyncPolicy::Interval(Duration::from_millis(5))));
+        assert_eq!(
+            "5ms".parse::<FsyncPolicy>(),
+            Ok(FsyncPolicy::Interval(Duration::from_millis(5)))
+        );
         assert!("sometimes".parse::<FsyncPolicy>().is_err());
         assert!("interval:0".parse::<FsyncPolicy>().is_err());
     }

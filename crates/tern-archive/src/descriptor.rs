@@ -88,7 +88,11 @@ impl RecordingDescriptor {
     /// # Errors
     /// The three strings do not fit in the record (a description of the overflow).
     pub fn encode(&self) -> Result<[u8; RECORD_LENGTH], String> {
-        let strings = [&self.stripped_channel, &self.original_channel, &self.source_identity];
+        let strings = [
+            &self.stripped_channel,
+            &self.original_channel,
+            &self.source_identity,
+        ];
         let needed: usize = STRINGS_OFFSET + strings.iter().map(|s| 2 + s.len()).sum::<usize>();
         if needed > RECORD_LENGTH {
             return Err(format!(
@@ -100,7 +104,9 @@ impl RecordingDescriptor {
         let mut record = [0u8; RECORD_LENGTH];
         record[4] = self.state as u8;
         record[5] = 1; // record format version
-        let mut put = |offset: usize, bytes: &[u8]| record[offset..offset + bytes.len()].copy_from_slice(bytes);
+        let mut put = |offset: usize, bytes: &[u8]| {
+            record[offset..offset + bytes.len()].copy_from_slice(bytes)
+        };
         put(8, &self.recording_id.to_le_bytes());
         put(16, &self.start_timestamp_ns.to_le_bytes());
         put(24, &self.stop_timestamp_ns.to_le_bytes());
@@ -129,19 +135,32 @@ impl RecordingDescriptor {
     /// What is wrong with the record, for an error message.
     pub fn decode(record: &[u8]) -> Result<Self, String> {
         if record.len() != RECORD_LENGTH {
-            return Err(format!("record is {} bytes, not {RECORD_LENGTH}", record.len()));
+            return Err(format!(
+                "record is {} bytes, not {RECORD_LENGTH}",
+                record.len()
+            ));
         }
         let stored = u32::from_le_bytes(record[0..4].try_into().expect("4 bytes"));
         let computed = crc32c::crc32c(&record[4..]);
         if stored != computed {
-            return Err(format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"));
+            return Err(format!(
+                "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ));
         }
         if record[5] != 1 {
-            return Err(format!("record format version {} (this tern reads version 1)", record[5]));
+            return Err(format!(
+                "record format version {} (this tern reads version 1)",
+                record[5]
+            ));
         }
-        let state = RecordState::from_byte(record[4]).ok_or_else(|| format!("unknown state {}", record[4]))?;
-        let i64_at = |offset: usize| i64::from_le_bytes(record[offset..offset + 8].try_into().expect("8 bytes"));
-        let i32_at = |offset: usize| i32::from_le_bytes(record[offset..offset + 4].try_into().expect("4 bytes"));
+        let state = RecordState::from_byte(record[4])
+            .ok_or_else(|| format!("unknown state {}", record[4]))?;
+        let i64_at = |offset: usize| {
+            i64::from_le_bytes(record[offset..offset + 8].try_into().expect("8 bytes"))
+        };
+        let i32_at = |offset: usize| {
+            i32::from_le_bytes(record[offset..offset + 4].try_into().expect("4 bytes"))
+        };
         let mut offset = STRINGS_OFFSET;
         let mut strings = Vec::with_capacity(3);
         for _ in 0..3 {
@@ -153,7 +172,8 @@ impl RecordingDescriptor {
             if end > RECORD_LENGTH {
                 return Err("string fields overrun the record".into());
             }
-            let text = std::str::from_utf8(&record[offset + 2..end]).map_err(|_| "a string field is not UTF-8".to_string())?;
+            let text = std::str::from_utf8(&record[offset + 2..end])
+                .map_err(|_| "a string field is not UTF-8".to_string())?;
             strings.push(text.to_string());
             offset = end;
         }
@@ -188,7 +208,10 @@ impl RecordingDescriptor {
     pub fn validate(&self) -> Result<(), String> {
         let power_of_two = |value: i32| value > 0 && (value & (value - 1)) == 0;
         if !power_of_two(self.term_length) || self.term_length < 64 * 1024 {
-            return Err(format!("term length {} is not a power of two >= 64 KiB", self.term_length));
+            return Err(format!(
+                "term length {} is not a power of two >= 64 KiB",
+                self.term_length
+            ));
         }
         if !power_of_two(self.segment_length) || self.segment_length < self.term_length {
             return Err(format!(
@@ -197,7 +220,10 @@ impl RecordingDescriptor {
             ));
         }
         if self.start_position < 0 || self.start_position % 32 != 0 {
-            return Err(format!("start position {} is not frame aligned", self.start_position));
+            return Err(format!(
+                "start position {} is not frame aligned",
+                self.start_position
+            ));
         }
         if self.stop_position != NULL_POSITION
             && (self.stop_position < self.start_position || self.stop_position % 32 != 0)
@@ -243,7 +269,10 @@ pub(crate) mod tests {
         for index in [0, 4, 9, 40, 90, 1023] {
             let mut damaged = record;
             damaged[index] ^= 0x10;
-            assert!(RecordingDescriptor::decode(&damaged).is_err(), "damage at {index} missed");
+            assert!(
+                RecordingDescriptor::decode(&damaged).is_err(),
+                "damage at {index} missed"
+            );
         }
     }
 

@@ -76,7 +76,10 @@ pub enum ArchiveError {
 /// Shorthand for results of this crate.
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 
-pub(crate) fn io_error(path: impl Into<PathBuf>, operation: &'static str) -> impl FnOnce(std::io::Error) -> ArchiveError {
+pub(crate) fn io_error(
+    path: impl Into<PathBuf>,
+    operation: &'static str,
+) -> impl FnOnce(std::io::Error) -> ArchiveError {
     let path = path.into();
     move |source| ArchiveError::Io {
         path,

@@ -45,7 +45,12 @@ pub const fn align_frame(length: usize) -> usize {
 }
 
 fn i32_at(bytes: &[u8], offset: usize) -> i32 {
-    i32::from_le_bytes([bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3]])
+    i32::from_le_bytes([
+        bytes[offset],
+        bytes[offset + 1],
+        bytes[offset + 2],
+        bytes[offset + 3],
+    ])
 }
 
 /// The header fields of one frame, decoded.
@@ -72,7 +77,10 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Decode the header at the start of `bytes` (at least [`HEADER_LENGTH`] long).
     pub fn decode(bytes: &[u8]) -> Self {
-        assert!(bytes.len() >= HEADER_LENGTH, "a frame header needs 32 bytes");
+        assert!(
+            bytes.len() >= HEADER_LENGTH,
+            "a frame header needs 32 bytes"
+        );
         Self {
             frame_length: i32_at(bytes, FRAME_LENGTH_OFFSET),
             flags: bytes[FLAGS_OFFSET],
@@ -95,11 +103,15 @@ impl FrameHeader {
         bytes[4] = 0;
         bytes[FLAGS_OFFSET] = self.flags;
         bytes[TYPE_OFFSET..TYPE_OFFSET + 2].copy_from_slice(&self.frame_type.to_le_bytes());
-        bytes[TERM_OFFSET_OFFSET..TERM_OFFSET_OFFSET + 4].copy_from_slice(&self.term_offset.to_le_bytes());
-        bytes[SESSION_ID_OFFSET..SESSION_ID_OFFSET + 4].copy_from_slice(&self.session_id.to_le_bytes());
-        bytes[STREAM_ID_OFFSET..STREAM_ID_OFFSET + 4].copy_from_slice(&self.stream_id.to_le_bytes());
+        bytes[TERM_OFFSET_OFFSET..TERM_OFFSET_OFFSET + 4]
+            .copy_from_slice(&self.term_offset.to_le_bytes());
+        bytes[SESSION_ID_OFFSET..SESSION_ID_OFFSET + 4]
+            .copy_from_slice(&self.session_id.to_le_bytes());
+        bytes[STREAM_ID_OFFSET..STREAM_ID_OFFSET + 4]
+            .copy_from_slice(&self.stream_id.to_le_bytes());
         bytes[TERM_ID_OFFSET..TERM_ID_OFFSET + 4].copy_from_slice(&self.term_id.to_le_bytes());
-        bytes[RESERVED_VALUE_OFFSET..RESERVED_VALUE_OFFSET + 8].copy_from_slice(&self.reserved_value.to_le_bytes());
+        bytes[RESERVED_VALUE_OFFSET..RESERVED_VALUE_OFFSET + 8]
+            .copy_from_slice(&self.reserved_value.to_le_bytes());
     }
 
     /// Whether this is a padding frame.
@@ -145,7 +157,8 @@ pub fn stamp_checksums(block: &mut [u8]) -> usize {
             (offset + header.frame_length as usize).min(block.len())
         };
         let crc = frame_checksum(&block[offset..end]);
-        block[offset + SESSION_ID_OFFSET..offset + SESSION_ID_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        block[offset + SESSION_ID_OFFSET..offset + SESSION_ID_OFFSET + 4]
+            .copy_from_slice(&crc.to_le_bytes());
         offset += aligned;
     }
     data_frames
@@ -184,7 +197,10 @@ impl std::fmt::Display for FrameProblem {
             Self::BadHeader(why) => write!(f, "bad frame header: {why}"),
             Self::Truncated => write!(f, "frame truncated"),
             Self::ChecksumMismatch { stored, computed } => {
-                write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
         }
     }
@@ -220,10 +236,16 @@ impl FrameExpectation {
         }
         let (term_id, term_offset) = term_of(position, self.initial_term_id, self.term_length);
         if header.frame_length < HEADER_LENGTH as i32 {
-            return Err(FrameProblem::BadHeader(format!("frame length {}", header.frame_length)));
+            return Err(FrameProblem::BadHeader(format!(
+                "frame length {}",
+                header.frame_length
+            )));
         }
         if header.frame_type != TYPE_DATA && header.frame_type != TYPE_PAD {
-            return Err(FrameProblem::BadHeader(format!("frame type {}", header.frame_type)));
+            return Err(FrameProblem::BadHeader(format!(
+                "frame type {}",
+                header.frame_type
+            )));
         }
         if header.term_offset != term_offset || header.term_id != term_id {
             return Err(FrameProblem::BadHeader(format!(
@@ -264,8 +286,16 @@ impl FrameExpectation {
 mod tests {
     use super::*;
 
-    pub(crate) fn data_frame(payload: &[u8], position: i64, expectation: &FrameExpectation) -> Vec<u8> {
-        let (term_id, term_offset) = term_of(position, expectation.initial_term_id, expectation.term_length);
+    pub(crate) fn data_frame(
+        payload: &[u8],
+        position: i64,
+        expectation: &FrameExpectation,
+    ) -> Vec<u8> {
+        let (term_id, term_offset) = term_of(
+            position,
+            expectation.initial_term_id,
+            expectation.term_length,
+        );
         let mut frame = vec![0u8; align_frame(HEADER_LENGTH + payload.len())];
         FrameHeader {
             frame_length: (HEADER_LENGTH + payload.len()) as i32,
@@ -295,11 +325,16 @@ mod tests {
         let (header, aligned) = EXPECT.check(&block, 64 * 1024 + 64).expect("valid");
         assert_eq!(header.term_id, 101);
         assert_eq!(aligned, 64);
-        for byte in (0..HEADER_LENGTH + 11).filter(|b| !(SESSION_ID_OFFSET..STREAM_ID_OFFSET).contains(b)) {
+        for byte in
+            (0..HEADER_LENGTH + 11).filter(|b| !(SESSION_ID_OFFSET..STREAM_ID_OFFSET).contains(b))
+        {
             for bit in 0..8 {
                 let mut damaged = block.clone();
                 damaged[byte] ^= 1 << bit;
-                assert!(EXPECT.check(&damaged, 64 * 1024 + 64).is_err(), "flip of byte {byte} bit {bit} missed");
+                assert!(
+                    EXPECT.check(&damaged, 64 * 1024 + 64).is_err(),
+                    "flip of byte {byte} bit {bit} missed"
+                );
             }
         }
     }
@@ -309,8 +344,14 @@ mod tests {
         assert_eq!(EXPECT.check(&[0u8; 64], 0), Err(FrameProblem::Empty));
         let mut block = data_frame(b"x", 32, &EXPECT);
         stamp_checksums(&mut block);
-        assert!(matches!(EXPECT.check(&block, 64), Err(FrameProblem::BadHeader(_))));
-        assert!(matches!(EXPECT.check(&block[..32], 32), Err(FrameProblem::Truncated)));
+        assert!(matches!(
+            EXPECT.check(&block, 64),
+            Err(FrameProblem::BadHeader(_))
+        ));
+        assert!(matches!(
+            EXPECT.check(&block[..32], 32),
+            Err(FrameProblem::Truncated)
+        ));
     }
 
     #[test]

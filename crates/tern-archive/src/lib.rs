@@ -21,7 +21,10 @@ mod segment_writer;
 pub mod time_index;
 mod view;
 
-pub use archive::{check_replay_position, Archive, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest, LOCK_FILE};
+pub use archive::{
+    check_replay_position, Archive, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
+    LOCK_FILE,
+};
 pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
 pub use config::{ArchiveConfig, FsyncPolicy};
 pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};

@@ -112,7 +112,9 @@ impl RecordingSession {
                 self.writer.synced_position()
             }
             FsyncPolicy::Interval(interval) => {
-                if self.writer.synced_position() < flushed && now.duration_since(self.last_sync) >= interval {
+                if self.writer.synced_position() < flushed
+                    && now.duration_since(self.last_sync) >= interval
+                {
                     self.sync()?;
                     self.last_sync = now;
                 }
@@ -148,7 +150,11 @@ impl RecordingSession {
         let stop = self.writer.flushed_position();
         self.descriptor.stop_position = stop;
         self.descriptor.stop_timestamp_ns = epoch_nanos();
-        let durable = if outcome.is_ok() { stop } else { self.writer.synced_position() };
+        let durable = if outcome.is_ok() {
+            stop
+        } else {
+            self.writer.synced_position()
+        };
         self.progress.update(stop, durable, self.writer.frames());
         if let Err(catalog_error) = shared.lock_catalog().update(&self.descriptor) {
             // Left active in the catalog: the next start recovers the stop position by scanning.
@@ -163,7 +169,10 @@ impl RecordingSession {
                 "recording {} stopped at position {stop} after an error: {error}",
                 self.descriptor.recording_id
             ),
-            None => tracing::info!("recording {} stopped at position {stop}", self.descriptor.recording_id),
+            None => tracing::info!(
+                "recording {} stopped at position {stop}",
+                self.descriptor.recording_id
+            ),
         }
         stop
     }
@@ -202,7 +211,8 @@ impl Recorder {
             let mut work = 0;
             loop {
                 match self.commands.try_recv() {
-                    Ok(RecorderCommand::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Ok(RecorderCommand::Shutdown)
+                    | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         self.stop_all();
                         return;
                     }
@@ -236,8 +246,15 @@ impl Recorder {
                 let result = self.start(subscription_id, channel, stream_id, source);
                 let _ = reply.send(result);
             }
-            RecorderCommand::Stop { subscription_id, reply } => {
-                let result = match self.subscriptions.iter().position(|entry| entry.id == subscription_id) {
+            RecorderCommand::Stop {
+                subscription_id,
+                reply,
+            } => {
+                let result = match self
+                    .subscriptions
+                    .iter()
+                    .position(|entry| entry.id == subscription_id)
+                {
                     Some(index) => {
                         let entry = self.subscriptions.remove(index);
                         Ok(self.stop_subscription(entry))
@@ -250,8 +267,17 @@ impl Recorder {
         }
     }
 
-    fn start(&mut self, id: i64, channel: String, stream_id: i32, source: SourceLocation) -> Result<()> {
-        let stripped = channel.strip_prefix("aeron-spy:").unwrap_or(&channel).to_string();
+    fn start(
+        &mut self,
+        id: i64,
+        channel: String,
+        stream_id: i32,
+        source: SourceLocation,
+    ) -> Result<()> {
+        let stripped = channel
+            .strip_prefix("aeron-spy:")
+            .unwrap_or(&channel)
+            .to_string();
         let subscribe_to = if source == SourceLocation::Local && stripped.starts_with("aeron:udp") {
             format!("aeron-spy:{stripped}")
         } else {
@@ -297,12 +323,15 @@ impl Recorder {
             let images = self.subscriptions[index].subscription.images();
             for image in images {
                 let session_id = image.info().session_id;
-                if self.subscriptions[index].sessions.contains_key(&session_id) || image.is_closed() {
+                if self.subscriptions[index].sessions.contains_key(&session_id) || image.is_closed()
+                {
                     continue;
                 }
                 match self.open_session(index, image, now) {
                     Ok(session) => {
-                        self.subscriptions[index].sessions.insert(session_id, session);
+                        self.subscriptions[index]
+                            .sessions
+                            .insert(session_id, session);
                         work += 1;
                     }
                     Err(error) => tracing::error!("cannot record session {session_id}: {error}"),
@@ -312,7 +341,9 @@ impl Recorder {
             let ended: Vec<i32> = entry
                 .sessions
                 .iter()
-                .filter(|(_, session)| session.image.is_closed() || session.image.is_end_of_stream())
+                .filter(|(_, session)| {
+                    session.image.is_closed() || session.image.is_end_of_stream()
+                })
                 .map(|(session_id, _)| *session_id)
                 .collect();
             for session_id in ended {
@@ -326,7 +357,12 @@ impl Recorder {
         work
     }
 
-    fn open_session(&mut self, index: usize, image: Image, now: Instant) -> Result<RecordingSession> {
+    fn open_session(
+        &mut self,
+        index: usize,
+        image: Image,
+        now: Instant,
+    ) -> Result<RecordingSession> {
         let entry = &self.subscriptions[index];
         let info = image.info().clone();
         let config = &self.shared.config;
@@ -358,14 +394,20 @@ impl Recorder {
             term_length: i64::from(descriptor.term_length),
             segment_length: i64::from(descriptor.segment_length),
         };
-        let writer = SegmentWriter::new(geometry, config.write_mode, config.preallocate, config.write_buffer_length)?;
+        let writer = SegmentWriter::new(
+            geometry,
+            config.write_mode,
+            config.preallocate,
+            config.write_buffer_length,
+        )?;
         let time_index = TimeIndexWriter::create(
             &config.dir,
             recording_id,
             config.time_index_interval.as_nanos() as i64,
         )?;
         let progress = Arc::new(RecordingProgress::new(start_position));
-        self.shared.register_progress(recording_id, progress.clone());
+        self.shared
+            .register_progress(recording_id, progress.clone());
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&recording_id.to_le_bytes());
         key.extend_from_slice(&info.session_id.to_le_bytes());
@@ -373,7 +415,10 @@ impl Recorder {
             "rec-pos: {recording_id} {} {} {}",
             info.session_id, descriptor.stream_id, descriptor.stripped_channel
         );
-        let counter = match self.client.add_counter(RECORDING_POSITION_TYPE_ID, &key, &label) {
+        let counter = match self
+            .client
+            .add_counter(RECORDING_POSITION_TYPE_ID, &key, &label)
+        {
             Ok(counter) => {
                 counter.set(start_position);
                 Some(counter)

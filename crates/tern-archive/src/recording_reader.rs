@@ -95,13 +95,20 @@ impl RecordingReader {
 
     /// The base position of the segment holding `position`.
     pub fn segment_base(&self, position: i64) -> i64 {
-        segment_base(self.start_position, position, self.term_length, self.segment_length)
+        segment_base(
+            self.start_position,
+            position,
+            self.term_length,
+            self.segment_length,
+        )
     }
 
     /// The segment file holding `position`.
     pub fn segment_path(&self, position: i64) -> PathBuf {
-        self.dir
-            .join(segment_file_name(self.recording_id, self.segment_base(position)))
+        self.dir.join(segment_file_name(
+            self.recording_id,
+            self.segment_base(position),
+        ))
     }
 
     /// Read bytes from `position` into `buffer`, at most to the end of its segment. Returns the
@@ -121,7 +128,10 @@ impl RecordingReader {
         let mut done = 0;
         while done < limit {
             let read = file
-                .read_at(&mut buffer[done..limit], (position - base) as u64 + done as u64)
+                .read_at(
+                    &mut buffer[done..limit],
+                    (position - base) as u64 + done as u64,
+                )
                 .map_err(io_error(path, "read segment"))?;
             if read == 0 {
                 break;
@@ -167,7 +177,10 @@ impl RecordingReader {
                 match self.expectation.check(&chunk[offset..], position) {
                     Ok((header, aligned)) => {
                         if position + aligned as i64 > to {
-                            return Ok((position, Some(self.stop(position, FrameProblem::Truncated))));
+                            return Ok((
+                                position,
+                                Some(self.stop(position, FrameProblem::Truncated)),
+                            ));
                         }
                         let covered = if header.is_padding() {
                             crate::frame::HEADER_LENGTH
@@ -233,7 +246,11 @@ pub fn list_segments(dir: &Path) -> Result<BTreeMap<i64, Vec<i64>>> {
 ///
 /// # Errors
 /// A segment file is unreadable.
-pub fn find_end(dir: &Path, descriptor: &RecordingDescriptor, bases: &[i64]) -> Result<(i64, Option<ScanStop>)> {
+pub fn find_end(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    bases: &[i64],
+) -> Result<(i64, Option<ScanStop>)> {
     let mut reader = RecordingReader::new(dir, descriptor);
     for base in bases.iter().rev() {
         let from = (*base).max(descriptor.start_position);

@@ -59,7 +59,10 @@ impl ReplayStatus {
 
     /// Whether the replay has ended, one way or another.
     pub fn is_finished(&self) -> bool {
-        !matches!(self.state(), ReplayState::Connecting | ReplayState::Replaying)
+        !matches!(
+            self.state(),
+            ReplayState::Connecting | ReplayState::Replaying
+        )
     }
 
     /// The position sent so far.
@@ -113,15 +116,26 @@ pub(crate) struct ReplayPlan {
 }
 
 pub(crate) enum ReplayerCommand {
-    Start { plan: Box<ReplayPlan>, reply: Sender<Result<()>> },
-    Stop { replay_id: i64 },
+    Start {
+        plan: Box<ReplayPlan>,
+        reply: Sender<Result<()>>,
+    },
+    Stop {
+        replay_id: i64,
+    },
     Shutdown,
 }
 
 /// The channel of a replay: the requested one with the recording's term geometry and the replay's
 /// session id, so the replay publication starts at the recorded position.
-pub(crate) fn replay_channel(channel: &str, descriptor: &RecordingDescriptor, position: i64, session_id: i32) -> String {
-    let (term_id, term_offset) = crate::frame::term_of(position, descriptor.initial_term_id, descriptor.term_length);
+pub(crate) fn replay_channel(
+    channel: &str,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+    session_id: i32,
+) -> String {
+    let (term_id, term_offset) =
+        crate::frame::term_of(position, descriptor.initial_term_id, descriptor.term_length);
     let separator = if channel.contains('?') { '|' } else { '?' };
     format!(
         "{channel}{separator}init-term-id={}|term-id={term_id}|term-offset={term_offset}|term-length={}|mtu={}|session-id={session_id}",
@@ -215,18 +229,27 @@ impl ReplaySession {
                 Step::Worked(length)
             }
             Err(error) if error.is_retryable() => Step::Idle,
-            Err(error) => self.fail(format!("offer block at position {}: {error}", self.position)),
+            Err(error) => self.fail(format!(
+                "offer block at position {}: {error}",
+                self.position
+            )),
         }
     }
 
     fn advance(&mut self, length: usize) {
         let aligned = crate::frame::align_frame(length) as i64;
         self.position += aligned;
-        self.plan.status.position.store(self.position, Ordering::Release);
+        self.plan
+            .status
+            .position
+            .store(self.position, Ordering::Release);
     }
 
     fn fail(&mut self, message: String) -> Step {
-        let message = format!("replay {} of recording {}: {message}", self.plan.replay_id, self.plan.descriptor.recording_id);
+        let message = format!(
+            "replay {} of recording {}: {message}",
+            self.plan.replay_id, self.plan.descriptor.recording_id
+        );
         tracing::error!("{message}");
         self.plan.status.fail(message);
         Step::Finished(ReplayState::Failed)
@@ -238,7 +261,9 @@ impl ReplaySession {
         let descriptor = &self.plan.descriptor;
         let term_length = i64::from(descriptor.term_length);
         let term_remaining = term_length - (self.position & (term_length - 1));
-        let wanted = (end - self.position).min(term_remaining).min(block_length as i64) as usize;
+        let wanted = (end - self.position)
+            .min(term_remaining)
+            .min(block_length as i64) as usize;
         let buffer = self.buffer.as_mut_slice();
         let read = self
             .reader
@@ -251,7 +276,9 @@ impl ReplaySession {
                 Ok((header, aligned)) => {
                     if header.is_padding() {
                         if offset == 0 {
-                            return Ok(PrepareOutcome::Padding(header.frame_length as usize - HEADER_LENGTH));
+                            return Ok(PrepareOutcome::Padding(
+                                header.frame_length as usize - HEADER_LENGTH,
+                            ));
                         }
                         break;
                     }
@@ -317,7 +344,8 @@ impl Replayer {
             let mut work = 0;
             loop {
                 match self.commands.try_recv() {
-                    Ok(ReplayerCommand::Shutdown) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Ok(ReplayerCommand::Shutdown)
+                    | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         for session in self.sessions.drain(..) {
                             session.plan.status.set_state(ReplayState::Stopped);
                         }
@@ -329,7 +357,11 @@ impl Replayer {
                         work += 1;
                     }
                     Ok(ReplayerCommand::Stop { replay_id }) => {
-                        if let Some(index) = self.sessions.iter().position(|s| s.plan.replay_id == replay_id) {
+                        if let Some(index) = self
+                            .sessions
+                            .iter()
+                            .position(|s| s.plan.replay_id == replay_id)
+                        {
                             let session = self.sessions.remove(index);
                             session.plan.status.set_state(ReplayState::Stopped);
                         }
@@ -361,8 +393,15 @@ impl Replayer {
     }
 
     fn start(&mut self, plan: ReplayPlan) -> Result<()> {
-        let channel = replay_channel(&plan.channel, &plan.descriptor, plan.position, plan.session_id);
-        let publication = self.client.add_exclusive_publication(&channel, plan.stream_id)?;
+        let channel = replay_channel(
+            &plan.channel,
+            &plan.descriptor,
+            plan.position,
+            plan.session_id,
+        );
+        let publication = self
+            .client
+            .add_exclusive_publication(&channel, plan.stream_id)?;
         let reader = RecordingReader::new(&self.shared.config.dir, &plan.descriptor);
         tracing::info!(
             "replay {} of recording {} from {} on {channel} stream {}",

@@ -21,7 +21,12 @@ pub fn parse_segment_file_name(name: &str) -> Option<(i64, i64)> {
 /// The base position of the segment holding `position` of a recording that started at
 /// `start_position`. Segments are aligned to the start of the recording's first term, so a term
 /// never spans two segments (as in Aeron's archive).
-pub fn segment_base(start_position: i64, position: i64, term_length: i64, segment_length: i64) -> i64 {
+pub fn segment_base(
+    start_position: i64,
+    position: i64,
+    term_length: i64,
+    segment_length: i64,
+) -> i64 {
     let start_term_base = start_position - (start_position & (term_length - 1));
     let from_base = position - start_term_base;
     start_term_base + from_base - (from_base & (segment_length - 1))

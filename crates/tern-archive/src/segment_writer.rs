@@ -42,7 +42,12 @@ pub struct SegmentGeometry {
 impl SegmentGeometry {
     /// The base position of the segment holding `position`.
     pub fn base_of(&self, position: i64) -> i64 {
-        segment_base(self.start_position, position, self.term_length, self.segment_length)
+        segment_base(
+            self.start_position,
+            position,
+            self.term_length,
+            self.segment_length,
+        )
     }
 
     /// The path of the segment starting at `base`.
@@ -79,7 +84,12 @@ pub struct SegmentWriter {
     frames: u64,
 }
 
-fn open_segment(path: &Path, mode: WriteMode, preallocate: bool, length: i64) -> Result<OpenSegment> {
+fn open_segment(
+    path: &Path,
+    mode: WriteMode,
+    preallocate: bool,
+    length: i64,
+) -> Result<OpenSegment> {
     let open = |direct: bool| {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true);
@@ -91,22 +101,32 @@ fn open_segment(path: &Path, mode: WriteMode, preallocate: bool, length: i64) ->
     let (file, direct) = match mode {
         WriteMode::Direct => match open(true) {
             Ok(file) => (file, true),
-            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-                (open(false).map_err(io_error(path, "create segment"))?, false)
-            }
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => (
+                open(false).map_err(io_error(path, "create segment"))?,
+                false,
+            ),
             Err(error) => return Err(io_error(path, "create segment")(error)),
         },
-        WriteMode::Buffered => (open(false).map_err(io_error(path, "create segment"))?, false),
+        WriteMode::Buffered => (
+            open(false).map_err(io_error(path, "create segment"))?,
+            false,
+        ),
     };
     if preallocate {
-        let current = file.metadata().map_err(io_error(path, "stat segment"))?.len();
+        let current = file
+            .metadata()
+            .map_err(io_error(path, "stat segment"))?
+            .len();
         if current < length as u64 {
             // SAFETY: plain syscall on an owned descriptor.
-            let result = unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, length) };
+            let result =
+                unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, length) };
             if result != 0 {
                 let error = std::io::Error::last_os_error();
                 match error.raw_os_error() {
-                    Some(libc::EOPNOTSUPP) => file.set_len(length as u64).map_err(io_error(path, "size segment"))?,
+                    Some(libc::EOPNOTSUPP) => file
+                        .set_len(length as u64)
+                        .map_err(io_error(path, "size segment"))?,
                     _ => return Err(io_error(path, "preallocate segment")(error)),
                 }
             }
@@ -126,7 +146,12 @@ impl SegmentWriter {
     ///
     /// # Errors
     /// The first segment file cannot be created.
-    pub fn new(geometry: SegmentGeometry, mode: WriteMode, preallocate: bool, buffer_length: usize) -> Result<Self> {
+    pub fn new(
+        geometry: SegmentGeometry,
+        mode: WriteMode,
+        preallocate: bool,
+        buffer_length: usize,
+    ) -> Result<Self> {
         let start = geometry.start_position;
         let buffer_position = {
             let base = geometry.base_of(start);
@@ -152,7 +177,12 @@ impl SegmentWriter {
     fn open_segment_at(&mut self, position: i64) -> Result<()> {
         let base = self.geometry.base_of(position);
         let path = self.geometry.path_of(base);
-        let mut segment = open_segment(&path, self.mode, self.preallocate, self.geometry.segment_length)?;
+        let mut segment = open_segment(
+            &path,
+            self.mode,
+            self.preallocate,
+            self.geometry.segment_length,
+        )?;
         segment.base = base;
         self.segment = Some(segment);
         Ok(())
@@ -321,7 +351,10 @@ impl SegmentWriter {
             return Ok(());
         }
         if let Some(segment) = &self.segment {
-            segment.file.sync_data().map_err(io_error(&segment.path, "sync segment"))?;
+            segment
+                .file
+                .sync_data()
+                .map_err(io_error(&segment.path, "sync segment"))?;
         }
         self.synced = self.flushed;
         Ok(())

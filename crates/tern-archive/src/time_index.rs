@@ -76,7 +76,9 @@ impl TimeIndexWriter {
 
     /// Note that frames starting at `position` were captured at `timestamp_ns`.
     pub fn record(&mut self, timestamp_ns: i64, position: i64) {
-        if self.last_timestamp_ns != i64::MIN && timestamp_ns - self.last_timestamp_ns < self.interval_ns {
+        if self.last_timestamp_ns != i64::MIN
+            && timestamp_ns - self.last_timestamp_ns < self.interval_ns
+        {
             return;
         }
         let timestamp_ns = timestamp_ns.max(self.last_timestamp_ns);
@@ -105,7 +107,9 @@ impl TimeIndexWriter {
     /// # Errors
     /// `fdatasync` failed.
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(io_error(&self.path, "sync time index"))
+        self.file
+            .sync_data()
+            .map_err(io_error(&self.path, "sync time index"))
     }
 }
 
@@ -114,7 +118,11 @@ impl TimeIndexWriter {
 ///
 /// # Errors
 /// The file is missing, unreadable or not a time index.
-pub fn read_time_index(dir: &Path, recording_id: i64, stop_position: i64) -> Result<Vec<TimeEntry>> {
+pub fn read_time_index(
+    dir: &Path,
+    recording_id: i64,
+    stop_position: i64,
+) -> Result<Vec<TimeEntry>> {
     let path = dir.join(time_index_file_name(recording_id));
     let bytes = std::fs::read(&path).map_err(io_error(&path, "read time index"))?;
     if bytes.len() < HEADER_LENGTH || &bytes[0..8] != MAGIC {
@@ -125,7 +133,10 @@ pub fn read_time_index(dir: &Path, recording_id: i64, stop_position: i64) -> Res
         });
     }
     let mut entries = Vec::with_capacity((bytes.len() - HEADER_LENGTH) / ENTRY_LENGTH);
-    for (index, chunk) in bytes[HEADER_LENGTH..].chunks_exact(ENTRY_LENGTH).enumerate() {
+    for (index, chunk) in bytes[HEADER_LENGTH..]
+        .chunks_exact(ENTRY_LENGTH)
+        .enumerate()
+    {
         let entry = TimeEntry {
             timestamp_ns: i64::from_le_bytes(chunk[0..8].try_into().expect("8 bytes")),
             position: i64::from_le_bytes(chunk[8..16].try_into().expect("8 bytes")),
@@ -169,8 +180,14 @@ mod tests {
         assert_eq!(
             entries,
             vec![
-                TimeEntry { timestamp_ns: 10_000, position: 0 },
-                TimeEntry { timestamp_ns: 11_000, position: 128 }
+                TimeEntry {
+                    timestamp_ns: 10_000,
+                    position: 0
+                },
+                TimeEntry {
+                    timestamp_ns: 11_000,
+                    position: 128
+                }
             ]
         );
     }

@@ -79,7 +79,10 @@ impl ArchiveView {
     }
 
     fn bases(&self, recording_id: i64) -> &[i64] {
-        self.segments.get(&recording_id).map(Vec::as_slice).unwrap_or(&[])
+        self.segments
+            .get(&recording_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// One recording, its end found by scanning if it is active.
@@ -122,7 +125,9 @@ impl ArchiveView {
         self.bases(recording_id)
             .iter()
             .map(|base| {
-                let path = self.dir.join(crate::segment::segment_file_name(recording_id, *base));
+                let path = self
+                    .dir
+                    .join(crate::segment::segment_file_name(recording_id, *base));
                 let file_length = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 SegmentInfo {
                     base: *base,
@@ -135,7 +140,8 @@ impl ArchiveView {
 
     /// The time index of a recording (empty if it has none).
     pub fn time_index(&self, view: &RecordingView) -> Vec<TimeEntry> {
-        read_time_index(&self.dir, view.descriptor.recording_id, view.end_position).unwrap_or_default()
+        read_time_index(&self.dir, view.descriptor.recording_id, view.end_position)
+            .unwrap_or_default()
     }
 
     /// Check every frame of a recording (header and CRC32C), calling `progress` with the bytes
@@ -149,16 +155,17 @@ impl ArchiveView {
         let mut reader = RecordingReader::new(&self.dir, descriptor);
         let mut frames = 0u64;
         let mut last_report = descriptor.start_position;
-        let (reached, problem) = reader.scan(descriptor.start_position, view.end_position, |frame| {
-            if !frame.header.is_padding() {
-                frames += 1;
-            }
-            if frame.position - last_report >= 16 << 20 {
-                last_report = frame.position;
-                progress(frame.position - descriptor.start_position);
-            }
-            true
-        })?;
+        let (reached, problem) =
+            reader.scan(descriptor.start_position, view.end_position, |frame| {
+                if !frame.header.is_padding() {
+                    frames += 1;
+                }
+                if frame.position - last_report >= 16 << 20 {
+                    last_report = frame.position;
+                    progress(frame.position - descriptor.start_position);
+                }
+                true
+            })?;
         progress(reached - descriptor.start_position);
         Ok(VerifyReport {
             recording_id,
@@ -183,7 +190,12 @@ impl ArchiveView {
         let view = self.recording(recording_id)?;
         let from = from.unwrap_or(view.descriptor.start_position);
         let to = to.unwrap_or(view.end_position).min(view.end_position);
-        crate::archive::check_replay_position(&self.dir, &view.descriptor, from, view.end_position)?;
+        crate::archive::check_replay_position(
+            &self.dir,
+            &view.descriptor,
+            from,
+            view.end_position,
+        )?;
         let mut reader = RecordingReader::new(&self.dir, &view.descriptor);
         let (reached, problem) = reader.scan(from, to, &mut visit)?;
         if let Some(problem) = problem {
@@ -217,7 +229,11 @@ impl ArchiveView {
             if frame.header.is_padding() {
                 return true;
             }
-            let header = header_of(&frame.header, frame.position + frame.aligned_length as i64, session_id);
+            let header = header_of(
+                &frame.header,
+                frame.position + frame.aligned_length as i64,
+                session_id,
+            );
             assembler.on_fragment(frame.payload(), &header, &mut |message, header| {
                 more = more && visit(message, header);
             });

@@ -75,7 +75,8 @@ mod tests {
     fn joins_interleaved_sessions_and_drops_orphan_fragments() {
         let mut assembler = FragmentAssembler::new();
         let mut out: Vec<(i32, Vec<u8>)> = Vec::new();
-        let mut sink = |message: &[u8], header: &Header| out.push((header.session_id, message.to_vec()));
+        let mut sink =
+            |message: &[u8], header: &Header| out.push((header.session_id, message.to_vec()));
         assembler.on_fragment(b"zz", &header(3, END_FLAG), &mut sink);
         assembler.on_fragment(b"ab", &header(1, BEGIN_FLAG), &mut sink);
         assembler.on_fragment(b"xy", &header(2, BEGIN_FLAG | END_FLAG), &mut sink);

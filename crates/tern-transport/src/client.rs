@@ -38,7 +38,8 @@ impl Client {
                 tracing::warn!("aeron client error {code}: {message}");
             }))
             .context(|| "client error handler".into())?;
-        let aeron = Aeron::new(&context).context(|| format!("connect to the media driver in {dir}"))?;
+        let aeron =
+            Aeron::new(&context).context(|| format!("connect to the media driver in {dir}"))?;
         aeron
             .start()
             .context(|| format!("connect to the media driver in {dir}"))?;
@@ -57,7 +58,11 @@ impl Client {
     ///
     /// # Errors
     /// The channel is invalid or the driver refused it.
-    pub fn add_publication(&self, channel: &str, stream_id: i32) -> Result<Publication, TransportError> {
+    pub fn add_publication(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<Publication, TransportError> {
         let uri = c_string(channel)?;
         let publication = self
             .aeron
@@ -90,14 +95,22 @@ impl Client {
     ///
     /// # Errors
     /// The channel is invalid or the driver refused it.
-    pub fn add_subscription(&self, channel: &str, stream_id: i32) -> Result<Subscription, TransportError> {
+    pub fn add_subscription(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<Subscription, TransportError> {
         let uri = c_string(channel)?;
         let subscription = self
             .aeron
             .async_add_subscription(&uri, stream_id, Handlers::NONE, Handlers::NONE)
             .and_then(|pending| pending.poll_blocking(ADD_TIMEOUT))
             .context(|| format!("add subscription {channel} stream {stream_id}"))?;
-        Ok(Subscription::new(subscription, channel.to_string(), stream_id))
+        Ok(Subscription::new(
+            subscription,
+            channel.to_string(),
+            stream_id,
+        ))
     }
 
     /// A counter in the driver's counters file, visible to every Aeron tool reading it
@@ -105,7 +118,12 @@ impl Client {
     ///
     /// # Errors
     /// The driver refused the counter (the counters file is full, say).
-    pub fn add_counter(&self, type_id: i32, key: &[u8], label: &str) -> Result<Counter, TransportError> {
+    pub fn add_counter(
+        &self,
+        type_id: i32,
+        key: &[u8],
+        label: &str,
+    ) -> Result<Counter, TransportError> {
         let counter = self
             .aeron
             .add_counter(type_id, key, label, ADD_TIMEOUT)

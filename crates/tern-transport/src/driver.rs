@@ -62,6 +62,9 @@ pub struct DriverConfig {
     pub term_length: Option<usize>,
     /// Back log buffers with sparse files: faster to create, pages allocated on first touch.
     pub sparse_terms: bool,
+    /// Let a spy subscription (`aeron-spy:`) count as a connected subscriber of a UDP publication,
+    /// so a publication whose only reader is a local recording is not held back.
+    pub spies_simulate_connection: bool,
 }
 
 impl Default for DriverConfig {
@@ -74,6 +77,7 @@ impl Default for DriverConfig {
             ipc_term_length: None,
             term_length: None,
             sparse_terms: true,
+            spies_simulate_connection: false,
         }
     }
 }
@@ -100,10 +104,14 @@ impl MediaDriver {
         }
         let mode = match config.threading {
             ThreadingMode::Shared => aeron_threading_mode_enum::AERON_THREADING_MODE_SHARED,
-            ThreadingMode::SharedNetwork => aeron_threading_mode_enum::AERON_THREADING_MODE_SHARED_NETWORK,
+            ThreadingMode::SharedNetwork => {
+                aeron_threading_mode_enum::AERON_THREADING_MODE_SHARED_NETWORK
+            }
             ThreadingMode::Dedicated => aeron_threading_mode_enum::AERON_THREADING_MODE_DEDICATED,
         };
-        context.set_threading_mode(mode).context(|| "threading mode".into())?;
+        context
+            .set_threading_mode(mode)
+            .context(|| "threading mode".into())?;
         context
             .set_dir_delete_on_start(config.delete_dir_on_start)
             .context(|| "dir delete on start".into())?;
@@ -113,6 +121,9 @@ impl MediaDriver {
         context
             .set_term_buffer_sparse_file(config.sparse_terms)
             .context(|| "sparse terms".into())?;
+        context
+            .set_spies_simulate_connection(config.spies_simulate_connection)
+            .context(|| "spies simulate connection".into())?;
         if let Some(length) = config.ipc_term_length {
             context
                 .set_ipc_term_buffer_length(length)
@@ -164,7 +175,9 @@ impl MediaDriver {
             }
             Err(_) => {
                 stop.store(true, Ordering::Release);
-                Err(TransportError::Driver(format!("start in {dir}: no answer within 30 s")))
+                Err(TransportError::Driver(format!(
+                    "start in {dir}: no answer within 30 s"
+                )))
             }
         }
     }
@@ -176,7 +189,9 @@ impl MediaDriver {
 
     /// Whether the driver thread is still running.
     pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|thread| !thread.is_finished())
+        self.thread
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
     }
 }
 

@@ -105,7 +105,8 @@ mod tests {
 
     #[test]
     fn backoff_parks_no_longer_than_its_maximum() {
-        let mut idle = BackoffIdle::with(1, 1, Duration::from_micros(100), Duration::from_millis(2));
+        let mut idle =
+            BackoffIdle::with(1, 1, Duration::from_micros(100), Duration::from_millis(2));
         for _ in 0..10 {
             idle.idle(0);
         }

@@ -29,7 +29,10 @@ pub enum OfferError {
 impl OfferError {
     /// Whether offering again later can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::NotConnected | Self::BackPressured | Self::AdminAction)
+        matches!(
+            self,
+            Self::NotConnected | Self::BackPressured | Self::AdminAction
+        )
     }
 
     fn from_aeron(error: AeronOfferError) -> Self {
@@ -70,7 +73,10 @@ macro_rules! publication_common {
                 reserved_value: i64,
                 fill: impl FnOnce(&mut [u8]),
             ) -> Result<i64, OfferError> {
-                let mut claim = self.inner.try_claim_owned(length).map_err(OfferError::from_aeron)?;
+                let mut claim = self
+                    .inner
+                    .try_claim_owned(length)
+                    .map_err(OfferError::from_aeron)?;
                 fill(claim.data());
                 claim.set_reserved_value(reserved_value);
                 claim

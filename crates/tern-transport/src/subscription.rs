@@ -65,7 +65,10 @@ impl Subscription {
     ) -> Result<usize, TransportError> {
         let count = self
             .inner
-            .poll_fn(|buffer: &[u8], header: AeronHeader| handler(buffer, &copy_header(&header)), fragment_limit)
+            .poll_fn(
+                |buffer: &[u8], header: AeronHeader| handler(buffer, &copy_header(&header)),
+                fragment_limit,
+            )
             .context(|| format!("poll {} stream {}", self.channel, self.stream_id))?;
         Ok(count as usize)
     }
@@ -77,7 +80,10 @@ impl Subscription {
 
     /// The number of images (publisher sessions) currently connected.
     pub fn image_count(&self) -> usize {
-        self.inner.image_count().map(|count| count.max(0) as usize).unwrap_or(0)
+        self.inner
+            .image_count()
+            .map(|count| count.max(0) as usize)
+            .unwrap_or(0)
     }
 
     /// The images currently held, retained: each stays valid while its handle lives, even after its
@@ -166,11 +172,18 @@ impl Image {
     ///
     /// # Errors
     /// The C client reported an error.
-    pub fn block_poll(&self, mut handler: impl FnMut(&[u8], i64), limit: usize) -> Result<usize, TransportError> {
+    pub fn block_poll(
+        &self,
+        mut handler: impl FnMut(&[u8], i64),
+        limit: usize,
+    ) -> Result<usize, TransportError> {
         let position = self.inner.position();
         let consumed = self
             .inner
-            .block_poll_fn(|block: &[u8], _session_id: i32, _term_id: i32| handler(block, position), limit)
+            .block_poll_fn(
+                |block: &[u8], _session_id: i32, _term_id: i32| handler(block, position),
+                limit,
+            )
             .context(|| format!("block poll of session {}", self.info.session_id))?;
         Ok(consumed.max(0) as usize)
     }
@@ -179,10 +192,17 @@ impl Image {
     ///
     /// # Errors
     /// The C client reported an error.
-    pub fn poll(&self, mut handler: impl FnMut(&[u8], &Header), fragment_limit: usize) -> Result<usize, TransportError> {
+    pub fn poll(
+        &self,
+        mut handler: impl FnMut(&[u8], &Header),
+        fragment_limit: usize,
+    ) -> Result<usize, TransportError> {
         let count = self
             .inner
-            .poll_fn(|buffer: &[u8], header: AeronHeader| handler(buffer, &copy_header(&header)), fragment_limit)
+            .poll_fn(
+                |buffer: &[u8], header: AeronHeader| handler(buffer, &copy_header(&header)),
+                fragment_limit,
+            )
             .context(|| format!("poll of session {}", self.info.session_id))?;
         Ok(count as usize)
     }

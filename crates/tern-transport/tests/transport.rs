@@ -4,7 +4,11 @@ use std::time::{Duration, Instant};
 use tern_transport::{BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver};
 
 fn driver() -> MediaDriver {
-    let dir = std::env::temp_dir().join(format!("tern-transport-test-{}-{}", std::process::id(), Client::nano_clock()));
+    let dir = std::env::temp_dir().join(format!(
+        "tern-transport-test-{}-{}",
+        std::process::id(),
+        Client::nano_clock()
+    ));
     MediaDriver::launch(&DriverConfig {
         dir: Some(dir.to_string_lossy().into_owned()),
         ipc_term_length: Some(1024 * 1024),
@@ -17,9 +21,13 @@ fn driver() -> MediaDriver {
 fn ipc_messages_longer_than_the_mtu_are_reassembled_and_blocks_carry_raw_frames() {
     let driver = driver();
     let client = Client::connect(driver.dir()).expect("client connects");
-    let subscription = client.add_subscription("aeron:ipc", 7).expect("subscription");
+    let subscription = client
+        .add_subscription("aeron:ipc", 7)
+        .expect("subscription");
     let publication = client.add_publication("aeron:ipc", 7).expect("publication");
-    let spy = client.add_subscription("aeron:ipc", 7).expect("second subscription");
+    let spy = client
+        .add_subscription("aeron:ipc", 7)
+        .expect("second subscription");
     // Less than the publication window (half a term), as nothing reads until all are offered.
     let messages: Vec<Vec<u8>> = (0..50usize).map(|i| vec![i as u8; 1 + i * 300]).collect();
     let mut idle = BackoffIdle::new();
@@ -40,11 +48,18 @@ fn ipc_messages_longer_than_the_mtu_are_reassembled_and_blocks_carry_raw_frames(
     let mut assembler = FragmentAssembler::new();
     let mut received: Vec<Vec<u8>> = Vec::new();
     while received.len() < messages.len() {
-        assert!(Instant::now() < deadline, "got {} of {}", received.len(), messages.len());
+        assert!(
+            Instant::now() < deadline,
+            "got {} of {}",
+            received.len(),
+            messages.len()
+        );
         let work = subscription
             .poll(
                 |fragment, header| {
-                    assembler.on_fragment(fragment, header, &mut |message, _| received.push(message.to_vec()))
+                    assembler.on_fragment(fragment, header, &mut |message, _| {
+                        received.push(message.to_vec())
+                    })
                 },
                 10,
             )
@@ -59,7 +74,10 @@ fn ipc_messages_longer_than_the_mtu_are_reassembled_and_blocks_carry_raw_frames(
     let mut next = image.info().join_position;
     let end = publication.position();
     while next < end {
-        assert!(Instant::now() < deadline, "blocks stopped at {next} of {end}");
+        assert!(
+            Instant::now() < deadline,
+            "blocks stopped at {next} of {end}"
+        );
         let consumed = image
             .block_poll(
                 |block, position| {
@@ -80,7 +98,9 @@ fn ipc_messages_longer_than_the_mtu_are_reassembled_and_blocks_carry_raw_frames(
 fn counters_are_visible_with_the_value_set() {
     let driver = driver();
     let client = Client::connect(driver.dir()).expect("client connects");
-    let counter = client.add_counter(1100, &7i64.to_le_bytes(), "tern test counter").expect("counter");
+    let counter = client
+        .add_counter(1100, &7i64.to_le_bytes(), "tern test counter")
+        .expect("counter");
     counter.set(42);
     assert_eq!(counter.get(), 42);
     assert!(counter.id() >= 0);
@@ -89,6 +109,8 @@ fn counters_are_visible_with_the_value_set() {
 #[test]
 fn a_client_without_a_driver_fails_with_a_clear_error() {
     let missing = std::env::temp_dir().join("tern-no-driver-here");
-    let error = Client::connect(&missing.to_string_lossy()).err().expect("no driver, no client");
+    let error = Client::connect(&missing.to_string_lossy())
+        .err()
+        .expect("no driver, no client");
     assert!(error.to_string().contains("tern-no-driver-here"), "{error}");
 }

@@ -1,0 +1,586 @@
+//! The archive against a real embedded media driver: record, stop, replay, verify.
+
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tern_archive::{
+    Archive, ArchiveConfig, ArchiveError, ArchiveView, RecordingInfo, ReplayRequest, ReplayState,
+    SourceLocation,
+};
+use tern_transport::{
+    BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver, Publication,
+};
+
+const TERM: usize = 64 * 1024;
+
+fn driver(tag: &str) -> MediaDriver {
+    let dir = std::env::temp_dir().join(format!(
+        "tern-archive-{tag}-{}-{}",
+        std::process::id(),
+        Client::nano_clock()
+    ));
+    MediaDriver::launch(&DriverConfig {
+        dir: Some(dir.to_string_lossy().into_owned()),
+        ipc_term_length: Some(TERM),
+        term_length: Some(TERM),
+        spies_simulate_connection: true,
+        ..DriverConfig::default()
+    })
+    .expect("driver starts")
+}
+
+fn archive(dir: &Path, aeron_dir: &str) -> Archive {
+    let mut config = ArchiveConfig::new(dir, aeron_dir);
+    config.segment_length = 2 * TERM as i32;
+    Archive::launch(config).expect("archive starts")
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("TERN_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| Client::nano_clock() as u64);
+    println!("seed {seed} (rerun with TERN_SEED={seed})");
+    seed
+}
+
+fn offer(publication: &Publication, message: &[u8], idle: &mut BackoffIdle) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match publication.offer(message) {
+            Ok(_) => return,
+            Err(error) if error.is_retryable() => {
+                assert!(Instant::now() < deadline, "offer stuck: {error}");
+                idle.idle(0);
+            }
+            Err(error) => panic!("offer failed: {error}"),
+        }
+    }
+}
+
+/// A message that says who sent it and its sequence, then filler derived from both.
+fn message(publisher: u32, sequence: u32, length: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(length.max(8));
+    bytes.extend_from_slice(&publisher.to_le_bytes());
+    bytes.extend_from_slice(&sequence.to_le_bytes());
+    while bytes.len() < length {
+        bytes.push((publisher as usize * 31 + sequence as usize * 7 + bytes.len()) as u8);
+    }
+    bytes
+}
+
+fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn wait_recorded(archive: &Archive, recording_id: i64, position: i64) -> RecordingInfo {
+    let mut info = archive.recording(recording_id).expect("recording");
+    wait_until("the recording to catch up", Duration::from_secs(20), || {
+        info = archive.recording(recording_id).expect("recording");
+        info.recorded_position >= position
+    });
+    info
+}
+
+/// Replay `request` into a subscription on the same driver and return (message, position after).
+fn replay_messages(
+    archive: &Archive,
+    client: &Client,
+    mut request: ReplayRequest,
+    expected: usize,
+) -> Vec<(Vec<u8>, i64)> {
+    request.channel = "aeron:ipc".into();
+    request.stream_id = 9000 + (Client::nano_clock() % 1000) as i32;
+    let subscription = client
+        .add_subscription(&request.channel, request.stream_id)
+        .expect("replay subscription");
+    let replay_id = archive.start_replay(&request).expect("replay starts");
+    let status = archive.replay_status(replay_id).expect("status");
+    let mut assembler = FragmentAssembler::new();
+    let mut received = Vec::new();
+    let mut idle = BackoffIdle::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "replay gave {} of {expected} messages: {:?} {:?}",
+            received.len(),
+            status.state(),
+            status.error()
+        );
+        let work = subscription
+            .poll(
+                |fragment, header| {
+                    assert_eq!(
+                        header.session_id, replay_id as i32,
+                        "replay image session id"
+                    );
+                    assembler.on_fragment(fragment, header, &mut |message, header| {
+                        received.push((message.to_vec(), header.position))
+                    })
+                },
+                64,
+            )
+            .expect("poll");
+        idle.idle(work);
+    }
+    wait_until("the replay to finish", Duration::from_secs(10), || {
+        status.is_finished()
+    });
+    assert_eq!(status.state(), ReplayState::Done, "{:?}", status.error());
+    received
+}
+
+#[test]
+fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollover() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let driver = driver("roundtrip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    archive
+        .start_recording("aeron:ipc", 1001, SourceLocation::Remote)
+        .expect("record");
+    // Four concurrent publications on one IPC channel share one log: one image, one recording.
+    let publications: Vec<Publication> = (0..4)
+        .map(|_| client.add_publication("aeron:ipc", 1001).expect("pub"))
+        .collect();
+    let session_id = publications[0].session_id();
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.find_recording(1001, session_id).is_some()
+    });
+    let recording_id = archive
+        .find_recording(1001, session_id)
+        .expect("recording")
+        .descriptor
+        .recording_id;
+    let max = publications[0].max_message_length();
+    let mut sent = Vec::new();
+    let mut idle = BackoffIdle::new();
+    let mut sequences = [0u32; 4];
+    for _ in 0..1500 {
+        let publisher = rng.gen_range(0..4usize);
+        let length = if rng.gen_bool(0.1) {
+            rng.gen_range(1409..max)
+        } else {
+            rng.gen_range(8..1400)
+        };
+        let bytes = message(publisher as u32, sequences[publisher], length);
+        sequences[publisher] += 1;
+        offer(&publications[publisher], &bytes, &mut idle);
+        sent.push(bytes);
+    }
+    let end = publications[0].position();
+    let info = wait_recorded(&archive, recording_id, end);
+    assert!(info.active);
+    assert_eq!(info.descriptor.session_id, session_id);
+    let stopped = archive.stop_recording(1 << 20).expect("stop");
+    assert_eq!(stopped, vec![recording_id]);
+    let info = archive.recording(recording_id).expect("recording");
+    assert_eq!(info.descriptor.stop_position, end);
+    assert!(!info.active);
+
+    let replayed = replay_messages(
+        &archive,
+        &client,
+        ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: false,
+            channel: String::new(),
+            stream_id: 0,
+        },
+        sent.len(),
+    );
+    let messages: Vec<Vec<u8>> = replayed.iter().map(|(bytes, _)| bytes.clone()).collect();
+    assert_eq!(messages, sent, "replayed messages differ from those sent");
+    assert_eq!(
+        replayed.last().map(|(_, position)| *position),
+        Some(end),
+        "replay ends at the recorded stop position"
+    );
+
+    // Offline: the same messages from the files, several segments, every frame valid.
+    let view = ArchiveView::open(data.path()).expect("view");
+    let segments = view.segment_files(recording_id);
+    assert!(
+        segments.len() > 3,
+        "expected segment rollover, got {} segments",
+        segments.len()
+    );
+    let mut offline = Vec::new();
+    view.messages(recording_id, None, None, |bytes, header| {
+        offline.push((bytes.to_vec(), header.position));
+        true
+    })
+    .expect("read offline");
+    assert_eq!(offline, replayed);
+    let report = view.verify(recording_id, |_| {}).expect("verify");
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+
+    // Replay from the middle: a position where a message starts, and the positions match.
+    let (_, middle) = replayed[700];
+    let tail = replay_messages(
+        &archive,
+        &client,
+        ReplayRequest {
+            recording_id,
+            position: Some(middle),
+            length: Some(end - middle),
+            follow: false,
+            channel: String::new(),
+            stream_id: 0,
+        },
+        sent.len() - 701,
+    );
+    assert_eq!(tail.as_slice(), &replayed[701..]);
+}
+
+#[test]
+fn exclusive_and_udp_publishers_each_get_their_own_recording() {
+    let driver = driver("sessions");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let udp = format!("aeron:udp?endpoint=localhost:{port}");
+    archive
+        .start_recording(&udp, 7, SourceLocation::Local)
+        .expect("record udp");
+    archive
+        .start_recording("aeron:ipc", 8, SourceLocation::Remote)
+        .expect("record ipc");
+    let udp_a = client.add_exclusive_publication(&udp, 7).expect("udp a");
+    let udp_b = client.add_exclusive_publication(&udp, 7).expect("udp b");
+    let ipc = client
+        .add_exclusive_publication("aeron:ipc", 8)
+        .expect("ipc");
+    wait_until("three recordings", Duration::from_secs(10), || {
+        archive.recordings().len() == 3
+    });
+    let mut idle = BackoffIdle::new();
+    for sequence in 0..200u32 {
+        for (index, publication) in [&udp_a, &udp_b, &ipc].iter().enumerate() {
+            let bytes = message(index as u32, sequence, 100 + sequence as usize);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match publication.offer(&bytes) {
+                    Ok(_) => break,
+                    Err(error) if error.is_retryable() && Instant::now() < deadline => idle.idle(0),
+                    Err(error) => panic!("offer: {error}"),
+                }
+            }
+        }
+    }
+    for (index, publication) in [&udp_a, &udp_b, &ipc].iter().enumerate() {
+        let stream = if index == 2 { 8 } else { 7 };
+        let info = archive
+            .find_recording(stream, publication.session_id())
+            .expect("its own recording");
+        wait_recorded(
+            &archive,
+            info.descriptor.recording_id,
+            publication.position(),
+        );
+        let view = ArchiveView::open(data.path()).expect("view");
+        let mut count = 0u32;
+        view.messages(info.descriptor.recording_id, None, None, |bytes, _| {
+            assert_eq!(
+                bytes,
+                message(index as u32, count, 100 + count as usize).as_slice()
+            );
+            count += 1;
+            true
+        })
+        .expect("read");
+        assert_eq!(count, 200);
+    }
+    let udp_info = archive
+        .find_recording(7, udp_a.session_id())
+        .expect("udp recording");
+    assert_eq!(udp_info.descriptor.stripped_channel, udp);
+    drop(udp_a);
+    wait_until(
+        "the closed publication's recording to stop",
+        Duration::from_secs(20),
+        || {
+            !archive
+                .find_recording(7, udp_info.descriptor.session_id)
+                .expect("recording")
+                .active
+        },
+    );
+}
+
+#[test]
+fn replay_follows_a_live_recording_while_it_grows() {
+    let driver = driver("follow");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    archive
+        .start_recording("aeron:ipc", 1002, SourceLocation::Remote)
+        .expect("record");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", 1002)
+        .expect("pub");
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.recordings().len() == 1
+    });
+    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    let subscription = client
+        .add_subscription("aeron:ipc", 4242)
+        .expect("replay subscription");
+    let replay_id = archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: true,
+            channel: "aeron:ipc".into(),
+            stream_id: 4242,
+        })
+        .expect("follow replay");
+    let status = archive.replay_status(replay_id).expect("status");
+    let mut idle = BackoffIdle::new();
+    let mut received = Vec::new();
+    let total = 3000u32;
+    let mut sent = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.len() < total as usize {
+        assert!(
+            Instant::now() < deadline,
+            "got {} of {total}: {:?}",
+            received.len(),
+            status.error()
+        );
+        if sent < total {
+            let bytes = message(0, sent, 64 + (sent as usize % 500));
+            if publication.offer(&bytes).is_ok() {
+                sent += 1;
+            }
+        }
+        let work = subscription
+            .poll(
+                |fragment, _| received.push(u32::from_le_bytes(fragment[4..8].try_into().unwrap())),
+                32,
+            )
+            .expect("poll");
+        idle.idle(work);
+    }
+    assert_eq!(received, (0..total).collect::<Vec<_>>());
+    assert!(!status.is_finished(), "a follow replay waits for more");
+    archive.stop_recording(1 << 20).expect("stop recording");
+    wait_until(
+        "the follow replay to end with the recording",
+        Duration::from_secs(10),
+        || status.is_finished(),
+    );
+    assert_eq!(status.state(), ReplayState::Done);
+    assert_eq!(status.position(), publication.position());
+}
+
+#[test]
+fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
+    let driver = driver("positions");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    let subscription_id = archive
+        .start_recording("aeron:ipc", 1003, SourceLocation::Remote)
+        .expect("record");
+    let publication = client.add_publication("aeron:ipc", 1003).expect("pub");
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.recordings().len() == 1
+    });
+    let mut idle = BackoffIdle::new();
+    for sequence in 0..10 {
+        offer(&publication, &message(0, sequence, 200), &mut idle);
+    }
+    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    wait_recorded(&archive, recording_id, publication.position());
+    archive.stop_recording(subscription_id).expect("stop");
+    let end = publication.position();
+    let request = |position: Option<i64>| ReplayRequest {
+        recording_id,
+        position,
+        length: None,
+        follow: false,
+        channel: "aeron:ipc".into(),
+        stream_id: 5,
+    };
+    let error_of = |position: i64| {
+        archive
+            .start_replay(&request(Some(position)))
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(
+        error_of(17).contains("not frame aligned"),
+        "{}",
+        error_of(17)
+    );
+    assert!(
+        error_of(64).contains("not the start of a frame"),
+        "{}",
+        error_of(64)
+    );
+    assert!(
+        error_of(end + 32).contains("past the recording's end"),
+        "{}",
+        error_of(end + 32)
+    );
+    assert!(
+        error_of(-32).contains("before the recording's start"),
+        "{}",
+        error_of(-32)
+    );
+    let unknown = archive
+        .start_replay(&ReplayRequest {
+            recording_id: 99,
+            ..request(None)
+        })
+        .expect_err("unknown");
+    assert!(
+        matches!(unknown, ArchiveError::UnknownRecording(99)),
+        "{unknown}"
+    );
+    assert!(matches!(
+        archive.stop_recording(12345),
+        Err(ArchiveError::UnknownSubscription(12345))
+    ));
+    // The archive still serves: a good replay from the second frame works.
+    let second = 256; // 200 bytes + 32 header, aligned to 256.
+    let replayed = replay_messages(&archive, &client, request(Some(second)), 9);
+    assert_eq!(replayed.len(), 9);
+    assert_eq!(replayed[0].0, message(0, 1, 200));
+}
+
+#[test]
+fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
+    let driver = driver("flip");
+    let data = tempfile::tempdir().expect("temp dir");
+    let client = Client::connect(driver.dir()).expect("client");
+    let recording_id;
+    let damaged_at;
+    {
+        let archive = archive(data.path(), driver.dir());
+        archive
+            .start_recording("aeron:ipc", 1004, SourceLocation::Remote)
+            .expect("record");
+        let publication = client.add_publication("aeron:ipc", 1004).expect("pub");
+        wait_until("the recording to start", Duration::from_secs(10), || {
+            archive.recordings().len() == 1
+        });
+        let mut idle = BackoffIdle::new();
+        for sequence in 0..400 {
+            offer(&publication, &message(0, sequence, 500), &mut idle);
+        }
+        recording_id = archive.recordings()[0].descriptor.recording_id;
+        wait_recorded(&archive, recording_id, publication.position());
+        archive.shutdown();
+    }
+    // Damage a payload byte of frame 300, in the second segment or later.
+    let mut starts = Vec::new();
+    ArchiveView::open(data.path())
+        .expect("view")
+        .frames(recording_id, None, None, |frame| {
+            if !frame.header.is_padding() {
+                starts.push(frame.position);
+            }
+            true
+        })
+        .expect("frames");
+    let frame_300 = starts[300];
+    damaged_at = frame_300 + 100;
+    let segment_base = damaged_at / (2 * TERM as i64) * (2 * TERM as i64);
+    let path = data
+        .path()
+        .join(format!("{recording_id}-{segment_base}.rec"));
+    let mut bytes = std::fs::read(&path).expect("segment");
+    bytes[(damaged_at - segment_base) as usize] ^= 0x01;
+    std::fs::write(&path, bytes).expect("write back");
+
+    let view = ArchiveView::open(data.path()).expect("view");
+    let report = view.verify(recording_id, |_| {}).expect("verify runs");
+    let problem = report.problem.expect("damage found");
+    assert_eq!(problem.position, frame_300);
+    assert_eq!(problem.path, path);
+    assert_eq!(problem.file_offset as i64, frame_300 - segment_base);
+    assert!(
+        problem.to_string().contains("checksum mismatch"),
+        "{problem}"
+    );
+    assert_eq!(report.frames, 300);
+
+    let archive = archive(data.path(), driver.dir());
+    let subscription = client.add_subscription("aeron:ipc", 77).expect("sub");
+    let replay_id = archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: false,
+            channel: "aeron:ipc".into(),
+            stream_id: 77,
+        })
+        .expect("replay starts");
+    let status = archive.replay_status(replay_id).expect("status");
+    let mut count = 0;
+    let mut idle = BackoffIdle::new();
+    wait_until(
+        "the replay to stop at the damage",
+        Duration::from_secs(20),
+        || {
+            let work = subscription.poll(|_, _| count += 1, 64).expect("poll");
+            idle.idle(work);
+            status.is_finished()
+        },
+    );
+    assert_eq!(status.state(), ReplayState::Failed);
+    let error = status.error().expect("error message");
+    assert!(
+        error.contains("checksum mismatch")
+            && error.contains(&format!("{recording_id}-{segment_base}.rec")),
+        "{error}"
+    );
+    while subscription.poll(|_, _| count += 1, 64).expect("poll") > 0 {}
+    assert!(
+        count <= 300,
+        "no frame past the damage is replayed ({count})"
+    );
+}
+
+#[test]
+fn a_second_archive_on_the_same_directory_is_refused() {
+    let driver = driver("lock");
+    let data = tempfile::tempdir().expect("temp dir");
+    let _first = archive(data.path(), driver.dir());
+    let error = Archive::launch(ArchiveConfig::new(data.path(), driver.dir()))
+        .err()
+        .expect("refused");
+    assert!(matches!(error, ArchiveError::Locked { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{error}"
+    );
+}
+
+#[allow(dead_code)]
+fn counts(messages: &[Vec<u8>]) -> HashMap<u32, u32> {
+    let mut counts = HashMap::new();
+    for message in messages {
+        *counts
+            .entry(u32::from_le_bytes(message[0..4].try_into().unwrap()))
+            .or_insert(0) += 1;
+    }
+    counts
+}
