@@ -8,7 +8,7 @@ use crate::error::{ArchiveError, Result};
 use crate::progress::RecordingProgress;
 use crate::segment_writer::{SegmentGeometry, SegmentWriter};
 use crate::time_index::TimeIndexWriter;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -183,7 +183,11 @@ struct RecordingSubscription {
     original_channel: String,
     stripped_channel: String,
     subscription: Subscription,
-    sessions: HashMap<i32, RecordingSession>,
+    /// Recording sessions by image correlation id.
+    sessions: HashMap<i64, RecordingSession>,
+    /// Images whose recording ended but which the subscription still lists (lingering): never
+    /// recorded twice.
+    finished: HashSet<i64>,
 }
 
 pub(crate) struct Recorder {
@@ -291,6 +295,7 @@ impl Recorder {
             stripped_channel: stripped,
             subscription,
             sessions: HashMap::new(),
+            finished: HashSet::new(),
         });
         Ok(())
     }
@@ -300,15 +305,16 @@ impl Recorder {
         let shared = &self.shared;
         for entry in &mut self.subscriptions {
             let mut failed = Vec::new();
-            for (session_id, session) in entry.sessions.iter_mut() {
+            for (image_id, session) in entry.sessions.iter_mut() {
                 match session.do_work(shared, timestamp_ns, now) {
                     Ok(bytes) => work += bytes,
-                    Err(error) => failed.push((*session_id, error)),
+                    Err(error) => failed.push((*image_id, error)),
                 }
             }
-            for (session_id, error) in failed {
-                if let Some(session) = entry.sessions.remove(&session_id) {
+            for (image_id, error) in failed {
+                if let Some(session) = entry.sessions.remove(&image_id) {
                     session.finish(shared, Some(&error));
+                    entry.finished.insert(image_id);
                 }
             }
         }
@@ -321,35 +327,49 @@ impl Recorder {
         let shared = self.shared.clone();
         for index in 0..self.subscriptions.len() {
             let images = self.subscriptions[index].subscription.images();
+            let listed: HashSet<i64> = images
+                .iter()
+                .map(|image| image.info().correlation_id)
+                .collect();
             for image in images {
-                let session_id = image.info().session_id;
-                if self.subscriptions[index].sessions.contains_key(&session_id) || image.is_closed()
+                let image_id = image.info().correlation_id;
+                let entry = &self.subscriptions[index];
+                if entry.sessions.contains_key(&image_id)
+                    || entry.finished.contains(&image_id)
+                    || image.is_closed()
+                    || image.is_end_of_stream()
                 {
                     continue;
                 }
+                let session_id = image.info().session_id;
                 match self.open_session(index, image, now) {
                     Ok(session) => {
-                        self.subscriptions[index]
-                            .sessions
-                            .insert(session_id, session);
+                        self.subscriptions[index].sessions.insert(image_id, session);
                         work += 1;
                     }
-                    Err(error) => tracing::error!("cannot record session {session_id}: {error}"),
+                    Err(error) => {
+                        tracing::error!("cannot record session {session_id}: {error}");
+                        self.subscriptions[index].finished.insert(image_id);
+                    }
                 }
             }
             let entry = &mut self.subscriptions[index];
-            let ended: Vec<i32> = entry
+            entry.finished.retain(|image_id| listed.contains(image_id));
+            let ended: Vec<i64> = entry
                 .sessions
                 .iter()
                 .filter(|(_, session)| {
                     session.image.is_closed() || session.image.is_end_of_stream()
                 })
-                .map(|(session_id, _)| *session_id)
+                .map(|(image_id, _)| *image_id)
                 .collect();
-            for session_id in ended {
-                if let Some(mut session) = entry.sessions.remove(&session_id) {
+            for image_id in ended {
+                if let Some(mut session) = entry.sessions.remove(&image_id) {
                     let outcome = session.do_work(&shared, epoch_nanos(), now);
                     session.finish(&shared, outcome.as_ref().err());
+                    if listed.contains(&image_id) {
+                        entry.finished.insert(image_id);
+                    }
                     work += 1;
                 }
             }

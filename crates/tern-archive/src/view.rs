@@ -212,6 +212,8 @@ impl ArchiveView {
 
     /// Visit the whole messages of a recording (fragments reassembled) with their headers; the
     /// header's session id is the recording's, its position the position after the message.
+    /// Returns the position after the last whole message visited (where a later call resumes
+    /// without cutting a fragmented message).
     ///
     /// # Errors
     /// As [`Self::frames`].
@@ -222,23 +224,36 @@ impl ArchiveView {
         to: Option<i64>,
         mut visit: impl FnMut(&[u8], &Header) -> bool,
     ) -> Result<i64> {
-        let session_id = self.recording(recording_id)?.descriptor.session_id;
+        let recording = self.recording(recording_id)?;
+        let session_id = recording.descriptor.session_id;
+        let mut resume = from.unwrap_or(recording.descriptor.start_position);
         let mut assembler = FragmentAssembler::new();
         let mut more = true;
+        let mut in_message = false;
         self.frames(recording_id, from, to, |frame| {
+            let end = frame.position + frame.aligned_length as i64;
             if frame.header.is_padding() {
+                if !in_message {
+                    resume = end;
+                }
                 return true;
             }
-            let header = header_of(
-                &frame.header,
-                frame.position + frame.aligned_length as i64,
-                session_id,
-            );
+            let flags = frame.header.flags;
+            in_message = if flags & tern_transport::BEGIN_FLAG != 0 {
+                flags & tern_transport::END_FLAG == 0
+            } else {
+                in_message && flags & tern_transport::END_FLAG == 0
+            };
+            let header = header_of(&frame.header, end, session_id);
             assembler.on_fragment(frame.payload(), &header, &mut |message, header| {
                 more = more && visit(message, header);
             });
+            if !in_message {
+                resume = end;
+            }
             more
-        })
+        })?;
+        Ok(resume)
     }
 }
 

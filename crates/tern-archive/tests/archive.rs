@@ -468,7 +468,6 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
     let data = tempfile::tempdir().expect("temp dir");
     let client = Client::connect(driver.dir()).expect("client");
     let recording_id;
-    let damaged_at;
     {
         let archive = archive(data.path(), driver.dir());
         archive
@@ -498,7 +497,7 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
         })
         .expect("frames");
     let frame_300 = starts[300];
-    damaged_at = frame_300 + 100;
+    let damaged_at = frame_300 + 100;
     let segment_base = damaged_at / (2 * TERM as i64) * (2 * TERM as i64);
     let path = data
         .path()

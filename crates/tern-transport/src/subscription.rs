@@ -111,6 +111,8 @@ impl Subscription {
 /// What does not change over an image's life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
+    /// Unique id of this image (a publisher that comes back gets a new image with a new id).
+    pub correlation_id: i64,
     /// The publisher's session id.
     pub session_id: i32,
     /// Where the publisher is (`aeron:ipc`, or an address for UDP).
@@ -135,6 +137,7 @@ impl Image {
     fn new(inner: AeronImage) -> Result<Self, TransportError> {
         let constants = inner.get_constants().context(|| "image constants".into())?;
         let info = ImageInfo {
+            correlation_id: constants.correlation_id(),
             session_id: constants.session_id(),
             source_identity: constants.source_identity().to_string(),
             join_position: constants.join_position(),

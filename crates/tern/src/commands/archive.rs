@@ -1,0 +1,161 @@
+//! `tern archive`: a long-lived archive that records what its config names.
+
+use super::settings::ArchiveArgs;
+use crate::util::{parse_channel_stream, size_from_toml, stop_signal, DriverArgs};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tern_archive::{Archive, SourceLocation};
+
+/// Arguments of `tern archive`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A TOML config file (see docs/config.md); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Record CHANNEL@STREAM, e.g. aeron:ipc@1001 (repeatable; added to the config's).
+    #[arg(long = "record", value_name = "CHANNEL@STREAM", value_parser = parse_channel_stream)]
+    records: Vec<(String, i32)>,
+    /// Print the recordings' positions this often (seconds; 0: never).
+    #[arg(long, default_value_t = 10)]
+    status_interval: u64,
+    #[command(flatten)]
+    archive: ArchiveArgs,
+    #[command(flatten)]
+    driver: DriverArgs,
+}
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    dir: Option<PathBuf>,
+    aeron_dir: Option<String>,
+    embedded_driver: Option<bool>,
+    segment_length: Option<toml::Value>,
+    fsync: Option<String>,
+    write_mode: Option<String>,
+    #[serde(default)]
+    record: Vec<RecordEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordEntry {
+    channel: String,
+    stream_id: i32,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+fn read_config(path: &PathBuf) -> Result<ConfigFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+}
+
+/// Print one status line per active recording.
+pub fn print_status(archive: &Archive) {
+    for info in archive.recordings().into_iter().filter(|info| info.active) {
+        println!(
+            "status recording={} session={} stream={} recorded={} durable={} bytes={}",
+            info.descriptor.recording_id,
+            info.descriptor.session_id,
+            info.descriptor.stream_id,
+            info.recorded_position,
+            info.durable_position,
+            info.recorded_position - info.descriptor.start_position
+        );
+    }
+}
+
+/// Run until Ctrl-C or SIGTERM.
+pub fn run(mut args: Args) -> Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => ConfigFile::default(),
+    };
+    if args.archive.dir.is_none() {
+        args.archive.dir = file.dir.clone();
+    }
+    if args.archive.segment_length.is_none() {
+        if let Some(value) = &file.segment_length {
+            args.archive.segment_length = Some(size_from_toml(value).context("segment_length")?);
+        }
+    }
+    if args.archive.fsync.is_none() {
+        if let Some(text) = &file.fsync {
+            args.archive.fsync = Some(text.parse().map_err(anyhow::Error::msg).context("fsync")?);
+        }
+    }
+    if args.archive.write_mode.is_none() {
+        args.archive.write_mode = match file.write_mode.as_deref() {
+            None => None,
+            Some("direct") => Some(tern_archive::WriteMode::Direct),
+            Some("buffered") => Some(tern_archive::WriteMode::Buffered),
+            Some(other) => bail!("write_mode {other:?}: expected direct or buffered"),
+        };
+    }
+    if args.driver.aeron_dir.is_none() {
+        args.driver.aeron_dir = file.aeron_dir.clone();
+    }
+    let embedded_by_default = file.embedded_driver.unwrap_or(true);
+    let mut records: Vec<(String, i32, SourceLocation)> = Vec::new();
+    for entry in &file.record {
+        let source = match entry.source.as_deref() {
+            None | Some("remote") => SourceLocation::Remote,
+            Some("local") => SourceLocation::Local,
+            Some(other) => bail!("record source {other:?}: expected local or remote"),
+        };
+        records.push((entry.channel.clone(), entry.stream_id, source));
+    }
+    records.extend(
+        args.records
+            .iter()
+            .map(|(channel, stream)| (channel.clone(), *stream, SourceLocation::Local)),
+    );
+    if records.is_empty() {
+        bail!("nothing to record: give --record CHANNEL@STREAM or [[record]] entries in --config");
+    }
+    let stop = stop_signal()?;
+    let driver = if file.embedded_driver == Some(false) && !args.driver.embedded_driver {
+        args.driver.resolve(false)?
+    } else {
+        args.driver.resolve(embedded_by_default)?
+    };
+    let config = args.archive.config(&driver.dir)?;
+    let dir = config.dir.clone();
+    let archive = Archive::launch(config)
+        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    for (channel, stream, source) in &records {
+        archive
+            .start_recording(channel, *stream, *source)
+            .with_context(|| format!("record {channel} stream {stream}"))?;
+        println!("recording {channel} stream {stream}");
+    }
+    println!(
+        "archive running in {} on the media driver in {}{}; Ctrl-C to stop",
+        dir.display(),
+        driver.dir,
+        if driver.embedded.is_some() {
+            " (embedded)"
+        } else {
+            ""
+        }
+    );
+    let interval = Duration::from_secs(args.status_interval);
+    let mut next_status = Instant::now() + interval;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+        if args.status_interval > 0 && Instant::now() >= next_status {
+            next_status += interval;
+            print_status(&archive);
+        }
+    }
+    archive.shutdown();
+    println!("archive stopped; recordings are closed");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,89 @@
+//! `tern describe`: everything about one recording.
+
+use super::settings::default_dir;
+use crate::util::{format_bytes, format_time};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tern_archive::ArchiveView;
+
+/// Arguments of `tern describe`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The recording id.
+    id: i64,
+    /// Archive directory (default: ./tern-data).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// Print the descriptor, positions, segments and time range.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(default_dir);
+    let view = ArchiveView::open(&dir)
+        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    let recording = view.recording(args.id)?;
+    let d = &recording.descriptor;
+    let bytes = recording.end_position - d.start_position;
+    println!("recording {}", d.recording_id);
+    println!(
+        "  state             {}",
+        if recording.active {
+            "active (or interrupted)"
+        } else {
+            d.state.name()
+        }
+    );
+    println!("  channel           {}", d.stripped_channel);
+    println!("  original channel  {}", d.original_channel);
+    println!("  stream id         {}", d.stream_id);
+    println!("  session id        {}", d.session_id);
+    println!("  source identity   {}", d.source_identity);
+    println!("  start position    {}", d.start_position);
+    if recording.active {
+        println!(
+            "  end position      {} (scanned; the recording has not stopped)",
+            recording.end_position
+        );
+    } else {
+        println!("  stop position     {}", d.stop_position);
+    }
+    println!(
+        "  recorded          {} ({bytes} bytes)",
+        format_bytes(bytes as f64)
+    );
+    println!("  started           {}", format_time(d.start_timestamp_ns));
+    println!(
+        "  stopped           {}",
+        if recording.active {
+            "-".into()
+        } else {
+            format_time(d.stop_timestamp_ns)
+        }
+    );
+    println!("  initial term id   {}", d.initial_term_id);
+    println!("  term length       {}", d.term_length);
+    println!("  segment length    {}", d.segment_length);
+    println!("  mtu               {}", d.mtu_length);
+    let index = view.time_index(&recording);
+    match (index.first(), index.last()) {
+        (Some(first), Some(last)) => println!(
+            "  time index        {} entries, {} .. {}",
+            index.len(),
+            format_time(first.timestamp_ns),
+            format_time(last.timestamp_ns)
+        ),
+        _ => println!("  time index        empty"),
+    }
+    let segments = view.segment_files(d.recording_id);
+    println!("  segments          {}", segments.len());
+    for segment in segments {
+        println!(
+            "    {}  base {}  {}",
+            segment.path.display(),
+            segment.base,
+            format_bytes(segment.file_length as f64)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,96 @@
+//! `tern list`: the recordings of an archive directory.
+
+use super::settings::default_dir;
+use crate::util::{format_bytes, format_time};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tern_archive::{ArchiveView, CatalogEntry};
+
+/// Arguments of `tern list`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Archive directory (default: ./tern-data).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print JSON, one object per recording.
+    #[arg(long)]
+    json: bool,
+    /// Only recordings of this stream id.
+    #[arg(long)]
+    stream: Option<i32>,
+}
+
+/// Print the table (or JSON).
+pub fn run(args: Args) -> Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(default_dir);
+    let view = ArchiveView::open(&dir)
+        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    let mut rows = Vec::new();
+    for entry in view.entries() {
+        match entry {
+            CatalogEntry::Recording(descriptor) => {
+                if args.stream.is_some_and(|stream| stream != descriptor.stream_id) {
+                    continue;
+                }
+                let recording = view.recording(descriptor.recording_id)?;
+                rows.push(serde_json::json!({
+                    "recording_id": descriptor.recording_id,
+                    "state": if recording.active { "active" } else { descriptor.state.name() },
+                    "session_id": descriptor.session_id,
+                    "stream_id": descriptor.stream_id,
+                    "channel": descriptor.stripped_channel,
+                    "source_identity": descriptor.source_identity,
+                    "start_position": descriptor.start_position,
+                    "end_position": recording.end_position,
+                    "bytes": recording.end_position - descriptor.start_position,
+                    "start_time": format_time(descriptor.start_timestamp_ns),
+                    "stop_time": if recording.active { "-".to_string() } else { format_time(descriptor.stop_timestamp_ns) },
+                }));
+            }
+            CatalogEntry::Damaged { recording_id, offset, reason } => rows.push(serde_json::json!({
+                "recording_id": recording_id,
+                "state": "damaged",
+                "error": format!("{} at offset {offset}: {reason}", view.dir().join(tern_archive::CATALOG_FILE).display()),
+            })),
+        }
+    }
+    if args.json {
+        for row in &rows {
+            println!("{row}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no recordings in {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>6}  {:<8} {:>11} {:>7} {:>14} {:>14} {:>10}  {:<24} CHANNEL",
+        "ID", "STATE", "SESSION", "STREAM", "START", "END", "SIZE", "STARTED"
+    );
+    for row in rows {
+        if row["state"] == "damaged" {
+            println!(
+                "{:>6}  {:<8} {}",
+                row["recording_id"].as_i64().unwrap_or(-1),
+                "damaged",
+                row["error"].as_str().unwrap_or("")
+            );
+            continue;
+        }
+        println!(
+            "{:>6}  {:<8} {:>11} {:>7} {:>14} {:>14} {:>10}  {:<24} {}",
+            row["recording_id"].as_i64().unwrap_or(-1),
+            row["state"].as_str().unwrap_or(""),
+            row["session_id"].as_i64().unwrap_or(0),
+            row["stream_id"].as_i64().unwrap_or(0),
+            row["start_position"].as_i64().unwrap_or(0),
+            row["end_position"].as_i64().unwrap_or(0),
+            format_bytes(row["bytes"].as_f64().unwrap_or(0.0)),
+            row["start_time"].as_str().unwrap_or(""),
+            row["channel"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,184 @@
+//! `tern replay`: a recording to a channel, or its messages printed.
+
+use super::settings::default_dir;
+use crate::util::{stop_signal, DriverArgs};
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tern_archive::{Archive, ArchiveConfig, ArchiveError, ArchiveView, ReplayRequest, ReplayState};
+
+/// How printed messages look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrintFormat {
+    /// Position, length and the message as text (non-UTF-8 bytes escaped).
+    Text,
+    /// Position, length and the message in hex.
+    Hex,
+    /// Only a count at the end.
+    None,
+}
+
+/// Arguments of `tern replay`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The recording id.
+    id: i64,
+    /// Start at this position (a frame start; default: the recording's start).
+    #[arg(long)]
+    from: Option<i64>,
+    /// Replay this many bytes (default: to the end).
+    #[arg(long)]
+    length: Option<i64>,
+    /// Keep going as an active recording grows, until it stops.
+    #[arg(long)]
+    follow: bool,
+    /// Publish the replay on this channel (default: print the messages).
+    #[arg(long)]
+    channel: Option<String>,
+    /// Stream id of the replay channel.
+    #[arg(long, requires = "channel")]
+    stream: Option<i32>,
+    /// How to print messages when not replaying to a channel.
+    #[arg(long, value_enum, default_value_t = PrintFormat::Text)]
+    print: PrintFormat,
+    /// Archive directory (default: ./tern-data).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    driver: DriverArgs,
+}
+
+/// Replay or print.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    match &args.channel {
+        Some(channel) => to_channel(&args, &dir, channel),
+        None => print(&args, &dir),
+    }
+}
+
+fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitCode> {
+    let Some(stream_id) = args.stream else {
+        bail!("--channel needs --stream");
+    };
+    let stop = stop_signal()?;
+    let driver = args.driver.resolve(false)?;
+    ArchiveView::open(dir).with_context(|| format!("open the archive in {}", dir.display()))?;
+    let archive = match Archive::launch(ArchiveConfig::new(dir, driver.dir.clone())) {
+        Ok(archive) => archive,
+        Err(error @ ArchiveError::Locked { .. }) => {
+            bail!("{error}; a running archive replays on request through its control channel, not from this command")
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("open the archive in {}", dir.display()))
+        }
+    };
+    let replay_id = archive.start_replay(&ReplayRequest {
+        recording_id: args.id,
+        position: args.from,
+        length: args.length,
+        follow: args.follow,
+        channel: channel.to_string(),
+        stream_id,
+    })?;
+    let status = archive.replay_status(replay_id)?;
+    eprintln!(
+        "replaying recording {} on {channel} stream {stream_id} as session {} (waits for a subscriber)",
+        args.id, replay_id as i32
+    );
+    while !status.is_finished() {
+        if stop.load(Ordering::SeqCst) {
+            archive.stop_replay(replay_id)?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    match status.state() {
+        ReplayState::Failed => bail!(
+            "{}",
+            status.error().unwrap_or_else(|| "replay failed".into())
+        ),
+        state => {
+            eprintln!("replay {state:?} at position {}", status.position());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
+    let stop = if args.follow {
+        Some(stop_signal()?)
+    } else {
+        None
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut messages = 0u64;
+    let mut bytes = 0u64;
+    let mut from = args.from;
+    let limit = args
+        .length
+        .map(|length| from.unwrap_or(0).saturating_add(length));
+    let mut broken_pipe = false;
+    loop {
+        let view = ArchiveView::open(dir)
+            .with_context(|| format!("open the archive in {}", dir.display()))?;
+        let recording = view.recording(args.id)?;
+        let start = from.unwrap_or(recording.descriptor.start_position);
+        let limit = limit.map(|limit| limit.max(start));
+        let to = limit.map_or(recording.end_position, |limit| {
+            limit.min(recording.end_position)
+        });
+        let mut write_error = None;
+        let reached = view.messages(args.id, Some(start), Some(to), |message, header| {
+            messages += 1;
+            bytes += message.len() as u64;
+            let line = match args.print {
+                PrintFormat::Text => writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    header.position,
+                    message.len(),
+                    message.escape_ascii()
+                ),
+                PrintFormat::Hex => {
+                    let hex: String = message.iter().map(|byte| format!("{byte:02x}")).collect();
+                    writeln!(out, "{}\t{}\t{hex}", header.position, message.len())
+                }
+                PrintFormat::None => Ok(()),
+            };
+            if let Err(error) = line {
+                write_error = Some(error);
+                return false;
+            }
+            true
+        })?;
+        if let Some(error) = write_error {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                broken_pipe = true;
+                break;
+            }
+            return Err(error.into());
+        }
+        out.flush()?;
+        from = Some(reached);
+        let done = !args.follow
+            || !recording.active
+            || limit.is_some_and(|limit| reached >= limit)
+            || stop
+                .as_ref()
+                .is_some_and(|stop: &std::sync::Arc<AtomicBool>| stop.load(Ordering::SeqCst));
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !broken_pipe {
+        eprintln!("{messages} messages, {bytes} bytes");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,58 @@
+//! Archive settings shared by `tern archive` and `tern record`.
+
+use crate::util::parse_size;
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use tern_archive::{ArchiveConfig, FsyncPolicy, WriteMode};
+
+/// Where the archive lives and how it writes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArchiveArgs {
+    /// Archive directory (default: ./tern-data).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Segment file length: a power of two, e.g. 128m (default 128 MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub segment_length: Option<u64>,
+    /// When to fdatasync: none, always, or interval:<ms> (default none).
+    #[arg(long)]
+    pub fsync: Option<FsyncPolicy>,
+    /// How segments are written: direct (O_DIRECT where supported) or buffered.
+    #[arg(long, value_parser = parse_write_mode)]
+    pub write_mode: Option<WriteMode>,
+}
+
+fn parse_write_mode(text: &str) -> Result<WriteMode, String> {
+    match text {
+        "direct" => Ok(WriteMode::Direct),
+        "buffered" => Ok(WriteMode::Buffered),
+        other => Err(format!("write mode {other:?}: expected direct or buffered")),
+    }
+}
+
+/// The default archive directory.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from("tern-data")
+}
+
+impl ArchiveArgs {
+    /// Build the archive settings on the driver in `aeron_dir`.
+    pub fn config(&self, aeron_dir: &str) -> Result<ArchiveConfig> {
+        let mut config =
+            ArchiveConfig::new(self.dir.clone().unwrap_or_else(default_dir), aeron_dir);
+        if let Some(length) = self.segment_length {
+            if length > i32::MAX as u64 + 1 {
+                bail!("segment length {length} is above 1 GiB");
+            }
+            config.segment_length = length.min(1 << 30) as i32;
+        }
+        if let Some(fsync) = self.fsync {
+            config.fsync = fsync;
+        }
+        if let Some(mode) = self.write_mode {
+            config.write_mode = mode;
+        }
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,95 @@
+//! `tern verify`: check every frame's header and CRC32C.
+
+use super::settings::default_dir;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tern_archive::{ArchiveView, CatalogEntry};
+
+/// Arguments of `tern verify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this recording (default: all).
+    id: Option<i64>,
+    /// Archive directory (default: ./tern-data).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Verify; exit 1 if anything is damaged.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(default_dir);
+    let view = ArchiveView::open(&dir)
+        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    let mut damaged = 0;
+    let ids: Vec<i64> = match args.id {
+        Some(id) => {
+            view.recording(id)?;
+            vec![id]
+        }
+        None => {
+            for entry in view.entries() {
+                if let CatalogEntry::Damaged {
+                    recording_id,
+                    offset,
+                    reason,
+                } = entry
+                {
+                    damaged += 1;
+                    println!(
+                        "recording {recording_id}: catalog record damaged: {} at offset {offset}: {reason}",
+                        view.dir().join(tern_archive::CATALOG_FILE).display()
+                    );
+                }
+            }
+            view.recordings()?
+                .iter()
+                .map(|r| r.descriptor.recording_id)
+                .collect()
+        }
+    };
+    for id in ids {
+        let recording = view.recording(id)?;
+        let total = (recording.end_position - recording.descriptor.start_position).max(0) as u64;
+        let bar = if args.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "recording {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(id.to_string());
+        let report = view.verify(id, |done| bar.set_position(done.max(0) as u64))?;
+        bar.finish_and_clear();
+        match report.problem {
+            None => println!(
+                "recording {id}: ok, {} frames, {} bytes",
+                report.frames, report.bytes
+            ),
+            Some(problem) => {
+                damaged += 1;
+                println!(
+                    "recording {id}: DAMAGED after {} good frames: segment {} offset {} (position {}): {}",
+                    report.frames,
+                    problem.path.display(),
+                    problem.file_offset,
+                    problem.position,
+                    problem.problem
+                );
+            }
+        }
+    }
+    Ok(if damaged == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

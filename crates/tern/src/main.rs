@@ -1,0 +1,84 @@
+//! `tern`: the command line of tern's archive.
+
+mod commands;
+mod util;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// tern: record, replay and verify Aeron streams.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a standalone Aeron media driver until Ctrl-C (clients in any language can use it).
+    Driver(commands::driver::Args),
+    /// Run a long-lived archive recording the channels and streams of its config.
+    Archive(commands::archive::Args),
+    /// Record one channel and stream until Ctrl-C (or --duration).
+    Record(commands::record::Args),
+    /// List the recordings of an archive directory.
+    List(commands::list::Args),
+    /// Describe one recording: descriptor, segments, time range.
+    Describe(commands::describe::Args),
+    /// Replay a recording to a channel, or print its messages as text or hex.
+    Replay(commands::replay::Args),
+    /// Check every frame's CRC32C; report the first bad frame of each recording.
+    Verify(commands::verify::Args),
+    /// Print the frames of a recording, headers included.
+    Dump(commands::dump::Args),
+    /// Record a shared stream fed by several publishers, replay it and check every message.
+    Demo(commands::demo::Args),
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let long_running = matches!(
+        cli.command,
+        Command::Driver(_) | Command::Archive(_) | Command::Record(_)
+    );
+    init_logging(if long_running { "info" } else { "warn" });
+    let result = match cli.command {
+        Command::Driver(args) => commands::driver::run(args),
+        Command::Archive(args) => commands::archive::run(args),
+        Command::Record(args) => commands::record::run(args),
+        Command::List(args) => commands::list::run(args),
+        Command::Describe(args) => commands::describe::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Verify(args) => commands::verify::run(args),
+        Command::Dump(args) => commands::dump::run(args),
+        Command::Demo(args) => commands::demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            // Error types that print their source too would repeat it: keep each cause once.
+            let mut message = String::new();
+            for cause in error.chain().map(ToString::to_string) {
+                if !message.ends_with(&cause) {
+                    if !message.is_empty() {
+                        message.push_str(": ");
+                    }
+                    message.push_str(&cause);
+                }
+            }
+            eprintln!("tern: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

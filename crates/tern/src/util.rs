@@ -1,0 +1,169 @@
+//! Small helpers shared by the commands: sizes, times, the media driver to use, stop signals.
+
+use anyhow::{bail, Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use tern_transport::{default_aeron_dir, Client, DriverConfig, MediaDriver, ThreadingMode};
+
+/// Parse a size: a number of bytes with an optional k/m/g suffix (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.trim_end_matches("ib").trim_end_matches('b');
+    let (digits, factor) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower, 1),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|value| value.checked_mul(factor))
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 4096, 64k, 128m, 1g)"))
+}
+
+/// A size given as text or a number in a config file.
+pub fn size_from_toml(value: &toml::Value) -> Result<u64> {
+    match value {
+        toml::Value::Integer(number) if *number >= 0 => Ok(*number as u64),
+        toml::Value::String(text) => parse_size(text).map_err(anyhow::Error::msg),
+        other => bail!("{other} is not a size"),
+    }
+}
+
+/// Epoch nanoseconds as an RFC 3339 time in UTC with millisecond precision.
+pub fn format_time(epoch_ns: i64) -> String {
+    if epoch_ns <= 0 {
+        return "-".into();
+    }
+    let time = UNIX_EPOCH + Duration::from_nanos(epoch_ns as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Bytes as a short human text.
+pub fn format_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Which media driver a command uses.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DriverArgs {
+    /// Aeron directory of the media driver to use (default: $AERON_DIR or Aeron's default).
+    #[arg(long, value_name = "DIR")]
+    pub aeron_dir: Option<String>,
+    /// Run a media driver inside this process, in --aeron-dir (or the default directory).
+    #[arg(long)]
+    pub embedded_driver: bool,
+}
+
+/// The driver a command runs on: its own embedded one, or one already running.
+pub struct DriverHandle {
+    /// The Aeron directory.
+    pub dir: String,
+    /// The embedded driver, if this process runs one.
+    pub embedded: Option<MediaDriver>,
+}
+
+impl DriverArgs {
+    /// Start the embedded driver or check that one runs in the directory.
+    pub fn resolve(&self, embedded_by_default: bool) -> Result<DriverHandle> {
+        let dir = self.aeron_dir.clone().unwrap_or_else(default_aeron_dir);
+        if self.embedded_driver || (embedded_by_default && self.aeron_dir.is_none()) {
+            let driver = MediaDriver::launch(&DriverConfig {
+                dir: Some(dir.clone()),
+                threading: ThreadingMode::Shared,
+                spies_simulate_connection: true,
+                ..DriverConfig::default()
+            })
+            .with_context(|| format!("start an embedded media driver in {dir}"))?;
+            return Ok(DriverHandle {
+                dir,
+                embedded: Some(driver),
+            });
+        }
+        if !std::path::Path::new(&dir).join("cnc.dat").exists() {
+            bail!("no media driver in {dir}: start one with `tern driver --aeron-dir {dir}`, or pass --embedded-driver");
+        }
+        // Connecting proves the driver is alive (a stale directory times out with an error).
+        Client::connect(&dir).with_context(|| format!("no live media driver in {dir}"))?;
+        Ok(DriverHandle {
+            dir,
+            embedded: None,
+        })
+    }
+}
+
+/// A flag set on Ctrl-C or SIGTERM.
+pub fn stop_signal() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+/// Parse `CHANNEL@STREAM` (the stream id after the last `@`).
+pub fn parse_channel_stream(text: &str) -> Result<(String, i32), String> {
+    let (channel, stream) = text
+        .rsplit_once('@')
+        .ok_or_else(|| format!("{text:?}: expected CHANNEL@STREAM, e.g. aeron:ipc@1001"))?;
+    let stream = stream
+        .parse::<i32>()
+        .map_err(|_| format!("{text:?}: stream id {stream:?} is not an integer"))?;
+    if !channel.starts_with("aeron:") && !channel.starts_with("aeron-spy:") {
+        return Err(format!(
+            "{text:?}: a channel starts with aeron:ipc or aeron:udp"
+        ));
+    }
+    Ok((channel.to_string(), stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes_and_bad_ones_are_refused() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn channel_and_stream_parse() {
+        assert_eq!(
+            parse_channel_stream("aeron:ipc@1001"),
+            Ok(("aeron:ipc".into(), 1001))
+        );
+        assert_eq!(
+            parse_channel_stream("aeron:udp?endpoint=localhost:40123@7"),
+            Ok(("aeron:udp?endpoint=localhost:40123".into(), 7))
+        );
+        assert!(parse_channel_stream("aeron:ipc").is_err());
+        assert!(parse_channel_stream("tcp://x@1").is_err());
+    }
+
+    #[test]
+    fn times_print_as_rfc3339() {
+        assert_eq!(
+            format_time(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(format_bytes(1536.0), "1.5 KiB");
+    }
+}

@@ -1,0 +1,357 @@
+//! The `tern` binary end to end: kill -9 of a recording process, damaged files, bad input.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tern_archive::{Archive, ArchiveConfig, ArchiveView, CATALOG_FILE};
+use tern_transport::{BackoffIdle, Client, DriverConfig, Idle, MediaDriver};
+
+const TERN: &str = env!("CARGO_BIN_EXE_tern");
+
+fn driver(tag: &str) -> MediaDriver {
+    let dir = std::env::temp_dir().join(format!(
+        "tern-cli-{tag}-{}-{}",
+        std::process::id(),
+        Client::nano_clock()
+    ));
+    MediaDriver::launch(&DriverConfig {
+        dir: Some(dir.to_string_lossy().into_owned()),
+        ipc_term_length: Some(64 * 1024),
+        ..DriverConfig::default()
+    })
+    .expect("driver starts")
+}
+
+fn tern(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(TERN).args(args).output().expect("run tern");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Sequence-numbered messages of varying length, some longer than the MTU.
+fn message(sequence: u64) -> Vec<u8> {
+    let length = 16 + (sequence as usize * 37) % 3000;
+    let mut bytes = vec![(sequence % 251) as u8; length];
+    bytes[0..8].copy_from_slice(&sequence.to_le_bytes());
+    bytes
+}
+
+/// Publish until told to stop; returns how many were offered.
+fn publisher(
+    aeron_dir: String,
+    stop: Arc<AtomicBool>,
+    published: Arc<AtomicI64>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let client = Client::connect(&aeron_dir).expect("publisher client");
+        let publication = client
+            .add_exclusive_publication("aeron:ipc", 1001)
+            .expect("publication");
+        let mut idle = BackoffIdle::new();
+        let mut sequence = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            match publication.offer(&message(sequence)) {
+                Ok(position) => {
+                    sequence += 1;
+                    published.store(position, Ordering::SeqCst);
+                    if sequence.is_multiple_of(64) {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                Err(error) if error.is_retryable() => idle.idle(0),
+                Err(error) => panic!("offer: {error}"),
+            }
+        }
+        sequence
+    })
+}
+
+fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64) {
+    let driver = driver("kill");
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let mut child = Command::new(TERN)
+        .args([
+            "record",
+            "--channel",
+            "aeron:ipc",
+            "--stream",
+            "1001",
+            "--aeron-dir",
+            driver.dir(),
+            "--dir",
+            &data_dir,
+            "--segment-length",
+            "128k",
+            "--fsync",
+            fsync,
+            "--status-interval",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tern record");
+    let lines = BufReader::new(child.stdout.take().expect("stdout"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(AtomicI64::new(0));
+    let publishing = publisher(driver.dir().to_string(), stop.clone(), published.clone());
+    let mut last_durable = 0i64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in lines.lines() {
+        let line = line.expect("read child output");
+        if let Some(durable) = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("durable="))
+        {
+            last_durable = durable.parse().expect("durable position");
+        }
+        if last_durable >= kill_after_bytes || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(
+        last_durable >= kill_after_bytes,
+        "the recorder reported only {last_durable}"
+    );
+    // SIGKILL while the publisher is still publishing: no chance to flush or close anything.
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    stop.store(true, Ordering::SeqCst);
+    publishing.join().expect("publisher");
+    assert!(
+        published.load(Ordering::SeqCst) > last_durable,
+        "the kill came mid-stream"
+    );
+
+    let view = ArchiveView::open(data.path()).expect("open after the crash");
+    let interrupted = view.recording(0).expect("the recording");
+    assert!(
+        interrupted.active,
+        "the catalog still says active: the process died"
+    );
+    assert!(
+        interrupted.end_position >= last_durable,
+        "end {} < durable {last_durable}",
+        interrupted.end_position
+    );
+
+    let (code, stdout, stderr) = tern(&["verify", "--dir", &data_dir, "--quiet"]);
+    assert_eq!(code, 0, "verify after kill -9: {stdout} {stderr}");
+
+    // Restart: recovery sets the stop position to the last valid frame, at or past the durable one.
+    let archive = Archive::launch(ArchiveConfig::new(data.path(), driver.dir())).expect("restart");
+    let recovered = archive.recording(0).expect("recording");
+    assert!(!recovered.active);
+    let stop_position = recovered.descriptor.stop_position;
+    assert!(
+        stop_position >= last_durable,
+        "stop {stop_position} < durable {last_durable}"
+    );
+    assert_eq!(stop_position % 32, 0);
+    drop(archive);
+    let view = ArchiveView::open(data.path()).expect("reopen");
+    let mut expected = 0u64;
+    let resumed = view
+        .messages(0, None, None, |bytes, _| {
+            assert_eq!(bytes, message(expected).as_slice(), "message {expected}");
+            expected += 1;
+            true
+        })
+        .expect("read recovered messages");
+    assert!(expected > 0);
+    assert!(
+        stop_position - resumed < 4096,
+        "at most one partial message is cut at the end"
+    );
+    assert!(
+        view.segment_files(0).len() >= 2,
+        "the recording spans segments"
+    );
+}
+
+#[test]
+fn kill_9_of_a_recording_process_loses_nothing_it_reported_durable() {
+    kill_recorder_mid_stream_and_recover("interval:5", 400 * 1024);
+}
+
+#[test]
+fn kill_9_with_fsync_always_early_in_the_first_segment() {
+    kill_recorder_mid_stream_and_recover("always", 8 * 1024);
+}
+
+fn small_archive(tag: &str) -> (MediaDriver, tempfile::TempDir) {
+    let driver = driver(tag);
+    let data = tempfile::tempdir().expect("temp dir");
+    {
+        let mut config = ArchiveConfig::new(data.path(), driver.dir());
+        config.segment_length = 128 * 1024;
+        let archive = Archive::launch(config).expect("archive");
+        archive
+            .start_recording("aeron:ipc", 5, tern_archive::SourceLocation::Remote)
+            .expect("record");
+        let client = Client::connect(driver.dir()).expect("client");
+        let mut idle = BackoffIdle::new();
+        for stream_session in 0..3 {
+            let publication = client
+                .add_exclusive_publication("aeron:ipc", 5)
+                .expect("pub");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while archive.recordings().len() <= stream_session {
+                assert!(Instant::now() < deadline);
+                idle.idle(0);
+            }
+            for sequence in 0..300 {
+                while publication.offer(&message(sequence)).is_err() {
+                    idle.idle(0);
+                }
+            }
+            let id = archive.recordings()[stream_session].descriptor.recording_id;
+            while archive.recording(id).expect("info").recorded_position < publication.position() {
+                idle.idle(0);
+            }
+        }
+        archive.shutdown();
+    }
+    (driver, data)
+}
+
+#[test]
+fn a_damaged_catalog_record_is_named_and_the_other_recordings_stay_usable() {
+    let (_driver, data) = small_archive("catalog");
+    let dir = data.path().to_string_lossy().into_owned();
+    let catalog = data.path().join(CATALOG_FILE);
+    let mut bytes = std::fs::read(&catalog).expect("catalog");
+    bytes[1024 + 1024 + 40] ^= 0xFF; // recording 1's stop position
+    std::fs::write(&catalog, bytes).expect("damage");
+    let (code, stdout, stderr) = tern(&["list", "--dir", &dir]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("damaged")
+            && stdout.contains("offset 2048")
+            && stdout.contains("checksum mismatch"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|line| line.contains("valid")).count(),
+        2,
+        "{stdout}"
+    );
+    let (code, _, stderr) = tern(&["describe", "1", "--dir", &dir]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("catalog.tern at offset 2048"), "{stderr}");
+    let (code, stdout, _) = tern(&["replay", "2", "--dir", &dir, "--print", "none"]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, _) = tern(&["verify", "--dir", &dir, "--quiet"]);
+    assert_eq!(code, 1, "a damaged catalog record fails verify");
+    assert!(
+        stdout.contains("recording 0: ok") && stdout.contains("recording 2: ok"),
+        "{stdout}"
+    );
+
+    std::fs::write(&catalog, b"TERNCAT").expect("truncate");
+    let (code, _, stderr) = tern(&["list", "--dir", &dir]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("tern: ")
+            && stderr.contains("catalog.tern")
+            && stderr.contains("truncated"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+}
+
+#[test]
+fn verify_names_the_segment_and_offset_of_a_flipped_byte() {
+    let (_driver, data) = small_archive("verify");
+    let dir = data.path().to_string_lossy().into_owned();
+    let segment = data.path().join("1-131072.rec");
+    let mut bytes = std::fs::read(&segment).expect("second segment of recording 1");
+    bytes[5000] ^= 0x40;
+    std::fs::write(&segment, bytes).expect("damage");
+    let (code, stdout, _) = tern(&["verify", "--dir", &dir, "--quiet"]);
+    assert_eq!(code, 1);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("DAMAGED"))
+        .expect("a damage line");
+    assert!(
+        line.starts_with("recording 1:") && line.contains("1-131072.rec"),
+        "{line}"
+    );
+    let offset: u64 = line
+        .split("offset ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("offset");
+    assert!(
+        offset <= 5000 && 5000 - offset < 3100,
+        "offset {offset} is the frame holding byte 5000"
+    );
+    let (code, stdout, _) = tern(&["verify", "0", "--dir", &dir, "--quiet"]);
+    assert_eq!(
+        (code, stdout.trim().starts_with("recording 0: ok")),
+        (0, true),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_ids_paths_and_flags_give_one_clear_line_and_a_non_zero_exit() {
+    let (_driver, data) = small_archive("bad");
+    let dir = data.path().to_string_lossy().into_owned();
+    for (args, expected) in [
+        (
+            vec!["describe", "42", "--dir", &dir],
+            "unknown recording id 42",
+        ),
+        (
+            vec!["replay", "0", "--dir", &dir, "--from", "33"],
+            "not frame aligned",
+        ),
+        (vec!["dump", "7", "--dir", &dir], "unknown recording id 7"),
+        (
+            vec!["list", "--dir", "/nonexistent/tern"],
+            "is this an archive directory?",
+        ),
+        (
+            vec![
+                "record",
+                "--channel",
+                "aeron:ipc",
+                "--stream",
+                "1",
+                "--aeron-dir",
+                "/nonexistent/aeron",
+            ],
+            "no media driver in /nonexistent/aeron",
+        ),
+        (
+            vec![
+                "record",
+                "--channel",
+                "aeron:ipc",
+                "--stream",
+                "1",
+                "--fsync",
+                "sometimes",
+            ],
+            "fsync policy",
+        ),
+    ] {
+        let (code, _, stderr) = tern(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let (code, stdout, _) = tern(&["list", "--dir", &dir, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 3);
+    assert!(Path::new(&dir).join("0.tix").exists());
+}
