@@ -230,7 +230,10 @@ impl Recorder {
             let now = Instant::now();
             let timestamp_ns = epoch_nanos();
             work += self.record(timestamp_ns, now);
-            if work == 0 || now >= next_image_scan {
+            let events = self.subscriptions.iter().fold(false, |any, entry| {
+                !entry.subscription.take_image_events().is_empty() || any
+            });
+            if events || work == 0 || now >= next_image_scan {
                 work += self.scan_images(now);
                 next_image_scan = now + Duration::from_millis(5);
             }

@@ -2,10 +2,11 @@
 
 use crate::error::{Context, TransportError};
 use crate::publication::{ExclusivePublication, Publication};
-use crate::subscription::Subscription;
-use rusteron_client::{Aeron, AeronContext, Handlers, IntoCString};
+use crate::subscription::{image_info, ImageEvent, ImageEvents, Subscription};
+use rusteron_client::{Aeron, AeronContext, AeronImage, AeronSubscription, Handler, IntoCString};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ADD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,15 +102,40 @@ impl Client {
         stream_id: i32,
     ) -> Result<Subscription, TransportError> {
         let uri = c_string(channel)?;
+        let events: ImageEvents = Arc::new(Mutex::new(Vec::new()));
+        // The client's conductor thread calls these; the image is valid only during the call.
+        let available_events = events.clone();
+        let on_available =
+            Handler::new(move |_subscription: AeronSubscription, image: AeronImage| {
+                if let Ok(info) = image_info(&image) {
+                    if let Ok(mut queue) = available_events.lock() {
+                        queue.push(ImageEvent::Available(info));
+                    }
+                }
+            });
+        let unavailable_events = events.clone();
+        let on_unavailable =
+            Handler::new(move |_subscription: AeronSubscription, image: AeronImage| {
+                if let Ok(info) = image_info(&image) {
+                    if let Ok(mut queue) = unavailable_events.lock() {
+                        queue.push(ImageEvent::Unavailable {
+                            correlation_id: info.correlation_id,
+                            session_id: info.session_id,
+                            position: image.position(),
+                        });
+                    }
+                }
+            });
         let subscription = self
             .aeron
-            .async_add_subscription(&uri, stream_id, Handlers::NONE, Handlers::NONE)
+            .async_add_subscription(&uri, stream_id, Some(&on_available), Some(&on_unavailable))
             .and_then(|pending| pending.poll_blocking(ADD_TIMEOUT))
             .context(|| format!("add subscription {channel} stream {stream_id}"))?;
         Ok(Subscription::new(
             subscription,
             channel.to_string(),
             stream_id,
+            events,
         ))
     }
 

@@ -21,4 +21,4 @@ pub use error::TransportError;
 pub use header::{Header, BEGIN_FLAG, END_FLAG, UNFRAGMENTED};
 pub use idle::{BackoffIdle, Idle, SleepingIdle};
 pub use publication::{ExclusivePublication, OfferError, Publication};
-pub use subscription::{Image, ImageInfo, Subscription};
+pub use subscription::{Image, ImageEvent, ImageInfo, Subscription};

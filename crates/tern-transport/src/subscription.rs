@@ -4,6 +4,38 @@ use crate::error::{Context, TransportError};
 use crate::header::Header;
 use rusteron_client::bindings::{aeron_header_values, aeron_header_values_t};
 use rusteron_client::{AeronHeader, AeronImage, AeronSubscription};
+use std::sync::{Arc, Mutex};
+
+/// An image of a subscription came or went, as the media driver told the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageEvent {
+    /// A publisher session became available.
+    Available(ImageInfo),
+    /// A publisher session went away (its publication closed, or it timed out).
+    Unavailable {
+        /// The image's correlation id.
+        correlation_id: i64,
+        /// Its session id.
+        session_id: i32,
+        /// The position consumed when it went.
+        position: i64,
+    },
+}
+
+pub(crate) type ImageEvents = Arc<Mutex<Vec<ImageEvent>>>;
+
+pub(crate) fn image_info(image: &AeronImage) -> Result<ImageInfo, TransportError> {
+    let constants = image.get_constants().context(|| "image constants".into())?;
+    Ok(ImageInfo {
+        correlation_id: constants.correlation_id(),
+        session_id: constants.session_id(),
+        source_identity: constants.source_identity().to_string(),
+        join_position: constants.join_position(),
+        initial_term_id: constants.initial_term_id(),
+        term_length: constants.term_buffer_length() as i32,
+        mtu_length: constants.mtu_length() as i32,
+    })
+}
 
 fn copy_header(header: &AeronHeader) -> Header {
     let mut values = std::mem::MaybeUninit::<aeron_header_values_t>::zeroed();
@@ -31,14 +63,29 @@ pub struct Subscription {
     inner: AeronSubscription,
     channel: String,
     stream_id: i32,
+    events: ImageEvents,
 }
 
 impl Subscription {
-    pub(crate) fn new(inner: AeronSubscription, channel: String, stream_id: i32) -> Self {
+    pub(crate) fn new(
+        inner: AeronSubscription,
+        channel: String,
+        stream_id: i32,
+        events: ImageEvents,
+    ) -> Self {
         Self {
             inner,
             channel,
             stream_id,
+            events,
+        }
+    }
+
+    /// The image events since the last call, oldest first.
+    pub fn take_image_events(&self) -> Vec<ImageEvent> {
+        match self.events.lock() {
+            Ok(mut events) => std::mem::take(&mut *events),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
     }
 
@@ -135,16 +182,7 @@ pub struct Image {
 
 impl Image {
     fn new(inner: AeronImage) -> Result<Self, TransportError> {
-        let constants = inner.get_constants().context(|| "image constants".into())?;
-        let info = ImageInfo {
-            correlation_id: constants.correlation_id(),
-            session_id: constants.session_id(),
-            source_identity: constants.source_identity().to_string(),
-            join_position: constants.join_position(),
-            initial_term_id: constants.initial_term_id(),
-            term_length: constants.term_buffer_length() as i32,
-            mtu_length: constants.mtu_length() as i32,
-        };
+        let info = image_info(&inner)?;
         Ok(Self { inner, info })
     }
 

@@ -95,6 +95,46 @@ fn ipc_messages_longer_than_the_mtu_are_reassembled_and_blocks_carry_raw_frames(
 }
 
 #[test]
+fn image_events_report_a_publisher_coming_and_going() {
+    let driver = driver();
+    let client = Client::connect(driver.dir()).expect("client connects");
+    let subscription = client
+        .add_subscription("aeron:ipc", 8)
+        .expect("subscription");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", 8)
+        .expect("publication");
+    let session_id = publication.session_id();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.is_empty() {
+        assert!(Instant::now() < deadline, "no available event");
+        events.extend(subscription.take_image_events());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let correlation_id = match &events[0] {
+        tern_transport::ImageEvent::Available(info) => {
+            assert_eq!(info.session_id, session_id);
+            info.correlation_id
+        }
+        other => panic!("expected available, got {other:?}"),
+    };
+    drop(publication);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "no unavailable event");
+        let more = subscription.take_image_events();
+        if more.iter().any(|event| {
+            matches!(event, tern_transport::ImageEvent::Unavailable { correlation_id: id, session_id: s, .. }
+                if *id == correlation_id && *s == session_id)
+        }) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
 fn counters_are_visible_with_the_value_set() {
     let driver = driver();
     let client = Client::connect(driver.dir()).expect("client connects");
