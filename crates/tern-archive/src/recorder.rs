@@ -230,9 +230,11 @@ impl Recorder {
             let now = Instant::now();
             let timestamp_ns = epoch_nanos();
             work += self.record(timestamp_ns, now);
-            let events = self.subscriptions.iter().fold(false, |any, entry| {
-                !entry.subscription.take_image_events().is_empty() || any
-            });
+            // Drain every subscription's queue (no short-circuit): any event means look now.
+            let mut events = false;
+            for entry in &self.subscriptions {
+                events |= !entry.subscription.take_image_events().is_empty();
+            }
             if events || work == 0 || now >= next_image_scan {
                 work += self.scan_images(now);
                 next_image_scan = now + Duration::from_millis(5);
