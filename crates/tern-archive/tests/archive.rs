@@ -557,6 +557,81 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
 }
 
 #[test]
+fn several_replays_of_one_recording_run_at_once() {
+    let driver = driver("concurrent");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    let subscription_id = archive
+        .start_recording("aeron:ipc", 1005, SourceLocation::Remote)
+        .expect("record");
+    let publication = client.add_publication("aeron:ipc", 1005).expect("pub");
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.recordings().len() == 1
+    });
+    let mut idle = BackoffIdle::new();
+    for sequence in 0..2000 {
+        offer(
+            &publication,
+            &message(0, sequence, 100 + sequence as usize % 900),
+            &mut idle,
+        );
+    }
+    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    wait_recorded(&archive, recording_id, publication.position());
+    archive.stop_recording(subscription_id).expect("stop");
+    let streams = [6001, 6002, 6003];
+    let subscriptions: Vec<_> = streams
+        .iter()
+        .map(|stream| client.add_subscription("aeron:ipc", *stream).expect("sub"))
+        .collect();
+    let replays: Vec<i64> = streams
+        .iter()
+        .map(|stream| {
+            archive
+                .start_replay(&ReplayRequest {
+                    recording_id,
+                    position: None,
+                    length: None,
+                    follow: false,
+                    channel: "aeron:ipc".into(),
+                    stream_id: *stream,
+                })
+                .expect("replay")
+        })
+        .collect();
+    let mut counts = [0u32; 3];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counts.iter().any(|count| *count < 2000) {
+        assert!(Instant::now() < deadline, "replays stalled at {counts:?}");
+        let mut work = 0;
+        for (index, subscription) in subscriptions.iter().enumerate() {
+            work += subscription
+                .poll(
+                    |fragment, header| {
+                        assert_eq!(header.session_id, replays[index] as i32);
+                        assert_eq!(
+                            u32::from_le_bytes(fragment[4..8].try_into().unwrap()),
+                            counts[index]
+                        );
+                        counts[index] += 1;
+                    },
+                    16,
+                )
+                .expect("poll");
+        }
+        idle.idle(work);
+    }
+    for replay_id in replays {
+        let status = archive.replay_status(replay_id).expect("status");
+        wait_until("each replay to finish", Duration::from_secs(10), || {
+            status.is_finished()
+        });
+        assert_eq!(status.state(), ReplayState::Done);
+    }
+}
+
+#[test]
 fn a_second_archive_on_the_same_directory_is_refused() {
     let driver = driver("lock");
     let data = tempfile::tempdir().expect("temp dir");
