@@ -37,11 +37,14 @@ fn descriptor(start_position: i64) -> RecordingDescriptor {
 /// Lay out messages as an Aeron log does from `start`: a frame that does not fit in the rest of
 /// its term is preceded by a padding frame to the term's end. Returns the log bytes and, per
 /// frame, (position, payload or None for padding).
-fn lay_out(start: i64, payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<(i64, Option<Vec<u8>>)>) {
+/// A frame of a laid-out log: its position and its payload (`None` for padding).
+type LaidFrame = (i64, Option<Vec<u8>>);
+
+fn lay_out(start: i64, payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<LaidFrame>) {
     let mut log = Vec::new();
     let mut frames = Vec::new();
     let mut position = start;
-    let mut push = |log: &mut Vec<u8>,
+    let push = |log: &mut Vec<u8>,
                     position: &mut i64,
                     frame_length: usize,
                     kind: u16,
