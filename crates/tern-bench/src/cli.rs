@@ -1,0 +1,199 @@
+//! The command line: which cases to run, at which sizes and counts, and where data and results go.
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use std::path::PathBuf;
+use tern_archive::{FsyncPolicy, WriteMode};
+
+/// Default count of a full run: about 4 GiB of payload per size...
+const DEFAULT_BYTES: u64 = 4 << 30;
+/// ...but no more than this many messages (small messages would otherwise take minutes).
+const DEFAULT_MAX_MESSAGES: u64 = 50_000_000;
+/// Payload of a `--quick` run per size.
+const QUICK_BYTES: u64 = 128 << 20;
+/// Most messages of a `--quick` run per size.
+const QUICK_MAX_MESSAGES: u64 = 4_000_000;
+/// File size of the disk case in a `--quick` run.
+const QUICK_DISK_MIB: u64 = 64;
+/// Smallest message: the sequence number the receivers check.
+pub const MIN_SIZE: usize = 8;
+
+/// One kind of measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaseKind {
+    /// Aeron IPC publisher to subscriber, no archive.
+    IpcRaw,
+    /// Publisher to archive to disk.
+    Record,
+    /// The recording replayed to a subscriber, cold and then warm page cache.
+    Replay,
+    /// The disk's sequential write limit, `O_DIRECT` and buffered.
+    Disk,
+}
+
+/// How the archive writes segments (the `--write-mode` flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteModeArg {
+    /// `O_DIRECT` (buffered where the file system refuses it).
+    Direct,
+    /// Through the page cache.
+    Buffered,
+}
+
+impl From<WriteModeArg> for WriteMode {
+    fn from(mode: WriteModeArg) -> Self {
+        match mode {
+            WriteModeArg::Direct => WriteMode::Direct,
+            WriteModeArg::Buffered => WriteMode::Buffered,
+        }
+    }
+}
+
+/// tern's throughput benchmark: raw Aeron IPC, recording, replay and the disk, side by side.
+#[derive(Debug, Parser)]
+#[command(name = "tern-bench", version, about)]
+pub struct Args {
+    /// Cases to run (replay implies a recording to replay).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ipc-raw,record,replay,disk"
+    )]
+    pub cases: Vec<CaseKind>,
+    /// Payload sizes in bytes (at least 8: the sequence number).
+    #[arg(long, value_delimiter = ',', default_value = "32,1024")]
+    pub sizes: Vec<usize>,
+    /// Messages per size (default: ~4 GiB of payload, at most 50M messages).
+    #[arg(long, conflicts_with = "bytes")]
+    pub messages: Option<u64>,
+    /// Payload bytes per size; the message count is this divided by the size.
+    #[arg(long)]
+    pub bytes: Option<u64>,
+    /// Where recordings and the disk test's file go: a real disk, not tmpfs. Removed after each case.
+    #[arg(long, default_value = "target/bench-data")]
+    pub data_dir: PathBuf,
+    /// Where the JSON results go (default: target/bench/<UTC timestamp>.json).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also run the peer systems (shared/peers/run_all.sh) and put them in the table.
+    #[arg(long)]
+    pub peers: bool,
+    /// The peers' run_all.sh.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/peers/run_all.sh"))]
+    pub peers_script: PathBuf,
+    /// Small counts (a few seconds in all), for a smoke test.
+    #[arg(long)]
+    pub quick: bool,
+    /// The archive's fsync policy: none, always, or interval:<ms>.
+    #[arg(long, default_value = "none")]
+    pub fsync: FsyncPolicy,
+    /// How the archive writes segments.
+    #[arg(long, value_enum, default_value = "direct")]
+    pub write_mode: WriteModeArg,
+    /// Bytes the archive buffers per recording before a write, in KiB (default: the archive's).
+    #[arg(long)]
+    pub write_buffer_kib: Option<usize>,
+    /// Largest block a replay reads and sends at once, in KiB (default: the archive's).
+    #[arg(long)]
+    pub replay_block_kib: Option<usize>,
+    /// Term length of IPC publications in MiB (a power of two).
+    #[arg(long, default_value_t = 64)]
+    pub ipc_term_mib: usize,
+    /// Size of the disk test's file in MiB (default: the largest recording's size, else 2048).
+    #[arg(long)]
+    pub disk_mib: Option<u64>,
+}
+
+impl Args {
+    /// Whether `kind` was asked for.
+    pub fn wants(&self, kind: CaseKind) -> bool {
+        self.cases.contains(&kind)
+    }
+
+    /// Reject settings no case can run with.
+    ///
+    /// # Errors
+    /// A description of the first bad setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(size) = self.sizes.iter().find(|size| **size < MIN_SIZE) {
+            anyhow::bail!("size {size} is below {MIN_SIZE} bytes (the sequence number)");
+        }
+        if self.messages == Some(0) || self.bytes == Some(0) {
+            anyhow::bail!("--messages and --bytes must be positive");
+        }
+        if !self.ipc_term_mib.is_power_of_two() || self.ipc_term_mib > 1024 {
+            anyhow::bail!(
+                "--ipc-term-mib {} is not a power of two up to 1024",
+                self.ipc_term_mib
+            );
+        }
+        Ok(())
+    }
+
+    /// How many messages of `size` bytes each case sends.
+    pub fn messages_for(&self, size: usize) -> u64 {
+        message_count(self.messages, self.bytes, self.quick, size)
+    }
+
+    /// The disk test's file size in bytes when no recording gave one.
+    pub fn disk_bytes_default(&self) -> u64 {
+        match (self.disk_mib, self.quick) {
+            (Some(mib), _) => mib << 20,
+            (None, true) => QUICK_DISK_MIB << 20,
+            (None, false) => 2048 << 20,
+        }
+    }
+}
+
+/// Messages of `size` bytes to send: `messages` if given, else `bytes / size`, else the quick or
+/// full default (a payload budget, capped in count).
+pub fn message_count(messages: Option<u64>, bytes: Option<u64>, quick: bool, size: usize) -> u64 {
+    let size = size.max(1) as u64;
+    match (messages, bytes) {
+        (Some(messages), _) => messages,
+        (None, Some(bytes)) => (bytes / size).max(1),
+        (None, None) if quick => (QUICK_BYTES / size).clamp(1, QUICK_MAX_MESSAGES),
+        (None, None) => (DEFAULT_BYTES / size).clamp(1, DEFAULT_MAX_MESSAGES),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_counts_are_4_gib_capped_at_50m() {
+        assert_eq!(message_count(None, None, false, 1024), 4 * 1024 * 1024);
+        assert_eq!(message_count(None, None, false, 32), 50_000_000);
+        assert_eq!(message_count(None, None, true, 32), 4_000_000);
+        assert_eq!(message_count(None, None, true, 1024), 128 * 1024);
+        assert_eq!(message_count(Some(7), None, false, 1024), 7);
+        assert_eq!(message_count(None, Some(10_240), false, 1024), 10);
+    }
+
+    #[test]
+    fn the_command_line_parses_lists_and_policies() {
+        let args = Args::try_parse_from([
+            "tern-bench",
+            "--cases",
+            "record,disk",
+            "--sizes",
+            "64",
+            "--fsync",
+            "interval:100",
+            "--write-mode",
+            "buffered",
+        ])
+        .expect("parses");
+        assert!(args.wants(CaseKind::Record) && !args.wants(CaseKind::IpcRaw));
+        assert_eq!(args.sizes, vec![64]);
+        assert_eq!(args.fsync.to_string(), "interval:100");
+        assert_eq!(WriteMode::from(args.write_mode), WriteMode::Buffered);
+        assert!(args.validate().is_ok());
+        let small = Args::try_parse_from(["tern-bench", "--sizes", "4"]).expect("parses");
+        assert!(small.validate().is_err());
+    }
+}

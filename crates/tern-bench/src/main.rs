@@ -1,0 +1,286 @@
+//! tern-bench: measures, in one run and side by side, raw Aeron IPC throughput, recording through
+//! tern's archive to disk, cold and warm replay of that recording, the disk's own sequential write
+//! limit, and optionally the peer systems of `shared/peers`. Prints one table and writes JSON.
+
+mod cases;
+mod cli;
+mod host;
+mod peers;
+mod report;
+mod traffic;
+
+use anyhow::Context;
+use cases::replay::Cache;
+use cases::{disk, ipc, record, replay, Bench};
+use clap::Parser;
+use cli::{Args, CaseKind};
+use report::{CaseResult, Report};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tern_transport::{DriverConfig, MediaDriver};
+
+/// The run's settings, as written to the JSON file.
+#[derive(Debug, Serialize)]
+struct Settings {
+    /// The cases asked for.
+    cases: Vec<CaseKind>,
+    /// Payload sizes.
+    sizes: Vec<usize>,
+    /// Messages sent per size.
+    messages: Vec<SizeCount>,
+    /// Whether counts were the small smoke-test ones.
+    quick: bool,
+    /// The archive's fsync policy.
+    fsync: String,
+    /// How the archive wrote segments.
+    write_mode: cli::WriteModeArg,
+    /// Term length of the IPC publications.
+    ipc_term_length: usize,
+    /// The archive's segment length.
+    segment_length: i32,
+    /// The archive's write buffer per recording.
+    write_buffer_length: usize,
+    /// The archive's replay block.
+    replay_block_length: usize,
+    /// The embedded media driver's directory.
+    driver_dir: String,
+}
+
+/// The message count of one size.
+#[derive(Debug, Serialize)]
+struct SizeCount {
+    /// Payload bytes.
+    size: usize,
+    /// Messages of that size.
+    messages: u64,
+}
+
+/// What the cases produced so far.
+#[derive(Debug, Default)]
+struct Outcomes {
+    results: Vec<CaseResult>,
+    failures: Vec<String>,
+}
+
+impl Outcomes {
+    /// Keep a case's value, or note its failure and go on with the next case.
+    fn keep<T>(&mut self, what: &str, outcome: anyhow::Result<T>) -> Option<T> {
+        match outcome {
+            Ok(value) => Some(value),
+            Err(error) => {
+                eprintln!("tern-bench: {what} failed: {error:#}");
+                self.failures.push(format!("{what}: {error:#}"));
+                None
+            }
+        }
+    }
+
+    /// Add result rows, echoing them as they come.
+    fn add(&mut self, rows: impl IntoIterator<Item = CaseResult>) {
+        for row in rows {
+            eprintln!(
+                "   {} {} B: {} msgs/s, {:.1} MB/s in {:.3} s",
+                row.case,
+                row.size,
+                report::thousands(row.msgs_per_s),
+                row.mb_per_s,
+                row.seconds
+            );
+            self.results.push(row);
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn launch_driver(args: &Args) -> anyhow::Result<MediaDriver> {
+    let config = DriverConfig {
+        dir: Some(format!("/dev/shm/tern-bench-{}", std::process::id())),
+        ipc_term_length: Some(args.ipc_term_mib << 20),
+        ..DriverConfig::default()
+    };
+    MediaDriver::launch(&config).context("launch the embedded media driver")
+}
+
+fn run_ipc(args: &Args, bench: &Bench, out: &mut Outcomes) {
+    for &size in &args.sizes {
+        let messages = args.messages_for(size);
+        eprintln!(
+            "== ipc-raw {size} B x {}",
+            report::thousands(messages as f64)
+        );
+        let what = format!("ipc-raw {size} B");
+        if let Some(row) = out.keep(&what, ipc::run(bench, size, messages)) {
+            out.add([row]);
+        }
+    }
+}
+
+/// Record each size and, if asked, replay it cold and warm; returns the largest recording's bytes.
+fn run_record_replay(args: &Args, bench: &Bench, out: &mut Outcomes) -> Option<u64> {
+    let mut largest = None;
+    for &size in &args.sizes {
+        let messages = args.messages_for(size);
+        eprintln!(
+            "== record {size} B x {}",
+            report::thousands(messages as f64)
+        );
+        let what = format!("record {size} B");
+        let Some(recording) = out.keep(&what, record::run(bench, size, messages)) else {
+            continue;
+        };
+        out.add([recording.result.clone()]);
+        largest = largest.max(Some(record::recorded_bytes(size, messages)));
+        if args.wants(CaseKind::Replay) {
+            for cache in [Cache::Cold, Cache::Warm] {
+                eprintln!("== replay ({cache:?}) {size} B");
+                let what = format!("replay ({cache:?}) {size} B");
+                let outcome = replay::run(bench, &recording, size, messages, cache);
+                if let Some(row) = out.keep(&what, outcome) {
+                    out.add([row]);
+                }
+            }
+        }
+    }
+    largest
+}
+
+fn run_peers(args: &Args, data_dir: &std::path::Path, out: &mut Outcomes) {
+    eprintln!("== peers: {}", args.peers_script.display());
+    let outcome = peers::run(&args.peers_script, &args.sizes, args.quick, data_dir);
+    if let Some(lines) = out.keep("peers", outcome) {
+        let rows: Vec<CaseResult> = lines
+            .iter()
+            .filter(|line| line.is_write() || line.is_replay())
+            .map(peers::PeerResult::to_case)
+            .collect();
+        out.add(rows);
+    }
+}
+
+fn settings(args: &Args, bench: &Bench) -> Settings {
+    let archive = bench.archive_config(&bench.data_dir);
+    Settings {
+        cases: args.cases.clone(),
+        sizes: args.sizes.clone(),
+        messages: args
+            .sizes
+            .iter()
+            .map(|&size| SizeCount {
+                size,
+                messages: args.messages_for(size),
+            })
+            .collect(),
+        quick: args.quick,
+        fsync: args.fsync.to_string(),
+        write_mode: args.write_mode,
+        ipc_term_length: args.ipc_term_mib << 20,
+        segment_length: archive.segment_length,
+        write_buffer_length: archive.write_buffer_length,
+        replay_block_length: archive.replay_block_length,
+        driver_dir: bench.aeron_dir.clone(),
+    }
+}
+
+fn json_path(args: &Args, host_date_secs: i64) -> PathBuf {
+    args.json.clone().unwrap_or_else(|| {
+        PathBuf::from("target/bench").join(format!("{}.json", host::stamp_utc(host_date_secs)))
+    })
+}
+
+/// Run every case asked for; returns whether all succeeded.
+fn run(args: &Args) -> anyhow::Result<bool> {
+    args.validate()?;
+    let started = host::now_secs();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("create {}", args.data_dir.display()))?;
+    if host::is_tmpfs(&args.data_dir) {
+        eprintln!(
+            "tern-bench: WARNING: {} is on tmpfs (memory): the archive falls back to buffered \
+             writes and the disk numbers measure memory; pass --data-dir on a real disk",
+            args.data_dir.display()
+        );
+    }
+    let host = host::HostInfo::collect(&args.data_dir);
+    let driver = launch_driver(args)?;
+    let mut bench = Bench::new(
+        driver.dir().to_string(),
+        host.data_dir.clone(),
+        args.fsync,
+        args.write_mode.into(),
+    );
+    bench.write_buffer_length = args.write_buffer_kib.map(|kib| kib << 10);
+    bench.replay_block_length = args.replay_block_kib.map(|kib| kib << 10);
+    let settings = settings(args, &bench);
+    let mut out = Outcomes::default();
+    if args.wants(CaseKind::IpcRaw) {
+        run_ipc(args, &bench, &mut out);
+    }
+    let mut largest = None;
+    if args.wants(CaseKind::Record) || args.wants(CaseKind::Replay) {
+        largest = run_record_replay(args, &bench, &mut out);
+    }
+    if args.wants(CaseKind::Disk) {
+        let bytes = match args.disk_mib {
+            Some(mib) => mib << 20,
+            None => largest.unwrap_or_else(|| args.disk_bytes_default()),
+        };
+        eprintln!("== disk {} MB", bytes / 1_000_000);
+        if let Some(rows) = out.keep("disk", disk::run(&bench, bytes)) {
+            out.add(rows);
+        }
+    }
+    drop(driver);
+    if args.peers {
+        run_peers(args, &host.data_dir, &mut out);
+    }
+    report::add_ratios(&mut out.results);
+    println!();
+    print!("{}", report::format_table(&out.results));
+    println!(
+        "\nhost: {} cpus ({}), {} GiB, kernel {}, data dir {} ({}), {}",
+        host.nproc,
+        host.cpu,
+        host.mem_gib,
+        host.kernel,
+        host.data_dir.display(),
+        host.data_dir_fs,
+        host.date
+    );
+    let path = json_path(args, started);
+    report::write_json(
+        &path,
+        &Report {
+            host: &host,
+            settings: &settings,
+            results: &out.results,
+            failures: &out.failures,
+        },
+    )?;
+    println!("json: {}", path.display());
+    for failure in &out.failures {
+        println!("FAILED {failure}");
+    }
+    Ok(out.failures.is_empty())
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("tern-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
