@@ -130,13 +130,17 @@ impl FrameHeader {
 /// `frame` starts at the header and holds at least the header (and the payload of a data frame).
 pub fn frame_checksum(frame: &[u8]) -> u32 {
     let header = FrameHeader::decode(frame);
-    let mut crc = crc32c::crc32c(&frame[..SESSION_ID_OFFSET]);
-    crc = crc32c::crc32c_append(crc, &frame[STREAM_ID_OFFSET..HEADER_LENGTH]);
-    if !header.is_padding() {
+    let payload: &[u8] = if header.is_padding() {
+        &[]
+    } else {
         let end = (header.frame_length.max(HEADER_LENGTH as i32) as usize).min(frame.len());
-        crc = crc32c::crc32c_append(crc, &frame[HEADER_LENGTH..end]);
-    }
-    crc
+        &frame[HEADER_LENGTH..end]
+    };
+    crate::crc::crc32c_parts(&[
+        &frame[..SESSION_ID_OFFSET],
+        &frame[STREAM_ID_OFFSET..HEADER_LENGTH],
+        payload,
+    ])
 }
 
 /// Put the checksum of each frame of `block` (whole frames, back to back) in its session id field.

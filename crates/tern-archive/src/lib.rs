@@ -9,6 +9,7 @@
 mod archive;
 mod catalog;
 mod config;
+mod crc;
 mod descriptor;
 mod error;
 pub mod frame;

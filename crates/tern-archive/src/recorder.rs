@@ -63,17 +63,17 @@ struct RecordingSession {
 const MIN_BLOCK_SPACE: usize = 64 * 1024;
 
 impl RecordingSession {
-    /// Copy what the image has into the segments; write, and sync as the policy says.
+    /// Copy what the image has into the segments, hand full buffers to the I/O thread, take in
+    /// finished writes and syncs, and ask for syncs as the policy says.
     fn do_work(&mut self, shared: &Shared, timestamp_ns: i64, now: Instant) -> Result<usize> {
         let mut bytes = 0usize;
         let budget = shared.config.write_buffer_length;
         let mut failure = None;
         while bytes < budget {
-            let mut space = self.writer.space();
-            if space < MIN_BLOCK_SPACE {
+            if self.writer.buffer_space() < MIN_BLOCK_SPACE {
                 self.writer.flush()?;
-                space = self.writer.space();
             }
+            let space = self.writer.space();
             let writer = &mut self.writer;
             let time_index = &mut self.time_index;
             let first = bytes == 0;
@@ -102,32 +102,34 @@ impl RecordingSession {
             self.writer.flush()?;
             self.time_index.flush()?;
         }
+        let finished = self.writer.poll()?;
         let flushed = self.writer.flushed_position();
         let durable = match shared.config.fsync {
             FsyncPolicy::None => flushed,
             FsyncPolicy::Always => {
                 if bytes > 0 {
-                    self.sync()?;
+                    self.writer.request_sync()?;
                 }
                 self.writer.synced_position()
             }
             FsyncPolicy::Interval(interval) => {
-                if self.writer.synced_position() < flushed
-                    && now.duration_since(self.last_sync) >= interval
+                if now.duration_since(self.last_sync) >= interval
+                    && self.writer.synced_position() < self.writer.position()
                 {
-                    self.sync()?;
+                    // The time index is synced when the recording stops; recovery never needs it.
+                    self.writer.request_sync()?;
                     self.last_sync = now;
                 }
                 self.writer.synced_position()
             }
         };
-        if bytes > 0 || durable != self.progress.durable() {
+        if finished || durable != self.progress.durable() {
             self.progress.update(flushed, durable, self.writer.frames());
             if let Some(counter) = &self.counter {
                 counter.set(flushed);
             }
         }
-        Ok(bytes)
+        Ok(bytes + usize::from(finished))
     }
 
     fn sync(&mut self) -> Result<()> {
@@ -137,10 +139,7 @@ impl RecordingSession {
 
     /// Write and sync what is buffered and record the stop in the catalog.
     fn finish(mut self, shared: &Shared, error: Option<&ArchiveError>) -> i64 {
-        let mut outcome = self.writer.flush().map(|_| ());
-        if outcome.is_ok() {
-            outcome = self.time_index.flush().and_then(|()| self.sync());
-        }
+        let outcome = self.time_index.flush().and_then(|()| self.sync());
         if let Err(flush_error) = &outcome {
             tracing::error!(
                 "recording {}: final write failed: {flush_error}",

@@ -1,18 +1,26 @@
 //! Writes one recording's frames into its segment files.
 //!
-//! Frames are copied from the image into a page-aligned buffer, stamped with their CRC32C and
-//! written with `O_DIRECT` where the file system allows it: full pages go out and leave the
-//! buffer; the last, partial page is written padded with zeroes and kept, to be written again
-//! with more frames next time. Direct writes bypass the page cache, whose first-touch cost made
-//! buffered writes vary from 0.44 to 1.9 GB/s on the machines tern is measured on, while direct
-//! writes held 2.2 GB/s. Where `O_DIRECT` is refused (tmpfs), the same code writes buffered.
+//! Frames are copied from the image into a page-aligned buffer and stamped with their CRC32C.
+//! A full (or flushed) buffer goes to the recording's I/O thread, which writes it with `O_DIRECT`
+//! where the file system allows it, while the recorder fills the next buffer: copying and
+//! checksumming overlap the disk write, which on its own took two thirds of the time. Full pages
+//! leave the buffer; the last, partial page is written padded with zeroes and carried to the next
+//! buffer, to be written again with more frames. Writes and syncs run in order on one thread, so
+//! a page rewritten later always lands after its earlier version.
+//!
+//! Direct writes bypass the page cache, whose first-touch cost made buffered writes vary from
+//! 0.44 to 1.9 GB/s on the machines tern is measured on, while direct writes held 1.4-2.2 GB/s.
+//! Where `O_DIRECT` is refused (tmpfs), the same code writes buffered.
 
-use crate::error::{io_error, Result};
+use crate::error::{io_error, ArchiveError, Result};
 use crate::frame::{stamp_checksums, FrameHeader, HEADER_LENGTH};
 use crate::segment::{page_floor, segment_base, segment_file_name, AlignedBuffer, PAGE};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// How segment files are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,40 +64,83 @@ impl SegmentGeometry {
     }
 }
 
-struct OpenSegment {
+struct SegmentFile {
     file: File,
     path: PathBuf,
     base: i64,
     direct: bool,
 }
 
-/// The writer of one recording's segments.
-pub struct SegmentWriter {
-    geometry: SegmentGeometry,
-    mode: WriteMode,
-    preallocate: bool,
-    segment: Option<OpenSegment>,
-    buffer: AlignedBuffer,
-    /// Stream position of `buffer[0]`, page aligned relative to the segment base.
-    buffer_position: i64,
-    /// Valid bytes in the buffer.
-    buffer_length: usize,
-    /// Bytes of the buffer already written (buffered mode writes only what is new).
-    written_length: usize,
-    /// Position up to which frames are in the file.
-    flushed: i64,
-    /// Position up to which frames are synced to the device.
-    synced: i64,
-    /// Data frames appended so far.
-    frames: u64,
+/// Buffers a writer cycles through: one being filled, the others being written.
+const BUFFERS: usize = 3;
+
+enum Job {
+    /// Write `buffer[start..end]` at file offset `offset + start`; the stream reaches `position`.
+    Write {
+        segment: Arc<SegmentFile>,
+        offset: u64,
+        buffer: AlignedBuffer,
+        start: usize,
+        end: usize,
+        position: i64,
+    },
+    /// `fdatasync` the segment; everything written to it before reaches `position`.
+    Sync {
+        segment: Arc<SegmentFile>,
+        position: i64,
+    },
+}
+
+enum Done {
+    Written {
+        buffer: AlignedBuffer,
+        position: i64,
+    },
+    Synced {
+        position: i64,
+    },
+    Failed(ArchiveError),
+}
+
+fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
+    let mut failed = false;
+    for job in jobs {
+        // After a failure nothing more is written: the data past the failure would leave a gap.
+        let outcome = match job {
+            Job::Write { .. } | Job::Sync { .. } if failed => continue,
+            Job::Write {
+                segment,
+                offset,
+                buffer,
+                start,
+                end,
+                position,
+            } => match segment
+                .file
+                .write_all_at(&buffer.as_slice()[start..end], offset + start as u64)
+            {
+                Ok(()) => Done::Written { buffer, position },
+                Err(error) => Done::Failed(io_error(&segment.path, "write segment")(error)),
+            },
+            Job::Sync { segment, position } => match segment.file.sync_data() {
+                Ok(()) => Done::Synced { position },
+                Err(error) => Done::Failed(io_error(&segment.path, "sync segment")(error)),
+            },
+        };
+        failed = matches!(outcome, Done::Failed(_));
+        if done.send(outcome).is_err() {
+            return;
+        }
+    }
 }
 
 fn open_segment(
     path: &Path,
+    base: i64,
     mode: WriteMode,
     preallocate: bool,
     length: i64,
-) -> Result<OpenSegment> {
+) -> Result<SegmentFile> {
     let open = |direct: bool| {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true);
@@ -132,17 +183,52 @@ fn open_segment(
             }
         }
     }
-    Ok(OpenSegment {
+    Ok(SegmentFile {
         file,
         path: path.to_path_buf(),
-        base: 0,
+        base,
         direct,
     })
 }
 
+/// The writer of one recording's segments.
+pub struct SegmentWriter {
+    geometry: SegmentGeometry,
+    mode: WriteMode,
+    preallocate: bool,
+    segment: Arc<SegmentFile>,
+    /// The buffer being filled.
+    buffer: AlignedBuffer,
+    /// Free buffers.
+    spare: Vec<AlignedBuffer>,
+    /// Stream position of `buffer[0]`, page aligned relative to the segment base.
+    buffer_position: i64,
+    /// Valid bytes in the buffer.
+    buffer_length: usize,
+    /// Bytes at the start of the buffer already handed to the I/O thread (buffered mode writes
+    /// only what is new).
+    submitted_length: usize,
+    /// Position up to which writes are handed to the I/O thread.
+    submitted: i64,
+    /// Position up to which writes completed.
+    flushed: i64,
+    /// Position up to which a sync was asked for.
+    sync_requested: i64,
+    /// Position up to which frames are synced to the device.
+    synced: i64,
+    writes_in_flight: usize,
+    syncs_in_flight: usize,
+    /// Data frames appended so far.
+    frames: u64,
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    worker: Option<JoinHandle<()>>,
+    broken: bool,
+}
+
 impl SegmentWriter {
     /// A writer for a new recording whose first frame will be at `geometry.start_position`.
-    /// `buffer_length` bounds how much is held before it must be written (at least 64 KiB + a page).
+    /// `buffer_length` is the size of each write (at least 64 KiB + a page).
     ///
     /// # Errors
     /// The first segment file cannot be created.
@@ -153,39 +239,46 @@ impl SegmentWriter {
         buffer_length: usize,
     ) -> Result<Self> {
         let start = geometry.start_position;
-        let buffer_position = {
-            let base = geometry.base_of(start);
-            base + page_floor(start - base)
-        };
-        let mut writer = Self {
-            buffer: AlignedBuffer::new(buffer_length.max(64 * 1024 + PAGE)),
+        let base = geometry.base_of(start);
+        let buffer_position = base + page_floor(start - base);
+        let segment = open_segment(
+            &geometry.path_of(base),
+            base,
+            mode,
+            preallocate,
+            geometry.segment_length,
+        )?;
+        let buffer_length = buffer_length.max(64 * 1024 + PAGE);
+        let (jobs, job_queue) = mpsc::channel();
+        let (done_sender, done) = mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name(format!("tern-io-{}", geometry.recording_id))
+            .spawn(move || run_jobs(job_queue, done_sender))
+            .map_err(io_error(&geometry.dir, "start the segment I/O thread"))?;
+        Ok(Self {
+            buffer: AlignedBuffer::new(buffer_length),
+            spare: (1..BUFFERS)
+                .map(|_| AlignedBuffer::new(buffer_length))
+                .collect(),
             geometry,
             mode,
             preallocate,
-            segment: None,
+            segment: Arc::new(segment),
             buffer_position,
             buffer_length: (start - buffer_position) as usize,
-            written_length: (start - buffer_position) as usize,
+            submitted_length: (start - buffer_position) as usize,
+            submitted: start,
             flushed: start,
+            sync_requested: start,
             synced: start,
+            writes_in_flight: 0,
+            syncs_in_flight: 0,
             frames: 0,
-        };
-        writer.open_segment_at(start)?;
-        Ok(writer)
-    }
-
-    fn open_segment_at(&mut self, position: i64) -> Result<()> {
-        let base = self.geometry.base_of(position);
-        let path = self.geometry.path_of(base);
-        let mut segment = open_segment(
-            &path,
-            self.mode,
-            self.preallocate,
-            self.geometry.segment_length,
-        )?;
-        segment.base = base;
-        self.segment = Some(segment);
-        Ok(())
+            jobs: Some(jobs),
+            done,
+            worker: Some(worker),
+            broken: false,
+        })
     }
 
     /// The position after the last frame appended.
@@ -193,7 +286,7 @@ impl SegmentWriter {
         self.buffer_position + self.buffer_length as i64
     }
 
-    /// The position up to which frames have been written to the file.
+    /// The position up to which frames are written to the file (writes completed).
     pub fn flushed_position(&self) -> i64 {
         self.flushed
     }
@@ -210,11 +303,11 @@ impl SegmentWriter {
 
     /// Whether segments are written with `O_DIRECT`.
     pub fn is_direct(&self) -> bool {
-        self.segment.as_ref().is_some_and(|segment| segment.direct)
+        self.segment.direct
     }
 
     fn segment_end(&self) -> i64 {
-        self.segment.as_ref().map_or(0, |segment| segment.base) + self.geometry.segment_length
+        self.segment.base + self.geometry.segment_length
     }
 
     /// How many bytes the next block may have: what the buffer holds and what the segment has left.
@@ -224,13 +317,18 @@ impl SegmentWriter {
         buffer_space.min(segment_space)
     }
 
+    /// Free space left in the buffer, whatever the segment has left.
+    pub fn buffer_space(&self) -> usize {
+        self.buffer.len() - self.buffer_length
+    }
+
     /// Append a block of whole frames that starts at stream `position` (the writer's position).
     /// Returns the number of data frames in it. The block may be longer than [`Self::space`] only
     /// when it is a lone padding frame.
     ///
     /// # Errors
-    /// Writing to the segment failed (a full disk, say); frames before [`Self::flushed_position`]
-    /// are intact.
+    /// An earlier write failed (a full disk, say); frames before [`Self::flushed_position`] are
+    /// intact.
     pub fn append(&mut self, block: &[u8], position: i64) -> Result<usize> {
         assert_eq!(position, self.position(), "blocks must be contiguous");
         if block.is_empty() {
@@ -247,6 +345,7 @@ impl SegmentWriter {
             self.buffer_length = end;
             stamp_checksums(&mut buffer[start..end])
         } else {
+            // A padding frame longer than the buffer: its body carries nothing, write zeroes.
             let header = FrameHeader::decode(block);
             assert!(
                 header.is_padding() && header.aligned_length() == block.len(),
@@ -255,7 +354,9 @@ impl SegmentWriter {
             let mut stamped = [0u8; HEADER_LENGTH];
             stamped.copy_from_slice(&block[..HEADER_LENGTH]);
             stamp_checksums(&mut stamped);
-            self.put(&stamped)?;
+            let start = self.buffer_length;
+            self.buffer.as_mut_slice()[start..start + HEADER_LENGTH].copy_from_slice(&stamped);
+            self.buffer_length += HEADER_LENGTH;
             let mut remaining = block.len() - HEADER_LENGTH;
             while remaining > 0 {
                 if self.space() == 0 {
@@ -276,56 +377,118 @@ impl SegmentWriter {
         Ok(frames)
     }
 
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        if bytes.len() > self.space() {
-            self.flush()?;
+    fn check(&self) -> Result<()> {
+        if self.broken {
+            return Err(ArchiveError::Io {
+                path: self.segment.path.clone(),
+                operation: "write segment",
+                source: std::io::Error::other(
+                    "an earlier write or sync failed; the recording stops",
+                ),
+            });
         }
-        let start = self.buffer_length;
-        self.buffer.as_mut_slice()[start..start + bytes.len()].copy_from_slice(bytes);
-        self.buffer_length += bytes.len();
         Ok(())
     }
 
-    /// Write what the buffer holds to the segment file; roll to the next segment when this one is
-    /// full. Returns whether anything was written.
+    fn on_done(&mut self, done: Done) -> Result<()> {
+        match done {
+            Done::Written { buffer, position } => {
+                self.writes_in_flight -= 1;
+                self.flushed = self.flushed.max(position);
+                self.spare.push(buffer);
+                Ok(())
+            }
+            Done::Synced { position } => {
+                self.syncs_in_flight -= 1;
+                self.synced = self.synced.max(position);
+                Ok(())
+            }
+            Done::Failed(error) => {
+                self.broken = true;
+                Err(error)
+            }
+        }
+    }
+
+    /// Take in what the I/O thread finished: advances [`Self::flushed_position`] and
+    /// [`Self::synced_position`]. Returns whether anything finished.
     ///
     /// # Errors
-    /// The write failed; [`Self::flushed_position`] still tells what is intact.
+    /// A write or sync failed.
+    pub fn poll(&mut self) -> Result<bool> {
+        let mut any = false;
+        while let Ok(done) = self.done.try_recv() {
+            self.on_done(done)?;
+            any = true;
+        }
+        Ok(any)
+    }
+
+    fn wait_one(&mut self) -> Result<()> {
+        match self.done.recv() {
+            Ok(done) => self.on_done(done),
+            Err(_) => {
+                self.broken = true;
+                self.check()
+            }
+        }
+    }
+
+    fn send(&mut self, job: Job) -> Result<()> {
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok());
+        if !sent {
+            self.broken = true;
+        }
+        self.check()
+    }
+
+    /// Hand what the buffer holds to the I/O thread; roll to the next segment when this one is
+    /// full. Waits only when every buffer is already being written. Returns whether anything was
+    /// handed over.
+    ///
+    /// # Errors
+    /// A write failed; [`Self::flushed_position`] still tells what is intact.
     pub fn flush(&mut self) -> Result<bool> {
+        self.check()?;
         let position = self.position();
-        if position == self.flushed {
+        if position == self.submitted {
             self.roll_if_full()?;
             return Ok(false);
         }
-        let segment = self.segment.as_ref().expect("a segment is open");
-        let file_offset = (self.buffer_position - segment.base) as u64;
-        let buffer = self.buffer.as_mut_slice();
-        if segment.direct {
-            let padded = self.buffer_length.div_ceil(PAGE) * PAGE;
-            buffer[self.buffer_length..padded].fill(0);
-            segment
-                .file
-                .write_all_at(&buffer[..padded], file_offset)
-                .map_err(io_error(&segment.path, "write segment"))?;
-        } else {
-            segment
-                .file
-                .write_all_at(
-                    &buffer[self.written_length..self.buffer_length],
-                    file_offset + self.written_length as u64,
-                )
-                .map_err(io_error(&segment.path, "write segment"))?;
+        while self.spare.is_empty() {
+            self.wait_one()?;
         }
-        self.flushed = position;
-        // Keep the partial last page at the front of the buffer.
+        let mut next = self.spare.pop().expect("a spare buffer");
         let full_pages = self.buffer_length / PAGE * PAGE;
         let tail = self.buffer_length - full_pages;
-        if full_pages > 0 {
-            buffer.copy_within(full_pages..self.buffer_length, 0);
-            self.buffer_position += full_pages as i64;
-            self.buffer_length = tail;
-        }
-        self.written_length = self.buffer_length;
+        let (start, end) = if self.segment.direct {
+            let padded = self.buffer_length.div_ceil(PAGE) * PAGE;
+            self.buffer.as_mut_slice()[self.buffer_length..padded].fill(0);
+            (0, padded)
+        } else {
+            (self.submitted_length, self.buffer_length)
+        };
+        // The partial last page goes on in the next buffer.
+        next.as_mut_slice()[..tail]
+            .copy_from_slice(&self.buffer.as_slice()[full_pages..self.buffer_length]);
+        let buffer = std::mem::replace(&mut self.buffer, next);
+        let offset = (self.buffer_position - self.segment.base) as u64;
+        self.send(Job::Write {
+            segment: self.segment.clone(),
+            offset,
+            buffer,
+            start,
+            end,
+            position,
+        })?;
+        self.writes_in_flight += 1;
+        self.submitted = position;
+        self.buffer_position += full_pages as i64;
+        self.buffer_length = tail;
+        self.submitted_length = tail;
         self.roll_if_full()?;
         Ok(true)
     }
@@ -334,30 +497,61 @@ impl SegmentWriter {
         if self.position() < self.segment_end() {
             return Ok(());
         }
-        self.sync()?;
+        // A full segment is always synced, so recovery can trust every segment but the last.
+        self.request_sync()?;
         let next = self.segment_end();
+        let segment = open_segment(
+            &self.geometry.path_of(next),
+            next,
+            self.mode,
+            self.preallocate,
+            self.geometry.segment_length,
+        )?;
+        self.segment = Arc::new(segment);
         self.buffer_position = next;
         self.buffer_length = 0;
-        self.written_length = 0;
-        self.open_segment_at(next)
+        self.submitted_length = 0;
+        Ok(())
     }
 
-    /// Sync the current segment's written data to the device.
+    /// Ask the I/O thread to sync what was handed to it; [`Self::synced_position`] advances when
+    /// it is done (see [`Self::poll`]).
     ///
     /// # Errors
-    /// `fdatasync` failed: the data past [`Self::synced_position`] may not be durable.
-    pub fn sync(&mut self) -> Result<()> {
-        if self.synced == self.flushed {
+    /// The I/O thread is gone after a failure.
+    pub fn request_sync(&mut self) -> Result<()> {
+        if self.submitted <= self.sync_requested {
             return Ok(());
         }
-        if let Some(segment) = &self.segment {
-            segment
-                .file
-                .sync_data()
-                .map_err(io_error(&segment.path, "sync segment"))?;
-        }
-        self.synced = self.flushed;
+        self.send(Job::Sync {
+            segment: self.segment.clone(),
+            position: self.submitted,
+        })?;
+        self.syncs_in_flight += 1;
+        self.sync_requested = self.submitted;
         Ok(())
+    }
+
+    /// Hand over what is buffered, sync it, and wait until all of it is written and synced.
+    ///
+    /// # Errors
+    /// A write or `fdatasync` failed: the data past [`Self::synced_position`] may not be durable.
+    pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.request_sync()?;
+        while self.writes_in_flight > 0 || self.syncs_in_flight > 0 {
+            self.wait_one()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SegmentWriter {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
     }
 }
 

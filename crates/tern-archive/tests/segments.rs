@@ -45,10 +45,10 @@ fn lay_out(start: i64, payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<LaidFrame>) {
     let mut frames = Vec::new();
     let mut position = start;
     let push = |log: &mut Vec<u8>,
-                    position: &mut i64,
-                    frame_length: usize,
-                    kind: u16,
-                    payload: Option<&[u8]>| {
+                position: &mut i64,
+                frame_length: usize,
+                kind: u16,
+                payload: Option<&[u8]>| {
         let (term_id, term_offset) = term_of(*position, INITIAL_TERM_ID, TERM as i32);
         let aligned = align_frame(frame_length);
         let mut frame = vec![0u8; aligned];
@@ -144,8 +144,9 @@ fn check_round_trip(
             writer.flush().expect("flush");
         }
     }
-    writer.flush().expect("final flush");
+    writer.sync().expect("final write and sync");
     assert_eq!(writer.flushed_position(), end);
+    assert_eq!(writer.synced_position(), end);
     let descriptor = descriptor(start);
     let mut reader = RecordingReader::new(dir.path(), &descriptor);
     let mut read = Vec::new();
@@ -219,7 +220,7 @@ fn a_truncated_or_missing_segment_is_named_with_its_offset() {
     for (position, block) in blocks(0, &log, &[8192]) {
         writer.append(&block, position).expect("append");
     }
-    writer.flush().expect("flush");
+    writer.sync().expect("write and sync");
     let end = log.len() as i64;
     drop(writer);
     let second = dir.path().join(format!("0-{SEGMENT}.rec"));
