@@ -56,6 +56,9 @@ fn check_header(path: &Path, header: &[u8]) -> Result<()> {
         offset,
         reason,
     };
+    if header.len() < 8 || &header[0..8] != MAGIC {
+        return Err(corrupt(0, "not a tern catalog (bad magic)".into()));
+    }
     if header.len() < HEADER_LENGTH {
         return Err(corrupt(
             header.len() as u64,
@@ -65,14 +68,17 @@ fn check_header(path: &Path, header: &[u8]) -> Result<()> {
             ),
         ));
     }
-    if &header[0..8] != MAGIC {
-        return Err(corrupt(0, "not a tern catalog (bad magic)".into()));
+    let u32_at =
+        |offset: usize| u32::from_le_bytes(header[offset..offset + 4].try_into().expect("4 bytes"));
+    // The version first: a later layout must read as "unsupported", not as damage.
+    let version = u32_at(8);
+    if version != VERSION {
+        return Err(corrupt(
+            8,
+            format!("catalog version {version}; this tern reads version {VERSION}"),
+        ));
     }
-    let stored = u32::from_le_bytes(
-        header[HEADER_LENGTH - 4..HEADER_LENGTH]
-            .try_into()
-            .expect("4 bytes"),
-    );
+    let stored = u32_at(HEADER_LENGTH - 4);
     let computed = crc32c::crc32c(&header[..HEADER_LENGTH - 4]);
     if stored != computed {
         return Err(corrupt(
@@ -80,21 +86,54 @@ fn check_header(path: &Path, header: &[u8]) -> Result<()> {
             format!("catalog header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"),
         ));
     }
-    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if u32_at(12) as usize != HEADER_LENGTH {
         return Err(corrupt(
-            8,
-            format!("catalog version {version}; this tern reads version {VERSION}"),
+            12,
+            format!("header length {}, expected {HEADER_LENGTH}", u32_at(12)),
         ));
     }
-    let record_length = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
-    if record_length as usize != RECORD_LENGTH {
+    if u32_at(16) as usize != RECORD_LENGTH {
         return Err(corrupt(
             16,
-            format!("record length {record_length}, expected {RECORD_LENGTH}"),
+            format!("record length {}, expected {RECORD_LENGTH}", u32_at(16)),
         ));
     }
     Ok(())
+}
+
+/// Create the catalog with its header in one step: written to a temporary file, synced, renamed
+/// into place, and the directory synced, so a crash never leaves a half-written catalog.
+fn create(dir: &Path, path: &Path) -> Result<File> {
+    let temporary = dir.join(format!("{CATALOG_FILE}.new"));
+    {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)
+            .map_err(io_error(&temporary, "create catalog"))?;
+        file.write_all_at(&encode_header(), 0)
+            .map_err(io_error(&temporary, "write catalog header"))?;
+        file.sync_all()
+            .map_err(io_error(&temporary, "sync catalog"))?;
+    }
+    std::fs::rename(&temporary, path).map_err(io_error(path, "create catalog"))?;
+    sync_directory(dir)?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_error(path, "open catalog"))
+}
+
+/// Sync a directory, so the files created in it survive a power loss.
+///
+/// # Errors
+/// The directory cannot be opened or synced.
+pub fn sync_directory(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(io_error(dir, "sync directory"))
 }
 
 impl Catalog {
@@ -113,18 +152,7 @@ impl Catalog {
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
                 });
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(io_error(&path, "create catalog"))?;
-            file.write_all_at(&encode_header(), 0)
-                .map_err(io_error(&path, "write catalog header"))?;
-            file.sync_all().map_err(io_error(&path, "sync catalog"))?;
-            if let Ok(directory) = File::open(dir) {
-                let _ = directory.sync_all();
-            }
+            let file = create(dir, &path)?;
             return Ok(Self {
                 path,
                 file,
@@ -308,6 +336,28 @@ mod tests {
             .expect_err("foreign")
             .to_string();
         assert!(error.contains("bad magic"), "{error}");
+    }
+
+    #[test]
+    fn creation_is_atomic_and_a_later_version_is_refused_as_such() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A crash during an earlier creation leaves only the temporary file.
+        std::fs::write(dir.path().join("catalog.tern.new"), b"TERNCAT\0").expect("leftover");
+        let mut catalog = Catalog::open(dir.path(), true).expect("create");
+        catalog.add(sample(0)).expect("add");
+        drop(catalog);
+        assert!(!dir.path().join("catalog.tern.new").exists());
+        let path = dir.path().join(CATALOG_FILE);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[8] = 2;
+        std::fs::write(&path, bytes).expect("write");
+        let error = Catalog::open(dir.path(), false)
+            .expect_err("version 2")
+            .to_string();
+        assert!(
+            error.contains("catalog version 2; this tern reads version 1"),
+            "{error}"
+        );
     }
 
     #[test]

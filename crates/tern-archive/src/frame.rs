@@ -158,7 +158,7 @@ pub fn stamp_checksums(block: &mut [u8]) -> usize {
             offset + HEADER_LENGTH
         } else {
             data_frames += 1;
-            (offset + header.frame_length as usize).min(block.len())
+            (offset + (header.frame_length as usize).max(HEADER_LENGTH)).min(block.len())
         };
         let crc = frame_checksum(&block[offset..end]);
         block[offset + SESSION_ID_OFFSET..offset + SESSION_ID_OFFSET + 4]
@@ -179,8 +179,10 @@ pub fn term_of(position: i64, initial_term_id: i32, term_length: i32) -> (i32, i
 /// Why a frame in a recording is not valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameProblem {
-    /// The frame length is zero: nothing was written here (the end of a recording's data).
+    /// The header is all zeroes: nothing was written here (the end of a recording's data).
     Empty,
+    /// The segment file ends here.
+    EndOfFile,
     /// A header field does not fit the frame's place in the stream, or is out of range.
     BadHeader(String),
     /// The frame extends past the bytes available.
@@ -197,7 +199,8 @@ pub enum FrameProblem {
 impl std::fmt::Display for FrameProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Empty => write!(f, "no frame (zero length)"),
+            Self::Empty => write!(f, "no frame (zeroes)"),
+            Self::EndOfFile => write!(f, "end of the segment file"),
             Self::BadHeader(why) => write!(f, "bad frame header: {why}"),
             Self::Truncated => write!(f, "frame truncated"),
             Self::ChecksumMismatch { stored, computed } => {
@@ -236,7 +239,12 @@ impl FrameExpectation {
         }
         let header = FrameHeader::decode(bytes);
         if header.frame_length == 0 {
-            return Err(FrameProblem::Empty);
+            // Only an all-zero header is the clean end of the data; a zeroed length in a header
+            // that holds anything else is damage.
+            if bytes[..HEADER_LENGTH].iter().all(|byte| *byte == 0) {
+                return Err(FrameProblem::Empty);
+            }
+            return Err(FrameProblem::BadHeader("zero frame length".into()));
         }
         let (term_id, term_offset) = term_of(position, self.initial_term_id, self.term_length);
         if header.frame_length < HEADER_LENGTH as i32 {
@@ -346,6 +354,16 @@ mod tests {
     #[test]
     fn zeroes_are_the_end_and_a_frame_at_the_wrong_place_is_bad() {
         assert_eq!(EXPECT.check(&[0u8; 64], 0), Err(FrameProblem::Empty));
+        let mut zero_length = data_frame(b"abc", 0, &EXPECT);
+        stamp_checksums(&mut zero_length);
+        zero_length[0..4].fill(0);
+        assert!(
+            matches!(
+                EXPECT.check(&zero_length, 0),
+                Err(FrameProblem::BadHeader(_))
+            ),
+            "a zeroed length in a written header is damage, not the end"
+        );
         let mut block = data_frame(b"x", 32, &EXPECT);
         stamp_checksums(&mut block);
         assert!(matches!(

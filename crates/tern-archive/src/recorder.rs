@@ -132,46 +132,42 @@ impl RecordingSession {
         Ok(bytes + usize::from(finished))
     }
 
-    fn sync(&mut self) -> Result<()> {
-        self.writer.sync()?;
-        self.time_index.sync()
-    }
-
-    /// Write and sync what is buffered and record the stop in the catalog.
+    /// Write and sync what is buffered and record the stop in the catalog. If the data cannot be
+    /// written and synced, the catalog keeps the recording active, so the next start finds its
+    /// end by scanning what really is on disk.
     fn finish(mut self, shared: &Shared, error: Option<&ArchiveError>) -> i64 {
-        let outcome = self.time_index.flush().and_then(|()| self.sync());
-        if let Err(flush_error) = &outcome {
-            tracing::error!(
-                "recording {}: final write failed: {flush_error}",
-                self.descriptor.recording_id
-            );
+        let recording_id = self.descriptor.recording_id;
+        let synced = self.writer.sync();
+        if let Err(index_error) = self
+            .time_index
+            .flush()
+            .and_then(|()| self.time_index.sync())
+        {
+            tracing::warn!("recording {recording_id}: time index not saved: {index_error}");
         }
         let stop = self.writer.flushed_position();
-        self.descriptor.stop_position = stop;
-        self.descriptor.stop_timestamp_ns = epoch_nanos();
-        let durable = if outcome.is_ok() {
-            stop
-        } else {
-            self.writer.synced_position()
-        };
+        let durable = self.writer.synced_position();
         self.progress.update(stop, durable, self.writer.frames());
-        if let Err(catalog_error) = shared.lock_catalog().update(&self.descriptor) {
-            // Left active in the catalog: the next start recovers the stop position by scanning.
-            tracing::error!(
-                "recording {}: could not record its stop at {stop}: {catalog_error}",
-                self.descriptor.recording_id
-            );
+        match &synced {
+            Ok(()) => {
+                self.descriptor.stop_position = stop;
+                self.descriptor.stop_timestamp_ns = epoch_nanos();
+                if let Err(catalog_error) = shared.lock_catalog().update(&self.descriptor) {
+                    tracing::error!(
+                        "recording {recording_id}: could not record its stop at {stop}; the next start recovers it: {catalog_error}"
+                    );
+                }
+            }
+            Err(sync_error) => tracing::error!(
+                "recording {recording_id}: final write or sync failed, left for recovery at the next start: {sync_error}"
+            ),
         }
         self.progress.stopped(stop);
         match error {
             Some(error) => tracing::error!(
-                "recording {} stopped at position {stop} after an error: {error}",
-                self.descriptor.recording_id
+                "recording {recording_id} stopped at position {stop} after an error: {error}"
             ),
-            None => tracing::info!(
-                "recording {} stopped at position {stop}",
-                self.descriptor.recording_id
-            ),
+            None => tracing::info!("recording {recording_id} stopped at position {stop}"),
         }
         stop
     }
@@ -411,6 +407,12 @@ impl Recorder {
         descriptor.validate().map_err(ArchiveError::Invalid)?;
         let descriptor = self.shared.lock_catalog().add(descriptor)?;
         let recording_id = descriptor.recording_id;
+        let stop_empty = |shared: &Shared, descriptor: &RecordingDescriptor| {
+            let mut stopped = descriptor.clone();
+            stopped.stop_position = stopped.start_position;
+            stopped.stop_timestamp_ns = epoch_nanos();
+            let _ = shared.lock_catalog().update(&stopped);
+        };
         let geometry = SegmentGeometry {
             dir: config.dir.clone(),
             recording_id,
@@ -418,17 +420,26 @@ impl Recorder {
             term_length: i64::from(descriptor.term_length),
             segment_length: i64::from(descriptor.segment_length),
         };
-        let writer = SegmentWriter::new(
+        let opened = SegmentWriter::new(
             geometry,
             config.write_mode,
             config.preallocate,
             config.write_buffer_length,
-        )?;
-        let time_index = TimeIndexWriter::create(
-            &config.dir,
-            recording_id,
-            config.time_index_interval.as_nanos() as i64,
-        )?;
+        )
+        .and_then(|writer| {
+            let interval = config.time_index_interval.as_nanos() as i64;
+            Ok((
+                writer,
+                TimeIndexWriter::create(&config.dir, recording_id, interval)?,
+            ))
+        });
+        let (writer, time_index) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                stop_empty(&self.shared, &descriptor);
+                return Err(error);
+            }
+        };
         let progress = Arc::new(RecordingProgress::new(start_position));
         self.shared
             .register_progress(recording_id, progress.clone());

@@ -205,7 +205,7 @@ impl RecordingReader {
                 }
             }
             if read == 0 {
-                return Ok((position, Some(self.stop(position, FrameProblem::Truncated))));
+                return Ok((position, Some(self.stop(position, FrameProblem::EndOfFile))));
             }
         }
         Ok((position, None))
@@ -252,6 +252,10 @@ pub fn find_end(
     bases: &[i64],
 ) -> Result<(i64, Option<ScanStop>)> {
     let mut reader = RecordingReader::new(dir, descriptor);
+    let clean =
+        |problem: &FrameProblem| matches!(problem, FrameProblem::Empty | FrameProblem::EndOfFile);
+    // Damage at the start of a later segment, reported even when an earlier segment holds the end.
+    let mut damage_after = None;
     for base in bases.iter().rev() {
         let from = (*base).max(descriptor.start_position);
         let to = *base + i64::from(descriptor.segment_length);
@@ -259,12 +263,13 @@ pub fn find_end(
             continue;
         }
         let (end, stop) = reader.scan(from, to, |_| true)?;
+        let damage = stop.filter(|stop| !clean(&stop.problem));
         if end > from || from == descriptor.start_position {
-            let damaged = stop.filter(|stop| stop.problem != FrameProblem::Empty);
-            return Ok((end, damaged));
+            return Ok((end, damage.or(damage_after)));
         }
+        damage_after = damage_after.or(damage);
     }
-    Ok((descriptor.start_position, None))
+    Ok((descriptor.start_position, damage_after))
 }
 
 /// The error for a position that is not the start of a frame of the recording.

@@ -18,6 +18,7 @@ use crate::segment::{page_floor, segment_base, segment_file_name, AlignedBuffer,
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -69,6 +70,8 @@ struct SegmentFile {
     path: PathBuf,
     base: i64,
     direct: bool,
+    /// Whether the directory entry of this new file was synced (done with its first sync).
+    entry_synced: AtomicBool,
 }
 
 /// Buffers a writer cycles through: one being filled, the others being written.
@@ -122,9 +125,9 @@ fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
                 Ok(()) => Done::Written { buffer, position },
                 Err(error) => Done::Failed(io_error(&segment.path, "write segment")(error)),
             },
-            Job::Sync { segment, position } => match segment.file.sync_data() {
+            Job::Sync { segment, position } => match sync_segment(&segment) {
                 Ok(()) => Done::Synced { position },
-                Err(error) => Done::Failed(io_error(&segment.path, "sync segment")(error)),
+                Err(error) => Done::Failed(error),
             },
         };
         failed = matches!(outcome, Done::Failed(_));
@@ -132,6 +135,22 @@ fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
             return;
         }
     }
+}
+
+/// Sync a segment's data, and the first time also its directory entry: a new file must survive a
+/// power loss along with what was written to it.
+fn sync_segment(segment: &SegmentFile) -> Result<()> {
+    segment
+        .file
+        .sync_data()
+        .map_err(io_error(&segment.path, "sync segment"))?;
+    if !segment.entry_synced.load(Ordering::Relaxed) {
+        if let Some(dir) = segment.path.parent() {
+            crate::catalog::sync_directory(dir)?;
+        }
+        segment.entry_synced.store(true, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 fn open_segment(
@@ -142,8 +161,10 @@ fn open_segment(
     length: i64,
 ) -> Result<SegmentFile> {
     let open = |direct: bool| {
+        // A new file only: a file of the same name is left from another catalog (or a bug), and
+        // writing over it would mix stale frames into this recording.
         let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true);
+        options.read(true).write(true).create_new(true);
         if direct {
             options.custom_flags(libc::O_DIRECT);
         }
@@ -152,10 +173,15 @@ fn open_segment(
     let (file, direct) = match mode {
         WriteMode::Direct => match open(true) {
             Ok(file) => (file, true),
-            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => (
-                open(false).map_err(io_error(path, "create segment"))?,
-                false,
-            ),
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                // The file was created before O_DIRECT was refused (tmpfs): open it buffered.
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(io_error(path, "create segment"))?;
+                (file, false)
+            }
             Err(error) => return Err(io_error(path, "create segment")(error)),
         },
         WriteMode::Buffered => (
@@ -188,6 +214,7 @@ fn open_segment(
         path: path.to_path_buf(),
         base,
         direct,
+        entry_synced: AtomicBool::new(false),
     })
 }
 

@@ -125,12 +125,37 @@ pub fn read_time_index(
 ) -> Result<Vec<TimeEntry>> {
     let path = dir.join(time_index_file_name(recording_id));
     let bytes = std::fs::read(&path).map_err(io_error(&path, "read time index"))?;
+    let corrupt = |path: PathBuf, offset: u64, reason: String| ArchiveError::Corrupt {
+        path,
+        offset,
+        reason,
+    };
     if bytes.len() < HEADER_LENGTH || &bytes[0..8] != MAGIC {
-        return Err(ArchiveError::Corrupt {
+        return Err(corrupt(path, 0, "not a tern time index".into()));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(corrupt(
             path,
-            offset: 0,
-            reason: "not a tern time index".into(),
-        });
+            8,
+            format!("time index version {version}; this tern reads version {VERSION}"),
+        ));
+    }
+    let entry_length = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    if entry_length as usize != ENTRY_LENGTH {
+        return Err(corrupt(
+            path,
+            12,
+            format!("entry length {entry_length}, expected {ENTRY_LENGTH}"),
+        ));
+    }
+    let owner = i64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    if owner != recording_id {
+        return Err(corrupt(
+            path,
+            16,
+            format!("time index of recording {owner}, not {recording_id}"),
+        ));
     }
     let mut entries = Vec::with_capacity((bytes.len() - HEADER_LENGTH) / ENTRY_LENGTH);
     for (index, chunk) in bytes[HEADER_LENGTH..]

@@ -223,6 +223,27 @@ fn a_truncated_or_missing_segment_is_named_with_its_offset() {
     writer.sync().expect("write and sync");
     let end = log.len() as i64;
     drop(writer);
+    // Recovery reports damage at the start of the last segment, and ends at the previous one.
+    let descriptor = descriptor(0);
+    let third = dir.path().join(format!("0-{}.rec", 2 * SEGMENT));
+    let original = std::fs::read(&third).expect("third segment");
+    let mut damaged = original.clone();
+    damaged[20] ^= 0x55;
+    std::fs::write(&third, damaged).expect("damage");
+    let bases = list_segments(dir.path()).expect("segments")[&0].clone();
+    let (stop_at, damage) = find_end(dir.path(), &descriptor, &bases).expect("find end");
+    assert_eq!(
+        stop_at,
+        2 * SEGMENT,
+        "the end of the valid data: the full second segment"
+    );
+    let damage = damage.expect("the damaged frame is reported");
+    assert_eq!(
+        (damage.path.clone(), damage.file_offset),
+        (third.clone(), 0)
+    );
+    std::fs::write(&third, original).expect("repair");
+
     let second = dir.path().join(format!("0-{SEGMENT}.rec"));
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -230,7 +251,6 @@ fn a_truncated_or_missing_segment_is_named_with_its_offset() {
         .expect("open");
     file.set_len(10_000).expect("truncate the second segment");
     drop(file);
-    let descriptor = descriptor(0);
     let mut reader = RecordingReader::new(dir.path(), &descriptor);
     let (reached, stop) = reader.scan(0, end, |_| true).expect("scan runs");
     let stop = stop.expect("the truncation is found");
@@ -244,6 +264,22 @@ fn a_truncated_or_missing_segment_is_named_with_its_offset() {
         stop.to_string()
             .contains(&format!("0-{SEGMENT}.rec at offset")),
         "{stop}"
+    );
+
+    // A segment file that already exists is never written over.
+    let geometry = SegmentGeometry {
+        dir: dir.path().to_path_buf(),
+        recording_id: 0,
+        start_position: 0,
+        term_length: TERM,
+        segment_length: SEGMENT,
+    };
+    let error = SegmentWriter::new(geometry, WriteMode::Direct, true, 256 * 1024)
+        .expect_err("exists")
+        .to_string();
+    assert!(
+        error.contains("0-0.rec") && error.contains("create segment"),
+        "{error}"
     );
 
     std::fs::remove_file(&second).expect("remove");

@@ -91,6 +91,15 @@ pub fn run(
     if !script.is_file() {
         bail!("peer script {} not found", script.display());
     }
+    // The scripts write results and build their client next to themselves: run a working copy,
+    // so the shared directory stays untouched. Outside this workspace, or cargo would take the
+    // client for one of its members.
+    let source = script.parent().context("peer script directory")?;
+    let copy = std::env::temp_dir().join("tern-bench-peers");
+    copy_tree(source, &copy)
+        .with_context(|| format!("copy {} to {}", source.display(), copy.display()))?;
+    let script = copy.join(script.file_name().context("peer script name")?);
+    let script = script.as_path();
     let mut command = Command::new("bash");
     command.arg(script).stdout(Stdio::piped());
     let sizes = sizes
@@ -126,6 +135,29 @@ pub fn run(
         bail!("{} exited with {status}", script.display());
     }
     Ok(results)
+}
+
+/// Copy the files of `from` into `to`, leaving out `results` and `target` directories (and
+/// keeping files already in `to`, such as a built client).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let target = to.join(&name);
+        if entry.file_type()?.is_dir() {
+            if name != "results" && name != "target" {
+                copy_tree(&entry.path(), &target)?;
+            }
+        } else {
+            // The shared files are read-only: replace, do not overwrite.
+            if target.exists() {
+                std::fs::remove_file(&target)?;
+            }
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -255,7 +255,7 @@ fn a_damaged_catalog_record_is_named_and_the_other_recordings_stay_usable() {
         "{stdout}"
     );
 
-    std::fs::write(&catalog, b"TERNCAT").expect("truncate");
+    std::fs::write(&catalog, b"TERNCAT\0trunc").expect("truncate");
     let (code, _, stderr) = tern(&["list", "--dir", &dir]);
     assert_eq!(code, 1);
     assert!(
