@@ -96,6 +96,9 @@ pub struct Args {
     /// Bytes the archive buffers per recording before a write, in KiB (default: the archive's).
     #[arg(long)]
     pub write_buffer_kib: Option<usize>,
+    /// Do not preallocate segment files (the archive's default is to preallocate them).
+    #[arg(long)]
+    pub no_preallocate: bool,
     /// Largest block a replay reads and sends at once, in KiB (default: the archive's).
     #[arg(long)]
     pub replay_block_kib: Option<usize>,

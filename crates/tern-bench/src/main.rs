@@ -218,6 +218,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         args.write_mode.into(),
     );
     bench.write_buffer_length = args.write_buffer_kib.map(|kib| kib << 10);
+    bench.preallocate = !args.no_preallocate;
     bench.replay_block_length = args.replay_block_kib.map(|kib| kib << 10);
     let settings = settings(args, &bench);
     let mut out = Outcomes::default();

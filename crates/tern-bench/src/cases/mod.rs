@@ -29,6 +29,8 @@ pub struct Bench {
     pub write_buffer_length: Option<usize>,
     /// The archive's replay block, if not its default.
     pub replay_block_length: Option<usize>,
+    /// Whether the archive preallocates segment files.
+    pub preallocate: bool,
     next_stream: Cell<i32>,
 }
 
@@ -47,6 +49,7 @@ impl Bench {
             write_mode,
             write_buffer_length: None,
             replay_block_length: None,
+            preallocate: true,
             next_stream: Cell::new(1001),
         }
     }
@@ -56,6 +59,7 @@ impl Bench {
         let mut config = ArchiveConfig::new(dir, self.aeron_dir.clone());
         config.fsync = self.fsync;
         config.write_mode = self.write_mode;
+        config.preallocate = self.preallocate;
         if let Some(length) = self.write_buffer_length {
             config.write_buffer_length = length;
         }
