@@ -75,7 +75,7 @@ pub struct Args {
     /// Where recordings and the disk test's file go: a real disk, not tmpfs. Removed after each case.
     #[arg(long, default_value = "target/bench-data")]
     pub data_dir: PathBuf,
-    /// Where the JSON results go (default: target/bench/<UTC timestamp>.json).
+    /// Where the JSON results go (default: target/bench/UTC-TIMESTAMP.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Also run the peer systems (shared/peers/run_all.sh) and put them in the table.
@@ -87,7 +87,7 @@ pub struct Args {
     /// Small counts (a few seconds in all), for a smoke test.
     #[arg(long)]
     pub quick: bool,
-    /// The archive's fsync policy: none, always, or interval:<ms>.
+    /// The archive's fsync policy: none, always, or interval:MS (e.g. interval:100).
     #[arg(long, default_value = "none")]
     pub fsync: FsyncPolicy,
     /// How the archive writes segments.

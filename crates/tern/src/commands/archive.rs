@@ -13,7 +13,7 @@ use tern_archive::{Archive, SourceLocation};
 /// Arguments of `tern archive`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A TOML config file (see docs/config.md); flags override it.
+    /// A TOML config file (see README.md); flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Record CHANNEL@STREAM, e.g. aeron:ipc@1001 (repeatable; added to the config's).

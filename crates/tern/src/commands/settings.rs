@@ -14,7 +14,7 @@ pub struct ArchiveArgs {
     /// Segment file length: a power of two, e.g. 128m (default 128 MiB).
     #[arg(long, value_parser = parse_size)]
     pub segment_length: Option<u64>,
-    /// When to fdatasync: none, always, or interval:<ms> (default none).
+    /// When to fdatasync: none, always, or interval:MS, e.g. interval:100 (default none).
     #[arg(long)]
     pub fsync: Option<FsyncPolicy>,
     /// How segments are written: direct (O_DIRECT where supported) or buffered.
