@@ -152,6 +152,17 @@ fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<St
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let (stop, damage) = find_end(dir, &descriptor, bases)?;
+        // What the scan saw may still be only in the page cache (a process crash leaves buffered
+        // data there): make it durable before the catalog vouches for it.
+        for base in bases {
+            let path = dir.join(crate::segment::segment_file_name(
+                descriptor.recording_id,
+                *base,
+            ));
+            File::open(&path)
+                .and_then(|file| file.sync_data())
+                .map_err(io_error(&path, "sync recovered segment"))?;
+        }
         descriptor.stop_position = stop;
         descriptor.stop_timestamp_ns =
             crate::time_index::read_time_index(dir, descriptor.recording_id, stop)
@@ -329,11 +340,20 @@ impl Archive {
 
     fn info(&self, descriptor: &RecordingDescriptor) -> RecordingInfo {
         match self.shared.progress_of(descriptor.recording_id) {
+            Some(progress) if descriptor.is_active() && progress.stop_position() < 0 => {
+                RecordingInfo {
+                    descriptor: descriptor.clone(),
+                    recorded_position: progress.recorded(),
+                    durable_position: progress.durable(),
+                    active: true,
+                }
+            }
+            // Stopped here, but the stop could not be saved: the next start recovers it.
             Some(progress) if descriptor.is_active() => RecordingInfo {
                 descriptor: descriptor.clone(),
                 recorded_position: progress.recorded(),
                 durable_position: progress.durable(),
-                active: true,
+                active: false,
             },
             _ => RecordingInfo {
                 descriptor: descriptor.clone(),

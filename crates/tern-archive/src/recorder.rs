@@ -100,7 +100,12 @@ impl RecordingSession {
         }
         if bytes > 0 {
             self.writer.flush()?;
-            self.time_index.flush()?;
+            if let Err(error) = self.time_index.flush() {
+                tracing::warn!(
+                    "recording {}: time index stopped: {error}",
+                    self.descriptor.recording_id
+                );
+            }
         }
         let finished = self.writer.poll()?;
         let flushed = self.writer.flushed_position();
@@ -411,7 +416,12 @@ impl Recorder {
             let mut stopped = descriptor.clone();
             stopped.stop_position = stopped.start_position;
             stopped.stop_timestamp_ns = epoch_nanos();
-            let _ = shared.lock_catalog().update(&stopped);
+            if let Err(error) = shared.lock_catalog().update(&stopped) {
+                tracing::error!(
+                    "recording {}: could not close its catalog entry: {error}",
+                    stopped.recording_id
+                );
+            }
         };
         let geometry = SegmentGeometry {
             dir: config.dir.clone(),

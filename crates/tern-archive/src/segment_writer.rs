@@ -251,6 +251,8 @@ pub struct SegmentWriter {
     done: Receiver<Done>,
     worker: Option<JoinHandle<()>>,
     broken: bool,
+    /// The segment is full and synced; the next one is created with the next frame.
+    roll_pending: bool,
 }
 
 impl SegmentWriter {
@@ -305,6 +307,7 @@ impl SegmentWriter {
             done,
             worker: Some(worker),
             broken: false,
+            roll_pending: false,
         })
     }
 
@@ -334,7 +337,12 @@ impl SegmentWriter {
     }
 
     fn segment_end(&self) -> i64 {
-        self.segment.base + self.geometry.segment_length
+        let base = if self.roll_pending {
+            self.buffer_position
+        } else {
+            self.segment.base
+        };
+        base + self.geometry.segment_length
     }
 
     /// How many bytes the next block may have: what the buffer holds and what the segment has left.
@@ -360,6 +368,10 @@ impl SegmentWriter {
         assert_eq!(position, self.position(), "blocks must be contiguous");
         if block.is_empty() {
             return Ok(0);
+        }
+        self.check()?;
+        if self.roll_pending {
+            self.open_next_segment()?;
         }
         if block.len() > self.space() {
             self.flush()?;
@@ -482,7 +494,6 @@ impl SegmentWriter {
         self.check()?;
         let position = self.position();
         if position == self.submitted {
-            self.roll_if_full()?;
             return Ok(false);
         }
         while self.spare.is_empty() {
@@ -520,13 +531,24 @@ impl SegmentWriter {
         Ok(true)
     }
 
+    /// When the segment is full: sync it, and move the buffer to the next segment, whose file is
+    /// created only when a frame comes for it (so stopping on a full disk does not need a file
+    /// that cannot be created).
     fn roll_if_full(&mut self) -> Result<()> {
-        if self.position() < self.segment_end() {
+        if self.roll_pending || self.position() < self.segment_end() {
             return Ok(());
         }
         // A full segment is always synced, so recovery can trust every segment but the last.
         self.request_sync()?;
-        let next = self.segment_end();
+        self.buffer_position = self.segment_end();
+        self.buffer_length = 0;
+        self.submitted_length = 0;
+        self.roll_pending = true;
+        Ok(())
+    }
+
+    fn open_next_segment(&mut self) -> Result<()> {
+        let next = self.buffer_position;
         let segment = open_segment(
             &self.geometry.path_of(next),
             next,
@@ -535,9 +557,7 @@ impl SegmentWriter {
             self.geometry.segment_length,
         )?;
         self.segment = Arc::new(segment);
-        self.buffer_position = next;
-        self.buffer_length = 0;
-        self.submitted_length = 0;
+        self.roll_pending = false;
         Ok(())
     }
 

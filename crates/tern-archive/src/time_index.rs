@@ -38,6 +38,8 @@ pub struct TimeIndexWriter {
     pending: Vec<u8>,
     interval_ns: i64,
     last_timestamp_ns: i64,
+    /// A write failed: entries could be misaligned after a partial write, so none are added.
+    broken: bool,
 }
 
 fn header(recording_id: i64) -> [u8; HEADER_LENGTH] {
@@ -71,11 +73,15 @@ impl TimeIndexWriter {
             pending: Vec::with_capacity(4096),
             interval_ns,
             last_timestamp_ns: i64::MIN,
+            broken: false,
         })
     }
 
     /// Note that frames starting at `position` were captured at `timestamp_ns`.
     pub fn record(&mut self, timestamp_ns: i64, position: i64) {
+        if self.broken {
+            return;
+        }
         if self.last_timestamp_ns != i64::MIN
             && timestamp_ns - self.last_timestamp_ns < self.interval_ns
         {
@@ -87,18 +93,22 @@ impl TimeIndexWriter {
         self.pending.extend_from_slice(&position.to_le_bytes());
     }
 
-    /// Write the entries noted so far. Call after the frames they point to are written.
+    /// Write the entries noted so far. Entries may point past what the segments hold yet: a
+    /// reader bounds them by the recorded position.
     ///
     /// # Errors
-    /// The write failed.
+    /// The write failed; the index then takes no more entries (a partial write could leave the
+    /// next ones misaligned), and the recording goes on without them.
     pub fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.broken {
             return Ok(());
         }
-        self.file
-            .write_all(&self.pending)
-            .map_err(io_error(&self.path, "write time index"))?;
+        let written = self.file.write_all(&self.pending);
         self.pending.clear();
+        if let Err(error) = written {
+            self.broken = true;
+            return Err(io_error(&self.path, "write time index")(error));
+        }
         Ok(())
     }
 

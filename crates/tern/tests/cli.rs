@@ -355,3 +355,85 @@ fn bad_ids_paths_and_flags_give_one_clear_line_and_a_non_zero_exit() {
     assert_eq!(stdout.lines().count(), 3);
     assert!(Path::new(&dir).join("0.tix").exists());
 }
+
+/// Runs `tern record` on a 1 MiB tmpfs (in a user and mount namespace of its own, so no
+/// privilege is needed), then `tern verify` and `tern list` there, while this process publishes.
+#[test]
+fn a_full_disk_stops_the_recording_cleanly_and_keeps_what_was_acknowledged() {
+    let driver = driver("full");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let data = scratch.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    let script = r#"
+        set -e
+        mount -t tmpfs -o size=1m tmpfs "$1"
+        "$2" record --aeron-dir "$3" --dir "$1" --channel aeron:ipc --stream 1001 \
+            --segment-length 128k --status-interval 20 --duration 3 2> "$4/record.err"
+        echo "record-exit=$?"
+        "$2" verify --dir "$1" --quiet || true
+        "$2" list --dir "$1" --json
+    "#;
+    let stop = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(AtomicI64::new(0));
+    let publishing = publisher(driver.dir().to_string(), stop.clone(), published.clone());
+    let output = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&data)
+        .arg(TERN)
+        .arg(driver.dir())
+        .arg(scratch.path())
+        .output()
+        .expect("run unshare (util-linux)");
+    stop.store(true, Ordering::SeqCst);
+    publishing.join().expect("publisher");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = std::fs::read_to_string(scratch.path().join("record.err")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}\n{stderr}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("record-exit=0"),
+        "tern record kept running and stopped cleanly: {stdout}"
+    );
+    assert!(
+        stderr.contains("No space left on device") && stderr.contains(".rec"),
+        "the error names the segment and the cause: {stderr}"
+    );
+    let last_durable = stdout
+        .lines()
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find_map(|field| field.strip_prefix("durable="))
+        })
+        .filter_map(|value| value.parse::<i64>().ok())
+        .max()
+        .expect("status lines");
+    assert!(
+        stdout.contains("recording 0: ok"),
+        "what was written verifies: {stdout}"
+    );
+    let listed = stdout
+        .lines()
+        .find(|line| line.starts_with('{'))
+        .expect("list --json");
+    let recording: serde_json::Value = serde_json::from_str(listed).expect("json");
+    assert_eq!(
+        recording["state"], "valid",
+        "stopped, not left active: {listed}"
+    );
+    let end = recording["end_position"].as_i64().expect("end");
+    assert!(
+        end >= last_durable && end > 512 * 1024,
+        "end {end}, durable {last_durable}"
+    );
+}
