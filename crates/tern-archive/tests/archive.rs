@@ -1,7 +1,6 @@
 //! The archive against a real embedded media driver: record, stop, replay, verify.
 
 use rand::{Rng, SeedableRng};
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tern_archive::{
@@ -386,27 +385,49 @@ fn replay_follows_a_live_recording_while_it_grows() {
     assert_eq!(status.position(), publication.position());
 }
 
+/// Record `count` messages (of `length(sequence)` bytes) published on `aeron:ipc` `stream`, wait
+/// until all are recorded, stop the recording; returns its id and end position.
+fn record_and_stop(
+    archive: &Archive,
+    client: &Client,
+    stream: i32,
+    count: u32,
+    length: impl Fn(u32) -> usize,
+) -> (i64, i64) {
+    let subscription_id = archive
+        .start_recording("aeron:ipc", stream, SourceLocation::Remote)
+        .expect("record");
+    let publication = client.add_publication("aeron:ipc", stream).expect("pub");
+    let session_id = publication.session_id();
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.find_recording(stream, session_id).is_some()
+    });
+    let mut idle = BackoffIdle::new();
+    for sequence in 0..count {
+        offer(
+            &publication,
+            &message(0, sequence, length(sequence)),
+            &mut idle,
+        );
+    }
+    let recording_id = archive
+        .find_recording(stream, session_id)
+        .expect("recording")
+        .descriptor
+        .recording_id;
+    let end = publication.position();
+    wait_recorded(archive, recording_id, end);
+    archive.stop_recording(subscription_id).expect("stop");
+    (recording_id, end)
+}
+
 #[test]
 fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
     let driver = driver("positions");
     let data = tempfile::tempdir().expect("temp dir");
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
-    let subscription_id = archive
-        .start_recording("aeron:ipc", 1003, SourceLocation::Remote)
-        .expect("record");
-    let publication = client.add_publication("aeron:ipc", 1003).expect("pub");
-    wait_until("the recording to start", Duration::from_secs(10), || {
-        archive.recordings().len() == 1
-    });
-    let mut idle = BackoffIdle::new();
-    for sequence in 0..10 {
-        offer(&publication, &message(0, sequence, 200), &mut idle);
-    }
-    let recording_id = archive.recordings()[0].descriptor.recording_id;
-    wait_recorded(&archive, recording_id, publication.position());
-    archive.stop_recording(subscription_id).expect("stop");
-    let end = publication.position();
+    let (recording_id, end) = record_and_stop(&archive, &client, 1003, 10, |_| 200);
     let request = |position: Option<i64>| ReplayRequest {
         recording_id,
         position,
@@ -562,24 +583,10 @@ fn several_replays_of_one_recording_run_at_once() {
     let data = tempfile::tempdir().expect("temp dir");
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
-    let subscription_id = archive
-        .start_recording("aeron:ipc", 1005, SourceLocation::Remote)
-        .expect("record");
-    let publication = client.add_publication("aeron:ipc", 1005).expect("pub");
-    wait_until("the recording to start", Duration::from_secs(10), || {
-        archive.recordings().len() == 1
+    let (recording_id, _) = record_and_stop(&archive, &client, 1005, 2000, |sequence| {
+        100 + sequence as usize % 900
     });
     let mut idle = BackoffIdle::new();
-    for sequence in 0..2000 {
-        offer(
-            &publication,
-            &message(0, sequence, 100 + sequence as usize % 900),
-            &mut idle,
-        );
-    }
-    let recording_id = archive.recordings()[0].descriptor.recording_id;
-    wait_recorded(&archive, recording_id, publication.position());
-    archive.stop_recording(subscription_id).expect("stop");
     let streams = [6001, 6002, 6003];
     let subscriptions: Vec<_> = streams
         .iter()
@@ -646,15 +653,4 @@ fn a_second_archive_on_the_same_directory_is_refused() {
             .contains(&format!("pid {}", std::process::id())),
         "{error}"
     );
-}
-
-#[allow(dead_code)]
-fn counts(messages: &[Vec<u8>]) -> HashMap<u32, u32> {
-    let mut counts = HashMap::new();
-    for message in messages {
-        *counts
-            .entry(u32::from_le_bytes(message[0..4].try_into().unwrap()))
-            .or_insert(0) += 1;
-    }
-    counts
 }

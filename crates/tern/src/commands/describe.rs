@@ -1,27 +1,22 @@
 //! `tern describe`: everything about one recording.
 
-use super::settings::default_dir;
+use super::settings::DirArg;
 use crate::util::{format_bytes, format_time};
-use anyhow::{Context, Result};
-use std::path::PathBuf;
+use anyhow::Result;
 use std::process::ExitCode;
-use tern_archive::ArchiveView;
 
 /// Arguments of `tern describe`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The recording id.
     id: i64,
-    /// Archive directory (default: ./tern-data).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
+    #[command(flatten)]
+    dir: DirArg,
 }
 
 /// Print the descriptor, positions, segments and time range.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(default_dir);
-    let view = ArchiveView::open(&dir)
-        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    let view = args.dir.open()?;
     let recording = view.recording(args.id)?;
     let d = &recording.descriptor;
     let bytes = recording.end_position - d.start_position;

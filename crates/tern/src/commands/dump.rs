@@ -1,11 +1,9 @@
 //! `tern dump`: the frames of a recording, one line each.
 
-use super::settings::default_dir;
-use anyhow::{Context, Result};
+use super::settings::DirArg;
+use anyhow::Result;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use tern_archive::ArchiveView;
 
 /// Arguments of `tern dump`.
 #[derive(Debug, clap::Args)]
@@ -21,16 +19,13 @@ pub struct Args {
     /// Payload bytes shown per frame, in hex.
     #[arg(long, default_value_t = 16)]
     bytes: usize,
-    /// Archive directory (default: ./tern-data).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
+    #[command(flatten)]
+    dir: DirArg,
 }
 
 /// Print the frames.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(default_dir);
-    let view = ArchiveView::open(&dir)
-        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    let view = args.dir.open()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut shown = 0u64;

@@ -1,18 +1,16 @@
 //! `tern list`: the recordings of an archive directory.
 
-use super::settings::default_dir;
+use super::settings::DirArg;
 use crate::util::{format_bytes, format_time};
-use anyhow::{Context, Result};
-use std::path::PathBuf;
+use anyhow::Result;
 use std::process::ExitCode;
-use tern_archive::{ArchiveView, CatalogEntry};
+use tern_archive::CatalogEntry;
 
 /// Arguments of `tern list`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Archive directory (default: ./tern-data).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
+    #[command(flatten)]
+    dir: DirArg,
     /// Print JSON, one object per recording.
     #[arg(long)]
     json: bool,
@@ -23,9 +21,8 @@ pub struct Args {
 
 /// Print the table (or JSON).
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(default_dir);
-    let view = ArchiveView::open(&dir)
-        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    let dir = args.dir.path();
+    let view = args.dir.open()?;
     let mut rows = Vec::new();
     for entry in view.entries() {
         match entry {

@@ -1,10 +1,9 @@
 //! `tern replay`: a recording to a channel, or its messages printed.
 
-use super::settings::default_dir;
+use super::settings::DirArg;
 use crate::util::{stop_signal, DriverArgs};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -44,16 +43,15 @@ pub struct Args {
     /// How to print messages when not replaying to a channel.
     #[arg(long, value_enum, default_value_t = PrintFormat::Text)]
     print: PrintFormat,
-    /// Archive directory (default: ./tern-data).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
+    #[command(flatten)]
+    dir: DirArg,
     #[command(flatten)]
     driver: DriverArgs,
 }
 
 /// Replay or print.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    let dir = args.dir.path();
     match &args.channel {
         Some(channel) => to_channel(&args, &dir, channel),
         None => print(&args, &dir),

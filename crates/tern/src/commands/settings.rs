@@ -1,7 +1,7 @@
 //! Archive settings shared by `tern archive` and `tern record`.
 
 use crate::util::parse_size;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use tern_archive::{ArchiveConfig, FsyncPolicy, WriteMode};
 
@@ -54,5 +54,27 @@ impl ArchiveArgs {
         }
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
+    }
+}
+
+/// The archive directory of a command that reads one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DirArg {
+    /// Archive directory (default: ./tern-data).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    /// The directory.
+    pub fn path(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(default_dir)
+    }
+
+    /// Open it read-only.
+    pub fn open(&self) -> Result<tern_archive::ArchiveView> {
+        let dir = self.path();
+        tern_archive::ArchiveView::open(&dir)
+            .with_context(|| format!("open the archive in {}", dir.display()))
     }
 }

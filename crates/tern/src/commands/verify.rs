@@ -1,20 +1,18 @@
 //! `tern verify`: check every frame's header and CRC32C.
 
-use super::settings::default_dir;
-use anyhow::{Context, Result};
+use super::settings::DirArg;
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
 use std::process::ExitCode;
-use tern_archive::{ArchiveView, CatalogEntry};
+use tern_archive::CatalogEntry;
 
 /// Arguments of `tern verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this recording (default: all).
     id: Option<i64>,
-    /// Archive directory (default: ./tern-data).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
+    #[command(flatten)]
+    dir: DirArg,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -22,9 +20,7 @@ pub struct Args {
 
 /// Verify; exit 1 if anything is damaged.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let dir = args.dir.unwrap_or_else(default_dir);
-    let view = ArchiveView::open(&dir)
-        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    let view = args.dir.open()?;
     let mut damaged = 0;
     let ids: Vec<i64> = match args.id {
         Some(id) => {
