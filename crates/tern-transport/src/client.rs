@@ -170,7 +170,11 @@ pub struct Counter {
 
 impl Counter {
     fn cell(&self) -> &AtomicI64 {
-        let address: *mut i64 = self.inner.addr();
+        // The raw pointer, not rusteron's `&mut i64`: the value is shared with the driver and
+        // other processes, so no exclusive reference to it may exist.
+        // SAFETY: `inner` is a live counter.
+        let address: *mut i64 =
+            unsafe { rusteron_client::bindings::aeron_counter_addr(self.inner.get_inner()) };
         // SAFETY: the counter's value is an aligned i64 in the CnC file, mapped while `inner`
         // lives; Aeron reads and writes it with atomic operations, as this does.
         unsafe { AtomicI64::from_ptr(address) }

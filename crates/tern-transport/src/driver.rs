@@ -52,7 +52,9 @@ pub struct DriverConfig {
     pub dir: Option<String>,
     /// Threading of the driver's agents.
     pub threading: ThreadingMode,
-    /// Delete the directory when the driver starts (a stale directory of a dead driver is then no obstacle).
+    /// Delete the directory when the driver starts, without checking for a live driver in it.
+    /// Off by default: then a live driver in the directory is an error and a dead one's files are
+    /// replaced.
     pub delete_dir_on_start: bool,
     /// Delete the directory when the driver stops.
     pub delete_dir_on_shutdown: bool,
@@ -72,7 +74,9 @@ impl Default for DriverConfig {
         Self {
             dir: None,
             threading: ThreadingMode::Shared,
-            delete_dir_on_start: true,
+            // Never true by default: Aeron checks for a live driver in the directory only when it
+            // does not delete it first, and deleting a live driver's files breaks its clients.
+            delete_dir_on_start: false,
             delete_dir_on_shutdown: true,
             ipc_term_length: None,
             term_length: None,
@@ -115,9 +119,12 @@ impl MediaDriver {
         context
             .set_dir_delete_on_start(config.delete_dir_on_start)
             .context(|| "dir delete on start".into())?;
+        // Set only once this driver runs: a driver that fails to start (another one lives in the
+        // directory) must not delete the directory when its context is dropped.
         context
-            .set_dir_delete_on_shutdown(config.delete_dir_on_shutdown)
+            .set_dir_delete_on_shutdown(false)
             .context(|| "dir delete on shutdown".into())?;
+        let delete_on_shutdown = config.delete_dir_on_shutdown;
         context
             .set_term_buffer_sparse_file(config.sparse_terms)
             .context(|| "sparse terms".into())?;
@@ -143,6 +150,7 @@ impl MediaDriver {
             .spawn(move || {
                 let driver = match AeronDriver::new(&context).and_then(|driver| {
                     driver.start(true)?;
+                    context.set_dir_delete_on_shutdown(delete_on_shutdown)?;
                     Ok(driver)
                 }) {
                     Ok(driver) => driver,

@@ -154,3 +154,29 @@ fn a_client_without_a_driver_fails_with_a_clear_error() {
         .expect("no driver, no client");
     assert!(error.to_string().contains("tern-no-driver-here"), "{error}");
 }
+
+#[test]
+fn a_second_driver_on_a_live_drivers_directory_is_refused_and_leaves_it_alone() {
+    let first = driver();
+    let cnc = std::path::Path::new(first.dir()).join("cnc.dat");
+    let before = std::fs::metadata(&cnc)
+        .expect("cnc.dat")
+        .modified()
+        .expect("mtime");
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cnc).expect("cnc.dat"));
+    let second = MediaDriver::launch(&DriverConfig {
+        dir: Some(first.dir().to_string()),
+        ..DriverConfig::default()
+    });
+    assert!(
+        second.is_err(),
+        "a live driver's directory must not be taken over"
+    );
+    let after = std::fs::metadata(&cnc).expect("cnc.dat still there");
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&after), inode);
+    assert!(after.modified().expect("mtime") >= before);
+    let client = Client::connect(first.dir()).expect("the first driver still serves");
+    client
+        .add_subscription("aeron:ipc", 9)
+        .expect("and takes requests");
+}
