@@ -105,9 +105,10 @@ impl ArchiveConfig {
                 self.write_buffer_length
             ));
         }
-        if self.replay_block_length < 4096 {
+        // A block must hold the longest frame (an MTU is at most 64 KiB).
+        if self.replay_block_length < 64 * 1024 {
             return Err(format!(
-                "replay block length {} is below 4 KiB",
+                "replay block length {} is below 64 KiB, the longest frame",
                 self.replay_block_length
             ));
         }

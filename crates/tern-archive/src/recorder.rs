@@ -61,6 +61,12 @@ struct RecordingSession {
 }
 
 const MIN_BLOCK_SPACE: usize = 64 * 1024;
+/// Bytes dropped per cycle from an image whose recording failed.
+const DISCARD_LIMIT: usize = 4 << 20;
+/// Bytes of a catalog record for its three strings (1024 less the fixed fields and the three
+/// length prefixes), and what is kept for the source identity (an address, or `aeron:ipc`).
+const MAX_CATALOG_STRINGS: usize = crate::descriptor::RECORD_LENGTH - 80 - 6;
+const MAX_SOURCE_IDENTITY: usize = 128;
 
 impl RecordingSession {
     /// Copy what the image has into the segments, hand full buffers to the I/O thread, take in
@@ -140,7 +146,7 @@ impl RecordingSession {
     /// Write and sync what is buffered and record the stop in the catalog. If the data cannot be
     /// written and synced, the catalog keeps the recording active, so the next start finds its
     /// end by scanning what really is on disk.
-    fn finish(mut self, shared: &Shared, error: Option<&ArchiveError>) -> i64 {
+    fn finish(mut self, shared: &Shared, error: Option<&ArchiveError>) -> Image {
         let recording_id = self.descriptor.recording_id;
         let synced = self.writer.sync();
         if let Err(index_error) = self
@@ -174,7 +180,7 @@ impl RecordingSession {
             ),
             None => tracing::info!("recording {recording_id} stopped at position {stop}"),
         }
-        stop
+        self.image
     }
 }
 
@@ -188,6 +194,12 @@ struct RecordingSubscription {
     /// Images whose recording ended but which the subscription still lists (lingering): never
     /// recorded twice.
     finished: HashSet<i64>,
+    /// Images whose recording failed (a full disk, say): read and dropped, so their publishers
+    /// are not held back by a subscriber that no longer moves.
+    discarding: HashMap<i64, Image>,
+    /// The channel actually subscribed to (with `aeron-spy:` for a local UDP recording).
+    subscribed_channel: String,
+    stream_id: i32,
 }
 
 pub(crate) struct Recorder {
@@ -292,6 +304,25 @@ impl Recorder {
         } else {
             channel.clone()
         };
+        if let Some(existing) = self
+            .subscriptions
+            .iter()
+            .find(|entry| entry.subscribed_channel == subscribe_to && entry.stream_id == stream_id)
+        {
+            return Err(ArchiveError::Invalid(format!(
+                "{subscribe_to} stream {stream_id} is already recorded (subscription {})",
+                existing.id
+            )));
+        }
+        // Both channel strings and the source identity must fit one catalog record.
+        let needed = channel.len() + stripped.len() + MAX_SOURCE_IDENTITY;
+        if needed > MAX_CATALOG_STRINGS {
+            return Err(ArchiveError::Invalid(format!(
+                "channel of {} bytes is too long to record: a catalog record holds {} bytes of channel",
+                channel.len(),
+                (MAX_CATALOG_STRINGS - MAX_SOURCE_IDENTITY) / 2
+            )));
+        }
         let subscription = self.client.add_subscription(&subscribe_to, stream_id)?;
         tracing::info!("recording subscription {id}: {subscribe_to} stream {stream_id}");
         self.subscriptions.push(RecordingSubscription {
@@ -301,6 +332,9 @@ impl Recorder {
             subscription,
             sessions: HashMap::new(),
             finished: HashSet::new(),
+            discarding: HashMap::new(),
+            subscribed_channel: subscribe_to,
+            stream_id,
         });
         Ok(())
     }
@@ -318,9 +352,13 @@ impl Recorder {
             }
             for (image_id, error) in failed {
                 if let Some(session) = entry.sessions.remove(&image_id) {
-                    session.finish(shared, Some(&error));
+                    let image = session.finish(shared, Some(&error));
                     entry.finished.insert(image_id);
+                    entry.discarding.insert(image_id, image);
                 }
+            }
+            for image in entry.discarding.values() {
+                work += image.block_poll(|_, _| {}, DISCARD_LIMIT).unwrap_or(0);
             }
         }
         work
@@ -347,19 +385,26 @@ impl Recorder {
                     continue;
                 }
                 let session_id = image.info().session_id;
-                match self.open_session(index, image, now) {
+                match self.open_session(index, image.clone(), now) {
                     Ok(session) => {
                         self.subscriptions[index].sessions.insert(image_id, session);
                         work += 1;
                     }
                     Err(error) => {
-                        tracing::error!("cannot record session {session_id}: {error}");
-                        self.subscriptions[index].finished.insert(image_id);
+                        tracing::error!(
+                            "cannot record session {session_id}; its messages are dropped: {error}"
+                        );
+                        let entry = &mut self.subscriptions[index];
+                        entry.finished.insert(image_id);
+                        entry.discarding.insert(image_id, image);
                     }
                 }
             }
             let entry = &mut self.subscriptions[index];
             entry.finished.retain(|image_id| listed.contains(image_id));
+            entry
+                .discarding
+                .retain(|_, image| !image.is_closed() && !image.is_end_of_stream());
             let ended: Vec<i64> = entry
                 .sessions
                 .iter()
@@ -412,10 +457,15 @@ impl Recorder {
         descriptor.validate().map_err(ArchiveError::Invalid)?;
         let descriptor = self.shared.lock_catalog().add(descriptor)?;
         let recording_id = descriptor.recording_id;
+        // Visible as active with its positions from the moment it is in the catalog.
+        let progress = Arc::new(RecordingProgress::new(start_position));
+        self.shared
+            .register_progress(recording_id, progress.clone());
         let stop_empty = |shared: &Shared, descriptor: &RecordingDescriptor| {
             let mut stopped = descriptor.clone();
             stopped.stop_position = stopped.start_position;
             stopped.stop_timestamp_ns = epoch_nanos();
+            progress.stopped(stopped.stop_position);
             if let Err(error) = shared.lock_catalog().update(&stopped) {
                 tracing::error!(
                     "recording {}: could not close its catalog entry: {error}",
@@ -450,9 +500,6 @@ impl Recorder {
                 return Err(error);
             }
         };
-        let progress = Arc::new(RecordingProgress::new(start_position));
-        self.shared
-            .register_progress(recording_id, progress.clone());
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&recording_id.to_le_bytes());
         key.extend_from_slice(&info.session_id.to_le_bytes());

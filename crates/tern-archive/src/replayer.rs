@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tern_transport::{BackoffIdle, Client, ExclusivePublication, Idle};
+use tern_transport::{BackoffIdle, Client, ExclusivePublication, Idle, OfferError};
 
 /// Where a replay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +152,8 @@ struct ReplaySession {
     buffer: AlignedBuffer,
     /// A prepared block waiting to be offered: its length in `buffer`.
     pending: usize,
+    /// Bytes of a recorded padding frame still to be re-created.
+    padding_left: usize,
 }
 
 enum Step {
@@ -196,6 +198,9 @@ impl ReplaySession {
                 return Step::Idle;
             }
         }
+        if self.padding_left > 0 {
+            return self.send_padding();
+        }
         if self.pending == 0 {
             let (end, final_end) = self.end_now();
             if self.position >= end {
@@ -208,15 +213,14 @@ impl ReplaySession {
             match self.prepare(end, shared.config.replay_block_length) {
                 Ok(PrepareOutcome::Block(length)) => self.pending = length,
                 Ok(PrepareOutcome::Padding(length)) => {
-                    return match self.publication.append_padding(length) {
-                        Ok(_) => {
-                            self.advance(length + HEADER_LENGTH);
-                            Step::Worked(1)
-                        }
-                        Err(error) if error.is_retryable() => Step::Idle,
-                        Err(error) => self.fail(format!("append padding: {error}")),
-                    };
+                    self.padding_left = length;
+                    return self.send_padding();
                 }
+                // The next frame ends past the replay's end (a length that cuts a frame): done.
+                Ok(PrepareOutcome::CrossesEnd) if final_end => {
+                    return Step::Finished(ReplayState::Done)
+                }
+                Ok(PrepareOutcome::CrossesEnd) => return Step::Idle,
                 Err(message) => return self.fail(message),
             }
         }
@@ -228,11 +232,29 @@ impl ReplaySession {
                 self.advance(length);
                 Step::Worked(length)
             }
+            Err(OfferError::NotConnected) => self.fail("the replay's subscriber went away".into()),
             Err(error) if error.is_retryable() => Step::Idle,
             Err(error) => self.fail(format!(
                 "offer block at position {}: {error}",
                 self.position
             )),
+        }
+    }
+
+    /// Re-create a recorded padding frame, in pieces no longer than the publication accepts
+    /// (a padding frame can run to the end of the term, longer than any one message).
+    fn send_padding(&mut self) -> Step {
+        let largest = self.publication.max_message_length() & !(crate::frame::FRAME_ALIGNMENT - 1);
+        let payload = (self.padding_left - HEADER_LENGTH).min(largest);
+        match self.publication.append_padding(payload) {
+            Ok(_) => {
+                self.padding_left -= HEADER_LENGTH + payload;
+                self.advance(HEADER_LENGTH + payload);
+                Step::Worked(1)
+            }
+            Err(OfferError::NotConnected) => self.fail("the replay's subscriber went away".into()),
+            Err(error) if error.is_retryable() => Step::Idle,
+            Err(error) => self.fail(format!("append padding: {error}")),
         }
     }
 
@@ -256,14 +278,14 @@ impl ReplaySession {
     }
 
     /// Read frames from the position into the buffer, check them and rewrite their session and
-    /// stream ids; stop before a padding frame, at the end of the term or at `end`.
+    /// stream ids; stop before a padding frame, at the end of the term, or before a frame that
+    /// ends past `end`. Bytes past `end` may be read (they are in the file) but only frames that
+    /// start before it are looked at, and those are complete.
     fn prepare(&mut self, end: i64, block_length: usize) -> Result<PrepareOutcome, String> {
         let descriptor = &self.plan.descriptor;
         let term_length = i64::from(descriptor.term_length);
         let term_remaining = term_length - (self.position & (term_length - 1));
-        let wanted = (end - self.position)
-            .min(term_remaining)
-            .min(block_length as i64) as usize;
+        let wanted = term_remaining.min(block_length as i64) as usize;
         let buffer = self.buffer.as_mut_slice();
         let read = self
             .reader
@@ -271,14 +293,19 @@ impl ReplaySession {
             .map_err(|error| error.to_string())?;
         let expectation = self.reader.expectation();
         let mut offset = 0;
-        while offset < read {
-            match expectation.check(&buffer[offset..read], self.position + offset as i64) {
+        while offset < read && self.position + (offset as i64) < end {
+            let position = self.position + offset as i64;
+            match expectation.check(&buffer[offset..read], position) {
                 Ok((header, aligned)) => {
+                    if position + aligned as i64 > end {
+                        if offset == 0 {
+                            return Ok(PrepareOutcome::CrossesEnd);
+                        }
+                        break;
+                    }
                     if header.is_padding() {
                         if offset == 0 {
-                            return Ok(PrepareOutcome::Padding(
-                                header.frame_length as usize - HEADER_LENGTH,
-                            ));
+                            return Ok(PrepareOutcome::Padding(aligned));
                         }
                         break;
                     }
@@ -293,13 +320,12 @@ impl ReplaySession {
                 }
                 Err(FrameProblem::Truncated) if offset > 0 => break,
                 Err(problem) => {
-                    let path = self.reader.segment_path(self.position + offset as i64);
-                    let base = self.reader.segment_base(self.position + offset as i64);
+                    let path = self.reader.segment_path(position);
+                    let base = self.reader.segment_base(position);
                     return Err(format!(
-                        "{} at offset {} (position {}): {problem}",
+                        "{} at offset {} (position {position}): {problem}",
                         path.display(),
-                        self.position + offset as i64 - base,
-                        self.position + offset as i64
+                        position - base,
                     ));
                 }
             }
@@ -307,7 +333,7 @@ impl ReplaySession {
         if offset == 0 {
             let header = FrameHeader::decode(&buffer[..HEADER_LENGTH]);
             return Err(format!(
-                "frame at position {} ({} bytes) does not fit the {wanted} bytes available",
+                "frame at position {} ({} bytes) does not fit the {wanted} bytes a block may have",
                 self.position, header.frame_length
             ));
         }
@@ -316,8 +342,12 @@ impl ReplaySession {
 }
 
 enum PrepareOutcome {
+    /// This many bytes of data frames are ready in the buffer.
     Block(usize),
+    /// A padding frame of this aligned length comes next.
     Padding(usize),
+    /// The next frame ends past the end the replay may reach now.
+    CrossesEnd,
 }
 
 pub(crate) struct Replayer {
@@ -415,6 +445,7 @@ impl Replayer {
             deadline: Instant::now() + self.shared.config.replay_connect_timeout,
             buffer: AlignedBuffer::new(self.shared.config.replay_block_length),
             pending: 0,
+            padding_left: 0,
             reader,
             publication,
             plan,

@@ -255,6 +255,13 @@ fn exclusive_and_udp_publishers_each_get_their_own_recording() {
     archive
         .start_recording("aeron:ipc", 8, SourceLocation::Remote)
         .expect("record ipc");
+    let duplicate = archive
+        .start_recording(&udp, 7, SourceLocation::Local)
+        .expect_err("the same channel and stream twice");
+    assert!(
+        duplicate.to_string().contains("already recorded"),
+        "{duplicate}"
+    );
     let udp_a = client.add_exclusive_publication(&udp, 7).expect("udp a");
     let udp_b = client.add_exclusive_publication(&udp, 7).expect("udp b");
     let ipc = client
@@ -653,4 +660,165 @@ fn a_second_archive_on_the_same_directory_is_refused() {
             .contains(&format!("pid {}", std::process::id())),
         "{error}"
     );
+}
+
+#[test]
+fn a_recording_that_cannot_start_does_not_hold_back_its_publisher() {
+    let driver = driver("blocked");
+    let data = tempfile::tempdir().expect("temp dir");
+    // A stale segment file where recording 0's first segment would go: it cannot be created.
+    std::fs::write(data.path().join("0-0.rec"), b"stale").expect("stale file");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    archive
+        .start_recording("aeron:ipc", 1006, SourceLocation::Remote)
+        .expect("record");
+    let publication = client.add_publication("aeron:ipc", 1006).expect("pub");
+    wait_until("the failed recording", Duration::from_secs(10), || {
+        archive.recordings().iter().any(|info| !info.active)
+    });
+    let info = archive.recordings().remove(0);
+    assert_eq!(
+        info.descriptor.stop_position, info.descriptor.start_position,
+        "stopped at its start"
+    );
+    // Many terms' worth: a subscriber that no longer moves would stop this at half a term.
+    let mut idle = BackoffIdle::new();
+    for sequence in 0..400 {
+        offer(&publication, &message(0, sequence, 1000), &mut idle);
+    }
+}
+
+#[test]
+fn a_replay_ends_when_its_subscriber_goes_away() {
+    let driver = driver("gone");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    let (recording_id, _) = record_and_stop(&archive, &client, 1007, 3000, |_| 1000);
+    let subscription = client.add_subscription("aeron:ipc", 7007).expect("sub");
+    let replay_id = archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: false,
+            channel: "aeron:ipc".into(),
+            stream_id: 7007,
+        })
+        .expect("replay");
+    let status = archive.replay_status(replay_id).expect("status");
+    let mut received = 0;
+    wait_until("a few messages", Duration::from_secs(10), || {
+        received += subscription.poll(|_, _| {}, 10).expect("poll");
+        received >= 10
+    });
+    drop(subscription);
+    wait_until("the replay to end", Duration::from_secs(20), || {
+        status.is_finished()
+    });
+    assert_eq!(status.state(), ReplayState::Failed);
+    let error = status.error().expect("why");
+    assert!(error.contains("subscriber went away"), "{error}");
+}
+
+#[test]
+fn a_replay_length_that_ends_inside_a_frame_stops_before_it() {
+    let driver = driver("cut");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    // Frames of 200 + 32 bytes, aligned to 256.
+    let (recording_id, _) = record_and_stop(&archive, &client, 1008, 20, |_| 200);
+    let request = ReplayRequest {
+        recording_id,
+        position: None,
+        length: Some(5 * 256 + 100),
+        follow: false,
+        channel: String::new(),
+        stream_id: 0,
+    };
+    let replayed = replay_messages(&archive, &client, request, 5);
+    assert_eq!(replayed.len(), 5);
+    assert_eq!(replayed[4].1, 5 * 256);
+    let view = ArchiveView::open(data.path()).expect("view");
+    let mut printed = 0;
+    let resume = view
+        .messages(recording_id, Some(0), Some(5 * 256 + 100), |_, _| {
+            printed += 1;
+            true
+        })
+        .expect("a cut frame is not damage");
+    assert_eq!((printed, resume), (5, 5 * 256));
+}
+
+#[test]
+fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
+    let driver = driver("padding");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    let subscription_id = archive
+        .start_recording("aeron:ipc", 1009, SourceLocation::Remote)
+        .expect("record");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", 1009)
+        .expect("pub");
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.recordings().len() == 1
+    });
+    let payload = publication.max_payload_length();
+    let longest = publication.max_message_length();
+    let frame = payload + 32;
+    // The longest message takes this much of a term, fragmented.
+    let needed = longest / payload * frame + (longest % payload + 32).div_ceil(32) * 32;
+    // Leave a little less than that at the end of the first term: Aeron pads the rest, longer
+    // than any message.
+    let target = TERM - (needed - 32);
+    let mut sizes = vec![payload; target / frame];
+    let rest = target % frame;
+    assert!(rest == 0 || rest >= 64, "layout {rest}");
+    if rest > 0 {
+        sizes.push(rest - 32);
+    }
+    sizes.push(longest);
+    sizes.extend([100, 200, 300]);
+    let mut idle = BackoffIdle::new();
+    let mut sent = Vec::new();
+    for (sequence, size) in sizes.iter().enumerate() {
+        let bytes = message(0, sequence as u32, *size);
+        loop {
+            match publication.offer(&bytes) {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() => idle.idle(0),
+                Err(error) => panic!("offer: {error}"),
+            }
+        }
+        sent.push(bytes);
+    }
+    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    wait_recorded(&archive, recording_id, publication.position());
+    archive.stop_recording(subscription_id).expect("stop");
+    let mut padding = 0;
+    ArchiveView::open(data.path())
+        .expect("view")
+        .frames(recording_id, None, None, |frame| {
+            if frame.header.is_padding() {
+                padding = padding.max(frame.aligned_length);
+            }
+            true
+        })
+        .expect("frames");
+    assert!(padding > longest + 32, "a padding of {padding} bytes");
+    let request = ReplayRequest {
+        recording_id,
+        position: None,
+        length: None,
+        follow: false,
+        channel: String::new(),
+        stream_id: 0,
+    };
+    let replayed = replay_messages(&archive, &client, request, sent.len());
+    let messages: Vec<Vec<u8>> = replayed.into_iter().map(|(bytes, _)| bytes).collect();
+    assert_eq!(messages, sent);
 }

@@ -174,7 +174,8 @@ pub struct ImageInfo {
     pub mtu_length: i32,
 }
 
-/// One publisher session seen by a subscription.
+/// One publisher session seen by a subscription. Clones share one retained handle.
+#[derive(Clone)]
 pub struct Image {
     inner: AeronImage,
     info: ImageInfo,
