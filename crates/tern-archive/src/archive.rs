@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub config: ArchiveConfig,
     catalog: Mutex<Catalog>,
     progress: Mutex<HashMap<i64, Arc<RecordingProgress>>>,
+    /// Why an agent thread stopped, if one did.
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -42,6 +44,25 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(recording_id, progress);
+    }
+
+    fn agent_failed(&self, message: String) {
+        tracing::error!("{message}");
+        for progress in self
+            .progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+        {
+            if progress.stop_position() < 0 {
+                progress.stopped(progress.recorded());
+            }
+        }
+        let mut failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        failure.get_or_insert(message);
     }
 
     fn progress_of(&self, recording_id: i64) -> Option<Arc<RecordingProgress>> {
@@ -186,18 +207,28 @@ fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<St
     Ok(recovered)
 }
 
-fn spawn_agent<A, F>(name: &str, make: F) -> Result<JoinHandle<()>>
+fn spawn_agent<A, F>(name: &str, shared: Arc<Shared>, make: F) -> Result<JoinHandle<()>>
 where
     F: FnOnce() -> Result<A> + Send + 'static,
     A: FnOnce() + 'static,
 {
     let (started, wait) = mpsc::channel::<Result<()>>();
+    let agent = name.to_string();
     let thread = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || match make() {
             Ok(run) => {
                 let _ = started.send(Ok(()));
-                run();
+                // A bug in an agent must not go unnoticed: the archive reports it, and its
+                // recordings stop where they got to (the next start recovers them).
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|text| text.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    shared.agent_failed(format!("{agent} stopped: {what}"));
+                }
             }
             Err(error) => {
                 let _ = started.send(Err(error));
@@ -230,16 +261,17 @@ impl Archive {
             config,
             catalog: Mutex::new(catalog),
             progress: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
         });
         let (recorder, recorder_commands) = mpsc::channel();
         let (replayer, replayer_commands) = mpsc::channel();
         let recorder_shared = shared.clone();
-        let recorder_thread = spawn_agent("tern-recorder", move || {
+        let recorder_thread = spawn_agent("tern-recorder", shared.clone(), move || {
             let agent = Recorder::new(recorder_shared, recorder_commands)?;
             Ok(move || agent.run())
         })?;
         let replayer_shared = shared.clone();
-        let replayer_thread = match spawn_agent("tern-replayer", move || {
+        let replayer_thread = match spawn_agent("tern-replayer", shared.clone(), move || {
             let agent = Replayer::new(replayer_shared, replayer_commands)?;
             Ok(move || agent.run())
         }) {
@@ -260,6 +292,22 @@ impl Archive {
             next_id: AtomicI64::new(next_id.max(1) << 20),
             _lock: lock,
         })
+    }
+
+    /// Whether the recorder and replayer agents are running.
+    ///
+    /// # Errors
+    /// [`ArchiveError::NotRunning`] with why an agent stopped.
+    pub fn health(&self) -> Result<()> {
+        let failure = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match failure.as_ref() {
+            Some(message) => Err(ArchiveError::NotRunning(message.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The settings the archive runs with.

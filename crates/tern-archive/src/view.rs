@@ -138,10 +138,12 @@ impl ArchiveView {
             .collect()
     }
 
-    /// The time index of a recording (empty if it has none).
-    pub fn time_index(&self, view: &RecordingView) -> Vec<TimeEntry> {
+    /// The time index of a recording.
+    ///
+    /// # Errors
+    /// The index file is missing, unreadable or damaged.
+    pub fn time_index(&self, view: &RecordingView) -> Result<Vec<TimeEntry>> {
         read_time_index(&self.dir, view.descriptor.recording_id, view.end_position)
-            .unwrap_or_default()
     }
 
     /// Check every frame of a recording (header and CRC32C), calling `progress` with the bytes

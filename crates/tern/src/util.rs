@@ -80,8 +80,13 @@ pub struct DriverHandle {
 impl DriverArgs {
     /// Start the embedded driver or check that one runs in the directory.
     pub fn resolve(&self, embedded_by_default: bool) -> Result<DriverHandle> {
+        self.start(self.embedded_driver || (embedded_by_default && self.aeron_dir.is_none()))
+    }
+
+    /// Start an embedded driver in the directory (`embed`), or check that one runs there.
+    pub fn start(&self, embed: bool) -> Result<DriverHandle> {
         let dir = self.aeron_dir.clone().unwrap_or_else(default_aeron_dir);
-        if self.embedded_driver || (embedded_by_default && self.aeron_dir.is_none()) {
+        if embed {
             let driver = MediaDriver::launch(&DriverConfig {
                 dir: Some(dir.clone()),
                 threading: ThreadingMode::Shared,
@@ -113,6 +118,14 @@ pub fn stop_signal() -> Result<Arc<AtomicBool>> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("install the Ctrl-C handler")?;
     Ok(stop)
+}
+
+/// Parse a number of seconds: finite and positive.
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => Ok(seconds),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
+    }
 }
 
 /// Parse `CHANNEL@STREAM` (the stream id after the last `@`).

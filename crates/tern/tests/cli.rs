@@ -72,7 +72,7 @@ fn publisher(
     })
 }
 
-fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64) {
+fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64, min_segments: usize) {
     let driver = driver("kill");
     let data = tempfile::tempdir().expect("temp dir");
     let data_dir = data.path().to_string_lossy().into_owned();
@@ -171,19 +171,19 @@ fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64) {
         "at most one partial message is cut at the end"
     );
     assert!(
-        view.segment_files(0).len() >= 2,
-        "the recording spans segments"
+        view.segment_files(0).len() >= min_segments,
+        "the recording spans {min_segments} segments or more"
     );
 }
 
 #[test]
 fn kill_9_of_a_recording_process_loses_nothing_it_reported_durable() {
-    kill_recorder_mid_stream_and_recover("interval:5", 400 * 1024);
+    kill_recorder_mid_stream_and_recover("interval:5", 400 * 1024, 2);
 }
 
 #[test]
 fn kill_9_with_fsync_always_early_in_the_first_segment() {
-    kill_recorder_mid_stream_and_recover("always", 8 * 1024);
+    kill_recorder_mid_stream_and_recover("always", 8 * 1024, 1);
 }
 
 fn small_archive(tag: &str) -> (MediaDriver, tempfile::TempDir) {
@@ -436,4 +436,58 @@ fn a_full_disk_stops_the_recording_cleanly_and_keeps_what_was_acknowledged() {
         end >= last_durable && end > 512 * 1024,
         "end {end}, durable {last_durable}"
     );
+}
+
+#[test]
+fn replay_length_counts_from_the_recordings_start() {
+    let driver = driver("length");
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_string_lossy().into_owned();
+    let client = Client::connect(driver.dir()).expect("client");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", 9)
+        .expect("pub");
+    let early = client
+        .add_subscription("aeron:ipc", 9)
+        .expect("early subscriber");
+    let mut idle = BackoffIdle::new();
+    // Messages before the recording: the recording starts past position 0.
+    for _ in 0..10 {
+        while publication.offer(&[7u8; 200]).is_err() {
+            idle.idle(0);
+        }
+    }
+    while early.poll(|_, _| {}, 100).expect("poll") > 0 {}
+    let start;
+    {
+        let archive =
+            Archive::launch(ArchiveConfig::new(data.path(), driver.dir())).expect("archive");
+        archive
+            .start_recording("aeron:ipc", 9, tern_archive::SourceLocation::Remote)
+            .expect("record");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while archive.recordings().is_empty() {
+            assert!(Instant::now() < deadline);
+            idle.idle(0);
+        }
+        for _ in 0..10 {
+            while publication.offer(&[8u8; 200]).is_err() {
+                idle.idle(0);
+            }
+            while early.poll(|_, _| {}, 100).expect("poll") > 0 {}
+        }
+        while archive.recordings()[0].recorded_position < publication.position() {
+            idle.idle(0);
+        }
+        start = archive.recordings()[0].descriptor.start_position;
+        archive.shutdown();
+    }
+    assert!(start > 0, "the recording starts after the early messages");
+    // 200 + 32 bytes per frame, aligned to 256: three frames.
+    let (code, stdout, stderr) = tern(&[
+        "replay", "0", "--dir", &dir, "--length", "768", "--print", "hex",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(stderr.contains("3 messages"), "{stderr}");
 }

@@ -19,6 +19,10 @@ pub struct Args {
     /// Record CHANNEL@STREAM, e.g. aeron:ipc@1001 (repeatable; added to the config's).
     #[arg(long = "record", value_name = "CHANNEL@STREAM", value_parser = parse_channel_stream)]
     records: Vec<(String, i32)>,
+    /// Record CHANNEL@STREAM of a UDP channel whose publishers use this archive's driver, through
+    /// a spy instead of a network subscription (repeatable).
+    #[arg(long = "record-local", value_name = "CHANNEL@STREAM", value_parser = parse_channel_stream)]
+    local_records: Vec<(String, i32)>,
     /// Print the recordings' positions this often (seconds; 0: never).
     #[arg(long, default_value_t = 10)]
     status_interval: u64,
@@ -99,10 +103,13 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             Some(other) => bail!("write_mode {other:?}: expected direct or buffered"),
         };
     }
+    // The driver: --embedded-driver embeds; --aeron-dir alone attaches; otherwise the config's
+    // embedded_driver (default true) decides, in its aeron_dir (or Aeron's default).
+    let embed = args.driver.embedded_driver
+        || (args.driver.aeron_dir.is_none() && file.embedded_driver.unwrap_or(true));
     if args.driver.aeron_dir.is_none() {
         args.driver.aeron_dir = file.aeron_dir.clone();
     }
-    let embedded_by_default = file.embedded_driver.unwrap_or(true);
     let mut records: Vec<(String, i32, SourceLocation)> = Vec::new();
     for entry in &file.record {
         let source = match entry.source.as_deref() {
@@ -115,17 +122,18 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     records.extend(
         args.records
             .iter()
+            .map(|(channel, stream)| (channel.clone(), *stream, SourceLocation::Remote)),
+    );
+    records.extend(
+        args.local_records
+            .iter()
             .map(|(channel, stream)| (channel.clone(), *stream, SourceLocation::Local)),
     );
     if records.is_empty() {
         bail!("nothing to record: give --record CHANNEL@STREAM or [[record]] entries in --config");
     }
     let stop = stop_signal()?;
-    let driver = if file.embedded_driver == Some(false) && !args.driver.embedded_driver {
-        args.driver.resolve(false)?
-    } else {
-        args.driver.resolve(embedded_by_default)?
-    };
+    let driver = args.driver.start(embed)?;
     let config = args.archive.config(&driver.dir)?;
     let dir = config.dir.clone();
     let archive = Archive::launch(config)
@@ -150,6 +158,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     let mut next_status = Instant::now() + interval;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
+        archive.health()?;
         if args.status_interval > 0 && Instant::now() >= next_status {
             next_status += interval;
             print_status(&archive);

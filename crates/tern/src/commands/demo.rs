@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tern_archive::{
-    Archive, ArchiveConfig, ArchiveView, ReplayRequest, ReplayState, SourceLocation, CATALOG_FILE,
+    Archive, ArchiveConfig, ArchiveView, ReplayRequest, ReplayState, SourceLocation,
 };
 use tern_transport::{BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver};
 
@@ -174,15 +174,18 @@ fn replay_and_check(
     Ok((messages, bytes, seconds))
 }
 
+/// Marks an archive directory the demo made, so a later demo may replace it (and no other).
+const DEMO_MARKER: &str = "made-by-tern-demo";
+
 fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
-        let is_archive = dir.join(CATALOG_FILE).exists();
+        let is_demo = dir.join(DEMO_MARKER).exists();
         let is_empty = std::fs::read_dir(dir)
             .map(|mut entries| entries.next().is_none())
             .unwrap_or(false);
         ensure!(
-            is_archive || is_empty,
-            "{} exists and is not a tern archive: choose another --dir",
+            is_demo || is_empty,
+            "{} exists and was not made by tern demo: choose another --dir",
             dir.display()
         );
         std::fs::remove_dir_all(dir)
@@ -203,6 +206,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         spies_simulate_connection: true,
         ..DriverConfig::default()
     })?;
+    std::fs::create_dir_all(&args.dir)
+        .and_then(|()| std::fs::write(args.dir.join(DEMO_MARKER), b"tern demo archive\n"))
+        .with_context(|| format!("create {}", args.dir.display()))?;
     let config = ArchiveConfig::new(&args.dir, driver.dir());
     let archive = Archive::launch(config.clone())?;
     let port = std::net::UdpSocket::bind("127.0.0.1:0")?

@@ -60,15 +60,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     println!("  term length       {}", d.term_length);
     println!("  segment length    {}", d.segment_length);
     println!("  mtu               {}", d.mtu_length);
-    let index = view.time_index(&recording);
-    match (index.first(), index.last()) {
-        (Some(first), Some(last)) => println!(
-            "  time index        {} entries, {} .. {}",
-            index.len(),
-            format_time(first.timestamp_ns),
-            format_time(last.timestamp_ns)
-        ),
-        _ => println!("  time index        empty"),
+    match view.time_index(&recording) {
+        Ok(index) => match (index.first(), index.last()) {
+            (Some(first), Some(last)) => println!(
+                "  time index        {} entries, {} .. {}",
+                index.len(),
+                format_time(first.timestamp_ns),
+                format_time(last.timestamp_ns)
+            ),
+            _ => println!("  time index        empty"),
+        },
+        Err(error) => println!("  time index        unreadable: {error}"),
     }
     let segments = view.segment_files(d.recording_id);
     println!("  segments          {}", segments.len());

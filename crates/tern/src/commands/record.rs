@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     local: bool,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = crate::util::parse_seconds)]
     duration: Option<f64>,
     /// Print each recording's recorded and durable positions this often (milliseconds).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
@@ -38,6 +38,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let driver = args.driver.resolve(false)?;
     let config = args.archive.config(&driver.dir)?;
     let dir = config.dir.clone();
+    let existing = tern_archive::ArchiveView::open(&dir)
+        .map(|view| view.entries().len())
+        .unwrap_or(0) as i64;
     let archive = Archive::launch(config)
         .with_context(|| format!("open the archive in {}", dir.display()))?;
     let source = if args.local {
@@ -63,6 +66,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|deadline| Instant::now() < deadline)
     {
         std::thread::sleep(Duration::from_millis(5));
+        archive.health()?;
         if Instant::now() >= next_status {
             next_status += interval;
             super::archive::print_status(&archive);
@@ -71,6 +75,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     archive.shutdown();
     let view = tern_archive::ArchiveView::open(&dir)?;
     for recording in view.recordings()? {
+        if recording.descriptor.recording_id < existing {
+            continue;
+        }
         println!(
             "recording {} session {} stopped at {} ({} bytes)",
             recording.descriptor.recording_id,

@@ -40,6 +40,9 @@ pub struct Args {
     /// Stream id of the replay channel.
     #[arg(long, requires = "channel")]
     stream: Option<i32>,
+    /// With --channel: how long to wait for a subscriber on the replay channel (seconds).
+    #[arg(long, default_value_t = 30.0, value_parser = crate::util::parse_seconds)]
+    connect_timeout: f64,
     /// How to print messages when not replaying to a channel.
     #[arg(long, value_enum, default_value_t = PrintFormat::Text)]
     print: PrintFormat,
@@ -62,10 +65,18 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
     let Some(stream_id) = args.stream else {
         bail!("--channel needs --stream");
     };
+    if args.follow {
+        bail!(
+            "--follow with --channel needs the archive that is recording (this command opens the \
+             directory itself, so nothing is being recorded into it); print with --follow instead"
+        );
+    }
     let stop = stop_signal()?;
     let driver = args.driver.resolve(false)?;
     ArchiveView::open(dir).with_context(|| format!("open the archive in {}", dir.display()))?;
-    let archive = match Archive::launch(ArchiveConfig::new(dir, driver.dir.clone())) {
+    let mut config = ArchiveConfig::new(dir, driver.dir.clone());
+    config.replay_connect_timeout = Duration::from_secs_f64(args.connect_timeout);
+    let archive = match Archive::launch(config) {
         Ok(archive) => archive,
         Err(error @ ArchiveError::Locked { .. }) => {
             bail!("{error}; a running archive replays on request through its control channel, not from this command")
@@ -78,14 +89,14 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         recording_id: args.id,
         position: args.from,
         length: args.length,
-        follow: args.follow,
+        follow: false,
         channel: channel.to_string(),
         stream_id,
     })?;
     let status = archive.replay_status(replay_id)?;
     eprintln!(
-        "replaying recording {} on {channel} stream {stream_id} as session {} (waits for a subscriber)",
-        args.id, replay_id as i32
+        "replaying recording {} on {channel} stream {stream_id} as session {} (waits up to {} s for a subscriber)",
+        args.id, replay_id as i32, args.connect_timeout
     );
     while !status.is_finished() {
         if stop.load(Ordering::SeqCst) {
@@ -94,7 +105,11 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(50));
+    if driver.embedded.is_some() {
+        // The replay publication is closed; an embedded driver must live on long enough to send
+        // its tail over UDP (Aeron lingers a closed publication for up to 5 s).
+        std::thread::sleep(Duration::from_secs(2));
+    }
     match status.state() {
         ReplayState::Failed => bail!(
             "{}",
@@ -118,16 +133,17 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     let mut messages = 0u64;
     let mut bytes = 0u64;
     let mut from = args.from;
-    let limit = args
-        .length
-        .map(|length| from.unwrap_or(0).saturating_add(length));
+    // The length counts from where the replay starts: --from, or the recording's start.
+    let mut limit: Option<i64> = None;
     let mut broken_pipe = false;
     loop {
         let view = ArchiveView::open(dir)
             .with_context(|| format!("open the archive in {}", dir.display()))?;
         let recording = view.recording(args.id)?;
         let start = from.unwrap_or(recording.descriptor.start_position);
-        let limit = limit.map(|limit| limit.max(start));
+        if limit.is_none() {
+            limit = args.length.map(|length| start.saturating_add(length));
+        }
         let to = limit.map_or(recording.end_position, |limit| {
             limit.min(recording.end_position)
         });

@@ -41,10 +41,10 @@ impl ArchiveArgs {
         let mut config =
             ArchiveConfig::new(self.dir.clone().unwrap_or_else(default_dir), aeron_dir);
         if let Some(length) = self.segment_length {
-            if length > i32::MAX as u64 + 1 {
+            if length > 1 << 30 {
                 bail!("segment length {length} is above 1 GiB");
             }
-            config.segment_length = length.min(1 << 30) as i32;
+            config.segment_length = length as i32;
         }
         if let Some(fsync) = self.fsync {
             config.fsync = fsync;
