@@ -431,6 +431,22 @@ impl Archive {
         Ok(self.info(descriptor))
     }
 
+    /// The position to replay from to start at the first message captured at or after
+    /// `timestamp_ns` (epoch nanoseconds): the start for a time before the first message, the
+    /// current end for a time after the last (a follow replay from there waits for new ones).
+    ///
+    /// # Errors
+    /// Unknown id, or a missing or unreadable time index.
+    pub fn position_at_time(&self, recording_id: i64, timestamp_ns: i64) -> Result<i64> {
+        let info = self.recording(recording_id)?;
+        crate::view::position_at_time(
+            &self.shared.config.dir,
+            &info.descriptor,
+            info.recorded_position,
+            timestamp_ns,
+        )
+    }
+
     /// The recording of one publisher session on a stream, most recent first.
     pub fn find_recording(&self, stream_id: i32, session_id: i32) -> Option<RecordingInfo> {
         let catalog = self.shared.lock_catalog();

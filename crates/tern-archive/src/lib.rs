@@ -35,4 +35,5 @@ pub use recorder::{epoch_nanos, SourceLocation, RECORDING_POSITION_TYPE_ID};
 pub use recording_reader::{find_end, list_segments, FrameRef, RecordingReader, ScanStop};
 pub use replayer::{ReplayState, ReplayStatus};
 pub use segment_writer::{SegmentGeometry, SegmentWriter, WriteMode};
+pub use time_index::{TimeEntry, TimeIndexReader, TimeSeek};
 pub use view::{ArchiveView, RecordingView, SegmentInfo, VerifyReport};

@@ -135,38 +135,7 @@ pub fn read_time_index(
 ) -> Result<Vec<TimeEntry>> {
     let path = dir.join(time_index_file_name(recording_id));
     let bytes = std::fs::read(&path).map_err(io_error(&path, "read time index"))?;
-    let corrupt = |path: PathBuf, offset: u64, reason: String| ArchiveError::Corrupt {
-        path,
-        offset,
-        reason,
-    };
-    if bytes.len() < HEADER_LENGTH || &bytes[0..8] != MAGIC {
-        return Err(corrupt(path, 0, "not a tern time index".into()));
-    }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
-        return Err(corrupt(
-            path,
-            8,
-            format!("time index version {version}; this tern reads version {VERSION}"),
-        ));
-    }
-    let entry_length = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
-    if entry_length as usize != ENTRY_LENGTH {
-        return Err(corrupt(
-            path,
-            12,
-            format!("entry length {entry_length}, expected {ENTRY_LENGTH}"),
-        ));
-    }
-    let owner = i64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-    if owner != recording_id {
-        return Err(corrupt(
-            path,
-            16,
-            format!("time index of recording {owner}, not {recording_id}"),
-        ));
-    }
+    check_header(&path, &bytes, recording_id)?;
     let mut entries = Vec::with_capacity((bytes.len() - HEADER_LENGTH) / ENTRY_LENGTH);
     for (index, chunk) in bytes[HEADER_LENGTH..]
         .chunks_exact(ENTRY_LENGTH)
@@ -192,6 +161,165 @@ pub fn read_time_index(
         entries.push(entry);
     }
     Ok(entries)
+}
+
+fn check_header(path: &Path, bytes: &[u8], recording_id: i64) -> Result<()> {
+    let corrupt = |offset: u64, reason: String| ArchiveError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    if bytes.len() < HEADER_LENGTH || &bytes[0..8] != MAGIC {
+        return Err(corrupt(0, "not a tern time index".into()));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(corrupt(
+            8,
+            format!("time index version {version}; this tern reads version {VERSION}"),
+        ));
+    }
+    let entry_length = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    if entry_length as usize != ENTRY_LENGTH {
+        return Err(corrupt(
+            12,
+            format!("entry length {entry_length}, expected {ENTRY_LENGTH}"),
+        ));
+    }
+    let owner = i64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    if owner != recording_id {
+        return Err(corrupt(
+            16,
+            format!("time index of recording {owner}, not {recording_id}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a point in time falls in a recording's time index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSeek {
+    /// The first entry captured at or after the time: replay from its position.
+    At(TimeEntry),
+    /// Every entry (before the limit) was captured before the time.
+    AfterLast,
+}
+
+/// Reads a time index by binary search, a few 16-byte reads per seek whatever its size.
+pub struct TimeIndexReader {
+    path: PathBuf,
+    file: File,
+    entries: u64,
+}
+
+impl TimeIndexReader {
+    /// Open the index of `recording_id` in `dir` as it is now (a live recording's index grows;
+    /// entries appended later are not seen).
+    ///
+    /// # Errors
+    /// The file is missing, unreadable or not this recording's time index.
+    pub fn open(dir: &Path, recording_id: i64) -> Result<Self> {
+        let path = dir.join(time_index_file_name(recording_id));
+        let file = File::open(&path).map_err(io_error(&path, "open time index"))?;
+        let mut header = [0u8; HEADER_LENGTH];
+        let read = read_fully(&file, &mut header, 0).map_err(io_error(&path, "read time index"))?;
+        check_header(&path, &header[..read], recording_id)?;
+        let length = file
+            .metadata()
+            .map_err(io_error(&path, "stat time index"))?
+            .len();
+        let entries = length.saturating_sub(HEADER_LENGTH as u64) / ENTRY_LENGTH as u64;
+        Ok(Self {
+            path,
+            file,
+            entries,
+        })
+    }
+
+    /// Entries in the file (a torn last one excluded).
+    pub fn len(&self) -> u64 {
+        self.entries
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Entry `index`.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn entry(&self, index: u64) -> Result<TimeEntry> {
+        let mut bytes = [0u8; ENTRY_LENGTH];
+        let offset = HEADER_LENGTH as u64 + index * ENTRY_LENGTH as u64;
+        let read = read_fully(&self.file, &mut bytes, offset)
+            .map_err(io_error(&self.path, "read time index"))?;
+        if read < ENTRY_LENGTH {
+            return Err(ArchiveError::Corrupt {
+                path: self.path.clone(),
+                offset,
+                reason: "time index entry truncated".into(),
+            });
+        }
+        Ok(TimeEntry {
+            timestamp_ns: i64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes")),
+            position: i64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+        })
+    }
+
+    /// The first entry captured at or after `timestamp_ns`, among the entries whose position is
+    /// before `limit_position` (a recording's end: entries past it were written for frames a
+    /// crash lost). Two binary searches: O(log n) reads.
+    ///
+    /// # Errors
+    /// A read failed.
+    pub fn seek(&self, timestamp_ns: i64, limit_position: i64) -> Result<TimeSeek> {
+        let usable = self.partition(|entry| entry.position < limit_position)?;
+        let first_at_or_after = {
+            let (mut low, mut high) = (0u64, usable);
+            while low < high {
+                let middle = low + (high - low) / 2;
+                if self.entry(middle)?.timestamp_ns < timestamp_ns {
+                    low = middle + 1;
+                } else {
+                    high = middle;
+                }
+            }
+            low
+        };
+        if first_at_or_after == usable {
+            return Ok(TimeSeek::AfterLast);
+        }
+        Ok(TimeSeek::At(self.entry(first_at_or_after)?))
+    }
+
+    /// The number of leading entries for which `keep` holds (it must hold for a prefix).
+    fn partition(&self, keep: impl Fn(&TimeEntry) -> bool) -> Result<u64> {
+        let (mut low, mut high) = (0u64, self.entries);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if keep(&self.entry(middle)?) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+}
+
+fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buffer.len() {
+        let read = file.read_at(&mut buffer[done..], offset + done as u64)?;
+        if read == 0 {
+            break;
+        }
+        done += read;
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

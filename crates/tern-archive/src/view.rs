@@ -146,6 +146,17 @@ impl ArchiveView {
         read_time_index(&self.dir, view.descriptor.recording_id, view.end_position)
     }
 
+    /// The position to replay from to start at the first message captured at or after
+    /// `timestamp_ns` (epoch nanoseconds): the recording's start for a time before its first
+    /// message, its end for a time after its last.
+    ///
+    /// # Errors
+    /// Unknown id, or a missing or unreadable time index.
+    pub fn position_at_time(&self, recording_id: i64, timestamp_ns: i64) -> Result<i64> {
+        let view = self.recording(recording_id)?;
+        position_at_time(&self.dir, &view.descriptor, view.end_position, timestamp_ns)
+    }
+
     /// Check every frame of a recording (header and CRC32C), calling `progress` with the bytes
     /// checked so far now and then.
     ///
@@ -270,4 +281,22 @@ fn header_of(frame: &FrameHeader, position_after: i64, session_id: i32) -> Heade
         flags: frame.flags,
         frame_length: frame.frame_length,
     }
+}
+
+/// Where to start a replay of `descriptor` (whose data ends at `end`) to begin at the first
+/// message captured at or after `timestamp_ns`.
+///
+/// # Errors
+/// A missing or unreadable time index.
+pub fn position_at_time(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    end: i64,
+    timestamp_ns: i64,
+) -> Result<i64> {
+    let reader = crate::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
+    Ok(match reader.seek(timestamp_ns, end)? {
+        crate::time_index::TimeSeek::At(entry) => entry.position.max(descriptor.start_position),
+        crate::time_index::TimeSeek::AfterLast => end,
+    })
 }

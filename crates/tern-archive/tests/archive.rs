@@ -822,3 +822,90 @@ fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
     let messages: Vec<Vec<u8>> = replayed.into_iter().map(|(bytes, _)| bytes).collect();
     assert_eq!(messages, sent);
 }
+
+#[test]
+fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
+    let driver = driver("time");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    archive
+        .start_recording("aeron:ipc", 1010, SourceLocation::Remote)
+        .expect("record");
+    let publication = client.add_publication("aeron:ipc", 1010).expect("pub");
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.recordings().len() == 1
+    });
+    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    // Messages 20 ms apart: each is captured in a duty cycle of its own.
+    let mut idle = BackoffIdle::new();
+    let mut starts = Vec::new();
+    for sequence in 0..8 {
+        starts.push(publication.position());
+        offer(&publication, &message(0, sequence, 100), &mut idle);
+        wait_recorded(&archive, recording_id, publication.position());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let end = publication.position();
+    let view = ArchiveView::open(data.path()).expect("view");
+    let index = view
+        .time_index(&view.recording(recording_id).expect("recording"))
+        .expect("index");
+    let times: Vec<i64> = starts
+        .iter()
+        .map(|start| {
+            index
+                .iter()
+                .find(|entry| entry.position == *start)
+                .expect("an entry per message")
+                .timestamp_ns
+        })
+        .collect();
+    let at = |time: i64| archive.position_at_time(recording_id, time).expect("seek");
+    assert_eq!(at(times[0] - 1_000_000_000), starts[0], "before the first");
+    assert_eq!(at(times[3]), starts[3], "at a message");
+    assert_eq!(at(times[3] + 1), starts[4], "between two messages");
+    assert_eq!(at(times[4] - 1), starts[4], "just before a message");
+    assert_eq!(at(times[7] + 1), end, "after the last: an empty replay");
+    assert_eq!(
+        view.position_at_time(recording_id, times[5])
+            .expect("offline"),
+        starts[5]
+    );
+    let replayed = replay_messages(
+        &archive,
+        &client,
+        ReplayRequest {
+            recording_id,
+            position: Some(at(times[5])),
+            length: None,
+            follow: false,
+            channel: String::new(),
+            stream_id: 0,
+        },
+        3,
+    );
+    assert_eq!(replayed[0].0, message(0, 5, 100));
+
+    // A follow replay from a time after the last message waits for new ones.
+    let subscription = client.add_subscription("aeron:ipc", 4343).expect("sub");
+    archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: Some(at(i64::MAX)),
+            length: None,
+            follow: true,
+            channel: "aeron:ipc".into(),
+            stream_id: 4343,
+        })
+        .expect("follow from the end");
+    offer(&publication, &message(0, 8, 100), &mut idle);
+    let mut received = Vec::new();
+    wait_until("the new message", Duration::from_secs(10), || {
+        subscription
+            .poll(|fragment, _| received.push(fragment.to_vec()), 10)
+            .expect("poll");
+        !received.is_empty()
+    });
+    assert_eq!(received, vec![message(0, 8, 100)]);
+}

@@ -120,6 +120,26 @@ pub fn stop_signal() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// Parse a point in time: RFC 3339 (`2026-11-24T23:25:28.631Z`), `now`, or a time relative to
+/// now (`-5m`, `-90s`, `-1h30m`). Returns epoch nanoseconds.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let now = std::time::SystemTime::now();
+    let time = if text == "now" {
+        now
+    } else if let Some(ago) = text.strip_prefix('-') {
+        let ago = humantime::parse_duration(ago)
+            .map_err(|error| format!("{text:?}: {error} (e.g. -5m, -90s, -1h30m)"))?;
+        now.checked_sub(ago)
+            .ok_or_else(|| format!("{text:?} is before the Unix epoch"))?
+    } else {
+        humantime::parse_rfc3339_weak(text)
+            .map_err(|error| format!("{text:?}: {error} (e.g. 2026-11-24T23:25:28Z, now, -5m)"))?
+    };
+    time.duration_since(UNIX_EPOCH)
+        .map(|since| since.as_nanos() as i64)
+        .map_err(|_| format!("{text:?} is before the Unix epoch"))
+}
+
 /// Parse a number of seconds: finite and positive.
 pub fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -169,6 +189,19 @@ mod tests {
         );
         assert!(parse_channel_stream("aeron:ipc").is_err());
         assert!(parse_channel_stream("tcp://x@1").is_err());
+    }
+
+    #[test]
+    fn times_parse_absolute_and_relative() {
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.123Z"),
+            Ok(1_700_000_000_123_000_000)
+        );
+        let now = parse_time("now").expect("now");
+        let earlier = parse_time("-5m").expect("relative");
+        assert!((now - earlier - 300_000_000_000).abs() < 1_000_000_000);
+        assert!(parse_time("yesterday-ish").is_err());
+        assert!(parse_time("-5 parsecs").is_err());
     }
 
     #[test]

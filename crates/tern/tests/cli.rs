@@ -490,4 +490,37 @@ fn replay_length_counts_from_the_recordings_start() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
     assert!(stderr.contains("3 messages"), "{stderr}");
+    let (code, _, stderr) = tern(&[
+        "replay",
+        "0",
+        "--dir",
+        &dir,
+        "--from-time",
+        "-1h",
+        "--print",
+        "none",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("10 messages"),
+        "from an hour ago: all of them: {stderr}"
+    );
+    let (code, _, stderr) = tern(&[
+        "replay",
+        "0",
+        "--dir",
+        &dir,
+        "--from-time",
+        "now",
+        "--print",
+        "none",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("0 messages"),
+        "from now: none yet: {stderr}"
+    );
+    let (code, _, stderr) = tern(&["replay", "0", "--dir", &dir, "--from-time", "last tuesday"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("e.g. 2026-11-24T23:25:28Z"), "{stderr}");
 }

@@ -26,8 +26,12 @@ pub struct Args {
     /// The recording id.
     id: i64,
     /// Start at this position (a frame start; default: the recording's start).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_time")]
     from: Option<i64>,
+    /// Start at the first message captured at or after this time: RFC 3339
+    /// (2026-11-24T23:25:28Z), now, or relative to now (-5m, -90s).
+    #[arg(long, value_name = "TIME", value_parser = crate::util::parse_time, allow_hyphen_values = true)]
+    from_time: Option<i64>,
     /// Replay this many bytes (default: to the end).
     #[arg(long)]
     length: Option<i64>,
@@ -85,9 +89,13 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
             return Err(error).with_context(|| format!("open the archive in {}", dir.display()))
         }
     };
+    let position = match args.from_time {
+        Some(time) => Some(archive.position_at_time(args.id, time)?),
+        None => args.from,
+    };
     let replay_id = archive.start_replay(&ReplayRequest {
         recording_id: args.id,
-        position: args.from,
+        position,
         length: args.length,
         follow: false,
         channel: channel.to_string(),
@@ -132,7 +140,14 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut messages = 0u64;
     let mut bytes = 0u64;
-    let mut from = args.from;
+    let mut from = match args.from_time {
+        Some(time) => Some(
+            ArchiveView::open(dir)
+                .with_context(|| format!("open the archive in {}", dir.display()))?
+                .position_at_time(args.id, time)?,
+        ),
+        None => args.from,
+    };
     // The length counts from where the replay starts: --from, or the recording's start.
     let mut limit: Option<i64> = None;
     let mut broken_pipe = false;
