@@ -205,7 +205,10 @@ pub enum TimeSeek {
     AfterLast,
 }
 
-/// Reads a time index by binary search, a few 16-byte reads per seek whatever its size.
+/// Entries read at once at the end of a seek (4 KiB, a page).
+pub const SEEK_WINDOW: u64 = 256;
+
+/// Reads a time index by interpolation search, a few reads per seek whatever its size.
 pub struct TimeIndexReader {
     path: PathBuf,
     file: File,
@@ -270,28 +273,90 @@ impl TimeIndexReader {
 
     /// The first entry captured at or after `timestamp_ns`, among the entries whose position is
     /// before `limit_position` (a recording's end: entries past it were written for frames a
-    /// crash lost). Two binary searches: O(log n) reads.
+    /// crash lost).
+    ///
+    /// Capture times grow about evenly, so the search interpolates (bisecting whenever a guess
+    /// did not halve the range) down to at most [`SEEK_WINDOW`] entries, then reads those at
+    /// once: a handful of reads whatever the index's size, which matters when it is not cached.
     ///
     /// # Errors
     /// A read failed.
     pub fn seek(&self, timestamp_ns: i64, limit_position: i64) -> Result<TimeSeek> {
-        let usable = self.partition(|entry| entry.position < limit_position)?;
-        let first_at_or_after = {
-            let (mut low, mut high) = (0u64, usable);
-            while low < high {
-                let middle = low + (high - low) / 2;
-                if self.entry(middle)?.timestamp_ns < timestamp_ns {
-                    low = middle + 1;
-                } else {
-                    high = middle;
-                }
-            }
-            low
-        };
-        if first_at_or_after == usable {
+        if self.entries == 0 {
             return Ok(TimeSeek::AfterLast);
         }
-        Ok(TimeSeek::At(self.entry(first_at_or_after)?))
+        let last = self.entry(self.entries - 1)?;
+        let usable = if last.position < limit_position {
+            self.entries
+        } else {
+            self.partition(|entry| entry.position < limit_position)?
+        };
+        if usable == 0 {
+            return Ok(TimeSeek::AfterLast);
+        }
+        let first = self.entry(0)?;
+        if first.timestamp_ns >= timestamp_ns {
+            return Ok(TimeSeek::At(first));
+        }
+        let high_entry = if usable == self.entries {
+            last
+        } else {
+            self.entry(usable - 1)?
+        };
+        if high_entry.timestamp_ns < timestamp_ns {
+            return Ok(TimeSeek::AfterLast);
+        }
+        // Entry `low` is before the time, entry `high` at or after it.
+        let (mut low, mut high) = (0u64, usable - 1);
+        let (mut low_time, mut high_time) = (first.timestamp_ns, high_entry.timestamp_ns);
+        let mut bisect = false;
+        while high - low > SEEK_WINDOW {
+            let guess = if bisect || high_time <= low_time {
+                low + (high - low) / 2
+            } else {
+                let fraction = (i128::from(timestamp_ns) - i128::from(low_time))
+                    * i128::from(high - low)
+                    / (i128::from(high_time) - i128::from(low_time));
+                low + (fraction as u64).clamp(1, high - low - 1)
+            };
+            let range = high - low;
+            let entry = self.entry(guess)?;
+            if entry.timestamp_ns < timestamp_ns {
+                low = guess;
+                low_time = entry.timestamp_ns;
+            } else {
+                high = guess;
+                high_time = entry.timestamp_ns;
+            }
+            // A guess that did not halve the range is followed by a bisection.
+            bisect = !bisect && (high - low) * 2 > range;
+        }
+        let window = self.entries_between(low, high)?;
+        let found = window.partition_point(|entry| entry.timestamp_ns < timestamp_ns);
+        Ok(TimeSeek::At(window[found.min(window.len() - 1)]))
+    }
+
+    /// Entries `first..=last`, read at once.
+    fn entries_between(&self, first: u64, last: u64) -> Result<Vec<TimeEntry>> {
+        let count = (last - first + 1) as usize;
+        let mut bytes = vec![0u8; count * ENTRY_LENGTH];
+        let offset = HEADER_LENGTH as u64 + first * ENTRY_LENGTH as u64;
+        let read = read_fully(&self.file, &mut bytes, offset)
+            .map_err(io_error(&self.path, "read time index"))?;
+        if read < bytes.len() {
+            return Err(ArchiveError::Corrupt {
+                path: self.path.clone(),
+                offset: offset + read as u64,
+                reason: "time index shorter than it was".into(),
+            });
+        }
+        Ok(bytes
+            .chunks_exact(ENTRY_LENGTH)
+            .map(|chunk| TimeEntry {
+                timestamp_ns: i64::from_le_bytes(chunk[0..8].try_into().expect("8 bytes")),
+                position: i64::from_le_bytes(chunk[8..16].try_into().expect("8 bytes")),
+            })
+            .collect())
     }
 
     /// The number of leading entries for which `keep` holds (it must hold for a prefix).
@@ -353,5 +418,44 @@ mod tests {
                 }
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod seek_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+        /// Against a linear search, on indexes with even, bursty and flat stretches of time.
+        #[test]
+        fn seek_finds_the_first_entry_at_or_after_the_time(
+            gaps in prop::collection::vec(prop_oneof![Just(0i64), 1i64..50, 1_000i64..1_000_000], 1..20_000),
+            probes in prop::collection::vec(any::<u32>(), 1..40),
+            limit_fraction in 0.0f64..1.2,
+        ) {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut writer = TimeIndexWriter::create(dir.path(), 1, 0).expect("create");
+            let mut time = 1_000_000i64;
+            let mut entries = Vec::new();
+            for (index, gap) in gaps.iter().enumerate() {
+                time += gap;
+                writer.record(time, index as i64 * 64);
+                entries.push(TimeEntry { timestamp_ns: time, position: index as i64 * 64 });
+            }
+            writer.flush().expect("flush");
+            let reader = TimeIndexReader::open(dir.path(), 1).expect("open");
+            let limit = (entries.len() as f64 * 64.0 * limit_fraction) as i64;
+            let usable: Vec<TimeEntry> = entries.iter().copied().filter(|e| e.position < limit).collect();
+            let span = time - 1_000_000 + 20;
+            for probe in probes {
+                let target = 1_000_000 - 10 + i64::from(probe) % span;
+                let expected = usable.iter().find(|e| e.timestamp_ns >= target).copied();
+                let found = reader.seek(target, limit).expect("seek");
+                prop_assert_eq!(found, expected.map_or(TimeSeek::AfterLast, TimeSeek::At));
+            }
+        }
     }
 }

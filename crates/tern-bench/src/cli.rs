@@ -30,6 +30,8 @@ pub enum CaseKind {
     Replay,
     /// The disk's sequential write limit, `O_DIRECT` and buffered.
     Disk,
+    /// Locating a time in the time index of a 100 M-message recording.
+    Seek,
 }
 
 /// How the archive writes segments (the `--write-mode` flag).
@@ -60,7 +62,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ipc-raw,record,replay,disk"
+        default_value = "ipc-raw,record,replay,disk,seek"
     )]
     pub cases: Vec<CaseKind>,
     /// Payload sizes in bytes (at least 8: the sequence number).

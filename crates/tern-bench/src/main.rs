@@ -11,7 +11,7 @@ mod traffic;
 
 use anyhow::Context;
 use cases::replay::Cache;
-use cases::{disk, ipc, record, replay, Bench};
+use cases::{disk, ipc, record, replay, seek, Bench};
 use clap::Parser;
 use cli::{Args, CaseKind};
 use report::{CaseResult, Report};
@@ -236,6 +236,17 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         };
         eprintln!("== disk {} MB", bytes / 1_000_000);
         if let Some(rows) = out.keep("disk", disk::run(&bench, bytes)) {
+            out.add(rows);
+        }
+    }
+    if args.wants(CaseKind::Seek) {
+        let (entries, seeks) = if args.quick {
+            (1 << 20, 10_000)
+        } else {
+            (100_000_000, 100_000)
+        };
+        eprintln!("== seek in a time index of {entries} entries");
+        if let Some(rows) = out.keep("seek", seek::run(&bench, entries, seeks)) {
             out.add(rows);
         }
     }

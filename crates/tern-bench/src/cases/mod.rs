@@ -5,6 +5,7 @@ pub mod disk;
 pub mod ipc;
 pub mod record;
 pub mod replay;
+pub mod seek;
 
 use anyhow::{anyhow, Context};
 use std::cell::Cell;
