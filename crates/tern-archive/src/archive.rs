@@ -89,6 +89,10 @@ pub struct ReplayRequest {
     pub channel: String,
     /// The stream id to replay on.
     pub stream_id: i32,
+    /// Pace the replay at the original timing times this factor (0.01 to 1000; 2.0 is twice as
+    /// fast): a message captured `d` after the first goes out `d / speed` after the replay
+    /// started. `None`: as fast as the subscriber takes it.
+    pub speed: Option<f64>,
 }
 
 /// A recording subscription: a channel and stream the archive records.
@@ -483,6 +487,13 @@ impl Archive {
         } else {
             ReplayEnd::At(limit.unwrap_or(end).min(end))
         };
+        if let Some(speed) = request.speed {
+            if !(0.01..=1000.0).contains(&speed) {
+                return Err(ArchiveError::Invalid(format!(
+                    "replay speed {speed} is outside 0.01 .. 1000"
+                )));
+            }
+        }
         let sequence = self.next_id();
         let session_id = (crate::recorder::epoch_nanos() as i32
             ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32))
@@ -499,6 +510,7 @@ impl Archive {
             session_id,
             progress: self.shared.progress_of(request.recording_id),
             status: status.clone(),
+            speed: request.speed,
         };
         let (reply, wait) = mpsc::channel();
         self.replayer

@@ -8,10 +8,11 @@ use crate::frame::{FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, 
 use crate::progress::RecordingProgress;
 use crate::recording_reader::RecordingReader;
 use crate::segment::AlignedBuffer;
+use crate::time_index::TimeIndexReader;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tern_transport::{BackoffIdle, Client, ExclusivePublication, Idle, OfferError};
 
 /// Where a replay is.
@@ -113,6 +114,7 @@ pub(crate) struct ReplayPlan {
     pub session_id: i32,
     pub progress: Option<Arc<RecordingProgress>>,
     pub status: Arc<ReplayStatus>,
+    pub speed: Option<f64>,
 }
 
 pub(crate) enum ReplayerCommand {
@@ -154,12 +156,77 @@ struct ReplaySession {
     pending: usize,
     /// Bytes of a recorded padding frame still to be re-created.
     padding_left: usize,
+    /// The schedule, for a paced replay.
+    pacing: Option<Pacing>,
 }
 
 enum Step {
     Worked(usize),
     Idle,
+    /// Nothing to send before this instant (a paced replay).
+    Wait(Instant),
     Finished(ReplayState),
+}
+
+/// The schedule of a paced replay: frames go out at the time they were captured, relative to the
+/// first one, divided by the speed. The schedule is absolute (from the replay's first frame), so
+/// a late frame does not delay the ones after it: drift does not accumulate.
+struct Pacing {
+    speed: f64,
+    index: TimeIndexReader,
+    /// The next entry of the index to look at.
+    next_entry: u64,
+    /// Capture time of the frames from the current position to `group_end`.
+    group_time: i64,
+    /// Where frames with a later capture time begin (`i64::MAX`: not indexed yet).
+    group_end: i64,
+    /// When the replay sent its first frame, and that frame's capture time.
+    origin: Option<(Instant, i64)>,
+}
+
+impl Pacing {
+    fn new(dir: &std::path::Path, recording_id: i64, position: i64, speed: f64) -> Result<Self> {
+        let index = TimeIndexReader::open(dir, recording_id)?;
+        let mut pacing = Self {
+            speed,
+            index,
+            next_entry: 0,
+            group_time: 0,
+            group_end: i64::MAX,
+            origin: None,
+        };
+        let first = pacing.index.first_after_position(position)?;
+        pacing.group_time = match first {
+            0 if pacing.index.is_empty() => 0,
+            0 => pacing.index.entry(0)?.timestamp_ns,
+            later => pacing.index.entry(later - 1)?.timestamp_ns,
+        };
+        pacing.next_entry = first;
+        Ok(pacing)
+    }
+
+    /// Move to `position`; returns when the frames there are due and where their group ends.
+    fn due(&mut self, position: i64) -> Result<(Instant, i64)> {
+        if self.next_entry >= self.index.len() {
+            self.index.refresh()?;
+        }
+        while self.next_entry < self.index.len() {
+            let entry = self.index.entry(self.next_entry)?;
+            if entry.position > position {
+                self.group_end = entry.position;
+                break;
+            }
+            self.group_time = entry.timestamp_ns;
+            self.next_entry += 1;
+            self.group_end = i64::MAX;
+        }
+        let (start, first_time) = *self.origin.get_or_insert((Instant::now(), self.group_time));
+        let offset_ns = ((self.group_time - first_time).max(0) as f64 / self.speed) as u64;
+        Ok((
+            start + std::time::Duration::from_nanos(offset_ns),
+            self.group_end,
+        ))
+    }
 }
 
 impl ReplaySession {
@@ -202,7 +269,19 @@ impl ReplaySession {
             return self.send_padding();
         }
         if self.pending == 0 {
-            let (end, final_end) = self.end_now();
+            let (mut end, final_end) = self.end_now();
+            if let Some(pacing) = &mut self.pacing {
+                match pacing.due(self.position) {
+                    Ok((due, group_end)) => {
+                        if Instant::now() < due {
+                            return Step::Wait(due);
+                        }
+                        // One capture time per block: the next group has its own time.
+                        end = end.min(group_end);
+                    }
+                    Err(error) => return self.fail(format!("pacing: {error}")),
+                }
+            }
             if self.position >= end {
                 return if final_end {
                     Step::Finished(ReplayState::Done)
@@ -341,6 +420,25 @@ impl ReplaySession {
     }
 }
 
+/// Wait for a paced frame's time: sleep most of the way, then yield to the exact instant (a
+/// sleep overshoots by tens of microseconds). Never longer than 1 ms, so commands and other
+/// replays are served meanwhile.
+fn wait_until(due: Instant) {
+    const SPIN: Duration = Duration::from_micros(150);
+    let now = Instant::now();
+    if due <= now {
+        return;
+    }
+    let remaining = due - now;
+    if remaining > SPIN {
+        std::thread::sleep((remaining - SPIN).min(Duration::from_millis(1)));
+    } else {
+        while Instant::now() < due {
+            std::thread::yield_now();
+        }
+    }
+}
+
 enum PrepareOutcome {
     /// This many bytes of data frames are ready in the buffer.
     Block(usize),
@@ -402,6 +500,7 @@ impl Replayer {
             }
             let shared = self.shared.clone();
             let mut index = 0;
+            let mut next_due: Option<Instant> = None;
             while index < self.sessions.len() {
                 match self.sessions[index].do_work(&shared) {
                     Step::Worked(amount) => {
@@ -409,6 +508,10 @@ impl Replayer {
                         index += 1;
                     }
                     Step::Idle => index += 1,
+                    Step::Wait(due) => {
+                        next_due = Some(next_due.map_or(due, |next| next.min(due)));
+                        index += 1;
+                    }
                     Step::Finished(state) => {
                         let session = self.sessions.remove(index);
                         if state != ReplayState::Failed {
@@ -418,7 +521,10 @@ impl Replayer {
                     }
                 }
             }
-            idle.idle(work);
+            match next_due {
+                Some(due) if work == 0 => wait_until(due),
+                _ => idle.idle(work),
+            }
         }
     }
 
@@ -433,6 +539,15 @@ impl Replayer {
             .client
             .add_exclusive_publication(&channel, plan.stream_id)?;
         let reader = RecordingReader::new(&self.shared.config.dir, &plan.descriptor);
+        let pacing = match plan.speed {
+            Some(speed) => Some(Pacing::new(
+                &self.shared.config.dir,
+                plan.descriptor.recording_id,
+                plan.position,
+                speed,
+            )?),
+            None => None,
+        };
         tracing::info!(
             "replay {} of recording {} from {} on {channel} stream {}",
             plan.replay_id,
@@ -446,6 +561,7 @@ impl Replayer {
             buffer: AlignedBuffer::new(self.shared.config.replay_block_length),
             pending: 0,
             padding_left: 0,
+            pacing,
             reader,
             publication,
             plan,

@@ -239,6 +239,28 @@ impl TimeIndexReader {
         })
     }
 
+    /// See the entries appended since the index was opened (a live recording's).
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn refresh(&mut self) -> Result<()> {
+        let length = self
+            .file
+            .metadata()
+            .map_err(io_error(&self.path, "stat time index"))?
+            .len();
+        self.entries = length.saturating_sub(HEADER_LENGTH as u64) / ENTRY_LENGTH as u64;
+        Ok(())
+    }
+
+    /// The index of the first entry whose position is after `position`.
+    ///
+    /// # Errors
+    /// A read failed.
+    pub fn first_after_position(&self, position: i64) -> Result<u64> {
+        self.partition(|entry| entry.position <= position)
+    }
+
     /// Entries in the file (a torn last one excluded).
     pub fn len(&self) -> u64 {
         self.entries

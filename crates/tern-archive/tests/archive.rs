@@ -194,6 +194,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             follow: false,
             channel: String::new(),
             stream_id: 0,
+            speed: None,
         },
         sent.len(),
     );
@@ -235,6 +236,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             follow: false,
             channel: String::new(),
             stream_id: 0,
+            speed: None,
         },
         sent.len() - 701,
     );
@@ -351,6 +353,7 @@ fn replay_follows_a_live_recording_while_it_grows() {
             follow: true,
             channel: "aeron:ipc".into(),
             stream_id: 4242,
+            speed: None,
         })
         .expect("follow replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -442,6 +445,7 @@ fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
         follow: false,
         channel: "aeron:ipc".into(),
         stream_id: 5,
+        speed: None,
     };
     let error_of = |position: i64| {
         archive
@@ -556,6 +560,7 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
             follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 77,
+            speed: None,
         })
         .expect("replay starts");
     let status = archive.replay_status(replay_id).expect("status");
@@ -610,6 +615,7 @@ fn several_replays_of_one_recording_run_at_once() {
                     follow: false,
                     channel: "aeron:ipc".into(),
                     stream_id: *stream,
+                    speed: None,
                 })
                 .expect("replay")
         })
@@ -705,6 +711,7 @@ fn a_replay_ends_when_its_subscriber_goes_away() {
             follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 7007,
+            speed: None,
         })
         .expect("replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -737,6 +744,7 @@ fn a_replay_length_that_ends_inside_a_frame_stops_before_it() {
         follow: false,
         channel: String::new(),
         stream_id: 0,
+        speed: None,
     };
     let replayed = replay_messages(&archive, &client, request, 5);
     assert_eq!(replayed.len(), 5);
@@ -817,6 +825,7 @@ fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
         follow: false,
         channel: String::new(),
         stream_id: 0,
+        speed: None,
     };
     let replayed = replay_messages(&archive, &client, request, sent.len());
     let messages: Vec<Vec<u8>> = replayed.into_iter().map(|(bytes, _)| bytes).collect();
@@ -882,6 +891,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             follow: false,
             channel: String::new(),
             stream_id: 0,
+            speed: None,
         },
         3,
     );
@@ -897,6 +907,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             follow: true,
             channel: "aeron:ipc".into(),
             stream_id: 4343,
+            speed: None,
         })
         .expect("follow from the end");
     offer(&publication, &message(0, 8, 100), &mut idle);
@@ -908,4 +919,136 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
         !received.is_empty()
     });
     assert_eq!(received, vec![message(0, 8, 100)]);
+}
+
+#[test]
+fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let driver = driver("pace");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    archive
+        .start_recording("aeron:ipc", 1011, SourceLocation::Remote)
+        .expect("record");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", 1011)
+        .expect("pub");
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.recordings().len() == 1
+    });
+    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    let mut idle = BackoffIdle::new();
+    let mut starts = Vec::new();
+    let count = 60u32;
+    for sequence in 0..count {
+        // Irregular gaps, some messages back to back.
+        let gap = if rng.gen_bool(0.3) {
+            0
+        } else {
+            rng.gen_range(1..15)
+        };
+        std::thread::sleep(Duration::from_millis(gap));
+        starts.push(publication.position());
+        loop {
+            match publication.offer(&message(0, sequence, 64)) {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() => idle.idle(0),
+                Err(error) => panic!("offer: {error}"),
+            }
+        }
+    }
+    wait_recorded(&archive, recording_id, publication.position());
+    let view = ArchiveView::open(data.path()).expect("view");
+    let index = view
+        .time_index(&view.recording(recording_id).expect("recording"))
+        .expect("index");
+    // The capture time of each message: the last index entry at or before its position.
+    let captured: Vec<i64> = starts
+        .iter()
+        .map(|start| {
+            index
+                .iter()
+                .filter(|entry| entry.position <= *start)
+                .last()
+                .expect("indexed")
+                .timestamp_ns
+        })
+        .collect();
+    let too_fast = archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: false,
+            channel: "aeron:ipc".into(),
+            stream_id: 5,
+            speed: Some(5000.0),
+        })
+        .expect_err("out of range");
+    assert!(
+        too_fast.to_string().contains("outside 0.01 .. 1000"),
+        "{too_fast}"
+    );
+    for (speed, stream) in [(1.0, 8101), (4.0, 8104)] {
+        let subscription = client.add_subscription("aeron:ipc", stream).expect("sub");
+        archive
+            .start_replay(&ReplayRequest {
+                recording_id,
+                position: None,
+                length: None,
+                follow: false,
+                channel: "aeron:ipc".into(),
+                stream_id: stream,
+                speed: Some(speed),
+            })
+            .expect("paced replay");
+        let mut arrivals: Vec<(u32, Instant)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while arrivals.len() < count as usize {
+            assert!(Instant::now() < deadline, "got {}", arrivals.len());
+            subscription
+                .poll(
+                    |fragment, _| {
+                        let sequence = u32::from_le_bytes(fragment[4..8].try_into().unwrap());
+                        arrivals.push((sequence, Instant::now()));
+                    },
+                    10,
+                )
+                .expect("poll");
+            std::thread::yield_now();
+        }
+        let order: Vec<u32> = arrivals.iter().map(|(sequence, _)| *sequence).collect();
+        assert_eq!(order, (0..count).collect::<Vec<_>>());
+        let first = arrivals[0].1;
+        let mut errors: Vec<f64> = arrivals
+            .iter()
+            .map(|(sequence, at)| {
+                let scheduled = (captured[*sequence as usize] - captured[0]) as f64 / speed / 1e6;
+                let actual = at.duration_since(first).as_secs_f64() * 1e3;
+                (actual - scheduled).abs()
+            })
+            .collect();
+        errors.sort_by(f64::total_cmp);
+        let worst = errors[errors.len() - 1];
+        println!(
+            "speed {speed}: median error {:.3} ms, worst {worst:.3} ms",
+            errors[errors.len() / 2]
+        );
+        // Generous for a loaded 2-core test machine; tern-bench measures the fidelity itself.
+        assert!(
+            worst < 20.0,
+            "speed {speed}: a message {worst:.3} ms off its schedule"
+        );
+        let total = arrivals[arrivals.len() - 1]
+            .1
+            .duration_since(first)
+            .as_secs_f64()
+            * 1e3;
+        let expected = (captured[count as usize - 1] - captured[0]) as f64 / speed / 1e6;
+        assert!(
+            (total - expected).abs() < 20.0,
+            "took {total:.1} ms, scheduled {expected:.1} ms"
+        );
+    }
 }

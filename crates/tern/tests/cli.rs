@@ -520,6 +520,14 @@ fn replay_length_counts_from_the_recordings_start() {
         stderr.contains("0 messages"),
         "from now: none yet: {stderr}"
     );
+    let (code, _, stderr) = tern(&[
+        "replay", "0", "--dir", &dir, "--speed", "1000", "--print", "none",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("10 messages"), "paced: {stderr}");
+    let (code, _, stderr) = tern(&["replay", "0", "--dir", &dir, "--speed", "0"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("from 0.01 to 1000"), "{stderr}");
     let (code, _, stderr) = tern(&["replay", "0", "--dir", &dir, "--from-time", "last tuesday"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("e.g. 2026-11-24T23:25:28Z"), "{stderr}");

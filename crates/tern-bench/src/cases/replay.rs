@@ -111,6 +111,7 @@ pub fn run(
         follow: false,
         channel: CHANNEL.into(),
         stream_id: stream,
+        speed: None,
     };
     let replay_id = match recording.archive.start_replay(&request) {
         Ok(id) => id,

@@ -113,6 +113,7 @@ fn replay_and_check(
         follow: false,
         channel: "aeron:ipc".into(),
         stream_id: stream,
+        speed: None,
     })?;
     let status = archive.replay_status(replay_id)?;
     let total: u64 = expected.values().sum();

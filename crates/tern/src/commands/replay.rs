@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tern_archive::{Archive, ArchiveConfig, ArchiveError, ArchiveView, ReplayRequest, ReplayState};
 
 /// How printed messages look.
@@ -44,6 +44,10 @@ pub struct Args {
     /// Stream id of the replay channel.
     #[arg(long, requires = "channel")]
     stream: Option<i32>,
+    /// Replay at the original pace times this factor (0.01 to 1000; 2 is twice as fast), from
+    /// the capture times in the recording's time index. Default: as fast as possible.
+    #[arg(long, value_parser = parse_speed)]
+    speed: Option<f64>,
     /// With --channel: how long to wait for a subscriber on the replay channel (seconds).
     #[arg(long, default_value_t = 30.0, value_parser = crate::util::parse_seconds)]
     connect_timeout: f64,
@@ -54,6 +58,60 @@ pub struct Args {
     dir: DirArg,
     #[command(flatten)]
     driver: DriverArgs,
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(speed) if (0.01..=1000.0).contains(&speed) => Ok(speed),
+        _ => Err(format!("{text:?}: a speed is a number from 0.01 to 1000")),
+    }
+}
+
+/// Holds printed messages back to their capture times divided by the speed.
+struct Pacer {
+    speed: f64,
+    index: tern_archive::TimeIndexReader,
+    next_entry: u64,
+    group_time: Option<i64>,
+    origin: Option<(Instant, i64)>,
+}
+
+impl Pacer {
+    fn new(dir: &std::path::Path, recording_id: i64, speed: f64) -> Result<Self> {
+        Ok(Self {
+            speed,
+            index: tern_archive::TimeIndexReader::open(dir, recording_id)?,
+            next_entry: 0,
+            group_time: None,
+            origin: None,
+        })
+    }
+
+    /// Wait until the message that ends at `end` is due.
+    fn wait_for(&mut self, end: i64) -> Result<()> {
+        if self.next_entry >= self.index.len() {
+            self.index.refresh()?;
+        }
+        // The message's capture time: the last entry that starts before its end.
+        while self.next_entry < self.index.len() {
+            let entry = self.index.entry(self.next_entry)?;
+            if entry.position >= end {
+                break;
+            }
+            self.group_time = Some(entry.timestamp_ns);
+            self.next_entry += 1;
+        }
+        let Some(time) = self.group_time else {
+            return Ok(());
+        };
+        let (start, first) = *self.origin.get_or_insert((Instant::now(), time));
+        let due = start + Duration::from_nanos(((time - first).max(0) as f64 / self.speed) as u64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        Ok(())
+    }
 }
 
 /// Replay or print.
@@ -100,6 +158,7 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         follow: false,
         channel: channel.to_string(),
         stream_id,
+        speed: args.speed,
     })?;
     let status = archive.replay_status(replay_id)?;
     eprintln!(
@@ -148,6 +207,10 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         ),
         None => args.from,
     };
+    let mut pacer = match args.speed {
+        Some(speed) => Some(Pacer::new(dir, args.id, speed)?),
+        None => None,
+    };
     // The length counts from where the replay starts: --from, or the recording's start.
     let mut limit: Option<i64> = None;
     let mut broken_pipe = false;
@@ -163,7 +226,14 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
             limit.min(recording.end_position)
         });
         let mut write_error = None;
+        let mut pace_error = None;
         let reached = view.messages(args.id, Some(start), Some(to), |message, header| {
+            if let Some(pacer) = pacer.as_mut() {
+                if let Err(error) = pacer.wait_for(header.position) {
+                    pace_error = Some(error);
+                    return false;
+                }
+            }
             messages += 1;
             bytes += message.len() as u64;
             let line = match args.print {
@@ -186,6 +256,9 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
             }
             true
         })?;
+        if let Some(error) = pace_error {
+            return Err(error);
+        }
         if let Some(error) = write_error {
             if error.kind() == std::io::ErrorKind::BrokenPipe {
                 broken_pipe = true;
