@@ -969,8 +969,8 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
         .map(|start| {
             index
                 .iter()
-                .filter(|entry| entry.position <= *start)
-                .last()
+                .rev()
+                .find(|entry| entry.position <= *start)
                 .expect("indexed")
                 .timestamp_ns
         })
