@@ -32,6 +32,8 @@ pub enum CaseKind {
     Disk,
     /// Locating a time in the time index of a 100 M-message recording.
     Seek,
+    /// How closely a paced replay (1x, 10x) keeps the recorded timing.
+    Pacing,
 }
 
 /// How the archive writes segments (the `--write-mode` flag).
@@ -62,7 +64,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ipc-raw,record,replay,disk,seek"
+        default_value = "ipc-raw,record,replay,disk,seek,pacing"
     )]
     pub cases: Vec<CaseKind>,
     /// Payload sizes in bytes (at least 8: the sequence number).

@@ -11,7 +11,7 @@ mod traffic;
 
 use anyhow::Context;
 use cases::replay::Cache;
-use cases::{disk, ipc, record, replay, seek, Bench};
+use cases::{disk, ipc, pacing, record, replay, seek, Bench};
 use clap::Parser;
 use cli::{Args, CaseKind};
 use report::{CaseResult, Report};
@@ -247,6 +247,13 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         };
         eprintln!("== seek in a time index of {entries} entries");
         if let Some(rows) = out.keep("seek", seek::run(&bench, entries, seeks)) {
+            out.add(rows);
+        }
+    }
+    if args.wants(CaseKind::Pacing) {
+        let messages = if args.quick { 300 } else { 3000 };
+        eprintln!("== pacing of {messages} messages with irregular gaps");
+        if let Some(rows) = out.keep("pacing", pacing::run(&bench, messages)) {
             out.add(rows);
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod disk;
 pub mod ipc;
+pub mod pacing;
 pub mod record;
 pub mod replay;
 pub mod seek;
