@@ -51,7 +51,7 @@ pub fn run(bench: &Bench, messages: u32) -> anyhow::Result<Vec<CaseResult>> {
         state ^= state >> 7;
         state ^= state << 17;
         // Irregular gaps: a third back to back, the rest 50 us to 3 ms.
-        if state % 3 != 0 {
+        if !state.is_multiple_of(3) {
             std::thread::sleep(Duration::from_micros(50 + state % 2950));
         }
         payload[0..4].copy_from_slice(&sequence.to_le_bytes());
