@@ -541,6 +541,40 @@ impl Archive {
             .ok_or(ArchiveError::UnknownReplay(replay_id))
     }
 
+    /// Pause a replay: nothing more is sent until [`Self::resume_replay`]; a paced replay's
+    /// schedule moves by the length of the pause.
+    ///
+    /// # Errors
+    /// The replay id is unknown or the replay has ended, or the archive is not running.
+    pub fn pause_replay(&self, replay_id: i64) -> Result<()> {
+        self.running_replay(replay_id)?;
+        self.replayer
+            .send(ReplayerCommand::Pause { replay_id })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+    }
+
+    /// Resume a paused replay from where it stopped.
+    ///
+    /// # Errors
+    /// The replay id is unknown or the replay has ended, or the archive is not running.
+    pub fn resume_replay(&self, replay_id: i64) -> Result<()> {
+        self.running_replay(replay_id)?;
+        self.replayer
+            .send(ReplayerCommand::Resume { replay_id })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+    }
+
+    fn running_replay(&self, replay_id: i64) -> Result<()> {
+        let status = self.replay_status(replay_id)?;
+        if status.is_finished() {
+            return Err(ArchiveError::Invalid(format!(
+                "replay {replay_id} has ended ({:?})",
+                status.state()
+            )));
+        }
+        Ok(())
+    }
+
     /// Stop a replay.
     ///
     /// # Errors

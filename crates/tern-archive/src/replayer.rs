@@ -22,6 +22,8 @@ pub enum ReplayState {
     Connecting,
     /// Sending.
     Replaying,
+    /// Paused by request; resumes where it stopped.
+    Paused,
     /// Reached its end.
     Done,
     /// Stopped by request.
@@ -54,6 +56,7 @@ impl ReplayStatus {
             1 => ReplayState::Replaying,
             2 => ReplayState::Done,
             3 => ReplayState::Stopped,
+            5 => ReplayState::Paused,
             _ => ReplayState::Failed,
         }
     }
@@ -62,7 +65,7 @@ impl ReplayStatus {
     pub fn is_finished(&self) -> bool {
         !matches!(
             self.state(),
-            ReplayState::Connecting | ReplayState::Replaying
+            ReplayState::Connecting | ReplayState::Replaying | ReplayState::Paused
         )
     }
 
@@ -83,6 +86,7 @@ impl ReplayStatus {
             ReplayState::Done => 2,
             ReplayState::Stopped => 3,
             ReplayState::Failed => 4,
+            ReplayState::Paused => 5,
         };
         self.state.store(value, Ordering::Release);
     }
@@ -125,6 +129,12 @@ pub(crate) enum ReplayerCommand {
     Stop {
         replay_id: i64,
     },
+    Pause {
+        replay_id: i64,
+    },
+    Resume {
+        replay_id: i64,
+    },
     Shutdown,
 }
 
@@ -158,6 +168,8 @@ struct ReplaySession {
     padding_left: usize,
     /// The schedule, for a paced replay.
     pacing: Option<Pacing>,
+    /// When the replay was paused, while it is.
+    paused_at: Option<Instant>,
 }
 
 enum Step {
@@ -251,7 +263,38 @@ impl ReplaySession {
         }
     }
 
+    /// Stop sending until resumed: a block already prepared stays pending, so nothing is lost
+    /// or sent twice.
+    fn pause(&mut self) {
+        if self.paused_at.is_none() && !self.plan.status.is_finished() {
+            self.paused_at = Some(Instant::now());
+            self.plan.status.set_state(ReplayState::Paused);
+        }
+    }
+
+    /// Go on from where the replay paused; a paced replay's schedule moves by the pause.
+    fn resume(&mut self) {
+        if let Some(paused_at) = self.paused_at.take() {
+            if let Some((start, _)) = self
+                .pacing
+                .as_mut()
+                .and_then(|pacing| pacing.origin.as_mut())
+            {
+                *start += paused_at.elapsed();
+            }
+            let state = if self.publication.is_connected() {
+                ReplayState::Replaying
+            } else {
+                ReplayState::Connecting
+            };
+            self.plan.status.set_state(state);
+        }
+    }
+
     fn do_work(&mut self, shared: &Shared) -> Step {
+        if self.paused_at.is_some() {
+            return Step::Idle;
+        }
         if self.plan.status.state() == ReplayState::Connecting {
             if self.publication.is_connected() {
                 self.plan.status.set_state(ReplayState::Replaying);
@@ -484,6 +527,26 @@ impl Replayer {
                         let _ = reply.send(result);
                         work += 1;
                     }
+                    Ok(ReplayerCommand::Pause { replay_id }) => {
+                        if let Some(session) = self
+                            .sessions
+                            .iter_mut()
+                            .find(|s| s.plan.replay_id == replay_id)
+                        {
+                            session.pause();
+                        }
+                        work += 1;
+                    }
+                    Ok(ReplayerCommand::Resume { replay_id }) => {
+                        if let Some(session) = self
+                            .sessions
+                            .iter_mut()
+                            .find(|s| s.plan.replay_id == replay_id)
+                        {
+                            session.resume();
+                        }
+                        work += 1;
+                    }
                     Ok(ReplayerCommand::Stop { replay_id }) => {
                         if let Some(index) = self
                             .sessions
@@ -562,6 +625,7 @@ impl Replayer {
             pending: 0,
             padding_left: 0,
             pacing,
+            paused_at: None,
             reader,
             publication,
             plan,

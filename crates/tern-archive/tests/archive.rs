@@ -1052,3 +1052,95 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
         );
     }
 }
+
+#[test]
+fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
+    let driver = driver("pause");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    archive
+        .start_recording("aeron:ipc", 1012, SourceLocation::Remote)
+        .expect("record");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", 1012)
+        .expect("pub");
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.recordings().len() == 1
+    });
+    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    let mut idle = BackoffIdle::new();
+    let count = 60u32;
+    for sequence in 0..count {
+        std::thread::sleep(Duration::from_millis(4));
+        loop {
+            match publication.offer(&message(0, sequence, 64)) {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() => idle.idle(0),
+                Err(error) => panic!("offer: {error}"),
+            }
+        }
+    }
+    wait_recorded(&archive, recording_id, publication.position());
+    let subscription = client.add_subscription("aeron:ipc", 8200).expect("sub");
+    let replay_id = archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: false,
+            channel: "aeron:ipc".into(),
+            stream_id: 8200,
+            speed: Some(1.0),
+        })
+        .expect("paced replay");
+    let status = archive.replay_status(replay_id).expect("status");
+    let mut received: Vec<u32> = Vec::new();
+    let poll = |received: &mut Vec<u32>| {
+        subscription
+            .poll(
+                |fragment, _| received.push(u32::from_le_bytes(fragment[4..8].try_into().unwrap())),
+                16,
+            )
+            .expect("poll")
+    };
+    wait_until("a few messages", Duration::from_secs(10), || {
+        poll(&mut received);
+        received.len() >= 10
+    });
+    archive.pause_replay(replay_id).expect("pause");
+    wait_until("the pause", Duration::from_secs(5), || {
+        status.state() == ReplayState::Paused
+    });
+    // Whatever was already on its way arrives; then nothing for the length of the pause.
+    std::thread::sleep(Duration::from_millis(20));
+    poll(&mut received);
+    let at_pause = received.len();
+    let paused = Instant::now();
+    while paused.elapsed() < Duration::from_millis(300) {
+        poll(&mut received);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(received.len(), at_pause, "nothing is sent while paused");
+    assert!(!status.is_finished());
+    archive.resume_replay(replay_id).expect("resume");
+    wait_until("the rest", Duration::from_secs(10), || {
+        poll(&mut received);
+        received.len() >= count as usize
+    });
+    assert_eq!(
+        received,
+        (0..count).collect::<Vec<_>>(),
+        "in order, once each"
+    );
+    wait_until("the end", Duration::from_secs(5), || status.is_finished());
+    assert_eq!(status.state(), ReplayState::Done);
+    let ended = archive
+        .pause_replay(replay_id)
+        .expect_err("an ended replay");
+    assert!(ended.to_string().contains("has ended"), "{ended}");
+    assert!(matches!(
+        archive.resume_replay(77),
+        Err(ArchiveError::UnknownReplay(77))
+    ));
+}
