@@ -532,3 +532,106 @@ fn replay_length_counts_from_the_recordings_start() {
     assert_ne!(code, 0);
     assert!(stderr.contains("e.g. 2026-11-24T23:25:28Z"), "{stderr}");
 }
+
+#[test]
+fn replay_controls_pause_and_resume_a_paced_print() {
+    let driver = driver("controls");
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_string_lossy().into_owned();
+    {
+        let archive =
+            Archive::launch(ArchiveConfig::new(data.path(), driver.dir())).expect("archive");
+        archive
+            .start_recording("aeron:ipc", 11, tern_archive::SourceLocation::Remote)
+            .expect("record");
+        let client = Client::connect(driver.dir()).expect("client");
+        let publication = client
+            .add_exclusive_publication("aeron:ipc", 11)
+            .expect("pub");
+        let mut idle = BackoffIdle::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while archive.recordings().is_empty() {
+            assert!(Instant::now() < deadline);
+            idle.idle(0);
+        }
+        // 40 messages 5 ms apart: 200 ms of original time.
+        for sequence in 0..40u64 {
+            std::thread::sleep(Duration::from_millis(5));
+            while publication.offer(&message(sequence)).is_err() {
+                idle.idle(0);
+            }
+        }
+        while archive.recordings()[0].recorded_position < publication.position() {
+            idle.idle(0);
+        }
+        archive.shutdown();
+    }
+    // At 0.2x the replay takes about 1 s; pause it for 600 ms a quarter of the way in.
+    let mut child = Command::new(TERN)
+        .args([
+            "replay",
+            "0",
+            "--dir",
+            &dir,
+            "--speed",
+            "0.2",
+            "--controls",
+            "--print",
+            "hex",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<(Instant, String)>::new()));
+    let reader_lines = lines.clone();
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            reader_lines
+                .lock()
+                .expect("lines")
+                .push((Instant::now(), line));
+        }
+    });
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::thread::sleep(Duration::from_millis(250));
+    use std::io::Write;
+    writeln!(stdin, "p").expect("pause");
+    let paused = Instant::now();
+    std::thread::sleep(Duration::from_millis(600));
+    writeln!(stdin, "r").expect("resume");
+    let resumed = Instant::now();
+    let status = child.wait().expect("exit");
+    reader.join().expect("reader");
+    let elapsed = started.elapsed();
+    assert!(status.success());
+    let lines = lines.lock().expect("lines");
+    assert_eq!(lines.len(), 40, "every message once");
+    for (sequence, (_, line)) in lines.iter().enumerate() {
+        let hex: String = (sequence as u64)
+            .to_le_bytes()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert!(
+            line.split('\t')
+                .nth(2)
+                .is_some_and(|payload| payload.starts_with(&hex)),
+            "line {sequence}: {line}"
+        );
+    }
+    // Nothing printed between 50 ms after the pause (a message in flight) and the resume.
+    let during = lines
+        .iter()
+        .filter(|(at, _)| *at > paused + Duration::from_millis(50) && *at < resumed)
+        .count();
+    assert_eq!(during, 0, "printed while paused");
+    assert!(
+        elapsed >= Duration::from_millis(1300),
+        "the pause adds to the schedule: {elapsed:?}"
+    );
+}

@@ -48,6 +48,12 @@ pub struct Args {
     /// the capture times in the recording's time index. Default: as fast as possible.
     #[arg(long, value_parser = parse_speed)]
     speed: Option<f64>,
+    /// Read commands from standard input, one per line: p (pause), r (resume), q (quit).
+    #[arg(long)]
+    controls: bool,
+    /// Print a progress line to standard error every second.
+    #[arg(long)]
+    progress: bool,
     /// With --channel: how long to wait for a subscriber on the replay channel (seconds).
     #[arg(long, default_value_t = 30.0, value_parser = crate::util::parse_seconds)]
     connect_timeout: f64,
@@ -76,7 +82,42 @@ struct Pacer {
     origin: Option<(Instant, i64)>,
 }
 
+/// Take the commands typed so far; while paused, wait for resume. Returns how long the replay
+/// was paused, or `None` to quit.
+fn wait_while_paused(controls: &std::sync::mpsc::Receiver<Control>) -> Option<Duration> {
+    let mut paused_at: Option<Instant> = None;
+    loop {
+        let control = if paused_at.is_some() {
+            controls.recv().ok()
+        } else {
+            controls.try_recv().ok()
+        };
+        match control {
+            Some(Control::Quit) => return None,
+            Some(Control::Pause) => {
+                paused_at.get_or_insert_with(Instant::now);
+            }
+            Some(Control::Resume) => {
+                if let Some(since) = paused_at.take() {
+                    return Some(since.elapsed());
+                }
+            }
+            // No command waiting (or standard input closed while running): go on.
+            None if paused_at.is_none() => return Some(Duration::ZERO),
+            // Standard input closed while paused: nothing can resume the replay.
+            None => return None,
+        }
+    }
+}
+
 impl Pacer {
+    /// Move the schedule later by a pause.
+    fn shift(&mut self, paused: Duration) {
+        if let Some((start, _)) = self.origin.as_mut() {
+            *start += paused;
+        }
+    }
+
     fn new(dir: &std::path::Path, recording_id: i64, speed: f64) -> Result<Self> {
         Ok(Self {
             speed,
@@ -112,6 +153,38 @@ impl Pacer {
         }
         Ok(())
     }
+}
+
+/// Commands typed on standard input while a replay runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Pause,
+    Resume,
+    Quit,
+}
+
+/// Read `p`, `r` and `q` lines from standard input on a thread of their own.
+fn read_controls() -> std::sync::mpsc::Receiver<Control> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            let control = match line.trim() {
+                "p" | "pause" => Control::Pause,
+                "r" | "resume" => Control::Resume,
+                "q" | "quit" => Control::Quit,
+                "" => continue,
+                other => {
+                    eprintln!("tern: unknown command {other:?}: p (pause), r (resume), q (quit)");
+                    continue;
+                }
+            };
+            if sender.send(control).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }
 
 /// Replay or print.
@@ -165,10 +238,31 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         "replaying recording {} on {channel} stream {stream_id} as session {} (waits up to {} s for a subscriber)",
         args.id, replay_id as i32, args.connect_timeout
     );
+    let controls = args.controls.then(read_controls);
+    let mut next_progress = Instant::now() + Duration::from_secs(1);
     while !status.is_finished() {
-        if stop.load(Ordering::SeqCst) {
+        let control = controls
+            .as_ref()
+            .and_then(|controls| controls.try_recv().ok());
+        if stop.load(Ordering::SeqCst) || control == Some(Control::Quit) {
             archive.stop_replay(replay_id)?;
             break;
+        }
+        match control {
+            Some(Control::Pause) => archive.pause_replay(replay_id)?,
+            Some(Control::Resume) => archive.resume_replay(replay_id)?,
+            _ => {}
+        }
+        if args.progress && Instant::now() >= next_progress {
+            next_progress += Duration::from_secs(1);
+            eprintln!(
+                "progress: position {} {:?}{}",
+                status.position(),
+                status.state(),
+                args.speed
+                    .map(|speed| format!(" speed {speed}x"))
+                    .unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -207,6 +301,9 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         ),
         None => args.from,
     };
+    let controls = args.controls.then(read_controls);
+    let mut quit = false;
+    let mut next_progress = Instant::now() + Duration::from_secs(1);
     let mut pacer = match args.speed {
         Some(speed) => Some(Pacer::new(dir, args.id, speed)?),
         None => None,
@@ -228,6 +325,34 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         let mut write_error = None;
         let mut pace_error = None;
         let reached = view.messages(args.id, Some(start), Some(to), |message, header| {
+            if let Some(controls) = &controls {
+                match wait_while_paused(controls) {
+                    Some(paused) => {
+                        if let Some(pacer) = pacer.as_mut() {
+                            pacer.shift(paused);
+                        }
+                    }
+                    None => {
+                        quit = true;
+                        return false;
+                    }
+                }
+            }
+            if args.progress && Instant::now() >= next_progress {
+                next_progress += Duration::from_secs(1);
+                let at = pacer
+                    .as_ref()
+                    .and_then(|pacer| pacer.group_time)
+                    .map(crate::util::format_time)
+                    .unwrap_or_else(|| "-".into());
+                eprintln!(
+                    "progress: position {} messages {messages} at {at}{}",
+                    header.position,
+                    args.speed
+                        .map(|speed| format!(" speed {speed}x"))
+                        .unwrap_or_default()
+                );
+            }
             if let Some(pacer) = pacer.as_mut() {
                 if let Err(error) = pacer.wait_for(header.position) {
                     pace_error = Some(error);
@@ -268,7 +393,8 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         }
         out.flush()?;
         from = Some(reached);
-        let done = !args.follow
+        let done = quit
+            || !args.follow
             || !recording.active
             || limit.is_some_and(|limit| reached >= limit)
             || stop
