@@ -332,16 +332,7 @@ fn replay_follows_a_live_recording_while_it_grows() {
     let data = tempfile::tempdir().expect("temp dir");
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
-    archive
-        .start_recording("aeron:ipc", 1002, SourceLocation::Remote)
-        .expect("record");
-    let publication = client
-        .add_exclusive_publication("aeron:ipc", 1002)
-        .expect("pub");
-    wait_until("the recording to start", Duration::from_secs(10), || {
-        archive.recordings().len() == 1
-    });
-    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    let (publication, recording_id) = start_live_recording(&archive, &client, 1002);
     let subscription = client
         .add_subscription("aeron:ipc", 4242)
         .expect("replay subscription");
@@ -393,6 +384,31 @@ fn replay_follows_a_live_recording_while_it_grows() {
     );
     assert_eq!(status.state(), ReplayState::Done);
     assert_eq!(status.position(), publication.position());
+}
+
+/// Record `aeron:ipc` `stream` from an exclusive publication; returns it once its recording
+/// has started, with the recording's id.
+fn start_live_recording(
+    archive: &Archive,
+    client: &Client,
+    stream: i32,
+) -> (tern_transport::ExclusivePublication, i64) {
+    archive
+        .start_recording("aeron:ipc", stream, SourceLocation::Remote)
+        .expect("record");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", stream)
+        .expect("pub");
+    let session_id = publication.session_id();
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.find_recording(stream, session_id).is_some()
+    });
+    let recording_id = archive
+        .find_recording(stream, session_id)
+        .expect("recording")
+        .descriptor
+        .recording_id;
+    (publication, recording_id)
 }
 
 /// Record `count` messages (of `length(sequence)` bytes) published on `aeron:ipc` `stream`, wait
@@ -928,16 +944,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
     let data = tempfile::tempdir().expect("temp dir");
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
-    archive
-        .start_recording("aeron:ipc", 1011, SourceLocation::Remote)
-        .expect("record");
-    let publication = client
-        .add_exclusive_publication("aeron:ipc", 1011)
-        .expect("pub");
-    wait_until("the recording to start", Duration::from_secs(10), || {
-        archive.recordings().len() == 1
-    });
-    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    let (publication, recording_id) = start_live_recording(&archive, &client, 1011);
     let mut idle = BackoffIdle::new();
     let mut starts = Vec::new();
     let count = 60u32;
@@ -1059,16 +1066,7 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
     let data = tempfile::tempdir().expect("temp dir");
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
-    archive
-        .start_recording("aeron:ipc", 1012, SourceLocation::Remote)
-        .expect("record");
-    let publication = client
-        .add_exclusive_publication("aeron:ipc", 1012)
-        .expect("pub");
-    wait_until("the recording to start", Duration::from_secs(10), || {
-        archive.recordings().len() == 1
-    });
-    let recording_id = archive.recordings()[0].descriptor.recording_id;
+    let (publication, recording_id) = start_live_recording(&archive, &client, 1012);
     let mut idle = BackoffIdle::new();
     let count = 60u32;
     for sequence in 0..count {
