@@ -495,11 +495,13 @@ impl Archive {
             }
         }
         let sequence = self.next_id();
-        let session_id = (crate::recorder::epoch_nanos() as i32
-            ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32))
-            | 1;
+        let session_id = self.new_session_id(sequence);
         let replay_id = (sequence << 32) | i64::from(session_id as u32);
-        let status = Arc::new(ReplayStatus::new_at(position));
+        let status = Arc::new(ReplayStatus::new_at(
+            request.recording_id,
+            position,
+            session_id,
+        ));
         let plan = ReplayPlan {
             replay_id,
             descriptor,
@@ -526,6 +528,56 @@ impl Archive {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(replay_id, status);
         Ok(replay_id)
+    }
+
+    fn new_session_id(&self, sequence: i64) -> i32 {
+        (crate::recorder::epoch_nanos() as i32
+            ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32))
+            | 1
+    }
+
+    /// Move a running replay to `position` (a frame start of its recording). The replay's current
+    /// image ends after what it sent; a new image, with a new session id (returned, and in
+    /// [`ReplayStatus::session_id`]), starts at `position`, so replayed positions stay the
+    /// recording's. Nothing is lost or sent twice on either image.
+    ///
+    /// # Errors
+    /// Unknown or ended replay; a position that is not a frame start of the recording; a replay
+    /// channel the driver refuses.
+    pub fn seek_replay(&self, replay_id: i64, position: i64) -> Result<i32> {
+        self.running_replay(replay_id)?;
+        let status = self.replay_status(replay_id)?;
+        let info = self.recording(status.recording_id())?;
+        check_replay_position(
+            &self.shared.config.dir,
+            &info.descriptor,
+            position,
+            info.recorded_position,
+        )?;
+        let session_id = self.new_session_id(self.next_id());
+        let (reply, wait) = mpsc::channel();
+        self.replayer
+            .send(ReplayerCommand::Seek {
+                replay_id,
+                position,
+                session_id,
+                reply,
+            })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
+        wait.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ArchiveError::NotRunning("replayer did not answer".into()))??;
+        Ok(session_id)
+    }
+
+    /// Move a running replay to the first message captured at or after `timestamp_ns`; see
+    /// [`Self::seek_replay`].
+    ///
+    /// # Errors
+    /// As [`Self::seek_replay`], and a missing time index.
+    pub fn seek_replay_to_time(&self, replay_id: i64, timestamp_ns: i64) -> Result<i32> {
+        let recording_id = self.replay_status(replay_id)?.recording_id();
+        let position = self.position_at_time(recording_id, timestamp_ns)?;
+        self.seek_replay(replay_id, position)
     }
 
     /// The status of a replay.

@@ -9,7 +9,7 @@ use crate::progress::RecordingProgress;
 use crate::recording_reader::RecordingReader;
 use crate::segment::AlignedBuffer;
 use crate::time_index::TimeIndexReader;
-use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,16 +37,31 @@ pub enum ReplayState {
 pub struct ReplayStatus {
     state: AtomicU8,
     position: AtomicI64,
+    session_id: AtomicI32,
+    recording_id: i64,
     error: Mutex<Option<String>>,
 }
 
 impl ReplayStatus {
-    pub(crate) fn new_at(position: i64) -> Self {
+    pub(crate) fn new_at(recording_id: i64, position: i64, session_id: i32) -> Self {
         Self {
             state: AtomicU8::new(0),
             position: AtomicI64::new(position),
+            session_id: AtomicI32::new(session_id),
+            recording_id,
             error: Mutex::new(None),
         }
+    }
+
+    /// The session id of the replay's current image: the replay id's low 32 bits until a seek,
+    /// which starts a new image.
+    pub fn session_id(&self) -> i32 {
+        self.session_id.load(Ordering::Acquire)
+    }
+
+    /// The recording being replayed.
+    pub fn recording_id(&self) -> i64 {
+        self.recording_id
     }
 
     /// The state.
@@ -131,6 +146,12 @@ pub(crate) enum ReplayerCommand {
     },
     Pause {
         replay_id: i64,
+    },
+    Seek {
+        replay_id: i64,
+        position: i64,
+        session_id: i32,
+        reply: Sender<Result<()>>,
     },
     Resume {
         replay_id: i64,
@@ -527,6 +548,23 @@ impl Replayer {
                         let _ = reply.send(result);
                         work += 1;
                     }
+                    Ok(ReplayerCommand::Seek {
+                        replay_id,
+                        position,
+                        session_id,
+                        reply,
+                    }) => {
+                        let result = match self
+                            .sessions
+                            .iter()
+                            .position(|s| s.plan.replay_id == replay_id)
+                        {
+                            Some(index) => self.seek(index, position, session_id),
+                            None => Err(crate::error::ArchiveError::UnknownReplay(replay_id)),
+                        };
+                        let _ = reply.send(result);
+                        work += 1;
+                    }
                     Ok(ReplayerCommand::Pause { replay_id }) => {
                         if let Some(session) = self
                             .sessions
@@ -589,6 +627,47 @@ impl Replayer {
                 _ => idle.idle(work),
             }
         }
+    }
+
+    /// Move a replay to `position` (checked by the caller): the current image ends after what was
+    /// sent, and a new one (`session_id`) starts at `position`, so replayed positions stay the
+    /// recorded ones. A paused replay stays paused; a paced one starts a new schedule there.
+    fn seek(&mut self, index: usize, position: i64, session_id: i32) -> Result<()> {
+        let session = &mut self.sessions[index];
+        let channel = replay_channel(
+            &session.plan.channel,
+            &session.plan.descriptor,
+            position,
+            session_id,
+        );
+        let publication = self
+            .client
+            .add_exclusive_publication(&channel, session.plan.stream_id)?;
+        if let Some(pacing) = &session.pacing {
+            session.pacing = Some(Pacing::new(
+                &self.shared.config.dir,
+                session.plan.descriptor.recording_id,
+                position,
+                pacing.speed,
+            )?);
+        }
+        tracing::info!(
+            "replay {} seeks to {position} as session {session_id}",
+            session.plan.replay_id
+        );
+        session.publication = publication;
+        session.plan.session_id = session_id;
+        session.position = position;
+        session.pending = 0;
+        session.padding_left = 0;
+        session.deadline = Instant::now() + self.shared.config.replay_connect_timeout;
+        let status = &session.plan.status;
+        status.session_id.store(session_id, Ordering::Release);
+        status.position.store(position, Ordering::Release);
+        if session.paused_at.is_none() {
+            status.set_state(ReplayState::Connecting);
+        }
+        Ok(())
     }
 
     fn start(&mut self, plan: ReplayPlan) -> Result<()> {

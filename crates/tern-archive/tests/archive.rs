@@ -1142,3 +1142,104 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
         Err(ArchiveError::UnknownReplay(77))
     ));
 }
+
+#[test]
+fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
+    let driver = driver("seek");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    let (publication, recording_id) = start_live_recording(&archive, &client, 1013);
+    let mut idle = BackoffIdle::new();
+    let count = 60u32;
+    let mut starts = Vec::new();
+    for sequence in 0..count {
+        std::thread::sleep(Duration::from_millis(3));
+        starts.push(publication.position());
+        loop {
+            match publication.offer(&message(0, sequence, 64)) {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() => idle.idle(0),
+                Err(error) => panic!("offer: {error}"),
+            }
+        }
+    }
+    wait_recorded(&archive, recording_id, publication.position());
+    let subscription = client.add_subscription("aeron:ipc", 8300).expect("sub");
+    let replay_id = archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: false,
+            channel: "aeron:ipc".into(),
+            stream_id: 8300,
+            speed: Some(1.0),
+        })
+        .expect("paced replay");
+    let status = archive.replay_status(replay_id).expect("status");
+    let first_session = status.session_id();
+    assert_eq!(first_session, replay_id as i32);
+    let mut received: Vec<(i32, u32)> = Vec::new();
+    let poll = |received: &mut Vec<(i32, u32)>| {
+        subscription
+            .poll(
+                |fragment, header| {
+                    received.push((
+                        header.session_id,
+                        u32::from_le_bytes(fragment[4..8].try_into().unwrap()),
+                    ))
+                },
+                16,
+            )
+            .expect("poll")
+    };
+    wait_until("30 messages", Duration::from_secs(10), || {
+        poll(&mut received);
+        received.len() >= 30
+    });
+    let misaligned = archive
+        .seek_replay(replay_id, starts[10] + 32)
+        .expect_err("not a frame start");
+    assert!(
+        misaligned.to_string().contains("not the start of a frame"),
+        "{misaligned}"
+    );
+    let new_session = archive
+        .seek_replay(replay_id, starts[10])
+        .expect("seek back");
+    assert_ne!(new_session, first_session);
+    assert_eq!(status.session_id(), new_session);
+    wait_until("the rest from message 10", Duration::from_secs(10), || {
+        poll(&mut received);
+        received
+            .iter()
+            .filter(|(session, _)| *session == new_session)
+            .count()
+            >= 50
+    });
+    wait_until("the end", Duration::from_secs(5), || status.is_finished());
+    poll(&mut received);
+    let before: Vec<u32> = received
+        .iter()
+        .filter(|(s, _)| *s == first_session)
+        .map(|(_, m)| *m)
+        .collect();
+    let after: Vec<u32> = received
+        .iter()
+        .filter(|(s, _)| *s == new_session)
+        .map(|(_, m)| *m)
+        .collect();
+    assert_eq!(
+        before,
+        (0..before.len() as u32).collect::<Vec<_>>(),
+        "the first image: in order, no gap"
+    );
+    assert!(before.len() >= 30);
+    assert_eq!(
+        after,
+        (10..count).collect::<Vec<_>>(),
+        "the new image: from the target, once each"
+    );
+    assert_eq!(status.state(), ReplayState::Done);
+}
