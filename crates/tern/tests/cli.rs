@@ -533,11 +533,10 @@ fn replay_length_counts_from_the_recordings_start() {
     assert!(stderr.contains("e.g. 2026-11-24T23:25:28Z"), "{stderr}");
 }
 
-#[test]
-fn replay_controls_pause_and_resume_a_paced_print() {
-    let driver = driver("controls");
+/// An archive with one recording of 40 messages 5 ms apart (200 ms of original time).
+fn record_gapped(tag: &str) -> (MediaDriver, tempfile::TempDir) {
+    let driver = driver(tag);
     let data = tempfile::tempdir().expect("temp dir");
-    let dir = data.path().to_string_lossy().into_owned();
     {
         let archive =
             Archive::launch(ArchiveConfig::new(data.path(), driver.dir())).expect("archive");
@@ -554,7 +553,6 @@ fn replay_controls_pause_and_resume_a_paced_print() {
             assert!(Instant::now() < deadline);
             idle.idle(0);
         }
-        // 40 messages 5 ms apart: 200 ms of original time.
         for sequence in 0..40u64 {
             std::thread::sleep(Duration::from_millis(5));
             while publication.offer(&message(sequence)).is_err() {
@@ -566,6 +564,75 @@ fn replay_controls_pause_and_resume_a_paced_print() {
         }
         archive.shutdown();
     }
+    (driver, data)
+}
+
+fn sequence_of(line: &str) -> u64 {
+    let hex = line.split('\t').nth(2).expect("payload column");
+    let bytes: Vec<u8> = (0..8)
+        .map(|index| u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16).expect("hex"))
+        .collect();
+    u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+}
+
+#[test]
+fn replay_controls_seek_a_paced_print_back_to_the_start() {
+    let (_driver, data) = record_gapped("seekcli");
+    let dir = data.path().to_string_lossy().into_owned();
+    let mut child = Command::new(TERN)
+        .args([
+            "replay",
+            "0",
+            "--dir",
+            &dir,
+            "--speed",
+            "0.2",
+            "--controls",
+            "--print",
+            "hex",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::thread::sleep(Duration::from_millis(300));
+    use std::io::Write;
+    writeln!(stdin, "s 33").expect("a bad seek");
+    writeln!(stdin, "s 0").expect("seek to the start");
+    drop(stdin);
+    let output = child.wait_with_output().expect("exit");
+    assert!(output.status.success());
+    let printed: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(sequence_of)
+        .collect();
+    let restart = printed
+        .iter()
+        .skip(1)
+        .position(|sequence| *sequence == 0)
+        .expect("a restart")
+        + 1;
+    assert!(
+        restart > 0 && restart < 40,
+        "some messages before the seek: {printed:?}"
+    );
+    assert_eq!(
+        &printed[..restart],
+        &(0..restart as u64).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(
+        &printed[restart..],
+        &(0..40).collect::<Vec<_>>()[..],
+        "from the start again, once each"
+    );
+}
+
+#[test]
+fn replay_controls_pause_and_resume_a_paced_print() {
+    let (_driver, data) = record_gapped("controls");
+    let dir = data.path().to_string_lossy().into_owned();
     // At 0.2x the replay takes about 1 s; pause it for 600 ms a quarter of the way in.
     let mut child = Command::new(TERN)
         .args([

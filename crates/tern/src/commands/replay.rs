@@ -48,7 +48,8 @@ pub struct Args {
     /// the capture times in the recording's time index. Default: as fast as possible.
     #[arg(long, value_parser = parse_speed)]
     speed: Option<f64>,
-    /// Read commands from standard input, one per line: p (pause), r (resume), q (quit).
+    /// Read commands from standard input, one per line: p (pause), r (resume), q (quit),
+    /// s POSITION or t TIME (seek; a seek also resumes).
     #[arg(long)]
     controls: bool,
     /// Print a progress line to standard error every second.
@@ -84,7 +85,7 @@ struct Pacer {
 
 /// Take the commands typed so far; while paused, wait for resume. Returns how long the replay
 /// was paused, or `None` to quit.
-fn wait_while_paused(controls: &std::sync::mpsc::Receiver<Control>) -> Option<Duration> {
+fn wait_while_paused(controls: &std::sync::mpsc::Receiver<Control>) -> Next {
     let mut paused_at: Option<Instant> = None;
     loop {
         let control = if paused_at.is_some() {
@@ -93,19 +94,23 @@ fn wait_while_paused(controls: &std::sync::mpsc::Receiver<Control>) -> Option<Du
             controls.try_recv().ok()
         };
         match control {
-            Some(Control::Quit) => return None,
+            Some(Control::Quit) => return Next::Quit,
             Some(Control::Pause) => {
                 paused_at.get_or_insert_with(Instant::now);
             }
             Some(Control::Resume) => {
                 if let Some(since) = paused_at.take() {
-                    return Some(since.elapsed());
+                    return Next::Go(since.elapsed());
                 }
             }
+            // A seek also resumes.
+            Some(seek @ (Control::SeekPosition(_) | Control::SeekTime(_))) => {
+                return Next::Seek(seek)
+            }
             // No command waiting (or standard input closed while running): go on.
-            None if paused_at.is_none() => return Some(Duration::ZERO),
+            None if paused_at.is_none() => return Next::Go(Duration::ZERO),
             // Standard input closed while paused: nothing can resume the replay.
-            None => return None,
+            None => return Next::Quit,
         }
     }
 }
@@ -161,21 +166,48 @@ enum Control {
     Pause,
     Resume,
     Quit,
+    /// Go on from this position (a frame start).
+    SeekPosition(i64),
+    /// Go on from the first message captured at or after this time (epoch ns).
+    SeekTime(i64),
 }
 
-/// Read `p`, `r` and `q` lines from standard input on a thread of their own.
+/// What the print loop does after looking at the commands.
+enum Next {
+    /// Go on; the replay was paused this long.
+    Go(Duration),
+    Quit,
+    Seek(Control),
+}
+
+/// Read `p`, `r`, `q`, `s POSITION` and `t TIME` lines from standard input on a thread of their
+/// own.
 fn read_controls() -> std::sync::mpsc::Receiver<Control> {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
             let Ok(line) = line else { break };
-            let control = match line.trim() {
-                "p" | "pause" => Control::Pause,
-                "r" | "resume" => Control::Resume,
-                "q" | "quit" => Control::Quit,
-                "" => continue,
-                other => {
-                    eprintln!("tern: unknown command {other:?}: p (pause), r (resume), q (quit)");
+            let line = line.trim();
+            let (word, argument) = line.split_once(' ').unwrap_or((line, ""));
+            let control = match (word, argument.trim()) {
+                ("p" | "pause", "") => Control::Pause,
+                ("r" | "resume", "") => Control::Resume,
+                ("q" | "quit", "") => Control::Quit,
+                ("s" | "seek", position) if position.parse::<i64>().is_ok() => {
+                    Control::SeekPosition(position.parse().unwrap_or_default())
+                }
+                ("t" | "time", time) => match crate::util::parse_time(time) {
+                    Ok(time) => Control::SeekTime(time),
+                    Err(error) => {
+                        eprintln!("tern: {error}");
+                        continue;
+                    }
+                },
+                ("", "") => continue,
+                _ => {
+                    eprintln!(
+                        "tern: unknown command {line:?}: p (pause), r (resume), q (quit), s POSITION, t TIME"
+                    );
                     continue;
                 }
             };
@@ -248,10 +280,23 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
             archive.stop_replay(replay_id)?;
             break;
         }
-        match control {
-            Some(Control::Pause) => archive.pause_replay(replay_id)?,
-            Some(Control::Resume) => archive.resume_replay(replay_id)?,
-            _ => {}
+        let outcome = match control {
+            Some(Control::Pause) => archive.pause_replay(replay_id),
+            Some(Control::Resume) => archive.resume_replay(replay_id),
+            Some(Control::SeekPosition(position)) => {
+                archive.seek_replay(replay_id, position).map(|session| {
+                    eprintln!("seek to {position}: new image, session {session}");
+                })
+            }
+            Some(Control::SeekTime(time)) => {
+                archive.seek_replay_to_time(replay_id, time).map(|session| {
+                    eprintln!("seek: new image, session {session}");
+                })
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = outcome {
+            eprintln!("tern: {error}");
         }
         if args.progress && Instant::now() >= next_progress {
             next_progress += Duration::from_secs(1);
@@ -324,16 +369,21 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         });
         let mut write_error = None;
         let mut pace_error = None;
+        let mut seek_to: Option<Control> = None;
         let reached = view.messages(args.id, Some(start), Some(to), |message, header| {
             if let Some(controls) = &controls {
                 match wait_while_paused(controls) {
-                    Some(paused) => {
+                    Next::Go(paused) => {
                         if let Some(pacer) = pacer.as_mut() {
                             pacer.shift(paused);
                         }
                     }
-                    None => {
+                    Next::Quit => {
                         quit = true;
+                        return false;
+                    }
+                    Next::Seek(target) => {
+                        seek_to = Some(target);
                         return false;
                     }
                 }
@@ -393,6 +443,32 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         }
         out.flush()?;
         from = Some(reached);
+        if let Some(target) = seek_to {
+            let position = match target {
+                Control::SeekTime(time) => view.position_at_time(args.id, time),
+                Control::SeekPosition(position) => Ok(position),
+                _ => Ok(reached),
+            }
+            .and_then(|position| {
+                tern_archive::check_replay_position(
+                    view.dir(),
+                    &recording.descriptor,
+                    position,
+                    recording.end_position,
+                )
+                .map(|()| position)
+            });
+            match position {
+                Ok(position) => {
+                    from = Some(position);
+                    if let Some(speed) = args.speed {
+                        pacer = Some(Pacer::new(dir, args.id, speed)?);
+                    }
+                }
+                Err(error) => eprintln!("tern: seek refused: {error}"),
+            }
+            continue;
+        }
         let done = quit
             || !args.follow
             || !recording.active
