@@ -93,6 +93,9 @@ pub struct ReplayRequest {
     /// fast): a message captured `d` after the first goes out `d / speed` after the replay
     /// started. `None`: as fast as the subscriber takes it.
     pub speed: Option<f64>,
+    /// Where the pacing takes each message's time from: the capture time (default) or a
+    /// timestamp inside the message.
+    pub time_source: crate::message_time::TimeSource,
 }
 
 /// A recording subscription: a channel and stream the archive records.
@@ -451,6 +454,26 @@ impl Archive {
         )
     }
 
+    /// As [`Self::position_at_time`], with the time of each message taken from `source`.
+    ///
+    /// # Errors
+    /// Unknown id, an unreadable time index or segment.
+    pub fn position_at_time_from(
+        &self,
+        recording_id: i64,
+        timestamp_ns: i64,
+        source: crate::message_time::TimeSource,
+    ) -> Result<i64> {
+        let info = self.recording(recording_id)?;
+        crate::view::position_at_message_time(
+            &self.shared.config.dir,
+            &info.descriptor,
+            info.recorded_position,
+            timestamp_ns,
+            source,
+        )
+    }
+
     /// The recording of one publisher session on a stream, most recent first.
     pub fn find_recording(&self, stream_id: i32, session_id: i32) -> Option<RecordingInfo> {
         let catalog = self.shared.lock_catalog();
@@ -513,6 +536,7 @@ impl Archive {
             progress: self.shared.progress_of(request.recording_id),
             status: status.clone(),
             speed: request.speed,
+            time_source: request.time_source,
         };
         let (reply, wait) = mpsc::channel();
         self.replayer

@@ -5,6 +5,7 @@ use crate::archive::Shared;
 use crate::descriptor::RecordingDescriptor;
 use crate::error::Result;
 use crate::frame::{FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, STREAM_ID_OFFSET};
+use crate::message_time::TimeSource;
 use crate::progress::RecordingProgress;
 use crate::recording_reader::RecordingReader;
 use crate::segment::AlignedBuffer;
@@ -134,6 +135,7 @@ pub(crate) struct ReplayPlan {
     pub progress: Option<Arc<RecordingProgress>>,
     pub status: Arc<ReplayStatus>,
     pub speed: Option<f64>,
+    pub time_source: TimeSource,
 }
 
 pub(crate) enum ReplayerCommand {
@@ -191,6 +193,10 @@ struct ReplaySession {
     pacing: Option<Pacing>,
     /// When the replay was paused, while it is.
     paused_at: Option<Instant>,
+    /// When the pending block is due (paced by times inside messages).
+    pending_due: Option<Instant>,
+    /// The message time of the block prepared last, if its messages carry one.
+    block_time: Option<i64>,
 }
 
 enum Step {
@@ -236,6 +242,13 @@ impl Pacing {
         };
         pacing.next_entry = first;
         Ok(pacing)
+    }
+
+    /// When a message whose own time is `time` is due.
+    fn message_due(&mut self, time: i64) -> Instant {
+        let (start, first_time) = *self.origin.get_or_insert((Instant::now(), time));
+        let offset_ns = ((time - first_time).max(0) as f64 / self.speed) as u64;
+        start + std::time::Duration::from_nanos(offset_ns)
     }
 
     /// Move to `position`; returns when the frames there are due and where their group ends.
@@ -334,7 +347,8 @@ impl ReplaySession {
         }
         if self.pending == 0 {
             let (mut end, final_end) = self.end_now();
-            if let Some(pacing) = &mut self.pacing {
+            let by_capture = !self.plan.time_source.is_in_message();
+            if let Some(pacing) = self.pacing.as_mut().filter(|_| by_capture) {
                 match pacing.due(self.position) {
                     Ok((due, group_end)) => {
                         if Instant::now() < due {
@@ -354,7 +368,17 @@ impl ReplaySession {
                 };
             }
             match self.prepare(end, shared.config.replay_block_length) {
-                Ok(PrepareOutcome::Block(length)) => self.pending = length,
+                Ok(PrepareOutcome::Block(length)) => {
+                    self.pending = length;
+                    if !by_capture {
+                        let block_time = self.block_time;
+                        self.pending_due = self
+                            .pacing
+                            .as_mut()
+                            .zip(block_time)
+                            .map(|(pacing, time)| pacing.message_due(time));
+                    }
+                }
                 Ok(PrepareOutcome::Padding(length)) => {
                     self.padding_left = length;
                     return self.send_padding();
@@ -367,11 +391,17 @@ impl ReplaySession {
                 Err(message) => return self.fail(message),
             }
         }
+        if let Some(due) = self.pending_due {
+            if Instant::now() < due {
+                return Step::Wait(due);
+            }
+        }
         let block = &self.buffer.as_slice()[..self.pending];
         match self.publication.offer_block(block) {
             Ok(_) => {
                 let length = self.pending;
                 self.pending = 0;
+                self.pending_due = None;
                 self.advance(length);
                 Step::Worked(length)
             }
@@ -435,6 +465,8 @@ impl ReplaySession {
             .read_at(self.position, &mut buffer[..wanted])
             .map_err(|error| error.to_string())?;
         let expectation = self.reader.expectation();
+        let source = self.plan.time_source;
+        self.block_time = None;
         let mut offset = 0;
         while offset < read && self.position + (offset as i64) < end {
             let position = self.position + offset as i64;
@@ -454,6 +486,18 @@ impl ReplaySession {
                     }
                     if offset + aligned > read {
                         break;
+                    }
+                    // Paced by times inside messages: one message time per block.
+                    if source.is_in_message() && header.flags & tern_transport::BEGIN_FLAG != 0 {
+                        let payload =
+                            &buffer[offset + HEADER_LENGTH..offset + header.frame_length as usize];
+                        if let Some(time) = source.message_time(payload) {
+                            if offset == 0 {
+                                self.block_time = Some(time);
+                            } else if self.block_time != Some(time) {
+                                break;
+                            }
+                        }
                     }
                     buffer[offset + SESSION_ID_OFFSET..offset + SESSION_ID_OFFSET + 4]
                         .copy_from_slice(&self.plan.session_id.to_le_bytes());
@@ -659,6 +703,7 @@ impl Replayer {
         session.plan.session_id = session_id;
         session.position = position;
         session.pending = 0;
+        session.pending_due = None;
         session.padding_left = 0;
         session.deadline = Instant::now() + self.shared.config.replay_connect_timeout;
         let status = &session.plan.status;
@@ -705,6 +750,8 @@ impl Replayer {
             padding_left: 0,
             pacing,
             paused_at: None,
+            pending_due: None,
+            block_time: None,
             reader,
             publication,
             plan,

@@ -195,6 +195,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             channel: String::new(),
             stream_id: 0,
             speed: None,
+            time_source: Default::default(),
         },
         sent.len(),
     );
@@ -237,6 +238,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             channel: String::new(),
             stream_id: 0,
             speed: None,
+            time_source: Default::default(),
         },
         sent.len() - 701,
     );
@@ -345,6 +347,7 @@ fn replay_follows_a_live_recording_while_it_grows() {
             channel: "aeron:ipc".into(),
             stream_id: 4242,
             speed: None,
+            time_source: Default::default(),
         })
         .expect("follow replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -462,6 +465,7 @@ fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
         channel: "aeron:ipc".into(),
         stream_id: 5,
         speed: None,
+        time_source: Default::default(),
     };
     let error_of = |position: i64| {
         archive
@@ -577,6 +581,7 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
             channel: "aeron:ipc".into(),
             stream_id: 77,
             speed: None,
+            time_source: Default::default(),
         })
         .expect("replay starts");
     let status = archive.replay_status(replay_id).expect("status");
@@ -632,6 +637,7 @@ fn several_replays_of_one_recording_run_at_once() {
                     channel: "aeron:ipc".into(),
                     stream_id: *stream,
                     speed: None,
+                    time_source: Default::default(),
                 })
                 .expect("replay")
         })
@@ -728,6 +734,7 @@ fn a_replay_ends_when_its_subscriber_goes_away() {
             channel: "aeron:ipc".into(),
             stream_id: 7007,
             speed: None,
+            time_source: Default::default(),
         })
         .expect("replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -761,6 +768,7 @@ fn a_replay_length_that_ends_inside_a_frame_stops_before_it() {
         channel: String::new(),
         stream_id: 0,
         speed: None,
+        time_source: Default::default(),
     };
     let replayed = replay_messages(&archive, &client, request, 5);
     assert_eq!(replayed.len(), 5);
@@ -842,6 +850,7 @@ fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
         channel: String::new(),
         stream_id: 0,
         speed: None,
+        time_source: Default::default(),
     };
     let replayed = replay_messages(&archive, &client, request, sent.len());
     let messages: Vec<Vec<u8>> = replayed.into_iter().map(|(bytes, _)| bytes).collect();
@@ -908,6 +917,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             channel: String::new(),
             stream_id: 0,
             speed: None,
+            time_source: Default::default(),
         },
         3,
     );
@@ -924,6 +934,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             channel: "aeron:ipc".into(),
             stream_id: 4343,
             speed: None,
+            time_source: Default::default(),
         })
         .expect("follow from the end");
     offer(&publication, &message(0, 8, 100), &mut idle);
@@ -991,6 +1002,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
             channel: "aeron:ipc".into(),
             stream_id: 5,
             speed: Some(5000.0),
+            time_source: Default::default(),
         })
         .expect_err("out of range");
     assert!(
@@ -1008,6 +1020,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
                 channel: "aeron:ipc".into(),
                 stream_id: stream,
                 speed: Some(speed),
+                time_source: Default::default(),
             })
             .expect("paced replay");
         let mut arrivals: Vec<(u32, Instant)> = Vec::new();
@@ -1090,6 +1103,7 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
             channel: "aeron:ipc".into(),
             stream_id: 8200,
             speed: Some(1.0),
+            time_source: Default::default(),
         })
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -1175,6 +1189,7 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
             channel: "aeron:ipc".into(),
             stream_id: 8300,
             speed: Some(1.0),
+            time_source: Default::default(),
         })
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -1242,4 +1257,91 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
         "the new image: from the target, once each"
     );
     assert_eq!(status.state(), ReplayState::Done);
+}
+
+#[test]
+fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
+    let driver = driver("msgtime");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    let (publication, recording_id) = start_live_recording(&archive, &client, 1014);
+    let mut idle = BackoffIdle::new();
+    let base_us = 1_700_000_000_000_000i64;
+    let mut starts = Vec::new();
+    // Back to back, but each message says it was made 10 ms after the one before.
+    for sequence in 0..30u32 {
+        let mut bytes = message(0, sequence, 64);
+        bytes[8..16].copy_from_slice(&(base_us + i64::from(sequence) * 10_000).to_le_bytes());
+        starts.push(publication.position());
+        loop {
+            match publication.offer(&bytes) {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() => idle.idle(0),
+                Err(error) => panic!("offer: {error}"),
+            }
+        }
+    }
+    wait_recorded(&archive, recording_id, publication.position());
+    let source: tern_archive::TimeSource = "field:8:us".parse().expect("source");
+    let at = |time_us: i64| {
+        archive
+            .position_at_time_from(recording_id, time_us * 1_000, source)
+            .expect("seek")
+    };
+    assert_eq!(at(base_us - 1), starts[0]);
+    assert_eq!(
+        at(base_us + 105_000),
+        starts[11],
+        "between two message times"
+    );
+    assert_eq!(at(base_us + 110_000), starts[11], "at a message time");
+    assert_eq!(
+        at(base_us + 10_000_000),
+        publication.position(),
+        "after the last"
+    );
+    let view = ArchiveView::open(data.path()).expect("view");
+    assert_eq!(
+        view.position_at_time_from(recording_id, (base_us + 200_000) * 1_000, source)
+            .expect("offline"),
+        starts[20]
+    );
+
+    let subscription = client.add_subscription("aeron:ipc", 8400).expect("sub");
+    archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: false,
+            channel: "aeron:ipc".into(),
+            stream_id: 8400,
+            speed: Some(1.0),
+            time_source: source,
+        })
+        .expect("paced by message time");
+    let mut arrivals: Vec<(u32, Instant)> = Vec::new();
+    wait_until("all 30", Duration::from_secs(10), || {
+        subscription
+            .poll(
+                |fragment, _| {
+                    arrivals.push((
+                        u32::from_le_bytes(fragment[4..8].try_into().unwrap()),
+                        Instant::now(),
+                    ))
+                },
+                16,
+            )
+            .expect("poll");
+        std::thread::yield_now();
+        arrivals.len() >= 30
+    });
+    let order: Vec<u32> = arrivals.iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(order, (0..30).collect::<Vec<_>>());
+    let total = arrivals[29].1.duration_since(arrivals[0].1);
+    assert!(
+        total >= Duration::from_millis(270) && total <= Duration::from_millis(340),
+        "290 ms of message time at 1x took {total:?}"
+    );
 }

@@ -702,3 +702,32 @@ fn replay_controls_pause_and_resume_a_paced_print() {
         "the pause adds to the schedule: {elapsed:?}"
     );
 }
+
+#[test]
+fn replay_from_a_time_inside_the_messages() {
+    let (_driver, data) = record_gapped("timesource");
+    let dir = data.path().to_string_lossy().into_owned();
+    // Each message starts with its sequence as a little-endian i64: read as milliseconds since
+    // the epoch, message k was "made" k ms after 1970-01-01.
+    let (code, stdout, stderr) = tern(&[
+        "replay",
+        "0",
+        "--dir",
+        &dir,
+        "--time-source",
+        "field:0:ms",
+        "--from-time",
+        "1970-01-01T00:00:00.020Z",
+        "--print",
+        "hex",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let printed: Vec<u64> = stdout.lines().map(sequence_of).collect();
+    assert_eq!(printed, (20..40).collect::<Vec<_>>());
+    let (code, _, stderr) = tern(&["replay", "0", "--dir", &dir, "--time-source", "sundial"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("expected capture, cluster-egress"),
+        "{stderr}"
+    );
+}

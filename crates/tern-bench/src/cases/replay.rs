@@ -112,6 +112,7 @@ pub fn run(
         channel: CHANNEL.into(),
         stream_id: stream,
         speed: None,
+        time_source: Default::default(),
     };
     let replay_id = match recording.archive.start_replay(&request) {
         Ok(id) => id,

@@ -114,6 +114,7 @@ fn replay_and_check(
         channel: "aeron:ipc".into(),
         stream_id: stream,
         speed: None,
+        time_source: Default::default(),
     })?;
     let status = archive.replay_status(replay_id)?;
     let total: u64 = expected.values().sum();

@@ -48,6 +48,12 @@ pub struct Args {
     /// the capture times in the recording's time index. Default: as fast as possible.
     #[arg(long, value_parser = parse_speed)]
     speed: Option<f64>,
+    /// Where message times come from, for --from-time and --speed: capture (the recorder's
+    /// capture time), cluster-egress or cluster-egress:UNIT (an Aeron Cluster egress header's timestamp,
+    /// milliseconds by default), or field:OFFSET:UNIT (a little-endian i64 in each message);
+    /// UNIT is ns, us, ms or s.
+    #[arg(long, default_value = "capture")]
+    time_source: tern_archive::TimeSource,
     /// Read commands from standard input, one per line: p (pause), r (resume), q (quit),
     /// s POSITION or t TIME (seek; a seek also resumes).
     #[arg(long)]
@@ -77,6 +83,7 @@ fn parse_speed(text: &str) -> Result<f64, String> {
 /// Holds printed messages back to their capture times divided by the speed.
 struct Pacer {
     speed: f64,
+    source: tern_archive::TimeSource,
     index: tern_archive::TimeIndexReader,
     next_entry: u64,
     group_time: Option<i64>,
@@ -123,9 +130,15 @@ impl Pacer {
         }
     }
 
-    fn new(dir: &std::path::Path, recording_id: i64, speed: f64) -> Result<Self> {
+    fn new(
+        dir: &std::path::Path,
+        recording_id: i64,
+        speed: f64,
+        source: tern_archive::TimeSource,
+    ) -> Result<Self> {
         Ok(Self {
             speed,
+            source,
             index: tern_archive::TimeIndexReader::open(dir, recording_id)?,
             next_entry: 0,
             group_time: None,
@@ -133,8 +146,14 @@ impl Pacer {
         })
     }
 
-    /// Wait until the message that ends at `end` is due.
-    fn wait_for(&mut self, end: i64) -> Result<()> {
+    /// Wait until `message`, which ends at `end`, is due.
+    fn wait_for(&mut self, end: i64, message: &[u8]) -> Result<()> {
+        if self.source.is_in_message() {
+            if let Some(time) = self.source.message_time(message) {
+                self.group_time = Some(time);
+            }
+            return self.wait();
+        }
         if self.next_entry >= self.index.len() {
             self.index.refresh()?;
         }
@@ -147,6 +166,10 @@ impl Pacer {
             self.group_time = Some(entry.timestamp_ns);
             self.next_entry += 1;
         }
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Result<()> {
         let Some(time) = self.group_time else {
             return Ok(());
         };
@@ -253,7 +276,7 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         }
     };
     let position = match args.from_time {
-        Some(time) => Some(archive.position_at_time(args.id, time)?),
+        Some(time) => Some(archive.position_at_time_from(args.id, time, args.time_source)?),
         None => args.from,
     };
     let replay_id = archive.start_replay(&ReplayRequest {
@@ -264,6 +287,7 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         channel: channel.to_string(),
         stream_id,
         speed: args.speed,
+        time_source: args.time_source,
     })?;
     let status = archive.replay_status(replay_id)?;
     eprintln!(
@@ -342,7 +366,7 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         Some(time) => Some(
             ArchiveView::open(dir)
                 .with_context(|| format!("open the archive in {}", dir.display()))?
-                .position_at_time(args.id, time)?,
+                .position_at_time_from(args.id, time, args.time_source)?,
         ),
         None => args.from,
     };
@@ -350,7 +374,7 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     let mut quit = false;
     let mut next_progress = Instant::now() + Duration::from_secs(1);
     let mut pacer = match args.speed {
-        Some(speed) => Some(Pacer::new(dir, args.id, speed)?),
+        Some(speed) => Some(Pacer::new(dir, args.id, speed, args.time_source)?),
         None => None,
     };
     // The length counts from where the replay starts: --from, or the recording's start.
@@ -404,7 +428,7 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
                 );
             }
             if let Some(pacer) = pacer.as_mut() {
-                if let Err(error) = pacer.wait_for(header.position) {
+                if let Err(error) = pacer.wait_for(header.position, message) {
                     pace_error = Some(error);
                     return false;
                 }
@@ -445,7 +469,9 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         from = Some(reached);
         if let Some(target) = seek_to {
             let position = match target {
-                Control::SeekTime(time) => view.position_at_time(args.id, time),
+                Control::SeekTime(time) => {
+                    view.position_at_time_from(args.id, time, args.time_source)
+                }
                 Control::SeekPosition(position) => Ok(position),
                 _ => Ok(reached),
             }
@@ -462,7 +488,7 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
                 Ok(position) => {
                     from = Some(position);
                     if let Some(speed) = args.speed {
-                        pacer = Some(Pacer::new(dir, args.id, speed)?);
+                        pacer = Some(Pacer::new(dir, args.id, speed, args.time_source)?);
                     }
                 }
                 Err(error) => eprintln!("tern: seek refused: {error}"),

@@ -1,0 +1,178 @@
+//! Where a replay takes the time of a message from (pure, no I/O): the capture time the recorder
+//! wrote into the time index, or a timestamp inside the message itself.
+//!
+//! Message formats read (little-endian, offsets from the start of the message):
+//! - Aeron Cluster egress, SBE `SessionMessageHeader` (schema id 111, template id 1): an 8-byte
+//!   SBE header {blockLength u16, templateId u16, schemaId u16, version u16}, then
+//!   leadershipTermId i64 @ 8, clusterSessionId i64 @ 16, timestamp i64 @ 24 (cluster time, in
+//!   the cluster's time unit: milliseconds unless the cluster is configured otherwise).
+//! - Any message with a little-endian i64 timestamp at a fixed offset, in a given unit.
+//!
+//! A message the source cannot read (too short, another template) has no time of its own and
+//! keeps the time of the message before it.
+
+/// The unit of a timestamp inside messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// Nanoseconds.
+    Nanos,
+    /// Microseconds.
+    Micros,
+    /// Milliseconds.
+    Millis,
+    /// Seconds.
+    Seconds,
+}
+
+impl TimeUnit {
+    fn to_nanos(self, value: i64) -> i64 {
+        match self {
+            Self::Nanos => value,
+            Self::Micros => value.saturating_mul(1_000),
+            Self::Millis => value.saturating_mul(1_000_000),
+            Self::Seconds => value.saturating_mul(1_000_000_000),
+        }
+    }
+}
+
+impl std::str::FromStr for TimeUnit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "ns" => Ok(Self::Nanos),
+            "us" => Ok(Self::Micros),
+            "ms" => Ok(Self::Millis),
+            "s" => Ok(Self::Seconds),
+            other => Err(format!("time unit {other:?}: expected ns, us, ms or s")),
+        }
+    }
+}
+
+/// Aeron Cluster's schema id and the template id of its egress `SessionMessageHeader`.
+pub const CLUSTER_SCHEMA_ID: u16 = 111;
+/// See [`CLUSTER_SCHEMA_ID`].
+pub const SESSION_MESSAGE_HEADER_TEMPLATE_ID: u16 = 1;
+const CLUSTER_TIMESTAMP_OFFSET: usize = 8 + 16;
+
+/// Where the time of a message comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeSource {
+    /// The capture time in the recording's time index (default).
+    #[default]
+    Capture,
+    /// The `timestamp` of an Aeron Cluster egress `SessionMessageHeader`.
+    ClusterEgress(TimeUnit),
+    /// A little-endian i64 at this offset of each message.
+    Field {
+        /// Byte offset in the message.
+        offset: usize,
+        /// Its unit.
+        unit: TimeUnit,
+    },
+}
+
+impl TimeSource {
+    /// The time of a message (the payload of its first fragment), in nanoseconds; `None` for the
+    /// capture source or a message this source cannot read.
+    pub fn message_time(&self, message: &[u8]) -> Option<i64> {
+        let i64_at = |offset: usize| {
+            message
+                .get(offset..offset + 8)
+                .map(|bytes| i64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+        };
+        let u16_at = |offset: usize| {
+            message
+                .get(offset..offset + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        };
+        match *self {
+            Self::Capture => None,
+            Self::ClusterEgress(unit) => {
+                if u16_at(2)? != SESSION_MESSAGE_HEADER_TEMPLATE_ID
+                    || u16_at(4)? != CLUSTER_SCHEMA_ID
+                {
+                    return None;
+                }
+                i64_at(CLUSTER_TIMESTAMP_OFFSET).map(|value| unit.to_nanos(value))
+            }
+            Self::Field { offset, unit } => i64_at(offset).map(|value| unit.to_nanos(value)),
+        }
+    }
+
+    /// Whether times come from inside messages.
+    pub fn is_in_message(&self) -> bool {
+        !matches!(self, Self::Capture)
+    }
+}
+
+impl std::str::FromStr for TimeSource {
+    type Err = String;
+
+    /// `capture`, `cluster-egress` (milliseconds) or `cluster-egress:UNIT`, `field:OFFSET:UNIT`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut parts = text.split(':');
+        let kind = parts.next().unwrap_or_default();
+        let rest: Vec<&str> = parts.collect();
+        match (kind, rest.as_slice()) {
+            ("capture", []) => Ok(Self::Capture),
+            ("cluster-egress", []) => Ok(Self::ClusterEgress(TimeUnit::Millis)),
+            ("cluster-egress", [unit]) => Ok(Self::ClusterEgress(unit.parse()?)),
+            ("field", [offset, unit]) => Ok(Self::Field {
+                offset: offset
+                    .parse()
+                    .map_err(|_| format!("field offset {offset:?} is not a byte offset"))?,
+                unit: unit.parse()?,
+            }),
+            _ => Err(format!(
+                "time source {text:?}: expected capture, cluster-egress[:UNIT] or field:OFFSET:UNIT"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn egress(timestamp: i64) -> Vec<u8> {
+        let mut message = Vec::new();
+        message.extend_from_slice(&24u16.to_le_bytes()); // block length
+        message.extend_from_slice(&SESSION_MESSAGE_HEADER_TEMPLATE_ID.to_le_bytes());
+        message.extend_from_slice(&CLUSTER_SCHEMA_ID.to_le_bytes());
+        message.extend_from_slice(&1u16.to_le_bytes()); // version
+        message.extend_from_slice(&7i64.to_le_bytes()); // leadershipTermId
+        message.extend_from_slice(&42i64.to_le_bytes()); // clusterSessionId
+        message.extend_from_slice(&timestamp.to_le_bytes());
+        message.extend_from_slice(b"payload");
+        message
+    }
+
+    #[test]
+    fn cluster_egress_timestamps_are_read_in_their_unit_and_others_are_not() {
+        let source: TimeSource = "cluster-egress".parse().expect("parse");
+        assert_eq!(
+            source.message_time(&egress(1_700_000_000_123)),
+            Some(1_700_000_000_123_000_000)
+        );
+        let micros: TimeSource = "cluster-egress:us".parse().expect("parse");
+        assert_eq!(micros.message_time(&egress(5)), Some(5_000));
+        let mut other_template = egress(5);
+        other_template[2] = 2;
+        assert_eq!(source.message_time(&other_template), None);
+        assert_eq!(source.message_time(&egress(5)[..20]), None, "too short");
+    }
+
+    #[test]
+    fn a_field_at_an_offset_and_bad_specs() {
+        let source: TimeSource = "field:4:us".parse().expect("parse");
+        let mut message = vec![0u8; 12];
+        message[4..12].copy_from_slice(&9i64.to_le_bytes());
+        assert_eq!(source.message_time(&message), Some(9_000));
+        assert_eq!(source.message_time(&message[..11]), None);
+        assert_eq!("capture".parse::<TimeSource>(), Ok(TimeSource::Capture));
+        for bad in ["field:x:ms", "field:4", "cluster-egress:h", "wallclock"] {
+            assert!(bad.parse::<TimeSource>().is_err(), "{bad}");
+        }
+    }
+}
