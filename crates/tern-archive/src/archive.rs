@@ -445,13 +445,7 @@ impl Archive {
     /// # Errors
     /// Unknown id, or a missing or unreadable time index.
     pub fn position_at_time(&self, recording_id: i64, timestamp_ns: i64) -> Result<i64> {
-        let info = self.recording(recording_id)?;
-        crate::view::position_at_time(
-            &self.shared.config.dir,
-            &info.descriptor,
-            info.recorded_position,
-            timestamp_ns,
-        )
+        self.position_at_time_from(recording_id, timestamp_ns, Default::default())
     }
 
     /// As [`Self::position_at_time`], with the time of each message taken from `source`.
@@ -593,14 +587,19 @@ impl Archive {
         Ok(session_id)
     }
 
-    /// Move a running replay to the first message captured at or after `timestamp_ns`; see
-    /// [`Self::seek_replay`].
+    /// Move a running replay to the first message whose time (read by `source`) is at or after
+    /// `timestamp_ns`; see [`Self::seek_replay`].
     ///
     /// # Errors
-    /// As [`Self::seek_replay`], and a missing time index.
-    pub fn seek_replay_to_time(&self, replay_id: i64, timestamp_ns: i64) -> Result<i32> {
+    /// As [`Self::seek_replay`], and a missing or unreadable time index.
+    pub fn seek_replay_to_time(
+        &self,
+        replay_id: i64,
+        timestamp_ns: i64,
+        source: crate::message_time::TimeSource,
+    ) -> Result<i32> {
         let recording_id = self.replay_status(replay_id)?.recording_id();
-        let position = self.position_at_time(recording_id, timestamp_ns)?;
+        let position = self.position_at_time_from(recording_id, timestamp_ns, source)?;
         self.seek_replay(replay_id, position)
     }
 

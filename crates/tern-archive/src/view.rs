@@ -153,8 +153,7 @@ impl ArchiveView {
     /// # Errors
     /// Unknown id, or a missing or unreadable time index.
     pub fn position_at_time(&self, recording_id: i64, timestamp_ns: i64) -> Result<i64> {
-        let view = self.recording(recording_id)?;
-        position_at_time(&self.dir, &view.descriptor, view.end_position, timestamp_ns)
+        self.position_at_time_from(recording_id, timestamp_ns, Default::default())
     }
 
     /// As [`Self::position_at_time`], with the time of each message taken from `source`.

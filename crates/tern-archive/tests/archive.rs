@@ -8,7 +8,8 @@ use tern_archive::{
     SourceLocation,
 };
 use tern_transport::{
-    BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver, Publication,
+    BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver, OfferError,
+    Publication,
 };
 
 const TERM: usize = 64 * 1024;
@@ -45,9 +46,14 @@ fn seed() -> u64 {
 }
 
 fn offer(publication: &Publication, message: &[u8], idle: &mut BackoffIdle) {
+    offer_with(|| publication.offer(message), idle);
+}
+
+/// Offer until it goes through, backing off while it is retryable.
+fn offer_with(mut offer: impl FnMut() -> Result<i64, OfferError>, idle: &mut BackoffIdle) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match publication.offer(message) {
+        match offer() {
             Ok(_) => return,
             Err(error) if error.is_retryable() => {
                 assert!(Instant::now() < deadline, "offer stuck: {error}");
@@ -819,13 +825,7 @@ fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
     let mut sent = Vec::new();
     for (sequence, size) in sizes.iter().enumerate() {
         let bytes = message(0, sequence as u32, *size);
-        loop {
-            match publication.offer(&bytes) {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
+        offer_with(|| publication.offer(&bytes), &mut idle);
         sent.push(bytes);
     }
     let recording_id = archive.recordings()[0].descriptor.recording_id;
@@ -968,13 +968,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
         };
         std::thread::sleep(Duration::from_millis(gap));
         starts.push(publication.position());
-        loop {
-            match publication.offer(&message(0, sequence, 64)) {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
+        offer_with(|| publication.offer(&message(0, sequence, 64)), &mut idle);
     }
     wait_recorded(&archive, recording_id, publication.position());
     let view = ArchiveView::open(data.path()).expect("view");
@@ -1084,13 +1078,7 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
     let count = 60u32;
     for sequence in 0..count {
         std::thread::sleep(Duration::from_millis(4));
-        loop {
-            match publication.offer(&message(0, sequence, 64)) {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
+        offer_with(|| publication.offer(&message(0, sequence, 64)), &mut idle);
     }
     wait_recorded(&archive, recording_id, publication.position());
     let subscription = client.add_subscription("aeron:ipc", 8200).expect("sub");
@@ -1170,13 +1158,7 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
     for sequence in 0..count {
         std::thread::sleep(Duration::from_millis(3));
         starts.push(publication.position());
-        loop {
-            match publication.offer(&message(0, sequence, 64)) {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
+        offer_with(|| publication.offer(&message(0, sequence, 64)), &mut idle);
     }
     wait_recorded(&archive, recording_id, publication.position());
     let subscription = client.add_subscription("aeron:ipc", 8300).expect("sub");
@@ -1274,13 +1256,7 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
         let mut bytes = message(0, sequence, 64);
         bytes[8..16].copy_from_slice(&(base_us + i64::from(sequence) * 10_000).to_le_bytes());
         starts.push(publication.position());
-        loop {
-            match publication.offer(&bytes) {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
+        offer_with(|| publication.offer(&bytes), &mut idle);
     }
     wait_recorded(&archive, recording_id, publication.position());
     let source: tern_archive::TimeSource = "field:8:us".parse().expect("source");
@@ -1344,4 +1320,50 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
         total >= Duration::from_millis(270) && total <= Duration::from_millis(340),
         "290 ms of message time at 1x took {total:?}"
     );
+
+    // A slow replay moved by time, read from the messages: the new image starts at message 25.
+    let later = client.add_subscription("aeron:ipc", 8401).expect("sub");
+    let replay_id = archive
+        .start_replay(&ReplayRequest {
+            recording_id,
+            position: None,
+            length: None,
+            follow: false,
+            channel: "aeron:ipc".into(),
+            stream_id: 8401,
+            speed: Some(0.1),
+            time_source: source,
+        })
+        .expect("slow replay");
+    let mut seen: Vec<(i32, u32)> = Vec::new();
+    let poll_later = |seen: &mut Vec<(i32, u32)>| {
+        later
+            .poll(
+                |fragment, header| {
+                    seen.push((
+                        header.session_id,
+                        u32::from_le_bytes(fragment[4..8].try_into().unwrap()),
+                    ))
+                },
+                16,
+            )
+            .expect("poll")
+    };
+    wait_until("the first message", Duration::from_secs(10), || {
+        poll_later(&mut seen);
+        !seen.is_empty()
+    });
+    let session = archive
+        .seek_replay_to_time(replay_id, (base_us + 245_000) * 1_000, source)
+        .expect("seek by message time");
+    wait_until("messages 25 to 29", Duration::from_secs(10), || {
+        poll_later(&mut seen);
+        seen.iter().filter(|(s, _)| *s == session).count() >= 5
+    });
+    let after: Vec<u32> = seen
+        .iter()
+        .filter(|(s, _)| *s == session)
+        .map(|(_, m)| *m)
+        .collect();
+    assert_eq!(after, (25..30).collect::<Vec<_>>());
 }

@@ -567,6 +567,27 @@ fn record_gapped(tag: &str) -> (MediaDriver, tempfile::TempDir) {
     (driver, data)
 }
 
+/// `tern replay 0 --speed 0.2 --controls --print hex` on `dir`, with piped standard streams.
+fn spawn_controlled_replay(dir: &str) -> std::process::Child {
+    Command::new(TERN)
+        .args([
+            "replay",
+            "0",
+            "--dir",
+            dir,
+            "--speed",
+            "0.2",
+            "--controls",
+            "--print",
+            "hex",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 fn sequence_of(line: &str) -> u64 {
     let hex = line.split('\t').nth(2).expect("payload column");
     let bytes: Vec<u8> = (0..8)
@@ -579,23 +600,7 @@ fn sequence_of(line: &str) -> u64 {
 fn replay_controls_seek_a_paced_print_back_to_the_start() {
     let (_driver, data) = record_gapped("seekcli");
     let dir = data.path().to_string_lossy().into_owned();
-    let mut child = Command::new(TERN)
-        .args([
-            "replay",
-            "0",
-            "--dir",
-            &dir,
-            "--speed",
-            "0.2",
-            "--controls",
-            "--print",
-            "hex",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_controlled_replay(&dir);
     let mut stdin = child.stdin.take().expect("stdin");
     std::thread::sleep(Duration::from_millis(300));
     use std::io::Write;
@@ -634,23 +639,7 @@ fn replay_controls_pause_and_resume_a_paced_print() {
     let (_driver, data) = record_gapped("controls");
     let dir = data.path().to_string_lossy().into_owned();
     // At 0.2x the replay takes about 1 s; pause it for 600 ms a quarter of the way in.
-    let mut child = Command::new(TERN)
-        .args([
-            "replay",
-            "0",
-            "--dir",
-            &dir,
-            "--speed",
-            "0.2",
-            "--controls",
-            "--print",
-            "hex",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_controlled_replay(&dir);
     let started = Instant::now();
     let lines = Arc::new(std::sync::Mutex::new(Vec::<(Instant, String)>::new()));
     let reader_lines = lines.clone();

@@ -312,11 +312,11 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
                     eprintln!("seek to {position}: new image, session {session}");
                 })
             }
-            Some(Control::SeekTime(time)) => {
-                archive.seek_replay_to_time(replay_id, time).map(|session| {
+            Some(Control::SeekTime(time)) => archive
+                .seek_replay_to_time(replay_id, time, args.time_source)
+                .map(|session| {
                     eprintln!("seek: new image, session {session}");
-                })
-            }
+                }),
             _ => Ok(()),
         };
         if let Err(error) = outcome {
