@@ -64,6 +64,24 @@ fn offer_with(mut offer: impl FnMut() -> Result<i64, OfferError>, idle: &mut Bac
     }
 }
 
+/// Poll `subscription`, adding each message's (image session id, sequence) to `seen`.
+fn poll_sequences(
+    subscription: &tern_transport::Subscription,
+    seen: &mut Vec<(i32, u32)>,
+) -> usize {
+    subscription
+        .poll(
+            |fragment, header| {
+                seen.push((
+                    header.session_id,
+                    u32::from_le_bytes(fragment[4..8].try_into().expect("4 bytes")),
+                ))
+            },
+            16,
+        )
+        .expect("poll")
+}
+
 /// A message that says who sent it and its sequence, then filler derived from both.
 fn message(publisher: u32, sequence: u32, length: usize) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(length.max(8));
@@ -1178,19 +1196,7 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
     let first_session = status.session_id();
     assert_eq!(first_session, replay_id as i32);
     let mut received: Vec<(i32, u32)> = Vec::new();
-    let poll = |received: &mut Vec<(i32, u32)>| {
-        subscription
-            .poll(
-                |fragment, header| {
-                    received.push((
-                        header.session_id,
-                        u32::from_le_bytes(fragment[4..8].try_into().unwrap()),
-                    ))
-                },
-                16,
-            )
-            .expect("poll")
-    };
+    let poll = |received: &mut Vec<(i32, u32)>| poll_sequences(&subscription, received);
     wait_until("30 messages", Duration::from_secs(10), || {
         poll(&mut received);
         received.len() >= 30
@@ -1336,19 +1342,7 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
         })
         .expect("slow replay");
     let mut seen: Vec<(i32, u32)> = Vec::new();
-    let poll_later = |seen: &mut Vec<(i32, u32)>| {
-        later
-            .poll(
-                |fragment, header| {
-                    seen.push((
-                        header.session_id,
-                        u32::from_le_bytes(fragment[4..8].try_into().unwrap()),
-                    ))
-                },
-                16,
-            )
-            .expect("poll")
-    };
+    let poll_later = |seen: &mut Vec<(i32, u32)>| poll_sequences(&later, seen);
     wait_until("the first message", Duration::from_secs(10), || {
         poll_later(&mut seen);
         !seen.is_empty()
