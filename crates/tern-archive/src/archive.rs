@@ -661,6 +661,30 @@ impl Archive {
             .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
     }
 
+    /// Stop every running replay of `recording_id` (of every recording for `None`); returns how
+    /// many were asked to stop.
+    pub fn stop_all_replays(&self, recording_id: Option<i64>) -> usize {
+        let running: Vec<i64> = self
+            .replays
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|(_, status)| {
+                !status.is_finished() && recording_id.is_none_or(|id| status.recording_id() == id)
+            })
+            .map(|(replay_id, _)| *replay_id)
+            .collect();
+        running
+            .into_iter()
+            .filter(|replay_id| self.stop_replay(*replay_id).is_ok())
+            .count()
+    }
+
+    /// One past the highest recording id the catalog has given out (ids are never reused).
+    pub fn recording_id_limit(&self) -> i64 {
+        self.shared.lock_catalog().entries().len() as i64
+    }
+
     /// Stop recording and replaying; everything received is written and synced.
     pub fn shutdown(mut self) {
         self.stop_agents();

@@ -9,6 +9,7 @@
 mod archive;
 mod catalog;
 mod config;
+pub mod control;
 mod crc;
 mod descriptor;
 mod error;

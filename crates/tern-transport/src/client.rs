@@ -55,6 +55,11 @@ impl Client {
         &self.dir
     }
 
+    /// The id the media driver gave this client (unique among the driver's clients).
+    pub fn client_id(&self) -> i64 {
+        self.aeron.client_id()
+    }
+
     /// A concurrent publication (several publications on one channel and stream share its log).
     ///
     /// # Errors

@@ -1,0 +1,1020 @@
+//! The control conductor: polls the control channels, runs the sessions, dispatches requests to
+//! the [`Archive`], sends the answers.
+
+use super::session::{ControlSession, Listing, Opening, Source, State, GENERIC};
+use super::{ControlConfig, ControlStats};
+use crate::archive::{Archive, RecordingInfo, ReplayRequest};
+use crate::error::{ArchiveError, Result};
+use crate::recorder::SourceLocation;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tern_protocol as proto;
+use tern_protocol::{ControlResponseCode, DecodeError, Message, MessageHeader};
+use tern_transport::{
+    BackoffIdle, Client, ExclusivePublication, FragmentAssembler, Idle, ImageEvent, OfferError,
+    Subscription,
+};
+
+/// Aeron's `NULL_VALUE` / `NULL_POSITION` / `NULL_LENGTH`.
+const NULL_VALUE: i64 = -1;
+/// Aeron's `REPLAY_ALL_AND_STOP` replay length.
+const REPLAY_ALL_AND_STOP: i64 = -2;
+/// Messages taken from each control channel per duty cycle.
+const FRAGMENT_LIMIT: usize = 16;
+/// Messages sent to one client per duty cycle.
+const SEND_LIMIT: usize = 64;
+/// Descriptors a listing adds to a session's outbox per duty cycle.
+const LISTING_BATCH: usize = 32;
+/// A listing waits while its session has this many messages queued.
+const LISTING_HIGH_WATER: usize = 256;
+
+// Aeron's `ArchiveException` error codes, carried in the relevant id of ERROR responses.
+const ACTIVE_LISTING: i64 = 1;
+const UNKNOWN_SUBSCRIPTION: i64 = 4;
+const UNKNOWN_RECORDING: i64 = 5;
+const UNKNOWN_REPLAY: i64 = 6;
+const EMPTY_RECORDING: i64 = 15;
+const INVALID_POSITION: i64 = 16;
+
+/// Aeron's error code for an archive error.
+fn error_code(error: &ArchiveError) -> i64 {
+    match error {
+        ArchiveError::UnknownRecording(_) | ArchiveError::DamagedRecording { .. } => {
+            UNKNOWN_RECORDING
+        }
+        ArchiveError::UnknownReplay(_) => UNKNOWN_REPLAY,
+        ArchiveError::UnknownSubscription(_) => UNKNOWN_SUBSCRIPTION,
+        ArchiveError::BadPosition { .. } => INVALID_POSITION,
+        _ => GENERIC,
+    }
+}
+
+/// A session and its response publication.
+struct Slot {
+    session: ControlSession,
+    publication: ExclusivePublication,
+    was_connected: bool,
+}
+
+pub(crate) struct Conductor {
+    archive: Arc<Archive>,
+    config: ControlConfig,
+    stop: Arc<AtomicBool>,
+    stats: Arc<ControlStats>,
+    client: Client,
+    subscriptions: Vec<Subscription>,
+    assemblers: Vec<FragmentAssembler>,
+    slots: BTreeMap<i64, Slot>,
+    next_session_id: i64,
+    archive_id: i64,
+    /// Which session started each recording subscription, for its signals.
+    recording_owners: HashMap<i64, (i64, i64)>,
+}
+
+impl Conductor {
+    pub fn new(
+        archive: Arc<Archive>,
+        config: ControlConfig,
+        stop: Arc<AtomicBool>,
+        stats: Arc<ControlStats>,
+    ) -> Result<Self> {
+        let client = Client::connect(&archive.config().aeron_dir)?;
+        let mut subscriptions = Vec::new();
+        for channel in &config.channels {
+            subscriptions.push(client.add_subscription(&channel.channel, channel.stream_id)?);
+        }
+        let assemblers = subscriptions
+            .iter()
+            .map(|_| FragmentAssembler::new())
+            .collect();
+        let archive_id = config.archive_id.unwrap_or_else(|| client.client_id());
+        // Session ids need only be unique while the archive runs; starting from the clock makes
+        // a restarted archive's ids unlikely to match what an old client still holds.
+        let next_session_id = (crate::recorder::epoch_nanos() / 1_000_000) & 0x7fff_ffff;
+        Ok(Self {
+            archive,
+            config,
+            stop,
+            stats,
+            client,
+            subscriptions,
+            assemblers,
+            slots: BTreeMap::new(),
+            next_session_id,
+            archive_id,
+            recording_owners: HashMap::new(),
+        })
+    }
+
+    pub fn run(mut self) {
+        let mut idle = BackoffIdle::new();
+        while !self.stop.load(Ordering::Acquire) {
+            let work = self.do_work(Instant::now());
+            idle.idle(work);
+        }
+        tracing::info!(
+            "control server stopped; {} sessions open at stop",
+            self.slots.len()
+        );
+    }
+
+    fn do_work(&mut self, now: Instant) -> usize {
+        let mut work = 0;
+        let mut inbox: Vec<(Source, Vec<u8>)> = Vec::new();
+        for (index, subscription) in self.subscriptions.iter().enumerate() {
+            let assembler = &mut self.assemblers[index];
+            let polled = subscription.poll(
+                |fragment, header| {
+                    assembler.on_fragment(fragment, header, &mut |message, header| {
+                        inbox.push((
+                            Source {
+                                subscription: index,
+                                image_session_id: header.session_id,
+                            },
+                            message.to_vec(),
+                        ));
+                    });
+                },
+                FRAGMENT_LIMIT,
+            );
+            match polled {
+                Ok(count) => work += count,
+                Err(error) => tracing::warn!("control channel poll: {error}"),
+            }
+            for event in subscription.take_image_events() {
+                if let ImageEvent::Unavailable { session_id, .. } = event {
+                    assembler.forget_session(session_id);
+                    let source = Source {
+                        subscription: index,
+                        image_session_id: session_id,
+                    };
+                    for slot in self.slots.values_mut() {
+                        if slot.session.source == source {
+                            slot.session
+                                .client_gone("control request publication image unavailable");
+                        }
+                    }
+                    work += 1;
+                }
+            }
+        }
+        for (source, bytes) in inbox {
+            self.on_message(now, source, &bytes);
+        }
+        work + self.drive_sessions(now)
+    }
+
+    fn on_message(&mut self, now: Instant, source: Source, bytes: &[u8]) {
+        match Message::decode(bytes) {
+            Ok(message) => {
+                proto_stat(&self.stats.requests);
+                self.on_request(now, source, message);
+            }
+            Err(error) => self.on_malformed(source, bytes, &error),
+        }
+    }
+
+    /// A message that does not decode: answer it with an error if its session can be told
+    /// (the bytes name a session of this client), otherwise log it. Nothing else is affected.
+    fn on_malformed(&mut self, source: Source, bytes: &[u8], error: &DecodeError) {
+        proto_stat(&self.stats.malformed);
+        let header = MessageHeader::decode(bytes).ok();
+        let read_i64 = |offset: usize| {
+            bytes
+                .get(offset..offset + 8)
+                .and_then(|field| field.try_into().ok())
+                .map(i64::from_le_bytes)
+        };
+        let template = header.map_or(0, |header| header.template_id);
+        let what = match error {
+            DecodeError::UnknownTemplate { template_id } => {
+                format!("unsupported request: template id {template_id}")
+            }
+            other => format!("malformed request (template id {template}): {other}"),
+        };
+        let session_id = header
+            .filter(|header| header.schema_id == proto::SCHEMA_ID)
+            .and_then(|_| read_i64(proto::MESSAGE_HEADER_LENGTH));
+        let correlation_id = read_i64(proto::MESSAGE_HEADER_LENGTH + 8).unwrap_or(NULL_VALUE);
+        let slot = session_id
+            .and_then(|id| self.slots.get_mut(&id))
+            .filter(|slot| slot.session.source == source)
+            .map(|slot| &mut slot.session);
+        if let Some(session) = slot.filter(|session| session.serves_requests()) {
+            session.on_request();
+            proto_stat(&self.stats.errors_sent);
+            session.respond(correlation_id, GENERIC, ControlResponseCode::Error, &what);
+        } else {
+            tracing::warn!(
+                "control channel {}: {what} ({} bytes from image session {}); no session to answer",
+                source.subscription,
+                bytes.len(),
+                source.image_session_id
+            );
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, source: Source, message: Message) {
+        match message {
+            Message::AuthConnectRequest(request) => self.on_connect(now, source, request),
+            Message::ChallengeResponse(response) => {
+                let authenticator = &self.config.authenticator;
+                if let Some(slot) = self.slots.get_mut(&response.control_session_id) {
+                    if slot.session.source == source {
+                        let accepted = authenticator
+                            .on_challenge_response(&response.encoded_credentials)
+                            == super::Decision::Accept;
+                        slot.session
+                            .on_challenge_response(now, response.correlation_id, accepted);
+                    }
+                }
+            }
+            Message::CloseSessionRequest(request) => {
+                if let Some(slot) = self.slots.get_mut(&request.control_session_id) {
+                    if slot.session.source == source {
+                        slot.session.end("session closed");
+                    }
+                }
+            }
+            other => {
+                let Some((control_session_id, correlation_id)) = request_ids(&other) else {
+                    tracing::warn!(
+                        "control channel {}: {} is not a request; ignored",
+                        source.subscription,
+                        other.name()
+                    );
+                    return;
+                };
+                let Some(slot) = self.slots.get_mut(&control_session_id) else {
+                    tracing::warn!(
+                        "control request {} for unknown session {control_session_id}",
+                        other.name()
+                    );
+                    return;
+                };
+                if slot.session.source != source {
+                    tracing::warn!(
+                        "control request {} for session {control_session_id} from another client; refused",
+                        other.name()
+                    );
+                    return;
+                }
+                if !slot.session.on_request() {
+                    return;
+                }
+                let mut context = Context {
+                    archive: &self.archive,
+                    stats: &self.stats,
+                    archive_id: self.archive_id,
+                    recording_owners: &mut self.recording_owners,
+                };
+                context.serve(&mut slot.session, correlation_id, other);
+            }
+        }
+    }
+
+    fn on_connect(&mut self, now: Instant, source: Source, request: proto::AuthConnectRequest) {
+        proto_stat(&self.stats.sessions_opened);
+        let id = self.next_session_id;
+        self.next_session_id += 1;
+        let major = request.version.map_or(0, |version| version.major());
+        let opening = if major != proto::ARCHIVE_PROTOCOL_VERSION.major() {
+            Opening::Refuse {
+                code: GENERIC,
+                message: format!(
+                    "invalid client version {}, archive is {}",
+                    request
+                        .version
+                        .map_or_else(|| "0.0.0".to_string(), |version| version.to_string()),
+                    proto::ARCHIVE_PROTOCOL_VERSION
+                ),
+            }
+        } else if self.live_sessions() >= self.config.max_sessions {
+            Opening::Refuse {
+                code: GENERIC,
+                message: format!(
+                    "too many control sessions: the archive allows {}",
+                    self.config.max_sessions
+                ),
+            }
+        } else {
+            match self
+                .config
+                .authenticator
+                .on_connect(&request.encoded_credentials)
+            {
+                super::Decision::Accept => Opening::Accept,
+                super::Decision::Challenge(challenge) => Opening::Challenge(challenge),
+                super::Decision::Reject => Opening::Refuse {
+                    code: super::session::AUTHENTICATION_REJECTED,
+                    message: "authentication rejected".into(),
+                },
+            }
+        };
+        let publication = match self
+            .client
+            .add_exclusive_publication(&request.response_channel, request.response_stream_id)
+        {
+            Ok(publication) => publication,
+            Err(error) => {
+                tracing::warn!(
+                    "control session refused: response channel {} stream {}: {error}",
+                    request.response_channel,
+                    request.response_stream_id
+                );
+                return;
+            }
+        };
+        tracing::debug!(
+            "control session {id} from {:?} ({}), answering on {} stream {}",
+            source,
+            request.client_info,
+            request.response_channel,
+            request.response_stream_id
+        );
+        let session = ControlSession::new(
+            now,
+            id,
+            request.correlation_id,
+            source,
+            request.response_channel,
+            request.response_stream_id,
+            opening,
+            self.config.session_timeout,
+            self.config.max_queued_responses,
+        );
+        self.slots.insert(
+            id,
+            Slot {
+                session,
+                publication,
+                was_connected: false,
+            },
+        );
+    }
+
+    fn live_sessions(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|slot| !matches!(slot.session.state(), State::Done(_) | State::Refused))
+            .count()
+    }
+
+    /// Connect, list, send and time out every session; close those that are done.
+    fn drive_sessions(&mut self, now: Instant) -> usize {
+        let mut work = 0;
+        for slot in self.slots.values_mut() {
+            let session = &mut slot.session;
+            if !slot.was_connected && slot.publication.is_connected() {
+                slot.was_connected = true;
+                session.on_connected(now);
+                work += 1;
+            } else if slot.was_connected && !slot.publication.is_connected() {
+                session.client_gone("control response publication is not connected");
+            }
+            if session.listing.is_some() && session.queued() < LISTING_HIGH_WATER {
+                work += continue_listing(&self.archive, session);
+            }
+            if slot.was_connected {
+                for _ in 0..SEND_LIMIT {
+                    let Some(message) = session.next_message() else {
+                        break;
+                    };
+                    match slot.publication.offer(message) {
+                        Ok(_) => {
+                            session.sent();
+                            work += 1;
+                        }
+                        Err(error) if error.is_retryable() => {
+                            session.blocked(now);
+                            break;
+                        }
+                        Err(OfferError::NotConnected) => break,
+                        Err(error) => {
+                            session.end(format!("response publication failed: {error}"));
+                            break;
+                        }
+                    }
+                }
+            }
+            session.tick(now);
+        }
+        let done: Vec<i64> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.session.is_done())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(slot) = self.slots.remove(&id) {
+                self.close(slot);
+                work += 1;
+            }
+        }
+        work
+    }
+
+    fn close(&mut self, slot: Slot) {
+        proto_stat(&self.stats.sessions_closed);
+        let session = slot.session;
+        let reason = match session.state() {
+            State::Done(reason) => reason.clone(),
+            other => format!("{other:?}"),
+        };
+        if session.client_died {
+            // The client is gone: its replays would only run into a dead subscriber.
+            for replay_id in &session.replays {
+                let _ = self.archive.stop_replay(*replay_id);
+            }
+            tracing::info!(
+                "control session {} closed: {reason}; {} replays stopped",
+                session.id,
+                session.replays.len()
+            );
+        } else {
+            tracing::debug!(
+                "control session {} ({} stream {}) closed: {reason}",
+                session.id,
+                session.response_channel,
+                session.response_stream_id
+            );
+        }
+        self.recording_owners
+            .retain(|_, (owner, _)| *owner != session.id);
+    }
+}
+
+fn proto_stat(counter: &std::sync::atomic::AtomicU64) {
+    super::ControlStats::add(counter);
+}
+
+/// The control session id and correlation id of a request (`None`: not a request).
+fn request_ids(message: &Message) -> Option<(i64, i64)> {
+    macro_rules! ids {
+        ($($variant:ident),+ $(,)?) => {
+            match message {
+                $( Message::$variant(m) => Some((m.control_session_id, m.correlation_id)), )+
+                _ => None,
+            }
+        };
+    }
+    ids!(
+        StartRecordingRequest,
+        StartRecordingRequest2,
+        StopRecordingRequest,
+        StopRecordingSubscriptionRequest,
+        StopRecordingByIdentityRequest,
+        ReplayRequest,
+        BoundedReplayRequest,
+        StopReplayRequest,
+        StopAllReplaysRequest,
+        ListRecordingsRequest,
+        ListRecordingsForUriRequest,
+        ListRecordingRequest,
+        RecordingPositionRequest,
+        StartPositionRequest,
+        StopPositionRequest,
+        MaxRecordedPositionRequest,
+        TruncateRecordingRequest,
+        PurgeRecordingRequest,
+        FindLastMatchingRecordingRequest,
+        ListRecordingSubscriptionsRequest,
+        ExtendRecordingRequest2,
+        KeepAliveRequest,
+        ArchiveIdRequest,
+    )
+}
+
+/// The protocol's descriptor of a recording.
+fn descriptor_message(
+    control_session_id: i64,
+    correlation_id: i64,
+    info: &RecordingInfo,
+) -> proto::RecordingDescriptor {
+    let d = &info.descriptor;
+    let millis = |ns: i64| if ns < 0 { NULL_VALUE } else { ns / 1_000_000 };
+    proto::RecordingDescriptor {
+        control_session_id,
+        correlation_id,
+        recording_id: d.recording_id,
+        start_timestamp: millis(d.start_timestamp_ns),
+        stop_timestamp: if d.is_active() {
+            NULL_VALUE
+        } else {
+            millis(d.stop_timestamp_ns)
+        },
+        start_position: d.start_position,
+        stop_position: d.stop_position,
+        initial_term_id: d.initial_term_id,
+        segment_file_length: d.segment_length,
+        term_buffer_length: d.term_length,
+        mtu_length: d.mtu_length,
+        session_id: d.session_id,
+        stream_id: d.stream_id,
+        stripped_channel: proto::to_ascii_lossy(&d.stripped_channel),
+        original_channel: proto::to_ascii_lossy(&d.original_channel),
+        source_identity: proto::to_ascii_lossy(&d.source_identity),
+    }
+}
+
+fn queue_message(session: &mut ControlSession, message: &Message) {
+    let mut buf = Vec::with_capacity(256);
+    if message.encode(&mut buf).is_ok() {
+        session.queue(buf);
+    }
+}
+
+/// Send the next batch of a listing; returns the number of messages queued.
+fn continue_listing(archive: &Archive, session: &mut ControlSession) -> usize {
+    let Some(Listing::Recordings {
+        correlation_id,
+        mut next_id,
+        mut remaining,
+        filter,
+    }) = session.listing.take()
+    else {
+        return 0;
+    };
+    let limit = archive.recording_id_limit();
+    let mut queued = 0;
+    while remaining > 0 && queued < LISTING_BATCH && next_id < limit {
+        let id = next_id;
+        next_id += 1;
+        let Ok(info) = archive.recording(id) else {
+            continue; // purged or damaged: not listed
+        };
+        let accepted = filter.as_ref().is_none_or(|(stream_id, fragment)| {
+            info.descriptor.stream_id == *stream_id
+                && info.descriptor.original_channel.contains(fragment.as_str())
+        });
+        if accepted {
+            let message = descriptor_message(session.id, correlation_id, &info);
+            queue_message(session, &Message::RecordingDescriptor(message));
+            remaining -= 1;
+            queued += 1;
+        }
+    }
+    if remaining > 0 && next_id >= limit {
+        session.respond(
+            correlation_id,
+            next_id,
+            ControlResponseCode::RecordingUnknown,
+            "",
+        );
+        return queued + 1;
+    }
+    if remaining > 0 {
+        session.listing = Some(Listing::Recordings {
+            correlation_id,
+            next_id,
+            remaining,
+            filter,
+        });
+    }
+    queued
+}
+
+/// What a request handler needs besides its session.
+struct Context<'a> {
+    archive: &'a Archive,
+    stats: &'a ControlStats,
+    archive_id: i64,
+    recording_owners: &'a mut HashMap<i64, (i64, i64)>,
+}
+
+impl Context<'_> {
+    fn ok(&self, session: &mut ControlSession, correlation_id: i64, relevant_id: i64) {
+        session.respond(correlation_id, relevant_id, ControlResponseCode::Ok, "");
+    }
+
+    fn error(&self, session: &mut ControlSession, correlation_id: i64, code: i64, message: &str) {
+        proto_stat(&self.stats.errors_sent);
+        session.respond(correlation_id, code, ControlResponseCode::Error, message);
+    }
+
+    fn fail(&self, session: &mut ControlSession, correlation_id: i64, error: &ArchiveError) {
+        self.error(
+            session,
+            correlation_id,
+            error_code(error),
+            &error.to_string(),
+        );
+    }
+
+    fn recording(
+        &self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        recording_id: i64,
+    ) -> Option<RecordingInfo> {
+        match self.archive.recording(recording_id) {
+            Ok(info) => Some(info),
+            Err(error) => {
+                self.fail(session, correlation_id, &error);
+                None
+            }
+        }
+    }
+
+    fn start_listing(&self, session: &mut ControlSession, correlation_id: i64, listing: Listing) {
+        if session.listing.is_some() {
+            self.error(
+                session,
+                correlation_id,
+                ACTIVE_LISTING,
+                "active listing already in progress",
+            );
+        } else {
+            session.listing = Some(listing);
+        }
+    }
+
+    fn serve(&mut self, session: &mut ControlSession, correlation_id: i64, message: Message) {
+        match message {
+            Message::KeepAliveRequest(_) => {}
+            Message::ArchiveIdRequest(_) => self.ok(session, correlation_id, self.archive_id),
+            Message::StartRecordingRequest(request) => self.start_recording(
+                session,
+                correlation_id,
+                &request.channel,
+                request.stream_id,
+                request.source_location,
+                false,
+            ),
+            Message::StartRecordingRequest2(request) => self.start_recording(
+                session,
+                correlation_id,
+                &request.channel,
+                request.stream_id,
+                request.source_location,
+                request.auto_stop,
+            ),
+            Message::StopRecordingRequest(request) => {
+                let found = self
+                    .archive
+                    .recording_subscriptions()
+                    .into_iter()
+                    .find(|s| s.stream_id == request.stream_id && s.channel == request.channel);
+                match found {
+                    Some(subscription) => {
+                        match self.archive.stop_recording(subscription.subscription_id) {
+                            Ok(_) => self.ok(session, correlation_id, 0),
+                            Err(error) => self.fail(session, correlation_id, &error),
+                        }
+                    }
+                    None => self.error(
+                        session,
+                        correlation_id,
+                        UNKNOWN_SUBSCRIPTION,
+                        &format!(
+                            "no recording found for streamId={} channel={}",
+                            request.stream_id, request.channel
+                        ),
+                    ),
+                }
+            }
+            Message::StopRecordingSubscriptionRequest(request) => {
+                match self.archive.stop_recording(request.subscription_id) {
+                    Ok(_) => self.ok(session, correlation_id, 0),
+                    Err(ArchiveError::UnknownSubscription(_)) => self.error(
+                        session,
+                        correlation_id,
+                        UNKNOWN_SUBSCRIPTION,
+                        &format!(
+                            "no recording subscription found for subscriptionId={}",
+                            request.subscription_id
+                        ),
+                    ),
+                    Err(error) => self.fail(session, correlation_id, &error),
+                }
+            }
+            Message::ListRecordingsRequest(request) => self.start_listing(
+                session,
+                correlation_id,
+                Listing::Recordings {
+                    correlation_id,
+                    next_id: request.from_recording_id.max(0),
+                    remaining: i64::from(request.record_count),
+                    filter: None,
+                },
+            ),
+            Message::ListRecordingsForUriRequest(request) => self.start_listing(
+                session,
+                correlation_id,
+                Listing::Recordings {
+                    correlation_id,
+                    next_id: request.from_recording_id.max(0),
+                    remaining: i64::from(request.record_count),
+                    filter: Some((request.stream_id, request.channel)),
+                },
+            ),
+            Message::ListRecordingRequest(request) => {
+                if session.listing.is_some() {
+                    self.error(
+                        session,
+                        correlation_id,
+                        ACTIVE_LISTING,
+                        "active listing already in progress",
+                    );
+                } else {
+                    match self.archive.recording(request.recording_id) {
+                        Ok(info) => {
+                            let message = descriptor_message(session.id, correlation_id, &info);
+                            queue_message(session, &Message::RecordingDescriptor(message));
+                        }
+                        Err(_) => session.respond(
+                            correlation_id,
+                            request.recording_id,
+                            ControlResponseCode::RecordingUnknown,
+                            "",
+                        ),
+                    }
+                }
+            }
+            Message::FindLastMatchingRecordingRequest(request) => {
+                if request.min_recording_id < 0 {
+                    self.error(
+                        session,
+                        correlation_id,
+                        UNKNOWN_RECORDING,
+                        &format!("minRecordingId={} < 0", request.min_recording_id),
+                    );
+                    return;
+                }
+                let found = self
+                    .archive
+                    .recordings()
+                    .into_iter()
+                    .rev()
+                    .take_while(|info| info.descriptor.recording_id >= request.min_recording_id)
+                    .find(|info| {
+                        let d = &info.descriptor;
+                        d.session_id == request.session_id
+                            && d.stream_id == request.stream_id
+                            && d.original_channel.contains(request.channel.as_str())
+                    })
+                    .map_or(NULL_VALUE, |info| info.descriptor.recording_id);
+                self.ok(session, correlation_id, found);
+            }
+            Message::ListRecordingSubscriptionsRequest(request) => {
+                self.list_subscriptions(session, correlation_id, &request)
+            }
+            Message::RecordingPositionRequest(request) => {
+                if let Some(info) = self.recording(session, correlation_id, request.recording_id) {
+                    let position = if info.active {
+                        info.recorded_position
+                    } else {
+                        NULL_VALUE
+                    };
+                    self.ok(session, correlation_id, position);
+                }
+            }
+            Message::StartPositionRequest(request) => {
+                if let Some(info) = self.recording(session, correlation_id, request.recording_id) {
+                    self.ok(session, correlation_id, info.descriptor.start_position);
+                }
+            }
+            Message::StopPositionRequest(request) => {
+                if let Some(info) = self.recording(session, correlation_id, request.recording_id) {
+                    self.ok(session, correlation_id, info.descriptor.stop_position);
+                }
+            }
+            Message::MaxRecordedPositionRequest(request) => {
+                if let Some(info) = self.recording(session, correlation_id, request.recording_id) {
+                    self.ok(session, correlation_id, info.recorded_position);
+                }
+            }
+            Message::ReplayRequest(request) => self.replay(
+                session,
+                correlation_id,
+                request.recording_id,
+                request.position,
+                request.length,
+                None,
+                &request.replay_channel,
+                request.replay_stream_id,
+            ),
+            Message::BoundedReplayRequest(request) => self.replay(
+                session,
+                correlation_id,
+                request.recording_id,
+                request.position,
+                request.length,
+                Some(request.limit_counter_id),
+                &request.replay_channel,
+                request.replay_stream_id,
+            ),
+            Message::StopReplayRequest(request) => {
+                // As Aeron: stopping a replay that already ended (or never was) is not an error.
+                let _ = self.archive.stop_replay(request.replay_session_id);
+                session.replays.remove(&request.replay_session_id);
+                self.ok(session, correlation_id, 0);
+            }
+            Message::StopAllReplaysRequest(request) => {
+                let recording =
+                    (request.recording_id != NULL_VALUE).then_some(request.recording_id);
+                self.archive.stop_all_replays(recording);
+                self.ok(session, correlation_id, 0);
+            }
+            other => self.error(
+                session,
+                correlation_id,
+                GENERIC,
+                &format!("unsupported request: {}", other.name()),
+            ),
+        }
+    }
+
+    fn start_recording(
+        &mut self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        channel: &str,
+        stream_id: i32,
+        source: proto::SourceLocation,
+        _auto_stop: bool,
+    ) {
+        let source = match source {
+            proto::SourceLocation::Local => SourceLocation::Local,
+            proto::SourceLocation::Remote => SourceLocation::Remote,
+        };
+        match self.archive.start_recording(channel, stream_id, source) {
+            Ok(subscription_id) => {
+                self.recording_owners
+                    .insert(subscription_id, (session.id, correlation_id));
+                self.ok(session, correlation_id, subscription_id);
+            }
+            Err(error) => self.fail(session, correlation_id, &error),
+        }
+    }
+
+    fn list_subscriptions(
+        &self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        request: &proto::ListRecordingSubscriptionsRequest,
+    ) {
+        if session.listing.is_some() {
+            self.error(
+                session,
+                correlation_id,
+                ACTIVE_LISTING,
+                "active listing already in progress",
+            );
+            return;
+        }
+        let subscriptions = self.archive.recording_subscriptions();
+        let start = usize::try_from(request.pseudo_index).ok();
+        let Some(start) =
+            start.filter(|start| *start < subscriptions.len() && request.subscription_count > 0)
+        else {
+            session.respond(
+                correlation_id,
+                0,
+                ControlResponseCode::SubscriptionUnknown,
+                "",
+            );
+            return;
+        };
+        let wanted = request.subscription_count as usize;
+        let mut sent = 0;
+        for subscription in &subscriptions[start..] {
+            if request.apply_stream_id && subscription.stream_id != request.stream_id {
+                continue;
+            }
+            if !subscription.channel.contains(request.channel.as_str()) {
+                continue;
+            }
+            let message = proto::RecordingSubscriptionDescriptor {
+                control_session_id: session.id,
+                correlation_id,
+                subscription_id: subscription.subscription_id,
+                stream_id: subscription.stream_id,
+                stripped_channel: proto::to_ascii_lossy(&subscription.channel),
+            };
+            queue_message(session, &Message::RecordingSubscriptionDescriptor(message));
+            sent += 1;
+            if sent >= wanted {
+                return;
+            }
+        }
+        session.respond(
+            correlation_id,
+            0,
+            ControlResponseCode::SubscriptionUnknown,
+            "",
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn replay(
+        &mut self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        recording_id: i64,
+        position: i64,
+        length: i64,
+        limit_counter_id: Option<i32>,
+        channel: &str,
+        stream_id: i32,
+    ) {
+        let Some(info) = self.recording(session, correlation_id, recording_id) else {
+            return;
+        };
+        let start = info.descriptor.start_position;
+        let end = info.recorded_position;
+        let from = if position == NULL_VALUE {
+            start
+        } else {
+            position
+        };
+        if from % crate::frame::FRAME_ALIGNMENT as i64 != 0 {
+            self.error(
+                session,
+                correlation_id,
+                GENERIC,
+                &format!(
+                    "requested replay start position={from} is not a multiple of FRAME_ALIGNMENT (32) for recording {recording_id}"
+                ),
+            );
+            return;
+        }
+        if from < start {
+            self.error(
+                session,
+                correlation_id,
+                INVALID_POSITION,
+                &format!(
+                    "requested replay start position={from} is less than recording start position={start} for recording {recording_id}"
+                ),
+            );
+            return;
+        }
+        if (position != NULL_VALUE && !info.active && from >= end) || from > end {
+            self.error(
+                session,
+                correlation_id,
+                INVALID_POSITION,
+                &format!(
+                    "requested replay start position={from} must be less than the limit position={end} for recording {recording_id}"
+                ),
+            );
+            return;
+        }
+        let (follow, replay_length) = match length {
+            NULL_VALUE | i64::MAX => (true, None),
+            REPLAY_ALL_AND_STOP => {
+                if end == from {
+                    self.error(
+                        session,
+                        correlation_id,
+                        EMPTY_RECORDING,
+                        &format!(
+                            "when replaying and stopping the replay length must be non-zero, recordingId={recording_id}"
+                        ),
+                    );
+                    return;
+                }
+                (false, None)
+            }
+            length if length >= 0 => (true, Some(length)),
+            length => {
+                self.error(
+                    session,
+                    correlation_id,
+                    GENERIC,
+                    &format!("replay length must be positive: length={length} for recording {recording_id}"),
+                );
+                return;
+            }
+        };
+        if limit_counter_id.is_some() {
+            self.error(
+                session,
+                correlation_id,
+                GENERIC,
+                "bounded replay is not available yet",
+            );
+            return;
+        }
+        let request = ReplayRequest {
+            recording_id,
+            position: Some(from),
+            length: replay_length,
+            follow,
+            channel: channel.to_string(),
+            stream_id,
+            speed: None,
+            time_source: Default::default(),
+        };
+        match self.archive.start_replay(&request) {
+            Ok(replay_id) => {
+                session.replays.insert(replay_id);
+                self.ok(session, correlation_id, replay_id);
+            }
+            Err(error) => self.fail(session, correlation_id, &error),
+        }
+    }
+}

@@ -1,0 +1,889 @@
+//! The control server against a real embedded media driver, spoken to byte by byte with the
+//! protocol codecs (no client library): sessions, authentication, every request kind, listings
+//! with their end markers, replays, malformed input and clients that go away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tern_archive::control::{Authenticator, ControlChannel, ControlConfig, ControlServer};
+use tern_archive::{Archive, ArchiveConfig};
+use tern_protocol::{
+    self as proto, ControlResponse, ControlResponseCode, Message, SourceLocation,
+    ARCHIVE_PROTOCOL_VERSION,
+};
+use tern_transport::{
+    BackoffIdle, Client, DriverConfig, ExclusivePublication, FragmentAssembler, Idle, MediaDriver,
+    Subscription,
+};
+
+const TERM: usize = 64 * 1024;
+const CONTROL: &str = "aeron:ipc?term-length=64k";
+const CONTROL_STREAM: i32 = 10;
+const RESPONSE: &str = "aeron:ipc?term-length=64k";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn driver(tag: &str) -> MediaDriver {
+    let dir = std::env::temp_dir().join(format!(
+        "tern-control-{tag}-{}-{}",
+        std::process::id(),
+        Client::nano_clock()
+    ));
+    MediaDriver::launch(&DriverConfig {
+        dir: Some(dir.to_string_lossy().into_owned()),
+        ipc_term_length: Some(TERM),
+        term_length: Some(TERM),
+        spies_simulate_connection: true,
+        ..DriverConfig::default()
+    })
+    .expect("driver starts")
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    archive: Arc<Archive>,
+    server: ControlServer,
+    driver: MediaDriver,
+}
+
+fn fixture(tag: &str, authenticator: Authenticator) -> Fixture {
+    let driver = driver(tag);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ArchiveConfig::new(dir.path(), driver.dir());
+    config.segment_length = 2 * TERM as i32;
+    let archive = Arc::new(Archive::launch(config).expect("archive starts"));
+    let server = ControlServer::start(
+        archive.clone(),
+        ControlConfig {
+            channels: vec![ControlChannel::new(CONTROL, CONTROL_STREAM)],
+            authenticator,
+            session_timeout: Duration::from_secs(2),
+            ..ControlConfig::default()
+        },
+    )
+    .expect("control server starts");
+    Fixture {
+        _dir: dir,
+        archive,
+        server,
+        driver,
+    }
+}
+
+/// A client that speaks the protocol by hand.
+struct Raw {
+    _client: Client,
+    requests: ExclusivePublication,
+    responses: Subscription,
+    assembler: FragmentAssembler,
+    response_stream: i32,
+    session_id: i64,
+    correlation: i64,
+}
+
+impl Raw {
+    fn open(aeron_dir: &str, response_stream: i32) -> Self {
+        let client = Client::connect(aeron_dir).expect("client");
+        let requests = client
+            .add_exclusive_publication(CONTROL, CONTROL_STREAM)
+            .expect("control publication");
+        let responses = client
+            .add_subscription(RESPONSE, response_stream)
+            .expect("response subscription");
+        let deadline = Instant::now() + TIMEOUT;
+        while !requests.is_connected() {
+            assert!(Instant::now() < deadline, "control channel never connected");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Self {
+            _client: client,
+            requests,
+            responses,
+            assembler: FragmentAssembler::new(),
+            response_stream,
+            session_id: -1,
+            correlation: 100,
+        }
+    }
+
+    fn send_bytes(&self, bytes: &[u8]) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut idle = BackoffIdle::new();
+        loop {
+            match self.requests.offer(bytes) {
+                Ok(_) => return,
+                Err(error) if error.is_retryable() => {
+                    assert!(Instant::now() < deadline, "offer stuck: {error}");
+                    idle.idle(0);
+                }
+                Err(error) => panic!("offer: {error}"),
+            }
+        }
+    }
+
+    fn send(&self, message: &Message) {
+        let mut buf = Vec::new();
+        message.encode(&mut buf).expect("encodes");
+        self.send_bytes(&buf);
+    }
+
+    /// The next message for this session (others' are skipped), or `None` after `timeout`.
+    fn receive_within(&mut self, timeout: Duration) -> Option<Message> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut got = None;
+            let assembler = &mut self.assembler;
+            self.responses
+                .poll(
+                    |fragment, header| {
+                        assembler.on_fragment(fragment, header, &mut |message, _| {
+                            if got.is_none() {
+                                got = Some(Message::decode(message).expect("response decodes"));
+                            }
+                        })
+                    },
+                    1,
+                )
+                .expect("poll");
+            if let Some(message) = got {
+                return Some(message);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn receive(&mut self) -> Message {
+        self.receive_within(TIMEOUT)
+            .expect("a response within the timeout")
+    }
+
+    /// The next message answering `correlation` (others, such as a repeated connect OK, are
+    /// skipped).
+    fn receive_for(&mut self, correlation: i64) -> Message {
+        loop {
+            let message = self.receive();
+            if correlation_of(&message) == Some(correlation) {
+                return message;
+            }
+        }
+    }
+
+    fn connect_with(&mut self, credentials: &[u8]) -> Message {
+        self.correlation += 1;
+        self.send(&Message::AuthConnectRequest(proto::AuthConnectRequest {
+            correlation_id: self.correlation,
+            response_stream_id: self.response_stream,
+            version: Some(ARCHIVE_PROTOCOL_VERSION),
+            response_channel: RESPONSE.into(),
+            encoded_credentials: credentials.to_vec(),
+            client_info: "tern control test".into(),
+        }));
+        let answer = self.receive();
+        if let Message::ControlResponse(response) = &answer {
+            if response.code == ControlResponseCode::Ok {
+                self.session_id = response.relevant_id;
+                assert_eq!(response.control_session_id, response.relevant_id);
+            }
+        }
+        answer
+    }
+
+    fn connect(&mut self) {
+        let answer = self.connect_with(b"");
+        let response = expect_response(&answer);
+        assert_eq!(response.code, ControlResponseCode::Ok, "{response:?}");
+    }
+
+    fn next_correlation(&mut self) -> i64 {
+        self.correlation += 1;
+        self.correlation
+    }
+
+    /// Send a request built from (session id, correlation id); return the first answer to it
+    /// (the connect OK that may still be repeated is skipped).
+    fn call(&mut self, build: impl FnOnce(i64, i64) -> Message) -> Message {
+        let correlation = self.next_correlation();
+        self.send(&build(self.session_id, correlation));
+        loop {
+            let message = self.receive();
+            if correlation_of(&message) == Some(correlation) {
+                return message;
+            }
+        }
+    }
+
+    /// Send a listing request; collect what comes for it until the end marker or `count`.
+    fn list(&mut self, count: usize, build: impl FnOnce(i64, i64) -> Message) -> Vec<Message> {
+        let correlation = self.next_correlation();
+        self.send(&build(self.session_id, correlation));
+        let mut out = Vec::new();
+        loop {
+            let message = self.receive();
+            if correlation_of(&message) != Some(correlation) {
+                continue;
+            }
+            let end = matches!(&message, Message::ControlResponse(_));
+            out.push(message);
+            if end || out.len() == count {
+                return out;
+            }
+        }
+    }
+}
+
+fn correlation_of(message: &Message) -> Option<i64> {
+    match message {
+        Message::ControlResponse(m) => Some(m.correlation_id),
+        Message::RecordingDescriptor(m) => Some(m.correlation_id),
+        Message::RecordingSubscriptionDescriptor(m) => Some(m.correlation_id),
+        Message::RecordingSignalEvent(m) => Some(m.correlation_id),
+        Message::Challenge(m) => Some(m.correlation_id),
+        _ => None,
+    }
+}
+
+fn expect_response(message: &Message) -> &ControlResponse {
+    match message {
+        Message::ControlResponse(response) => response,
+        other => panic!("expected a ControlResponse, got {other:?}"),
+    }
+}
+
+fn ok(message: &Message) -> i64 {
+    let response = expect_response(message);
+    assert_eq!(
+        response.code,
+        ControlResponseCode::Ok,
+        "expected OK: {response:?}"
+    );
+    response.relevant_id
+}
+
+fn error(message: &Message) -> (i64, String) {
+    let response = expect_response(message);
+    assert_eq!(
+        response.code,
+        ControlResponseCode::Error,
+        "expected ERROR: {response:?}"
+    );
+    (response.relevant_id, response.error_message.clone())
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Record `count` messages on `channel`/`stream` through the protocol; returns the recording id.
+fn record_over_protocol(fixture: &Fixture, raw: &mut Raw, stream: i32, count: u32) -> (i64, i64) {
+    let subscription_id = ok(&raw.call(|s, c| {
+        Message::StartRecordingRequest2(proto::StartRecordingRequest2 {
+            control_session_id: s,
+            correlation_id: c,
+            stream_id: stream,
+            source_location: SourceLocation::Local,
+            auto_stop: false,
+            channel: "aeron:ipc".into(),
+        })
+    }));
+    let client = Client::connect(fixture.driver.dir()).expect("client");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", stream)
+        .expect("publication");
+    let mut idle = BackoffIdle::new();
+    wait_until("the recording to start", || {
+        !fixture.archive.recordings().is_empty()
+            && fixture
+                .archive
+                .recordings()
+                .iter()
+                .any(|r| r.descriptor.stream_id == stream)
+    });
+    for sequence in 0..count {
+        let mut body = sequence.to_le_bytes().to_vec();
+        body.resize(100, sequence as u8);
+        loop {
+            match publication.offer(&body) {
+                Ok(_) => break,
+                Err(error) if error.is_retryable() => idle.idle(0),
+                Err(error) => panic!("offer: {error}"),
+            }
+        }
+    }
+    let end = publication.position();
+    let recording_id = fixture
+        .archive
+        .recordings()
+        .iter()
+        .find(|r| r.descriptor.stream_id == stream)
+        .expect("recording")
+        .descriptor
+        .recording_id;
+    wait_until("everything recorded", || {
+        fixture
+            .archive
+            .recording(recording_id)
+            .is_ok_and(|info| info.recorded_position >= end)
+    });
+    (recording_id, subscription_id)
+}
+
+#[test]
+fn a_session_lists_records_queries_and_replays_as_aeron_does() {
+    let fixture = fixture("ops", Authenticator::None);
+    let mut raw = Raw::open(fixture.driver.dir(), 20);
+    raw.connect();
+
+    let archive_id = ok(&raw.call(|s, c| {
+        Message::ArchiveIdRequest(proto::ArchiveIdRequest {
+            control_session_id: s,
+            correlation_id: c,
+        })
+    }));
+    assert_ne!(archive_id, 0);
+
+    // An empty archive: the listing is only its end marker.
+    let listed = raw.list(10, |s, c| {
+        Message::ListRecordingsRequest(proto::ListRecordingsRequest {
+            control_session_id: s,
+            correlation_id: c,
+            from_recording_id: 0,
+            record_count: 10,
+        })
+    });
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        expect_response(&listed[0]).code,
+        ControlResponseCode::RecordingUnknown
+    );
+
+    let (first, subscription_id) = record_over_protocol(&fixture, &mut raw, 1001, 50);
+    let (second, _) = record_over_protocol(&fixture, &mut raw, 1002, 20);
+
+    // Active recordings: position known, stop position null.
+    let position = ok(&raw.call(|s, c| {
+        Message::RecordingPositionRequest(proto::RecordingPositionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: first,
+        })
+    }));
+    assert!(position > 0);
+    let stop = ok(&raw.call(|s, c| {
+        Message::StopPositionRequest(proto::StopPositionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: first,
+        })
+    }));
+    assert_eq!(stop, -1);
+    let max = ok(&raw.call(|s, c| {
+        Message::MaxRecordedPositionRequest(proto::MaxRecordedPositionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: first,
+        })
+    }));
+    assert_eq!(max, position);
+
+    // The recording subscriptions, then stop one by id.
+    let subscriptions = raw.list(10, |s, c| {
+        Message::ListRecordingSubscriptionsRequest(proto::ListRecordingSubscriptionsRequest {
+            control_session_id: s,
+            correlation_id: c,
+            pseudo_index: 0,
+            subscription_count: 10,
+            apply_stream_id: true,
+            stream_id: 1001,
+            channel: "ipc".into(),
+        })
+    });
+    match &subscriptions[..] {
+        [Message::RecordingSubscriptionDescriptor(d), Message::ControlResponse(end)] => {
+            assert_eq!(d.subscription_id, subscription_id);
+            assert_eq!(d.stream_id, 1001);
+            assert_eq!(end.code, ControlResponseCode::SubscriptionUnknown);
+        }
+        other => panic!("unexpected subscription listing {other:?}"),
+    }
+    ok(&raw.call(|s, c| {
+        Message::StopRecordingSubscriptionRequest(proto::StopRecordingSubscriptionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            subscription_id,
+        })
+    }));
+    let (code, message) = error(&raw.call(|s, c| {
+        Message::StopRecordingSubscriptionRequest(proto::StopRecordingSubscriptionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            subscription_id,
+        })
+    }));
+    assert_eq!(code, 4, "UNKNOWN_SUBSCRIPTION: {message}");
+    ok(&raw.call(|s, c| {
+        Message::StopRecordingRequest(proto::StopRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            stream_id: 1002,
+            channel: "aeron:ipc".into(),
+        })
+    }));
+    wait_until("both recordings stopped", || {
+        fixture.archive.recordings().iter().all(|r| !r.active)
+    });
+    let stop = ok(&raw.call(|s, c| {
+        Message::StopPositionRequest(proto::StopPositionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: first,
+        })
+    }));
+    assert_eq!(stop, position);
+    let recording_position = ok(&raw.call(|s, c| {
+        Message::RecordingPositionRequest(proto::RecordingPositionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: first,
+        })
+    }));
+    assert_eq!(
+        recording_position, -1,
+        "a stopped recording has no recording position"
+    );
+
+    // Listings: all, count-limited (no end marker), from an id, by URI, one, unknown.
+    let all = raw.list(10, |s, c| {
+        Message::ListRecordingsRequest(proto::ListRecordingsRequest {
+            control_session_id: s,
+            correlation_id: c,
+            from_recording_id: 0,
+            record_count: 10,
+        })
+    });
+    assert_eq!(all.len(), 3, "two descriptors and the end marker: {all:?}");
+    match (&all[0], &all[1]) {
+        (Message::RecordingDescriptor(a), Message::RecordingDescriptor(b)) => {
+            assert_eq!((a.recording_id, b.recording_id), (first, second));
+            assert_eq!(a.stop_position, position);
+            assert_eq!(a.stream_id, 1001);
+            assert_eq!(a.original_channel, "aeron:ipc");
+            assert_eq!(a.term_buffer_length, TERM as i32);
+        }
+        other => panic!("unexpected listing {other:?}"),
+    }
+    let end = expect_response(&all[2]);
+    assert_eq!(end.code, ControlResponseCode::RecordingUnknown);
+    assert_eq!(end.relevant_id, second + 1);
+
+    let one = raw.list(1, |s, c| {
+        Message::ListRecordingsRequest(proto::ListRecordingsRequest {
+            control_session_id: s,
+            correlation_id: c,
+            from_recording_id: 0,
+            record_count: 1,
+        })
+    });
+    assert!(matches!(&one[..], [Message::RecordingDescriptor(d)] if d.recording_id == first));
+    // Nothing else follows a listing that reached its count.
+    assert!(raw.receive_within(Duration::from_millis(300)).is_none());
+
+    let by_uri = raw.list(10, |s, c| {
+        Message::ListRecordingsForUriRequest(proto::ListRecordingsForUriRequest {
+            control_session_id: s,
+            correlation_id: c,
+            from_recording_id: 0,
+            record_count: 10,
+            stream_id: 1002,
+            channel: "ipc".into(),
+        })
+    });
+    assert!(
+        matches!(&by_uri[..], [Message::RecordingDescriptor(d), Message::ControlResponse(end)]
+            if d.recording_id == second && end.code == ControlResponseCode::RecordingUnknown),
+        "{by_uri:?}"
+    );
+    let by_other_uri = raw.list(10, |s, c| {
+        Message::ListRecordingsForUriRequest(proto::ListRecordingsForUriRequest {
+            control_session_id: s,
+            correlation_id: c,
+            from_recording_id: 0,
+            record_count: 10,
+            stream_id: 1002,
+            channel: "udp".into(),
+        })
+    });
+    assert!(matches!(&by_other_uri[..], [Message::ControlResponse(end)]
+        if end.code == ControlResponseCode::RecordingUnknown));
+    let single = raw.list(1, |s, c| {
+        Message::ListRecordingRequest(proto::ListRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: second,
+        })
+    });
+    assert!(matches!(&single[..], [Message::RecordingDescriptor(d)] if d.recording_id == second));
+    let unknown = raw.list(1, |s, c| {
+        Message::ListRecordingRequest(proto::ListRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: 999,
+        })
+    });
+    assert!(matches!(&unknown[..], [Message::ControlResponse(r)]
+        if r.code == ControlResponseCode::RecordingUnknown && r.relevant_id == 999));
+
+    let found = ok(&raw.call(|s, c| {
+        Message::FindLastMatchingRecordingRequest(proto::FindLastMatchingRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            min_recording_id: 0,
+            session_id: fixture
+                .archive
+                .recording(first)
+                .expect("r")
+                .descriptor
+                .session_id,
+            stream_id: 1001,
+            channel: "aeron:ipc".into(),
+        })
+    }));
+    assert_eq!(found, first);
+    let not_found = ok(&raw.call(|s, c| {
+        Message::FindLastMatchingRecordingRequest(proto::FindLastMatchingRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            min_recording_id: 0,
+            session_id: 12345,
+            stream_id: 1001,
+            channel: "".into(),
+        })
+    }));
+    assert_eq!(not_found, -1);
+
+    // Errors carry Aeron's codes.
+    let (code, message) = error(&raw.call(|s, c| {
+        Message::StartPositionRequest(proto::StartPositionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: 4242,
+        })
+    }));
+    assert_eq!(code, 5, "UNKNOWN_RECORDING: {message}");
+    assert!(message.contains("4242"), "{message}");
+
+    // Replay the first recording to a subscription of ours, then stop it.
+    let client = Client::connect(fixture.driver.dir()).expect("client");
+    let replay_subscription = client
+        .add_subscription("aeron:ipc", 3001)
+        .expect("replay subscription");
+    let replay_id = ok(&raw.call(|s, c| {
+        Message::ReplayRequest(proto::ReplayRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: first,
+            position: -1,
+            length: -1,
+            replay_stream_id: 3001,
+            file_io_max_length: -1,
+            replay_token: -1,
+            replay_channel: "aeron:ipc".into(),
+        })
+    }));
+    let mut sequences = Vec::new();
+    wait_until("the replay to arrive", || {
+        replay_subscription
+            .poll(
+                |fragment, header| {
+                    assert_eq!(header.session_id, replay_id as i32);
+                    sequences.push(u32::from_le_bytes(fragment[..4].try_into().expect("4")));
+                },
+                64,
+            )
+            .expect("poll");
+        sequences.len() >= 50
+    });
+    assert_eq!(sequences, (0..50).collect::<Vec<u32>>());
+    ok(&raw.call(|s, c| {
+        Message::StopReplayRequest(proto::StopReplayRequest {
+            control_session_id: s,
+            correlation_id: c,
+            replay_session_id: replay_id,
+        })
+    }));
+
+    // Bad replay requests.
+    let (code, message) = error(&raw.call(|s, c| {
+        Message::ReplayRequest(proto::ReplayRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: first,
+            position: position + 4096,
+            length: -1,
+            replay_stream_id: 3001,
+            file_io_max_length: -1,
+            replay_token: -1,
+            replay_channel: "aeron:ipc".into(),
+        })
+    }));
+    assert_eq!(code, 16, "INVALID_POSITION: {message}");
+    let (_, message) = error(&raw.call(|s, c| {
+        Message::ReplayRequest(proto::ReplayRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: first,
+            position: 33,
+            length: -1,
+            replay_stream_id: 3001,
+            file_io_max_length: -1,
+            replay_token: -1,
+            replay_channel: "aeron:ipc".into(),
+        })
+    }));
+    assert!(message.contains("FRAME_ALIGNMENT"), "{message}");
+
+    // Closing the session: it is gone from the server.
+    raw.send(&Message::CloseSessionRequest(proto::CloseSessionRequest {
+        control_session_id: raw.session_id,
+    }));
+    wait_until("the session to close", || {
+        fixture.server.stats().sessions_closed() == 1
+    });
+}
+
+#[test]
+fn credentials_are_checked_and_a_challenge_can_ask_for_them() {
+    let fixture = fixture(
+        "auth",
+        Authenticator::Credentials {
+            accepted: vec![b"alice:secret".to_vec()],
+            challenge: Some(b"credentials?".to_vec()),
+        },
+    );
+    let mut good = Raw::open(fixture.driver.dir(), 21);
+    let answer = good.connect_with(b"alice:secret");
+    assert_eq!(expect_response(&answer).code, ControlResponseCode::Ok);
+
+    let mut wrong = Raw::open(fixture.driver.dir(), 22);
+    let answer = wrong.connect_with(b"alice:guess");
+    let (code, message) = error(&answer);
+    assert_eq!(code, 10, "AUTHENTICATION_REJECTED");
+    assert_eq!(message, "authentication rejected");
+
+    let mut challenged = Raw::open(fixture.driver.dir(), 23);
+    let answer = challenged.connect_with(b"");
+    let challenge = match answer {
+        Message::Challenge(challenge) => challenge,
+        other => panic!("expected a challenge, got {other:?}"),
+    };
+    assert_eq!(challenge.encoded_challenge, b"credentials?");
+    challenged.session_id = challenge.control_session_id;
+    let correlation = challenged.next_correlation();
+    challenged.send(&Message::ChallengeResponse(proto::ChallengeResponse {
+        control_session_id: challenge.control_session_id,
+        correlation_id: correlation,
+        encoded_credentials: b"alice:secret".to_vec(),
+    }));
+    let answer = challenged.receive();
+    let response = expect_response(&answer);
+    assert_eq!(response.code, ControlResponseCode::Ok);
+    assert_eq!(response.correlation_id, correlation);
+    assert_eq!(response.relevant_id, challenge.control_session_id);
+
+    let mut failed = Raw::open(fixture.driver.dir(), 24);
+    let Message::Challenge(challenge) = failed.connect_with(b"") else {
+        panic!("expected a challenge");
+    };
+    failed.send(&Message::ChallengeResponse(proto::ChallengeResponse {
+        control_session_id: challenge.control_session_id,
+        correlation_id: 7,
+        encoded_credentials: b"mallory".to_vec(),
+    }));
+    assert_eq!(error(&failed.receive()).0, 10);
+
+    // The accepted client is served throughout.
+    ok(&good.call(|s, c| {
+        Message::ArchiveIdRequest(proto::ArchiveIdRequest {
+            control_session_id: s,
+            correlation_id: c,
+        })
+    }));
+}
+
+#[test]
+fn garbage_gets_an_error_and_everyone_else_is_still_served() {
+    let fixture = fixture("garbage", Authenticator::None);
+    let mut victim = Raw::open(fixture.driver.dir(), 25);
+    victim.connect();
+    let mut bystander = Raw::open(fixture.driver.dir(), 26);
+    bystander.connect();
+    // Once active, a session's connect OK is no longer repeated.
+    bystander.send(&Message::KeepAliveRequest(proto::KeepAliveRequest {
+        control_session_id: bystander.session_id,
+        correlation_id: 1,
+    }));
+    while bystander
+        .receive_within(Duration::from_millis(300))
+        .is_some()
+    {}
+
+    // A request truncated after its session and correlation ids.
+    let mut truncated = Vec::new();
+    Message::ReplayRequest(proto::ReplayRequest {
+        control_session_id: victim.session_id,
+        correlation_id: 4711,
+        recording_id: 0,
+        position: 0,
+        length: 0,
+        replay_stream_id: 1,
+        file_io_max_length: -1,
+        replay_token: -1,
+        replay_channel: "aeron:ipc".into(),
+    })
+    .encode(&mut truncated)
+    .expect("encodes");
+    truncated.truncate(8 + 20);
+    victim.send_bytes(&truncated);
+    let answer = victim.receive_for(4711);
+    let response = expect_response(&answer);
+    assert_eq!(response.code, ControlResponseCode::Error);
+    assert_eq!(response.correlation_id, 4711);
+    assert!(response.error_message.contains("malformed"), "{response:?}");
+
+    // An unknown template of Aeron's schema (Replicate, 50).
+    let mut unknown = vec![0u8; 8 + 16];
+    unknown[0..2].copy_from_slice(&16u16.to_le_bytes());
+    unknown[2..4].copy_from_slice(&50u16.to_le_bytes());
+    unknown[4..6].copy_from_slice(&101u16.to_le_bytes());
+    unknown[6..8].copy_from_slice(&14u16.to_le_bytes());
+    unknown[8..16].copy_from_slice(&victim.session_id.to_le_bytes());
+    unknown[16..24].copy_from_slice(&4712i64.to_le_bytes());
+    victim.send_bytes(&unknown);
+    let answer = victim.receive_for(4712);
+    let response = expect_response(&answer);
+    assert_eq!(response.correlation_id, 4712);
+    assert!(
+        response.error_message.contains("unsupported"),
+        "{response:?}"
+    );
+
+    // Random bytes, short bytes, another schema, and a request naming someone else's session.
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for length in [0usize, 1, 7, 8, 9, 40, 300, 2000] {
+        let bytes: Vec<u8> = (0..length)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .collect();
+        if !bytes.is_empty() {
+            victim.send_bytes(&bytes);
+        }
+    }
+    victim.send(&Message::ArchiveIdRequest(proto::ArchiveIdRequest {
+        control_session_id: bystander.session_id,
+        correlation_id: 1,
+    }));
+    assert!(
+        bystander
+            .receive_within(Duration::from_millis(300))
+            .is_none(),
+        "a request from another client's image is not served for the session it names"
+    );
+
+    for raw in [&mut victim, &mut bystander] {
+        ok(&raw.call(|s, c| {
+            Message::ArchiveIdRequest(proto::ArchiveIdRequest {
+                control_session_id: s,
+                correlation_id: c,
+            })
+        }));
+    }
+    assert!(fixture.server.stats().malformed() >= 2);
+    assert!(fixture.server.is_running());
+    fixture.archive.health().expect("the archive is healthy");
+}
+
+#[test]
+fn a_client_that_goes_away_loses_its_session_and_its_replays() {
+    let fixture = fixture("dead", Authenticator::None);
+    let mut raw = Raw::open(fixture.driver.dir(), 27);
+    raw.connect();
+    let (recording, _) = record_over_protocol(&fixture, &mut raw, 1003, 10);
+    let client = Client::connect(fixture.driver.dir()).expect("client");
+    let replay_subscription = client
+        .add_subscription("aeron:ipc", 3002)
+        .expect("replay subscription");
+    let replay_id = ok(&raw.call(|s, c| {
+        Message::ReplayRequest(proto::ReplayRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: recording,
+            position: -1,
+            length: -1,
+            replay_stream_id: 3002,
+            file_io_max_length: -1,
+            replay_token: -1,
+            replay_channel: "aeron:ipc".into(),
+        })
+    }));
+    let status = fixture.archive.replay_status(replay_id).expect("replay");
+    assert!(
+        !status.is_finished(),
+        "a follow replay of an active recording runs"
+    );
+    drop(raw);
+    wait_until("the dead client's session to close", || {
+        fixture.server.stats().sessions_closed() == 1
+    });
+    wait_until("its replay to stop", || status.is_finished());
+    drop(replay_subscription);
+
+    // The server still takes new clients.
+    let mut next = Raw::open(fixture.driver.dir(), 28);
+    next.connect();
+}
+
+#[test]
+fn sessions_past_the_limit_are_refused_with_a_reason() {
+    let driver = driver("limit");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = Arc::new(
+        Archive::launch(ArchiveConfig::new(dir.path(), driver.dir())).expect("archive starts"),
+    );
+    let _server = ControlServer::start(
+        archive,
+        ControlConfig {
+            channels: vec![ControlChannel::new(CONTROL, CONTROL_STREAM)],
+            max_sessions: 2,
+            ..ControlConfig::default()
+        },
+    )
+    .expect("server");
+    let mut clients: Vec<Raw> = (0..2).map(|i| Raw::open(driver.dir(), 30 + i)).collect();
+    for client in &mut clients {
+        client.connect();
+    }
+    let mut third = Raw::open(driver.dir(), 40);
+    let (_, message) = error(&third.connect_with(b""));
+    assert!(message.contains("too many control sessions"), "{message}");
+
+    // A client of an older protocol major version is refused too.
+    let mut old = Raw::open(driver.dir(), 41);
+    old.send(&Message::AuthConnectRequest(proto::AuthConnectRequest {
+        correlation_id: 1,
+        response_stream_id: 41,
+        version: proto::SemanticVersion::compose(0, 9, 0),
+        response_channel: RESPONSE.into(),
+        encoded_credentials: Vec::new(),
+        client_info: String::new(),
+    }));
+    let (_, message) = error(&old.receive());
+    assert!(message.contains("invalid client version"), "{message}");
+}
