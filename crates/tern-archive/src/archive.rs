@@ -3,6 +3,7 @@
 
 use crate::catalog::Catalog;
 use crate::config::ArchiveConfig;
+use crate::cursors::{Cursor, CursorStore};
 use crate::descriptor::RecordingDescriptor;
 use crate::error::{io_error, ArchiveError, Result};
 use crate::progress::RecordingProgress;
@@ -133,6 +134,7 @@ pub struct Archive {
     threads: Vec<JoinHandle<()>>,
     subscriptions: Mutex<BTreeMap<i64, RecordingSubscriptionInfo>>,
     replays: Mutex<HashMap<i64, Arc<ReplayStatus>>>,
+    cursors: Mutex<CursorStore>,
     next_id: AtomicI64,
     _lock: File,
 }
@@ -263,6 +265,7 @@ impl Archive {
         let lock = lock_directory(&config.dir)?;
         let mut catalog = Catalog::open(&config.dir, true)?;
         recover(&config.dir, &mut catalog)?;
+        let cursors = CursorStore::open(&config.dir)?;
         let next_id = catalog.entries().len() as i64;
         let shared = Arc::new(Shared {
             config,
@@ -296,6 +299,7 @@ impl Archive {
             threads: vec![recorder_thread, replayer_thread],
             subscriptions: Mutex::new(BTreeMap::new()),
             replays: Mutex::new(HashMap::new()),
+            cursors: Mutex::new(cursors),
             next_id: AtomicI64::new(next_id.max(1) << 20),
             _lock: lock,
         })
@@ -678,6 +682,62 @@ impl Archive {
             .into_iter()
             .filter(|replay_id| self.stop_replay(*replay_id).is_ok())
             .count()
+    }
+
+    fn lock_cursors(&self) -> MutexGuard<'_, CursorStore> {
+        self.cursors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Store `position` of `recording_id` under `name`, durably (synced before this returns):
+    /// a consumer resumes from it after a restart. The position must be a frame start of the
+    /// recording, between its start and what is recorded.
+    ///
+    /// # Errors
+    /// A bad name, an unknown recording, a position that is not a frame start, too many
+    /// cursors, or the cursor file cannot be written (the cursor keeps its old value).
+    pub fn set_cursor(&self, name: &str, recording_id: i64, position: i64) -> Result<Cursor> {
+        crate::cursors::check_cursor_name(name)?;
+        let info = self.recording(recording_id)?;
+        check_replay_position(
+            &self.shared.config.dir,
+            &info.descriptor,
+            position,
+            info.recorded_position,
+        )?;
+        let cursor = Cursor {
+            name: name.to_string(),
+            recording_id,
+            position,
+            updated_ns: crate::recorder::epoch_nanos(),
+        };
+        self.lock_cursors().set(cursor.clone())?;
+        Ok(cursor)
+    }
+
+    /// The cursor `name`.
+    ///
+    /// # Errors
+    /// [`ArchiveError::UnknownCursor`].
+    pub fn cursor(&self, name: &str) -> Result<Cursor> {
+        self.lock_cursors()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ArchiveError::UnknownCursor(name.to_string()))
+    }
+
+    /// Delete the cursor `name`, durably; returns whether it existed.
+    ///
+    /// # Errors
+    /// The cursor file cannot be written.
+    pub fn delete_cursor(&self, name: &str) -> Result<bool> {
+        self.lock_cursors().delete(name)
+    }
+
+    /// The cursors whose names start with `prefix`, in name order.
+    pub fn cursors(&self, prefix: &str) -> Vec<Cursor> {
+        self.lock_cursors().list(prefix)
     }
 
     /// One past the highest recording id the catalog has given out (ids are never reused).

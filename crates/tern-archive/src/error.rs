@@ -33,6 +33,9 @@ pub enum ArchiveError {
     /// No replay has this id.
     #[error("unknown replay id {0}")]
     UnknownReplay(i64),
+    /// No cursor has this name.
+    #[error("unknown cursor {0:?}")]
+    UnknownCursor(String),
     /// No recording subscription has this id.
     #[error("unknown recording subscription id {0}")]
     UnknownSubscription(i64),

@@ -11,6 +11,7 @@ mod catalog;
 mod config;
 pub mod control;
 mod crc;
+mod cursors;
 mod descriptor;
 mod error;
 pub mod frame;
@@ -30,6 +31,7 @@ pub use archive::{
 };
 pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
 pub use config::{ArchiveConfig, FsyncPolicy};
+pub use cursors::{check_cursor_name, Cursor, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME};
 pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
 pub use error::{ArchiveError, Result};
 pub use message_time::{TimeSource, TimeUnit};

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tern_archive::control::{Authenticator, ControlChannel, ControlConfig, ControlServer};
 use tern_archive::{Archive, SourceLocation};
 
 /// Arguments of `tern archive`.
@@ -23,6 +25,13 @@ pub struct Args {
     /// a spy instead of a network subscription (repeatable).
     #[arg(long = "record-local", value_name = "CHANNEL@STREAM", value_parser = parse_channel_stream)]
     local_records: Vec<(String, i32)>,
+    /// Answer Aeron archive control requests on CHANNEL@STREAM (repeatable; replaces the
+    /// defaults aeron:udp?endpoint=localhost:8010@10 and aeron:ipc?term-length=64k@10).
+    #[arg(long = "control", value_name = "CHANNEL@STREAM", value_parser = parse_channel_stream)]
+    controls: Vec<(String, i32)>,
+    /// Do not run the control server (record only what the config and flags name).
+    #[arg(long, conflicts_with = "controls")]
+    no_control: bool,
     /// Print the recordings' positions this often (seconds; 0: never).
     #[arg(long, default_value_t = 10)]
     status_interval: u64,
@@ -44,6 +53,66 @@ struct ConfigFile {
     write_mode: Option<String>,
     #[serde(default)]
     record: Vec<RecordEntry>,
+    control: Option<ControlSection>,
+}
+
+/// The `[control]` section: the control server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlSection {
+    /// false: no control server.
+    enabled: Option<bool>,
+    #[serde(default)]
+    channels: Vec<RecordEntry>,
+    /// Credentials a client must present (none: anyone may connect).
+    #[serde(default)]
+    credentials: Vec<String>,
+    /// Sent to clients that connect without credentials (otherwise they are refused).
+    challenge: Option<String>,
+    max_sessions: Option<usize>,
+    session_timeout_ms: Option<u64>,
+    archive_id: Option<i64>,
+}
+
+impl ControlSection {
+    fn config(&self, flags: &[(String, i32)]) -> Result<ControlConfig> {
+        let mut config = ControlConfig::default();
+        let channels: Vec<ControlChannel> = if flags.is_empty() {
+            self.channels
+                .iter()
+                .map(|entry| ControlChannel::new(entry.channel.clone(), entry.stream_id))
+                .collect()
+        } else {
+            flags
+                .iter()
+                .map(|(channel, stream)| ControlChannel::new(channel.clone(), *stream))
+                .collect()
+        };
+        if !channels.is_empty() {
+            config.channels = channels;
+        }
+        if !self.credentials.is_empty() {
+            config.authenticator = Authenticator::Credentials {
+                accepted: self
+                    .credentials
+                    .iter()
+                    .map(|c| c.as_bytes().to_vec())
+                    .collect(),
+                challenge: self.challenge.as_ref().map(|c| c.as_bytes().to_vec()),
+            };
+        } else if self.challenge.is_some() {
+            bail!("[control] challenge needs credentials to check the response against");
+        }
+        if let Some(max) = self.max_sessions {
+            config.max_sessions = max;
+        }
+        if let Some(ms) = self.session_timeout_ms {
+            config.session_timeout = Duration::from_millis(ms);
+        }
+        config.archive_id = self.archive_id;
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,21 +198,46 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             .iter()
             .map(|(channel, stream)| (channel.clone(), *stream, SourceLocation::Local)),
     );
-    if records.is_empty() {
-        bail!("nothing to record: give --record CHANNEL@STREAM or [[record]] entries in --config");
+    let control_section = file.control.unwrap_or_default();
+    let control = if args.no_control || control_section.enabled == Some(false) {
+        None
+    } else {
+        Some(control_section.config(&args.controls)?)
+    };
+    if records.is_empty() && control.is_none() {
+        bail!(
+            "nothing to do: give --record CHANNEL@STREAM or [[record]] entries in --config, \
+             or run the control server (drop --no-control)"
+        );
     }
     let stop = stop_signal()?;
     let driver = args.driver.start(embed)?;
     let config = args.archive.config(&driver.dir)?;
     let dir = config.dir.clone();
-    let archive = Archive::launch(config)
-        .with_context(|| format!("open the archive in {}", dir.display()))?;
+    let archive = Arc::new(
+        Archive::launch(config)
+            .with_context(|| format!("open the archive in {}", dir.display()))?,
+    );
     for (channel, stream, source) in &records {
         archive
             .start_recording(channel, *stream, *source)
             .with_context(|| format!("record {channel} stream {stream}"))?;
         println!("recording {channel} stream {stream}");
     }
+    let server = match control {
+        Some(control) => {
+            let channels: Vec<String> = control
+                .channels
+                .iter()
+                .map(|c| format!("{}@{}", c.channel, c.stream_id))
+                .collect();
+            let server = ControlServer::start(archive.clone(), control)
+                .context("start the control server")?;
+            println!("control server on {}", channels.join(" "));
+            Some(server)
+        }
+        None => None,
+    };
     println!(
         "archive running in {} on the media driver in {}{}; Ctrl-C to stop",
         dir.display(),
@@ -159,12 +253,21 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
         archive.health()?;
+        if server.as_ref().is_some_and(|server| !server.is_running()) {
+            bail!("the control server stopped");
+        }
         if args.status_interval > 0 && Instant::now() >= next_status {
             next_status += interval;
             print_status(&archive);
         }
     }
-    archive.shutdown();
+    if let Some(server) = server {
+        server.stop();
+    }
+    match Arc::try_unwrap(archive) {
+        Ok(archive) => archive.shutdown(),
+        Err(_) => bail!("the archive is still in use at shutdown"),
+    }
     println!("archive stopped; recordings are closed");
     Ok(ExitCode::SUCCESS)
 }
