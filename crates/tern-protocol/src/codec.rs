@@ -6,7 +6,7 @@
 use std::cell::Cell;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::header::{MessageHeader, MESSAGE_HEADER_LENGTH, SCHEMA_ID, SCHEMA_VERSION};
+use crate::header::{MessageHeader, MESSAGE_HEADER_LENGTH};
 use crate::spec::{FieldSpec, MessageSpec, VarDataSpec, VarEncoding};
 
 /// Largest length a var-data field may have: the `maxValue` of the `length` field of both
@@ -151,13 +151,14 @@ fn check_encode_length(length: usize, field: &'static str) -> Result<(), EncodeE
 }
 
 /// Writes the header and a zeroed root block of `spec`, then hands out the block for the fixed
-/// fields. The encoder always writes the current schema version and the full block length.
+/// fields. The encoder always writes the message's schema id, that schema's current version and
+/// the full block length.
 pub(crate) fn begin_message<'a>(buf: &'a mut Vec<u8>, spec: &MessageSpec) -> BlockWriter<'a> {
     let header = MessageHeader {
         block_length: block_length_u16(spec.block_length),
         template_id: spec.template_id,
-        schema_id: SCHEMA_ID,
-        version: SCHEMA_VERSION,
+        schema_id: spec.schema_id,
+        version: spec.schema_version,
     };
     header.encode(buf);
     let block_start = buf.len();
@@ -474,8 +475,14 @@ macro_rules! sbe_enum {
 /// Each fixed field gives its schema name and offset (and `since N` if the schema adds it at
 /// version N); each var-data field its schema name (and `since N`). The block length is written
 /// out too: the conformance test compares all of them with the schema.
+///
+/// A message of Aeron's schema 101 starts its body with `template_id`; a message of tern's
+/// extension schema 1101 starts it with `schema: tern,`. The schema decides the header's
+/// `schemaId` and `version` the encoder writes and which enum ([`Message`](crate::Message) or
+/// [`TernMessage`](crate::TernMessage)) the struct converts into.
 macro_rules! sbe_message {
     (
+        @schema [$schema_id:expr, $schema_version:expr, $family:path]
         $(#[$meta:meta])*
         $name:ident {
             template_id: $template_id:literal,
@@ -507,10 +514,16 @@ macro_rules! sbe_message {
             /// The message's name in the schema.
             pub const NAME: &'static str = stringify!($name);
 
+            /// The schema id in the message header.
+            pub const SCHEMA_ID: u16 = $schema_id;
+
+            /// The schema version the encoder writes in the message header.
+            pub const SCHEMA_VERSION: u16 = $schema_version;
+
             /// The template id in the message header.
             pub const TEMPLATE_ID: u16 = $template_id;
 
-            /// The root block length this codec writes (schema version 14).
+            /// The root block length this codec writes (at [`Self::SCHEMA_VERSION`]).
             pub const BLOCK_LENGTH: usize = $block_length;
 
             /// The schema version that added the message.
@@ -545,6 +558,8 @@ macro_rules! sbe_message {
             /// The whole layout.
             pub const SPEC: $crate::spec::MessageSpec = $crate::spec::MessageSpec {
                 name: Self::NAME,
+                schema_id: Self::SCHEMA_ID,
+                schema_version: Self::SCHEMA_VERSION,
                 template_id: Self::TEMPLATE_ID,
                 block_length: Self::BLOCK_LENGTH,
                 since_version: Self::SINCE_VERSION,
@@ -591,10 +606,43 @@ macro_rules! sbe_message {
             }
         }
 
-        impl From<$name> for $crate::message::Message {
+        impl From<$name> for $family {
             fn from(message: $name) -> Self {
-                $crate::message::Message::$name(message)
+                Self::$name(message)
             }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            schema: tern,
+            $($body:tt)*
+        }
+    ) => {
+        sbe_message! {
+            @schema [
+                $crate::header::TERN_SCHEMA_ID,
+                $crate::header::TERN_SCHEMA_VERSION,
+                $crate::message::TernMessage
+            ]
+            $(#[$meta])*
+            $name { $($body)* }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $($body:tt)*
+        }
+    ) => {
+        sbe_message! {
+            @schema [
+                $crate::header::SCHEMA_ID,
+                $crate::header::SCHEMA_VERSION,
+                $crate::message::Message
+            ]
+            $(#[$meta])*
+            $name { $($body)* }
         }
     };
 }

@@ -9,13 +9,14 @@ pub const SCHEMA_ID: u16 = 101;
 /// Schema version this codec writes and was checked against (Aeron 1.54).
 pub const SCHEMA_VERSION: u16 = 14;
 
-/// Schema id reserved for tern's own control extensions (replay from a time, cursors, ...).
+/// Schema id of tern's own control extensions (replay from a time, cursors, ...): the messages
+/// of [`TernMessage`](crate::TernMessage).
 ///
-/// Reserved only: no message is defined under it yet. Messages of this schema share the same
-/// 8-byte header layout, so a receiver can read the header and dispatch on `schema_id`.
+/// Messages of this schema share the same 8-byte header layout, so a receiver can read the
+/// header and dispatch on `schema_id` ([`AnyMessage`](crate::AnyMessage) does).
 pub const TERN_SCHEMA_ID: u16 = 1101;
 
-/// First version of tern's extension schema.
+/// Version of tern's extension schema this codec writes (the first).
 pub const TERN_SCHEMA_VERSION: u16 = 1;
 
 /// Length of the message header in bytes.

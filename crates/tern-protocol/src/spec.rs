@@ -60,9 +60,16 @@ pub struct VarDataSpec {
 pub struct MessageSpec {
     /// The message's name in the schema (`ReplayRequest`), also the Rust type's name.
     pub name: &'static str,
-    /// The template id in the message header.
+    /// The schema the message belongs to, written in the header's `schemaId`: Aeron's
+    /// [`SCHEMA_ID`](crate::SCHEMA_ID) (101) or tern's [`TERN_SCHEMA_ID`](crate::TERN_SCHEMA_ID)
+    /// (1101).
+    pub schema_id: u16,
+    /// The schema version the encoder writes in the header's `version`: 14 for schema 101, 1 for
+    /// schema 1101.
+    pub schema_version: u16,
+    /// The template id in the message header (unique within its schema only).
     pub template_id: u16,
-    /// The root block length this codec writes (schema version 14).
+    /// The root block length this codec writes (at `schema_version`).
     pub block_length: usize,
     /// The schema version that added the message (0 if it was there from the start).
     pub since_version: u16,

@@ -158,6 +158,13 @@ impl Fill {
         value
     }
 
+    pub fn action(&mut self) -> ReplayAction {
+        let value = self.pick(ReplayAction::ALL);
+        self.log
+            .push(Wire::Fixed(value.value().to_le_bytes().to_vec()));
+        value
+    }
+
     pub fn text(&mut self) -> String {
         let n = self.tick();
         let value = match self.mode {
@@ -194,12 +201,12 @@ impl Fill {
 }
 
 /// A message and the wire bytes of its values, in schema order.
-pub struct Sample {
-    pub message: Message,
+pub struct Sample<M = Message> {
+    pub message: M,
     pub values: Vec<Wire>,
 }
 
-fn sample(fill: &mut Fill, build: impl FnOnce(&mut Fill) -> Message) -> Sample {
+fn sample<M>(fill: &mut Fill, build: impl FnOnce(&mut Fill) -> M) -> Sample<M> {
     let start = fill.log.len();
     let message = build(fill);
     Sample {
@@ -517,6 +524,151 @@ pub fn all_samples(fill: &mut Fill) -> Vec<Sample> {
             .into()
         }),
     ]
+}
+
+/// The template ids of tern's extension schema 1101.
+pub const TERN_TEMPLATE_IDS: &[u16] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+
+/// One sample of every message of tern's extension schema, fields in layout order.
+pub fn all_tern_samples(fill: &mut Fill) -> Vec<Sample<TernMessage>> {
+    vec![
+        sample(fill, |f| {
+            TernReplayRequest {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                recording_id: f.i64(),
+                position: f.i64(),
+                length: f.i64(),
+                from_timestamp: f.i64(),
+                speed_millis: f.i32(),
+                replay_stream_id: f.i32(),
+                replay_channel: f.text(),
+                time_source: f.text(),
+                key_filter: f.text(),
+                cursor: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            ReplayControlRequest {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                replay_session_id: f.i64(),
+                value: f.i64(),
+                action: f.action(),
+                time_source: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            SetCursorRequest {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                recording_id: f.i64(),
+                position: f.i64(),
+                name: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            GetCursorRequest {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                name: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            CursorDescriptor {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                recording_id: f.i64(),
+                position: f.i64(),
+                updated_timestamp: f.i64(),
+                name: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            DeleteCursorRequest {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                name: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            ListCursorsRequest {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                name_prefix: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            ListRecordingGroupsRequest {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                stream_id: f.i32(),
+                apply_stream_id: f.flag(),
+                channel_fragment: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            RecordingGroupDescriptor {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                first_recording_id: f.i64(),
+                last_recording_id: f.i64(),
+                total_bytes: f.i64(),
+                first_start_timestamp: f.i64(),
+                last_stop_timestamp: f.i64(),
+                stream_id: f.i32(),
+                recording_count: f.i32(),
+                active_count: f.i32(),
+                channel: f.text(),
+            }
+            .into()
+        }),
+        sample(fill, |f| {
+            PositionAtTimeRequest {
+                control_session_id: f.i64(),
+                correlation_id: f.i64(),
+                recording_id: f.i64(),
+                timestamp: f.i64(),
+                time_source: f.text(),
+            }
+            .into()
+        }),
+    ]
+}
+
+/// Every tern sample message of a mode, without the recorded values.
+pub fn all_tern_messages(mode: Mode) -> Vec<TernMessage> {
+    all_tern_samples(&mut Fill::new(mode))
+        .into_iter()
+        .map(|sample| sample.message)
+        .collect()
+}
+
+/// Every sample message of both schemas of a mode.
+pub fn all_any_messages(mode: Mode) -> Vec<AnyMessage> {
+    all_messages(mode)
+        .into_iter()
+        .map(AnyMessage::from)
+        .chain(all_tern_messages(mode).into_iter().map(AnyMessage::from))
+        .collect()
+}
+
+/// Encodes a message of either schema into a fresh buffer; the samples are all encodable.
+pub fn encode_any(message: &AnyMessage) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let written = message
+        .encode(&mut buf)
+        .unwrap_or_else(|error| panic!("{} should encode: {error}", message.name()));
+    assert_eq!(written, buf.len());
+    buf
 }
 
 /// Every sample message of a mode, without the recorded values.
