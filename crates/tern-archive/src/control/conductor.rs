@@ -5,13 +5,16 @@ use super::session::{ControlSession, Listing, Opening, Source, State, GENERIC};
 use super::{ControlConfig, ControlStats};
 use crate::archive::{Archive, RecordingInfo, ReplayRequest};
 use crate::error::{ArchiveError, Result};
+use crate::message_time::TimeSource;
 use crate::recorder::SourceLocation;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tern_protocol as proto;
-use tern_protocol::{ControlResponseCode, DecodeError, Message, MessageHeader};
+use tern_protocol::{
+    AnyMessage, ControlResponseCode, DecodeError, Message, MessageHeader, TernMessage,
+};
 use tern_transport::{
     BackoffIdle, Client, ExclusivePublication, FragmentAssembler, Idle, ImageEvent, OfferError,
     Subscription,
@@ -167,10 +170,14 @@ impl Conductor {
     }
 
     fn on_message(&mut self, now: Instant, source: Source, bytes: &[u8]) {
-        match Message::decode(bytes) {
-            Ok(message) => {
+        match proto::decode_any(bytes) {
+            Ok(AnyMessage::Aeron(message)) => {
                 proto_stat(&self.stats.requests);
                 self.on_request(now, source, message);
+            }
+            Ok(AnyMessage::Tern(message)) => {
+                proto_stat(&self.stats.requests);
+                self.on_tern_request(source, message);
             }
             Err(error) => self.on_malformed(source, bytes, &error),
         }
@@ -195,7 +202,9 @@ impl Conductor {
             other => format!("malformed request (template id {template}): {other}"),
         };
         let session_id = header
-            .filter(|header| header.schema_id == proto::SCHEMA_ID)
+            .filter(|header| {
+                header.schema_id == proto::SCHEMA_ID || header.schema_id == proto::TERN_SCHEMA_ID
+            })
             .and_then(|_| read_i64(proto::MESSAGE_HEADER_LENGTH));
         let correlation_id = read_i64(proto::MESSAGE_HEADER_LENGTH + 8).unwrap_or(NULL_VALUE);
         let slot = session_id
@@ -247,32 +256,43 @@ impl Conductor {
                     );
                     return;
                 };
-                let Some(slot) = self.slots.get_mut(&control_session_id) else {
-                    tracing::warn!(
-                        "control request {} for unknown session {control_session_id}",
-                        other.name()
-                    );
+                let Some(session) =
+                    request_session(&mut self.slots, source, control_session_id, other.name())
+                else {
                     return;
                 };
-                if slot.session.source != source {
-                    tracing::warn!(
-                        "control request {} for session {control_session_id} from another client; refused",
-                        other.name()
-                    );
-                    return;
-                }
-                if !slot.session.on_request() {
-                    return;
-                }
                 let mut context = Context {
                     archive: &self.archive,
                     stats: &self.stats,
                     archive_id: self.archive_id,
                     recording_owners: &mut self.recording_owners,
                 };
-                context.serve(&mut slot.session, correlation_id, other);
+                context.serve(session, correlation_id, other);
             }
         }
+    }
+
+    fn on_tern_request(&mut self, source: Source, message: TernMessage) {
+        let Some((control_session_id, correlation_id)) = tern_request_ids(&message) else {
+            tracing::warn!(
+                "control channel {}: {} is not a request; ignored",
+                source.subscription,
+                message.name()
+            );
+            return;
+        };
+        let Some(session) =
+            request_session(&mut self.slots, source, control_session_id, message.name())
+        else {
+            return;
+        };
+        let mut context = Context {
+            archive: &self.archive,
+            stats: &self.stats,
+            archive_id: self.archive_id,
+            recording_owners: &mut self.recording_owners,
+        };
+        context.serve_tern(session, correlation_id, message);
     }
 
     fn on_connect(&mut self, now: Instant, source: Source, request: proto::AuthConnectRequest) {
@@ -446,6 +466,47 @@ impl Conductor {
     }
 }
 
+/// The session a request names, if it came from that session's client and the session serves
+/// requests (authenticated); logs why not otherwise.
+fn request_session<'a>(
+    slots: &'a mut BTreeMap<i64, Slot>,
+    source: Source,
+    control_session_id: i64,
+    what: &str,
+) -> Option<&'a mut ControlSession> {
+    let Some(slot) = slots.get_mut(&control_session_id) else {
+        tracing::warn!("control request {what} for unknown session {control_session_id}");
+        return None;
+    };
+    if slot.session.source != source {
+        tracing::warn!(
+            "control request {what} for session {control_session_id} from another client; refused"
+        );
+        return None;
+    }
+    if !slot.session.on_request() {
+        return None;
+    }
+    Some(&mut slot.session)
+}
+
+/// The control session id and correlation id of a tern request (`None`: not a request).
+fn tern_request_ids(message: &TernMessage) -> Option<(i64, i64)> {
+    match message {
+        TernMessage::TernReplayRequest(m) => Some((m.control_session_id, m.correlation_id)),
+        TernMessage::ReplayControlRequest(m) => Some((m.control_session_id, m.correlation_id)),
+        TernMessage::SetCursorRequest(m) => Some((m.control_session_id, m.correlation_id)),
+        TernMessage::GetCursorRequest(m) => Some((m.control_session_id, m.correlation_id)),
+        TernMessage::DeleteCursorRequest(m) => Some((m.control_session_id, m.correlation_id)),
+        TernMessage::ListCursorsRequest(m) => Some((m.control_session_id, m.correlation_id)),
+        TernMessage::ListRecordingGroupsRequest(m) => {
+            Some((m.control_session_id, m.correlation_id))
+        }
+        TernMessage::PositionAtTimeRequest(m) => Some((m.control_session_id, m.correlation_id)),
+        TernMessage::CursorDescriptor(_) | TernMessage::RecordingGroupDescriptor(_) => None,
+    }
+}
+
 fn proto_stat(counter: &std::sync::atomic::AtomicU64) {
     super::ControlStats::add(counter);
 }
@@ -519,6 +580,74 @@ fn descriptor_message(
     }
 }
 
+fn cursor_descriptor(
+    control_session_id: i64,
+    correlation_id: i64,
+    cursor: &crate::cursors::Cursor,
+) -> proto::CursorDescriptor {
+    proto::CursorDescriptor {
+        control_session_id,
+        correlation_id,
+        recording_id: cursor.recording_id,
+        position: cursor.position,
+        updated_timestamp: cursor.updated_ns,
+        name: proto::to_ascii_lossy(&cursor.name),
+    }
+}
+
+/// The recordings grouped by (stripped channel, stream id), in order of each group's first
+/// recording id; optionally only one stream, and channels containing a fragment.
+fn recording_groups(
+    recordings: &[RecordingInfo],
+    stream_id: Option<i32>,
+    channel_fragment: &str,
+) -> Vec<proto::RecordingGroupDescriptor> {
+    let mut groups: Vec<proto::RecordingGroupDescriptor> = Vec::new();
+    let mut index: HashMap<(String, i32), usize> = HashMap::new();
+    let millis = |ns: i64| if ns < 0 { NULL_VALUE } else { ns / 1_000_000 };
+    for info in recordings {
+        let d = &info.descriptor;
+        if stream_id.is_some_and(|stream| stream != d.stream_id)
+            || !d.stripped_channel.contains(channel_fragment)
+        {
+            continue;
+        }
+        let key = (d.stripped_channel.clone(), d.stream_id);
+        let slot = *index.entry(key).or_insert_with(|| {
+            groups.push(proto::RecordingGroupDescriptor {
+                control_session_id: 0,
+                correlation_id: 0,
+                first_recording_id: d.recording_id,
+                last_recording_id: d.recording_id,
+                total_bytes: 0,
+                first_start_timestamp: millis(d.start_timestamp_ns),
+                last_stop_timestamp: NULL_VALUE,
+                stream_id: d.stream_id,
+                recording_count: 0,
+                active_count: 0,
+                channel: proto::to_ascii_lossy(&d.stripped_channel),
+            });
+            groups.len() - 1
+        });
+        let group = &mut groups[slot];
+        group.last_recording_id = d.recording_id;
+        group.recording_count += 1;
+        group.total_bytes += info.recorded_position - d.start_position;
+        group.first_start_timestamp = group
+            .first_start_timestamp
+            .min(millis(d.start_timestamp_ns));
+        if info.active {
+            group.active_count += 1;
+        }
+        group.last_stop_timestamp = if group.active_count > 0 {
+            NULL_VALUE
+        } else {
+            group.last_stop_timestamp.max(millis(d.stop_timestamp_ns))
+        };
+    }
+    groups
+}
+
 fn queue_message(session: &mut ControlSession, message: &Message) {
     let mut buf = Vec::with_capacity(256);
     if message.encode(&mut buf).is_ok() {
@@ -574,6 +703,23 @@ fn continue_listing(archive: &Archive, session: &mut ControlSession) -> usize {
         });
     }
     queued
+}
+
+/// A replay request, from either schema.
+struct ReplayArgs {
+    recording_id: i64,
+    /// Aeron's: -1 for the recording's start.
+    position: i64,
+    /// Aeron's: -1 or `i64::MAX` follow, -2 to the current end, else bytes.
+    length: i64,
+    limit_counter_id: Option<i32>,
+    channel: String,
+    stream_id: i32,
+    speed: Option<f64>,
+    time_source: TimeSource,
+    /// The position was found from a time or a cursor: it may be the end of a stopped
+    /// recording (an empty replay), which Aeron refuses for a position given outright.
+    may_start_at_end: bool,
 }
 
 /// What a request handler needs besides its session.
@@ -789,22 +935,32 @@ impl Context<'_> {
             Message::ReplayRequest(request) => self.replay(
                 session,
                 correlation_id,
-                request.recording_id,
-                request.position,
-                request.length,
-                None,
-                &request.replay_channel,
-                request.replay_stream_id,
+                ReplayArgs {
+                    recording_id: request.recording_id,
+                    position: request.position,
+                    length: request.length,
+                    limit_counter_id: None,
+                    channel: request.replay_channel,
+                    stream_id: request.replay_stream_id,
+                    speed: None,
+                    time_source: TimeSource::default(),
+                    may_start_at_end: false,
+                },
             ),
             Message::BoundedReplayRequest(request) => self.replay(
                 session,
                 correlation_id,
-                request.recording_id,
-                request.position,
-                request.length,
-                Some(request.limit_counter_id),
-                &request.replay_channel,
-                request.replay_stream_id,
+                ReplayArgs {
+                    recording_id: request.recording_id,
+                    position: request.position,
+                    length: request.length,
+                    limit_counter_id: Some(request.limit_counter_id),
+                    channel: request.replay_channel,
+                    stream_id: request.replay_stream_id,
+                    speed: None,
+                    time_source: TimeSource::default(),
+                    may_start_at_end: false,
+                },
             ),
             Message::StopReplayRequest(request) => {
                 // As Aeron: stopping a replay that already ended (or never was) is not an error.
@@ -825,6 +981,234 @@ impl Context<'_> {
                 &format!("unsupported request: {}", other.name()),
             ),
         }
+    }
+
+    fn queue_tern(&self, session: &mut ControlSession, message: TernMessage) {
+        let mut buf = Vec::with_capacity(128);
+        if message.encode(&mut buf).is_ok() {
+            session.queue(buf);
+        }
+    }
+
+    fn time_source(
+        &self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        text: &str,
+    ) -> Option<TimeSource> {
+        if text.is_empty() {
+            return Some(TimeSource::default());
+        }
+        match text.parse::<TimeSource>() {
+            Ok(source) => Some(source),
+            Err(error) => {
+                self.error(
+                    session,
+                    correlation_id,
+                    GENERIC,
+                    &format!("time source {text:?}: {error}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Serve a tern extension request (schema 1101).
+    fn serve_tern(
+        &mut self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        message: TernMessage,
+    ) {
+        match message {
+            TernMessage::TernReplayRequest(request) => {
+                self.tern_replay(session, correlation_id, request)
+            }
+            TernMessage::ReplayControlRequest(request) => {
+                let id = request.replay_session_id;
+                let result = match request.action {
+                    proto::ReplayAction::Pause => self.archive.pause_replay(id).map(|()| 0),
+                    proto::ReplayAction::Resume => self.archive.resume_replay(id).map(|()| 0),
+                    proto::ReplayAction::SeekPosition => {
+                        self.archive.seek_replay(id, request.value).map(i64::from)
+                    }
+                    proto::ReplayAction::SeekTime => {
+                        let Some(source) =
+                            self.time_source(session, correlation_id, &request.time_source)
+                        else {
+                            return;
+                        };
+                        self.archive
+                            .seek_replay_to_time(id, request.value, source)
+                            .map(i64::from)
+                    }
+                };
+                match result {
+                    Ok(relevant) => self.ok(session, correlation_id, relevant),
+                    Err(error) => self.fail(session, correlation_id, &error),
+                }
+            }
+            TernMessage::SetCursorRequest(request) => {
+                match self
+                    .archive
+                    .set_cursor(&request.name, request.recording_id, request.position)
+                {
+                    Ok(_) => self.ok(session, correlation_id, 0),
+                    Err(error) => self.fail(session, correlation_id, &error),
+                }
+            }
+            TernMessage::GetCursorRequest(request) => match self.archive.cursor(&request.name) {
+                Ok(cursor) => {
+                    let descriptor = cursor_descriptor(session.id, correlation_id, &cursor);
+                    self.queue_tern(session, TernMessage::CursorDescriptor(descriptor));
+                }
+                Err(error) => self.fail(session, correlation_id, &error),
+            },
+            TernMessage::DeleteCursorRequest(request) => {
+                match self.archive.delete_cursor(&request.name) {
+                    Ok(existed) => self.ok(session, correlation_id, i64::from(existed)),
+                    Err(error) => self.fail(session, correlation_id, &error),
+                }
+            }
+            TernMessage::ListCursorsRequest(request) => {
+                let cursors = self.archive.cursors(&request.name_prefix);
+                for cursor in &cursors {
+                    let descriptor = cursor_descriptor(session.id, correlation_id, cursor);
+                    self.queue_tern(session, TernMessage::CursorDescriptor(descriptor));
+                }
+                session.respond(
+                    correlation_id,
+                    cursors.len() as i64,
+                    ControlResponseCode::RecordingUnknown,
+                    "",
+                );
+            }
+            TernMessage::ListRecordingGroupsRequest(request) => {
+                let groups = recording_groups(
+                    &self.archive.recordings(),
+                    request.apply_stream_id.then_some(request.stream_id),
+                    &request.channel_fragment,
+                );
+                let count = groups.len() as i64;
+                for mut group in groups {
+                    group.control_session_id = session.id;
+                    group.correlation_id = correlation_id;
+                    self.queue_tern(session, TernMessage::RecordingGroupDescriptor(group));
+                }
+                session.respond(
+                    correlation_id,
+                    count,
+                    ControlResponseCode::RecordingUnknown,
+                    "",
+                );
+            }
+            TernMessage::PositionAtTimeRequest(request) => {
+                let Some(source) = self.time_source(session, correlation_id, &request.time_source)
+                else {
+                    return;
+                };
+                match self.archive.position_at_time_from(
+                    request.recording_id,
+                    request.timestamp,
+                    source,
+                ) {
+                    Ok(position) => self.ok(session, correlation_id, position),
+                    Err(error) => self.fail(session, correlation_id, &error),
+                }
+            }
+            other => self.error(
+                session,
+                correlation_id,
+                GENERIC,
+                &format!("{} is not a request", other.name()),
+            ),
+        }
+    }
+
+    fn tern_replay(
+        &mut self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        request: proto::TernReplayRequest,
+    ) {
+        let speed = match request.speed_millis {
+            proto::TernReplayRequest::SPEED_AS_FAST_AS_POSSIBLE => None,
+            millis if proto::TernReplayRequest::speed_millis_is_valid(millis) => {
+                Some(f64::from(millis) / 1000.0)
+            }
+            millis => {
+                self.error(
+                    session,
+                    correlation_id,
+                    GENERIC,
+                    &format!(
+                        "speed {millis}/1000 is outside 0.01 .. 1000 (10 ..= 1000000 thousandths; 0: as fast as possible)"
+                    ),
+                );
+                return;
+            }
+        };
+        let Some(time_source) = self.time_source(session, correlation_id, &request.time_source)
+        else {
+            return;
+        };
+        if !request.key_filter.is_empty() {
+            self.error(
+                session,
+                correlation_id,
+                GENERIC,
+                "key filters are not supported by this archive",
+            );
+            return;
+        }
+        let mut may_start_at_end = false;
+        let position = if request.from_timestamp != proto::TernReplayRequest::FROM_TIMESTAMP_NONE {
+            may_start_at_end = true;
+            match self.archive.position_at_time_from(
+                request.recording_id,
+                request.from_timestamp,
+                time_source,
+            ) {
+                Ok(position) => position,
+                Err(error) => return self.fail(session, correlation_id, &error),
+            }
+        } else if !request.cursor.is_empty() {
+            match self.archive.cursor(&request.cursor) {
+                Ok(cursor) if cursor.recording_id == request.recording_id => {
+                    may_start_at_end = true;
+                    cursor.position
+                }
+                Ok(cursor) => {
+                    return self.error(
+                        session,
+                        correlation_id,
+                        UNKNOWN_RECORDING,
+                        &format!(
+                            "cursor {:?} is in recording {}, not {}",
+                            cursor.name, cursor.recording_id, request.recording_id
+                        ),
+                    )
+                }
+                Err(error) => return self.fail(session, correlation_id, &error),
+            }
+        } else {
+            request.position
+        };
+        self.replay(
+            session,
+            correlation_id,
+            ReplayArgs {
+                recording_id: request.recording_id,
+                position,
+                length: request.length,
+                limit_counter_id: None,
+                channel: request.replay_channel,
+                stream_id: request.replay_stream_id,
+                speed,
+                time_source,
+                may_start_at_end,
+            },
+        );
     }
 
     fn start_recording(
@@ -908,18 +1292,18 @@ impl Context<'_> {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn replay(
-        &mut self,
-        session: &mut ControlSession,
-        correlation_id: i64,
-        recording_id: i64,
-        position: i64,
-        length: i64,
-        limit_counter_id: Option<i32>,
-        channel: &str,
-        stream_id: i32,
-    ) {
+    fn replay(&mut self, session: &mut ControlSession, correlation_id: i64, args: ReplayArgs) {
+        let ReplayArgs {
+            recording_id,
+            position,
+            length,
+            limit_counter_id,
+            channel,
+            stream_id,
+            speed,
+            time_source,
+            may_start_at_end,
+        } = args;
         let Some(info) = self.recording(session, correlation_id, recording_id) else {
             return;
         };
@@ -952,7 +1336,9 @@ impl Context<'_> {
             );
             return;
         }
-        if (position != NULL_VALUE && !info.active && from >= end) || from > end {
+        if (position != NULL_VALUE && !may_start_at_end && !info.active && from >= end)
+            || from > end
+        {
             self.error(
                 session,
                 correlation_id,
@@ -1004,10 +1390,10 @@ impl Context<'_> {
             position: Some(from),
             length: replay_length,
             follow,
-            channel: channel.to_string(),
+            channel,
             stream_id,
-            speed: None,
-            time_source: Default::default(),
+            speed,
+            time_source,
         };
         match self.archive.start_replay(&request) {
             Ok(replay_id) => {
