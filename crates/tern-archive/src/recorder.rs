@@ -378,7 +378,8 @@ impl Recorder {
     fn record(&mut self, timestamp_ns: i64, now: Instant) -> usize {
         let mut work = 0;
         let shared = &self.shared;
-        for entry in &mut self.subscriptions {
+        let mut auto_stopped = Vec::new();
+        for (index, entry) in self.subscriptions.iter_mut().enumerate() {
             let mut failed = Vec::new();
             for (image_id, session) in entry.sessions.iter_mut() {
                 match session.do_work(shared, timestamp_ns, now) {
@@ -391,13 +392,30 @@ impl Recorder {
                     let image = session.finish(shared, Some(&error));
                     entry.finished.insert(image_id);
                     entry.discarding.insert(image_id, image);
+                    if entry.auto_stop {
+                        auto_stopped.push(index);
+                    }
                 }
             }
             for image in entry.discarding.values() {
                 work += image.block_poll(|_, _| {}, DISCARD_LIMIT).unwrap_or(0);
             }
         }
+        self.auto_stop(auto_stopped);
         work
+    }
+
+    /// Remove the auto-stop subscriptions at `indices` (ascending, maybe repeated): one of their
+    /// recordings stopped.
+    fn auto_stop(&mut self, mut indices: Vec<usize>) {
+        indices.dedup();
+        for index in indices.into_iter().rev() {
+            tracing::info!(
+                "recording subscription {} auto-stopped",
+                self.subscriptions[index].id
+            );
+            self.remove_subscription(index);
+        }
     }
 
     /// Start a recording for each new image; finish those whose image ended.
@@ -468,14 +486,7 @@ impl Recorder {
                 }
             }
         }
-        auto_stopped.dedup();
-        for index in auto_stopped.into_iter().rev() {
-            tracing::info!(
-                "recording subscription {} auto-stopped",
-                self.subscriptions[index].id
-            );
-            self.remove_subscription(index);
-        }
+        self.auto_stop(auto_stopped);
         work
     }
 
