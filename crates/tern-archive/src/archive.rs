@@ -78,8 +78,6 @@ impl Shared {
                 progress.stopped(progress.recorded());
             }
         }
-        // The recorder no longer records anything.
-        self.lock_activity().active.clear();
         let mut failure = self
             .failure
             .lock()

@@ -729,13 +729,13 @@ impl Replayer {
             plan.position,
             plan.session_id,
         );
-        let publication = self
-            .client
-            .add_exclusive_publication(&channel, plan.stream_id)?;
         let limit = plan
             .limit_counter_id
             .map(|counter_id| crate::replay_limit::LimitCounter::open(&self.client, counter_id))
             .transpose()?;
+        let publication = self
+            .client
+            .add_exclusive_publication(&channel, plan.stream_id)?;
         let reader = RecordingReader::new(&self.shared.config.dir, &plan.descriptor);
         let pacing = match plan.speed {
             Some(speed) => Some(Pacing::new(
