@@ -6,6 +6,8 @@ use crate::config::ArchiveConfig;
 use crate::cursors::{Cursor, CursorStore};
 use crate::descriptor::RecordingDescriptor;
 use crate::error::{io_error, ArchiveError, Result};
+use crate::events::{EventBus, RecordingSignalKind};
+use crate::operations::Activity;
 use crate::progress::RecordingProgress;
 use crate::recorder::{Recorder, RecorderCommand, SourceLocation};
 use crate::recording_reader::{bad_position, find_end, list_segments, RecordingReader};
@@ -31,6 +33,24 @@ pub(crate) struct Shared {
     progress: Mutex<HashMap<i64, Arc<RecordingProgress>>>,
     /// Why an agent thread stopped, if one did.
     failure: Mutex<Option<String>>,
+    /// Subscribers to recording events.
+    pub events: EventBus,
+    /// Active and busy recordings.
+    activity: Mutex<Activity>,
+    /// The recording subscriptions in force (kept by the recorder).
+    subscriptions: Mutex<BTreeMap<i64, RecordingSubscriptionInfo>>,
+}
+
+/// A recording a truncate or purge works on; released when dropped.
+pub(crate) struct Busy<'a> {
+    shared: &'a Shared,
+    recording_id: i64,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.shared.lock_activity().busy.remove(&self.recording_id);
+    }
 }
 
 impl Shared {
@@ -66,6 +86,88 @@ impl Shared {
         failure.get_or_insert(message);
     }
 
+    fn lock_activity(&self) -> MutexGuard<'_, Activity> {
+        self.activity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn lock_subscriptions(
+        &self,
+    ) -> MutexGuard<'_, BTreeMap<i64, RecordingSubscriptionInfo>> {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Note that a recording is being recorded through a subscription.
+    pub(crate) fn set_active(&self, recording_id: i64, subscription_id: i64) {
+        self.lock_activity()
+            .active
+            .insert(recording_id, subscription_id);
+    }
+
+    /// Note that a recording is no longer being recorded.
+    pub(crate) fn clear_active(&self, recording_id: i64) {
+        self.lock_activity().active.remove(&recording_id);
+    }
+
+    /// How many recordings are being recorded.
+    pub(crate) fn active_count(&self) -> usize {
+        self.lock_activity().active.len()
+    }
+
+    fn subscription_of(&self, recording_id: i64) -> Option<i64> {
+        self.lock_activity().active.get(&recording_id).copied()
+    }
+
+    /// Reserve a stopped recording for an extension: refused if it is active or busy.
+    pub(crate) fn reserve_extension(&self, recording_id: i64, subscription_id: i64) -> Result<()> {
+        let mut activity = self.lock_activity();
+        if activity.active.contains_key(&recording_id) {
+            return Err(ArchiveError::Active {
+                recording_id,
+                operation: "extend",
+            });
+        }
+        if activity.busy.contains(&recording_id) {
+            return Err(ArchiveError::Invalid(format!(
+                "cannot extend recording {recording_id}: a truncate or purge is working on it"
+            )));
+        }
+        activity.active.insert(recording_id, subscription_id);
+        Ok(())
+    }
+
+    /// Mark a recording busy for a truncate or purge: refused if it is active or busy.
+    fn begin_change(&self, recording_id: i64, operation: &'static str) -> Result<Busy<'_>> {
+        let mut activity = self.lock_activity();
+        if activity.active.contains_key(&recording_id) {
+            return Err(ArchiveError::Active {
+                recording_id,
+                operation,
+            });
+        }
+        if !activity.busy.insert(recording_id) {
+            return Err(ArchiveError::Invalid(format!(
+                "cannot {operation} recording {recording_id}: another truncate or purge is working on it"
+            )));
+        }
+        Ok(Busy {
+            shared: self,
+            recording_id,
+        })
+    }
+
+    /// Forget the live positions of a stopped recording whose files changed: readers take its
+    /// positions from the catalog.
+    fn forget_progress(&self, recording_id: i64) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&recording_id);
+    }
+
     fn progress_of(&self, recording_id: i64) -> Option<Arc<RecordingProgress>> {
         self.progress
             .lock()
@@ -76,7 +178,7 @@ impl Shared {
 }
 
 /// What to replay and where to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReplayRequest {
     /// The recording.
     pub recording_id: i64,
@@ -97,6 +199,12 @@ pub struct ReplayRequest {
     /// Where the pacing takes each message's time from: the capture time (default) or a
     /// timestamp inside the message.
     pub time_source: crate::message_time::TimeSource,
+    /// A bounded replay (Aeron's `startBoundedReplay`): the replay never goes past the value of
+    /// this counter of the media driver (any client's, e.g. one made with
+    /// `tern_transport::Client::add_counter`), and waits for it to grow, as a follow replay waits
+    /// for an active recording. It ends when everything up to the recording's stop (and `length`)
+    /// is sent, or, should the counter be freed, at its last value.
+    pub limit_counter_id: Option<i32>,
 }
 
 /// A recording subscription: a channel and stream the archive records.
@@ -132,14 +240,15 @@ pub struct Archive {
     recorder: Sender<RecorderCommand>,
     replayer: Sender<ReplayerCommand>,
     threads: Vec<JoinHandle<()>>,
-    subscriptions: Mutex<BTreeMap<i64, RecordingSubscriptionInfo>>,
     replays: Mutex<HashMap<i64, Arc<ReplayStatus>>>,
     cursors: Mutex<CursorStore>,
+    /// Serialises replay starts with truncates and purges, which stop or refuse replays.
+    operations: Mutex<()>,
     next_id: AtomicI64,
     _lock: File,
 }
 
-fn lock_directory(dir: &Path) -> Result<File> {
+pub(crate) fn lock_directory(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
         .read(true)
@@ -272,6 +381,9 @@ impl Archive {
             catalog: Mutex::new(catalog),
             progress: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
+            events: EventBus::default(),
+            activity: Mutex::new(Activity::default()),
+            subscriptions: Mutex::new(BTreeMap::new()),
         });
         let (recorder, recorder_commands) = mpsc::channel();
         let (replayer, replayer_commands) = mpsc::channel();
@@ -297,9 +409,9 @@ impl Archive {
             recorder,
             replayer,
             threads: vec![recorder_thread, replayer_thread],
-            subscriptions: Mutex::new(BTreeMap::new()),
             replays: Mutex::new(HashMap::new()),
             cursors: Mutex::new(cursors),
+            operations: Mutex::new(()),
             next_id: AtomicI64::new(next_id.max(1) << 20),
             _lock: lock,
         })
@@ -341,6 +453,34 @@ impl Archive {
         stream_id: i32,
         source: SourceLocation,
     ) -> Result<i64> {
+        self.start_recording_with(channel, stream_id, source, false)
+    }
+
+    /// As [`Self::start_recording`]; with `auto_stop`, the recording subscription is removed as
+    /// soon as the recording of one of its images stops because the image ended (Aeron's
+    /// `autoStop`), so it records one publication and goes.
+    ///
+    /// # Errors
+    /// [`ArchiveError::DuplicateSubscription`] when the channel and stream are already recorded,
+    /// [`ArchiveError::MaxRecordings`], an invalid channel, or the archive is not running.
+    pub fn start_recording_with(
+        &self,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+        auto_stop: bool,
+    ) -> Result<i64> {
+        self.add_recording_subscription(channel, stream_id, source, auto_stop, None)
+    }
+
+    fn add_recording_subscription(
+        &self,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+        auto_stop: bool,
+        extend: Option<i64>,
+    ) -> Result<i64> {
         let subscription_id = self.next_id();
         let (reply, wait) = mpsc::channel();
         self.recorder
@@ -349,21 +489,79 @@ impl Archive {
                 channel: channel.to_string(),
                 stream_id,
                 source,
+                auto_stop,
+                extend,
                 reply,
             })
             .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
         wait.recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| ArchiveError::NotRunning("recorder did not answer".into()))??;
-        self.lock_subscriptions().insert(
-            subscription_id,
-            RecordingSubscriptionInfo {
-                subscription_id,
-                channel: channel.to_string(),
-                stream_id,
-                source,
-            },
-        );
         Ok(subscription_id)
+    }
+
+    /// Extend a stopped recording (Aeron's `extendRecording`): a recording subscription is added
+    /// on `channel` and `stream_id` (the recording's stream id), and the first image that joins
+    /// at the recording's stop position with its initial term id, term length and MTU continues
+    /// it: same recording id, frames appended from the stop position, a
+    /// [`RecordingSignalKind::Extend`](crate::RecordingSignalKind::Extend) event, and the
+    /// recording active until that image ends or the subscription is stopped. An image that does
+    /// not fit is refused (logged as an error) and not recorded. Returns the subscription id.
+    ///
+    /// # Errors
+    /// Unknown recording; [`ArchiveError::Active`] if it is being recorded; another stream id;
+    /// as [`Self::start_recording_with`].
+    pub fn extend_recording(
+        &self,
+        recording_id: i64,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+        auto_stop: bool,
+    ) -> Result<i64> {
+        let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
+        if descriptor.stream_id != stream_id {
+            return Err(ArchiveError::Invalid(format!(
+                "cannot extend recording {recording_id} with stream id {stream_id}: its stream id is {}",
+                descriptor.stream_id
+            )));
+        }
+        if descriptor.is_active() || self.shared.subscription_of(recording_id).is_some() {
+            return Err(ArchiveError::Active {
+                recording_id,
+                operation: "extend",
+            });
+        }
+        self.add_recording_subscription(channel, stream_id, source, auto_stop, Some(recording_id))
+    }
+
+    /// A new receiver of recording events (start, stop, extend, delete), each sent to every
+    /// receiver in the order it happened; a dropped receiver is forgotten.
+    pub fn subscribe_events(&self) -> mpsc::Receiver<crate::events::RecordingEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The recording subscription through which `recording_id` is being recorded now, if it is.
+    pub fn recording_subscription_of(&self, recording_id: i64) -> Option<i64> {
+        self.shared.subscription_of(recording_id)
+    }
+
+    /// Stop the recording subscription that records `recording_id` (Aeron's
+    /// `stopRecordingByIdentity`), with every recording it has. Returns whether the recording was
+    /// active.
+    ///
+    /// # Errors
+    /// Unknown recording, or the archive is not running.
+    pub fn stop_recording_by_identity(&self, recording_id: i64) -> Result<bool> {
+        self.shared.lock_catalog().get(recording_id)?;
+        let Some(subscription_id) = self.shared.subscription_of(recording_id) else {
+            return Ok(false);
+        };
+        match self.stop_recording(subscription_id) {
+            Ok(_) => Ok(true),
+            // It stopped on its own meanwhile (an auto-stop).
+            Err(ArchiveError::UnknownSubscription(_)) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Stop a recording subscription; its recordings are written, synced and marked stopped.
@@ -382,19 +580,12 @@ impl Archive {
         let stopped = wait
             .recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| ArchiveError::NotRunning("recorder did not answer".into()))??;
-        self.lock_subscriptions().remove(&subscription_id);
         Ok(stopped)
-    }
-
-    fn lock_subscriptions(&self) -> MutexGuard<'_, BTreeMap<i64, RecordingSubscriptionInfo>> {
-        self.subscriptions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The recording subscriptions in force.
     pub fn recording_subscriptions(&self) -> Vec<RecordingSubscriptionInfo> {
-        self.lock_subscriptions().values().cloned().collect()
+        self.shared.lock_subscriptions().values().cloned().collect()
     }
 
     fn info(&self, descriptor: &RecordingDescriptor) -> RecordingInfo {
@@ -490,6 +681,11 @@ impl Archive {
     /// Unknown recording; a position before the start, past the end or not at a frame start; a
     /// replay channel the driver refuses.
     pub fn start_replay(&self, request: &ReplayRequest) -> Result<i64> {
+        let _operations = self.lock_operations();
+        let max = self.shared.config.max_concurrent_replays;
+        if self.running_replays(None) >= max {
+            return Err(ArchiveError::MaxReplays(max));
+        }
         let info = self.recording(request.recording_id)?;
         let descriptor = info.descriptor.clone();
         let end = info.recorded_position;
@@ -503,7 +699,8 @@ impl Archive {
             }
         }
         let limit = request.length.map(|length| position.saturating_add(length));
-        let replay_end = if request.follow && info.active {
+        let follow = request.follow || request.limit_counter_id.is_some();
+        let replay_end = if follow && info.active {
             ReplayEnd::Follow(limit)
         } else {
             ReplayEnd::At(limit.unwrap_or(end).min(end))
@@ -535,6 +732,7 @@ impl Archive {
             status: status.clone(),
             speed: request.speed,
             time_source: request.time_source,
+            limit_counter_id: request.limit_counter_id,
         };
         let (reply, wait) = mpsc::channel();
         self.replayer
@@ -545,11 +743,114 @@ impl Archive {
             .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
         wait.recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| ArchiveError::NotRunning("replayer did not answer".into()))??;
+        self.lock_replays().insert(replay_id, status);
+        Ok(replay_id)
+    }
+
+    fn lock_operations(&self) -> MutexGuard<'_, ()> {
+        self.operations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_replays(&self) -> MutexGuard<'_, HashMap<i64, Arc<ReplayStatus>>> {
         self.replays
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(replay_id, status);
-        Ok(replay_id)
+    }
+
+    /// Replays not yet ended, of one recording or of all.
+    fn running_replays(&self, recording_id: Option<i64>) -> usize {
+        self.lock_replays()
+            .values()
+            .filter(|status| !status.is_finished())
+            .filter(|status| recording_id.is_none_or(|id| status.recording_id() == id))
+            .count()
+    }
+
+    /// Stop every replay of a recording and wait until the replayer has let go of them.
+    fn stop_replays_of(&self, recording_id: i64) -> Result<()> {
+        let running: Vec<(i64, Arc<ReplayStatus>)> = self
+            .lock_replays()
+            .iter()
+            .filter(|(_, status)| status.recording_id() == recording_id && !status.is_finished())
+            .map(|(id, status)| (*id, status.clone()))
+            .collect();
+        for (replay_id, _) in &running {
+            self.stop_replay(*replay_id)?;
+        }
+        let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+        for (replay_id, status) in running {
+            while !status.is_finished() {
+                if std::time::Instant::now() > deadline {
+                    return Err(ArchiveError::NotRunning(format!(
+                        "replay {replay_id} did not stop"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cut a stopped recording at `position` (Aeron's `truncateRecording`): `position` becomes
+    /// its stop position, and everything recorded after it is removed. Replays of the recording
+    /// are stopped first. The catalog is updated first; then the rest of the segment holding
+    /// `position` is zeroed, later segment files (with every sidecar `<id>-<base>.…` of theirs)
+    /// are deleted, and the time index loses its entries from `position` on; then a
+    /// [`RecordingSignalKind::Delete`](crate::RecordingSignalKind::Delete) event is sent. A
+    /// crash in between leaves bytes past the stop position, which readers ignore and an
+    /// extension removes. Returns the number of segment files deleted.
+    ///
+    /// # Errors
+    /// Unknown recording; [`ArchiveError::Active`] if it is being recorded;
+    /// [`ArchiveError::BadPosition`] for a position outside `[start, stop]`, not a multiple of
+    /// 32, or not the start of a frame; a file error.
+    pub fn truncate_recording(&self, recording_id: i64, position: i64) -> Result<usize> {
+        let _operations = self.lock_operations();
+        let _busy = self.shared.begin_change(recording_id, "truncate")?;
+        let dir = &self.shared.config.dir;
+        let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
+        let truncated = crate::operations::plan_truncate(dir, &descriptor, position)?;
+        self.stop_replays_of(recording_id)?;
+        self.shared.lock_catalog().update(&truncated)?;
+        self.shared.forget_progress(recording_id);
+        let deleted = crate::operations::cut_files(dir, &descriptor, position)?;
+        tracing::info!(
+            "recording {recording_id} truncated at {position} (was {}): {deleted} segment files deleted",
+            descriptor.stop_position
+        );
+        self.shared
+            .events
+            .signal(RecordingSignalKind::Delete, recording_id, -1, -1);
+        Ok(deleted)
+    }
+
+    /// Delete a stopped recording that no replay reads (Aeron's `purgeRecording`): its catalog
+    /// record is marked deleted (it keeps its slot, so its id is never reused, but it is no
+    /// longer listed or found), then all its files are deleted (segments, sidecars, time index),
+    /// then a [`RecordingSignalKind::Delete`](crate::RecordingSignalKind::Delete) event is sent.
+    /// Returns the number of segment files deleted.
+    ///
+    /// # Errors
+    /// Unknown recording; [`ArchiveError::Active`] if it is being recorded;
+    /// [`ArchiveError::ReplayRunning`] if a replay reads it; a file error.
+    pub fn purge_recording(&self, recording_id: i64) -> Result<usize> {
+        let _operations = self.lock_operations();
+        let _busy = self.shared.begin_change(recording_id, "purge")?;
+        let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
+        let deleted_record = crate::operations::plan_purge(&descriptor)?;
+        if self.running_replays(Some(recording_id)) > 0 {
+            return Err(ArchiveError::ReplayRunning { recording_id });
+        }
+        self.shared.lock_catalog().update(&deleted_record)?;
+        self.shared.forget_progress(recording_id);
+        let deleted = crate::operations::delete_files(&self.shared.config.dir, recording_id)?;
+        tracing::info!("recording {recording_id} purged: {deleted} segment files deleted");
+        self.shared
+            .events
+            .signal(RecordingSignalKind::Delete, recording_id, -1, -1);
+        Ok(deleted)
     }
 
     fn new_session_id(&self, sequence: i64) -> i32 {

@@ -1,7 +1,7 @@
 //! The catalog file: a header, then one fixed-size checksummed record per recording, the
 //! recording id being the record's index. See `docs/formats.md`.
 
-use crate::descriptor::{RecordingDescriptor, RECORD_LENGTH};
+use crate::descriptor::{RecordState, RecordingDescriptor, RECORD_LENGTH};
 use crate::error::{io_error, ArchiveError, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -207,27 +207,35 @@ impl Catalog {
         &self.path
     }
 
-    /// All slots, in recording id order.
+    /// All slots, in recording id order, deleted records (state [`RecordState::Deleted`])
+    /// included.
     pub fn entries(&self) -> &[CatalogEntry] {
         &self.entries
     }
 
-    /// The readable recordings, in id order.
+    /// The readable recordings, in id order; deleted ones (purged) are left out.
     pub fn recordings(&self) -> impl Iterator<Item = &RecordingDescriptor> {
         self.entries.iter().filter_map(|entry| match entry {
-            CatalogEntry::Recording(descriptor) => Some(descriptor),
-            CatalogEntry::Damaged { .. } => None,
+            CatalogEntry::Recording(descriptor) if descriptor.state != RecordState::Deleted => {
+                Some(descriptor)
+            }
+            _ => None,
         })
     }
 
     /// The recording `recording_id`.
     ///
     /// # Errors
-    /// The id is unknown, or its record is damaged.
+    /// The id is unknown or deleted, or its record is damaged.
     pub fn get(&self, recording_id: i64) -> Result<&RecordingDescriptor> {
         let slot = usize::try_from(recording_id)
             .map_err(|_| ArchiveError::UnknownRecording(recording_id))?;
         match self.entries.get(slot) {
+            Some(CatalogEntry::Recording(descriptor))
+                if descriptor.state == RecordState::Deleted =>
+            {
+                Err(ArchiveError::UnknownRecording(recording_id))
+            }
             Some(CatalogEntry::Recording(descriptor)) => Ok(descriptor),
             Some(CatalogEntry::Damaged { offset, reason, .. }) => {
                 Err(ArchiveError::DamagedRecording {
@@ -317,6 +325,29 @@ mod tests {
             catalog.get(3),
             Err(ArchiveError::UnknownRecording(3))
         ));
+    }
+
+    #[test]
+    fn a_deleted_record_keeps_its_slot_but_is_neither_listed_nor_found() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let mut catalog = Catalog::open(dir.path(), true).expect("create");
+            for _ in 0..3 {
+                catalog.add(sample(0)).expect("add");
+            }
+            let mut deleted = catalog.get(1).expect("1").clone();
+            deleted.state = RecordState::Deleted;
+            catalog.update(&deleted).expect("delete");
+        }
+        let mut catalog = Catalog::open(dir.path(), true).expect("reopen");
+        let ids: Vec<i64> = catalog.recordings().map(|d| d.recording_id).collect();
+        assert_eq!(ids, vec![0, 2]);
+        assert!(matches!(
+            catalog.get(1),
+            Err(ArchiveError::UnknownRecording(1))
+        ));
+        assert_eq!(catalog.entries().len(), 3);
+        assert_eq!(catalog.add(sample(0)).expect("add").recording_id, 3);
     }
 
     #[test]

@@ -69,6 +69,13 @@ pub struct ArchiveConfig {
     pub replay_block_length: usize,
     /// How long a replay waits for a subscriber on its channel.
     pub replay_connect_timeout: Duration,
+    /// Most recordings, and most recording subscriptions, at once: past it starting or extending
+    /// a recording is refused ([`ArchiveError::MaxRecordings`](crate::ArchiveError::MaxRecordings))
+    /// and a new image is not recorded. Default 64.
+    pub max_concurrent_recordings: usize,
+    /// Most replays running at once: past it a replay is refused
+    /// ([`ArchiveError::MaxReplays`](crate::ArchiveError::MaxReplays)). Default 64.
+    pub max_concurrent_replays: usize,
 }
 
 impl ArchiveConfig {
@@ -85,6 +92,8 @@ impl ArchiveConfig {
             time_index_interval: Duration::from_micros(10),
             replay_block_length: 256 * 1024,
             replay_connect_timeout: Duration::from_secs(5),
+            max_concurrent_recordings: 64,
+            max_concurrent_replays: 64,
         }
     }
 

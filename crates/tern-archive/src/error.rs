@@ -74,6 +74,85 @@ pub enum ArchiveError {
     /// The archive has shut down or its agent thread died.
     #[error("the archive is not running: {0}")]
     NotRunning(String),
+    /// The operation needs a stopped recording, and this one is being recorded (or, in the
+    /// catalog, was interrupted and not yet recovered).
+    #[error("cannot {operation} active recording {recording_id}")]
+    Active {
+        /// The recording.
+        recording_id: i64,
+        /// What was asked: "truncate", "purge", "extend".
+        operation: &'static str,
+    },
+    /// The operation needs a recording that no replay is reading.
+    #[error("cannot purge recording {recording_id} with active replay")]
+    ReplayRunning {
+        /// The recording.
+        recording_id: i64,
+    },
+    /// A recording subscription already exists for this channel and stream.
+    #[error("{channel} stream {stream_id} is already recorded (subscription {subscription_id})")]
+    DuplicateSubscription {
+        /// The channel subscribed to.
+        channel: String,
+        /// The stream id.
+        stream_id: i32,
+        /// The subscription that records it.
+        subscription_id: i64,
+    },
+    /// [`ArchiveConfig::max_concurrent_recordings`](crate::ArchiveConfig::max_concurrent_recordings)
+    /// recordings or recording subscriptions are in force.
+    #[error("max concurrent recordings reached at {0}")]
+    MaxRecordings(usize),
+    /// [`ArchiveConfig::max_concurrent_replays`](crate::ArchiveConfig::max_concurrent_replays)
+    /// replays are running.
+    #[error("max concurrent replays reached at {0}")]
+    MaxReplays(usize),
+}
+
+/// Error codes of Aeron's `ArchiveException` (Aeron 1.54 `client/ArchiveException.java`), as sent
+/// in a control response.
+pub mod codes {
+    /// Anything without a code of its own.
+    pub const GENERIC: i32 = 0;
+    /// The recording is active (or, for a purge, being replayed).
+    pub const ACTIVE_RECORDING: i32 = 2;
+    /// A recording subscription exists for that channel and stream.
+    pub const ACTIVE_SUBSCRIPTION: i32 = 3;
+    /// No such recording subscription.
+    pub const UNKNOWN_SUBSCRIPTION: i32 = 4;
+    /// No such recording.
+    pub const UNKNOWN_RECORDING: i32 = 5;
+    /// No such replay.
+    pub const UNKNOWN_REPLAY: i32 = 6;
+    /// Too many replays.
+    pub const MAX_REPLAYS: i32 = 7;
+    /// Too many recordings.
+    pub const MAX_RECORDINGS: i32 = 8;
+    /// Out of storage space.
+    pub const STORAGE_SPACE: i32 = 11;
+    /// A position outside the recording or not at a frame.
+    pub const INVALID_POSITION: i32 = 16;
+}
+
+impl ArchiveError {
+    /// Aeron's `ArchiveException` error code for this error (see [`codes`]): what a control
+    /// protocol server puts in its error response.
+    pub fn code(&self) -> i32 {
+        match self {
+            Self::Active { .. } | Self::ReplayRunning { .. } => codes::ACTIVE_RECORDING,
+            Self::DuplicateSubscription { .. } => codes::ACTIVE_SUBSCRIPTION,
+            Self::UnknownSubscription(_) => codes::UNKNOWN_SUBSCRIPTION,
+            Self::UnknownRecording(_) => codes::UNKNOWN_RECORDING,
+            Self::UnknownReplay(_) => codes::UNKNOWN_REPLAY,
+            Self::MaxReplays(_) => codes::MAX_REPLAYS,
+            Self::MaxRecordings(_) => codes::MAX_RECORDINGS,
+            Self::BadPosition { .. } => codes::INVALID_POSITION,
+            Self::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                codes::STORAGE_SPACE
+            }
+            _ => codes::GENERIC,
+        }
+    }
 }
 
 /// Shorthand for results of this crate.
@@ -88,5 +167,64 @@ pub(crate) fn io_error(
         path,
         operation,
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_aerons_archive_exception_code() {
+        let io = |errno: i32| ArchiveError::Io {
+            path: PathBuf::from("0-0.rec"),
+            operation: "write segment",
+            source: std::io::Error::from_raw_os_error(errno),
+        };
+        let cases = [
+            (io(libc::ENOSPC), 11),
+            (io(libc::EIO), 0),
+            (ArchiveError::UnknownRecording(1), 5),
+            (ArchiveError::UnknownReplay(1), 6),
+            (ArchiveError::UnknownSubscription(1), 4),
+            (
+                ArchiveError::Active {
+                    recording_id: 1,
+                    operation: "truncate",
+                },
+                2,
+            ),
+            (ArchiveError::ReplayRunning { recording_id: 1 }, 2),
+            (
+                ArchiveError::DuplicateSubscription {
+                    channel: "aeron:ipc".into(),
+                    stream_id: 1,
+                    subscription_id: 2,
+                },
+                3,
+            ),
+            (ArchiveError::MaxReplays(64), 7),
+            (ArchiveError::MaxRecordings(64), 8),
+            (
+                ArchiveError::BadPosition {
+                    recording_id: 1,
+                    position: 3,
+                    reason: "not frame aligned".into(),
+                },
+                16,
+            ),
+            (ArchiveError::Invalid("x".into()), 0),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error}");
+        }
+        assert_eq!(
+            ArchiveError::Active {
+                recording_id: 4,
+                operation: "truncate"
+            }
+            .to_string(),
+            "cannot truncate active recording 4"
+        );
     }
 }

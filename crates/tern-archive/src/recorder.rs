@@ -33,6 +33,10 @@ pub(crate) enum RecorderCommand {
         channel: String,
         stream_id: i32,
         source: SourceLocation,
+        /// Remove the subscription when the recording of one of its images stops.
+        auto_stop: bool,
+        /// Extend this stopped recording instead of starting new ones.
+        extend: Option<i64>,
         reply: Sender<Result<()>>,
     },
     Stop {
@@ -58,6 +62,8 @@ struct RecordingSession {
     progress: Arc<RecordingProgress>,
     counter: Option<Counter>,
     last_sync: Instant,
+    /// The recording subscription the image came through.
+    subscription_id: i64,
 }
 
 const MIN_BLOCK_SPACE: usize = 64 * 1024;
@@ -174,6 +180,13 @@ impl RecordingSession {
             ),
         }
         self.progress.stopped(stop);
+        shared.clear_active(recording_id);
+        shared.events.signal(
+            crate::events::RecordingSignalKind::Stop,
+            recording_id,
+            self.subscription_id,
+            stop,
+        );
         match error {
             Some(error) => tracing::error!(
                 "recording {recording_id} stopped at position {stop} after an error: {error}"
@@ -200,6 +213,10 @@ struct RecordingSubscription {
     /// The channel actually subscribed to (with `aeron-spy:` for a local UDP recording).
     subscribed_channel: String,
     stream_id: i32,
+    /// Removed when the recording of one of its images stops because the image ended.
+    auto_stop: bool,
+    /// The stopped recording its images may extend (none: each image is a new recording).
+    extend: Option<i64>,
 }
 
 pub(crate) struct Recorder {
@@ -262,9 +279,15 @@ impl Recorder {
                 channel,
                 stream_id,
                 source,
+                auto_stop,
+                extend,
                 reply,
             } => {
                 let result = self.start(subscription_id, channel, stream_id, source);
+                if let Some(entry) = self.subscriptions.last_mut().filter(|_| result.is_ok()) {
+                    entry.auto_stop = auto_stop;
+                    entry.extend = extend;
+                }
                 let _ = reply.send(result);
             }
             RecorderCommand::Stop {
@@ -276,10 +299,7 @@ impl Recorder {
                     .iter()
                     .position(|entry| entry.id == subscription_id)
                 {
-                    Some(index) => {
-                        let entry = self.subscriptions.remove(index);
-                        Ok(self.stop_subscription(entry))
-                    }
+                    Some(index) => Ok(self.remove_subscription(index)),
                     None => Err(ArchiveError::UnknownSubscription(subscription_id)),
                 };
                 let _ = reply.send(result);
@@ -309,10 +329,15 @@ impl Recorder {
             .iter()
             .find(|entry| entry.subscribed_channel == subscribe_to && entry.stream_id == stream_id)
         {
-            return Err(ArchiveError::Invalid(format!(
-                "{subscribe_to} stream {stream_id} is already recorded (subscription {})",
-                existing.id
-            )));
+            return Err(ArchiveError::DuplicateSubscription {
+                channel: subscribe_to,
+                stream_id,
+                subscription_id: existing.id,
+            });
+        }
+        let max = self.shared.config.max_concurrent_recordings;
+        if self.subscriptions.len() >= max || self.shared.active_count() >= max {
+            return Err(ArchiveError::MaxRecordings(max));
         }
         // Both channel strings and the source identity must fit one catalog record.
         let needed = channel.len() + stripped.len() + MAX_SOURCE_IDENTITY;
@@ -325,6 +350,15 @@ impl Recorder {
         }
         let subscription = self.client.add_subscription(&subscribe_to, stream_id)?;
         tracing::info!("recording subscription {id}: {subscribe_to} stream {stream_id}");
+        self.shared.lock_subscriptions().insert(
+            id,
+            crate::archive::RecordingSubscriptionInfo {
+                subscription_id: id,
+                channel: channel.clone(),
+                stream_id,
+                source,
+            },
+        );
         self.subscriptions.push(RecordingSubscription {
             id,
             original_channel: channel,
@@ -335,6 +369,8 @@ impl Recorder {
             discarding: HashMap::new(),
             subscribed_channel: subscribe_to,
             stream_id,
+            auto_stop: false,
+            extend: None,
         });
         Ok(())
     }
@@ -342,7 +378,8 @@ impl Recorder {
     fn record(&mut self, timestamp_ns: i64, now: Instant) -> usize {
         let mut work = 0;
         let shared = &self.shared;
-        for entry in &mut self.subscriptions {
+        let mut auto_stopped = Vec::new();
+        for (index, entry) in self.subscriptions.iter_mut().enumerate() {
             let mut failed = Vec::new();
             for (image_id, session) in entry.sessions.iter_mut() {
                 match session.do_work(shared, timestamp_ns, now) {
@@ -355,19 +392,38 @@ impl Recorder {
                     let image = session.finish(shared, Some(&error));
                     entry.finished.insert(image_id);
                     entry.discarding.insert(image_id, image);
+                    if entry.auto_stop {
+                        auto_stopped.push(index);
+                    }
                 }
             }
             for image in entry.discarding.values() {
                 work += image.block_poll(|_, _| {}, DISCARD_LIMIT).unwrap_or(0);
             }
         }
+        self.auto_stop(auto_stopped);
         work
+    }
+
+    /// Remove the auto-stop subscriptions at `indices` (ascending, maybe repeated): one of their
+    /// recordings stopped.
+    fn auto_stop(&mut self, mut indices: Vec<usize>) {
+        indices.dedup();
+        for index in indices.into_iter().rev() {
+            tracing::info!(
+                "recording subscription {} auto-stopped",
+                self.subscriptions[index].id
+            );
+            self.remove_subscription(index);
+        }
     }
 
     /// Start a recording for each new image; finish those whose image ended.
     fn scan_images(&mut self, now: Instant) -> usize {
         let mut work = 0;
         let shared = self.shared.clone();
+        // Auto-stop subscriptions one of whose recordings ended (or was refused).
+        let mut auto_stopped = Vec::new();
         for index in 0..self.subscriptions.len() {
             let images = self.subscriptions[index].subscription.images();
             let listed: HashSet<i64> = images
@@ -385,7 +441,7 @@ impl Recorder {
                     continue;
                 }
                 let session_id = image.info().session_id;
-                match self.open_session(index, image.clone(), now) {
+                match self.open_image(index, image.clone(), now) {
                     Ok(session) => {
                         self.subscriptions[index].sessions.insert(image_id, session);
                         work += 1;
@@ -397,6 +453,9 @@ impl Recorder {
                         let entry = &mut self.subscriptions[index];
                         entry.finished.insert(image_id);
                         entry.discarding.insert(image_id, image);
+                        if entry.auto_stop && entry.extend.is_some() {
+                            auto_stopped.push(index);
+                        }
                     }
                 }
             }
@@ -420,11 +479,111 @@ impl Recorder {
                     if listed.contains(&image_id) {
                         entry.finished.insert(image_id);
                     }
+                    if entry.auto_stop {
+                        auto_stopped.push(index);
+                    }
                     work += 1;
                 }
             }
         }
+        self.auto_stop(auto_stopped);
         work
+    }
+
+    /// Start recording an image: a new recording, or the extension of the subscription's
+    /// recording. Refused past the most concurrent recordings.
+    fn open_image(&mut self, index: usize, image: Image, now: Instant) -> Result<RecordingSession> {
+        let max = self.shared.config.max_concurrent_recordings;
+        if self.shared.active_count() >= max {
+            return Err(ArchiveError::MaxRecordings(max));
+        }
+        let subscription_id = self.subscriptions[index].id;
+        let session = match self.subscriptions[index].extend {
+            Some(recording_id) => self.open_extension(index, recording_id, image, now)?,
+            None => self.open_session(index, image, now)?,
+        };
+        let (signal, position) = match self.subscriptions[index].extend {
+            Some(_) => (
+                crate::events::RecordingSignalKind::Extend,
+                session.progress.recorded(),
+            ),
+            None => (
+                crate::events::RecordingSignalKind::Start,
+                session.descriptor.start_position,
+            ),
+        };
+        self.shared.events.signal(
+            signal,
+            session.descriptor.recording_id,
+            subscription_id,
+            position,
+        );
+        Ok(session)
+    }
+
+    /// Continue a stopped recording with an image that fits it (see `extend::open_extension`).
+    fn open_extension(
+        &mut self,
+        index: usize,
+        recording_id: i64,
+        image: Image,
+        now: Instant,
+    ) -> Result<RecordingSession> {
+        let subscription_id = self.subscriptions[index].id;
+        let info = image.info().clone();
+        let extension = crate::extend::open_extension(
+            &self.shared,
+            recording_id,
+            subscription_id,
+            &info,
+            image.position(),
+        )
+        .inspect_err(|error| {
+            tracing::error!(
+                "recording subscription {subscription_id}: image of session {} refused: {error}",
+                info.session_id
+            );
+        })?;
+        let descriptor = extension.descriptor;
+        let position = extension.writer.position();
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&recording_id.to_le_bytes());
+        key.extend_from_slice(&info.session_id.to_le_bytes());
+        let label = format!(
+            "rec-pos: {recording_id} {} {} {}",
+            info.session_id, descriptor.stream_id, descriptor.stripped_channel
+        );
+        let counter = self
+            .client
+            .add_counter(RECORDING_POSITION_TYPE_ID, &key, &label)
+            .inspect(|counter| counter.set(position))
+            .inspect_err(|error| {
+                tracing::warn!("recording {recording_id}: no position counter: {error}")
+            })
+            .ok();
+        tracing::info!(
+            "recording {recording_id} extended: session {} stream {} {} from position {position}",
+            info.session_id,
+            descriptor.stream_id,
+            descriptor.stripped_channel,
+        );
+        Ok(RecordingSession {
+            descriptor,
+            image,
+            writer: extension.writer,
+            time_index: extension.time_index,
+            progress: extension.progress,
+            counter,
+            last_sync: now,
+            subscription_id,
+        })
+    }
+
+    /// Remove a recording subscription, stopping its recordings; returns their ids.
+    fn remove_subscription(&mut self, index: usize) -> Vec<i64> {
+        let entry = self.subscriptions.remove(index);
+        self.shared.lock_subscriptions().remove(&entry.id);
+        self.stop_subscription(entry)
     }
 
     fn open_session(
@@ -455,7 +614,13 @@ impl Recorder {
             source_identity: info.source_identity.clone(),
         };
         descriptor.validate().map_err(ArchiveError::Invalid)?;
-        let descriptor = self.shared.lock_catalog().add(descriptor)?;
+        let descriptor = {
+            let mut catalog = self.shared.lock_catalog();
+            let descriptor = catalog.add(descriptor)?;
+            // Active through this subscription from the moment it is in the catalog.
+            self.shared.set_active(descriptor.recording_id, entry.id);
+            descriptor
+        };
         let recording_id = descriptor.recording_id;
         // Visible as active with its positions from the moment it is in the catalog.
         let progress = Arc::new(RecordingProgress::new(start_position));
@@ -465,13 +630,15 @@ impl Recorder {
             let mut stopped = descriptor.clone();
             stopped.stop_position = stopped.start_position;
             stopped.stop_timestamp_ns = epoch_nanos();
-            progress.stopped(stopped.stop_position);
             if let Err(error) = shared.lock_catalog().update(&stopped) {
                 tracing::error!(
                     "recording {}: could not close its catalog entry: {error}",
                     stopped.recording_id
                 );
             }
+            // After the catalog: a reader never sees it stopped without its stop position.
+            progress.stopped(stopped.stop_position);
+            shared.clear_active(stopped.recording_id);
         };
         let geometry = SegmentGeometry {
             dir: config.dir.clone(),
@@ -535,6 +702,7 @@ impl Recorder {
             progress,
             counter,
             last_sync: now,
+            subscription_id: entry.id,
         })
     }
 

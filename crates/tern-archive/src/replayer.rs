@@ -136,6 +136,8 @@ pub(crate) struct ReplayPlan {
     pub status: Arc<ReplayStatus>,
     pub speed: Option<f64>,
     pub time_source: TimeSource,
+    /// A bounded replay's limit counter.
+    pub limit_counter_id: Option<i32>,
 }
 
 pub(crate) enum ReplayerCommand {
@@ -197,6 +199,8 @@ struct ReplaySession {
     pending_due: Option<Instant>,
     /// The message time of the block prepared last, if its messages carry one.
     block_time: Option<i64>,
+    /// The counter a bounded replay never goes past.
+    limit: Option<crate::replay_limit::LimitCounter>,
 }
 
 enum Step {
@@ -346,7 +350,10 @@ impl ReplaySession {
             return self.send_padding();
         }
         if self.pending == 0 {
-            let (mut end, final_end) = self.end_now();
+            let (mut end, mut final_end) = self.end_now();
+            if let Some(limit) = self.limit.as_mut() {
+                (end, final_end) = limit.bound(end, final_end);
+            }
             let by_capture = !self.plan.time_source.is_in_message();
             if let Some(pacing) = self.pacing.as_mut().filter(|_| by_capture) {
                 match pacing.due(self.position) {
@@ -722,6 +729,10 @@ impl Replayer {
             plan.position,
             plan.session_id,
         );
+        let limit = plan
+            .limit_counter_id
+            .map(|counter_id| crate::replay_limit::LimitCounter::open(&self.client, counter_id))
+            .transpose()?;
         let publication = self
             .client
             .add_exclusive_publication(&channel, plan.stream_id)?;
@@ -752,6 +763,7 @@ impl Replayer {
             paused_at: None,
             pending_due: None,
             block_time: None,
+            limit,
             reader,
             publication,
             plan,

@@ -159,12 +159,14 @@ fn open_segment(
     mode: WriteMode,
     preallocate: bool,
     length: i64,
+    create: bool,
 ) -> Result<SegmentFile> {
     let open = |direct: bool| {
-        // A new file only: a file of the same name is left from another catalog (or a bug), and
-        // writing over it would mix stale frames into this recording.
+        // A new file only (unless an extension reopens its recording's segment): a file of the
+        // same name is left from another catalog (or a bug), and writing over it would mix stale
+        // frames into this recording.
         let mut options = OpenOptions::new();
-        options.read(true).write(true).create_new(true);
+        options.read(true).write(true).create_new(create);
         if direct {
             options.custom_flags(libc::O_DIRECT);
         }
@@ -269,14 +271,72 @@ impl SegmentWriter {
     ) -> Result<Self> {
         let start = geometry.start_position;
         let base = geometry.base_of(start);
-        let buffer_position = base + page_floor(start - base);
         let segment = open_segment(
             &geometry.path_of(base),
             base,
             mode,
             preallocate,
             geometry.segment_length,
+            true,
         )?;
+        Self::starting_at(geometry, start, segment, mode, preallocate, buffer_length)
+    }
+
+    /// A writer that extends a stopped recording from `position`, its stop position: the segment
+    /// holding it is opened as it is (created if missing), and the frames of its last partial
+    /// page are read back into the buffer, so the first direct write rewrites them unchanged.
+    /// Nothing may follow `position` in the files (see `operations::cut_files`).
+    ///
+    /// # Errors
+    /// The segment cannot be opened, created or read.
+    pub fn resume(
+        geometry: SegmentGeometry,
+        position: i64,
+        mode: WriteMode,
+        preallocate: bool,
+        buffer_length: usize,
+    ) -> Result<Self> {
+        let base = geometry.base_of(position);
+        let path = geometry.path_of(base);
+        let exists = path.exists();
+        let segment = open_segment(
+            &path,
+            base,
+            mode,
+            preallocate,
+            geometry.segment_length,
+            !exists,
+        )?;
+        let mut writer = Self::starting_at(
+            geometry,
+            position,
+            segment,
+            mode,
+            preallocate,
+            buffer_length,
+        )?;
+        if exists && writer.buffer_length > 0 {
+            let page = (writer.buffer_position - base) as u64;
+            let length = writer.buffer_length;
+            File::open(&path)
+                .and_then(|file| {
+                    file.read_exact_at(&mut writer.buffer.as_mut_slice()[..length], page)
+                })
+                .map_err(io_error(&path, "read segment to extend"))?;
+        }
+        Ok(writer)
+    }
+
+    fn starting_at(
+        geometry: SegmentGeometry,
+        start: i64,
+        segment: SegmentFile,
+        mode: WriteMode,
+        preallocate: bool,
+        buffer_length: usize,
+    ) -> Result<Self> {
+        let base = segment.base;
+        let buffer_position = base + page_floor(start - base);
         let buffer_length = buffer_length.max(64 * 1024 + PAGE);
         let (jobs, job_queue) = mpsc::channel();
         let (done_sender, done) = mpsc::channel();
@@ -555,6 +615,7 @@ impl SegmentWriter {
             self.mode,
             self.preallocate,
             self.geometry.segment_length,
+            true,
         )?;
         self.segment = Arc::new(segment);
         self.roll_pending = false;

@@ -77,6 +77,45 @@ impl TimeIndexWriter {
         })
     }
 
+    /// Continue the index of a stopped recording being extended at `stop_position`: the entries
+    /// before it are kept (later ones, and a torn tail, are cut off) and new ones are appended,
+    /// never with a timestamp before the last kept one. An index that is missing or unreadable
+    /// is started again, empty (with a warning).
+    ///
+    /// # Errors
+    /// The file cannot be opened, cut or created.
+    pub fn resume(
+        dir: &Path,
+        recording_id: i64,
+        interval_ns: i64,
+        stop_position: i64,
+    ) -> Result<Self> {
+        let entries = match read_time_index(dir, recording_id, stop_position) {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(
+                    "recording {recording_id}: time index restarted empty at {stop_position}: {error}"
+                );
+                return Self::create(dir, recording_id, interval_ns);
+            }
+        };
+        let path = dir.join(time_index_file_name(recording_id));
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path, "open time index"))?;
+        file.set_len((HEADER_LENGTH + entries.len() * ENTRY_LENGTH) as u64)
+            .map_err(io_error(&path, "cut time index"))?;
+        Ok(Self {
+            path,
+            file,
+            pending: Vec::with_capacity(4096),
+            interval_ns,
+            last_timestamp_ns: entries.last().map_or(i64::MIN, |entry| entry.timestamp_ns),
+            broken: false,
+        })
+    }
+
     /// Note that frames starting at `position` were captured at `timestamp_ns`.
     pub fn record(&mut self, timestamp_ns: i64, position: i64) {
         if self.broken {
@@ -121,6 +160,23 @@ impl TimeIndexWriter {
             .sync_data()
             .map_err(io_error(&self.path, "sync time index"))
     }
+}
+
+/// Empty the time index of a recording (its header kept), synced.
+///
+/// # Errors
+/// The file cannot be written.
+pub(crate) fn reset_time_index(dir: &Path, recording_id: i64) -> Result<()> {
+    let path = dir.join(time_index_file_name(recording_id));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_error(&path, "create time index"))?;
+    file.write_all(&header(recording_id))
+        .map_err(io_error(&path, "write time index"))?;
+    file.sync_all().map_err(io_error(&path, "sync time index"))
 }
 
 /// Read the whole time index of a recording. Entries at or past `stop_position` (written before
@@ -440,6 +496,33 @@ mod tests {
                 }
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_index_drops_entries_past_the_stop_and_never_goes_back_in_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut writer = TimeIndexWriter::create(dir.path(), 2, 0).expect("create");
+        writer.record(1_000, 0);
+        writer.record(2_000, 640);
+        writer.record(3_000, 1280);
+        writer.flush().expect("flush");
+        drop(writer);
+        let mut resumed = TimeIndexWriter::resume(dir.path(), 2, 0, 1280).expect("resume");
+        resumed.record(1_500, 1280);
+        resumed.record(4_000, 1920);
+        resumed.flush().expect("flush");
+        let entries = read_time_index(dir.path(), 2, i64::MAX).expect("read");
+        let pairs: Vec<(i64, i64)> = entries
+            .iter()
+            .map(|entry| (entry.timestamp_ns, entry.position))
+            .collect();
+        // The entry of a clock behind the last kept one is skipped.
+        assert_eq!(pairs, vec![(1_000, 0), (2_000, 640), (4_000, 1920)]);
     }
 }
 

@@ -73,7 +73,7 @@ impl ArchiveView {
         &self.dir
     }
 
-    /// All catalog slots, damaged ones included.
+    /// All catalog slots, damaged and deleted (purged) ones included.
     pub fn entries(&self) -> &[CatalogEntry] {
         self.catalog.entries()
     }

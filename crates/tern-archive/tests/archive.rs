@@ -220,6 +220,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             stream_id: 0,
             speed: None,
             time_source: Default::default(),
+            limit_counter_id: None,
         },
         sent.len(),
     );
@@ -263,6 +264,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             stream_id: 0,
             speed: None,
             time_source: Default::default(),
+            limit_counter_id: None,
         },
         sent.len() - 701,
     );
@@ -372,6 +374,7 @@ fn replay_follows_a_live_recording_while_it_grows() {
             stream_id: 4242,
             speed: None,
             time_source: Default::default(),
+            limit_counter_id: None,
         })
         .expect("follow replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -490,6 +493,7 @@ fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
         stream_id: 5,
         speed: None,
         time_source: Default::default(),
+        limit_counter_id: None,
     };
     let error_of = |position: i64| {
         archive
@@ -606,6 +610,7 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
             stream_id: 77,
             speed: None,
             time_source: Default::default(),
+            limit_counter_id: None,
         })
         .expect("replay starts");
     let status = archive.replay_status(replay_id).expect("status");
@@ -662,6 +667,7 @@ fn several_replays_of_one_recording_run_at_once() {
                     stream_id: *stream,
                     speed: None,
                     time_source: Default::default(),
+                    limit_counter_id: None,
                 })
                 .expect("replay")
         })
@@ -759,6 +765,7 @@ fn a_replay_ends_when_its_subscriber_goes_away() {
             stream_id: 7007,
             speed: None,
             time_source: Default::default(),
+            limit_counter_id: None,
         })
         .expect("replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -793,6 +800,7 @@ fn a_replay_length_that_ends_inside_a_frame_stops_before_it() {
         stream_id: 0,
         speed: None,
         time_source: Default::default(),
+        limit_counter_id: None,
     };
     let replayed = replay_messages(&archive, &client, request, 5);
     assert_eq!(replayed.len(), 5);
@@ -869,6 +877,7 @@ fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
         stream_id: 0,
         speed: None,
         time_source: Default::default(),
+        limit_counter_id: None,
     };
     let replayed = replay_messages(&archive, &client, request, sent.len());
     let messages: Vec<Vec<u8>> = replayed.into_iter().map(|(bytes, _)| bytes).collect();
@@ -936,6 +945,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             stream_id: 0,
             speed: None,
             time_source: Default::default(),
+            limit_counter_id: None,
         },
         3,
     );
@@ -953,6 +963,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             stream_id: 4343,
             speed: None,
             time_source: Default::default(),
+            limit_counter_id: None,
         })
         .expect("follow from the end");
     offer(&publication, &message(0, 8, 100), &mut idle);
@@ -1015,6 +1026,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
             stream_id: 5,
             speed: Some(5000.0),
             time_source: Default::default(),
+            limit_counter_id: None,
         })
         .expect_err("out of range");
     assert!(
@@ -1033,6 +1045,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
                 stream_id: stream,
                 speed: Some(speed),
                 time_source: Default::default(),
+                limit_counter_id: None,
             })
             .expect("paced replay");
         let mut arrivals: Vec<(u32, Instant)> = Vec::new();
@@ -1110,6 +1123,7 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
             stream_id: 8200,
             speed: Some(1.0),
             time_source: Default::default(),
+            limit_counter_id: None,
         })
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -1190,6 +1204,7 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
             stream_id: 8300,
             speed: Some(1.0),
             time_source: Default::default(),
+            limit_counter_id: None,
         })
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -1301,6 +1316,7 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
             stream_id: 8400,
             speed: Some(1.0),
             time_source: source,
+            limit_counter_id: None,
         })
         .expect("paced by message time");
     let mut arrivals: Vec<(u32, Instant)> = Vec::new();
@@ -1339,6 +1355,7 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
             stream_id: 8401,
             speed: Some(0.1),
             time_source: source,
+            limit_counter_id: None,
         })
         .expect("slow replay");
     let mut seen: Vec<(i32, u32)> = Vec::new();

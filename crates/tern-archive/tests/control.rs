@@ -1339,3 +1339,135 @@ fn cursors_survive_an_archive_restart() {
         (recording, position)
     );
 }
+
+/// The next `RecordingSignalEvent` for this session.
+fn next_signal(raw: &mut Raw) -> proto::RecordingSignalEvent {
+    loop {
+        if let Message::RecordingSignalEvent(signal) = raw.receive() {
+            return signal;
+        }
+    }
+}
+
+#[test]
+fn signals_follow_recordings_and_truncate_and_purge_delete_over_the_protocol() {
+    let fixture = fixture("signals", Authenticator::None);
+    let mut raw = Raw::open(fixture.driver.dir(), 60);
+    raw.connect();
+    let (recording, subscription_id) = record_over_protocol(&fixture, &mut raw, 1301, 30);
+    let start = next_signal(&mut raw);
+    assert_eq!(start.signal, proto::RecordingSignal::Start);
+    assert_eq!(
+        (start.recording_id, start.subscription_id),
+        (recording, subscription_id)
+    );
+    let info = fixture.archive.recording(recording).expect("recording");
+    assert_eq!(start.position, info.descriptor.start_position);
+
+    // Extending an active recording is refused with ACTIVE_RECORDING.
+    let (code, message) = error(&raw.call(|s, c| {
+        Message::ExtendRecordingRequest2(proto::ExtendRecordingRequest2 {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: recording,
+            stream_id: 1301,
+            source_location: SourceLocation::Local,
+            auto_stop: false,
+            channel: "aeron:ipc?alias=extend".into(),
+        })
+    }));
+    assert_eq!(code, 2, "{message}");
+
+    // Stop by identity: 1 (it was recording), then the STOP signal with the stop position.
+    let found = ok(&raw.call(|s, c| {
+        Message::StopRecordingByIdentityRequest(proto::StopRecordingByIdentityRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: recording,
+        })
+    }));
+    assert_eq!(found, 1);
+    let stop = next_signal(&mut raw);
+    assert_eq!(stop.signal, proto::RecordingSignal::Stop);
+    let stopped = fixture.archive.recording(recording).expect("recording");
+    assert_eq!(stop.position, stopped.descriptor.stop_position);
+
+    // Truncate to the tenth message: OK, then DELETE; the stop position moved.
+    let frame = (stopped.descriptor.stop_position - stopped.descriptor.start_position) / 30;
+    let at = stopped.descriptor.start_position + 10 * frame;
+    ok(&raw.call(|s, c| {
+        Message::TruncateRecordingRequest(proto::TruncateRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: recording,
+            position: at,
+        })
+    }));
+    assert_eq!(next_signal(&mut raw).signal, proto::RecordingSignal::Delete);
+    let stop_position = ok(&raw.call(|s, c| {
+        Message::StopPositionRequest(proto::StopPositionRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: recording,
+        })
+    }));
+    assert_eq!(stop_position, at);
+    let (code, _) = error(&raw.call(|s, c| {
+        Message::TruncateRecordingRequest(proto::TruncateRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: recording,
+            position: at + 7,
+        })
+    }));
+    assert_eq!(code, 16, "INVALID_POSITION");
+
+    // Purge: OK, DELETE, and the recording is unknown from then on.
+    ok(&raw.call(|s, c| {
+        Message::PurgeRecordingRequest(proto::PurgeRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: recording,
+        })
+    }));
+    assert_eq!(next_signal(&mut raw).signal, proto::RecordingSignal::Delete);
+    let listed = raw.list(1, |s, c| {
+        Message::ListRecordingRequest(proto::ListRecordingRequest {
+            control_session_id: s,
+            correlation_id: c,
+            recording_id: recording,
+        })
+    });
+    assert!(matches!(&listed[..], [Message::ControlResponse(r)]
+        if r.code == ControlResponseCode::RecordingUnknown));
+
+    // Auto-stop: the subscription goes when its image ends.
+    let auto = ok(&raw.call(|s, c| {
+        Message::StartRecordingRequest2(proto::StartRecordingRequest2 {
+            control_session_id: s,
+            correlation_id: c,
+            stream_id: 1302,
+            source_location: SourceLocation::Local,
+            auto_stop: true,
+            channel: "aeron:ipc".into(),
+        })
+    }));
+    {
+        let client = Client::connect(fixture.driver.dir()).expect("client");
+        let publication = client
+            .add_exclusive_publication("aeron:ipc", 1302)
+            .expect("publication");
+        assert_eq!(next_signal(&mut raw).signal, proto::RecordingSignal::Start);
+        while publication.offer(&[1u8; 40]).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_eq!(next_signal(&mut raw).signal, proto::RecordingSignal::Stop);
+    wait_until("the auto-stop subscription to go", || {
+        fixture
+            .archive
+            .recording_subscriptions()
+            .iter()
+            .all(|s| s.subscription_id != auto)
+    });
+}

@@ -292,3 +292,90 @@ fn a_truncated_or_missing_segment_is_named_with_its_offset() {
         "{error}"
     );
 }
+
+/// Write the frames before `split` (a frame start), stop, and resume a new writer at `split`
+/// for the rest, as an extended recording does: the files read back as one unbroken stream.
+fn check_resume(start: i64, payloads: Vec<Vec<u8>>, split_frame: usize, mode: WriteMode) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let geometry = SegmentGeometry {
+        dir: dir.path().to_path_buf(),
+        recording_id: 0,
+        start_position: start,
+        term_length: TERM,
+        segment_length: SEGMENT,
+    };
+    let (log, frames) = lay_out(start, &payloads);
+    let end = start + log.len() as i64;
+    let split = frames[split_frame.min(frames.len() - 1)].0;
+    let mut writer =
+        SegmentWriter::new(geometry.clone(), mode, true, 128 * 1024 + 4096).expect("writer");
+    let all = blocks(start, &log, &[3000, 70_000, 200]);
+    let mut resumed = None;
+    for (position, block) in all {
+        // A block that straddles the split is cut there (the split is a frame start).
+        let block_end = position + block.len() as i64;
+        let pieces = if position < split && split < block_end {
+            let cut = (split - position) as usize;
+            vec![
+                (position, block[..cut].to_vec()),
+                (split, block[cut..].to_vec()),
+            ]
+        } else {
+            vec![(position, block)]
+        };
+        for (position, block) in pieces {
+            if position == split && resumed.is_none() {
+                writer.sync().expect("sync before the stop");
+                assert_eq!(writer.flushed_position(), split);
+                resumed = Some(
+                    SegmentWriter::resume(geometry.clone(), split, mode, true, 128 * 1024 + 4096)
+                        .expect("resume"),
+                );
+            }
+            match resumed.as_mut() {
+                Some(resumed) => resumed.append(&block, position).expect("append resumed"),
+                None => writer.append(&block, position).expect("append"),
+            };
+        }
+    }
+    drop(writer);
+    let mut resumed = resumed.unwrap_or_else(|| {
+        SegmentWriter::resume(geometry.clone(), end, mode, true, 128 * 1024 + 4096)
+            .expect("resume at the end")
+    });
+    resumed.sync().expect("final sync");
+    assert_eq!(resumed.flushed_position(), end);
+    let descriptor = descriptor(start);
+    let mut reader = RecordingReader::new(dir.path(), &descriptor);
+    let mut read = Vec::new();
+    let (reached, stop) = reader
+        .scan(start, end, |frame| {
+            let payload = (!frame.header.is_padding()).then(|| frame.payload().to_vec());
+            read.push((frame.position, payload));
+            true
+        })
+        .expect("scan");
+    assert_eq!((reached, stop), (end, None));
+    assert_eq!(read, frames);
+    let segments = list_segments(dir.path()).expect("segments");
+    let (found_end, damage) = find_end(dir.path(), &descriptor, &segments[&0]).expect("find end");
+    assert_eq!((found_end, damage), (end, None));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+
+    #[test]
+    fn a_resumed_writer_continues_the_stream_without_a_seam(
+        start_frames in 0i64..5000,
+        sizes in prop::collection::vec(0usize..3000, 2..300),
+        split_fraction in 0.0f64..1.0,
+        direct in any::<bool>(),
+    ) {
+        let start = start_frames * 32;
+        let payloads: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(index, size)| vec![(index % 255) as u8 + 1; *size]).collect();
+        let split_frame = (payloads.len() as f64 * split_fraction) as usize;
+        let mode = if direct { WriteMode::Direct } else { WriteMode::Buffered };
+        check_resume(start, payloads, split_frame, mode);
+    }
+}

@@ -162,6 +162,14 @@ impl Client {
         Ok(Counter { inner: counter })
     }
 
+    /// A reader of the driver's counters: any counter by id, whoever allocated it.
+    pub fn counters_reader(&self) -> CountersReader {
+        CountersReader {
+            inner: self.aeron.counters_reader(),
+            _aeron: self.aeron.clone(),
+        }
+    }
+
     /// Aeron's monotonic clock in nanoseconds.
     pub fn nano_clock() -> i64 {
         Aeron::nano_clock()
@@ -201,5 +209,50 @@ impl Counter {
             .get_constants()
             .map(|constants| constants.counter_id)
             .unwrap_or(-1)
+    }
+}
+
+/// Aeron's counter record state of a counter in use (`AERON_COUNTER_RECORD_ALLOCATED`).
+const COUNTER_ALLOCATED: i32 = 1;
+
+/// Reads the media driver's counters by id (Aeron's `CountersReader`). Valid while the client it
+/// came from lives (it keeps the client).
+pub struct CountersReader {
+    inner: rusteron_client::AeronCountersReader,
+    _aeron: Aeron,
+}
+
+impl CountersReader {
+    /// The value of counter `counter_id`.
+    ///
+    /// # Errors
+    /// The id is outside the counters file.
+    pub fn value(&self, counter_id: i32) -> Result<i64, TransportError> {
+        self.inner
+            .get_counter_value(counter_id)
+            .context(|| format!("read counter {counter_id}"))
+    }
+
+    /// Whether counter `counter_id` is allocated (in use, not freed or never allocated).
+    pub fn is_allocated(&self, counter_id: i32) -> bool {
+        counter_id >= 0
+            && counter_id <= self.inner.max_counter_id()
+            && matches!(self.inner.counter_state(counter_id), Ok(COUNTER_ALLOCATED))
+    }
+
+    /// The registration id of counter `counter_id`: tells a counter from a later one that reuses
+    /// its id.
+    ///
+    /// # Errors
+    /// The id is outside the counters file.
+    pub fn registration_id(&self, counter_id: i32) -> Result<i64, TransportError> {
+        if counter_id < 0 || counter_id > self.inner.max_counter_id() {
+            return Err(TransportError::Invalid(format!(
+                "{counter_id} is not a counter id"
+            )));
+        }
+        self.inner
+            .counter_registration_id(counter_id)
+            .context(|| format!("registration id of counter {counter_id}"))
     }
 }

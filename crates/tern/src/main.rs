@@ -32,6 +32,11 @@ enum Command {
     Verify(commands::verify::Args),
     /// Print the frames of a recording, headers included.
     Dump(commands::dump::Args),
+    /// Cut a stopped recording at a position, deleting what follows (no archive may run on the
+    /// directory).
+    Truncate(commands::truncate::Args),
+    /// Delete a stopped recording and its files (no archive may run on the directory).
+    Purge(commands::purge::Args),
     /// Record a shared stream fed by several publishers, replay it and check every message.
     Demo(commands::demo::Args),
 }
@@ -62,6 +67,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Dump(args) => commands::dump::run(args),
+        Command::Truncate(args) => commands::truncate::run(args),
+        Command::Purge(args) => commands::purge::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {

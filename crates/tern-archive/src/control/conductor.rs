@@ -5,10 +5,12 @@ use super::session::{ControlSession, Listing, Opening, Source, State, GENERIC};
 use super::{ControlConfig, ControlStats};
 use crate::archive::{Archive, RecordingInfo, ReplayRequest};
 use crate::error::{ArchiveError, Result};
+use crate::events::{RecordingEvent, RecordingSignalKind};
 use crate::message_time::TimeSource;
 use crate::recorder::SourceLocation;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Instant;
 use tern_protocol as proto;
@@ -37,20 +39,14 @@ const LISTING_HIGH_WATER: usize = 256;
 const ACTIVE_LISTING: i64 = 1;
 const UNKNOWN_SUBSCRIPTION: i64 = 4;
 const UNKNOWN_RECORDING: i64 = 5;
-const UNKNOWN_REPLAY: i64 = 6;
 const EMPTY_RECORDING: i64 = 15;
 const INVALID_POSITION: i64 = 16;
 
-/// Aeron's error code for an archive error.
+/// Aeron's error code for an archive error (a damaged catalog entry counts as unknown).
 fn error_code(error: &ArchiveError) -> i64 {
     match error {
-        ArchiveError::UnknownRecording(_) | ArchiveError::DamagedRecording { .. } => {
-            UNKNOWN_RECORDING
-        }
-        ArchiveError::UnknownReplay(_) => UNKNOWN_REPLAY,
-        ArchiveError::UnknownSubscription(_) => UNKNOWN_SUBSCRIPTION,
-        ArchiveError::BadPosition { .. } => INVALID_POSITION,
-        _ => GENERIC,
+        ArchiveError::DamagedRecording { .. } => UNKNOWN_RECORDING,
+        other => i64::from(other.code()),
     }
 }
 
@@ -72,8 +68,11 @@ pub(crate) struct Conductor {
     slots: BTreeMap<i64, Slot>,
     next_session_id: i64,
     archive_id: i64,
-    /// Which session started each recording subscription, for its signals.
+    /// Which session (and request) started each recording subscription, for its signals.
     recording_owners: HashMap<i64, (i64, i64)>,
+    /// Which session asked to truncate or purge each recording, for the DELETE signal.
+    delete_owners: HashMap<i64, (i64, i64)>,
+    events: Receiver<RecordingEvent>,
 }
 
 impl Conductor {
@@ -83,6 +82,7 @@ impl Conductor {
         stop: Arc<AtomicBool>,
         stats: Arc<ControlStats>,
     ) -> Result<Self> {
+        let events = archive.subscribe_events();
         let client = Client::connect(&archive.config().aeron_dir)?;
         let mut subscriptions = Vec::new();
         for channel in &config.channels {
@@ -108,6 +108,8 @@ impl Conductor {
             next_session_id,
             archive_id,
             recording_owners: HashMap::new(),
+            delete_owners: HashMap::new(),
+            events,
         })
     }
 
@@ -166,7 +168,43 @@ impl Conductor {
         for (source, bytes) in inbox {
             self.on_message(now, source, &bytes);
         }
+        work += self.signal_events();
         work + self.drive_sessions(now)
+    }
+
+    /// Send each recording event as a `RecordingSignalEvent` to the session whose request
+    /// caused it (as Aeron: the session that started, extended, truncated or purged).
+    fn signal_events(&mut self) -> usize {
+        let mut work = 0;
+        while let Ok(event) = self.events.try_recv() {
+            work += 1;
+            let owner = match event.signal {
+                RecordingSignalKind::Delete => self.delete_owners.remove(&event.recording_id),
+                _ => self.recording_owners.get(&event.subscription_id).copied(),
+            };
+            let Some((session_id, correlation_id)) = owner else {
+                continue;
+            };
+            let Some(slot) = self.slots.get_mut(&session_id) else {
+                continue;
+            };
+            let signal = match event.signal {
+                RecordingSignalKind::Start => proto::RecordingSignal::Start,
+                RecordingSignalKind::Stop => proto::RecordingSignal::Stop,
+                RecordingSignalKind::Extend => proto::RecordingSignal::Extend,
+                RecordingSignalKind::Delete => proto::RecordingSignal::Delete,
+            };
+            let message = proto::RecordingSignalEvent {
+                control_session_id: session_id,
+                correlation_id,
+                recording_id: event.recording_id,
+                subscription_id: event.subscription_id,
+                position: event.position,
+                signal,
+            };
+            queue_message(&mut slot.session, &Message::RecordingSignalEvent(message));
+        }
+        work
     }
 
     fn on_message(&mut self, now: Instant, source: Source, bytes: &[u8]) {
@@ -266,6 +304,7 @@ impl Conductor {
                     stats: &self.stats,
                     archive_id: self.archive_id,
                     recording_owners: &mut self.recording_owners,
+                    delete_owners: &mut self.delete_owners,
                 };
                 context.serve(session, correlation_id, other);
             }
@@ -291,6 +330,7 @@ impl Conductor {
             stats: &self.stats,
             archive_id: self.archive_id,
             recording_owners: &mut self.recording_owners,
+            delete_owners: &mut self.delete_owners,
         };
         context.serve_tern(session, correlation_id, message);
     }
@@ -504,6 +544,13 @@ fn tern_request_ids(message: &TernMessage) -> Option<(i64, i64)> {
         }
         TernMessage::PositionAtTimeRequest(m) => Some((m.control_session_id, m.correlation_id)),
         TernMessage::CursorDescriptor(_) | TernMessage::RecordingGroupDescriptor(_) => None,
+    }
+}
+
+fn source_location(source: proto::SourceLocation) -> SourceLocation {
+    match source {
+        proto::SourceLocation::Local => SourceLocation::Local,
+        proto::SourceLocation::Remote => SourceLocation::Remote,
     }
 }
 
@@ -728,6 +775,7 @@ struct Context<'a> {
     stats: &'a ControlStats,
     archive_id: i64,
     recording_owners: &'a mut HashMap<i64, (i64, i64)>,
+    delete_owners: &'a mut HashMap<i64, (i64, i64)>,
 }
 
 impl Context<'_> {
@@ -967,6 +1015,57 @@ impl Context<'_> {
                 let _ = self.archive.stop_replay(request.replay_session_id);
                 session.replays.remove(&request.replay_session_id);
                 self.ok(session, correlation_id, 0);
+            }
+            Message::StopRecordingByIdentityRequest(request) => {
+                match self
+                    .archive
+                    .stop_recording_by_identity(request.recording_id)
+                {
+                    Ok(found) => self.ok(session, correlation_id, i64::from(found)),
+                    Err(error) => self.fail(session, correlation_id, &error),
+                }
+            }
+            Message::ExtendRecordingRequest2(request) => {
+                let source = source_location(request.source_location);
+                match self.archive.extend_recording(
+                    request.recording_id,
+                    &request.channel,
+                    request.stream_id,
+                    source,
+                    request.auto_stop,
+                ) {
+                    Ok(subscription_id) => {
+                        self.recording_owners
+                            .insert(subscription_id, (session.id, correlation_id));
+                        self.ok(session, correlation_id, subscription_id);
+                    }
+                    Err(error) => self.fail(session, correlation_id, &error),
+                }
+            }
+            Message::TruncateRecordingRequest(request) => {
+                self.delete_owners
+                    .insert(request.recording_id, (session.id, correlation_id));
+                match self
+                    .archive
+                    .truncate_recording(request.recording_id, request.position)
+                {
+                    Ok(deleted) => self.ok(session, correlation_id, deleted as i64),
+                    Err(error) => {
+                        self.delete_owners.remove(&request.recording_id);
+                        self.fail(session, correlation_id, &error)
+                    }
+                }
+            }
+            Message::PurgeRecordingRequest(request) => {
+                self.delete_owners
+                    .insert(request.recording_id, (session.id, correlation_id));
+                match self.archive.purge_recording(request.recording_id) {
+                    Ok(deleted) => self.ok(session, correlation_id, deleted as i64),
+                    Err(error) => {
+                        self.delete_owners.remove(&request.recording_id);
+                        self.fail(session, correlation_id, &error)
+                    }
+                }
             }
             Message::StopAllReplaysRequest(request) => {
                 let recording =
@@ -1218,13 +1317,13 @@ impl Context<'_> {
         channel: &str,
         stream_id: i32,
         source: proto::SourceLocation,
-        _auto_stop: bool,
+        auto_stop: bool,
     ) {
-        let source = match source {
-            proto::SourceLocation::Local => SourceLocation::Local,
-            proto::SourceLocation::Remote => SourceLocation::Remote,
-        };
-        match self.archive.start_recording(channel, stream_id, source) {
+        let source = source_location(source);
+        match self
+            .archive
+            .start_recording_with(channel, stream_id, source, auto_stop)
+        {
             Ok(subscription_id) => {
                 self.recording_owners
                     .insert(subscription_id, (session.id, correlation_id));
@@ -1376,15 +1475,6 @@ impl Context<'_> {
                 return;
             }
         };
-        if limit_counter_id.is_some() {
-            self.error(
-                session,
-                correlation_id,
-                GENERIC,
-                "bounded replay is not available yet",
-            );
-            return;
-        }
         let request = ReplayRequest {
             recording_id,
             position: Some(from),
@@ -1394,6 +1484,7 @@ impl Context<'_> {
             stream_id,
             speed,
             time_source,
+            limit_counter_id,
         };
         match self.archive.start_replay(&request) {
             Ok(replay_id) => {

@@ -4,7 +4,7 @@ use super::settings::DirArg;
 use crate::util::{format_bytes, format_time};
 use anyhow::Result;
 use std::process::ExitCode;
-use tern_archive::CatalogEntry;
+use tern_archive::{CatalogEntry, RecordState};
 
 /// Arguments of `tern list`.
 #[derive(Debug, clap::Args)]
@@ -26,6 +26,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for entry in view.entries() {
         match entry {
+            // Purged: the slot keeps its id, the recording is gone.
+            CatalogEntry::Recording(descriptor) if descriptor.state == RecordState::Deleted => {}
             CatalogEntry::Recording(descriptor) => {
                 if args.stream.is_some_and(|stream| stream != descriptor.stream_id) {
                     continue;

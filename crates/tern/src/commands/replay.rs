@@ -288,6 +288,7 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         stream_id,
         speed: args.speed,
         time_source: args.time_source,
+        limit_counter_id: None,
     })?;
     let status = archive.replay_status(replay_id)?;
     eprintln!(

@@ -1,0 +1,96 @@
+//! Recording events: what Aeron's archive sends as `RecordingSignal`s, delivered to every
+//! subscriber of [`Archive::subscribe_events`](crate::Archive::subscribe_events).
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Mutex;
+
+/// What happened to a recording (Aeron's `RecordingSignal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordingSignalKind {
+    /// A new recording began; the position is its start position.
+    Start,
+    /// A recording stopped; the position is its stop position.
+    Stop,
+    /// A stopped recording is being extended; the position is where it resumes (its old stop).
+    Extend,
+    /// Files of the recording were deleted (truncate or purge); no subscription, no position.
+    Delete,
+}
+
+/// One recording event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingEvent {
+    /// What happened.
+    pub signal: RecordingSignalKind,
+    /// The recording.
+    pub recording_id: i64,
+    /// The recording subscription it came through (-1 for [`RecordingSignalKind::Delete`]).
+    pub subscription_id: i64,
+    /// The position (see [`RecordingSignalKind`]; -1 for [`RecordingSignalKind::Delete`]).
+    pub position: i64,
+}
+
+/// The subscribers to recording events.
+#[derive(Debug, Default)]
+pub(crate) struct EventBus {
+    subscribers: Mutex<Vec<Sender<RecordingEvent>>>,
+}
+
+impl EventBus {
+    /// A new subscriber: it sees every event sent from now on.
+    pub(crate) fn subscribe(&self) -> Receiver<RecordingEvent> {
+        let (sender, receiver) = mpsc::channel();
+        self.lock().push(sender);
+        receiver
+    }
+
+    /// Send an event to every subscriber; a subscriber whose receiver was dropped is forgotten.
+    pub(crate) fn send(&self, event: RecordingEvent) {
+        tracing::debug!("recording event {event:?}");
+        self.lock()
+            .retain(|subscriber| subscriber.send(event).is_ok());
+    }
+
+    /// Send `signal` for a recording.
+    pub(crate) fn signal(
+        &self,
+        signal: RecordingSignalKind,
+        recording_id: i64,
+        subscription_id: i64,
+        position: i64,
+    ) {
+        self.send(RecordingEvent {
+            signal,
+            recording_id,
+            subscription_id,
+            position,
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sender<RecordingEvent>>> {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subscriber_gets_every_event_and_dropped_ones_are_forgotten() {
+        let bus = EventBus::default();
+        let first = bus.subscribe();
+        let second = bus.subscribe();
+        bus.signal(RecordingSignalKind::Start, 3, 7, 64);
+        drop(second);
+        bus.signal(RecordingSignalKind::Stop, 3, 7, 128);
+        assert_eq!(bus.lock().len(), 1);
+        let seen: Vec<RecordingSignalKind> = first.try_iter().map(|event| event.signal).collect();
+        assert_eq!(
+            seen,
+            vec![RecordingSignalKind::Start, RecordingSignalKind::Stop]
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! Changing stopped recordings: truncate (cut a recording at a position), purge (delete it), and
+//! the clean-up an extension does before it writes. Also which recordings are active or busy,
+//! and the offline forms of truncate and purge for a directory no archive runs on.
+//!
+//! Crash safety: the catalog is written first, and the files follow it. A stopped recording's
+//! stop position is the truth about its data (readers never look past it), so a crash between
+//! the catalog update and the file changes leaves only bytes past the stop position or files of
+//! a deleted record: readers ignore both, and an extension cleans them up before it writes.
+
+use crate::catalog::{sync_directory, Catalog};
+use crate::descriptor::{RecordState, RecordingDescriptor};
+use crate::error::{io_error, ArchiveError, Result};
+use crate::segment::{segment_base, segment_file_name};
+use crate::time_index::{read_time_index, time_index_file_name, ENTRY_LENGTH, HEADER_LENGTH};
+use std::collections::{HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::path::Path;
+
+/// Which recordings are being recorded (and through which subscription), and which a truncate,
+/// purge or extension is working on.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    /// Active recordings: recording id → recording subscription id.
+    pub active: HashMap<i64, i64>,
+    /// Recordings a truncate or purge is changing.
+    pub busy: HashSet<i64>,
+}
+
+/// A file of a recording in the archive directory.
+#[derive(Debug)]
+struct RecordingFile {
+    name: String,
+    /// The segment base of a `<id>-<base>.…` file (a segment or a sidecar of one); `None` for
+    /// `<id>.…` files (the time index).
+    base: Option<i64>,
+}
+
+/// Every file of `recording_id` in `dir`: `<id>-<base>.<anything>` (segments and their sidecars)
+/// and `<id>.<anything>` (the time index and any other file of the recording).
+fn files_of(dir: &Path, recording_id: i64) -> Result<Vec<RecordingFile>> {
+    let segment_prefix = format!("{recording_id}-");
+    let own_prefix = format!("{recording_id}.");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list archive directory"))? {
+        let entry = entry.map_err(io_error(dir, "list archive directory"))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if let Some(rest) = name.strip_prefix(&segment_prefix) {
+            let base = rest
+                .split_once('.')
+                .and_then(|(base, _)| base.parse::<i64>().ok());
+            if let Some(base) = base {
+                files.push(RecordingFile {
+                    name,
+                    base: Some(base),
+                });
+            }
+        } else if name.starts_with(&own_prefix) {
+            files.push(RecordingFile { name, base: None });
+        }
+    }
+    Ok(files)
+}
+
+fn remove(dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(name);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error(&path, "delete recording file")(error)),
+    }
+}
+
+/// Check a truncate of `descriptor` at `position` and return the record it leaves: stopped at
+/// `position`, with the stop timestamp of the last time index entry before it.
+///
+/// # Errors
+/// [`ArchiveError::Active`] for an active (or unrecovered) recording; [`ArchiveError::BadPosition`]
+/// for a position outside `[start, stop]`, not frame aligned, or not at a frame start.
+pub(crate) fn plan_truncate(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+) -> Result<RecordingDescriptor> {
+    if descriptor.is_active() {
+        return Err(ArchiveError::Active {
+            recording_id: descriptor.recording_id,
+            operation: "truncate",
+        });
+    }
+    crate::archive::check_replay_position(dir, descriptor, position, descriptor.stop_position)?;
+    let mut truncated = descriptor.clone();
+    if position < descriptor.stop_position {
+        truncated.stop_position = position;
+        truncated.stop_timestamp_ns = read_time_index(dir, descriptor.recording_id, position)
+            .ok()
+            .and_then(|entries| entries.last().map(|entry| entry.timestamp_ns))
+            .unwrap_or(descriptor.start_timestamp_ns);
+    }
+    Ok(truncated)
+}
+
+/// Remove everything of a recording at and after `position`: the rest of the segment holding it
+/// is zeroed (the file keeps its length), later segment files and every sidecar of theirs
+/// (`<id>-<base>.…`) are deleted (so is the segment holding `position` when it holds nothing
+/// before it), and the time index loses its entries at or after `position`. Everything is
+/// synced. Returns the number of segment files (`.rec`) deleted.
+///
+/// # Errors
+/// A file cannot be listed, changed, deleted or synced.
+pub(crate) fn cut_files(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+) -> Result<usize> {
+    let recording_id = descriptor.recording_id;
+    let segment_length = i64::from(descriptor.segment_length);
+    let keep_base = segment_base(
+        descriptor.start_position,
+        position,
+        i64::from(descriptor.term_length),
+        segment_length,
+    );
+    // Does the segment holding `position` hold data before it?
+    let partial = position > keep_base.max(descriptor.start_position);
+    let mut doomed: Vec<RecordingFile> = files_of(dir, recording_id)?
+        .into_iter()
+        .filter(|file| match file.base {
+            Some(base) => base > keep_base || (base == keep_base && !partial),
+            None => false,
+        })
+        .collect();
+    // Highest first: at any moment what is left is a prefix of the recording.
+    doomed.sort_by_key(|file| std::cmp::Reverse(file.base));
+    let mut deleted = 0;
+    for file in &doomed {
+        remove(dir, &file.name)?;
+        if file.name.ends_with(".rec") {
+            deleted += 1;
+        }
+    }
+    if partial {
+        erase_segment_from(
+            &dir.join(segment_file_name(recording_id, keep_base)),
+            (position - keep_base) as u64,
+            segment_length as u64,
+        )?;
+    }
+    truncate_time_index(dir, recording_id, position)?;
+    if !doomed.is_empty() {
+        sync_directory(dir)?;
+    }
+    Ok(deleted)
+}
+
+/// Zero a segment file from `offset` to its end, keeping its length (and its blocks when it was
+/// preallocated): cut it at `offset`, grow it back, sync.
+fn erase_segment_from(path: &Path, offset: u64, segment_length: u64) -> Result<()> {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(io_error(path, "open segment to erase")(error)),
+    };
+    let length = file
+        .metadata()
+        .map_err(io_error(path, "stat segment"))?
+        .len();
+    if length <= offset {
+        return Ok(());
+    }
+    file.set_len(offset)
+        .map_err(io_error(path, "erase segment"))?;
+    if length >= segment_length {
+        // It was preallocated: give it its blocks back, reading as zeroes.
+        // SAFETY: plain syscall on an owned descriptor.
+        let result = unsafe {
+            libc::fallocate(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+                0,
+                segment_length as libc::off_t,
+            )
+        };
+        if result != 0 {
+            file.set_len(segment_length)
+                .map_err(io_error(path, "size segment"))?;
+        }
+    }
+    file.sync_all().map_err(io_error(path, "sync segment"))
+}
+
+/// Drop the time index entries at or after `position` (and a torn tail). A missing index is left
+/// missing; one that cannot be read is emptied (its header kept), with a warning.
+fn truncate_time_index(dir: &Path, recording_id: i64, position: i64) -> Result<()> {
+    let path = dir.join(time_index_file_name(recording_id));
+    if !path.exists() {
+        return Ok(());
+    }
+    let kept = match read_time_index(dir, recording_id, position) {
+        Ok(entries) => entries.len(),
+        Err(error) => {
+            tracing::warn!("recording {recording_id}: time index unreadable, emptied: {error}");
+            return crate::time_index::reset_time_index(dir, recording_id);
+        }
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path, "open time index"))?;
+    let length = (HEADER_LENGTH + kept * ENTRY_LENGTH) as u64;
+    let current = file
+        .metadata()
+        .map_err(io_error(&path, "stat time index"))?
+        .len();
+    if current > length {
+        file.set_len(length)
+            .map_err(io_error(&path, "truncate time index"))?;
+        file.sync_all()
+            .map_err(io_error(&path, "sync time index"))?;
+    }
+    Ok(())
+}
+
+/// Delete every file of a recording (segments, sidecars, time index). Returns the number of
+/// segment files deleted.
+///
+/// # Errors
+/// A file cannot be listed or deleted, or the directory cannot be synced.
+pub(crate) fn delete_files(dir: &Path, recording_id: i64) -> Result<usize> {
+    let mut files = files_of(dir, recording_id)?;
+    files.sort_by_key(|file| std::cmp::Reverse(file.base));
+    let mut deleted = 0;
+    for file in &files {
+        remove(dir, &file.name)?;
+        if file.name.ends_with(".rec") {
+            deleted += 1;
+        }
+    }
+    if !files.is_empty() {
+        sync_directory(dir)?;
+    }
+    Ok(deleted)
+}
+
+/// The record of a purged recording: state deleted.
+///
+/// # Errors
+/// [`ArchiveError::Active`] for an active (or unrecovered) recording.
+pub(crate) fn plan_purge(descriptor: &RecordingDescriptor) -> Result<RecordingDescriptor> {
+    if descriptor.is_active() {
+        return Err(ArchiveError::Active {
+            recording_id: descriptor.recording_id,
+            operation: "purge",
+        });
+    }
+    let mut deleted = descriptor.clone();
+    deleted.state = RecordState::Deleted;
+    Ok(deleted)
+}
+
+/// Truncate a recording of an archive directory no archive runs on (the directory is locked
+/// meanwhile): see [`Archive::truncate_recording`](crate::Archive::truncate_recording). Returns
+/// the number of segment files deleted.
+///
+/// # Errors
+/// The directory is in use by a running archive; the recording is unknown, active or interrupted
+/// (a running archive recovers it first); a bad position; a file error.
+pub fn truncate_recording_offline(dir: &Path, recording_id: i64, position: i64) -> Result<usize> {
+    let _lock = crate::archive::lock_directory(dir)?;
+    let mut catalog = Catalog::open(dir, true)?;
+    let descriptor = catalog.get(recording_id)?.clone();
+    let truncated = plan_truncate(dir, &descriptor, position)?;
+    catalog.update(&truncated)?;
+    cut_files(dir, &descriptor, position)
+}
+
+/// Purge a recording of an archive directory no archive runs on (the directory is locked
+/// meanwhile): see [`Archive::purge_recording`](crate::Archive::purge_recording). Returns the
+/// number of segment files deleted.
+///
+/// # Errors
+/// The directory is in use by a running archive; the recording is unknown, active or interrupted;
+/// a file error.
+pub fn purge_recording_offline(dir: &Path, recording_id: i64) -> Result<usize> {
+    let _lock = crate::archive::lock_directory(dir)?;
+    let mut catalog = Catalog::open(dir, true)?;
+    let descriptor = catalog.get(recording_id)?.clone();
+    catalog.update(&plan_purge(&descriptor)?)?;
+    delete_files(dir, recording_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .into_string()
+                    .expect("utf-8")
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn cutting_keeps_the_prefix_and_deletes_later_segments_with_their_sidecars() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut descriptor = crate::descriptor::tests::sample(7);
+        descriptor.start_position = 0;
+        descriptor.segment_length = 1 << 17;
+        descriptor.term_length = 1 << 16;
+        let segment = 1u64 << 17;
+        for base in [0u64, segment, 2 * segment] {
+            std::fs::write(
+                dir.path().join(segment_file_name(7, base as i64)),
+                vec![0xAB; segment as usize],
+            )
+            .expect("segment");
+            std::fs::write(dir.path().join(format!("7-{base}.keys")), b"k").expect("sidecar");
+        }
+        std::fs::write(dir.path().join("17-0.rec"), b"other").expect("other recording");
+        std::fs::write(dir.path().join("7-0.keys.idx"), b"k").expect("second sidecar");
+        let deleted = cut_files(dir.path(), &descriptor, segment as i64 + 4096).expect("cut");
+        assert_eq!(deleted, 1);
+        assert_eq!(
+            names(dir.path()),
+            vec![
+                "17-0.rec",
+                "7-0.keys",
+                "7-0.keys.idx",
+                "7-0.rec",
+                "7-131072.keys",
+                "7-131072.rec"
+            ]
+        );
+        let kept = std::fs::read(dir.path().join("7-131072.rec")).expect("read");
+        assert_eq!(kept.len(), segment as usize, "length kept");
+        assert!(kept[..4096].iter().all(|byte| *byte == 0xAB));
+        assert!(kept[4096..].iter().all(|byte| *byte == 0));
+        // At a segment base, that segment goes too; at the start, everything.
+        assert_eq!(
+            cut_files(dir.path(), &descriptor, segment as i64).expect("cut"),
+            1
+        );
+        assert_eq!(cut_files(dir.path(), &descriptor, 0).expect("cut"), 1);
+        assert_eq!(names(dir.path()), vec!["17-0.rec"]);
+    }
+}

@@ -1,0 +1,27 @@
+//! `tern purge`: delete a stopped recording and its files, offline.
+
+use super::settings::DirArg;
+use anyhow::{Context, Result};
+use std::process::ExitCode;
+
+/// Arguments of `tern purge`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The recording id.
+    id: i64,
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+/// Purge; the directory must not be in use by a running archive.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let dir = args.dir.path();
+    let deleted = tern_archive::purge_recording_offline(&dir, args.id)
+        .map_err(super::truncate::explain)
+        .with_context(|| format!("purge recording {} in {}", args.id, dir.display()))?;
+    println!(
+        "recording {} purged: {deleted} segment files deleted",
+        args.id
+    );
+    Ok(ExitCode::SUCCESS)
+}
