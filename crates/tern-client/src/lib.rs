@@ -9,6 +9,35 @@
 //!   no duplicate; [`MergeDecider`] is its position logic, pure and tested alone.
 //!
 //! `docs/client.md` describes the client and the merge algorithm.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tern_client::{
+//!     ArchiveClient, ArchiveClientConfig, ClientError, MergeStart, ReplayMerge,
+//!     ReplayMergeConfig, SourceLocation,
+//! };
+//!
+//! # fn main() -> Result<(), ClientError> {
+//! let config = ArchiveClientConfig::local("/dev/shm/aeron")
+//!     .with_message_timeout(Duration::from_secs(5))
+//!     .with_client_name("example");
+//! let mut client = ArchiveClient::connect(config)?;
+//! client.start_recording("aeron:ipc", 1001, SourceLocation::Local, true)?;
+//! let recording_id = client
+//!     .await_signal(|signal| signal.signal == tern_client::RecordingSignal::Start)?
+//!     .recording_id;
+//!
+//! // Catch up from the start, then go on with the live stream.
+//! let mut merge = ReplayMerge::new(
+//!     &mut client,
+//!     ReplayMergeConfig::new(recording_id, MergeStart::RecordingStart, "aeron:ipc", 2002),
+//! )?;
+//! while !merge.is_ended() {
+//!     merge.poll(|message, header| println!("{} bytes at {}", message.len(), header.position), 10)?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 

@@ -361,6 +361,12 @@ impl State {
         };
         let mut work = 0;
         let term_length = recording.image.info().term_length as i64;
+        // As Aeron's archive does, a replay of a stopped recording ends at its stop position.
+        if recording.stopped {
+            let end = recording.position();
+            self.replays
+                .retain(|replay| replay.padding_left > 0 || replay.position < end);
+        }
         for replay in &mut self.replays {
             if !replay.publication.is_connected() {
                 continue;
