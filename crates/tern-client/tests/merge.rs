@@ -284,6 +284,118 @@ fn merges_a_udp_stream_with_no_gap_and_no_duplicate() {
 }
 
 #[test]
+fn after_the_merge_the_live_stream_goes_on_without_the_archive() {
+    let driver = driver();
+    let dir = driver.dir().to_string();
+    let setup = ipc_setup();
+    let archive = MiniArchive::start(MiniArchiveConfig {
+        dir: dir.clone(),
+        control_channel: setup.control_channel.clone(),
+        control_stream_id: 10,
+        live_channel: setup.live_channel.clone(),
+        live_stream_id: LIVE_STREAM,
+    });
+    // The publisher stops after the first half until the test lets it go on.
+    let (count, half) = (8_000, 4_000);
+    let (positions_tx, positions_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let publisher = {
+        let dir = dir.clone();
+        let channel = setup.live_channel.clone();
+        std::thread::spawn(move || {
+            let client = Client::connect(&dir).expect("publisher client");
+            let publication = client
+                .add_publication(&channel, LIVE_STREAM)
+                .expect("live publication");
+            let mut idle = BackoffIdle::new();
+            for sequence in 0..count {
+                if sequence == half {
+                    go_rx.recv().expect("the test lets the publisher go on");
+                }
+                let bytes = message(sequence);
+                let position = loop {
+                    match publication.offer(&bytes) {
+                        Ok(position) => break position,
+                        Err(error) if error.is_retryable() => idle.idle(0),
+                        Err(error) => panic!("offer {sequence}: {error}"),
+                    }
+                };
+                let _ = positions_tx.send(position);
+            }
+            publication.position()
+        })
+    };
+    let mut published = 0;
+    while published < half {
+        positions_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the publisher goes on");
+        published += 1;
+    }
+    let mut client = ArchiveClient::connect(ArchiveClientConfig::local(&dir)).expect("connects");
+    let mut merge = ReplayMerge::new(
+        &mut client,
+        ReplayMergeConfig::new(
+            RECORDING_ID,
+            MergeStart::RecordingStart,
+            "aeron:ipc",
+            REPLAY_STREAM,
+        ),
+    )
+    .expect("merge starts");
+    let mut checker = Checker::new(0);
+    let mut idle = BackoffIdle::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(merge.is_merged() && checker.next == half) {
+        assert!(Instant::now() < deadline, "no merge: {merge:?}");
+        let work = merge
+            .poll(|bytes, header| checker.on_message(bytes, header), 64)
+            .expect("merge polls");
+        idle.idle(work);
+    }
+    // The archive goes; the client finds out; the merge does not mind.
+    drop(archive);
+    while !matches!(
+        merge.client().poll(),
+        Err(tern_client::ClientError::NotConnected(_))
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "the client never saw the archive go"
+        );
+        let work = merge
+            .poll(|bytes, header| checker.on_message(bytes, header), 64)
+            .expect("the merged stream does not need the archive");
+        idle.idle(work);
+    }
+    go_tx.send(()).expect("the publisher waits");
+    while checker.next < count {
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {}: {merge:?}",
+            checker.next
+        );
+        let work = merge
+            .poll(|bytes, header| checker.on_message(bytes, header), 64)
+            .expect("the merged stream does not need the archive");
+        idle.idle(work);
+    }
+    assert!(merge.is_merged());
+    let end = publisher.join().expect("published");
+    wait_until(
+        Duration::from_secs(30),
+        "the end of the live stream",
+        || {
+            merge
+                .poll(|bytes, header| checker.on_message(bytes, header), 64)
+                .expect("merge polls");
+            merge.is_ended()
+        },
+    );
+    assert_eq!(merge.position(), Some(end));
+}
+
+#[test]
 fn a_merge_of_a_finished_recording_delivers_all_of_it_and_ends() {
     let driver = driver();
     let dir = driver.dir().to_string();

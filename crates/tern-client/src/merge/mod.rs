@@ -389,8 +389,26 @@ impl<'a> ReplayMerge<'a> {
     }
 
     /// Asks the archive for the recorded position now and then, takes its answers, and keeps
-    /// the control session polled.
+    /// the control session polled. Once merged (or ended) the archive is not needed any more:
+    /// its errors are logged, not raised, so a live stream goes on without it.
     fn check_archive(&mut self) -> Result<usize, ClientError> {
+        let result = self.check_archive_inner();
+        match result {
+            Err(error)
+                if matches!(self.decider.phase(), MergePhase::Merged | MergePhase::Ended) =>
+            {
+                tracing::debug!(
+                    "replay-merge of recording {}: archive error after the merge: {error}",
+                    self.recording.recording_id
+                );
+                self.stop_request = None;
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+
+    fn check_archive_inner(&mut self) -> Result<usize, ClientError> {
         let now = Instant::now();
         let mut work = 0;
         if let Some(correlation_id) = self.stop_request {
