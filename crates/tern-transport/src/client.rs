@@ -170,6 +170,68 @@ impl Client {
         }
     }
 
+    /// A correlation id unique among all clients of this media driver (Aeron's
+    /// `nextCorrelationId`), for requests whose answers come back on a stream that other clients
+    /// may share.
+    pub fn next_correlation_id(&self) -> i64 {
+        self.aeron.next_correlation_id()
+    }
+
+    /// A session id that no publication of `stream_id` in this media driver uses yet (Aeron's
+    /// `nextSessionId`): put it in a channel's `session-id` parameter to get a session of one's
+    /// own, as Aeron's archive client does for its control channels.
+    ///
+    /// # Errors
+    /// The driver refused or did not answer within 10 s.
+    pub fn next_session_id(&self, stream_id: i32) -> Result<i32, TransportError> {
+        let mut pending: *mut rusteron_client::bindings::aeron_async_get_next_available_session_id_t =
+            std::ptr::null_mut();
+        // SAFETY: `aeron` is a started client and `pending` a valid out pointer; the C client owns
+        // the registration it points to and frees it once a poll has reported completion or
+        // an error.
+        let started = unsafe {
+            rusteron_client::bindings::aeron_async_next_session_id(
+                &mut pending,
+                self.aeron.get_inner(),
+                stream_id,
+            )
+        };
+        if started < 0 || pending.is_null() {
+            return Err(TransportError::Invalid(format!(
+                "next session id for stream {stream_id}: {}",
+                Aeron::errmsg()
+            )));
+        }
+        let deadline = std::time::Instant::now() + ADD_TIMEOUT;
+        let mut idle = crate::idle::BackoffIdle::new();
+        loop {
+            let mut session_id = 0i32;
+            // SAFETY: `pending` came from `aeron_async_next_session_id` and has not reported
+            // completion yet, so the C client has not released it.
+            let polled = unsafe {
+                rusteron_client::bindings::aeron_async_next_session_id_poll(
+                    &mut session_id,
+                    pending,
+                )
+            };
+            match polled {
+                1 => return Ok(session_id),
+                0 if std::time::Instant::now() < deadline => crate::idle::Idle::idle(&mut idle, 0),
+                0 => {
+                    return Err(TransportError::TimedOut(format!(
+                        "next session id for stream {stream_id}"
+                    )))
+                }
+                _ => {
+                    return Err(TransportError::Invalid(format!(
+                        "next session id for stream {stream_id}: {}",
+                        Aeron::errmsg()
+                    )))
+                }
+            }
+        }
+    }
+
     /// Aeron's monotonic clock in nanoseconds.
     pub fn nano_clock() -> i64 {
         Aeron::nano_clock()

@@ -120,6 +120,39 @@ impl Subscription {
         Ok(count as usize)
     }
 
+    /// The subscription's channel with a wildcard UDP endpoint port (`endpoint=host:0`) replaced
+    /// by the port the driver bound, as Aeron's `tryResolveChannelEndpointPort`: the channel a
+    /// publisher elsewhere must use to reach this subscription. `None` while the driver has not
+    /// bound the port yet; the channel unchanged when it is not UDP or has no wildcard port.
+    ///
+    /// # Errors
+    /// The C client reported an error (an unparsable channel).
+    pub fn try_resolve_channel_endpoint_port(&self) -> Result<Option<String>, TransportError> {
+        // Aeron copies an unresolvable channel whole (no length check), so the buffer must hold
+        // the channel and its NUL; a URI never exceeds AERON_URI_MAX_LENGTH.
+        let capacity = (rusteron_client::bindings::AERON_URI_MAX_LENGTH as usize + 1)
+            .max(self.channel.len() + 1);
+        let mut buffer = vec![0u8; capacity];
+        let written = self
+            .inner
+            .try_resolve_channel_endpoint_port(&mut buffer)
+            .context(|| format!("resolve the endpoint port of {}", self.channel))?;
+        let written = written.max(0) as usize;
+        if written == 0 {
+            return Ok(None);
+        }
+        if written >= capacity {
+            return Err(TransportError::Invalid(format!(
+                "resolved channel of {} longer than {capacity} bytes",
+                self.channel
+            )));
+        }
+        let text = std::str::from_utf8(&buffer[..written]).map_err(|_| {
+            TransportError::Invalid(format!("resolved channel of {} is not UTF-8", self.channel))
+        })?;
+        Ok(Some(text.to_string()))
+    }
+
     /// Whether at least one image is connected.
     pub fn is_connected(&self) -> bool {
         self.inner.is_connected()

@@ -180,3 +180,58 @@ fn a_second_driver_on_a_live_drivers_directory_is_refused_and_leaves_it_alone() 
         .add_subscription("aeron:ipc", 9)
         .expect("and takes requests");
 }
+
+#[test]
+fn a_wildcard_udp_port_resolves_to_the_bound_port_and_session_ids_do_not_clash() {
+    let driver = driver();
+    let client = Client::connect(driver.dir()).expect("client connects");
+    let subscription = client
+        .add_subscription("aeron:udp?endpoint=127.0.0.1:0", 21)
+        .expect("subscription");
+    let mut idle = BackoffIdle::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let resolved = loop {
+        if let Some(channel) = subscription
+            .try_resolve_channel_endpoint_port()
+            .expect("resolve")
+        {
+            break channel;
+        }
+        assert!(Instant::now() < deadline, "port never resolved");
+        idle.idle(0);
+    };
+    let port: u16 = resolved
+        .split("endpoint=127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('|').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {resolved}"));
+    assert_ne!(port, 0, "{resolved}");
+
+    // A publication to the resolved channel reaches the subscription.
+    let publication = client
+        .add_exclusive_publication(&resolved, 21)
+        .expect("publication to the resolved channel");
+    while !publication.is_connected() {
+        assert!(Instant::now() < deadline, "publication never connected");
+        idle.idle(0);
+    }
+
+    // Not UDP, or no wildcard: the channel as it is.
+    let ipc = client
+        .add_subscription("aeron:ipc?term-length=64k", 21)
+        .expect("ipc subscription");
+    assert_eq!(
+        ipc.try_resolve_channel_endpoint_port()
+            .expect("resolve ipc"),
+        Some("aeron:ipc?term-length=64k".to_string())
+    );
+
+    let first = client.next_session_id(21).expect("a session id");
+    let second = client.next_session_id(21).expect("another session id");
+    assert_ne!(first, second);
+    assert_ne!(first, publication.session_id());
+    let a = client.next_correlation_id();
+    let b = client.next_correlation_id();
+    assert!(b > a, "{a} then {b}");
+}

@@ -1,0 +1,130 @@
+//! What the archive answers with: recording descriptors, recording subscriptions, signals.
+
+use tern_protocol::RecordingSignal;
+
+/// Aeron's "no position" / "no id" (`Aeron.NULL_VALUE`).
+pub const NULL_VALUE: i64 = -1;
+
+/// Replay length that follows a live recording (Aeron's `Long.MAX_VALUE`; -1 means the same to
+/// the archive).
+pub const REPLAY_FOLLOW: i64 = i64::MAX;
+
+/// One recording, as a listing describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingDescriptor {
+    /// The recording's id.
+    pub recording_id: i64,
+    /// When it started, ms since the epoch.
+    pub start_timestamp: i64,
+    /// When it stopped, ms since the epoch; `None` while active.
+    pub stop_timestamp: Option<i64>,
+    /// Stream position of the first recorded byte.
+    pub start_position: i64,
+    /// Stream position after the last recorded byte; `None` while active.
+    pub stop_position: Option<i64>,
+    /// Initial term id of the recorded stream.
+    pub initial_term_id: i32,
+    /// Length of the archive's segment files.
+    pub segment_file_length: i32,
+    /// Term length of the recorded stream.
+    pub term_buffer_length: i32,
+    /// MTU of the recorded stream.
+    pub mtu_length: i32,
+    /// Session id of the recorded publication.
+    pub session_id: i32,
+    /// Stream id of the recorded publication.
+    pub stream_id: i32,
+    /// The channel without session-specific parameters.
+    pub stripped_channel: String,
+    /// The channel the recording was started with.
+    pub original_channel: String,
+    /// Where the recorded stream came from (`aeron:ipc`, or a source address).
+    pub source_identity: String,
+}
+
+fn optional(value: i64) -> Option<i64> {
+    (value != NULL_VALUE).then_some(value)
+}
+
+impl From<tern_protocol::RecordingDescriptor> for RecordingDescriptor {
+    fn from(message: tern_protocol::RecordingDescriptor) -> Self {
+        Self {
+            recording_id: message.recording_id,
+            start_timestamp: message.start_timestamp,
+            stop_timestamp: optional(message.stop_timestamp),
+            start_position: message.start_position,
+            stop_position: optional(message.stop_position),
+            initial_term_id: message.initial_term_id,
+            segment_file_length: message.segment_file_length,
+            term_buffer_length: message.term_buffer_length,
+            mtu_length: message.mtu_length,
+            session_id: message.session_id,
+            stream_id: message.stream_id,
+            stripped_channel: message.stripped_channel,
+            original_channel: message.original_channel,
+            source_identity: message.source_identity,
+        }
+    }
+}
+
+/// One active recording subscription, as `list_recording_subscriptions` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingSubscription {
+    /// The subscription's registration id (what `stop_recording_subscription` takes).
+    pub subscription_id: i64,
+    /// Its stream id.
+    pub stream_id: i32,
+    /// Its channel without session-specific parameters.
+    pub stripped_channel: String,
+}
+
+impl From<tern_protocol::RecordingSubscriptionDescriptor> for RecordingSubscription {
+    fn from(message: tern_protocol::RecordingSubscriptionDescriptor) -> Self {
+        Self {
+            subscription_id: message.subscription_id,
+            stream_id: message.stream_id,
+            stripped_channel: message.stripped_channel,
+        }
+    }
+}
+
+/// Something that happened to a recording this session caused (a `RecordingSignalEvent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingSignalEvent {
+    /// Correlation id of the request that caused it.
+    pub correlation_id: i64,
+    /// The recording.
+    pub recording_id: i64,
+    /// The recording subscription, if any.
+    pub subscription_id: Option<i64>,
+    /// The recording's position when it happened.
+    pub position: i64,
+    /// What happened.
+    pub signal: RecordingSignal,
+}
+
+impl From<tern_protocol::RecordingSignalEvent> for RecordingSignalEvent {
+    fn from(message: tern_protocol::RecordingSignalEvent) -> Self {
+        Self {
+            correlation_id: message.correlation_id,
+            recording_id: message.recording_id,
+            subscription_id: optional(message.subscription_id),
+            position: message.position,
+            signal: message.signal,
+        }
+    }
+}
+
+/// An ERROR response that answered no request this client is waiting for (a request that timed
+/// out, or an error the archive raised on its own), kept for [`ArchiveClient::take_errors`].
+///
+/// [`ArchiveClient::take_errors`]: crate::ArchiveClient::take_errors
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrayError {
+    /// Correlation id of the response.
+    pub correlation_id: i64,
+    /// The error code (relevant id).
+    pub relevant_id: i64,
+    /// The archive's message.
+    pub message: String,
+}
