@@ -34,6 +34,10 @@ pub enum CaseKind {
     Seek,
     /// How closely a paced replay (1x, 10x) keeps the recorded timing.
     Pacing,
+    /// The archive control protocol's round trip over IPC, beside a bare IPC ping-pong.
+    Control,
+    /// Replay-merge of a stream published at a steady 1 M msg/s: time to merge, gaps, duplicates.
+    Merge,
 }
 
 /// How the archive writes segments (the `--write-mode` flag).
@@ -64,7 +68,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ipc-raw,record,replay,disk,seek,pacing"
+        default_value = "ipc-raw,record,replay,disk,seek,pacing,control,merge"
     )]
     pub cases: Vec<CaseKind>,
     /// Payload sizes in bytes (at least 8: the sequence number).

@@ -18,6 +18,7 @@ use report::{CaseResult, Report};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tern_transport::{DriverConfig, MediaDriver};
 
 /// The run's settings, as written to the JSON file.
@@ -254,6 +255,27 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         let messages = if args.quick { 300 } else { 3000 };
         eprintln!("== pacing of {messages} messages with irregular gaps");
         if let Some(rows) = out.keep("pacing", pacing::run(&bench, messages)) {
+            out.add(rows);
+        }
+    }
+    if args.wants(CaseKind::Control) {
+        let round_trips = if args.quick { 5_000 } else { 100_000 };
+        eprintln!("== control round trips over IPC ({round_trips})");
+        if let Some(rows) = out.keep("control", cases::control::rtt(&bench, round_trips)) {
+            out.add(rows);
+        }
+    }
+    if args.wants(CaseKind::Merge) {
+        let (backlog, after) = if args.quick {
+            (Duration::from_millis(500), Duration::from_millis(300))
+        } else {
+            (Duration::from_secs(3), Duration::from_secs(1))
+        };
+        eprintln!("== replay-merge of a stream at 1 M msg/s after a {backlog:?} backlog");
+        if let Some(rows) = out.keep(
+            "merge",
+            cases::control::merge(&bench, 1_000_000, backlog, after),
+        ) {
             out.add(rows);
         }
     }

@@ -254,12 +254,16 @@ impl Conductor {
             proto_stat(&self.stats.errors_sent);
             session.respond(correlation_id, GENERIC, ControlResponseCode::Error, &what);
         } else {
-            tracing::warn!(
-                "control channel {}: {what} ({} bytes from image session {}); no session to answer",
-                source.subscription,
-                bytes.len(),
-                source.image_session_id
-            );
+            // A flood of garbage must not flood the log: the first 16, then every power of two.
+            let count = self.stats.malformed();
+            if count <= 16 || count.is_power_of_two() {
+                tracing::warn!(
+                    "control channel {}: {what} ({} bytes from image session {}); no session to answer ({count} malformed so far)",
+                    source.subscription,
+                    bytes.len(),
+                    source.image_session_id
+                );
+            }
         }
     }
 

@@ -12,10 +12,19 @@ pub struct Args {
     id: i64,
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
+    #[command(flatten)]
+    driver: crate::util::DriverArgs,
 }
 
 /// Print the descriptor, positions, segments and time range.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(channel) = &args.remote.archive {
+        let mut remote = super::remote::connect(&args.remote, channel, &args.driver)?;
+        super::remote::describe(&mut remote.client, args.id)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let view = args.dir.open()?;
     let recording = view.recording(args.id)?;
     let d = &recording.descriptor;

@@ -17,10 +17,19 @@ pub struct Args {
     /// Only recordings of this stream id.
     #[arg(long)]
     stream: Option<i32>,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
+    #[command(flatten)]
+    driver: crate::util::DriverArgs,
 }
 
 /// Print the table (or JSON).
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(channel) = &args.remote.archive {
+        let mut remote = super::remote::connect(&args.remote, channel, &args.driver)?;
+        let rows = super::remote::list_rows(&mut remote.client, args.stream)?;
+        return print_rows(rows, args.json, &format!("the archive at {channel}"));
+    }
     let dir = args.dir.path();
     let view = args.dir.open()?;
     let mut rows = Vec::new();
@@ -54,14 +63,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
             })),
         }
     }
-    if args.json {
+    print_rows(rows, args.json, &dir.display().to_string())
+}
+
+fn print_rows(rows: Vec<serde_json::Value>, json: bool, place: &str) -> Result<ExitCode> {
+    if json {
         for row in &rows {
             println!("{row}");
         }
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no recordings in {}", dir.display());
+        println!("no recordings in {place}");
         return Ok(ExitCode::SUCCESS);
     }
     println!(

@@ -8,6 +8,7 @@ pub mod dump;
 pub mod list;
 pub mod purge;
 pub mod record;
+pub mod remote;
 pub mod replay;
 pub mod settings;
 pub mod truncate;

@@ -11,10 +11,26 @@ pub struct Args {
     id: i64,
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
+    #[command(flatten)]
+    driver: crate::util::DriverArgs,
 }
 
 /// Purge; the directory must not be in use by a running archive.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(channel) = &args.remote.archive {
+        let mut remote = super::remote::connect(&args.remote, channel, &args.driver)?;
+        let deleted = remote
+            .client
+            .purge_recording(args.id)
+            .with_context(|| format!("purge recording {} at {channel}", args.id))?;
+        println!(
+            "recording {} purged: {deleted} segment files deleted",
+            args.id
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let dir = args.dir.path();
     let deleted = tern_archive::purge_recording_offline(&dir, args.id)
         .map_err(super::truncate::explain)

@@ -14,6 +14,10 @@ pub struct Args {
     position: i64,
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
+    #[command(flatten)]
+    driver: crate::util::DriverArgs,
 }
 
 /// Hint for an error of an offline change to an archive directory.
@@ -23,7 +27,7 @@ pub(crate) fn explain(error: ArchiveError) -> anyhow::Error {
             Some("if no archive records it, it was interrupted: start an archive on the directory once to recover it")
         }
         ArchiveError::Locked { .. } => {
-            Some("stop the archive first, or ask the running archive (control protocol)")
+            Some("stop the archive first, or ask the running archive with --archive CHANNEL")
         }
         _ => None,
     };
@@ -35,6 +39,18 @@ pub(crate) fn explain(error: ArchiveError) -> anyhow::Error {
 
 /// Truncate; the directory must not be in use by a running archive.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(channel) = &args.remote.archive {
+        let mut remote = super::remote::connect(&args.remote, channel, &args.driver)?;
+        let deleted = remote
+            .client
+            .truncate_recording(args.id, args.position)
+            .with_context(|| format!("truncate recording {} at {channel}", args.id))?;
+        println!(
+            "recording {} truncated at position {}: {deleted} segment files deleted",
+            args.id, args.position
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let dir = args.dir.path();
     let deleted = tern_archive::truncate_recording_offline(&dir, args.id, args.position)
         .map_err(explain)
