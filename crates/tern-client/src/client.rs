@@ -9,7 +9,7 @@ use crate::types::{
 use crate::uri::ChannelUri;
 use std::time::{Duration, Instant};
 use tern_protocol::{
-    ArchiveIdRequest, AuthConnectRequest, BoundedReplayRequest, ChallengeResponse,
+    AnyMessage, ArchiveIdRequest, AuthConnectRequest, BoundedReplayRequest, ChallengeResponse,
     CloseSessionRequest, ControlResponse, EncodeError, ExtendRecordingRequest2,
     FindLastMatchingRecordingRequest, KeepAliveRequest, ListRecordingRequest,
     ListRecordingSubscriptionsRequest, ListRecordingsForUriRequest, ListRecordingsRequest,
@@ -397,46 +397,68 @@ impl ArchiveClient {
         self.note(result)
     }
 
-    /// Sends a schema-101 request built by `build(control_session_id, correlation_id)` and
-    /// waits for its OK response.
-    fn request_message(
+    /// Sends a request (of either schema) built by `build(control_session_id, correlation_id)`;
+    /// returns its correlation id and the message's name.
+    fn send_message<M: Into<AnyMessage>>(
         &mut self,
-        build: impl FnOnce(i64, i64) -> Message,
-    ) -> Result<ControlResponse, ClientError> {
+        build: impl FnOnce(i64, i64) -> M,
+    ) -> Result<(i64, &'static str), ClientError> {
         let message_name = std::cell::Cell::new("request");
         let correlation_id =
             self.send_request("request", |control_session_id, correlation_id, buffer| {
-                let message = build(control_session_id, correlation_id);
+                let message: AnyMessage = build(control_session_id, correlation_id).into();
                 message_name.set(message.name());
                 message.encode(buffer)
             })?;
+        Ok((correlation_id, message_name.get()))
+    }
+
+    /// Sends a request built by `build(control_session_id, correlation_id)` and waits for its
+    /// OK response.
+    pub(crate) fn request_message<M: Into<AnyMessage>>(
+        &mut self,
+        build: impl FnOnce(i64, i64) -> M,
+    ) -> Result<ControlResponse, ClientError> {
+        let (correlation_id, name) = self.send_message(build)?;
         let transport = &self.transport;
-        let what = format!("the response to {}", message_name.get());
+        let what = format!("the response to {name}");
         let result = self.control.await_response(correlation_id, &what, &mut || {
             transport.next_correlation_id()
         });
         self.note(result)
     }
 
+    /// Sends a request and waits for the first message that answers it, whatever it is (a
+    /// response, a descriptor): for requests answered with a descriptor.
+    pub(crate) fn request_answer<M: Into<AnyMessage>>(
+        &mut self,
+        build: impl FnOnce(i64, i64) -> M,
+    ) -> Result<Incoming, ClientError> {
+        let (correlation_id, name) = self.send_message(build)?;
+        let transport = &self.transport;
+        let what = format!("the answer to {name}");
+        let result = self.control.await_incoming(correlation_id, &what, &mut || {
+            transport.next_correlation_id()
+        });
+        self.control.forget(correlation_id);
+        self.note(result)
+    }
+
     /// Sends a request whose answers are a listing and collects them.
-    fn list(
+    pub(crate) fn list<M: Into<AnyMessage>>(
         &mut self,
         count: usize,
         kind: ListKind,
-        build: impl FnOnce(i64, i64) -> Message,
+        build: impl FnOnce(i64, i64) -> M,
     ) -> Result<Vec<Incoming>, ClientError> {
-        let message_name = std::cell::Cell::new("listing");
-        let correlation_id =
-            self.send_request("listing", |control_session_id, correlation_id, buffer| {
-                let message = build(control_session_id, correlation_id);
-                message_name.set(message.name());
-                message.encode(buffer)
-            })?;
+        let (correlation_id, name) = self.send_message(build)?;
         let what = match kind {
             ListKind::Recordings => "recording descriptors",
             ListKind::Subscriptions => "recording subscription descriptors",
+            ListKind::Cursors => "cursor descriptors",
+            ListKind::Groups => "recording group descriptors",
         };
-        let what = format!("{what} for {}", message_name.get());
+        let what = format!("{what} for {name}");
         let transport = &self.transport;
         let result = self
             .control

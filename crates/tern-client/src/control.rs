@@ -12,8 +12,9 @@ use crate::types::{RecordingSignalEvent, StrayError};
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use tern_protocol::{
-    Challenge, ControlResponse, ControlResponseCode, DecodeError, EncodeError, KeepAliveRequest,
-    Message, MessageHeader, RecordingDescriptor, RecordingSubscriptionDescriptor, SCHEMA_ID,
+    AnyMessage, Challenge, ControlResponse, ControlResponseCode, CursorDescriptor, DecodeError,
+    EncodeError, KeepAliveRequest, Message, MessageHeader, RecordingDescriptor,
+    RecordingGroupDescriptor, RecordingSubscriptionDescriptor, TernMessage, SCHEMA_ID,
     TERN_SCHEMA_ID,
 };
 use tern_transport::{
@@ -34,6 +35,11 @@ pub(crate) enum Incoming {
     Subscription(RecordingSubscriptionDescriptor),
     /// A `Challenge` of the authenticator.
     Challenge(Challenge),
+    /// A `CursorDescriptor` (schema 1101): the answer to a `GetCursorRequest`, or one of a
+    /// cursor listing.
+    Cursor(CursorDescriptor),
+    /// A `RecordingGroupDescriptor` (schema 1101) of a group listing.
+    Group(RecordingGroupDescriptor),
 }
 
 impl Incoming {
@@ -43,6 +49,8 @@ impl Incoming {
             Self::Descriptor(message) => message.correlation_id,
             Self::Subscription(message) => message.correlation_id,
             Self::Challenge(message) => message.correlation_id,
+            Self::Cursor(message) => message.correlation_id,
+            Self::Group(message) => message.correlation_id,
         }
     }
 
@@ -52,6 +60,8 @@ impl Incoming {
             Self::Descriptor(message) => message.control_session_id,
             Self::Subscription(message) => message.control_session_id,
             Self::Challenge(message) => message.control_session_id,
+            Self::Cursor(message) => message.control_session_id,
+            Self::Group(message) => message.control_session_id,
         }
     }
 }
@@ -59,29 +69,55 @@ impl Incoming {
 /// What one poll of the response stream decoded, before sorting.
 enum Decoded {
     Message(Message),
-    /// A message of tern's extension schema: nothing here decodes it yet.
-    Extension,
+    /// A message of tern's extension schema (1101).
+    Tern(TernMessage),
+    /// A template this codec does not know (Aeron's ping, a newer archive's messages): skipped.
+    Unknown,
     Malformed {
         error: DecodeError,
         control_session_id: Option<i64>,
     },
 }
 
-/// Whether a listing collects recording descriptors or recording subscription descriptors.
+/// What a listing collects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ListKind {
     /// `RecordingDescriptor`s, ended early by a `RECORDING_UNKNOWN` response.
     Recordings,
     /// `RecordingSubscriptionDescriptor`s, ended early by a `SUBSCRIPTION_UNKNOWN` response.
     Subscriptions,
+    /// `CursorDescriptor`s (schema 1101), ended by a `RECORDING_UNKNOWN` response whose
+    /// relevant id is the number sent.
+    Cursors,
+    /// `RecordingGroupDescriptor`s (schema 1101), ended as cursor listings are.
+    Groups,
 }
 
 impl ListKind {
     fn end_code(self) -> ControlResponseCode {
         match self {
-            Self::Recordings => ControlResponseCode::RecordingUnknown,
+            Self::Recordings | Self::Cursors | Self::Groups => {
+                ControlResponseCode::RecordingUnknown
+            }
             Self::Subscriptions => ControlResponseCode::SubscriptionUnknown,
         }
+    }
+
+    /// Whether the end marker's relevant id counts the descriptors sent (tern's listings;
+    /// Aeron's carry a recording id or nothing there).
+    fn end_counts(self) -> bool {
+        matches!(self, Self::Cursors | Self::Groups)
+    }
+
+    /// Whether `incoming` is one of this listing's descriptors.
+    fn takes(self, incoming: &Incoming) -> bool {
+        matches!(
+            (self, incoming),
+            (Self::Recordings, Incoming::Descriptor(_))
+                | (Self::Subscriptions, Incoming::Subscription(_))
+                | (Self::Cursors, Incoming::Cursor(_))
+                | (Self::Groups, Incoming::Group(_))
+        )
     }
 }
 
@@ -248,7 +284,7 @@ impl Control {
 
     fn sort(&mut self, decoded: Decoded) -> Result<(), ClientError> {
         let incoming = match decoded {
-            Decoded::Extension => return Ok(()),
+            Decoded::Unknown => return Ok(()),
             Decoded::Malformed {
                 error,
                 control_session_id,
@@ -274,8 +310,12 @@ impl Control {
                 Incoming::Subscription(message)
             }
             Decoded::Message(Message::Challenge(message)) => Incoming::Challenge(message),
+            Decoded::Tern(TernMessage::CursorDescriptor(message)) => Incoming::Cursor(message),
+            Decoded::Tern(TernMessage::RecordingGroupDescriptor(message)) => {
+                Incoming::Group(message)
+            }
             // A request on the response stream is nothing this client asked for.
-            Decoded::Message(_) => return Ok(()),
+            Decoded::Message(_) | Decoded::Tern(_) => return Ok(()),
         };
         if self.is_other_session(incoming.control_session_id()) {
             return Ok(());
@@ -423,6 +463,14 @@ impl Control {
             match self.await_until(correlation_id, what, deadline, next_correlation_id) {
                 Ok(Incoming::Response(response)) => {
                     if response.code == kind.end_code() {
+                        if kind.end_counts() && response.relevant_id != collected.len() as i64 {
+                            break Err(ClientError::Protocol(format!(
+                                "{what}: the archive ended the listing after {} descriptors, \
+                                 {} arrived (correlation id {correlation_id})",
+                                response.relevant_id,
+                                collected.len()
+                            )));
+                        }
                         break Ok(());
                     }
                     if let Err(error) = check_ok(response, correlation_id) {
@@ -433,12 +481,7 @@ impl Control {
                          {correlation_id})"
                     )));
                 }
-                Ok(descriptor @ Incoming::Descriptor(_)) if kind == ListKind::Recordings => {
-                    collected.push(descriptor)
-                }
-                Ok(descriptor @ Incoming::Subscription(_)) if kind == ListKind::Subscriptions => {
-                    collected.push(descriptor)
-                }
+                Ok(descriptor) if kind.takes(&descriptor) => collected.push(descriptor),
                 Ok(other) => tracing::debug!("ignored {other:?} while awaiting {what}"),
                 Err(error) => break Err(error),
             }
@@ -473,14 +516,13 @@ pub(crate) fn archive_error(response: &ControlResponse) -> ClientError {
 }
 
 fn decode(buffer: &[u8]) -> Decoded {
-    match Message::decode(buffer) {
-        Ok(message) => Decoded::Message(message),
+    match AnyMessage::decode(buffer) {
+        Ok(AnyMessage::Aeron(message)) => Decoded::Message(message),
+        Ok(AnyMessage::Tern(message)) => Decoded::Tern(message),
         // Aeron 1.54's archive pings its clients (template 106), and newer archives may send
-        // templates this codec does not know: skipped, as Aeron's pollers skip them.
-        Err(DecodeError::UnknownTemplate { .. }) => Decoded::Extension,
-        Err(DecodeError::WrongSchema { schema_id, .. }) if schema_id == TERN_SCHEMA_ID => {
-            Decoded::Extension
-        }
+        // templates this codec does not know (of either schema): skipped, as Aeron's pollers
+        // skip them.
+        Err(DecodeError::UnknownTemplate { .. }) => Decoded::Unknown,
         Err(error) => Decoded::Malformed {
             error,
             control_session_id: control_session_id_of(buffer),
@@ -488,10 +530,11 @@ fn decode(buffer: &[u8]) -> Decoded {
     }
 }
 
-/// Every archive-to-client message of schema 101 starts its block with the control session id.
+/// Every archive-to-client message of schema 101 and 1101 starts its block with the control
+/// session id.
 fn control_session_id_of(buffer: &[u8]) -> Option<i64> {
     let header = MessageHeader::decode(buffer).ok()?;
-    if header.schema_id != SCHEMA_ID {
+    if header.schema_id != SCHEMA_ID && header.schema_id != TERN_SCHEMA_ID {
         return None;
     }
     let bytes = buffer.get(8..16)?;
@@ -503,13 +546,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pings_and_extension_messages_are_skipped_and_garbage_is_malformed() {
+    fn pings_and_unknown_templates_are_skipped_extensions_decoded_and_garbage_is_malformed() {
         let ping = [
             0x10, 0, 106, 0, 101, 0, 14, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         ];
-        assert!(matches!(decode(&ping), Decoded::Extension));
-        let extension = [0x10, 0, 1, 0, 0x4d, 0x04, 1, 0];
-        assert!(matches!(decode(&extension), Decoded::Extension));
+        assert!(matches!(decode(&ping), Decoded::Unknown));
+        // A template of schema 1101 this codec does not know (a newer archive's).
+        let unknown_extension = [
+            0x10, 0, 99, 0, 0x4d, 0x04, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(matches!(decode(&unknown_extension), Decoded::Unknown));
+        let cursor = TernMessage::CursorDescriptor(CursorDescriptor {
+            control_session_id: 78,
+            correlation_id: 3,
+            recording_id: 4,
+            position: 128,
+            updated_timestamp: 5,
+            name: "orders".into(),
+        });
+        let mut bytes = Vec::new();
+        cursor.encode(&mut bytes).expect("encodes");
+        match decode(&bytes) {
+            Decoded::Tern(decoded) => assert_eq!(decoded, cursor),
+            _ => panic!("a cursor descriptor decodes"),
+        }
+        bytes.truncate(bytes.len() - 2);
+        match decode(&bytes) {
+            Decoded::Malformed {
+                control_session_id, ..
+            } => assert_eq!(control_session_id, Some(78)),
+            _ => panic!("a truncated cursor descriptor is malformed"),
+        }
         let mut truncated = Vec::new();
         Message::ControlResponse(ControlResponse {
             control_session_id: 77,

@@ -5,6 +5,10 @@
 //!   `AeronArchive` as a blocking call with a timeout, typed errors that carry the archive's
 //!   message ([`ClientError::Archive`]), recording signals queued for
 //!   [`ArchiveClient::poll_signals`].
+//! - tern's extensions (schema 1101), answered by a tern archive: [`ArchiveClient::tern_replay`]
+//!   (from a time or a named cursor, paced, filtered by key), pause / resume / seek of a replay,
+//!   durable named cursors ([`ArchiveClient::set_cursor`], [`ArchiveClient::cursor`], ...),
+//!   [`ArchiveClient::list_recording_groups`], [`ArchiveClient::position_at_time`].
 //! - [`ReplayMerge`]: catch up from a recording, then switch to the live stream with no gap and
 //!   no duplicate; [`MergeDecider`] is its position logic, pure and tested alone.
 //!
@@ -45,6 +49,7 @@ mod client;
 mod config;
 mod control;
 mod error;
+mod extension;
 mod merge;
 mod types;
 mod uri;
@@ -57,6 +62,7 @@ pub use config::{
     DEFAULT_KEEP_ALIVE_INTERVAL, DEFAULT_MESSAGE_TIMEOUT, LOCAL_CONTROL_CHANNEL,
 };
 pub use error::{ArchiveErrorCode, ClientError};
+pub use extension::{Cursor, RecordingGroup, ReplayLength, ReplayStart, TernReplay};
 pub use merge::{
     aligned_frame_length, MergeDecider, MergePhase, MergeStart, Misaligned, ReplayMerge,
     ReplayMergeConfig, StreamAssembler, DEFAULT_MERGE_PROGRESS_TIMEOUT, FRAME_ALIGNMENT,

@@ -14,7 +14,7 @@ use support::{aeron_like, driver, free_udp_port, ok, send, wait_until, MockArchi
 use tern_client::{
     ArchiveClient, ArchiveClientConfig, MergePhase, MergeStart, ReplayMerge, ReplayMergeConfig,
 };
-use tern_protocol::Message;
+use tern_protocol::{Message, TernMessage};
 use tern_transport::{BackoffIdle, Client, Header, Idle};
 
 const LIVE_STREAM: i32 = 1001;
@@ -146,10 +146,28 @@ fn udp_setup() -> Setup {
     }
 }
 
+/// Where a test merge starts: the recording's start, or the start of message `n` given as a
+/// position, as a time the archive resolves, or as a cursor the archive keeps.
+#[derive(Debug, Clone, Copy)]
+enum StartAt {
+    RecordingStart,
+    Position(u64),
+    Time(u64),
+    Cursor(u64),
+}
+
+/// The time the mini archive gives the start of message `n` (with `TIME_SOURCE`).
+fn time_of(n: u64) -> i64 {
+    1_764_000_000_000_000_000 + n as i64 * 1_000
+}
+
+const TIME_SOURCE: &str = "field:8:ns";
+const CURSOR: &str = "late-joiner";
+
 /// Publishes `count` messages, starts a merge when `start_after` were published (from the
 /// recording's start, or from the start of message `from`), and checks every message from
 /// there on arrives once, in order, with some after the merge.
-fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: Option<u64>) {
+fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: StartAt) {
     let driver = driver();
     let dir = driver.dir().to_string();
     // The recorder subscribes to the live channel as given (a subscription ignores term-length).
@@ -170,9 +188,30 @@ fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: Opti
                 .expect("the publisher goes on"),
         );
     }
+    // The start of message n is the end of message n - 1.
+    let start_of = |n: u64| positions[n as usize - 1];
     let (first, start) = match from {
-        None => (0, MergeStart::RecordingStart),
-        Some(from) => (from, MergeStart::Position(positions[from as usize - 1])),
+        StartAt::RecordingStart => (0, MergeStart::RecordingStart),
+        StartAt::Position(n) => (n, MergeStart::Position(start_of(n))),
+        StartAt::Time(n) => {
+            // Other times are errors: only a request for this one starts the merge.
+            archive
+                .observed
+                .times
+                .lock()
+                .expect("times")
+                .insert((time_of(n), TIME_SOURCE.into()), start_of(n));
+            (n, MergeStart::Time(time_of(n)))
+        }
+        StartAt::Cursor(n) => {
+            archive
+                .observed
+                .cursors
+                .lock()
+                .expect("cursors")
+                .insert(CURSOR.into(), (RECORDING_ID, start_of(n)));
+            (n, MergeStart::Cursor(CURSOR.into()))
+        }
     };
     await_recorded(&archive, *positions.last().expect("published"));
 
@@ -185,13 +224,58 @@ fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: Opti
         &mut client,
         ReplayMergeConfig::new(
             RECORDING_ID,
-            start,
+            start.clone(),
             setup.replay_channel.clone(),
             REPLAY_STREAM,
-        ),
+        )
+        .with_time_source(TIME_SOURCE),
     )
     .expect("merge starts");
     assert_eq!(merge.phase(), MergePhase::Replaying);
+    // A time or a cursor was resolved by the archive, once, before the replay was asked for.
+    let tern_requests = archive
+        .observed
+        .tern_requests
+        .lock()
+        .expect("tern requests")
+        .clone();
+    match &start {
+        MergeStart::Time(time) => assert!(
+            matches!(
+                tern_requests.as_slice(),
+                [TernMessage::PositionAtTimeRequest(request)]
+                    if request.timestamp == *time
+                        && request.recording_id == RECORDING_ID
+                        && request.time_source == TIME_SOURCE
+            ),
+            "{tern_requests:?}"
+        ),
+        MergeStart::Cursor(name) => assert!(
+            matches!(
+                tern_requests.as_slice(),
+                [TernMessage::GetCursorRequest(request)] if &request.name == name
+            ),
+            "{tern_requests:?}"
+        ),
+        _ => assert!(tern_requests.is_empty(), "{tern_requests:?}"),
+    }
+    let replayed_from = *archive
+        .observed
+        .replay_positions
+        .lock()
+        .expect("replay positions")
+        .first()
+        .expect("a replay was asked for");
+    match from {
+        StartAt::RecordingStart => assert_eq!(replayed_from, merge.recording().start_position),
+        StartAt::Position(n) | StartAt::Time(n) | StartAt::Cursor(n) => {
+            assert_eq!(
+                replayed_from,
+                start_of(n),
+                "the replay starts at message {n}"
+            )
+        }
+    }
     let live_session = merge.recording().session_id;
     assert!(
         merge
@@ -270,17 +354,27 @@ fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: Opti
 
 #[test]
 fn merges_an_ipc_stream_from_the_recording_start_with_no_gap_and_no_duplicate() {
-    merge_while_publishing(ipc_setup(), 30_000, 8_000, None);
+    merge_while_publishing(ipc_setup(), 30_000, 8_000, StartAt::RecordingStart);
 }
 
 #[test]
 fn a_late_joiner_merges_an_ipc_stream_from_a_position() {
-    merge_while_publishing(ipc_setup(), 20_000, 6_000, Some(2_345));
+    merge_while_publishing(ipc_setup(), 20_000, 6_000, StartAt::Position(2_345));
+}
+
+#[test]
+fn a_late_joiner_merges_an_ipc_stream_from_a_time() {
+    merge_while_publishing(ipc_setup(), 12_000, 4_000, StartAt::Time(1_234));
+}
+
+#[test]
+fn a_late_joiner_merges_a_udp_stream_from_a_cursor() {
+    merge_while_publishing(udp_setup(), 12_000, 4_000, StartAt::Cursor(3_001));
 }
 
 #[test]
 fn merges_a_udp_stream_with_no_gap_and_no_duplicate() {
-    merge_while_publishing(udp_setup(), 20_000, 6_000, Some(1_001));
+    merge_while_publishing(udp_setup(), 20_000, 6_000, StartAt::Position(1_001));
 }
 
 #[test]
@@ -487,6 +581,92 @@ fn an_unknown_recording_or_a_bad_position_fails_the_merge_at_once() {
         }
         other => panic!("expected the archive's refusal, got {other:?}"),
     };
+}
+
+#[test]
+fn a_merge_from_an_unknown_time_or_cursor_or_a_cursor_elsewhere_fails_at_once() {
+    let driver = driver();
+    let dir = driver.dir().to_string();
+    let setup = ipc_setup();
+    let archive = MiniArchive::start(MiniArchiveConfig {
+        dir: dir.clone(),
+        control_channel: setup.control_channel.clone(),
+        control_stream_id: 10,
+        live_channel: setup.live_channel.clone(),
+        live_stream_id: LIVE_STREAM,
+    });
+    let (positions_tx, _positions_rx) = mpsc::channel();
+    let end = publish(dir.clone(), setup.live_channel.clone(), 100, positions_tx)
+        .join()
+        .expect("published");
+    await_recorded(&archive, end);
+    archive
+        .observed
+        .cursors
+        .lock()
+        .expect("cursors")
+        .insert("elsewhere".into(), (RECORDING_ID + 7, 0));
+    let mut client = ArchiveClient::connect(ArchiveClientConfig::local(&dir)).expect("connects");
+    let config = |start| ReplayMergeConfig::new(RECORDING_ID, start, "aeron:ipc", REPLAY_STREAM);
+
+    match ReplayMerge::new(&mut client, config(MergeStart::Cursor("elsewhere".into()))) {
+        Err(tern_client::ClientError::Merge(message)) => assert_eq!(
+            message,
+            format!(
+                "cursor \"elsewhere\" points into recording {}, not the merged recording \
+                 {RECORDING_ID}",
+                RECORDING_ID + 7
+            )
+        ),
+        other => panic!("expected a cursor in another recording, got {other:?}"),
+    }
+    match ReplayMerge::new(&mut client, config(MergeStart::Cursor("missing".into()))) {
+        Err(tern_client::ClientError::Archive { message, .. }) => {
+            assert_eq!(message, "unknown cursor: missing")
+        }
+        other => panic!("expected the archive's error, got {other:?}"),
+    }
+    match ReplayMerge::new(&mut client, config(MergeStart::Time(5))) {
+        Err(tern_client::ClientError::Archive { message, .. }) => {
+            assert_eq!(message, "no position for (5, \"\")")
+        }
+        other => panic!("expected the archive's error, got {other:?}"),
+    }
+    let tern_requests = archive
+        .observed
+        .tern_requests
+        .lock()
+        .expect("tern requests")
+        .len();
+    assert_eq!(tern_requests, 3);
+    assert!(
+        archive
+            .observed
+            .replay_positions
+            .lock()
+            .expect("replay positions")
+            .is_empty(),
+        "no replay was asked for"
+    );
+    // The client is still usable: a merge from a resolvable time starts.
+    archive
+        .observed
+        .times
+        .lock()
+        .expect("times")
+        .insert((6, String::new()), 0);
+    let merge = ReplayMerge::new(&mut client, config(MergeStart::Time(6))).expect("starts");
+    assert_eq!(merge.phase(), MergePhase::Replaying);
+    drop(merge);
+    assert_eq!(
+        archive
+            .observed
+            .replay_positions
+            .lock()
+            .expect("replay positions")
+            .as_slice(),
+        &[0]
+    );
 }
 
 #[test]

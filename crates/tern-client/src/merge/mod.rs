@@ -35,16 +35,24 @@ const ARCHIVE_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Where a late joiner starts.
 ///
-/// From a time or a named cursor come with tern's extension schema (id 1101), which resolves
-/// them to a position on the archive's side; until then resolve a time to a position yourself
-/// (`tern` can print one) and use [`MergeStart::Position`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// [`MergeStart::Time`] and [`MergeStart::Cursor`] use tern's extension schema (id 1101): the
+/// merge asks the archive for the position (`PositionAtTimeRequest`, `GetCursorRequest`) when
+/// it starts, then goes on as for [`MergeStart::Position`]. Only a tern archive answers them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MergeStart {
     /// From a stream position of the recording (a frame boundary; at a message's start to get
     /// that message whole).
     Position(i64),
     /// From the recording's start position.
     RecordingStart,
+    /// From the first message whose time (read with [`ReplayMergeConfig::time_source`]) is at
+    /// or after this many nanoseconds since the epoch, as
+    /// [`ArchiveClient::position_at_time`] finds it: the recording's start for a time before
+    /// its first message, its end for a time after its last.
+    Time(i64),
+    /// From the position of the named durable cursor ([`ArchiveClient::cursor`]); it must point
+    /// into the merged recording, else the merge fails to start ([`ClientError::Merge`]).
+    Cursor(String),
 }
 
 /// Settings of a [`ReplayMerge`].
@@ -72,6 +80,10 @@ pub struct ReplayMergeConfig {
     pub live_add_window: Option<i64>,
     /// How long the merge may go without progress before it fails.
     pub progress_timeout: Duration,
+    /// Where a message's time comes from for [`MergeStart::Time`], in the archive's syntax
+    /// (as [`TernReplay::time_source`](crate::TernReplay::time_source)); `""` (default): when
+    /// the archive captured it.
+    pub time_source: String,
 }
 
 impl ReplayMergeConfig {
@@ -92,6 +104,7 @@ impl ReplayMergeConfig {
             live_stream_id: None,
             live_add_window: None,
             progress_timeout: DEFAULT_MERGE_PROGRESS_TIMEOUT,
+            time_source: String::new(),
         }
     }
 
@@ -99,6 +112,12 @@ impl ReplayMergeConfig {
     pub fn with_live(mut self, channel: impl Into<String>, stream_id: i32) -> Self {
         self.live_channel = Some(channel.into());
         self.live_stream_id = Some(stream_id);
+        self
+    }
+
+    /// Sets the time source of [`MergeStart::Time`].
+    pub fn with_time_source(mut self, time_source: impl Into<String>) -> Self {
+        self.time_source = time_source.into();
         self
     }
 
@@ -160,12 +179,15 @@ impl std::fmt::Debug for ReplayMerge<'_> {
 }
 
 impl<'a> ReplayMerge<'a> {
-    /// Starts the merge: describes the recording, subscribes to the replay channel, asks the
-    /// archive to replay from the start position, following the live recording.
+    /// Starts the merge: describes the recording, resolves a start time or cursor to a
+    /// position, subscribes to the replay channel, asks the archive to replay from the start
+    /// position, following the live recording.
     ///
     /// # Errors
-    /// [`ClientError::Merge`] for an unknown recording; the archive's errors of the replay
-    /// request (`INVALID_POSITION`, say); transport errors of the subscription.
+    /// [`ClientError::Merge`] for an unknown recording or a cursor in another recording; the
+    /// archive's errors of the position or cursor request (an unknown cursor, a time source it
+    /// cannot parse) and of the replay request (`INVALID_POSITION`, say); transport errors of
+    /// the subscription.
     pub fn new(
         client: &'a mut ArchiveClient,
         config: ReplayMergeConfig,
@@ -173,10 +195,28 @@ impl<'a> ReplayMerge<'a> {
         let recording = client.list_recording(config.recording_id)?.ok_or_else(|| {
             ClientError::Merge(format!("recording {} is unknown", config.recording_id))
         })?;
-        let start = match config.start {
-            MergeStart::Position(position) => position,
+        let start = match &config.start {
+            MergeStart::Position(position) => *position,
             MergeStart::RecordingStart => recording.start_position,
+            MergeStart::Time(epoch_ns) => {
+                client.position_at_time(recording.recording_id, *epoch_ns, &config.time_source)?
+            }
+            MergeStart::Cursor(name) => {
+                let cursor = client.cursor(name)?;
+                if cursor.recording_id != recording.recording_id {
+                    return Err(ClientError::Merge(format!(
+                        "cursor {name:?} points into recording {}, not the merged recording {}",
+                        cursor.recording_id, recording.recording_id
+                    )));
+                }
+                cursor.position
+            }
         };
+        tracing::debug!(
+            "replay-merge of recording {}: start {:?} is position {start}",
+            recording.recording_id,
+            config.start
+        );
         let live_stream_id = config.live_stream_id.unwrap_or(recording.stream_id);
         let live_channel = with_param(
             config

@@ -4,11 +4,14 @@
 //! does; it answers the control requests a replay-merge makes, the Aeron way.
 
 use super::{error, ok, response, wait_until, ControlServer, ARCHIVE_ID};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tern_protocol::{ControlResponseCode, Message, RecordingDescriptor};
+use tern_protocol::{
+    AnyMessage, ControlResponseCode, CursorDescriptor, Message, RecordingDescriptor, TernMessage,
+};
 use tern_transport::{BackoffIdle, Client, ExclusivePublication, Idle, Image, OfferError};
 
 /// The id of the one recording.
@@ -50,12 +53,21 @@ struct Replay {
 pub struct Observed {
     /// Replays started, by replay session id.
     pub replays_started: Mutex<Vec<i64>>,
+    /// The position of each replay request, as sent.
+    pub replay_positions: Mutex<Vec<i64>>,
     /// Replays stopped by request.
     pub replays_stopped: Mutex<Vec<i64>>,
     /// The recorded position.
     pub recorded: AtomicI64,
     /// Recording-position requests answered.
     pub position_requests: AtomicI64,
+    /// The positions `PositionAtTimeRequest` answers, by (timestamp, time source), as the test
+    /// sets them; other times are an ERROR.
+    pub times: Mutex<HashMap<(i64, String), i64>>,
+    /// The durable cursors `GetCursorRequest` answers: name → (recording id, position).
+    pub cursors: Mutex<HashMap<String, (i64, i64)>>,
+    /// The tern requests received.
+    pub tern_requests: Mutex<Vec<TernMessage>>,
 }
 
 /// The archive's thread.
@@ -106,8 +118,13 @@ impl MiniArchive {
                     let mut idle = BackoffIdle::new();
                     while !stop.load(Ordering::Acquire) {
                         let mut work = state.record(&live);
-                        work += server.poll(|server, control_session_id, message| {
-                            state.on_request(server, control_session_id, message)
+                        work += server.poll(|server, control_session_id, message| match message {
+                            AnyMessage::Aeron(message) => {
+                                state.on_request(server, control_session_id, message)
+                            }
+                            AnyMessage::Tern(message) => {
+                                state.on_tern_request(server, control_session_id, message)
+                            }
                         });
                         work += state.replay();
                         idle.idle(work);
@@ -296,11 +313,79 @@ impl State {
         }
     }
 
+    /// Answers the two requests a merge from a time or a cursor makes.
+    fn on_tern_request(
+        &mut self,
+        server: &mut ControlServer,
+        control_session_id: i64,
+        message: TernMessage,
+    ) {
+        self.observed
+            .tern_requests
+            .lock()
+            .expect("tern requests")
+            .push(message.clone());
+        match message {
+            TernMessage::PositionAtTimeRequest(request) => {
+                let key = (request.timestamp, request.time_source.clone());
+                let answer = match self.observed.times.lock().expect("times").get(&key) {
+                    Some(position) if request.recording_id == RECORDING_ID => {
+                        ok(control_session_id, request.correlation_id, *position)
+                    }
+                    _ => error(
+                        control_session_id,
+                        request.correlation_id,
+                        0,
+                        &format!("no position for {key:?}"),
+                    ),
+                };
+                server.send(control_session_id, &answer);
+            }
+            TernMessage::GetCursorRequest(request) => {
+                let cursor = self
+                    .observed
+                    .cursors
+                    .lock()
+                    .expect("cursors")
+                    .get(&request.name)
+                    .copied();
+                match cursor {
+                    Some((recording_id, position)) => server.send_tern(
+                        control_session_id,
+                        &TernMessage::CursorDescriptor(CursorDescriptor {
+                            control_session_id,
+                            correlation_id: request.correlation_id,
+                            recording_id,
+                            position,
+                            updated_timestamp: 1,
+                            name: request.name,
+                        }),
+                    ),
+                    None => server.send(
+                        control_session_id,
+                        &error(
+                            control_session_id,
+                            request.correlation_id,
+                            0,
+                            &format!("unknown cursor: {}", request.name),
+                        ),
+                    ),
+                }
+            }
+            other => panic!("the merge sent {other:?}"),
+        }
+    }
+
     fn start_replay(
         &mut self,
         client: &Client,
         request: &tern_protocol::ReplayRequest,
     ) -> Result<i64, String> {
+        self.observed
+            .replay_positions
+            .lock()
+            .expect("replay positions")
+            .push(request.position);
         let recording = self.recording.as_ref().ok_or("no recording yet")?;
         let info = recording.image.info();
         let position = if request.position == -1 {

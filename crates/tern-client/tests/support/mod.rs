@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tern_protocol::{ControlResponse, ControlResponseCode, Message, ARCHIVE_PROTOCOL_VERSION};
+use tern_protocol::{
+    AnyMessage, ControlResponse, ControlResponseCode, Message, TernMessage,
+    ARCHIVE_PROTOCOL_VERSION,
+};
 use tern_transport::{
     BackoffIdle, Client, DriverConfig, ExclusivePublication, FragmentAssembler, Idle, MediaDriver,
     Subscription,
@@ -148,9 +151,10 @@ impl ControlServer {
         &self.client
     }
 
-    /// Polls requests; for each, `on_request(control_session_id, message)` (a connect gets a new
-    /// session and its response publication first, connected). Returns the work done.
-    pub fn poll(&mut self, mut on_request: impl FnMut(&mut Self, i64, Message)) -> usize {
+    /// Polls requests of either schema (decoded byte-exact with tern-protocol); for each,
+    /// `on_request(control_session_id, message)` (a connect gets a new session and its response
+    /// publication first, connected). Returns the work done.
+    pub fn poll(&mut self, mut on_request: impl FnMut(&mut Self, i64, AnyMessage)) -> usize {
         let mut received: Vec<Vec<u8>> = Vec::new();
         let assembler = &mut self.assembler;
         let work = self
@@ -165,12 +169,16 @@ impl ControlServer {
             )
             .expect("poll requests");
         for bytes in received {
-            let message = match Message::decode(&bytes) {
+            let message = match AnyMessage::decode(&bytes) {
                 Ok(message) => message,
                 Err(error) => panic!("the client sent an undecodable request: {error}"),
             };
+            // What the client sent is exactly what the codec makes of the decoded message.
+            let mut encoded = Vec::new();
+            message.encode(&mut encoded).expect("re-encodes");
+            assert_eq!(encoded, bytes, "{} is not byte-exact", message.name());
             let control_session_id = match &message {
-                Message::AuthConnectRequest(connect) => {
+                AnyMessage::Aeron(Message::AuthConnectRequest(connect)) => {
                     let control_session_id = self.next_control_session_id;
                     self.next_control_session_id += 1;
                     let publication = self
@@ -186,7 +194,11 @@ impl ControlServer {
                     self.sessions.insert(control_session_id, publication);
                     control_session_id
                 }
-                other => control_session_of(other).expect("a session id"),
+                AnyMessage::Aeron(other) => control_session_of(other).expect("a session id"),
+                // Every tern request starts its block with the control session id.
+                AnyMessage::Tern(_) => {
+                    i64::from_le_bytes(bytes[8..16].try_into().expect("a session id"))
+                }
             };
             on_request(self, control_session_id, message);
         }
@@ -195,6 +207,13 @@ impl ControlServer {
 
     /// Sends `message` on the session's response publication.
     pub fn send(&self, control_session_id: i64, message: &Message) {
+        let mut buffer = Vec::new();
+        message.encode(&mut buffer).expect("encodes");
+        self.send_raw(control_session_id, &buffer);
+    }
+
+    /// Sends a message of tern's schema on the session's response publication.
+    pub fn send_tern(&self, control_session_id: i64, message: &TernMessage) {
         let mut buffer = Vec::new();
         message.encode(&mut buffer).expect("encodes");
         self.send_raw(control_session_id, &buffer);
@@ -226,6 +245,8 @@ impl ControlServer {
 pub enum Answer {
     /// Send a message on the session.
     Send(Message),
+    /// Send a message of tern's schema (1101) on the session.
+    Tern(TernMessage),
     /// Send raw bytes on the session.
     Raw(Vec<u8>),
     /// Wait before the next answer.
@@ -238,8 +259,17 @@ impl From<Message> for Answer {
     }
 }
 
+impl From<TernMessage> for Answer {
+    fn from(message: TernMessage) -> Self {
+        Answer::Tern(message)
+    }
+}
+
 /// What a script answers to one request, given the session it came on.
 pub type Script = Box<dyn FnMut(i64, &Message) -> Vec<Answer> + Send>;
+
+/// What a script answers to one request of either schema.
+pub type AnyScript = Box<dyn FnMut(i64, &AnyMessage) -> Vec<Answer> + Send>;
 
 /// Messages as answers.
 pub fn send(messages: Vec<Message>) -> Vec<Answer> {
@@ -269,14 +299,29 @@ pub fn aeron_like(control_session_id: i64, message: &Message) -> Vec<Answer> {
 pub struct MockArchive {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    requests: Arc<Mutex<Vec<(i64, Message)>>>,
+    requests: Arc<Mutex<Vec<(i64, AnyMessage)>>>,
 }
 
 impl MockArchive {
-    /// Serves `channel` / `stream_id` of the driver in `dir` with `script`.
+    /// Serves `channel` / `stream_id` of the driver in `dir` with `script`; requests of tern's
+    /// schema get no answer.
     pub fn start(dir: &str, channel: &str, stream_id: i32, mut script: Script) -> Self {
+        Self::start_any(
+            dir,
+            channel,
+            stream_id,
+            Box::new(move |session, message| match message {
+                AnyMessage::Aeron(message) => script(session, message),
+                AnyMessage::Tern(_) => Vec::new(),
+            }),
+        )
+    }
+
+    /// Serves `channel` / `stream_id` of the driver in `dir` with `script`, which answers
+    /// requests of both schemas.
+    pub fn start_any(dir: &str, channel: &str, stream_id: i32, mut script: AnyScript) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let requests: Arc<Mutex<Vec<(i64, Message)>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<(i64, AnyMessage)>>> = Arc::default();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = {
             let stop = stop.clone();
@@ -297,6 +342,9 @@ impl MockArchive {
                         for answer in script(control_session_id, &message) {
                             match answer {
                                 Answer::Send(message) => server.send(control_session_id, &message),
+                                Answer::Tern(message) => {
+                                    server.send_tern(control_session_id, &message)
+                                }
                                 Answer::Raw(bytes) => server.send_raw(control_session_id, &bytes),
                                 Answer::Sleep(pause) => std::thread::sleep(pause),
                             }
@@ -316,9 +364,30 @@ impl MockArchive {
         }
     }
 
-    /// The requests received so far, with the session they came on.
+    /// The requests of Aeron's schema received so far, with the session they came on.
     pub fn requests(&self) -> Vec<(i64, Message)> {
-        self.requests.lock().expect("requests").clone()
+        self.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .filter_map(|(session, message)| match message {
+                AnyMessage::Aeron(message) => Some((*session, message.clone())),
+                AnyMessage::Tern(_) => None,
+            })
+            .collect()
+    }
+
+    /// The requests of tern's schema received so far, with the session they came on.
+    pub fn tern_requests(&self) -> Vec<(i64, TernMessage)> {
+        self.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .filter_map(|(session, message)| match message {
+                AnyMessage::Tern(message) => Some((*session, message.clone())),
+                AnyMessage::Aeron(_) => None,
+            })
+            .collect()
     }
 
     /// Waits until a received request satisfies `matches`; returns it.
