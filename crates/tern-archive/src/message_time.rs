@@ -131,9 +131,46 @@ impl std::str::FromStr for TimeSource {
     }
 }
 
+impl std::fmt::Display for TimeUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Nanos => "ns",
+            Self::Micros => "us",
+            Self::Millis => "ms",
+            Self::Seconds => "s",
+        })
+    }
+}
+
+/// The syntax [`TimeSource::from_str`](std::str::FromStr) reads (and the control protocol's
+/// `time_source` fields carry).
+impl std::fmt::Display for TimeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Capture => f.write_str("capture"),
+            Self::ClusterEgress(unit) => write!(f, "cluster-egress:{unit}"),
+            Self::Field { offset, unit } => write!(f, "field:{offset}:{unit}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_is_what_from_str_reads() {
+        for source in [
+            TimeSource::Capture,
+            TimeSource::ClusterEgress(TimeUnit::Micros),
+            TimeSource::Field {
+                offset: 16,
+                unit: TimeUnit::Seconds,
+            },
+        ] {
+            assert_eq!(source.to_string().parse::<TimeSource>(), Ok(source));
+        }
+    }
 
     fn egress(timestamp: i64) -> Vec<u8> {
         let mut message = Vec::new();

@@ -588,3 +588,99 @@ fn a_client_killed_mid_replay_frees_its_replay_and_others_go_on() {
     stop.store(true, Ordering::Release);
     publisher.join().expect("publisher");
 }
+
+fn tern(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(TERN).args(args).output().expect("run tern");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_lists_describes_replays_and_truncates_through_a_running_archive() {
+    let archive = ArchiveProcess::spawn("cli", None);
+    let mut client = archive.ipc_client();
+    let subscription = client
+        .start_recording("aeron:ipc", 1401, SourceLocation::Local, false)
+        .expect("record");
+    let publisher = Client::connect(&archive.aeron_dir).expect("publisher");
+    let publication = publisher
+        .add_exclusive_publication("aeron:ipc", 1401)
+        .expect("publication");
+    wait_until("the recording", || {
+        !client.list_recordings(0, 1).expect("list").is_empty()
+    });
+    let mut idle = BackoffIdle::new();
+    for sequence in 0..100u64 {
+        if sequence == 50 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        while let Err(error) = publication.offer(&message(sequence, 24)) {
+            assert!(error.is_retryable(), "{error}");
+            idle.idle(0);
+        }
+    }
+    let end = publication.position();
+    wait_until("everything recorded", || {
+        client.recording_position(0).expect("position") >= Some(end)
+    });
+    client
+        .stop_recording_subscription(subscription)
+        .expect("stop");
+    wait_until("stopped", || {
+        client.stop_position(0).expect("stop") == Some(end)
+    });
+
+    let udp = archive.control_channel();
+    let remote = |extra: &[&str]| {
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["--archive", "aeron:ipc", "--aeron-dir", &archive.aeron_dir]);
+        tern(&args)
+    };
+    let (code, out, err) = remote(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("aeron:ipc") && out.contains("valid"), "{out}");
+    let (code, out, err) = remote(&["describe", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("stop position     {end}")), "{out}");
+    let (code, _, err) = remote(&["describe", "7"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no recording 7"), "{err}");
+
+    // Printing a replay: over IPC, and over UDP from a driver of the CLI's own.
+    let (code, out, err) = remote(&["replay", "0", "--print", "text"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 100, "{out}");
+    let (code, out, err) = tern(&[
+        "replay",
+        "0",
+        "--archive",
+        &udp,
+        "--embedded-driver",
+        "--aeron-dir",
+        &temp_aeron_dir("cli-udp"),
+        "--print",
+        "none",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("replayed 100 messages"), "{err}");
+    // A length, and a bad request refused with the archive's reason.
+    let (code, _, err) = remote(&[
+        "replay", "0", "--from", "0", "--length", "640", "--print", "none",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("replayed 10 messages"), "{err}");
+    let (code, _, err) = remote(&["replay", "0", "--from", "33", "--print", "none"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("FRAME_ALIGNMENT"), "{err}");
+
+    // Truncate through the archive, then the listing shows the new end.
+    // 24-byte messages take 64-byte frames (32-byte header, 32-byte alignment).
+    let (code, out, err) = remote(&["truncate", "0", "640"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("truncated"), "{out}");
+    assert_eq!(client.stop_position(0).expect("stop"), Some(640));
+}

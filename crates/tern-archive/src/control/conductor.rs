@@ -1454,6 +1454,7 @@ impl Context<'_> {
         }
         let (follow, replay_length) = match length {
             NULL_VALUE | i64::MAX => (true, None),
+            REPLAY_ALL_AND_STOP if end == from && may_start_at_end => (false, Some(0)),
             REPLAY_ALL_AND_STOP => {
                 if end == from {
                     self.error(

@@ -150,3 +150,240 @@ pub fn describe(client: &mut ArchiveClient, recording_id: i64) -> Result<()> {
     println!("  mtu               {}", d.mtu_length);
     Ok(())
 }
+
+/// What `tern replay --archive` asks for.
+pub struct RemoteReplay {
+    /// The recording.
+    pub id: i64,
+    /// Start position.
+    pub from: Option<i64>,
+    /// Start time (epoch ns).
+    pub from_time: Option<i64>,
+    /// Bytes to replay.
+    pub length: Option<i64>,
+    /// Follow an active recording.
+    pub follow: bool,
+    /// Publish on this channel and stream instead of printing.
+    pub channel: Option<(String, i32)>,
+    /// Pacing factor.
+    pub speed: Option<f64>,
+    /// Time source, in the server's syntax.
+    pub time_source: String,
+    /// Key filter, in the server's syntax ("" for none).
+    pub key: String,
+    /// Read p/r/q/s/t lines from standard input.
+    pub controls: Option<std::sync::mpsc::Receiver<super::replay::Control>>,
+    /// Print a progress line every second.
+    pub progress: bool,
+    /// How to print messages.
+    pub print: super::replay::PrintFormat,
+}
+
+fn forward_control(
+    client: &mut ArchiveClient,
+    replay_id: i64,
+    control: super::replay::Control,
+    time_source: &str,
+) -> Result<Option<i32>> {
+    use super::replay::Control;
+    Ok(match control {
+        Control::Pause => {
+            client.pause_replay(replay_id)?;
+            None
+        }
+        Control::Resume => {
+            client.resume_replay(replay_id)?;
+            None
+        }
+        Control::SeekPosition(position) => Some(client.seek_replay(replay_id, position)?),
+        Control::SeekTime(time) => {
+            Some(client.seek_replay_to_time(replay_id, time, time_source)?)
+        }
+        Control::Quit => None,
+    })
+}
+
+/// `tern replay ID --archive CHANNEL`: ask the archive for the replay; print it here, or let the
+/// archive publish it on `--channel` (forwarding `--controls` while standard input is open).
+pub fn replay(
+    remote: &RemoteArgs,
+    archive: &str,
+    driver: &DriverArgs,
+    request: RemoteReplay,
+) -> Result<std::process::ExitCode> {
+    use super::replay::{Control, PrintFormat};
+    use std::io::Write;
+    use tern_client::{ReplayLength, ReplayStart, TernReplay};
+    use tern_transport::Idle;
+    let stop = crate::util::stop_signal()?;
+    let mut connection = connect(remote, archive, driver)?;
+    let client = &mut connection.client;
+    let start = match (request.from_time, request.from) {
+        (Some(time), _) => ReplayStart::Time(time),
+        (None, Some(position)) => ReplayStart::Position(position),
+        (None, None) => ReplayStart::RecordingStart,
+    };
+    let length = match (request.length, request.follow) {
+        (Some(bytes), _) => ReplayLength::Bytes(bytes),
+        (None, true) => ReplayLength::Follow,
+        (None, false) => ReplayLength::ToCurrentEnd,
+    };
+    let build = |channel: &str, stream: i32| {
+        let mut replay = TernReplay::new(request.id, channel, stream)
+            .with_start(start.clone())
+            .with_length(length)
+            .with_time_source(request.time_source.clone())
+            .with_key_filter(request.key.clone());
+        if let Some(speed) = request.speed {
+            replay = replay.with_speed(speed);
+        }
+        replay
+    };
+    if let Some((channel, stream)) = &request.channel {
+        let replay_id = client
+            .tern_replay(&build(channel, *stream))
+            .with_context(|| format!("replay recording {} at {archive}", request.id))?;
+        println!(
+            "replay {replay_id} of recording {} on {channel} stream {stream} (image session {})",
+            request.id,
+            tern_client::replay_image_session_id(replay_id)
+        );
+        let Some(controls) = &request.controls else {
+            return Ok(std::process::ExitCode::SUCCESS);
+        };
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match controls.recv_timeout(Duration::from_millis(100)) {
+                Ok(Control::Quit) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(control) => {
+                    match forward_control(client, replay_id, control, &request.time_source) {
+                        Ok(Some(session)) => println!("seek: now on image session {session}"),
+                        Ok(None) => {}
+                        Err(error) => eprintln!("tern: {error:#}"),
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    client.poll()?;
+                }
+            }
+        }
+        client.stop_replay(replay_id).ok();
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+
+    // Printing: subscribe here first (a wildcard UDP port is resolved), then ask for the replay.
+    let (channel, stream) = if is_ipc(archive) {
+        (
+            "aeron:ipc".to_string(),
+            0x5EED_0000 | (std::process::id() as i32 & 0xFFFF),
+        )
+    } else {
+        ("aeron:udp?endpoint=localhost:0".to_string(), 0x5EED_0000)
+    };
+    let subscription = client.transport().add_subscription(&channel, stream)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let channel = loop {
+        if let Some(resolved) = subscription.try_resolve_channel_endpoint_port()? {
+            break resolved;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the replay subscription's port was not bound"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let replay_id = client
+        .tern_replay(&build(&channel, stream))
+        .with_context(|| format!("replay recording {} at {archive}", request.id))?;
+    let mut session = tern_client::replay_image_session_id(replay_id);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut assembler = tern_transport::FragmentAssembler::new();
+    let mut messages = 0u64;
+    let mut bytes = 0u64;
+    let mut position = 0i64;
+    let mut idle = tern_transport::BackoffIdle::new();
+    let mut next_progress = std::time::Instant::now() + Duration::from_secs(1);
+    let mut seen_image = false;
+    let mut write_error = None;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            client.stop_replay(replay_id).ok();
+            break;
+        }
+        if let Some(controls) = &request.controls {
+            while let Ok(control) = controls.try_recv() {
+                if control == Control::Quit {
+                    client.stop_replay(replay_id).ok();
+                    out.flush()?;
+                    eprintln!("replayed {messages} messages, {bytes} bytes");
+                    return Ok(std::process::ExitCode::SUCCESS);
+                }
+                match forward_control(client, replay_id, control, &request.time_source) {
+                    Ok(Some(new_session)) => {
+                        session = new_session;
+                        seen_image = false;
+                    }
+                    Ok(None) => {}
+                    Err(error) => eprintln!("tern: {error:#}"),
+                }
+            }
+        }
+        let Some(image) = subscription.image_by_session_id(session) else {
+            if seen_image {
+                break; // the replay's image went: it ended
+            }
+            idle.idle(0);
+            continue;
+        };
+        seen_image = true;
+        let work = image.poll(
+            |fragment, header| {
+                assembler.on_fragment(fragment, header, &mut |message, header| {
+                    messages += 1;
+                    bytes += message.len() as u64;
+                    position = header.position;
+                    let line = match request.print {
+                        PrintFormat::Text => writeln!(
+                            out,
+                            "{}\t{}\t{}",
+                            header.position,
+                            message.len(),
+                            message.escape_ascii()
+                        ),
+                        PrintFormat::Hex => {
+                            let hex: String =
+                                message.iter().map(|byte| format!("{byte:02x}")).collect();
+                            writeln!(out, "{}\t{}\t{hex}", header.position, message.len())
+                        }
+                        PrintFormat::None => Ok(()),
+                    };
+                    if let Err(error) = line {
+                        write_error.get_or_insert(error);
+                    }
+                })
+            },
+            256,
+        )?;
+        if let Some(error) = write_error.take() {
+            client.stop_replay(replay_id).ok();
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            return Err(error.into());
+        }
+        if request.progress && std::time::Instant::now() >= next_progress {
+            next_progress += Duration::from_secs(1);
+            eprintln!("progress: position {position} messages {messages}");
+        }
+        if work == 0 && image.is_end_of_stream() {
+            break;
+        }
+        if work == 0 {
+            client.poll()?;
+        }
+        idle.idle(work);
+    }
+    out.flush()?;
+    eprintln!("replayed {messages} messages, {bytes} bytes");
+    Ok(std::process::ExitCode::SUCCESS)
+}

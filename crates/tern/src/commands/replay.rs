@@ -71,6 +71,8 @@ pub struct Args {
     dir: DirArg,
     #[command(flatten)]
     driver: DriverArgs,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
 }
 
 fn parse_speed(text: &str) -> Result<f64, String> {
@@ -185,7 +187,7 @@ impl Pacer {
 
 /// Commands typed on standard input while a replay runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Control {
+pub(crate) enum Control {
     Pause,
     Resume,
     Quit,
@@ -205,7 +207,7 @@ enum Next {
 
 /// Read `p`, `r`, `q`, `s POSITION` and `t TIME` lines from standard input on a thread of their
 /// own.
-fn read_controls() -> std::sync::mpsc::Receiver<Control> {
+pub(crate) fn read_controls() -> std::sync::mpsc::Receiver<Control> {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
@@ -244,6 +246,26 @@ fn read_controls() -> std::sync::mpsc::Receiver<Control> {
 
 /// Replay or print.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(archive) = &args.remote.archive {
+        let request = super::remote::RemoteReplay {
+            id: args.id,
+            from: args.from,
+            from_time: args.from_time,
+            length: args.length,
+            follow: args.follow,
+            channel: args
+                .channel
+                .clone()
+                .map(|channel| (channel, args.stream.unwrap_or(1))),
+            speed: args.speed,
+            time_source: args.time_source.to_string(),
+            key: String::new(),
+            controls: args.controls.then(read_controls),
+            progress: args.progress,
+            print: args.print,
+        };
+        return super::remote::replay(&args.remote, archive, &args.driver, request);
+    }
     let dir = args.dir.path();
     match &args.channel {
         Some(channel) => to_channel(&args, &dir, channel),
