@@ -290,42 +290,46 @@ impl Conductor {
                 }
             }
             other => {
-                let Some((control_session_id, correlation_id)) = request_ids(&other) else {
-                    tracing::warn!(
-                        "control channel {}: {} is not a request; ignored",
-                        source.subscription,
-                        other.name()
-                    );
-                    return;
-                };
-                let Some(session) =
-                    request_session(&mut self.slots, source, control_session_id, other.name())
-                else {
-                    return;
-                };
-                let mut context = Context {
-                    archive: &self.archive,
-                    stats: &self.stats,
-                    archive_id: self.archive_id,
-                    recording_owners: &mut self.recording_owners,
-                    delete_owners: &mut self.delete_owners,
-                };
-                context.serve(session, correlation_id, other);
+                let ids = request_ids(&other);
+                self.dispatch(
+                    source,
+                    ids,
+                    other.name(),
+                    |context, session, correlation_id| {
+                        context.serve(session, correlation_id, other)
+                    },
+                );
             }
         }
     }
 
     fn on_tern_request(&mut self, source: Source, message: TernMessage) {
-        let Some((control_session_id, correlation_id)) = tern_request_ids(&message) else {
+        let ids = tern_request_ids(&message);
+        self.dispatch(
+            source,
+            ids,
+            message.name(),
+            |context, session, correlation_id| context.serve_tern(session, correlation_id, message),
+        );
+    }
+
+    /// Serve a request (its session and correlation ids, `None` if it is not a request) if it
+    /// comes from its session's client and the session is authenticated.
+    fn dispatch(
+        &mut self,
+        source: Source,
+        ids: Option<(i64, i64)>,
+        name: &str,
+        serve: impl FnOnce(&mut Context<'_>, &mut ControlSession, i64),
+    ) {
+        let Some((control_session_id, correlation_id)) = ids else {
             tracing::warn!(
-                "control channel {}: {} is not a request; ignored",
-                source.subscription,
-                message.name()
+                "control channel {}: {name} is not a request; ignored",
+                source.subscription
             );
             return;
         };
-        let Some(session) =
-            request_session(&mut self.slots, source, control_session_id, message.name())
+        let Some(session) = request_session(&mut self.slots, source, control_session_id, name)
         else {
             return;
         };
@@ -336,7 +340,7 @@ impl Conductor {
             recording_owners: &mut self.recording_owners,
             delete_owners: &mut self.delete_owners,
         };
-        context.serve_tern(session, correlation_id, message);
+        serve(&mut context, session, correlation_id);
     }
 
     fn on_connect(&mut self, now: Instant, source: Source, request: proto::AuthConnectRequest) {

@@ -219,6 +219,28 @@ fn steady_publisher(
     })
 }
 
+/// Counts messages numbered from 0 that are missing or repeated.
+#[derive(Debug, Default)]
+struct SequenceCheck {
+    next: u64,
+    gaps: u64,
+    duplicates: u64,
+}
+
+impl SequenceCheck {
+    fn on_message(&mut self, bytes: &[u8]) {
+        let sequence = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+        if sequence > self.next {
+            self.gaps += sequence - self.next;
+            self.next = sequence + 1;
+        } else if sequence < self.next {
+            self.duplicates += 1;
+        } else {
+            self.next += 1;
+        }
+    }
+}
+
 /// Replay-merge of a steady stream: time to merge, gaps, duplicates.
 ///
 /// # Errors
@@ -275,26 +297,11 @@ pub fn merge(
             bench.next_stream(),
         ),
     )?;
-    let mut next = 0u64;
-    let mut gaps = 0u64;
-    let mut duplicates = 0u64;
+    let mut check = SequenceCheck::default();
     let mut merged_after = None;
     let mut idle = BackoffIdle::new();
     loop {
-        let work = merge.poll(
-            |bytes, _| {
-                let sequence = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
-                if sequence > next {
-                    gaps += sequence - next;
-                    next = sequence + 1;
-                } else if sequence < next {
-                    duplicates += 1;
-                } else {
-                    next += 1;
-                }
-            },
-            1024,
-        )?;
+        let work = merge.poll(|bytes, _| check.on_message(bytes), 1024)?;
         if merged_after.is_none() && merge.is_merged() {
             merged_after = Some(started.elapsed());
         }
@@ -305,7 +312,8 @@ pub fn merge(
         }
         ensure!(
             started.elapsed() < Duration::from_secs(60),
-            "no merge within 60 s: {next} messages delivered"
+            "no merge within 60 s: {} messages delivered",
+            check.next
         );
         idle.idle(work);
     }
@@ -315,21 +323,8 @@ pub fn merge(
         .map_err(|_| anyhow::anyhow!("the publisher panicked"))??;
     // Take what the live stream still holds.
     let drain = Instant::now();
-    while next < total && drain.elapsed() < Duration::from_secs(10) {
-        let work = merge.poll(
-            |bytes, _| {
-                let sequence = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
-                if sequence > next {
-                    gaps += sequence - next;
-                    next = sequence + 1;
-                } else if sequence < next {
-                    duplicates += 1;
-                } else {
-                    next += 1;
-                }
-            },
-            1024,
-        )?;
+    while check.next < total && drain.elapsed() < Duration::from_secs(10) {
+        let work = merge.poll(|bytes, _| check.on_message(bytes), 1024)?;
         idle.idle(work);
     }
     let merged = merged_after.context("never merged")?;
@@ -341,6 +336,11 @@ pub fn merge(
         Ok(archive) => archive.shutdown(),
         Err(_) => anyhow::bail!("the archive is still shared"),
     }
+    let SequenceCheck {
+        next,
+        gaps,
+        duplicates,
+    } = check;
     ensure!(
         gaps == 0 && duplicates == 0,
         "{gaps} messages missing, {duplicates} repeated"
