@@ -5,6 +5,8 @@ use crate::catalog::Catalog;
 use crate::config::ArchiveConfig;
 use crate::descriptor::RecordingDescriptor;
 use crate::error::{io_error, ArchiveError, Result};
+use crate::indexer::{run_indexer, IndexJob};
+use crate::key::{KeyFilter, KeyKind};
 use crate::progress::RecordingProgress;
 use crate::recorder::{Recorder, RecorderCommand, SourceLocation};
 use crate::recording_reader::{bad_position, find_end, list_segments, RecordingReader};
@@ -15,7 +17,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -96,6 +98,10 @@ pub struct ReplayRequest {
     /// Where the pacing takes each message's time from: the capture time (default) or a
     /// timestamp inside the message.
     pub time_source: crate::message_time::TimeSource,
+    /// Replay only the messages with this key (`None`: all). The replay keeps the recording's
+    /// positions: the messages between are replaced by padding frames. A session key selects the
+    /// whole recording of that session (or is refused, naming the recordings of that session).
+    pub key: Option<KeyFilter>,
 }
 
 /// A recording subscription: a channel and stream the archive records.
@@ -134,6 +140,11 @@ pub struct Archive {
     subscriptions: Mutex<BTreeMap<i64, RecordingSubscriptionInfo>>,
     replays: Mutex<HashMap<i64, Arc<ReplayStatus>>>,
     next_id: AtomicI64,
+    /// The indexer's queue (dropped at shutdown, after the recorder, so the indexer ends).
+    indexer: Option<SyncSender<IndexJob>>,
+    indexer_thread: Option<JoinHandle<()>>,
+    /// Tells the indexer to cut short its launch-time check.
+    indexer_stopping: Arc<std::sync::atomic::AtomicBool>,
     _lock: File,
 }
 
@@ -270,11 +281,26 @@ impl Archive {
             progress: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
         });
+        let (indexer, index_jobs) = mpsc::sync_channel(crate::indexer::QUEUE_LENGTH);
+        let index_dir = shared.config.dir.clone();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let indexer_stopping = stopping.clone();
+        let indexer_thread = std::thread::Builder::new()
+            .name("tern-indexer".into())
+            .spawn(move || run_indexer(index_dir, index_jobs, indexer_stopping))
+            .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-indexer: {error}")))?;
+        // Recordings interrupted by a crash (or stopped just before it) may lack index files.
+        let stopped: Vec<RecordingDescriptor> =
+            shared.lock_catalog().recordings().cloned().collect();
+        let _ = indexer.send(IndexJob::Check {
+            recordings: stopped,
+        });
         let (recorder, recorder_commands) = mpsc::channel();
         let (replayer, replayer_commands) = mpsc::channel();
         let recorder_shared = shared.clone();
+        let recorder_indexer = indexer.clone();
         let recorder_thread = spawn_agent("tern-recorder", shared.clone(), move || {
-            let agent = Recorder::new(recorder_shared, recorder_commands)?;
+            let agent = Recorder::new(recorder_shared, recorder_commands, recorder_indexer)?;
             Ok(move || agent.run())
         })?;
         let replayer_shared = shared.clone();
@@ -297,6 +323,9 @@ impl Archive {
             subscriptions: Mutex::new(BTreeMap::new()),
             replays: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(next_id.max(1) << 20),
+            indexer: Some(indexer),
+            indexer_thread: Some(indexer_thread),
+            indexer_stopping: stopping,
             _lock: lock,
         })
     }
@@ -488,6 +517,14 @@ impl Archive {
     pub fn start_replay(&self, request: &ReplayRequest) -> Result<i64> {
         let info = self.recording(request.recording_id)?;
         let descriptor = info.descriptor.clone();
+        let key = match request.key {
+            Some(filter) if filter.kind == KeyKind::Session => {
+                let catalog = self.shared.lock_catalog();
+                crate::key_search::check_session(&descriptor, filter.value, catalog.recordings())?;
+                None
+            }
+            other => other,
+        };
         let end = info.recorded_position;
         let position = request.position.unwrap_or(descriptor.start_position);
         check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;
@@ -531,6 +568,7 @@ impl Archive {
             status: status.clone(),
             speed: request.speed,
             time_source: request.time_source,
+            key,
         };
         let (reply, wait) = mpsc::channel();
         self.replayer
@@ -670,6 +708,13 @@ impl Archive {
         let _ = self.recorder.send(RecorderCommand::Shutdown);
         let _ = self.replayer.send(ReplayerCommand::Shutdown);
         for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        // The recorder has handed over its last segments: the indexer writes them and ends (a
+        // launch-time check still running is cut short: the next launch does it).
+        self.indexer_stopping.store(true, Ordering::Relaxed);
+        self.indexer = None;
+        if let Some(thread) = self.indexer_thread.take() {
             let _ = thread.join();
         }
     }

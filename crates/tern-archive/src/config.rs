@@ -69,6 +69,11 @@ pub struct ArchiveConfig {
     pub replay_block_length: usize,
     /// How long a replay waits for a subscriber on its channel.
     pub replay_connect_timeout: Duration,
+    /// Key kinds indexed for every new recording (one index file per finished segment and kind),
+    /// so a replay filtered by one of these kinds reads only that key's messages. Default: none
+    /// (indexing costs recording throughput; see `docs/replay.md`). A filtered replay works
+    /// without an index, by scanning.
+    pub key_index: Vec<crate::key::KeyKind>,
 }
 
 impl ArchiveConfig {
@@ -85,6 +90,7 @@ impl ArchiveConfig {
             time_index_interval: Duration::from_micros(10),
             replay_block_length: 256 * 1024,
             replay_connect_timeout: Duration::from_secs(5),
+            key_index: Vec::new(),
         }
     }
 
@@ -111,6 +117,16 @@ impl ArchiveConfig {
                 "replay block length {} is below 64 KiB, the longest frame",
                 self.replay_block_length
             ));
+        }
+        for (index, kind) in self.key_index.iter().enumerate() {
+            if !kind.is_indexable() {
+                return Err(format!(
+                    "key kind {kind} cannot be indexed: a session is a whole recording"
+                ));
+            }
+            if self.key_index[..index].contains(kind) {
+                return Err(format!("key kind {kind} is listed twice"));
+            }
         }
         Ok(())
     }

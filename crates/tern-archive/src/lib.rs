@@ -4,7 +4,8 @@
 //!
 //! Where to look: [`Archive`] (a running archive), [`ArchiveView`] (read-only access to a
 //! directory), [`Catalog`] and [`RecordingDescriptor`] (the catalog), [`SegmentWriter`] and
-//! [`RecordingReader`] (segment files), [`frame`] (the frame format and checksums).
+//! [`RecordingReader`] (segment files), [`frame`] (the frame format and checksums), [`key`] and
+//! [`key_index`] (replaying one client's messages: key filters and the per-key index).
 
 mod archive;
 mod catalog;
@@ -13,6 +14,10 @@ mod crc;
 mod descriptor;
 mod error;
 pub mod frame;
+mod indexer;
+pub mod key;
+pub mod key_index;
+mod key_search;
 pub mod message_time;
 mod progress;
 mod recorder;
@@ -31,6 +36,9 @@ pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
 pub use config::{ArchiveConfig, FsyncPolicy};
 pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
 pub use error::{ArchiveError, Result};
+pub use indexer::KeyIndexCheck;
+pub use key::{FieldWidth, KeyFilter, KeyKind};
+pub use key_search::SearchStats;
 pub use message_time::{TimeSource, TimeUnit};
 pub use progress::RecordingProgress;
 pub use recorder::{epoch_nanos, SourceLocation, RECORDING_POSITION_TYPE_ID};
@@ -38,4 +46,4 @@ pub use recording_reader::{find_end, list_segments, FrameRef, RecordingReader, S
 pub use replayer::{ReplayState, ReplayStatus};
 pub use segment_writer::{SegmentGeometry, SegmentWriter, WriteMode};
 pub use time_index::{TimeEntry, TimeIndexReader, TimeSeek};
-pub use view::{ArchiveView, RecordingView, SegmentInfo, VerifyReport};
+pub use view::{ArchiveView, FilteredRead, RecordingView, SegmentInfo, VerifyReport};

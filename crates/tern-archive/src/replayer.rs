@@ -5,6 +5,8 @@ use crate::archive::Shared;
 use crate::descriptor::RecordingDescriptor;
 use crate::error::Result;
 use crate::frame::{FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, STREAM_ID_OFFSET};
+use crate::key::KeyFilter;
+use crate::key_search::{Found, KeySearch, SearchStats};
 use crate::message_time::TimeSource;
 use crate::progress::RecordingProgress;
 use crate::recording_reader::RecordingReader;
@@ -41,6 +43,7 @@ pub struct ReplayStatus {
     session_id: AtomicI32,
     recording_id: i64,
     error: Mutex<Option<String>>,
+    search: Mutex<SearchStats>,
 }
 
 impl ReplayStatus {
@@ -51,6 +54,19 @@ impl ReplayStatus {
             session_id: AtomicI32::new(session_id),
             recording_id,
             error: Mutex::new(None),
+            search: Mutex::new(SearchStats::default()),
+        }
+    }
+
+    /// For a replay filtered by key: how it found the key's messages (index files read, frames
+    /// scanned).
+    pub fn search_stats(&self) -> SearchStats {
+        self.search.lock().map(|stats| *stats).unwrap_or_default()
+    }
+
+    fn set_search_stats(&self, stats: SearchStats) {
+        if let Ok(mut search) = self.search.lock() {
+            *search = stats;
         }
     }
 
@@ -136,6 +152,8 @@ pub(crate) struct ReplayPlan {
     pub status: Arc<ReplayStatus>,
     pub speed: Option<f64>,
     pub time_source: TimeSource,
+    /// Only the messages with this key (never a session key: those are resolved before).
+    pub key: Option<KeyFilter>,
 }
 
 pub(crate) enum ReplayerCommand {
@@ -197,7 +215,35 @@ struct ReplaySession {
     pending_due: Option<Instant>,
     /// The message time of the block prepared last, if its messages carry one.
     block_time: Option<i64>,
+    /// For a replay filtered by key: where the key's messages are, and which is being sent.
+    keys: Option<KeyReplay>,
 }
+
+/// The state of a replay filtered by key.
+struct KeyReplay {
+    search: KeySearch,
+    /// The first frame of a message with the key went out (or is pending), its last has not.
+    in_message: bool,
+    /// The pending block holds the last frame of the message.
+    pending_ends_message: bool,
+}
+
+/// What [`ReplaySession::prepare_message`] prepared.
+enum MessageBlock {
+    /// Frames of the message are in the buffer; the last one ends the message if `ends`.
+    Block { length: usize, ends: bool },
+    /// The next frame is not recorded yet.
+    NotYet,
+    /// The next frame ends past the end the replay may reach now.
+    CrossesEnd,
+    /// The frame at the position does not start a message with the key (a wrong index).
+    Mismatch(String),
+    /// The message ended without its last frame (a padding frame came first).
+    Cut,
+}
+
+/// Bytes of frames a filtered replay scans at most per duty cycle, in replay blocks.
+const SCAN_BLOCKS: usize = 4;
 
 enum Step {
     Worked(usize),
@@ -276,7 +322,8 @@ impl Pacing {
 }
 
 impl ReplaySession {
-    fn end_now(&self) -> (i64, bool) {
+    /// Where the recording's data ends now, and whether it has stopped.
+    fn available(&self) -> (i64, bool) {
         let stop = match &self.plan.progress {
             Some(progress) if progress.stop_position() < 0 => None,
             Some(progress) => Some(progress.stop_position()),
@@ -287,6 +334,12 @@ impl ReplaySession {
             (Some(progress), None) => progress.recorded(),
             (None, None) => self.plan.descriptor.start_position,
         };
+        (available, stop.is_some())
+    }
+
+    fn end_now(&self) -> (i64, bool) {
+        let (available, stopped) = self.available();
+        let stop = stopped.then_some(available);
         match self.plan.end {
             ReplayEnd::At(limit) => (limit.min(available), true),
             ReplayEnd::Follow(limit) => {
@@ -345,7 +398,13 @@ impl ReplaySession {
         if self.padding_left > 0 {
             return self.send_padding();
         }
-        if self.pending == 0 {
+        if self.pending == 0 && self.keys.is_some() {
+            match self.prepare_keyed(shared) {
+                Ok(None) => {}
+                Ok(Some(step)) => return step,
+                Err(message) => return self.fail(message),
+            }
+        } else if self.pending == 0 {
             let (mut end, final_end) = self.end_now();
             let by_capture = !self.plan.time_source.is_in_message();
             if let Some(pacing) = self.pacing.as_mut().filter(|_| by_capture) {
@@ -403,6 +462,12 @@ impl ReplaySession {
                 self.pending = 0;
                 self.pending_due = None;
                 self.advance(length);
+                if let Some(keys) = self.keys.as_mut() {
+                    if keys.pending_ends_message {
+                        keys.in_message = false;
+                        keys.pending_ends_message = false;
+                    }
+                }
                 Step::Worked(length)
             }
             Err(OfferError::NotConnected) => self.fail("the replay's subscriber went away".into()),
@@ -414,11 +479,15 @@ impl ReplaySession {
         }
     }
 
-    /// Re-create a recorded padding frame, in pieces no longer than the publication accepts
-    /// (a padding frame can run to the end of the term, longer than any one message).
+    /// Send `padding_left` bytes of padding: a recorded padding frame re-created, or the messages
+    /// a filtered replay leaves out. In pieces no longer than the publication accepts (a padding
+    /// frame can run to the end of the term, longer than any one message) and never across the
+    /// end of a term.
     fn send_padding(&mut self) -> Step {
         let largest = self.publication.max_message_length() & !(crate::frame::FRAME_ALIGNMENT - 1);
-        let payload = (self.padding_left - HEADER_LENGTH).min(largest);
+        let term_length = self.plan.descriptor.term_length as usize;
+        let term_left = term_length - (self.position as usize & (term_length - 1));
+        let payload = (self.padding_left.min(term_left) - HEADER_LENGTH).min(largest);
         match self.publication.append_padding(payload) {
             Ok(_) => {
                 self.padding_left -= HEADER_LENGTH + payload;
@@ -448,6 +517,190 @@ impl ReplaySession {
         tracing::error!("{message}");
         self.plan.status.fail(message);
         Step::Finished(ReplayState::Failed)
+    }
+
+    /// A filtered replay's next step: find the next message with the key, send padding up to it,
+    /// and prepare its frames. `Ok(None)`: a block is pending.
+    fn prepare_keyed(&mut self, shared: &Shared) -> Result<Option<Step>, String> {
+        let (end, final_end) = self.end_now();
+        let (available, stopped) = self.available();
+        let block_length = shared.config.replay_block_length;
+        let keys = self.keys.as_mut().expect("a filtered replay");
+        let starts_message = !keys.in_message;
+        if starts_message {
+            let found = keys.search.next(
+                &mut self.reader,
+                end,
+                available,
+                stopped,
+                block_length * SCAN_BLOCKS,
+            );
+            self.plan.status.set_search_stats(keys.search.stats());
+            match found.map_err(|error| error.to_string())? {
+                Found::Budget => return Ok(Some(Step::Worked(1))),
+                Found::Exhausted(reached) => {
+                    if !final_end {
+                        return Ok(Some(Step::Idle));
+                    }
+                    // At the recording's end (a frame boundary) the replay ends where an
+                    // unfiltered one does; a length that ends inside the recording ends it after
+                    // its last message.
+                    if reached == available && self.position < reached {
+                        self.padding_left = (reached - self.position) as usize;
+                        return Ok(Some(self.send_padding()));
+                    }
+                    return Ok(Some(Step::Finished(ReplayState::Done)));
+                }
+                Found::At(start) if start < self.position => {
+                    keys.search.take();
+                    return Ok(Some(Step::Worked(1)));
+                }
+                Found::At(start) if start > self.position => {
+                    self.padding_left = (start - self.position) as usize;
+                    return Ok(Some(self.send_padding()));
+                }
+                Found::At(_) => {}
+            }
+        }
+        match self.prepare_message(end, block_length, starts_message)? {
+            MessageBlock::Block { length, ends } => {
+                let keys = self.keys.as_mut().expect("a filtered replay");
+                if starts_message {
+                    keys.search.take();
+                    keys.in_message = true;
+                }
+                keys.pending_ends_message = ends;
+                self.pending = length;
+                if starts_message {
+                    let position = self.position;
+                    let block_time = self.block_time;
+                    let by_capture = !self.plan.time_source.is_in_message();
+                    self.pending_due = match self.pacing.as_mut() {
+                        Some(pacing) if by_capture => {
+                            Some(pacing.due(position).map_err(|e| format!("pacing: {e}"))?.0)
+                        }
+                        Some(pacing) => block_time.map(|time| pacing.message_due(time)),
+                        None => None,
+                    };
+                }
+                Ok(None)
+            }
+            MessageBlock::NotYet | MessageBlock::CrossesEnd if final_end => {
+                Ok(Some(Step::Finished(ReplayState::Done)))
+            }
+            MessageBlock::NotYet | MessageBlock::CrossesEnd => Ok(Some(Step::Idle)),
+            MessageBlock::Mismatch(why) => {
+                let keys = self.keys.as_mut().expect("a filtered replay");
+                keys.search.distrust(self.position, &why);
+                Ok(Some(Step::Worked(1)))
+            }
+            MessageBlock::Cut => {
+                // Fragments of a message are contiguous, so this is damage Aeron never writes:
+                // go on with the search from the padding frame.
+                let keys = self.keys.as_mut().expect("a filtered replay");
+                keys.in_message = false;
+                Ok(Some(Step::Worked(1)))
+            }
+        }
+    }
+
+    /// Read the frames of the message with the key at the position into the buffer (its first
+    /// frame when `first`, else the ones after those sent), check them and rewrite their session
+    /// and stream ids; stop after its last frame (END flag), at the end of the term or of the
+    /// block, or before a frame that ends past `end`.
+    fn prepare_message(
+        &mut self,
+        end: i64,
+        block_length: usize,
+        first: bool,
+    ) -> Result<MessageBlock, String> {
+        if self.position >= end {
+            return Ok(MessageBlock::NotYet);
+        }
+        let descriptor = &self.plan.descriptor;
+        let term_length = i64::from(descriptor.term_length);
+        let term_remaining = term_length - (self.position & (term_length - 1));
+        let wanted = term_remaining.min(block_length as i64) as usize;
+        let buffer = self.buffer.as_mut_slice();
+        let read = self
+            .reader
+            .read_at(self.position, &mut buffer[..wanted])
+            .map_err(|error| error.to_string())?;
+        let expectation = self.reader.expectation();
+        let filter = *self
+            .keys
+            .as_ref()
+            .expect("a filtered replay")
+            .search
+            .filter();
+        let source = self.plan.time_source;
+        let mut offset = 0;
+        let mut ends = false;
+        while offset < read && self.position + (offset as i64) < end && !ends {
+            let position = self.position + offset as i64;
+            match expectation.check(&buffer[offset..read], position) {
+                Ok((header, aligned)) => {
+                    if position + aligned as i64 > end {
+                        if offset == 0 {
+                            return Ok(MessageBlock::CrossesEnd);
+                        }
+                        break;
+                    }
+                    if offset + aligned > read {
+                        break;
+                    }
+                    if offset == 0 && first {
+                        let payload = &buffer
+                            [HEADER_LENGTH..(header.frame_length as usize).max(HEADER_LENGTH)];
+                        if header.is_padding() || header.flags & tern_transport::BEGIN_FLAG == 0 {
+                            return Ok(MessageBlock::Mismatch(
+                                "not the first frame of a message".into(),
+                            ));
+                        }
+                        if !filter.matches(header.reserved_value, payload) {
+                            return Ok(MessageBlock::Mismatch(format!(
+                                "a message without key {filter}"
+                            )));
+                        }
+                        self.block_time = source.message_time(payload);
+                    } else if header.is_padding() {
+                        // Fragments of a message are contiguous: a padding frame ends it.
+                        ends = true;
+                        break;
+                    }
+                    ends = header.flags & tern_transport::END_FLAG != 0;
+                    buffer[offset + SESSION_ID_OFFSET..offset + SESSION_ID_OFFSET + 4]
+                        .copy_from_slice(&self.plan.session_id.to_le_bytes());
+                    buffer[offset + STREAM_ID_OFFSET..offset + STREAM_ID_OFFSET + 4]
+                        .copy_from_slice(&self.plan.stream_id.to_le_bytes());
+                    offset += aligned;
+                }
+                Err(FrameProblem::Truncated) if offset > 0 => break,
+                Err(problem) => {
+                    let path = self.reader.segment_path(position);
+                    let base = self.reader.segment_base(position);
+                    return Err(format!(
+                        "{} at offset {} (position {position}): {problem}",
+                        path.display(),
+                        position - base,
+                    ));
+                }
+            }
+        }
+        if offset == 0 {
+            if ends {
+                return Ok(MessageBlock::Cut);
+            }
+            let header = FrameHeader::decode(&buffer[..HEADER_LENGTH]);
+            return Err(format!(
+                "frame at position {} ({} bytes) does not fit the {wanted} bytes a block may have",
+                self.position, header.frame_length
+            ));
+        }
+        Ok(MessageBlock::Block {
+            length: offset,
+            ends,
+        })
     }
 
     /// Read frames from the position into the buffer, check them and rewrite their session and
@@ -705,6 +958,11 @@ impl Replayer {
         session.pending = 0;
         session.pending_due = None;
         session.padding_left = 0;
+        if let Some(keys) = session.keys.as_mut() {
+            keys.search.reset(position);
+            keys.in_message = false;
+            keys.pending_ends_message = false;
+        }
         session.deadline = Instant::now() + self.shared.config.replay_connect_timeout;
         let status = &session.plan.status;
         status.session_id.store(session_id, Ordering::Release);
@@ -742,7 +1000,18 @@ impl Replayer {
             plan.position,
             plan.stream_id
         );
+        let keys = plan.key.map(|filter| KeyReplay {
+            search: KeySearch::new(
+                self.shared.config.dir.clone(),
+                &plan.descriptor,
+                filter,
+                plan.position,
+            ),
+            in_message: false,
+            pending_ends_message: false,
+        });
         self.sessions.push(ReplaySession {
+            keys,
             position: plan.position,
             deadline: Instant::now() + self.shared.config.replay_connect_timeout,
             buffer: AlignedBuffer::new(self.shared.config.replay_block_length),

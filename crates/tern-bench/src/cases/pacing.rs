@@ -94,6 +94,7 @@ pub fn run(bench: &Bench, messages: u32) -> anyhow::Result<Vec<CaseResult>> {
             stream_id: replay_stream,
             speed: Some(speed),
             time_source: Default::default(),
+            key: None,
         })?;
         let mut arrivals: Vec<Option<Instant>> = vec![None; messages as usize];
         let mut received = 0usize;

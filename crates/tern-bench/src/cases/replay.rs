@@ -113,6 +113,7 @@ pub fn run(
         stream_id: stream,
         speed: None,
         time_source: Default::default(),
+        key: None,
     };
     let replay_id = match recording.archive.start_replay(&request) {
         Ok(id) => id,

@@ -115,6 +115,7 @@ fn replay_and_check(
         stream_id: stream,
         speed: None,
         time_source: Default::default(),
+        key: None,
     })?;
     let status = archive.replay_status(replay_id)?;
     let total: u64 = expected.values().sum();
