@@ -98,10 +98,15 @@ pub struct ReplayRequest {
     /// Where the pacing takes each message's time from: the capture time (default) or a
     /// timestamp inside the message.
     pub time_source: crate::message_time::TimeSource,
-    /// Replay only the messages with this key (`None`: all). The replay keeps the recording's
-    /// positions: the messages between are replaced by padding frames. A session key selects the
-    /// whole recording of that session (or is refused, naming the recordings of that session).
+    /// Replay only the messages with this key (`None`: all). A session key selects the whole
+    /// recording of that session (or is refused, naming the recordings of that session).
     pub key: Option<KeyFilter>,
+    /// For a replay filtered by key: keep the recording's positions, the messages left out
+    /// replaced by padding frames. Otherwise (the default) the key's messages go out back to back
+    /// from the replay's start position, unchanged but for their place in the stream: far
+    /// cheaper when they are sparse, since padding makes the media driver pass over (clean) every
+    /// term of the recording's length, as replaying all of it would (see `docs/replay.md`).
+    pub keep_positions: bool,
 }
 
 /// A recording subscription: a channel and stream the archive records.
@@ -569,6 +574,7 @@ impl Archive {
             speed: request.speed,
             time_source: request.time_source,
             key,
+            keep_positions: request.keep_positions,
         };
         let (reply, wait) = mpsc::channel();
         self.replayer

@@ -39,6 +39,9 @@ pub struct SearchStats {
 
 pub(crate) struct KeySearch {
     dir: PathBuf,
+    /// Its own reader: a scan reads the segment in order, and reads of the messages found (with
+    /// another reader) must not break the kernel's read-ahead of it.
+    reader: RecordingReader,
     descriptor: RecordingDescriptor,
     filter: KeyFilter,
     /// Messages found and not yet taken, in order.
@@ -50,8 +53,16 @@ pub(crate) struct KeySearch {
     segment: Option<(i64, Option<Vec<i64>>)>,
     /// The base of the segment being scanned, for the statistics.
     scanning: Option<i64>,
+    /// Messages found through an index and announced to the kernel (read ahead): the highest.
+    advised: i64,
     stats: SearchStats,
 }
+
+/// Messages found through an index whose first page is read ahead (`POSIX_FADV_WILLNEED`) before
+/// they are read, so the reads of scattered messages overlap on the device.
+const READ_AHEAD: usize = 64;
+/// Bytes read ahead per message (a page).
+const READ_AHEAD_BYTES: usize = 4096;
 
 impl KeySearch {
     pub(crate) fn new(
@@ -61,6 +72,7 @@ impl KeySearch {
         from: i64,
     ) -> Self {
         Self {
+            reader: RecordingReader::new(&dir, descriptor),
             dir,
             descriptor: descriptor.clone(),
             filter,
@@ -68,6 +80,7 @@ impl KeySearch {
             searched: from,
             segment: None,
             scanning: None,
+            advised: i64::MIN,
             stats: SearchStats::default(),
         }
     }
@@ -85,11 +98,34 @@ impl KeySearch {
         self.queue.clear();
         self.searched = from;
         self.scanning = None;
+        self.advised = i64::MIN;
     }
 
     /// Take the message found at the front.
     pub(crate) fn take(&mut self) {
         self.queue.pop_front();
+    }
+
+    /// Ask the kernel to read ahead the next messages found through an index (scanned ones are
+    /// read in order anyway): up to [`READ_AHEAD`] of them, each announced once.
+    pub(crate) fn read_ahead(&mut self) {
+        if self.scanning.is_some() {
+            return;
+        }
+        let advised = self.advised;
+        let upcoming: Vec<i64> = self
+            .queue
+            .iter()
+            .take(READ_AHEAD)
+            .copied()
+            .filter(|position| *position > advised)
+            .collect();
+        for position in upcoming {
+            if self.reader.will_need(position, READ_AHEAD_BYTES).is_err() {
+                return;
+            }
+            self.advised = position;
+        }
     }
 
     /// The message at `position`, which the index gave, does not have the key: the index of its
@@ -123,7 +159,6 @@ impl KeySearch {
     /// A segment is unreadable or holds a damaged frame before `end`.
     pub(crate) fn next(
         &mut self,
-        reader: &mut RecordingReader,
         end: i64,
         available: i64,
         stopped: bool,
@@ -150,6 +185,7 @@ impl KeySearch {
                     self.segment = Some((base, positions));
                 }
                 if let Some((_, Some(positions))) = &self.segment {
+                    self.scanning = None;
                     let until = end.min(data_end);
                     let from = self.searched;
                     self.queue.extend(
@@ -172,7 +208,7 @@ impl KeySearch {
             let mut scanned = 0usize;
             let mut spent = false;
             let queue = &mut self.queue;
-            let (reached, problem) = reader.scan(from, to, |frame| {
+            let (reached, problem) = self.reader.scan(from, to, |frame| {
                 scanned += frame.aligned_length;
                 if !frame.header.is_padding()
                     && frame.header.flags & tern_transport::BEGIN_FLAG != 0

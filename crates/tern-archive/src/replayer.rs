@@ -154,6 +154,9 @@ pub(crate) struct ReplayPlan {
     pub time_source: TimeSource,
     /// Only the messages with this key (never a session key: those are resolved before).
     pub key: Option<KeyFilter>,
+    /// For a filtered replay: pad the gaps so messages keep their recorded positions (else they
+    /// go back to back).
+    pub keep_positions: bool,
 }
 
 pub(crate) enum ReplayerCommand {
@@ -200,7 +203,10 @@ struct ReplaySession {
     plan: ReplayPlan,
     reader: RecordingReader,
     publication: ExclusivePublication,
+    /// Where the replay is in the recording.
     position: i64,
+    /// The replay publication's position: `position`, except in a compact filtered replay.
+    out_position: i64,
     deadline: Instant,
     buffer: AlignedBuffer,
     /// A prepared block waiting to be offered: its length in `buffer`.
@@ -226,6 +232,8 @@ struct KeyReplay {
     in_message: bool,
     /// The pending block holds the last frame of the message.
     pending_ends_message: bool,
+    /// The key's messages go back to back (their positions are not the recorded ones).
+    compact: bool,
 }
 
 /// What [`ReplaySession::prepare_message`] prepared.
@@ -241,6 +249,16 @@ enum MessageBlock {
     /// The message ended without its last frame (a padding frame came first).
     Cut,
 }
+
+/// What [`ReplaySession::parse_message`] found.
+enum MessageParse {
+    Done(MessageBlock),
+    /// The bytes read end inside the message: read more.
+    ReadMore,
+}
+
+/// Bytes a filtered replay reads at first for a message (a page; more for a longer one).
+const MESSAGE_READ: usize = 4096;
 
 /// Bytes of frames a filtered replay scans at most per duty cycle, in replay blocks.
 const SCAN_BLOCKS: usize = 4;
@@ -483,15 +501,21 @@ impl ReplaySession {
     /// a filtered replay leaves out. In pieces no longer than the publication accepts (a padding
     /// frame can run to the end of the term, longer than any one message) and never across the
     /// end of a term.
+    /// In a compact filtered replay, padding only fills the replay stream's term ends: the
+    /// recording's position does not move.
     fn send_padding(&mut self) -> Step {
         let largest = self.publication.max_message_length() & !(crate::frame::FRAME_ALIGNMENT - 1);
         let term_length = self.plan.descriptor.term_length as usize;
-        let term_left = term_length - (self.position as usize & (term_length - 1));
+        let term_left = term_length - (self.out_position as usize & (term_length - 1));
         let payload = (self.padding_left.min(term_left) - HEADER_LENGTH).min(largest);
         match self.publication.append_padding(payload) {
             Ok(_) => {
                 self.padding_left -= HEADER_LENGTH + payload;
-                self.advance(HEADER_LENGTH + payload);
+                if self.keys.as_ref().is_some_and(|keys| keys.compact) {
+                    self.out_position += (HEADER_LENGTH + payload) as i64;
+                } else {
+                    self.advance(HEADER_LENGTH + payload);
+                }
                 Step::Worked(1)
             }
             Err(OfferError::NotConnected) => self.fail("the replay's subscriber went away".into()),
@@ -503,6 +527,7 @@ impl ReplaySession {
     fn advance(&mut self, length: usize) {
         let aligned = crate::frame::align_frame(length) as i64;
         self.position += aligned;
+        self.out_position += aligned;
         self.plan
             .status
             .position
@@ -528,13 +553,9 @@ impl ReplaySession {
         let keys = self.keys.as_mut().expect("a filtered replay");
         let starts_message = !keys.in_message;
         if starts_message {
-            let found = keys.search.next(
-                &mut self.reader,
-                end,
-                available,
-                stopped,
-                block_length * SCAN_BLOCKS,
-            );
+            let found = keys
+                .search
+                .next(end, available, stopped, block_length * SCAN_BLOCKS);
             self.plan.status.set_search_stats(keys.search.stats());
             match found.map_err(|error| error.to_string())? {
                 Found::Budget => return Ok(Some(Step::Worked(1))),
@@ -545,7 +566,7 @@ impl ReplaySession {
                     // At the recording's end (a frame boundary) the replay ends where an
                     // unfiltered one does; a length that ends inside the recording ends it after
                     // its last message.
-                    if reached == available && self.position < reached {
+                    if !keys.compact && reached == available && self.position < reached {
                         self.padding_left = (reached - self.position) as usize;
                         return Ok(Some(self.send_padding()));
                     }
@@ -555,15 +576,49 @@ impl ReplaySession {
                     keys.search.take();
                     return Ok(Some(Step::Worked(1)));
                 }
-                Found::At(start) if start > self.position => {
+                Found::At(start) if start > self.position && !keys.compact => {
+                    keys.search.read_ahead();
                     self.padding_left = (start - self.position) as usize;
                     return Ok(Some(self.send_padding()));
                 }
-                Found::At(_) => {}
+                Found::At(start) => {
+                    keys.search.read_ahead();
+                    // Compact: the messages between are left out, the stream does not move.
+                    self.position = start;
+                    self.plan.status.position.store(start, Ordering::Release);
+                }
             }
         }
+        let compact = self.keys.as_ref().is_some_and(|keys| keys.compact);
         match self.prepare_message(end, block_length, starts_message)? {
             MessageBlock::Block { length, ends } => {
+                if compact && starts_message {
+                    // The whole message must fit in the replay stream's term: pad to its end
+                    // first when it does not (as a publisher's log does).
+                    let total = if ends {
+                        Some(length)
+                    } else {
+                        self.message_length(end)
+                            .map_err(|error| error.to_string())?
+                    };
+                    let Some(total) = total else {
+                        // Its last fragments are not recorded yet.
+                        return Ok(Some(if final_end {
+                            Step::Finished(ReplayState::Done)
+                        } else {
+                            Step::Idle
+                        }));
+                    };
+                    let term_length = self.plan.descriptor.term_length as usize;
+                    let term_left = term_length - (self.out_position as usize & (term_length - 1));
+                    if total > term_left {
+                        self.padding_left = term_left;
+                        return Ok(Some(self.send_padding()));
+                    }
+                }
+                if compact {
+                    self.place_block(length);
+                }
                 let keys = self.keys.as_mut().expect("a filtered replay");
                 if starts_message {
                     keys.search.take();
@@ -604,6 +659,51 @@ impl ReplaySession {
         }
     }
 
+    /// The aligned length of all the frames of the message at the position, or `None` if its
+    /// last frame is not before `end` (not recorded yet).
+    fn message_length(&mut self, end: i64) -> Result<Option<usize>> {
+        let mut total = 0usize;
+        let mut complete = false;
+        let (_, problem) = self
+            .reader
+            .scan_reading(self.position, end, MESSAGE_READ, |frame| {
+                total += frame.aligned_length;
+                complete = frame.header.flags & tern_transport::END_FLAG != 0;
+                !complete && !frame.header.is_padding()
+            })?;
+        if let Some(problem) = problem {
+            return Err(crate::error::ArchiveError::Corrupt {
+                path: problem.path.clone(),
+                offset: problem.file_offset,
+                reason: format!("position {}: {}", problem.position, problem.problem),
+            });
+        }
+        Ok(complete.then_some(total))
+    }
+
+    /// Give the frames of the prepared block (read at the recording's position) the term id and
+    /// term offsets of the replay stream's position, where a compact replay appends them.
+    fn place_block(&mut self, length: usize) {
+        let descriptor = &self.plan.descriptor;
+        let (term_id, term_offset) = crate::frame::term_of(
+            self.out_position,
+            descriptor.initial_term_id,
+            descriptor.term_length,
+        );
+        let buffer = self.buffer.as_mut_slice();
+        let mut offset = 0;
+        while offset < length {
+            let frame = FrameHeader::decode(&buffer[offset..]);
+            buffer[offset + crate::frame::TERM_OFFSET_OFFSET
+                ..offset + crate::frame::TERM_OFFSET_OFFSET + 4]
+                .copy_from_slice(&(term_offset + offset as i32).to_le_bytes());
+            buffer
+                [offset + crate::frame::TERM_ID_OFFSET..offset + crate::frame::TERM_ID_OFFSET + 4]
+                .copy_from_slice(&term_id.to_le_bytes());
+            offset += frame.aligned_length();
+        }
+    }
+
     /// Read the frames of the message with the key at the position into the buffer (its first
     /// frame when `first`, else the ones after those sent), check them and rewrite their session
     /// and stream ids; stop after its last frame (END flag), at the end of the term or of the
@@ -621,10 +721,38 @@ impl ReplaySession {
         let term_length = i64::from(descriptor.term_length);
         let term_remaining = term_length - (self.position & (term_length - 1));
         let wanted = term_remaining.min(block_length as i64) as usize;
+        // One message is usually far shorter than a block: read a page first, the block only for
+        // a message that goes on past it.
+        let mut length = wanted.min(MESSAGE_READ);
+        loop {
+            match self.parse_message(end, length, length < wanted, first)? {
+                MessageParse::Done(block) => return Ok(block),
+                MessageParse::ReadMore if length < wanted => length = wanted,
+                MessageParse::ReadMore => {
+                    let header = FrameHeader::decode(&self.buffer.as_slice()[..HEADER_LENGTH]);
+                    return Err(format!(
+                        "frame at position {} ({} bytes) does not fit the {wanted} bytes a block may have",
+                        self.position, header.frame_length
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Read `length` bytes at the position and prepare what they hold of the message (see
+    /// [`Self::prepare_message`]); `ReadMore` when the bytes end inside its first frame, or (if
+    /// `can_grow`) early inside the message.
+    fn parse_message(
+        &mut self,
+        end: i64,
+        length: usize,
+        can_grow: bool,
+        first: bool,
+    ) -> Result<MessageParse, String> {
         let buffer = self.buffer.as_mut_slice();
         let read = self
             .reader
-            .read_at(self.position, &mut buffer[..wanted])
+            .read_at(self.position, &mut buffer[..length])
             .map_err(|error| error.to_string())?;
         let expectation = self.reader.expectation();
         let filter = *self
@@ -636,31 +764,33 @@ impl ReplaySession {
         let source = self.plan.time_source;
         let mut offset = 0;
         let mut ends = false;
+        let mut cut_by_read = false;
         while offset < read && self.position + (offset as i64) < end && !ends {
             let position = self.position + offset as i64;
             match expectation.check(&buffer[offset..read], position) {
                 Ok((header, aligned)) => {
                     if position + aligned as i64 > end {
                         if offset == 0 {
-                            return Ok(MessageBlock::CrossesEnd);
+                            return Ok(MessageParse::Done(MessageBlock::CrossesEnd));
                         }
                         break;
                     }
                     if offset + aligned > read {
+                        cut_by_read = read == length;
                         break;
                     }
                     if offset == 0 && first {
                         let payload = &buffer
                             [HEADER_LENGTH..(header.frame_length as usize).max(HEADER_LENGTH)];
                         if header.is_padding() || header.flags & tern_transport::BEGIN_FLAG == 0 {
-                            return Ok(MessageBlock::Mismatch(
+                            return Ok(MessageParse::Done(MessageBlock::Mismatch(
                                 "not the first frame of a message".into(),
-                            ));
+                            )));
                         }
                         if !filter.matches(header.reserved_value, payload) {
-                            return Ok(MessageBlock::Mismatch(format!(
+                            return Ok(MessageParse::Done(MessageBlock::Mismatch(format!(
                                 "a message without key {filter}"
-                            )));
+                            ))));
                         }
                         self.block_time = source.message_time(payload);
                     } else if header.is_padding() {
@@ -675,7 +805,10 @@ impl ReplaySession {
                         .copy_from_slice(&self.plan.stream_id.to_le_bytes());
                     offset += aligned;
                 }
-                Err(FrameProblem::Truncated) if offset > 0 => break,
+                Err(FrameProblem::Truncated) if offset > 0 || read == length => {
+                    cut_by_read = read == length;
+                    break;
+                }
                 Err(problem) => {
                     let path = self.reader.segment_path(position);
                     let base = self.reader.segment_base(position);
@@ -687,20 +820,20 @@ impl ReplaySession {
                 }
             }
         }
+        // The read ended inside the message: read more first when little of it was read.
+        if cut_by_read && !ends && can_grow && offset < length / 2 {
+            return Ok(MessageParse::ReadMore);
+        }
         if offset == 0 {
             if ends {
-                return Ok(MessageBlock::Cut);
+                return Ok(MessageParse::Done(MessageBlock::Cut));
             }
-            let header = FrameHeader::decode(&buffer[..HEADER_LENGTH]);
-            return Err(format!(
-                "frame at position {} ({} bytes) does not fit the {wanted} bytes a block may have",
-                self.position, header.frame_length
-            ));
+            return Ok(MessageParse::ReadMore);
         }
-        Ok(MessageBlock::Block {
+        Ok(MessageParse::Done(MessageBlock::Block {
             length: offset,
             ends,
-        })
+        }))
     }
 
     /// Read frames from the position into the buffer, check them and rewrite their session and
@@ -955,6 +1088,7 @@ impl Replayer {
         session.publication = publication;
         session.plan.session_id = session_id;
         session.position = position;
+        session.out_position = position;
         session.pending = 0;
         session.pending_due = None;
         session.padding_left = 0;
@@ -1009,10 +1143,12 @@ impl Replayer {
             ),
             in_message: false,
             pending_ends_message: false,
+            compact: !plan.keep_positions,
         });
         self.sessions.push(ReplaySession {
             keys,
             position: plan.position,
+            out_position: plan.position,
             deadline: Instant::now() + self.shared.config.replay_connect_timeout,
             buffer: AlignedBuffer::new(self.shared.config.replay_block_length),
             pending: 0,

@@ -264,6 +264,9 @@ pub struct SegmentWriter {
 struct KeyIndexing {
     collector: KeyCollector,
     jobs: SyncSender<IndexJob>,
+    /// Lists the indexer is done with, for the next segments' notes.
+    recycled: Receiver<Vec<(i64, u32)>>,
+    recycle: Sender<Vec<(i64, u32)>>,
 }
 
 impl SegmentWriter {
@@ -329,9 +332,12 @@ impl SegmentWriter {
         if kinds.is_empty() {
             return;
         }
+        let (recycle, recycled) = mpsc::channel();
         self.keys = Some(KeyIndexing {
             collector: KeyCollector::new(kinds, self.segment.base),
             jobs,
+            recycled,
+            recycle,
         });
     }
 
@@ -344,14 +350,16 @@ impl SegmentWriter {
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
-        let kinds = keys.collector.kinds().to_vec();
-        let collector =
-            std::mem::replace(&mut keys.collector, KeyCollector::new(&kinds, next_base));
+        let recycled = &keys.recycled;
+        let next = keys.collector.next(next_base, || recycled.try_recv().ok());
+        let collector = std::mem::replace(&mut keys.collector, next);
         let base = collector.base();
         let job = IndexJob::Segment {
             recording_id,
             end_position: end,
             collector,
+            // The last segment's lists are not needed again.
+            recycle: (!wait).then(|| keys.recycle.clone()),
         };
         let sent = if wait {
             keys.jobs.send(job).map_err(|_| "the indexer stopped")

@@ -15,6 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tern_transport::{FragmentAssembler, Header};
 
+/// Bytes read at first for one message of a filtered read (more if it is longer): one message,
+/// not a whole chunk of the recording.
+const MESSAGE_READ: usize = 4096;
+
 /// A recording seen from the directory.
 #[derive(Debug, Clone)]
 pub struct RecordingView {
@@ -436,24 +440,24 @@ impl ArchiveView {
         crate::archive::check_replay_position(&self.dir, descriptor, from, available)?;
         let session_id = descriptor.session_id;
         let mut search = KeySearch::new(self.dir.clone(), descriptor, *filter, from);
-        let mut reader = RecordingReader::new(&self.dir, descriptor);
+        let mut reader = RecordingReader::new(&self.dir, descriptor).scattered();
         let mut assembler = FragmentAssembler::new();
         loop {
-            let start =
-                match search.next(&mut reader, end, available, !recording.active, usize::MAX)? {
-                    Found::Budget => continue,
-                    Found::Exhausted(reached) => {
-                        return Ok(FilteredRead {
-                            resume: reached,
-                            stats: search.stats(),
-                        })
-                    }
-                    Found::At(start) => start,
-                };
+            let start = match search.next(end, available, !recording.active, usize::MAX)? {
+                Found::Budget => continue,
+                Found::Exhausted(reached) => {
+                    return Ok(FilteredRead {
+                        resume: reached,
+                        stats: search.stats(),
+                    })
+                }
+                Found::At(start) => start,
+            };
+            search.read_ahead();
             let mut outcome: Option<Result<i64, String>> = None;
             let mut more = true;
             let mut first = true;
-            let (_, problem) = reader.scan(start, end, |frame| {
+            let (_, problem) = reader.scan_reading(start, end, MESSAGE_READ, |frame| {
                 let flags = frame.header.flags;
                 if first {
                     first = false;

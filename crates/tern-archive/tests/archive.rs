@@ -221,6 +221,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             speed: None,
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         },
         sent.len(),
     );
@@ -265,6 +266,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             speed: None,
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         },
         sent.len() - 701,
     );
@@ -375,6 +377,7 @@ fn replay_follows_a_live_recording_while_it_grows() {
             speed: None,
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         })
         .expect("follow replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -494,6 +497,7 @@ fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
         speed: None,
         time_source: Default::default(),
         key: None,
+        keep_positions: false,
     };
     let error_of = |position: i64| {
         archive
@@ -611,6 +615,7 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
             speed: None,
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         })
         .expect("replay starts");
     let status = archive.replay_status(replay_id).expect("status");
@@ -668,6 +673,7 @@ fn several_replays_of_one_recording_run_at_once() {
                     speed: None,
                     time_source: Default::default(),
                     key: None,
+                    keep_positions: false,
                 })
                 .expect("replay")
         })
@@ -766,6 +772,7 @@ fn a_replay_ends_when_its_subscriber_goes_away() {
             speed: None,
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         })
         .expect("replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -801,6 +808,7 @@ fn a_replay_length_that_ends_inside_a_frame_stops_before_it() {
         speed: None,
         time_source: Default::default(),
         key: None,
+        keep_positions: false,
     };
     let replayed = replay_messages(&archive, &client, request, 5);
     assert_eq!(replayed.len(), 5);
@@ -878,6 +886,7 @@ fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
         speed: None,
         time_source: Default::default(),
         key: None,
+        keep_positions: false,
     };
     let replayed = replay_messages(&archive, &client, request, sent.len());
     let messages: Vec<Vec<u8>> = replayed.into_iter().map(|(bytes, _)| bytes).collect();
@@ -946,6 +955,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             speed: None,
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         },
         3,
     );
@@ -964,6 +974,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             speed: None,
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         })
         .expect("follow from the end");
     offer(&publication, &message(0, 8, 100), &mut idle);
@@ -1027,6 +1038,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
             speed: Some(5000.0),
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         })
         .expect_err("out of range");
     assert!(
@@ -1046,6 +1058,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
                 speed: Some(speed),
                 time_source: Default::default(),
                 key: None,
+                keep_positions: false,
             })
             .expect("paced replay");
         let mut arrivals: Vec<(u32, Instant)> = Vec::new();
@@ -1124,6 +1137,7 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
             speed: Some(1.0),
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         })
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -1205,6 +1219,7 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
             speed: Some(1.0),
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         })
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -1317,6 +1332,7 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
             speed: Some(1.0),
             time_source: source,
             key: None,
+            keep_positions: false,
         })
         .expect("paced by message time");
     let mut arrivals: Vec<(u32, Instant)> = Vec::new();
@@ -1356,6 +1372,7 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
             speed: Some(0.1),
             time_source: source,
             key: None,
+            keep_positions: false,
         })
         .expect("slow replay");
     let mut seen: Vec<(i32, u32)> = Vec::new();
@@ -1507,6 +1524,7 @@ fn keyed_request(recording_id: i64, key: &str) -> ReplayRequest {
         speed: None,
         time_source: Default::default(),
         key: Some(key.parse().expect("key")),
+        keep_positions: true,
     }
 }
 

@@ -124,7 +124,7 @@ pub struct Args {
     /// Payload size of the keys case (at least 8 bytes).
     #[arg(long, default_value_t = 256)]
     pub key_size: usize,
-    /// Payload bytes recorded for the keys case (default: 1 GiB, 64 MiB with --quick).
+    /// Payload bytes recorded for the keys case (default: 4 GiB, 64 MiB with --quick).
     #[arg(long)]
     pub key_bytes: Option<u64>,
 }

@@ -272,7 +272,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     if args.wants(CaseKind::Keys) {
         let bytes = args
             .key_bytes
-            .unwrap_or(if args.quick { 64 << 20 } else { 1 << 30 });
+            .unwrap_or(if args.quick { 64 << 20 } else { 4 << 30 });
         let messages = (bytes / args.key_size.max(1) as u64).max(1);
         eprintln!(
             "== keys: {} messages of {} B, {} keys",

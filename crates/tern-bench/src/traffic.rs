@@ -75,10 +75,12 @@ pub fn publish(
     let started = Instant::now();
     let mut stalled_since: Option<Instant> = None;
     let mut sequence = 0u64;
+    // `key_of(sequence, keys)`, kept up to date without a division per message.
+    let mut key = 0i64;
     while sequence < messages {
         let bytes = sequence.to_le_bytes();
         let outcome = if claim {
-            publication.try_claim(size, key_of(sequence, keys), |buffer| {
+            publication.try_claim(size, key, |buffer| {
                 buffer[..bytes.len()].copy_from_slice(&bytes);
             })
         } else {
@@ -88,6 +90,13 @@ pub fn publish(
         match outcome {
             Ok(_) => {
                 sequence += 1;
+                key = if keys == 0 {
+                    sequence as i64
+                } else if key as u64 + 1 == keys {
+                    0
+                } else {
+                    key + 1
+                };
                 if stalled_since.take().is_some() {
                     idle.reset();
                 }

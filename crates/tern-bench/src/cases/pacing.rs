@@ -95,6 +95,7 @@ pub fn run(bench: &Bench, messages: u32) -> anyhow::Result<Vec<CaseResult>> {
             speed: Some(speed),
             time_source: Default::default(),
             key: None,
+            keep_positions: false,
         })?;
         let mut arrivals: Vec<Option<Instant>> = vec![None; messages as usize];
         let mut received = 0usize;

@@ -116,6 +116,7 @@ fn replay_and_check(
         speed: None,
         time_source: Default::default(),
         key: None,
+        keep_positions: false,
     })?;
     let status = archive.replay_status(replay_id)?;
     let total: u64 = expected.values().sum();

@@ -60,6 +60,11 @@ pub struct Args {
     /// little-endian integer at a byte offset of the message). Positions stay the recording's.
     #[arg(long, value_name = "KIND:VALUE", allow_hyphen_values = true)]
     key: Option<tern_archive::KeyFilter>,
+    /// With --key and --channel: keep the recorded positions, padding the gaps between the key's
+    /// messages (costs a pass of the media driver over the recording's whole length); by default
+    /// the key's messages go back to back.
+    #[arg(long, requires = "key")]
+    keep_positions: bool,
     /// Read commands from standard input, one per line: p (pause), r (resume), q (quit),
     /// s POSITION or t TIME (seek; a seek also resumes).
     #[arg(long)]
@@ -295,6 +300,7 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         speed: args.speed,
         time_source: args.time_source,
         key: args.key,
+        keep_positions: args.keep_positions,
     })?;
     let status = archive.replay_status(replay_id)?;
     eprintln!(
