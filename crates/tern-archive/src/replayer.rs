@@ -40,6 +40,7 @@ pub enum ReplayState {
 pub struct ReplayStatus {
     state: AtomicU8,
     position: AtomicI64,
+    recording_position: AtomicI64,
     session_id: AtomicI32,
     recording_id: i64,
     error: Mutex<Option<String>>,
@@ -51,6 +52,7 @@ impl ReplayStatus {
         Self {
             state: AtomicU8::new(0),
             position: AtomicI64::new(position),
+            recording_position: AtomicI64::new(position),
             session_id: AtomicI32::new(session_id),
             recording_id,
             error: Mutex::new(None),
@@ -101,9 +103,22 @@ impl ReplayStatus {
         )
     }
 
-    /// The position sent so far.
+    /// The position sent so far on the replay stream: the position a subscriber's image reaches
+    /// when it has everything.
     pub fn position(&self) -> i64 {
         self.position.load(Ordering::Acquire)
+    }
+
+    /// How far the replay got in the recording. The same as [`Self::position`] but in a replay
+    /// filtered by key that sends the key's messages back to back (their positions on the replay
+    /// stream are not the recorded ones).
+    pub fn recording_position(&self) -> i64 {
+        self.recording_position.load(Ordering::Acquire)
+    }
+
+    fn set_positions(&self, stream: i64, recording: i64) {
+        self.recording_position.store(recording, Ordering::Release);
+        self.position.store(stream, Ordering::Release);
     }
 
     /// Why the replay failed.
@@ -513,6 +528,9 @@ impl ReplaySession {
                 self.padding_left -= HEADER_LENGTH + payload;
                 if self.keys.as_ref().is_some_and(|keys| keys.compact) {
                     self.out_position += (HEADER_LENGTH + payload) as i64;
+                    self.plan
+                        .status
+                        .set_positions(self.out_position, self.position);
                 } else {
                     self.advance(HEADER_LENGTH + payload);
                 }
@@ -530,8 +548,7 @@ impl ReplaySession {
         self.out_position += aligned;
         self.plan
             .status
-            .position
-            .store(self.position, Ordering::Release);
+            .set_positions(self.out_position, self.position);
     }
 
     fn fail(&mut self, message: String) -> Step {
@@ -585,7 +602,7 @@ impl ReplaySession {
                     keys.search.read_ahead();
                     // Compact: the messages between are left out, the stream does not move.
                     self.position = start;
-                    self.plan.status.position.store(start, Ordering::Release);
+                    self.plan.status.set_positions(self.out_position, start);
                 }
             }
         }
@@ -1100,7 +1117,7 @@ impl Replayer {
         session.deadline = Instant::now() + self.shared.config.replay_connect_timeout;
         let status = &session.plan.status;
         status.session_id.store(session_id, Ordering::Release);
-        status.position.store(position, Ordering::Release);
+        status.set_positions(position, position);
         if session.paused_at.is_none() {
             status.set_state(ReplayState::Connecting);
         }

@@ -1886,3 +1886,214 @@ fn key_filters_of_every_kind_replay_exactly_one_keys_messages_of_interleaved_pub
         "{nowhere}"
     );
 }
+
+#[test]
+fn a_key_filtered_replay_back_to_back_follows_paces_pauses_and_seeks() {
+    let driver = driver("keypace");
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut config = ArchiveConfig::new(data.path(), driver.dir());
+    config.segment_length = 2 * TERM as i32;
+    config.key_index = vec![KeyKind::Reserved];
+    let archive = Archive::launch(config).expect("archive starts");
+    let client = Client::connect(driver.dir()).expect("client");
+    let (publication, recording_id) = start_live_recording(&archive, &client, 1030);
+    // Key 1 in every third message, followed live, back to back.
+    let follow = client.add_subscription("aeron:ipc", 8500).expect("sub");
+    let follow_id = archive
+        .start_replay(&ReplayRequest {
+            follow: true,
+            channel: "aeron:ipc".into(),
+            stream_id: 8500,
+            keep_positions: false,
+            ..keyed_request(recording_id, "reserved:1")
+        })
+        .expect("follow");
+    let follow_status = archive.replay_status(follow_id).expect("status");
+    let mut followed: Vec<(i32, u32)> = Vec::new();
+    let mut idle = BackoffIdle::new();
+    let mut starts = Vec::new();
+    for sequence in 0..60u32 {
+        std::thread::sleep(Duration::from_millis(3));
+        starts.push(publication.position());
+        let bytes = message(0, sequence, 64);
+        offer_with(
+            || {
+                publication.try_claim(bytes.len(), i64::from(sequence % 3), |buffer| {
+                    buffer.copy_from_slice(&bytes)
+                })
+            },
+            &mut idle,
+        );
+        poll_sequences(&follow, &mut followed);
+    }
+    let end = publication.position();
+    wait_recorded(&archive, recording_id, end);
+    let ones: Vec<u32> = (0..60).filter(|s| s % 3 == 1).collect();
+    wait_until("the followed messages", Duration::from_secs(10), || {
+        poll_sequences(&follow, &mut followed);
+        followed.len() >= ones.len()
+    });
+    assert_eq!(
+        followed.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        ones,
+        "followed live, key 1 only"
+    );
+    archive.stop_recording(1 << 20).expect("stop");
+    wait_until("the follow replay to end", Duration::from_secs(10), || {
+        follow_status.is_finished()
+    });
+    assert_eq!(follow_status.state(), ReplayState::Done);
+
+    // Paced at 1x, back to back: 20 messages 9 ms apart in the recording take about 171 ms.
+    let subscription = client.add_subscription("aeron:ipc", 8501).expect("sub");
+    let replay_id = archive
+        .start_replay(&ReplayRequest {
+            channel: "aeron:ipc".into(),
+            stream_id: 8501,
+            speed: Some(1.0),
+            keep_positions: false,
+            ..keyed_request(recording_id, "reserved:1")
+        })
+        .expect("paced");
+    let status = archive.replay_status(replay_id).expect("status");
+    let mut arrivals: Vec<(u32, i64, Instant)> = Vec::new();
+    let poll = |arrivals: &mut Vec<(u32, i64, Instant)>| {
+        subscription
+            .poll(
+                |fragment, header| {
+                    arrivals.push((
+                        u32::from_le_bytes(fragment[4..8].try_into().expect("4 bytes")),
+                        header.position,
+                        Instant::now(),
+                    ))
+                },
+                16,
+            )
+            .expect("poll")
+    };
+    wait_until("five messages", Duration::from_secs(10), || {
+        poll(&mut arrivals);
+        std::thread::yield_now();
+        arrivals.len() >= 5
+    });
+    archive.pause_replay(replay_id).expect("pause");
+    wait_until("the pause", Duration::from_secs(5), || {
+        status.state() == ReplayState::Paused
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    poll(&mut arrivals);
+    let at_pause = arrivals.len();
+    let paused = Instant::now();
+    while paused.elapsed() < Duration::from_millis(200) {
+        poll(&mut arrivals);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(arrivals.len(), at_pause, "nothing while paused");
+    archive.resume_replay(replay_id).expect("resume");
+    wait_until("the rest", Duration::from_secs(10), || {
+        poll(&mut arrivals);
+        std::thread::yield_now();
+        arrivals.len() >= ones.len()
+    });
+    wait_until("the end", Duration::from_secs(5), || status.is_finished());
+    assert_eq!(status.state(), ReplayState::Done, "{:?}", status.error());
+    assert_eq!(
+        arrivals.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(),
+        ones,
+        "once each, in order"
+    );
+    // Back to back: each message right after the one before (64 + 32 bytes, aligned: 96).
+    let start = starts[0];
+    for (index, (_, position, _)) in arrivals.iter().enumerate() {
+        assert_eq!(
+            *position,
+            start + 96 * (index as i64 + 1),
+            "message {index}"
+        );
+    }
+    let before = arrivals[at_pause - 1].2.duration_since(arrivals[0].2);
+    let after = arrivals[ones.len() - 1]
+        .2
+        .duration_since(arrivals[at_pause].2);
+    let paced = before + after;
+    let expected = Duration::from_millis(9 * (ones.len() as u64 - 2));
+    assert!(
+        paced >= expected.mul_f64(0.7) && paced <= expected.mul_f64(1.6),
+        "paced: {paced:?} for about {expected:?} of recorded time"
+    );
+
+    // Seek to message 30: a new image, key 1 from there.
+    let slow = client.add_subscription("aeron:ipc", 8502).expect("sub");
+    let replay_id = archive
+        .start_replay(&ReplayRequest {
+            channel: "aeron:ipc".into(),
+            stream_id: 8502,
+            speed: Some(0.2),
+            keep_positions: false,
+            ..keyed_request(recording_id, "reserved:1")
+        })
+        .expect("slow");
+    let mut seen: Vec<(i32, u32)> = Vec::new();
+    wait_until("the first message", Duration::from_secs(10), || {
+        poll_sequences(&slow, &mut seen);
+        !seen.is_empty()
+    });
+    let session = archive.seek_replay(replay_id, starts[30]).expect("seek");
+    let after_seek: Vec<u32> = ones.iter().copied().filter(|s| *s >= 30).collect();
+    wait_until(
+        "the messages after the seek",
+        Duration::from_secs(20),
+        || {
+            poll_sequences(&slow, &mut seen);
+            seen.iter().filter(|(s, _)| *s == session).count() >= after_seek.len()
+        },
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|(s, _)| *s == session)
+            .map(|(_, m)| *m)
+            .collect::<Vec<_>>(),
+        after_seek
+    );
+    assert!(
+        seen.iter()
+            .filter(|(s, _)| *s != session)
+            .all(|(_, m)| m % 3 == 1),
+        "the first image had key 1 only"
+    );
+    archive.stop_replay(replay_id).expect("stop");
+
+    // From a time: the message captured at message 45's time, then key 1 only.
+    let index = tern_archive::TimeIndexReader::open(data.path(), recording_id).expect("index");
+    let at = index.first_after_position(starts[45] - 1).expect("entry");
+    let time = index.entry(at).expect("entry").timestamp_ns;
+    let from = archive
+        .position_at_time(recording_id, time)
+        .expect("position");
+    assert_eq!(from, starts[45]);
+    let (received, status) = replay_keyed(
+        &archive,
+        &client,
+        ReplayRequest {
+            position: Some(from),
+            keep_positions: false,
+            ..keyed_request(recording_id, "reserved:1")
+        },
+    );
+    assert_eq!(
+        received
+            .iter()
+            .map(|(bytes, _)| u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")))
+            .collect::<Vec<_>>(),
+        ones.iter()
+            .copied()
+            .filter(|s| *s >= 45)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        status.search_stats().index_segments,
+        1,
+        "the stopped segment's index"
+    );
+    assert_eq!(status.search_stats().scanned_bytes, 0);
+}

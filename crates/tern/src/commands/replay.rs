@@ -339,7 +339,7 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
             next_progress += Duration::from_secs(1);
             eprintln!(
                 "progress: position {} {:?}{}{}",
-                status.position(),
+                status.recording_position(),
                 status.state(),
                 args.key
                     .map(|key| key_progress(&key, &status.search_stats()))
@@ -362,7 +362,10 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
             status.error().unwrap_or_else(|| "replay failed".into())
         ),
         state => {
-            eprintln!("replay {state:?} at position {}", status.position());
+            eprintln!(
+                "replay {state:?} at position {}",
+                status.recording_position()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
