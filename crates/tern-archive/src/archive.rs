@@ -7,6 +7,8 @@ use crate::cursors::{Cursor, CursorStore};
 use crate::descriptor::RecordingDescriptor;
 use crate::error::{io_error, ArchiveError, Result};
 use crate::events::{EventBus, RecordingSignalKind};
+use crate::indexer::{run_indexer, IndexJob};
+use crate::key::{KeyFilter, KeyKind};
 use crate::operations::Activity;
 use crate::progress::RecordingProgress;
 use crate::recorder::{Recorder, RecorderCommand, SourceLocation};
@@ -18,7 +20,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -205,6 +207,15 @@ pub struct ReplayRequest {
     /// for an active recording. It ends when everything up to the recording's stop (and `length`)
     /// is sent, or, should the counter be freed, at its last value.
     pub limit_counter_id: Option<i32>,
+    /// Replay only the messages with this key (`None`: all). A session key selects the whole
+    /// recording of that session (or is refused, naming the recordings of that session).
+    pub key: Option<KeyFilter>,
+    /// For a replay filtered by key: keep the recording's positions, the messages left out
+    /// replaced by padding frames. Otherwise (the default) the key's messages go out back to back
+    /// from the replay's start position, unchanged but for their place in the stream: far
+    /// cheaper when they are sparse, since padding makes the media driver pass over (clean) every
+    /// term of the recording's length, as replaying all of it would (see `docs/replay.md`).
+    pub keep_positions: bool,
 }
 
 /// A recording subscription: a channel and stream the archive records.
@@ -245,6 +256,11 @@ pub struct Archive {
     /// Serialises replay starts with truncates and purges, which stop or refuse replays.
     operations: Mutex<()>,
     next_id: AtomicI64,
+    /// The indexer's queue (dropped at shutdown, after the recorder, so the indexer ends).
+    indexer: Option<SyncSender<IndexJob>>,
+    indexer_thread: Option<JoinHandle<()>>,
+    /// Tells the indexer to cut short its launch-time check.
+    indexer_stopping: Arc<std::sync::atomic::AtomicBool>,
     _lock: File,
 }
 
@@ -385,11 +401,26 @@ impl Archive {
             activity: Mutex::new(Activity::default()),
             subscriptions: Mutex::new(BTreeMap::new()),
         });
+        let (indexer, index_jobs) = mpsc::sync_channel(crate::indexer::QUEUE_LENGTH);
+        let index_dir = shared.config.dir.clone();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let indexer_stopping = stopping.clone();
+        let indexer_thread = std::thread::Builder::new()
+            .name("tern-indexer".into())
+            .spawn(move || run_indexer(index_dir, index_jobs, indexer_stopping))
+            .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-indexer: {error}")))?;
+        // Recordings interrupted by a crash (or stopped just before it) may lack index files.
+        let stopped: Vec<RecordingDescriptor> =
+            shared.lock_catalog().recordings().cloned().collect();
+        let _ = indexer.send(IndexJob::Check {
+            recordings: stopped,
+        });
         let (recorder, recorder_commands) = mpsc::channel();
         let (replayer, replayer_commands) = mpsc::channel();
         let recorder_shared = shared.clone();
+        let recorder_indexer = indexer.clone();
         let recorder_thread = spawn_agent("tern-recorder", shared.clone(), move || {
-            let agent = Recorder::new(recorder_shared, recorder_commands)?;
+            let agent = Recorder::new(recorder_shared, recorder_commands, recorder_indexer)?;
             Ok(move || agent.run())
         })?;
         let replayer_shared = shared.clone();
@@ -413,6 +444,9 @@ impl Archive {
             cursors: Mutex::new(cursors),
             operations: Mutex::new(()),
             next_id: AtomicI64::new(next_id.max(1) << 20),
+            indexer: Some(indexer),
+            indexer_thread: Some(indexer_thread),
+            indexer_stopping: stopping,
             _lock: lock,
         })
     }
@@ -688,6 +722,14 @@ impl Archive {
         }
         let info = self.recording(request.recording_id)?;
         let descriptor = info.descriptor.clone();
+        let key = match request.key {
+            Some(filter) if filter.kind == KeyKind::Session => {
+                let catalog = self.shared.lock_catalog();
+                crate::key_search::check_session(&descriptor, filter.value, catalog.recordings())?;
+                None
+            }
+            other => other,
+        };
         let end = info.recorded_position;
         let position = request.position.unwrap_or(descriptor.start_position);
         check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;
@@ -733,6 +775,8 @@ impl Archive {
             speed: request.speed,
             time_source: request.time_source,
             limit_counter_id: request.limit_counter_id,
+            key,
+            keep_positions: request.keep_positions,
         };
         let (reply, wait) = mpsc::channel();
         self.replayer
@@ -1055,6 +1099,13 @@ impl Archive {
         let _ = self.recorder.send(RecorderCommand::Shutdown);
         let _ = self.replayer.send(ReplayerCommand::Shutdown);
         for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        // The recorder has handed over its last segments: the indexer writes them and ends (a
+        // launch-time check still running is cut short: the next launch does it).
+        self.indexer_stopping.store(true, Ordering::Relaxed);
+        self.indexer = None;
+        if let Some(thread) = self.indexer_thread.take() {
             let _ = thread.join();
         }
     }

@@ -76,6 +76,11 @@ pub struct ArchiveConfig {
     /// Most replays running at once: past it a replay is refused
     /// ([`ArchiveError::MaxReplays`](crate::ArchiveError::MaxReplays)). Default 64.
     pub max_concurrent_replays: usize,
+    /// Key kinds indexed for every new recording (one index file per finished segment and kind),
+    /// so a replay filtered by one of these kinds reads only that key's messages. Default: none
+    /// (indexing costs recording throughput; see `docs/replay.md`). A filtered replay works
+    /// without an index, by scanning.
+    pub key_index: Vec<crate::key::KeyKind>,
 }
 
 impl ArchiveConfig {
@@ -94,6 +99,7 @@ impl ArchiveConfig {
             replay_connect_timeout: Duration::from_secs(5),
             max_concurrent_recordings: 64,
             max_concurrent_replays: 64,
+            key_index: Vec::new(),
         }
     }
 
@@ -120,6 +126,16 @@ impl ArchiveConfig {
                 "replay block length {} is below 64 KiB, the longest frame",
                 self.replay_block_length
             ));
+        }
+        for (index, kind) in self.key_index.iter().enumerate() {
+            if !kind.is_indexable() {
+                return Err(format!(
+                    "key kind {kind} cannot be indexed: a session is a whole recording"
+                ));
+            }
+            if self.key_index[..index].contains(kind) {
+                return Err(format!("key kind {kind} is listed twice"));
+            }
         }
         Ok(())
     }

@@ -4,7 +4,8 @@
 //!
 //! Where to look: [`Archive`] (a running archive), [`ArchiveView`] (read-only access to a
 //! directory), [`Catalog`] and [`RecordingDescriptor`] (the catalog), [`SegmentWriter`] and
-//! [`RecordingReader`] (segment files), [`frame`] (the frame format and checksums).
+//! [`RecordingReader`] (segment files), [`frame`] (the frame format and checksums), [`key`] and
+//! [`key_index`] (replaying one client's messages: key filters and the per-key index).
 
 mod archive;
 mod catalog;
@@ -17,6 +18,10 @@ mod error;
 mod events;
 mod extend;
 pub mod frame;
+mod indexer;
+pub mod key;
+pub mod key_index;
+mod key_search;
 pub mod message_time;
 mod operations;
 mod progress;
@@ -39,6 +44,9 @@ pub use cursors::{check_cursor_name, Cursor, CURSOR_FILE, MAX_CURSORS, MAX_CURSO
 pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
 pub use error::{codes, ArchiveError, Result};
 pub use events::{RecordingEvent, RecordingSignalKind};
+pub use indexer::KeyIndexCheck;
+pub use key::{FieldWidth, KeyFilter, KeyKind};
+pub use key_search::SearchStats;
 pub use message_time::{TimeSource, TimeUnit};
 pub use operations::{purge_recording_offline, truncate_recording_offline};
 pub use progress::RecordingProgress;
@@ -47,4 +55,4 @@ pub use recording_reader::{find_end, list_segments, FrameRef, RecordingReader, S
 pub use replayer::{ReplayState, ReplayStatus};
 pub use segment_writer::{SegmentGeometry, SegmentWriter, WriteMode};
 pub use time_index::{TimeEntry, TimeIndexReader, TimeSeek};
-pub use view::{ArchiveView, RecordingView, SegmentInfo, VerifyReport};
+pub use view::{ArchiveView, FilteredRead, RecordingView, SegmentInfo, VerifyReport};

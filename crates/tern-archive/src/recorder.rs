@@ -5,11 +5,12 @@ use crate::archive::Shared;
 use crate::config::FsyncPolicy;
 use crate::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use crate::error::{ArchiveError, Result};
+use crate::indexer::IndexJob;
 use crate::progress::RecordingProgress;
 use crate::segment_writer::{SegmentGeometry, SegmentWriter};
 use crate::time_index::TimeIndexWriter;
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tern_transport::{BackoffIdle, Client, Counter, Idle, Image, Subscription};
@@ -167,6 +168,7 @@ impl RecordingSession {
         self.progress.update(stop, durable, self.writer.frames());
         match &synced {
             Ok(()) => {
+                self.writer.finish_keys(stop);
                 self.descriptor.stop_position = stop;
                 self.descriptor.stop_timestamp_ns = epoch_nanos();
                 if let Err(catalog_error) = shared.lock_catalog().update(&self.descriptor) {
@@ -224,16 +226,23 @@ pub(crate) struct Recorder {
     client: Client,
     commands: Receiver<RecorderCommand>,
     subscriptions: Vec<RecordingSubscription>,
+    /// Where finished segments' key notes go to be indexed.
+    indexer: SyncSender<IndexJob>,
 }
 
 impl Recorder {
-    pub(crate) fn new(shared: Arc<Shared>, commands: Receiver<RecorderCommand>) -> Result<Self> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        commands: Receiver<RecorderCommand>,
+        indexer: SyncSender<IndexJob>,
+    ) -> Result<Self> {
         let client = Client::connect(&shared.config.aeron_dir)?;
         Ok(Self {
             shared,
             client,
             commands,
             subscriptions: Vec::new(),
+            indexer,
         })
     }
 
@@ -660,13 +669,21 @@ impl Recorder {
                 TimeIndexWriter::create(&config.dir, recording_id, interval)?,
             ))
         });
-        let (writer, time_index) = match opened {
+        let (mut writer, time_index) = match opened {
             Ok(opened) => opened,
             Err(error) => {
                 stop_empty(&self.shared, &descriptor);
                 return Err(error);
             }
         };
+        if !config.key_index.is_empty() {
+            match crate::key_index::write_manifest(&config.dir, recording_id, &config.key_index) {
+                Ok(()) => writer.index_keys(&config.key_index, self.indexer.clone()),
+                Err(error) => tracing::warn!(
+                    "recording {recording_id}: not indexed by key (filtered replays scan it): {error}"
+                ),
+            }
+        }
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&recording_id.to_le_bytes());
         key.extend_from_slice(&info.session_id.to_le_bytes());

@@ -67,6 +67,8 @@ pub struct RecordingReader {
     expectation: FrameExpectation,
     open: Option<(i64, File, PathBuf)>,
     buffer: Vec<u8>,
+    /// Reads are scattered: no kernel read-ahead on the segment files (`POSIX_FADV_RANDOM`).
+    scattered: bool,
 }
 
 impl RecordingReader {
@@ -85,7 +87,16 @@ impl RecordingReader {
             },
             open: None,
             buffer: Vec::new(),
+            scattered: false,
         }
+    }
+
+    /// Tell the kernel that this reader reads scattered places (one message here and there), so it
+    /// does not read ahead of each read (`POSIX_FADV_RANDOM`): what is needed is read, and read
+    /// ahead explicitly with [`Self::will_need`].
+    pub fn scattered(mut self) -> Self {
+        self.scattered = true;
+        self
     }
 
     /// What frames of this recording must look like.
@@ -111,6 +122,46 @@ impl RecordingReader {
         ))
     }
 
+    fn open_segment(&mut self, base: i64) -> Result<&(i64, File, PathBuf)> {
+        if self.open.as_ref().map(|(open_base, _, _)| *open_base) != Some(base) {
+            let path = self.dir.join(segment_file_name(self.recording_id, base));
+            let file = File::open(&path).map_err(io_error(&path, "open segment"))?;
+            if self.scattered {
+                // SAFETY: an advice call on a descriptor we own; it changes no memory of ours.
+                unsafe {
+                    libc::posix_fadvise(
+                        std::os::fd::AsRawFd::as_raw_fd(&file),
+                        0,
+                        0,
+                        libc::POSIX_FADV_RANDOM,
+                    );
+                }
+            }
+            self.open = Some((base, file, path));
+        }
+        Ok(self.open.as_ref().expect("opened above"))
+    }
+
+    /// Tell the kernel that `length` bytes at `position` will be read soon, so it reads them in
+    /// the background (`POSIX_FADV_WILLNEED`): reads of scattered messages then overlap.
+    ///
+    /// # Errors
+    /// The segment file is missing.
+    pub fn will_need(&mut self, position: i64, length: usize) -> Result<()> {
+        let base = self.segment_base(position);
+        let (_, file, _) = self.open_segment(base)?;
+        // SAFETY: an advice call on a descriptor we own; it changes no memory of ours.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                position - base,
+                length as i64,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
+        Ok(())
+    }
+
     /// Read bytes from `position` into `buffer`, at most to the end of its segment. Returns the
     /// number of bytes read (fewer than asked at the end of a file).
     ///
@@ -118,13 +169,9 @@ impl RecordingReader {
     /// The segment file is missing or unreadable.
     pub fn read_at(&mut self, position: i64, buffer: &mut [u8]) -> Result<usize> {
         let base = self.segment_base(position);
-        if self.open.as_ref().map(|(open_base, _, _)| *open_base) != Some(base) {
-            let path = self.dir.join(segment_file_name(self.recording_id, base));
-            let file = File::open(&path).map_err(io_error(&path, "open segment"))?;
-            self.open = Some((base, file, path));
-        }
-        let (_, file, path) = self.open.as_ref().expect("opened above");
-        let limit = ((base + self.segment_length - position) as usize).min(buffer.len());
+        let segment_length = self.segment_length;
+        let (_, file, path) = self.open_segment(base)?;
+        let limit = ((base + segment_length - position) as usize).min(buffer.len());
         let mut done = 0;
         while done < limit {
             let read = file
@@ -151,11 +198,32 @@ impl RecordingReader {
         &mut self,
         from: i64,
         to: i64,
+        visit: impl FnMut(&FrameRef<'_>) -> bool,
+    ) -> Result<(i64, Option<ScanStop>)> {
+        self.scan_reading(from, to, CHUNK, visit)
+    }
+
+    /// As [`Self::scan`], reading only `first_read` bytes at first (more when a frame or the
+    /// visit needs them): for a visit of a few frames, such as one message.
+    ///
+    /// # Errors
+    /// A segment file is missing or unreadable.
+    pub fn scan_reading(
+        &mut self,
+        from: i64,
+        to: i64,
+        first_read: usize,
         mut visit: impl FnMut(&FrameRef<'_>) -> bool,
     ) -> Result<(i64, Option<ScanStop>)> {
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.resize(CHUNK, 0);
-        let result = self.scan_with(&mut buffer, from, to, &mut visit);
+        let result = self.scan_with(
+            &mut buffer,
+            first_read.clamp(1, CHUNK),
+            from,
+            to,
+            &mut visit,
+        );
         self.buffer = buffer;
         result
     }
@@ -163,15 +231,19 @@ impl RecordingReader {
     fn scan_with(
         &mut self,
         buffer: &mut [u8],
+        first_read: usize,
         from: i64,
         to: i64,
         visit: &mut impl FnMut(&FrameRef<'_>) -> bool,
     ) -> Result<(i64, Option<ScanStop>)> {
         let mut position = from;
+        let mut length = first_read;
         while position < to {
             // Reads may go past `to` (within the segment): a frame that starts before `to` is
             // whole in the file, and one that ends past `to` ends the scan cleanly, before it.
-            let read = self.read_at(position, buffer)?;
+            let read = self.read_at(position, &mut buffer[..length])?;
+            let short = length < buffer.len();
+            length = buffer.len();
             let chunk = &buffer[..read];
             let mut offset = 0;
             while offset < chunk.len() && position < to {
@@ -198,7 +270,7 @@ impl RecordingReader {
                         offset += aligned;
                     }
                     // A frame cut by the end of this chunk: read again from its start.
-                    Err(FrameProblem::Truncated) if offset > 0 => break,
+                    Err(FrameProblem::Truncated) if offset > 0 || short => break,
                     Err(problem) => return Ok((position, Some(self.stop(position, problem)))),
                 }
             }

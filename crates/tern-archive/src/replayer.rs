@@ -5,6 +5,8 @@ use crate::archive::Shared;
 use crate::descriptor::RecordingDescriptor;
 use crate::error::Result;
 use crate::frame::{FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, STREAM_ID_OFFSET};
+use crate::key::KeyFilter;
+use crate::key_search::{Found, KeySearch, SearchStats};
 use crate::message_time::TimeSource;
 use crate::progress::RecordingProgress;
 use crate::recording_reader::RecordingReader;
@@ -38,9 +40,11 @@ pub enum ReplayState {
 pub struct ReplayStatus {
     state: AtomicU8,
     position: AtomicI64,
+    recording_position: AtomicI64,
     session_id: AtomicI32,
     recording_id: i64,
     error: Mutex<Option<String>>,
+    search: Mutex<SearchStats>,
 }
 
 impl ReplayStatus {
@@ -48,9 +52,23 @@ impl ReplayStatus {
         Self {
             state: AtomicU8::new(0),
             position: AtomicI64::new(position),
+            recording_position: AtomicI64::new(position),
             session_id: AtomicI32::new(session_id),
             recording_id,
             error: Mutex::new(None),
+            search: Mutex::new(SearchStats::default()),
+        }
+    }
+
+    /// For a replay filtered by key: how it found the key's messages (index files read, frames
+    /// scanned).
+    pub fn search_stats(&self) -> SearchStats {
+        self.search.lock().map(|stats| *stats).unwrap_or_default()
+    }
+
+    fn set_search_stats(&self, stats: SearchStats) {
+        if let Ok(mut search) = self.search.lock() {
+            *search = stats;
         }
     }
 
@@ -85,9 +103,22 @@ impl ReplayStatus {
         )
     }
 
-    /// The position sent so far.
+    /// The position sent so far on the replay stream: the position a subscriber's image reaches
+    /// when it has everything.
     pub fn position(&self) -> i64 {
         self.position.load(Ordering::Acquire)
+    }
+
+    /// How far the replay got in the recording. The same as [`Self::position`] but in a replay
+    /// filtered by key that sends the key's messages back to back (their positions on the replay
+    /// stream are not the recorded ones).
+    pub fn recording_position(&self) -> i64 {
+        self.recording_position.load(Ordering::Acquire)
+    }
+
+    fn set_positions(&self, stream: i64, recording: i64) {
+        self.recording_position.store(recording, Ordering::Release);
+        self.position.store(stream, Ordering::Release);
     }
 
     /// Why the replay failed.
@@ -138,6 +169,11 @@ pub(crate) struct ReplayPlan {
     pub time_source: TimeSource,
     /// A bounded replay's limit counter.
     pub limit_counter_id: Option<i32>,
+    /// Only the messages with this key (never a session key: those are resolved before).
+    pub key: Option<KeyFilter>,
+    /// For a filtered replay: pad the gaps so messages keep their recorded positions (else they
+    /// go back to back).
+    pub keep_positions: bool,
 }
 
 pub(crate) enum ReplayerCommand {
@@ -184,7 +220,10 @@ struct ReplaySession {
     plan: ReplayPlan,
     reader: RecordingReader,
     publication: ExclusivePublication,
+    /// Where the replay is in the recording.
     position: i64,
+    /// The replay publication's position: `position`, except in a compact filtered replay.
+    out_position: i64,
     deadline: Instant,
     buffer: AlignedBuffer,
     /// A prepared block waiting to be offered: its length in `buffer`.
@@ -201,7 +240,47 @@ struct ReplaySession {
     block_time: Option<i64>,
     /// The counter a bounded replay never goes past.
     limit: Option<crate::replay_limit::LimitCounter>,
+    /// For a replay filtered by key: where the key's messages are, and which is being sent.
+    keys: Option<KeyReplay>,
 }
+
+/// The state of a replay filtered by key.
+struct KeyReplay {
+    search: KeySearch,
+    /// The first frame of a message with the key went out (or is pending), its last has not.
+    in_message: bool,
+    /// The pending block holds the last frame of the message.
+    pending_ends_message: bool,
+    /// The key's messages go back to back (their positions are not the recorded ones).
+    compact: bool,
+}
+
+/// What [`ReplaySession::prepare_message`] prepared.
+enum MessageBlock {
+    /// Frames of the message are in the buffer; the last one ends the message if `ends`.
+    Block { length: usize, ends: bool },
+    /// The next frame is not recorded yet.
+    NotYet,
+    /// The next frame ends past the end the replay may reach now.
+    CrossesEnd,
+    /// The frame at the position does not start a message with the key (a wrong index).
+    Mismatch(String),
+    /// The message ended without its last frame (a padding frame came first).
+    Cut,
+}
+
+/// What [`ReplaySession::parse_message`] found.
+enum MessageParse {
+    Done(MessageBlock),
+    /// The bytes read end inside the message: read more.
+    ReadMore,
+}
+
+/// Bytes a filtered replay reads at first for a message (a page; more for a longer one).
+const MESSAGE_READ: usize = 4096;
+
+/// Bytes of frames a filtered replay scans at most per duty cycle, in replay blocks.
+const SCAN_BLOCKS: usize = 4;
 
 enum Step {
     Worked(usize),
@@ -280,7 +359,8 @@ impl Pacing {
 }
 
 impl ReplaySession {
-    fn end_now(&self) -> (i64, bool) {
+    /// Where the recording's data ends now, and whether it has stopped.
+    fn available(&self) -> (i64, bool) {
         let stop = match &self.plan.progress {
             Some(progress) if progress.stop_position() < 0 => None,
             Some(progress) => Some(progress.stop_position()),
@@ -291,6 +371,12 @@ impl ReplaySession {
             (Some(progress), None) => progress.recorded(),
             (None, None) => self.plan.descriptor.start_position,
         };
+        (available, stop.is_some())
+    }
+
+    fn end_now(&self) -> (i64, bool) {
+        let (available, stopped) = self.available();
+        let stop = stopped.then_some(available);
         match self.plan.end {
             ReplayEnd::At(limit) => (limit.min(available), true),
             ReplayEnd::Follow(limit) => {
@@ -349,7 +435,13 @@ impl ReplaySession {
         if self.padding_left > 0 {
             return self.send_padding();
         }
-        if self.pending == 0 {
+        if self.pending == 0 && self.keys.is_some() {
+            match self.prepare_keyed(shared) {
+                Ok(None) => {}
+                Ok(Some(step)) => return step,
+                Err(message) => return self.fail(message),
+            }
+        } else if self.pending == 0 {
             let (mut end, mut final_end) = self.end_now();
             if let Some(limit) = self.limit.as_mut() {
                 (end, final_end) = limit.bound(end, final_end);
@@ -410,6 +502,12 @@ impl ReplaySession {
                 self.pending = 0;
                 self.pending_due = None;
                 self.advance(length);
+                if let Some(keys) = self.keys.as_mut() {
+                    if keys.pending_ends_message {
+                        keys.in_message = false;
+                        keys.pending_ends_message = false;
+                    }
+                }
                 Step::Worked(length)
             }
             Err(OfferError::NotConnected) => self.fail("the replay's subscriber went away".into()),
@@ -421,15 +519,28 @@ impl ReplaySession {
         }
     }
 
-    /// Re-create a recorded padding frame, in pieces no longer than the publication accepts
-    /// (a padding frame can run to the end of the term, longer than any one message).
+    /// Send `padding_left` bytes of padding: a recorded padding frame re-created, or the messages
+    /// a filtered replay leaves out. In pieces no longer than the publication accepts (a padding
+    /// frame can run to the end of the term, longer than any one message) and never across the
+    /// end of a term.
+    /// In a compact filtered replay, padding only fills the replay stream's term ends: the
+    /// recording's position does not move.
     fn send_padding(&mut self) -> Step {
         let largest = self.publication.max_message_length() & !(crate::frame::FRAME_ALIGNMENT - 1);
-        let payload = (self.padding_left - HEADER_LENGTH).min(largest);
+        let term_length = self.plan.descriptor.term_length as usize;
+        let term_left = term_length - (self.out_position as usize & (term_length - 1));
+        let payload = (self.padding_left.min(term_left) - HEADER_LENGTH).min(largest);
         match self.publication.append_padding(payload) {
             Ok(_) => {
                 self.padding_left -= HEADER_LENGTH + payload;
-                self.advance(HEADER_LENGTH + payload);
+                if self.keys.as_ref().is_some_and(|keys| keys.compact) {
+                    self.out_position += (HEADER_LENGTH + payload) as i64;
+                    self.plan
+                        .status
+                        .set_positions(self.out_position, self.position);
+                } else {
+                    self.advance(HEADER_LENGTH + payload);
+                }
                 Step::Worked(1)
             }
             Err(OfferError::NotConnected) => self.fail("the replay's subscriber went away".into()),
@@ -441,10 +552,10 @@ impl ReplaySession {
     fn advance(&mut self, length: usize) {
         let aligned = crate::frame::align_frame(length) as i64;
         self.position += aligned;
+        self.out_position += aligned;
         self.plan
             .status
-            .position
-            .store(self.position, Ordering::Release);
+            .set_positions(self.out_position, self.position);
     }
 
     fn fail(&mut self, message: String) -> Step {
@@ -455,6 +566,301 @@ impl ReplaySession {
         tracing::error!("{message}");
         self.plan.status.fail(message);
         Step::Finished(ReplayState::Failed)
+    }
+
+    /// A filtered replay's next step: find the next message with the key, send padding up to it,
+    /// and prepare its frames. `Ok(None)`: a block is pending.
+    fn prepare_keyed(&mut self, shared: &Shared) -> Result<Option<Step>, String> {
+        let (mut end, mut final_end) = self.end_now();
+        if let Some(limit) = self.limit.as_mut() {
+            (end, final_end) = limit.bound(end, final_end);
+        }
+        let (available, stopped) = self.available();
+        let block_length = shared.config.replay_block_length;
+        let keys = self.keys.as_mut().expect("a filtered replay");
+        let starts_message = !keys.in_message;
+        if starts_message {
+            let found = keys
+                .search
+                .next(end, available, stopped, block_length * SCAN_BLOCKS);
+            self.plan.status.set_search_stats(keys.search.stats());
+            match found.map_err(|error| error.to_string())? {
+                Found::Budget => return Ok(Some(Step::Worked(1))),
+                Found::Exhausted(reached) => {
+                    if !final_end {
+                        return Ok(Some(Step::Idle));
+                    }
+                    // At the recording's end (a frame boundary) the replay ends where an
+                    // unfiltered one does; a length that ends inside the recording ends it after
+                    // its last message.
+                    if !keys.compact && reached == available && self.position < reached {
+                        self.padding_left = (reached - self.position) as usize;
+                        return Ok(Some(self.send_padding()));
+                    }
+                    return Ok(Some(Step::Finished(ReplayState::Done)));
+                }
+                Found::At(start) if start < self.position => {
+                    keys.search.take();
+                    return Ok(Some(Step::Worked(1)));
+                }
+                Found::At(start) if start > self.position && !keys.compact => {
+                    keys.search.read_ahead();
+                    self.padding_left = (start - self.position) as usize;
+                    return Ok(Some(self.send_padding()));
+                }
+                Found::At(start) => {
+                    keys.search.read_ahead();
+                    // Compact: the messages between are left out, the stream does not move.
+                    self.position = start;
+                    self.plan.status.set_positions(self.out_position, start);
+                }
+            }
+        }
+        let compact = self.keys.as_ref().is_some_and(|keys| keys.compact);
+        match self.prepare_message(end, block_length, starts_message)? {
+            MessageBlock::Block { length, ends } => {
+                if compact && starts_message {
+                    // The whole message must fit in the replay stream's term: pad to its end
+                    // first when it does not (as a publisher's log does).
+                    let total = if ends {
+                        Some(length)
+                    } else {
+                        self.message_length(end)
+                            .map_err(|error| error.to_string())?
+                    };
+                    let Some(total) = total else {
+                        // Its last fragments are not recorded yet.
+                        return Ok(Some(if final_end {
+                            Step::Finished(ReplayState::Done)
+                        } else {
+                            Step::Idle
+                        }));
+                    };
+                    let term_length = self.plan.descriptor.term_length as usize;
+                    let term_left = term_length - (self.out_position as usize & (term_length - 1));
+                    if total > term_left {
+                        self.padding_left = term_left;
+                        return Ok(Some(self.send_padding()));
+                    }
+                }
+                if compact {
+                    self.place_block(length);
+                }
+                let keys = self.keys.as_mut().expect("a filtered replay");
+                if starts_message {
+                    keys.search.take();
+                    keys.in_message = true;
+                }
+                keys.pending_ends_message = ends;
+                self.pending = length;
+                if starts_message {
+                    let position = self.position;
+                    let block_time = self.block_time;
+                    let by_capture = !self.plan.time_source.is_in_message();
+                    self.pending_due = match self.pacing.as_mut() {
+                        Some(pacing) if by_capture => {
+                            Some(pacing.due(position).map_err(|e| format!("pacing: {e}"))?.0)
+                        }
+                        Some(pacing) => block_time.map(|time| pacing.message_due(time)),
+                        None => None,
+                    };
+                }
+                Ok(None)
+            }
+            MessageBlock::NotYet | MessageBlock::CrossesEnd if final_end => {
+                Ok(Some(Step::Finished(ReplayState::Done)))
+            }
+            MessageBlock::NotYet | MessageBlock::CrossesEnd => Ok(Some(Step::Idle)),
+            MessageBlock::Mismatch(why) => {
+                let keys = self.keys.as_mut().expect("a filtered replay");
+                keys.search.distrust(self.position, &why);
+                Ok(Some(Step::Worked(1)))
+            }
+            MessageBlock::Cut => {
+                // Fragments of a message are contiguous, so this is damage Aeron never writes:
+                // go on with the search from the padding frame.
+                let keys = self.keys.as_mut().expect("a filtered replay");
+                keys.in_message = false;
+                Ok(Some(Step::Worked(1)))
+            }
+        }
+    }
+
+    /// The aligned length of all the frames of the message at the position, or `None` if its
+    /// last frame is not before `end` (not recorded yet).
+    fn message_length(&mut self, end: i64) -> Result<Option<usize>> {
+        let mut total = 0usize;
+        let mut complete = false;
+        let (_, problem) = self
+            .reader
+            .scan_reading(self.position, end, MESSAGE_READ, |frame| {
+                total += frame.aligned_length;
+                complete = frame.header.flags & tern_transport::END_FLAG != 0;
+                !complete && !frame.header.is_padding()
+            })?;
+        if let Some(problem) = problem {
+            return Err(crate::error::ArchiveError::Corrupt {
+                path: problem.path.clone(),
+                offset: problem.file_offset,
+                reason: format!("position {}: {}", problem.position, problem.problem),
+            });
+        }
+        Ok(complete.then_some(total))
+    }
+
+    /// Give the frames of the prepared block (read at the recording's position) the term id and
+    /// term offsets of the replay stream's position, where a compact replay appends them.
+    fn place_block(&mut self, length: usize) {
+        let descriptor = &self.plan.descriptor;
+        let (term_id, term_offset) = crate::frame::term_of(
+            self.out_position,
+            descriptor.initial_term_id,
+            descriptor.term_length,
+        );
+        let buffer = self.buffer.as_mut_slice();
+        let mut offset = 0;
+        while offset < length {
+            let frame = FrameHeader::decode(&buffer[offset..]);
+            buffer[offset + crate::frame::TERM_OFFSET_OFFSET
+                ..offset + crate::frame::TERM_OFFSET_OFFSET + 4]
+                .copy_from_slice(&(term_offset + offset as i32).to_le_bytes());
+            buffer
+                [offset + crate::frame::TERM_ID_OFFSET..offset + crate::frame::TERM_ID_OFFSET + 4]
+                .copy_from_slice(&term_id.to_le_bytes());
+            offset += frame.aligned_length();
+        }
+    }
+
+    /// Read the frames of the message with the key at the position into the buffer (its first
+    /// frame when `first`, else the ones after those sent), check them and rewrite their session
+    /// and stream ids; stop after its last frame (END flag), at the end of the term or of the
+    /// block, or before a frame that ends past `end`.
+    fn prepare_message(
+        &mut self,
+        end: i64,
+        block_length: usize,
+        first: bool,
+    ) -> Result<MessageBlock, String> {
+        if self.position >= end {
+            return Ok(MessageBlock::NotYet);
+        }
+        let descriptor = &self.plan.descriptor;
+        let term_length = i64::from(descriptor.term_length);
+        let term_remaining = term_length - (self.position & (term_length - 1));
+        let wanted = term_remaining.min(block_length as i64) as usize;
+        // One message is usually far shorter than a block: read a page first, the block only for
+        // a message that goes on past it.
+        let mut length = wanted.min(MESSAGE_READ);
+        loop {
+            match self.parse_message(end, length, length < wanted, first)? {
+                MessageParse::Done(block) => return Ok(block),
+                MessageParse::ReadMore if length < wanted => length = wanted,
+                MessageParse::ReadMore => {
+                    let header = FrameHeader::decode(&self.buffer.as_slice()[..HEADER_LENGTH]);
+                    return Err(format!(
+                        "frame at position {} ({} bytes) does not fit the {wanted} bytes a block may have",
+                        self.position, header.frame_length
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Read `length` bytes at the position and prepare what they hold of the message (see
+    /// [`Self::prepare_message`]); `ReadMore` when the bytes end inside its first frame, or (if
+    /// `can_grow`) early inside the message.
+    fn parse_message(
+        &mut self,
+        end: i64,
+        length: usize,
+        can_grow: bool,
+        first: bool,
+    ) -> Result<MessageParse, String> {
+        let buffer = self.buffer.as_mut_slice();
+        let read = self
+            .reader
+            .read_at(self.position, &mut buffer[..length])
+            .map_err(|error| error.to_string())?;
+        let expectation = self.reader.expectation();
+        let filter = *self
+            .keys
+            .as_ref()
+            .expect("a filtered replay")
+            .search
+            .filter();
+        let source = self.plan.time_source;
+        let mut offset = 0;
+        let mut ends = false;
+        let mut cut_by_read = false;
+        while offset < read && self.position + (offset as i64) < end && !ends {
+            let position = self.position + offset as i64;
+            match expectation.check(&buffer[offset..read], position) {
+                Ok((header, aligned)) => {
+                    if position + aligned as i64 > end {
+                        if offset == 0 {
+                            return Ok(MessageParse::Done(MessageBlock::CrossesEnd));
+                        }
+                        break;
+                    }
+                    if offset + aligned > read {
+                        cut_by_read = read == length;
+                        break;
+                    }
+                    if offset == 0 && first {
+                        let payload = &buffer
+                            [HEADER_LENGTH..(header.frame_length as usize).max(HEADER_LENGTH)];
+                        if header.is_padding() || header.flags & tern_transport::BEGIN_FLAG == 0 {
+                            return Ok(MessageParse::Done(MessageBlock::Mismatch(
+                                "not the first frame of a message".into(),
+                            )));
+                        }
+                        if !filter.matches(header.reserved_value, payload) {
+                            return Ok(MessageParse::Done(MessageBlock::Mismatch(format!(
+                                "a message without key {filter}"
+                            ))));
+                        }
+                        self.block_time = source.message_time(payload);
+                    } else if header.is_padding() {
+                        // Fragments of a message are contiguous: a padding frame ends it.
+                        ends = true;
+                        break;
+                    }
+                    ends = header.flags & tern_transport::END_FLAG != 0;
+                    buffer[offset + SESSION_ID_OFFSET..offset + SESSION_ID_OFFSET + 4]
+                        .copy_from_slice(&self.plan.session_id.to_le_bytes());
+                    buffer[offset + STREAM_ID_OFFSET..offset + STREAM_ID_OFFSET + 4]
+                        .copy_from_slice(&self.plan.stream_id.to_le_bytes());
+                    offset += aligned;
+                }
+                Err(FrameProblem::Truncated) if offset > 0 || read == length => {
+                    cut_by_read = read == length;
+                    break;
+                }
+                Err(problem) => {
+                    let path = self.reader.segment_path(position);
+                    let base = self.reader.segment_base(position);
+                    return Err(format!(
+                        "{} at offset {} (position {position}): {problem}",
+                        path.display(),
+                        position - base,
+                    ));
+                }
+            }
+        }
+        // The read ended inside the message: read more first when little of it was read.
+        if cut_by_read && !ends && can_grow && offset < length / 2 {
+            return Ok(MessageParse::ReadMore);
+        }
+        if offset == 0 {
+            if ends {
+                return Ok(MessageParse::Done(MessageBlock::Cut));
+            }
+            return Ok(MessageParse::ReadMore);
+        }
+        Ok(MessageParse::Done(MessageBlock::Block {
+            length: offset,
+            ends,
+        }))
     }
 
     /// Read frames from the position into the buffer, check them and rewrite their session and
@@ -709,13 +1115,19 @@ impl Replayer {
         session.publication = publication;
         session.plan.session_id = session_id;
         session.position = position;
+        session.out_position = position;
         session.pending = 0;
         session.pending_due = None;
         session.padding_left = 0;
+        if let Some(keys) = session.keys.as_mut() {
+            keys.search.reset(position);
+            keys.in_message = false;
+            keys.pending_ends_message = false;
+        }
         session.deadline = Instant::now() + self.shared.config.replay_connect_timeout;
         let status = &session.plan.status;
         status.session_id.store(session_id, Ordering::Release);
-        status.position.store(position, Ordering::Release);
+        status.set_positions(position, position);
         if session.paused_at.is_none() {
             status.set_state(ReplayState::Connecting);
         }
@@ -753,8 +1165,21 @@ impl Replayer {
             plan.position,
             plan.stream_id
         );
+        let keys = plan.key.map(|filter| KeyReplay {
+            search: KeySearch::new(
+                self.shared.config.dir.clone(),
+                &plan.descriptor,
+                filter,
+                plan.position,
+            ),
+            in_message: false,
+            pending_ends_message: false,
+            compact: !plan.keep_positions,
+        });
         self.sessions.push(ReplaySession {
+            keys,
             position: plan.position,
+            out_position: plan.position,
             deadline: Instant::now() + self.shared.config.replay_connect_timeout,
             buffer: AlignedBuffer::new(self.shared.config.replay_block_length),
             pending: 0,

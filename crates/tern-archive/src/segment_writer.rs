@@ -14,12 +14,15 @@
 
 use crate::error::{io_error, ArchiveError, Result};
 use crate::frame::{stamp_checksums, FrameHeader, HEADER_LENGTH};
+use crate::indexer::IndexJob;
+use crate::key::KeyKind;
+use crate::key_index::KeyCollector;
 use crate::segment::{page_floor, segment_base, segment_file_name, AlignedBuffer, PAGE};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -255,6 +258,17 @@ pub struct SegmentWriter {
     broken: bool,
     /// The segment is full and synced; the next one is created with the next frame.
     roll_pending: bool,
+    /// The keys of the current segment's messages, for its key index.
+    keys: Option<KeyIndexing>,
+}
+
+/// A writer's notes of its messages' keys and where they go when a segment is finished.
+struct KeyIndexing {
+    collector: KeyCollector,
+    jobs: SyncSender<IndexJob>,
+    /// Lists the indexer is done with, for the next segments' notes.
+    recycled: Receiver<Vec<(i64, u32)>>,
+    recycle: Sender<Vec<(i64, u32)>>,
 }
 
 impl SegmentWriter {
@@ -368,7 +382,66 @@ impl SegmentWriter {
             worker: Some(worker),
             broken: false,
             roll_pending: false,
+            keys: None,
         })
+    }
+
+    /// Note the keys of `kinds` of every message appended from now on, and hand each finished
+    /// segment's notes to the indexer (`jobs`), which writes its key index files.
+    pub(crate) fn index_keys(&mut self, kinds: &[KeyKind], jobs: SyncSender<IndexJob>) {
+        if kinds.is_empty() {
+            return;
+        }
+        let (recycle, recycled) = mpsc::channel();
+        self.keys = Some(KeyIndexing {
+            collector: KeyCollector::new(kinds, self.segment.base),
+            jobs,
+            recycled,
+            recycle,
+        });
+    }
+
+    /// Hand the current segment's key notes to the indexer: its data ends at `end`. The next
+    /// segment's notes start at `next_base`. Never waits unless `wait`: when the indexer is
+    /// behind, the segment is left unindexed (a filtered replay scans it; the next start of the
+    /// archive or `tern verify` rebuilds its index).
+    fn hand_off_keys(&mut self, end: i64, next_base: i64, wait: bool) {
+        let recording_id = self.geometry.recording_id;
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        let recycled = &keys.recycled;
+        let next = keys.collector.next(next_base, || recycled.try_recv().ok());
+        let collector = std::mem::replace(&mut keys.collector, next);
+        let base = collector.base();
+        let job = IndexJob::Segment {
+            recording_id,
+            end_position: end,
+            collector,
+            // The last segment's lists are not needed again.
+            recycle: (!wait).then(|| keys.recycle.clone()),
+        };
+        let sent = if wait {
+            keys.jobs.send(job).map_err(|_| "the indexer stopped")
+        } else {
+            keys.jobs.try_send(job).map_err(|error| match error {
+                TrySendError::Full(_) => "the indexer is behind",
+                TrySendError::Disconnected(_) => "the indexer stopped",
+            })
+        };
+        if let Err(why) = sent {
+            tracing::warn!(
+                "recording {recording_id}: segment at {base} not indexed ({why}); a filtered replay scans it and `tern verify` rebuilds its index"
+            );
+        }
+    }
+
+    /// The recording stopped at `stop` (everything written and synced): index its last segment.
+    pub(crate) fn finish_keys(&mut self, stop: i64) {
+        if !self.roll_pending {
+            self.hand_off_keys(stop, stop, true);
+        }
+        self.keys = None;
     }
 
     /// The position after the last frame appended.
@@ -442,6 +515,9 @@ impl SegmentWriter {
             let buffer = self.buffer.as_mut_slice();
             buffer[start..end].copy_from_slice(block);
             self.buffer_length = end;
+            if let Some(keys) = self.keys.as_mut() {
+                keys.collector.collect(block, position);
+            }
             stamp_checksums(&mut buffer[start..end])
         } else {
             // A padding frame longer than the buffer: its body carries nothing, write zeroes.
@@ -600,6 +676,8 @@ impl SegmentWriter {
         }
         // A full segment is always synced, so recovery can trust every segment but the last.
         self.request_sync()?;
+        let end = self.segment_end();
+        self.hand_off_keys(end, end, false);
         self.buffer_position = self.segment_end();
         self.buffer_length = 0;
         self.submitted_length = 0;

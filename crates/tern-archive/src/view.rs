@@ -5,11 +5,19 @@ use crate::catalog::{Catalog, CatalogEntry};
 use crate::descriptor::RecordingDescriptor;
 use crate::error::{ArchiveError, Result};
 use crate::frame::FrameHeader;
+use crate::indexer::{check_collected, check_recording, CheckMode, KeyIndexCheck};
+use crate::key::{KeyFilter, KeyKind};
+use crate::key_index::{read_manifest, KeyCollector};
+use crate::key_search::{check_session, Found, KeySearch, SearchStats};
 use crate::recording_reader::{find_end, list_segments, FrameRef, RecordingReader, ScanStop};
 use crate::time_index::{read_time_index, TimeEntry};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tern_transport::{FragmentAssembler, Header};
+
+/// Bytes read at first for one message of a filtered read (more if it is longer): one message,
+/// not a whole chunk of the recording.
+const MESSAGE_READ: usize = 4096;
 
 /// A recording seen from the directory.
 #[derive(Debug, Clone)]
@@ -33,6 +41,19 @@ pub struct VerifyReport {
     pub bytes: i64,
     /// The first bad frame, if any.
     pub problem: Option<ScanStop>,
+    /// The key index files of the finished segments checked (whole, against the segment's
+    /// messages), for the kinds the recording indexes, and which were rebuilt.
+    pub key_indexes: Vec<KeyIndexCheck>,
+}
+
+/// What a read filtered by key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilteredRead {
+    /// Where a later read resumes without missing or repeating a message: after the last message
+    /// visited, or where the search reached (every message with the key before it was visited).
+    pub resume: i64,
+    /// How the messages were found: index files read, frames scanned.
+    pub stats: SearchStats,
 }
 
 /// A segment file of a recording.
@@ -177,18 +198,46 @@ impl ArchiveView {
     }
 
     /// Check every frame of a recording (header and CRC32C), calling `progress` with the bytes
-    /// checked so far now and then.
+    /// checked so far now and then; in the same pass, check the key index file of each finished
+    /// segment for the kinds the recording indexes (its manifest) against the segment's messages,
+    /// and rebuild the missing, damaged or stale ones.
     ///
     /// # Errors
-    /// Unknown id, or an unreadable segment.
+    /// Unknown id, or an unreadable segment or manifest.
     pub fn verify(&self, recording_id: i64, mut progress: impl FnMut(i64)) -> Result<VerifyReport> {
         let view = self.recording(recording_id)?;
         let descriptor = &view.descriptor;
+        let kinds = read_manifest(&self.dir, recording_id)?;
         let mut reader = RecordingReader::new(&self.dir, descriptor);
         let mut frames = 0u64;
         let mut last_report = descriptor.start_position;
+        let segment_length = i64::from(descriptor.segment_length);
+        let mut collector: Option<KeyCollector> = None;
+        let mut key_indexes = Vec::new();
+        let dir = self.dir.clone();
         let (reached, problem) =
             reader.scan(descriptor.start_position, view.end_position, |frame| {
+                if !kinds.is_empty() {
+                    let base = crate::segment::segment_base(
+                        descriptor.start_position,
+                        frame.position,
+                        i64::from(descriptor.term_length),
+                        segment_length,
+                    );
+                    if collector.as_ref().is_some_and(|c| c.base() != base) {
+                        // Every segment before the one of this frame is finished.
+                        let done = collector.take().expect("a collector");
+                        let end = done.base() + segment_length;
+                        key_indexes.extend(check_collected(&dir, recording_id, end, done, None));
+                    }
+                    let collector =
+                        collector.get_or_insert_with(|| KeyCollector::new(&kinds, base));
+                    if !frame.header.is_padding()
+                        && frame.header.flags & tern_transport::BEGIN_FLAG != 0
+                    {
+                        collector.note(&frame.header, frame.payload(), frame.position);
+                    }
+                }
                 if !frame.header.is_padding() {
                     frames += 1;
                 }
@@ -198,13 +247,81 @@ impl ArchiveView {
                 }
                 true
             })?;
+        if let Some(last) = collector {
+            // The last segment is finished when the recording stopped (or its data fills it).
+            let segment_end = last.base() + segment_length;
+            let finished = !view.active || reached == segment_end;
+            if problem.is_none() && finished {
+                let end = reached.min(segment_end);
+                key_indexes.extend(check_collected(&self.dir, recording_id, end, last, None));
+            }
+        }
         progress(reached - descriptor.start_position);
         Ok(VerifyReport {
             recording_id,
             frames,
             bytes: reached - descriptor.start_position,
             problem,
+            key_indexes,
         })
+    }
+
+    /// The kinds a recording is indexed by (its manifest), and what a look at each index file of
+    /// its finished segments finds (header, length, key table; nothing is written).
+    ///
+    /// # Errors
+    /// Unknown id, an unreadable manifest.
+    pub fn key_indexes(&self, recording_id: i64) -> Result<(Vec<KeyKind>, Vec<KeyIndexCheck>)> {
+        let view = self.recording(recording_id)?;
+        let kinds = read_manifest(&self.dir, recording_id)?;
+        let checks = check_recording(
+            &self.dir,
+            &view.descriptor,
+            view.end_position,
+            Some(&kinds),
+            CheckMode::Look,
+        )?;
+        Ok((kinds, checks))
+    }
+
+    /// Index a recording by `kinds` as well (added to its manifest): build the index files of its
+    /// finished segments for every kind of the manifest that are missing or differ from the
+    /// segment's messages. For a recording an archive is writing, its segments finished so far.
+    ///
+    /// # Errors
+    /// Unknown id, a kind that cannot be indexed, an unreadable segment, a manifest that cannot be
+    /// read or written.
+    pub fn build_key_index(
+        &self,
+        recording_id: i64,
+        kinds: &[KeyKind],
+    ) -> Result<Vec<KeyIndexCheck>> {
+        let view = self.recording(recording_id)?;
+        if let Some(kind) = kinds.iter().find(|kind| !kind.is_indexable()) {
+            return Err(ArchiveError::Invalid(format!(
+                "key kind {kind} cannot be indexed: a session is a whole recording"
+            )));
+        }
+        let mut all = read_manifest(&self.dir, recording_id)?;
+        for kind in kinds {
+            if !all.contains(kind) {
+                all.push(*kind);
+            }
+        }
+        let bytes = crate::key_index::encode_manifest(recording_id, &all);
+        crate::key_index::write_atomically(
+            &self.dir,
+            &crate::key_index::manifest_file_name(recording_id),
+            &bytes,
+            true,
+        )?;
+        check_recording(
+            &self.dir,
+            &view.descriptor,
+            view.end_position,
+            Some(&all),
+            CheckMode::Full,
+        )
     }
 
     /// Visit the frames of a recording from `from` (a frame start; `None`: the start) up to `to`
@@ -286,6 +403,115 @@ impl ArchiveView {
             more
         })?;
         Ok(resume)
+    }
+}
+
+impl ArchiveView {
+    /// Visit the whole messages of a recording that have the key of `filter` (fragments
+    /// reassembled), as [`Self::messages`] does, from `from` (a frame start) up to `to`. The key's
+    /// messages are found through the key index of each finished segment, or by scanning the
+    /// segment where its index is missing or damaged (or the recording is active and the segment
+    /// not finished). A session key selects the whole recording of that session, or is refused
+    /// naming the recordings of that session on the stream.
+    ///
+    /// # Errors
+    /// As [`Self::frames`]; a session key of another session.
+    pub fn messages_with_key(
+        &self,
+        recording_id: i64,
+        from: Option<i64>,
+        to: Option<i64>,
+        filter: &KeyFilter,
+        mut visit: impl FnMut(&[u8], &Header) -> bool,
+    ) -> Result<FilteredRead> {
+        let recording = self.recording(recording_id)?;
+        let descriptor = &recording.descriptor;
+        if filter.kind == KeyKind::Session {
+            check_session(descriptor, filter.value, self.catalog.recordings())?;
+            let resume = self.messages(recording_id, from, to, visit)?;
+            return Ok(FilteredRead {
+                resume,
+                stats: SearchStats::default(),
+            });
+        }
+        let available = recording.end_position;
+        let from = from.unwrap_or(descriptor.start_position);
+        let end = to.unwrap_or(available).min(available);
+        crate::archive::check_replay_position(&self.dir, descriptor, from, available)?;
+        let session_id = descriptor.session_id;
+        let mut search = KeySearch::new(self.dir.clone(), descriptor, *filter, from);
+        let mut reader = RecordingReader::new(&self.dir, descriptor).scattered();
+        let mut assembler = FragmentAssembler::new();
+        loop {
+            let start = match search.next(end, available, !recording.active, usize::MAX)? {
+                Found::Budget => continue,
+                Found::Exhausted(reached) => {
+                    return Ok(FilteredRead {
+                        resume: reached,
+                        stats: search.stats(),
+                    })
+                }
+                Found::At(start) => start,
+            };
+            search.read_ahead();
+            let mut outcome: Option<Result<i64, String>> = None;
+            let mut more = true;
+            let mut first = true;
+            let (_, problem) = reader.scan_reading(start, end, MESSAGE_READ, |frame| {
+                let flags = frame.header.flags;
+                if first {
+                    first = false;
+                    if frame.header.is_padding() || flags & tern_transport::BEGIN_FLAG == 0 {
+                        outcome = Some(Err("not the first frame of a message".into()));
+                        return false;
+                    }
+                    if !filter.matches(frame.header.reserved_value, frame.payload()) {
+                        outcome = Some(Err(format!("a message without key {filter}")));
+                        return false;
+                    }
+                } else if frame.header.is_padding() {
+                    // Fragments are contiguous: a message cut short (damage Aeron never writes).
+                    outcome = Some(Ok(frame.position));
+                    return false;
+                }
+                let after = frame.position + frame.aligned_length as i64;
+                let header = header_of(&frame.header, after, session_id);
+                assembler.on_fragment(frame.payload(), &header, &mut |message, header| {
+                    more = visit(message, header);
+                });
+                if flags & tern_transport::END_FLAG != 0 {
+                    outcome = Some(Ok(after));
+                    return false;
+                }
+                true
+            })?;
+            match outcome {
+                Some(Ok(after)) => {
+                    search.take();
+                    if !more {
+                        return Ok(FilteredRead {
+                            resume: after,
+                            stats: search.stats(),
+                        });
+                    }
+                }
+                Some(Err(why)) => search.distrust(start, &why),
+                None => {
+                    if let Some(problem) = problem {
+                        return Err(ArchiveError::Corrupt {
+                            path: problem.path.clone(),
+                            offset: problem.file_offset,
+                            reason: format!("position {}: {}", problem.position, problem.problem),
+                        });
+                    }
+                    // The message's last frames are past `to` (or not recorded yet): resume at it.
+                    return Ok(FilteredRead {
+                        resume: start,
+                        stats: search.stats(),
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub enum CaseKind {
     Control,
     /// Replay-merge of a stream published at a steady 1 M msg/s: time to merge, gaps, duplicates.
     Merge,
+    /// Replaying one key of many interleaved ones: through the key index against a scan.
+    Keys,
 }
 
 /// How the archive writes segments (the `--write-mode` flag).
@@ -68,7 +70,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ipc-raw,record,replay,disk,seek,pacing,control,merge"
+        default_value = "ipc-raw,record,replay,disk,seek,pacing,keys,control,merge"
     )]
     pub cases: Vec<CaseKind>,
     /// Payload sizes in bytes (at least 8: the sequence number).
@@ -116,6 +118,19 @@ pub struct Args {
     /// Size of the disk test's file in MiB (default: the largest recording's size, else 2048).
     #[arg(long)]
     pub disk_mib: Option<u64>,
+    /// Key kinds the archive indexes in the record case (repeatable): reserved, cluster-egress,
+    /// field:OFFSET:i32 or field:OFFSET:i64. Default: none (the archive's default).
+    #[arg(long = "key-index", value_name = "KIND")]
+    pub key_index: Vec<tern_archive::KeyKind>,
+    /// Distinct keys the publishers put in the reserved value, in turn (0: a key per message).
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    /// Payload size of the keys case (at least 8 bytes).
+    #[arg(long, default_value_t = 256)]
+    pub key_size: usize,
+    /// Payload bytes recorded for the keys case (default: 4 GiB, 64 MiB with --quick).
+    #[arg(long)]
+    pub key_bytes: Option<u64>,
 }
 
 impl Args {
@@ -131,6 +146,12 @@ impl Args {
     pub fn validate(&self) -> anyhow::Result<()> {
         if let Some(size) = self.sizes.iter().find(|size| **size < MIN_SIZE) {
             anyhow::bail!("size {size} is below {MIN_SIZE} bytes (the sequence number)");
+        }
+        if self.key_size < MIN_SIZE {
+            anyhow::bail!(
+                "--key-size {} is below {MIN_SIZE} bytes (the sequence number)",
+                self.key_size
+            );
         }
         if self.messages == Some(0) || self.bytes == Some(0) {
             anyhow::bail!("--messages and --bytes must be positive");

@@ -11,7 +11,7 @@ mod traffic;
 
 use anyhow::Context;
 use cases::replay::Cache;
-use cases::{disk, ipc, pacing, record, replay, seek, Bench};
+use cases::{disk, ipc, keys, pacing, record, replay, seek, Bench};
 use clap::Parser;
 use cli::{Args, CaseKind};
 use report::{CaseResult, Report};
@@ -44,6 +44,12 @@ struct Settings {
     write_buffer_length: usize,
     /// The archive's replay block.
     replay_block_length: usize,
+    /// Key kinds the archive indexed in the record case.
+    key_index: Vec<String>,
+    /// Distinct keys the publishers used (0: a key per message).
+    keys: u64,
+    /// Payload size of the keys case.
+    key_size: usize,
     /// The embedded media driver's directory.
     driver_dir: String,
 }
@@ -187,6 +193,9 @@ fn settings(args: &Args, bench: &Bench) -> Settings {
         segment_length: archive.segment_length,
         write_buffer_length: archive.write_buffer_length,
         replay_block_length: archive.replay_block_length,
+        key_index: args.key_index.iter().map(ToString::to_string).collect(),
+        keys: args.keys,
+        key_size: args.key_size,
         driver_dir: bench.aeron_dir.clone(),
     }
 }
@@ -221,6 +230,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     bench.write_buffer_length = args.write_buffer_kib.map(|kib| kib << 10);
     bench.preallocate = !args.no_preallocate;
     bench.replay_block_length = args.replay_block_kib.map(|kib| kib << 10);
+    bench.key_index = args.key_index.clone();
+    bench.keys = args.keys;
     let settings = settings(args, &bench);
     let mut out = Outcomes::default();
     if args.wants(CaseKind::IpcRaw) {
@@ -279,6 +290,25 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             out.add(rows);
         }
     }
+    let mut summaries = Vec::new();
+    if args.wants(CaseKind::Keys) {
+        let bytes = args
+            .key_bytes
+            .unwrap_or(if args.quick { 64 << 20 } else { 4 << 30 });
+        let messages = (bytes / args.key_size.max(1) as u64).max(1);
+        eprintln!(
+            "== keys: {} messages of {} B, {} keys",
+            report::thousands(messages as f64),
+            args.key_size,
+            args.keys
+        );
+        let outcome = keys::run(&bench, args.key_size, messages, args.keys);
+        if let Some((rows, summary)) = out.keep("keys", outcome) {
+            out.add(rows);
+            eprintln!("   {summary}");
+            summaries.push(summary);
+        }
+    }
     drop(driver);
     if args.peers {
         run_peers(args, &host.data_dir, &mut out);
@@ -286,6 +316,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     report::add_ratios(&mut out.results);
     println!();
     print!("{}", report::format_table(&out.results));
+    for summary in &summaries {
+        println!("{summary}");
+    }
     println!(
         "\nhost: {} cpus ({}), {} GiB, kernel {}, data dir {} ({}), {}",
         host.nproc,

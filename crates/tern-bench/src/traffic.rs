@@ -45,9 +45,20 @@ pub fn wait_connected(publication: &ExclusivePublication) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The reserved value of message `sequence` when there are `keys` keys: `sequence % keys`, the
+/// keys interleaved in turn (`keys` 0: the sequence itself, every message a key of its own).
+pub fn key_of(sequence: u64, keys: u64) -> i64 {
+    if keys == 0 {
+        sequence as i64
+    } else {
+        (sequence % keys) as i64
+    }
+}
+
 /// Send `messages` messages of `size` bytes, numbered from 0, as fast as the publication accepts
-/// them: `try_claim` when a message fits one frame, `offer` otherwise; back pressure is met with
-/// [`BackoffIdle`]. Gives up when `abort` is set or nothing goes through for [`STALL_TIMEOUT`].
+/// them: `try_claim` when a message fits one frame (its reserved value [`key_of`] the sequence and
+/// `keys`), `offer` otherwise; back pressure is met with [`BackoffIdle`]. Gives up when `abort` is
+/// set or nothing goes through for [`STALL_TIMEOUT`].
 ///
 /// # Errors
 /// A final offer error, an abort, or a stall.
@@ -55,6 +66,7 @@ pub fn publish(
     publication: &ExclusivePublication,
     size: usize,
     messages: u64,
+    keys: u64,
     abort: &AtomicBool,
 ) -> anyhow::Result<Published> {
     let claim = size <= publication.max_payload_length();
@@ -63,10 +75,12 @@ pub fn publish(
     let started = Instant::now();
     let mut stalled_since: Option<Instant> = None;
     let mut sequence = 0u64;
+    // `key_of(sequence, keys)`, kept up to date without a division per message.
+    let mut key = 0i64;
     while sequence < messages {
         let bytes = sequence.to_le_bytes();
         let outcome = if claim {
-            publication.try_claim(size, sequence as i64, |buffer| {
+            publication.try_claim(size, key, |buffer| {
                 buffer[..bytes.len()].copy_from_slice(&bytes);
             })
         } else {
@@ -76,6 +90,13 @@ pub fn publish(
         match outcome {
             Ok(_) => {
                 sequence += 1;
+                key = if keys == 0 {
+                    sequence as i64
+                } else if key as u64 + 1 == keys {
+                    0
+                } else {
+                    key + 1
+                };
                 if stalled_since.take().is_some() {
                     idle.reset();
                 }
@@ -210,6 +231,80 @@ pub fn count(
         finished: Instant::now(),
         session_id: checker.session_id,
         mixed_sessions: checker.mixed_sessions,
+    })
+}
+
+/// Receive until `total` messages came from `subscription`, keeping those whose reserved value is
+/// `key`: the messages of that key, whose sequences are `key`, `key + keys`, `key + 2 keys`...
+/// (checked). A filtered replay sends only those (`total` is their count), an unfiltered one every
+/// message (the subscriber filters).
+///
+/// # Errors
+/// A message of the key out of order or of the wrong size, a poll error, an abort, or a stall.
+pub fn count_key(
+    subscription: &Subscription,
+    size: usize,
+    key: i64,
+    keys: u64,
+    total: u64,
+    abort: &AtomicBool,
+) -> anyhow::Result<Counted> {
+    let mut received = 0u64;
+    let mut matched = 0u64;
+    let mut bytes = 0u64;
+    let mut problem = None;
+    let mut session_id = None;
+    let mut mixed_sessions = false;
+    let mut idle = BackoffIdle::new();
+    let mut last_progress = Instant::now();
+    while received < total {
+        let fragments = subscription
+            .poll(
+                |payload, header| {
+                    received += 1;
+                    match session_id {
+                        None => session_id = Some(header.session_id),
+                        Some(id) if id != header.session_id => mixed_sessions = true,
+                        Some(_) => {}
+                    }
+                    if header.reserved_value != key {
+                        return;
+                    }
+                    let sequence = payload
+                        .get(..8)
+                        .and_then(|bytes| bytes.try_into().ok())
+                        .map(u64::from_le_bytes);
+                    let expected = key as u64 + matched * keys.max(1);
+                    if payload.len() != size || sequence != Some(expected) {
+                        problem.get_or_insert(format!(
+                            "message {matched} of key {key} arrived as {} bytes with sequence {sequence:?}, not {expected}",
+                            payload.len()
+                        ));
+                    }
+                    matched += 1;
+                    bytes += payload.len() as u64;
+                },
+                FRAGMENT_LIMIT,
+            )
+            .context("poll")?;
+        if let Some(problem) = problem.take() {
+            bail!("subscriber: {problem}");
+        }
+        if fragments > 0 {
+            last_progress = Instant::now();
+        } else if abort.load(Ordering::Relaxed) {
+            bail!("subscriber aborted after {received} of {total} messages");
+        } else if last_progress.elapsed() > STALL_TIMEOUT {
+            bail!("subscriber stalled after {received} of {total} messages");
+        }
+        idle.idle(fragments);
+    }
+    Ok(Counted {
+        messages: matched,
+        bytes,
+        finished: Instant::now(),
+        session_id,
+        mixed_sessions,
     })
 }
 

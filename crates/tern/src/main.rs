@@ -28,8 +28,11 @@ enum Command {
     Describe(commands::describe::Args),
     /// Replay a recording to a channel, or print its messages as text or hex.
     Replay(commands::replay::Args),
-    /// Check every frame's CRC32C; report the first bad frame of each recording.
+    /// Check every frame's CRC32C; report the first bad frame of each recording; rebuild missing
+    /// or damaged key index files.
     Verify(commands::verify::Args),
+    /// Index recordings by a key kind (for replays filtered by key), after the fact.
+    Index(commands::index::Args),
     /// Print the frames of a recording, headers included.
     Dump(commands::dump::Args),
     /// Cut a stopped recording at a position, deleting what follows (no archive may run on the
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Describe(args) => commands::describe::run(args),
         Command::Replay(args) => commands::replay::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Index(args) => commands::index::run(args),
         Command::Dump(args) => commands::dump::run(args),
         Command::Truncate(args) => commands::truncate::run(args),
         Command::Purge(args) => commands::purge::run(args),

@@ -772,6 +772,8 @@ struct ReplayArgs {
     stream_id: i32,
     speed: Option<f64>,
     time_source: TimeSource,
+    /// Only the messages of one key (sent back to back).
+    key: Option<crate::key::KeyFilter>,
     /// The position was found from a time or a cursor: it may be the end of a stopped
     /// recording (an empty replay), which Aeron refuses for a position given outright.
     may_start_at_end: bool,
@@ -1000,6 +1002,7 @@ impl Context<'_> {
                     stream_id: request.replay_stream_id,
                     speed: None,
                     time_source: TimeSource::default(),
+                    key: None,
                     may_start_at_end: false,
                 },
             ),
@@ -1015,6 +1018,7 @@ impl Context<'_> {
                     stream_id: request.replay_stream_id,
                     speed: None,
                     time_source: TimeSource::default(),
+                    key: None,
                     may_start_at_end: false,
                 },
             ),
@@ -1259,15 +1263,21 @@ impl Context<'_> {
         else {
             return;
         };
-        if !request.key_filter.is_empty() {
-            self.error(
-                session,
-                correlation_id,
-                GENERIC,
-                "key filters are not supported by this archive",
-            );
-            return;
-        }
+        let key = if request.key_filter.is_empty() {
+            None
+        } else {
+            match request.key_filter.parse::<crate::key::KeyFilter>() {
+                Ok(key) => Some(key),
+                Err(error) => {
+                    return self.error(
+                        session,
+                        correlation_id,
+                        GENERIC,
+                        &format!("key filter {:?}: {error}", request.key_filter),
+                    )
+                }
+            }
+        };
         let mut may_start_at_end = false;
         let position = if request.from_timestamp != proto::TernReplayRequest::FROM_TIMESTAMP_NONE {
             may_start_at_end = true;
@@ -1313,6 +1323,7 @@ impl Context<'_> {
                 stream_id: request.replay_stream_id,
                 speed,
                 time_source,
+                key,
                 may_start_at_end,
             },
         );
@@ -1409,6 +1420,7 @@ impl Context<'_> {
             stream_id,
             speed,
             time_source,
+            key,
             may_start_at_end,
         } = args;
         let Some(info) = self.recording(session, correlation_id, recording_id) else {
@@ -1494,6 +1506,8 @@ impl Context<'_> {
             speed,
             time_source,
             limit_counter_id,
+            key,
+            keep_positions: false,
         };
         match self.archive.start_replay(&request) {
             Ok(replay_id) => {

@@ -34,7 +34,7 @@ pub fn run(bench: &Bench, size: usize, messages: u64) -> anyhow::Result<CaseResu
         let client = Client::connect(&aeron_dir)?;
         let publication = client.add_exclusive_publication(CHANNEL, stream)?;
         traffic::wait_connected(&publication)?;
-        traffic::publish(&publication, size, messages, abort)
+        traffic::publish(&publication, size, messages, 0, abort)
     })?;
     let published = join_worker(publisher);
     let counted = join_worker(subscriber)?;

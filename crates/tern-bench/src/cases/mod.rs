@@ -4,6 +4,7 @@
 pub mod control;
 pub mod disk;
 pub mod ipc;
+pub mod keys;
 pub mod pacing;
 pub mod record;
 pub mod replay;
@@ -34,6 +35,10 @@ pub struct Bench {
     pub replay_block_length: Option<usize>,
     /// Whether the archive preallocates segment files.
     pub preallocate: bool,
+    /// Key kinds the archive indexes (the `record` case).
+    pub key_index: Vec<tern_archive::KeyKind>,
+    /// Distinct keys in the reserved values the publisher sets (0: a key per message).
+    pub keys: u64,
     next_stream: Cell<i32>,
 }
 
@@ -53,6 +58,8 @@ impl Bench {
             write_buffer_length: None,
             replay_block_length: None,
             preallocate: true,
+            key_index: Vec::new(),
+            keys: 0,
             next_stream: Cell::new(1001),
         }
     }
@@ -63,6 +70,7 @@ impl Bench {
         config.fsync = self.fsync;
         config.write_mode = self.write_mode;
         config.preallocate = self.preallocate;
+        config.key_index = self.key_index.clone();
         if let Some(length) = self.write_buffer_length {
             config.write_buffer_length = length;
         }

@@ -95,6 +95,8 @@ pub fn run(bench: &Bench, messages: u32) -> anyhow::Result<Vec<CaseResult>> {
             speed: Some(speed),
             time_source: Default::default(),
             limit_counter_id: None,
+            key: None,
+            keep_positions: false,
         })?;
         let mut arrivals: Vec<Option<Instant>> = vec![None; messages as usize];
         let mut received = 0usize;

@@ -109,7 +109,13 @@ pub fn run(bench: &Bench, size: usize, messages: u64) -> anyhow::Result<Recordin
     let publication = client.add_exclusive_publication(CHANNEL, stream)?;
     traffic::wait_connected(&publication)?;
     let recording_id = wait_for_recording(&archive, stream, publication.session_id())?;
-    let published = traffic::publish(&publication, size, messages, &AtomicBool::new(false))?;
+    let published = traffic::publish(
+        &publication,
+        size,
+        messages,
+        bench.keys,
+        &AtomicBool::new(false),
+    )?;
     let recorded_at = wait_recorded(&archive, recording_id, published.final_position)?;
     archive.stop_recording(subscription_id)?;
     drop(publication);
@@ -127,10 +133,18 @@ pub fn run(bench: &Bench, size: usize, messages: u64) -> anyhow::Result<Recordin
     let result = CaseResult::new("record", size as u64, messages, seconds)
         .with_disk_bytes(disk_bytes)
         .with_note(format!(
-            "fsync={} write={:?} buffer={}KiB; publisher done after {:.3} s",
+            "fsync={} write={:?} buffer={}KiB key-index=[{}] keys={}; publisher done after {:.3} s",
             archive.config().fsync,
             archive.config().write_mode,
             archive.config().write_buffer_length >> 10,
+            archive
+                .config()
+                .key_index
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            bench.keys,
             published
                 .finished
                 .duration_since(published.started)

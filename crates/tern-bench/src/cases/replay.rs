@@ -114,6 +114,8 @@ pub fn run(
         speed: None,
         time_source: Default::default(),
         limit_counter_id: None,
+        key: None,
+        keep_positions: false,
     };
     let replay_id = match recording.archive.start_replay(&request) {
         Ok(id) => id,

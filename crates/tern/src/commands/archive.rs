@@ -51,6 +51,9 @@ struct ConfigFile {
     segment_length: Option<toml::Value>,
     fsync: Option<String>,
     write_mode: Option<String>,
+    /// Key kinds to index, e.g. ["reserved", "cluster-egress"].
+    #[serde(default)]
+    key_index: Vec<String>,
     #[serde(default)]
     record: Vec<RecordEntry>,
     control: Option<ControlSection>,
@@ -171,6 +174,15 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             Some("buffered") => Some(tern_archive::WriteMode::Buffered),
             Some(other) => bail!("write_mode {other:?}: expected direct or buffered"),
         };
+    }
+    if args.archive.key_index.is_empty() {
+        for kind in &file.key_index {
+            args.archive.key_index.push(
+                kind.parse()
+                    .map_err(anyhow::Error::msg)
+                    .context("key_index")?,
+            );
+        }
     }
     // The driver: --embedded-driver embeds; --aeron-dir alone attaches; otherwise the config's
     // embedded_driver (default true) decides, in its aeron_dir (or Aeron's default).

@@ -116,6 +116,8 @@ fn replay_and_check(
         speed: None,
         time_source: Default::default(),
         limit_counter_id: None,
+        key: None,
+        keep_positions: false,
     })?;
     let status = archive.replay_status(replay_id)?;
     let total: u64 = expected.values().sum();

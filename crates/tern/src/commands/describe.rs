@@ -81,6 +81,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         Err(error) => println!("  time index        unreadable: {error}"),
     }
+    match view.key_indexes(d.recording_id) {
+        Ok((kinds, _)) if kinds.is_empty() => println!("  key indexes       none"),
+        Ok((kinds, checks)) => {
+            let names: Vec<String> = kinds.iter().map(ToString::to_string).collect();
+            let ok = checks.iter().filter(|check| check.is_ok()).count();
+            println!(
+                "  key indexes       {} ({ok} of {} files ok; the segment being written has none)",
+                names.join(", "),
+                checks.len()
+            );
+            for check in checks {
+                println!(
+                    "    {}  {}",
+                    view.dir().join(check.file_name(d.recording_id)).display(),
+                    check.found
+                );
+            }
+        }
+        Err(error) => println!("  key indexes       unreadable: {error}"),
+    }
     let segments = view.segment_files(d.recording_id);
     println!("  segments          {}", segments.len());
     for segment in segments {

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod describe;
 pub mod driver;
 pub mod dump;
+pub mod index;
 pub mod list;
 pub mod purge;
 pub mod record;

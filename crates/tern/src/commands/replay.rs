@@ -54,6 +54,17 @@ pub struct Args {
     /// UNIT is ns, us, ms or s.
     #[arg(long, default_value = "capture")]
     time_source: tern_archive::TimeSource,
+    /// Only the messages of one key (KIND:VALUE): session:ID (the publisher session: a whole
+    /// recording), reserved:V (the frame header's reserved value), cluster-egress:ID (an Aeron
+    /// Cluster egress header's clusterSessionId), field:OFFSET:i32:V or field:OFFSET:i64:V (a
+    /// little-endian integer at a byte offset of the message). Positions stay the recording's.
+    #[arg(long, value_name = "KIND:VALUE", allow_hyphen_values = true)]
+    key: Option<tern_archive::KeyFilter>,
+    /// With --key and --channel: keep the recorded positions, padding the gaps between the key's
+    /// messages (costs a pass of the media driver over the recording's whole length); by default
+    /// the key's messages go back to back.
+    #[arg(long, requires = "key")]
+    keep_positions: bool,
     /// Read commands from standard input, one per line: p (pause), r (resume), q (quit),
     /// s POSITION or t TIME (seek; a seek also resumes).
     #[arg(long)]
@@ -311,6 +322,8 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         speed: args.speed,
         time_source: args.time_source,
         limit_counter_id: None,
+        key: args.key,
+        keep_positions: args.keep_positions,
     })?;
     let status = archive.replay_status(replay_id)?;
     eprintln!(
@@ -348,9 +361,12 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
         if args.progress && Instant::now() >= next_progress {
             next_progress += Duration::from_secs(1);
             eprintln!(
-                "progress: position {} {:?}{}",
-                status.position(),
+                "progress: position {} {:?}{}{}",
+                status.recording_position(),
                 status.state(),
+                args.key
+                    .map(|key| key_progress(&key, &status.search_stats()))
+                    .unwrap_or_default(),
                 args.speed
                     .map(|speed| format!(" speed {speed}x"))
                     .unwrap_or_default()
@@ -369,10 +385,21 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
             status.error().unwrap_or_else(|| "replay failed".into())
         ),
         state => {
-            eprintln!("replay {state:?} at position {}", status.position());
+            eprintln!(
+                "replay {state:?} at position {}",
+                status.recording_position()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The part of a progress line about a key filter: the key, and how its messages were found.
+fn key_progress(key: &tern_archive::KeyFilter, stats: &tern_archive::SearchStats) -> String {
+    format!(
+        " key {key} (index: {} segments; scanned: {} segments, {} bytes)",
+        stats.index_segments, stats.scanned_segments, stats.scanned_bytes
+    )
 }
 
 fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
@@ -402,6 +429,8 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     };
     // The length counts from where the replay starts: --from, or the recording's start.
     let mut limit: Option<i64> = None;
+    // How the last pass of a filtered print found its messages.
+    let mut searched = tern_archive::SearchStats::default();
     let mut broken_pipe = false;
     loop {
         let view = ArchiveView::open(dir)
@@ -417,7 +446,7 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
         let mut write_error = None;
         let mut pace_error = None;
         let mut seek_to: Option<Control> = None;
-        let reached = view.messages(args.id, Some(start), Some(to), |message, header| {
+        let mut visit = |message: &[u8], header: &tern_transport::Header| {
             if let Some(controls) = &controls {
                 match wait_while_paused(controls) {
                     Next::Go(paused) => {
@@ -443,8 +472,11 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
                     .map(crate::util::format_time)
                     .unwrap_or_else(|| "-".into());
                 eprintln!(
-                    "progress: position {} messages {messages} at {at}{}",
+                    "progress: position {} messages {messages} at {at}{}{}",
                     header.position,
+                    args.key
+                        .map(|key| key_progress(&key, &searched))
+                        .unwrap_or_default(),
                     args.speed
                         .map(|speed| format!(" speed {speed}x"))
                         .unwrap_or_default()
@@ -477,7 +509,28 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
                 return false;
             }
             true
-        })?;
+        };
+        let reached = match &args.key {
+            Some(key) => {
+                let read =
+                    view.messages_with_key(args.id, Some(start), Some(to), key, &mut visit)?;
+                searched = read.stats;
+                read.resume
+            }
+            None => view.messages(args.id, Some(start), Some(to), &mut visit)?,
+        };
+        if args.progress && Instant::now() >= next_progress {
+            next_progress += Duration::from_secs(1);
+            eprintln!(
+                "progress: position {reached} messages {messages}{}{}",
+                args.key
+                    .map(|key| key_progress(&key, &searched))
+                    .unwrap_or_default(),
+                args.speed
+                    .map(|speed| format!(" speed {speed}x"))
+                    .unwrap_or_default()
+            );
+        }
         if let Some(error) = pace_error {
             return Err(error);
         }

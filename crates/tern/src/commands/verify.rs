@@ -18,6 +18,31 @@ pub struct Args {
     quiet: bool,
 }
 
+/// Report the key index files found wrong (and rebuilt, unless that failed) and a summary.
+pub fn print_key_indexes(id: i64, checks: &[tern_archive::KeyIndexCheck]) {
+    if checks.is_empty() {
+        return;
+    }
+    for check in checks.iter().filter(|check| !check.is_ok()) {
+        println!(
+            "recording {id}: key index {} {}: {}",
+            check.file_name(id),
+            if check.rebuilt {
+                "rebuilt"
+            } else {
+                "NOT rebuilt"
+            },
+            check.found
+        );
+    }
+    let rebuilt = checks.iter().filter(|check| check.rebuilt).count();
+    println!(
+        "recording {id}: key indexes: {} files, {} ok, {rebuilt} rebuilt",
+        checks.len(),
+        checks.iter().filter(|check| check.is_ok()).count()
+    );
+}
+
 /// Verify; exit 1 if anything is damaged.
 pub fn run(args: Args) -> Result<ExitCode> {
     let view = args.dir.open()?;
@@ -65,6 +90,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bar.set_message(id.to_string());
         let report = view.verify(id, |done| bar.set_position(done.max(0) as u64))?;
         bar.finish_and_clear();
+        print_key_indexes(id, &report.key_indexes);
         match report.problem {
             None => println!(
                 "recording {id}: ok, {} frames, {} bytes",

@@ -1,0 +1,381 @@
+//! Writing key index files off the recorder's hot path, and checking and rebuilding them.
+//!
+//! The recorder notes the keys of each message as it appends it (a few nanoseconds a message);
+//! when a segment is full, or the recording stops, it hands the notes of that segment to the
+//! indexer thread (`tern-indexer`), which sorts them and writes one file per kind. The queue is
+//! bounded: when the indexer falls behind, a full segment's notes are dropped (logged), and the
+//! segment is indexed at the next start of the archive or by `tern verify`. At launch the
+//! indexer checks every recording's index files and rebuilds missing or damaged ones by reading
+//! their segment (after a crash: the segment that was being written, and any the indexer had not
+//! written yet).
+
+use crate::descriptor::RecordingDescriptor;
+use crate::error::Result;
+use crate::key::KeyKind;
+use crate::key_index::{
+    encode_key_index, key_index_file_name, read_manifest, write_atomically, Expected, KeyCollector,
+    KeyIndexReader,
+};
+use crate::recording_reader::{list_segments, RecordingReader, ScanStop};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+/// Jobs queued before the recorder drops a full segment's notes rather than wait.
+pub(crate) const QUEUE_LENGTH: usize = 8;
+
+pub(crate) enum IndexJob {
+    /// A segment is finished: its messages before `end_position` are in `collector`. The
+    /// collector's lists go back through `recycle` once written, for the next segment's notes
+    /// (memory already mapped: no page faults on the recorder's thread).
+    Segment {
+        recording_id: i64,
+        end_position: i64,
+        collector: KeyCollector,
+        recycle: Option<std::sync::mpsc::Sender<Vec<(i64, u32)>>>,
+    },
+    /// Check the index files of these (stopped) recordings; rebuild what is missing or damaged.
+    Check {
+        recordings: Vec<RecordingDescriptor>,
+    },
+}
+
+/// Write the key index files of the jobs that come, until the queue closes. A check of the
+/// recordings at launch stops early (between recordings) when `stopping` is set.
+pub(crate) fn run_indexer(dir: PathBuf, jobs: Receiver<IndexJob>, stopping: Arc<AtomicBool>) {
+    for job in jobs {
+        match job {
+            IndexJob::Segment {
+                recording_id,
+                end_position,
+                collector,
+                recycle,
+            } => write_segment(&dir, recording_id, end_position, collector, recycle),
+            IndexJob::Check { recordings } => {
+                for descriptor in recordings {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match check_recording(
+                        &dir,
+                        &descriptor,
+                        descriptor.stop_position,
+                        None,
+                        CheckMode::Repair,
+                    ) {
+                        Ok(checks) => {
+                            for check in checks.iter().filter(|check| check.rebuilt) {
+                                tracing::info!(
+                                    "recording {}: key index {} rebuilt ({})",
+                                    descriptor.recording_id,
+                                    check.file_name(descriptor.recording_id),
+                                    check.found
+                                );
+                            }
+                        }
+                        Err(error) => tracing::warn!(
+                            "recording {}: key indexes not checked: {error}",
+                            descriptor.recording_id
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_segment(
+    dir: &Path,
+    recording_id: i64,
+    end_position: i64,
+    collector: KeyCollector,
+    recycle: Option<std::sync::mpsc::Sender<Vec<(i64, u32)>>>,
+) {
+    let base = collector.base();
+    for (kind, mut entries) in collector.into_entries() {
+        let bytes = encode_key_index(kind, recording_id, base, end_position, &mut entries);
+        if let Some(recycle) = &recycle {
+            entries.clear();
+            let _ = recycle.send(entries);
+        }
+        let name = key_index_file_name(recording_id, base, &kind);
+        if let Err(error) = write_atomically(dir, &name, &bytes, true) {
+            tracing::warn!(
+                "recording {recording_id}: key index {name} not written (a filtered replay scans the segment; `tern verify` rebuilds it): {error}"
+            );
+        }
+    }
+}
+
+/// The segments of a recording that hold data and are finished, with where their data ends:
+/// `(base, end)`. `end_position` is the recording's stop, or for an active recording the end of
+/// its data (its last segment, still being written, is left out).
+pub(crate) fn finished_segments(
+    descriptor: &RecordingDescriptor,
+    bases: &[i64],
+    end_position: i64,
+    stopped: bool,
+) -> Vec<(i64, i64)> {
+    let length = i64::from(descriptor.segment_length);
+    bases
+        .iter()
+        .filter(|base| **base + length > descriptor.start_position && **base < end_position)
+        .filter_map(|base| {
+            let segment_end = base + length;
+            if stopped {
+                Some((*base, segment_end.min(end_position)))
+            } else {
+                (segment_end <= end_position).then_some((*base, segment_end))
+            }
+        })
+        .collect()
+}
+
+/// What was found of one index file, and whether it was rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIndexCheck {
+    /// The segment's base.
+    pub segment_base: i64,
+    /// The kind.
+    pub kind: KeyKind,
+    /// `ok`, `missing`, or what is wrong with it.
+    pub found: String,
+    /// Whether it was written anew.
+    pub rebuilt: bool,
+}
+
+impl KeyIndexCheck {
+    /// Whether the file was good as found.
+    pub fn is_ok(&self) -> bool {
+        self.found == "ok"
+    }
+
+    /// The file's name.
+    pub fn file_name(&self, recording_id: i64) -> String {
+        key_index_file_name(recording_id, self.segment_base, &self.kind)
+    }
+}
+
+fn describe_error(error: &crate::ArchiveError) -> String {
+    match error {
+        crate::ArchiveError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            "missing".into()
+        }
+        crate::ArchiveError::Corrupt { offset, reason, .. } => {
+            format!("damaged at offset {offset}: {reason}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Read one finished segment and note its messages' keys of `kinds`.
+///
+/// # Errors
+/// The segment is unreadable; a damaged frame is returned as `Err(Ok(stop))`.
+fn collect_segment(
+    reader: &mut RecordingReader,
+    descriptor: &RecordingDescriptor,
+    kinds: &[KeyKind],
+    base: i64,
+    end: i64,
+) -> Result<std::result::Result<KeyCollector, ScanStop>> {
+    let mut collector = KeyCollector::new(kinds, base);
+    let from = base.max(descriptor.start_position);
+    let (_, stop) = reader.scan(from, end, |frame| {
+        if !frame.header.is_padding() && frame.header.flags & tern_transport::BEGIN_FLAG != 0 {
+            collector.note(&frame.header, frame.payload(), frame.position);
+        }
+        true
+    })?;
+    Ok(match stop {
+        Some(stop) => Err(stop),
+        None => Ok(collector),
+    })
+}
+
+/// How index files are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckMode {
+    /// Header, length and key table of each file; nothing is written (`describe`).
+    Look,
+    /// As `Look`, and the files found wrong are rebuilt from their segment (archive launch).
+    Repair,
+    /// Every file read whole and compared with what its segment gives; the ones that differ are
+    /// rebuilt (`verify`, `index`).
+    Full,
+}
+
+/// Check the key index files of a recording whose data ends at `end_position` (its stop, or for
+/// an active one the end of its data), for `kinds` (`None`: the kinds of its manifest).
+///
+/// # Errors
+/// The manifest or a segment is unreadable.
+pub(crate) fn check_recording(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    end_position: i64,
+    kinds: Option<&[KeyKind]>,
+    mode: CheckMode,
+) -> Result<Vec<KeyIndexCheck>> {
+    let recording_id = descriptor.recording_id;
+    let kinds = match kinds {
+        Some(kinds) => kinds.to_vec(),
+        None => read_manifest(dir, recording_id)?,
+    };
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stopped = !descriptor.is_active();
+    let segments = list_segments(dir)?;
+    let bases = segments
+        .get(&recording_id)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut reader = RecordingReader::new(dir, descriptor);
+    let mut checks = Vec::new();
+    for (base, end) in finished_segments(descriptor, bases, end_position, stopped) {
+        let looked: Vec<String> = if mode == CheckMode::Full {
+            Vec::new()
+        } else {
+            kinds
+                .iter()
+                .map(|kind| {
+                    let expected = Expected {
+                        kind: *kind,
+                        recording_id,
+                        segment_base: base,
+                        end_position: end,
+                    };
+                    match KeyIndexReader::open(dir, &expected) {
+                        Ok(_) => "ok".to_string(),
+                        Err(error) => describe_error(&error),
+                    }
+                })
+                .collect()
+        };
+        let all_ok = mode != CheckMode::Full && looked.iter().all(|state| state == "ok");
+        if mode == CheckMode::Look || all_ok {
+            checks.extend(kinds.iter().zip(looked).map(|(kind, found)| KeyIndexCheck {
+                segment_base: base,
+                kind: *kind,
+                found,
+                rebuilt: false,
+            }));
+            continue;
+        }
+        match collect_segment(&mut reader, descriptor, &kinds, base, end)? {
+            Ok(collector) => {
+                let found = (mode != CheckMode::Full).then_some(looked);
+                checks.extend(check_collected(dir, recording_id, end, collector, found));
+            }
+            Err(stop) => {
+                // A damaged segment (verify reports it): its index files are left as they are.
+                checks.extend(kinds.iter().map(|kind| KeyIndexCheck {
+                    segment_base: base,
+                    kind: *kind,
+                    found: format!("not checked: the segment is damaged: {stop}"),
+                    rebuilt: false,
+                }));
+            }
+        }
+    }
+    Ok(checks)
+}
+
+/// Compare a finished segment's index files (segment data ending at `end`) with the messages
+/// `collector` noted in it, and rewrite those that differ. `found` gives what a look at each
+/// file found (rewritten unless `ok`); without it every file is read whole and must hold exactly
+/// what the segment gives (the encoding is deterministic). A file that cannot be written is
+/// reported so, not as an error.
+pub(crate) fn check_collected(
+    dir: &Path,
+    recording_id: i64,
+    end: i64,
+    collector: KeyCollector,
+    found: Option<Vec<String>>,
+) -> Vec<KeyIndexCheck> {
+    let base = collector.base();
+    let mut checks = Vec::new();
+    for (index, (kind, mut entries)) in collector.into_entries().into_iter().enumerate() {
+        let bytes = encode_key_index(kind, recording_id, base, end, &mut entries);
+        let name = key_index_file_name(recording_id, base, &kind);
+        let state = match &found {
+            Some(found) => found[index].clone(),
+            None => {
+                let expected = Expected {
+                    kind,
+                    recording_id,
+                    segment_base: base,
+                    end_position: end,
+                };
+                match std::fs::read(dir.join(&name)) {
+                    Ok(existing) if existing == bytes => "ok".to_string(),
+                    Ok(existing) => match crate::key_index::check_key_index(&existing, &expected) {
+                        Ok(_) => "stale: it does not list the segment's messages".into(),
+                        Err((offset, reason)) => format!("damaged at offset {offset}: {reason}"),
+                    },
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => "missing".into(),
+                    Err(error) => format!("unreadable: {error}"),
+                }
+            }
+        };
+        let (state, rebuilt) = if state == "ok" {
+            (state, false)
+        } else {
+            match write_atomically(dir, &name, &bytes, true) {
+                Ok(()) => (state, true),
+                Err(error) => (format!("{state}; not rebuilt: {error}"), false),
+            }
+        };
+        checks.push(KeyIndexCheck {
+            segment_base: base,
+            kind,
+            found: state,
+            rebuilt,
+        });
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::{RecordState, NULL_POSITION};
+
+    #[test]
+    fn finished_segments_of_stopped_and_active_recordings() {
+        let descriptor = RecordingDescriptor {
+            recording_id: 0,
+            state: RecordState::Valid,
+            start_timestamp_ns: 0,
+            stop_timestamp_ns: NULL_POSITION,
+            start_position: 4096,
+            stop_position: NULL_POSITION,
+            initial_term_id: 0,
+            segment_length: 1 << 17,
+            term_length: 1 << 16,
+            mtu_length: 1408,
+            session_id: 1,
+            stream_id: 1,
+            stripped_channel: "aeron:ipc".into(),
+            original_channel: "aeron:ipc".into(),
+            source_identity: "aeron:ipc".into(),
+        };
+        let bases = [0, 1 << 17, 2 << 17];
+        assert_eq!(
+            finished_segments(&descriptor, &bases, (2 << 17) + 64, true),
+            vec![(0, 1 << 17), (1 << 17, 2 << 17), (2 << 17, (2 << 17) + 64)]
+        );
+        assert_eq!(
+            finished_segments(&descriptor, &bases, (2 << 17) + 64, false),
+            vec![(0, 1 << 17), (1 << 17, 2 << 17)],
+            "the segment being written is not finished"
+        );
+        assert_eq!(
+            finished_segments(&descriptor, &bases, 2 << 17, true),
+            vec![(0, 1 << 17), (1 << 17, 2 << 17)],
+            "a segment file that starts at the stop holds nothing"
+        );
+    }
+}
