@@ -258,6 +258,11 @@ pub(crate) fn read_controls() -> std::sync::mpsc::Receiver<Control> {
 /// Replay or print.
 pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(archive) = &args.remote.archive {
+        if args.keep_positions {
+            anyhow::bail!(
+                "--keep-positions is for replays of a directory; a filtered replay through an archive goes back to back"
+            );
+        }
         let request = super::remote::RemoteReplay {
             id: args.id,
             from: args.from,
@@ -270,7 +275,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .map(|channel| (channel, args.stream.unwrap_or(1))),
             speed: args.speed,
             time_source: args.time_source.to_string(),
-            key: String::new(),
+            key: args.key.map(|key| key.to_string()).unwrap_or_default(),
             controls: args.controls.then(read_controls),
             progress: args.progress,
             print: args.print,
