@@ -677,6 +677,22 @@ fn the_cli_lists_describes_replays_and_truncates_through_a_running_archive() {
     assert_ne!(code, 0);
     assert!(err.contains("FRAME_ALIGNMENT"), "{err}");
 
+    // A key filter through the archive: bytes 8..12 of message n are (n % 251) four times, so
+    // the i32 there is 7 * 0x01010101 for message 7 only.
+    let (code, out, err) = remote(&[
+        "replay",
+        "0",
+        "--key",
+        &format!("field:8:i32:{}", 7 * 0x0101_0101),
+        "--print",
+        "text",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (code, _, err) = remote(&["replay", "0", "--key", "field:8:i32:1", "--keep-positions"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("back to back"), "{err}");
+
     // Truncate through the archive, then the listing shows the new end.
     // 24-byte messages take 64-byte frames (32-byte header, 32-byte alignment).
     let (code, out, err) = remote(&["truncate", "0", "640"]);
