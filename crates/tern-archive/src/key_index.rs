@@ -2,7 +2,7 @@
 //! sidecar file listing every message of the segment that has a key of that kind, sorted by key,
 //! so a reader finds one key's messages by a binary search without reading the others'.
 //!
-//! Files (see `docs/formats.md`, section 7):
+//! Files (see `docs/formats.md`, section 15):
 //! - `<recordingId>-<segmentBase>.<kind-tag>.kix`: a 64-byte header (magic `TERNKIX\0`, version,
 //!   header CRC32C, kind, recording id, segment base, end position, counts, CRC32C of the key
 //!   table and of the positions), then the key table (16-byte entries {key i64, first u32,
@@ -934,6 +934,35 @@ mod tests {
         );
         assert!(matches!(missing, Err(ArchiveError::Io { .. })));
     }
+
+    /// The example of `docs/formats.md` section 15.2, byte for byte.
+    #[test]
+    fn the_documented_example_encodes_to_these_bytes() {
+        let bytes = encode_key_index(
+            KeyKind::Reserved,
+            0,
+            0,
+            4096,
+            &mut [(7, 0), (3, 96), (7, 224)],
+        );
+        let hex: Vec<String> = bytes
+            .chunks(16)
+            .enumerate()
+            .map(|(line, chunk)| {
+                let bytes: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{:04x}: {}", line * 16, bytes.join(" "))
+            })
+            .collect();
+        assert_eq!(hex.join("\n"), DOCUMENTED_EXAMPLE);
+    }
+
+    const DOCUMENTED_EXAMPLE: &str = "0000: 54 45 52 4e 4b 49 58 00 01 00 00 00 a6 15 0e e8\n\
+                                       0010: 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n\
+                                       0020: 00 00 00 00 00 00 00 00 00 10 00 00 00 00 00 00\n\
+                                       0030: 02 00 00 00 03 00 00 00 f4 22 9e d8 64 e7 b7 53\n\
+                                       0040: 03 00 00 00 00 00 00 00 00 00 00 00 01 00 00 00\n\
+                                       0050: 07 00 00 00 00 00 00 00 01 00 00 00 02 00 00 00\n\
+                                       0060: 60 00 00 00 00 00 00 00 e0 00 00 00";
 
     #[test]
     fn manifests_round_trip_and_damage_is_found() {

@@ -127,7 +127,13 @@ pub(crate) fn cut_files(
     let mut doomed: Vec<RecordingFile> = files_of(dir, recording_id)?
         .into_iter()
         .filter(|file| match file.base {
-            Some(base) => base > keep_base || (base == keep_base && !partial),
+            // The segment holding `position` keeps its `.rec` file when data comes before the
+            // cut, but never its sidecars (key indexes): they describe what is cut away, and a
+            // missing index is scanned around or rebuilt.
+            Some(base) => {
+                base > keep_base
+                    || (base == keep_base && (!partial || !file.name.ends_with(".rec")))
+            }
             None => false,
         })
         .collect();

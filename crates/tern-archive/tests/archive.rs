@@ -2115,3 +2115,73 @@ fn a_key_filtered_replay_back_to_back_follows_paces_pauses_and_seeks() {
     );
     assert_eq!(status.search_stats().scanned_bytes, 0);
 }
+
+#[test]
+fn truncating_an_indexed_recording_drops_the_cut_segment_index_and_keyed_replays_stay_exact() {
+    let driver = driver("keytrunc");
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut config = ArchiveConfig::new(data.path(), driver.dir());
+    config.segment_length = 2 * TERM as i32;
+    config.key_index = vec![KeyKind::Reserved];
+    let archive = Archive::launch(config).expect("archive starts");
+    let client = Client::connect(driver.dir()).expect("client");
+    let (publication, recording_id) = start_live_recording(&archive, &client, 1040);
+    let mut idle = BackoffIdle::new();
+    let mut starts = Vec::new();
+    // Enough 1 KiB messages to finish a few 128 KiB segments (each then gets its index).
+    for sequence in 0..600u32 {
+        starts.push(publication.position());
+        let bytes = message(0, sequence, 1000);
+        offer_with(
+            || {
+                publication.try_claim(bytes.len(), i64::from(sequence % 4), |buffer| {
+                    buffer.copy_from_slice(&bytes)
+                })
+            },
+            &mut idle,
+        );
+    }
+    let end = publication.position();
+    wait_recorded(&archive, recording_id, end);
+    archive.stop_recording(1 << 20).expect("stop");
+    drop(archive);
+    // Relaunch: every finished segment's index is written (or rebuilt) by now.
+    let mut config = ArchiveConfig::new(data.path(), driver.dir());
+    config.segment_length = 2 * TERM as i32;
+    config.key_index = vec![KeyKind::Reserved];
+    let archive = Archive::launch(config).expect("archive restarts");
+    // Cut in the middle of the first segment (which was finished and indexed).
+    let first_segment_index = index_file(data.path(), recording_id, 0, &KeyKind::Reserved);
+    wait_until("the first segment's index", Duration::from_secs(10), || {
+        first_segment_index.exists()
+    });
+    let cut = starts[50];
+    archive
+        .truncate_recording(recording_id, cut)
+        .expect("truncate");
+    assert!(
+        !first_segment_index.exists(),
+        "the cut segment's index is gone: it described what was cut away"
+    );
+    let subscription = client.add_subscription("aeron:ipc", 8600).expect("sub");
+    let replay = archive
+        .start_replay(&ReplayRequest {
+            channel: "aeron:ipc".into(),
+            stream_id: 8600,
+            keep_positions: false,
+            ..keyed_request(recording_id, "reserved:3")
+        })
+        .expect("keyed replay");
+    let status = archive.replay_status(replay).expect("status");
+    let mut seen: Vec<(i32, u32)> = Vec::new();
+    wait_until("the keyed replay to end", Duration::from_secs(10), || {
+        poll_sequences(&subscription, &mut seen);
+        status.is_finished()
+    });
+    poll_sequences(&subscription, &mut seen);
+    assert_eq!(
+        seen.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        (0..50).filter(|s| s % 4 == 3).collect::<Vec<u32>>(),
+        "only messages before the cut, key 3 only"
+    );
+}

@@ -1124,10 +1124,26 @@ fn key_indexes_lost_in_a_kill_9_are_rebuilt_by_verify_and_by_the_next_start() {
         .stop_position;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !index(live_base).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the last segment's index was not rebuilt"
-        );
+        if Instant::now() > deadline {
+            let files: Vec<String> = std::fs::read_dir(data.path())
+                .expect("list")
+                .map(|entry| {
+                    entry
+                        .expect("entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            panic!(
+                "the last segment's index was not rebuilt: stop {stop_position}, end {end}, \
+                 last segment {live_base}, files {files:?}, {:?}",
+                ArchiveView::open(data.path())
+                    .expect("view")
+                    .key_indexes(0)
+                    .map(|(_, checks)| checks)
+            );
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(archive);

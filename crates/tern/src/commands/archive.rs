@@ -133,6 +133,18 @@ fn read_config(path: &PathBuf) -> Result<ConfigFile> {
     toml::from_str(&text).with_context(|| format!("config {}", path.display()))
 }
 
+/// The key kinds the config file asks to index.
+fn key_kinds(file: &ConfigFile) -> Result<Vec<tern_archive::KeyKind>> {
+    file.key_index
+        .iter()
+        .map(|kind| {
+            kind.parse()
+                .map_err(anyhow::Error::msg)
+                .context("key_index")
+        })
+        .collect()
+}
+
 /// Print one status line per active recording.
 pub fn print_status(archive: &Archive) {
     for info in archive.recordings().into_iter().filter(|info| info.active) {
@@ -176,13 +188,7 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
         };
     }
     if args.archive.key_index.is_empty() {
-        for kind in &file.key_index {
-            args.archive.key_index.push(
-                kind.parse()
-                    .map_err(anyhow::Error::msg)
-                    .context("key_index")?,
-            );
-        }
+        args.archive.key_index = key_kinds(&file)?;
     }
     // The driver: --embedded-driver embeds; --aeron-dir alone attaches; otherwise the config's
     // embedded_driver (default true) decides, in its aeron_dir (or Aeron's default).
@@ -282,4 +288,29 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     }
     println!("archive stopped; recordings are closed");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_names_the_key_kinds_to_index() {
+        let file: ConfigFile = toml::from_str(
+            "key_index = [\"reserved\", \"field:16:i64\"]\n[[record]]\nchannel = \"aeron:ipc\"\nstream_id = 1\n",
+        )
+        .expect("config");
+        let kinds: Vec<String> = key_kinds(&file)
+            .expect("kinds")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(kinds, vec!["reserved", "field:16:i64"]);
+        let bad: ConfigFile = toml::from_str("key_index = [\"client\"]").expect("config");
+        let error = format!("{:#}", key_kinds(&bad).expect_err("unknown kind"));
+        assert!(
+            error.contains("key_index") && error.contains("expected session"),
+            "{error}"
+        );
+    }
 }
