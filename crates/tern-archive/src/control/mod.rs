@@ -3,12 +3,12 @@
 //!
 //! [`ControlServer::start`] runs a conductor thread with its own Aeron client. It polls the
 //! control channels (by default a UDP endpoint on localhost and a local IPC channel, both stream
-//! 10), opens one [`session::ControlSession`] per `AuthConnect`, answers each request on that
+//! 10), opens one control session (`session::ControlSession`) per `AuthConnect`, answers each request on that
 //! client's response channel, and sends recording signals to the session that started a
 //! recording. Where to look:
 //! - `session.rs`: a control session's states (connecting, challenged, authenticated, active,
 //!   rejected, done), its outbox and its timeouts; pure, tested without a driver.
-//! - `conductor.rs`: the loop (poll, decode, dispatch to [`Archive`](crate::Archive), send),
+//! - `conductor.rs`: the loop (poll, decode, dispatch to the [`Archive`], send),
 //!   listings, signals, dead clients, malformed requests.
 //! - `auth.rs`: the authenticator (none, or credentials with an optional challenge).
 
