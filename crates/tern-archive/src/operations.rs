@@ -316,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn cutting_keeps_the_prefix_and_deletes_later_segments_with_their_sidecars() {
+    fn cutting_keeps_the_prefix_and_deletes_later_segments_and_the_cut_segments_sidecars() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut descriptor = crate::descriptor::tests::sample(7);
         descriptor.start_position = 0;
@@ -342,9 +342,9 @@ mod tests {
                 "7-0.keys",
                 "7-0.keys.idx",
                 "7-0.rec",
-                "7-131072.keys",
                 "7-131072.rec"
-            ]
+            ],
+            "the cut segment keeps its data before the cut but loses its sidecars"
         );
         let kept = std::fs::read(dir.path().join("7-131072.rec")).expect("read");
         assert_eq!(kept.len(), segment as usize, "length kept");
