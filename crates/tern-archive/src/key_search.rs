@@ -60,7 +60,7 @@ pub(crate) struct KeySearch {
 
 /// Messages found through an index whose first page is read ahead (`POSIX_FADV_WILLNEED`) before
 /// they are read, so the reads of scattered messages overlap on the device.
-const READ_AHEAD: usize = 64;
+const READ_AHEAD: usize = 256;
 /// Bytes read ahead per message (a page).
 const READ_AHEAD_BYTES: usize = 4096;
 
