@@ -434,6 +434,7 @@ impl ArchiveView {
                 stats: SearchStats::default(),
             });
         }
+        crate::key_search::check_filter(descriptor, filter)?;
         let available = recording.end_position;
         let from = from.unwrap_or(descriptor.start_position);
         let end = to.unwrap_or(available).min(available);

@@ -1885,6 +1885,18 @@ fn key_filters_of_every_kind_replay_exactly_one_keys_messages_of_interleaved_pub
         nowhere.to_string().contains("no recording of stream 1020"),
         "{nowhere}"
     );
+    // A field no first fragment can hold is refused, not scanned for in vain.
+    let beyond = archive
+        .start_replay(&ReplayRequest {
+            channel: "aeron:ipc".into(),
+            stream_id: 4401,
+            ..keyed_request(recording_id, "field:1400:i32:1")
+        })
+        .expect_err("a field past the MTU");
+    assert!(
+        beyond.to_string().contains("past the first fragment"),
+        "{beyond}"
+    );
 }
 
 #[test]

@@ -878,6 +878,7 @@ fn replay_by_key_prints_or_publishes_only_that_keys_messages_and_bad_keys_are_cl
         ),
         ("tern-egress:4".into(), "not defined yet".into()),
         ("field:8:u16:1".into(), "expected i32 or i64".into()),
+        ("field:5000:i64:1".into(), "past the first fragment".into()),
     ] {
         let (code, _, stderr) = tern(&["replay", "0", "--dir", &dir, "--key", &key]);
         assert_ne!(code, 0, "{key}");
