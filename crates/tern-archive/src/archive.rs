@@ -728,7 +728,11 @@ impl Archive {
                 crate::key_search::check_session(&descriptor, filter.value, catalog.recordings())?;
                 None
             }
-            other => other,
+            Some(filter) => {
+                crate::key_search::check_filter(&descriptor, &filter)?;
+                Some(filter)
+            }
+            None => None,
         };
         let end = info.recorded_position;
         let position = request.position.unwrap_or(descriptor.start_position);

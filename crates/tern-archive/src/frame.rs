@@ -146,6 +146,16 @@ pub fn frame_checksum(frame: &[u8]) -> u32 {
 /// Put the checksum of each frame of `block` (whole frames, back to back) in its session id field.
 /// Returns the number of data frames (messages or fragments) in the block.
 pub fn stamp_checksums(block: &mut [u8]) -> usize {
+    stamp_checksums_visiting(block, |_, _, _| {})
+}
+
+/// [`stamp_checksums`], calling `visit(offset, header, frame)` for each data frame of the block
+/// (`frame`: header and payload, `frame_length` bytes at most) in the same pass: the recorder notes
+/// messages' keys there while the headers are in the cache.
+pub fn stamp_checksums_visiting(
+    block: &mut [u8],
+    mut visit: impl FnMut(usize, &FrameHeader, &[u8]),
+) -> usize {
     let mut offset = 0;
     let mut data_frames = 0;
     while offset + HEADER_LENGTH <= block.len() {
@@ -158,7 +168,9 @@ pub fn stamp_checksums(block: &mut [u8]) -> usize {
             offset + HEADER_LENGTH
         } else {
             data_frames += 1;
-            (offset + (header.frame_length as usize).max(HEADER_LENGTH)).min(block.len())
+            let end = (offset + (header.frame_length as usize).max(HEADER_LENGTH)).min(block.len());
+            visit(offset, &header, &block[offset..end]);
+            end
         };
         let crc = frame_checksum(&block[offset..end]);
         block[offset + SESSION_ID_OFFSET..offset + SESSION_ID_OFFSET + 4]

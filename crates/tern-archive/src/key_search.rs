@@ -60,7 +60,7 @@ pub(crate) struct KeySearch {
 
 /// Messages found through an index whose first page is read ahead (`POSIX_FADV_WILLNEED`) before
 /// they are read, so the reads of scattered messages overlap on the device.
-const READ_AHEAD: usize = 64;
+const READ_AHEAD: usize = 256;
 /// Bytes read ahead per message (a page).
 const READ_AHEAD_BYTES: usize = 4096;
 
@@ -279,6 +279,25 @@ impl KeySearch {
             }
         }
     }
+}
+
+/// Refuse a filter that can match no message of the recording: a field that ends past the
+/// longest first fragment its messages can have (the MTU less the frame header).
+///
+/// # Errors
+/// [`ArchiveError::Invalid`] saying why.
+pub(crate) fn check_filter(descriptor: &RecordingDescriptor, filter: &KeyFilter) -> Result<()> {
+    if let crate::key::KeyKind::Field { offset, width } = filter.kind {
+        let longest = (descriptor.mtu_length as usize).saturating_sub(crate::frame::HEADER_LENGTH);
+        let end = offset as usize + width.bytes();
+        if end > longest {
+            return Err(ArchiveError::Invalid(format!(
+                "key {filter}: the field ends at byte {end}, past the first fragment of any message of recording {} (MTU {}: at most {longest} bytes); a key is read from a message's first fragment",
+                descriptor.recording_id, descriptor.mtu_length
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A session key on `descriptor`: every recording is one publisher session, so the key selects

@@ -276,8 +276,8 @@ enum MessageParse {
     ReadMore,
 }
 
-/// Bytes a filtered replay reads at first for a message (a page; more for a longer one).
-const MESSAGE_READ: usize = 4096;
+/// Bytes a filtered replay reads at first for a message (a small one; more for a longer one).
+const MESSAGE_READ: usize = 1024;
 
 /// Bytes of frames a filtered replay scans at most per duty cycle, in replay blocks.
 const SCAN_BLOCKS: usize = 4;
@@ -754,7 +754,7 @@ impl ReplaySession {
         loop {
             match self.parse_message(end, length, length < wanted, first)? {
                 MessageParse::Done(block) => return Ok(block),
-                MessageParse::ReadMore if length < wanted => length = wanted,
+                MessageParse::ReadMore if length < wanted => length = (length * 8).min(wanted),
                 MessageParse::ReadMore => {
                     let header = FrameHeader::decode(&self.buffer.as_slice()[..HEADER_LENGTH]);
                     return Err(format!(

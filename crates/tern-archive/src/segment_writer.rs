@@ -13,7 +13,7 @@
 //! Where `O_DIRECT` is refused (tmpfs), the same code writes buffered.
 
 use crate::error::{io_error, ArchiveError, Result};
-use crate::frame::{stamp_checksums, FrameHeader, HEADER_LENGTH};
+use crate::frame::{stamp_checksums, stamp_checksums_visiting, FrameHeader, HEADER_LENGTH};
 use crate::indexer::IndexJob;
 use crate::key::KeyKind;
 use crate::key_index::KeyCollector;
@@ -515,10 +515,22 @@ impl SegmentWriter {
             let buffer = self.buffer.as_mut_slice();
             buffer[start..end].copy_from_slice(block);
             self.buffer_length = end;
-            if let Some(keys) = self.keys.as_mut() {
-                keys.collector.collect(block, position);
+            match self.keys.as_mut() {
+                // The keys of the messages, noted in the pass that stamps the checksums.
+                Some(keys) => {
+                    let collector = &mut keys.collector;
+                    stamp_checksums_visiting(&mut buffer[start..end], |offset, header, frame| {
+                        if header.flags & tern_transport::BEGIN_FLAG != 0 {
+                            collector.note(
+                                header,
+                                &frame[HEADER_LENGTH..],
+                                position + offset as i64,
+                            );
+                        }
+                    })
+                }
+                None => stamp_checksums(&mut buffer[start..end]),
             }
-            stamp_checksums(&mut buffer[start..end])
         } else {
             // A padding frame longer than the buffer: its body carries nothing, write zeroes.
             let header = FrameHeader::decode(block);

@@ -17,7 +17,7 @@ use tern_transport::{FragmentAssembler, Header};
 
 /// Bytes read at first for one message of a filtered read (more if it is longer): one message,
 /// not a whole chunk of the recording.
-const MESSAGE_READ: usize = 4096;
+const MESSAGE_READ: usize = 1024;
 
 /// A recording seen from the directory.
 #[derive(Debug, Clone)]
@@ -434,6 +434,7 @@ impl ArchiveView {
                 stats: SearchStats::default(),
             });
         }
+        crate::key_search::check_filter(descriptor, filter)?;
         let available = recording.end_position;
         let from = from.unwrap_or(descriptor.start_position);
         let end = to.unwrap_or(available).min(available);

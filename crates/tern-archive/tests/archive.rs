@@ -1903,6 +1903,18 @@ fn key_filters_of_every_kind_replay_exactly_one_keys_messages_of_interleaved_pub
         nowhere.to_string().contains("no recording of stream 1020"),
         "{nowhere}"
     );
+    // A field no first fragment can hold is refused, not scanned for in vain.
+    let beyond = archive
+        .start_replay(&ReplayRequest {
+            channel: "aeron:ipc".into(),
+            stream_id: 4401,
+            ..keyed_request(recording_id, "field:1400:i32:1")
+        })
+        .expect_err("a field past the MTU");
+    assert!(
+        beyond.to_string().contains("past the first fragment"),
+        "{beyond}"
+    );
 }
 
 #[test]
@@ -2183,5 +2195,45 @@ fn truncating_an_indexed_recording_drops_the_cut_segment_index_and_keyed_replays
         seen.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
         (0..50).filter(|s| s % 4 == 3).collect::<Vec<u32>>(),
         "only messages before the cut, key 3 only"
+    );
+}
+
+#[test]
+fn reading_a_live_recording_by_key_in_passes_resumes_without_loss_or_repeat() {
+    let driver = driver("keypasses");
+    let data = tempfile::tempdir().expect("temp dir");
+    let archive = archive(data.path(), driver.dir());
+    let client = Client::connect(driver.dir()).expect("client");
+    let (publication, recording_id) = start_live_recording(&archive, &client, 1031);
+    let filter: KeyFilter = "field:0:i32:2".parse().expect("key");
+    let mut idle = BackoffIdle::new();
+    let mut printed: Vec<u32> = Vec::new();
+    let mut resume = None;
+    let max = publication.max_payload_length();
+    // Three passes, as `tern replay --follow --key` makes, each after more messages, some
+    // fragmented, across segments.
+    for pass in 0..3u32 {
+        for sequence in pass * 200..(pass + 1) * 200 {
+            let length = if sequence % 17 == 0 { 3 * max } else { 100 };
+            let bytes = message(sequence % 5, sequence, length);
+            offer_with(|| publication.offer(&bytes), &mut idle);
+        }
+        wait_recorded(&archive, recording_id, publication.position());
+        let view = ArchiveView::open(data.path()).expect("view");
+        let read = view
+            .messages_with_key(recording_id, resume, None, &filter, |message, _| {
+                printed.push(u32::from_le_bytes(
+                    message[4..8].try_into().expect("4 bytes"),
+                ));
+                true
+            })
+            .expect("a pass");
+        assert!(read.stats.scanned_bytes > 0, "a live recording is scanned");
+        resume = Some(read.resume);
+    }
+    assert_eq!(
+        printed,
+        (0..600).filter(|s| s % 5 == 2).collect::<Vec<_>>(),
+        "every message of the key once, in order"
     );
 }
