@@ -243,7 +243,8 @@ impl RecordingReader {
             // whole in the file, and one that ends past `to` ends the scan cleanly, before it.
             let read = self.read_at(position, &mut buffer[..length])?;
             let short = length < buffer.len();
-            length = (length * 8).min(buffer.len());
+            // Grow to a page first: a filtered read announces one page per message to the kernel.
+            length = (length * 4).min(buffer.len());
             let chunk = &buffer[..read];
             let mut offset = 0;
             while offset < chunk.len() && position < to {

@@ -276,7 +276,10 @@ enum MessageParse {
     ReadMore,
 }
 
-/// Bytes a filtered replay reads at first for a message (a small one; more for a longer one).
+/// Bytes a filtered replay reads at first for a message (a small one). A longer one is read again
+/// 4 times longer: a page, the amount the key search announces to the kernel per message, so
+/// that read does not wait for the disk either. (Growing 8 times went past the announced page on
+/// every 1 KiB message: 79 us a message cold instead of 16.)
 const MESSAGE_READ: usize = 1024;
 
 /// Bytes of frames a filtered replay scans at most per duty cycle, in replay blocks.
@@ -754,7 +757,7 @@ impl ReplaySession {
         loop {
             match self.parse_message(end, length, length < wanted, first)? {
                 MessageParse::Done(block) => return Ok(block),
-                MessageParse::ReadMore if length < wanted => length = (length * 8).min(wanted),
+                MessageParse::ReadMore if length < wanted => length = (length * 4).min(wanted),
                 MessageParse::ReadMore => {
                     let header = FrameHeader::decode(&self.buffer.as_slice()[..HEADER_LENGTH]);
                     return Err(format!(

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use tern_transport::{FragmentAssembler, Header};
 
 /// Bytes read at first for one message of a filtered read (more if it is longer): one message,
-/// not a whole chunk of the recording.
+/// not a whole chunk of the recording. The reader grows a read 4 times: the second read is a
+/// page, the amount the key search announces to the kernel per message, so it never waits for
+/// the disk (growing 8 times went past the announced page on every 1 KiB message).
 const MESSAGE_READ: usize = 1024;
 
 /// A recording seen from the directory.
