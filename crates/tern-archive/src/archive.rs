@@ -1041,7 +1041,7 @@ impl Archive {
 
     /// Store `position` of `recording_id` under `name`, durably (synced before this returns):
     /// a consumer resumes from it after a restart. The position must be a frame start of the
-    /// recording, between its start and what is recorded.
+    /// recording, between its start and what is durable.
     ///
     /// # Errors
     /// A bad name, an unknown recording, a position that is not a frame start, too many
@@ -1049,11 +1049,12 @@ impl Archive {
     pub fn set_cursor(&self, name: &str, recording_id: i64, position: i64) -> Result<Cursor> {
         crate::cursors::check_cursor_name(name)?;
         let info = self.recording(recording_id)?;
+        // Up to what is durable: a cursor must not outlive the data it points at in a crash.
         check_replay_position(
             &self.shared.config.dir,
             &info.descriptor,
             position,
-            info.recorded_position,
+            info.durable_position,
         )?;
         let cursor = Cursor {
             name: name.to_string(),

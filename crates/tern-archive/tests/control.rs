@@ -45,6 +45,14 @@ struct Fixture {
 }
 
 fn fixture(tag: &str, authenticator: Authenticator) -> Fixture {
+    fixture_with(
+        tag,
+        authenticator,
+        ControlConfig::default().max_queued_responses,
+    )
+}
+
+fn fixture_with(tag: &str, authenticator: Authenticator, max_queued_responses: usize) -> Fixture {
     let driver = driver(tag);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = ArchiveConfig::new(dir.path(), driver.dir());
@@ -56,6 +64,7 @@ fn fixture(tag: &str, authenticator: Authenticator) -> Fixture {
             channels: vec![ControlChannel::new(CONTROL, CONTROL_STREAM)],
             authenticator,
             session_timeout: Duration::from_secs(2),
+            max_queued_responses,
             ..ControlConfig::default()
         },
     )
@@ -1470,4 +1479,61 @@ fn signals_follow_recordings_and_truncate_and_purge_delete_over_the_protocol() {
             .iter()
             .all(|s| s.subscription_id != auto)
     });
+}
+
+#[test]
+fn listings_longer_than_a_sessions_queue_arrive_whole_in_batches() {
+    // A session may have only 16 messages waiting; listings of 40 must still arrive whole.
+    let fixture = fixture_with("batches", Authenticator::None, 16);
+    let mut raw = Raw::open(fixture.driver.dir(), 70);
+    raw.connect();
+    let (recording, _) = record_over_protocol(&fixture, &mut raw, 1501, 5);
+    for i in 0..40 {
+        let response = raw.call_tern_response(|s, c| {
+            TernMessage::SetCursorRequest(proto::SetCursorRequest {
+                control_session_id: s,
+                correlation_id: c,
+                recording_id: recording,
+                position: 0,
+                name: format!("reader-{i:02}"),
+            })
+        });
+        assert_eq!(response.code, ControlResponseCode::Ok, "{response:?}");
+    }
+    let listed = raw.call_tern(|s, c| {
+        TernMessage::ListCursorsRequest(proto::ListCursorsRequest {
+            control_session_id: s,
+            correlation_id: c,
+            name_prefix: "reader-".into(),
+        })
+    });
+    assert_eq!(listed.len(), 41, "40 descriptors and the end marker");
+    let names: Vec<String> = listed
+        .iter()
+        .filter_map(|message| match message {
+            AnyMessage::Tern(TernMessage::CursorDescriptor(d)) => Some(d.name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        names,
+        (0..40)
+            .map(|i| format!("reader-{i:02}"))
+            .collect::<Vec<_>>()
+    );
+    match listed.last() {
+        Some(AnyMessage::Aeron(Message::ControlResponse(end))) => {
+            assert_eq!(end.code, ControlResponseCode::RecordingUnknown);
+            assert_eq!(end.relevant_id, 40);
+        }
+        other => panic!("expected the end marker, got {other:?}"),
+    }
+    // The session is still served.
+    ok(&raw.call(|s, c| {
+        Message::ArchiveIdRequest(proto::ArchiveIdRequest {
+            control_session_id: s,
+            correlation_id: c,
+        })
+    }));
+    assert_eq!(fixture.server.stats().sessions_closed(), 0);
 }

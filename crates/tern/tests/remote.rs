@@ -649,6 +649,11 @@ fn the_cli_lists_describes_replays_and_truncates_through_a_running_archive() {
     assert_ne!(code, 0);
     assert!(err.contains("no recording 7"), "{err}");
 
+    // From a time after the last message of a stopped recording: an empty replay, at once.
+    let (code, _, err) = remote(&["replay", "0", "--from-time", "now", "--print", "none"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("replayed 0 messages"), "{err}");
+
     // Printing a replay: over IPC, and over UDP from a driver of the CLI's own.
     let (code, out, err) = remote(&["replay", "0", "--print", "text"]);
     assert_eq!(code, 0, "{err}");

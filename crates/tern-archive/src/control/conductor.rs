@@ -8,7 +8,7 @@ use crate::error::{ArchiveError, Result};
 use crate::events::{RecordingEvent, RecordingSignalKind};
 use crate::message_time::TimeSource;
 use crate::recorder::SourceLocation;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -128,6 +128,7 @@ impl Conductor {
     fn do_work(&mut self, now: Instant) -> usize {
         let mut work = 0;
         let mut inbox: Vec<(Source, Vec<u8>)> = Vec::new();
+        let mut gone: Vec<Source> = Vec::new();
         for (index, subscription) in self.subscriptions.iter().enumerate() {
             let assembler = &mut self.assemblers[index];
             let polled = subscription.poll(
@@ -151,22 +152,25 @@ impl Conductor {
             for event in subscription.take_image_events() {
                 if let ImageEvent::Unavailable { session_id, .. } = event {
                     assembler.forget_session(session_id);
-                    let source = Source {
+                    gone.push(Source {
                         subscription: index,
                         image_session_id: session_id,
-                    };
-                    for slot in self.slots.values_mut() {
-                        if slot.session.source == source {
-                            slot.session
-                                .client_gone("control request publication image unavailable");
-                        }
-                    }
-                    work += 1;
+                    });
                 }
             }
         }
+        // Requests first: a client that sent CloseSession and then went away closed gracefully.
         for (source, bytes) in inbox {
             self.on_message(now, source, &bytes);
+        }
+        for source in gone {
+            work += 1;
+            for slot in self.slots.values_mut() {
+                if slot.session.source == source {
+                    slot.session
+                        .client_gone("control request publication image unavailable");
+                }
+            }
         }
         work += self.signal_events();
         work + self.drive_sessions(now)
@@ -381,6 +385,16 @@ impl Conductor {
                 },
             }
         };
+        if matches!(opening, Opening::Refuse { .. }) && self.refusals() >= self.config.max_sessions
+        {
+            // As many refusals are under way as sessions are allowed: a flood. Drop this one
+            // without a response publication (each costs the media driver a log buffer).
+            tracing::warn!(
+                "control session refused without an answer: {} refusals under way",
+                self.refusals()
+            );
+            return;
+        }
         let publication = match self
             .client
             .add_exclusive_publication(&request.response_channel, request.response_stream_id)
@@ -423,10 +437,19 @@ impl Conductor {
         );
     }
 
+    /// Sessions that count against `max_sessions`: not ended and not being refused.
     fn live_sessions(&self) -> usize {
         self.slots
             .values()
-            .filter(|slot| !matches!(slot.session.state(), State::Done(_) | State::Refused))
+            .filter(|slot| !slot.session.is_done() && !slot.session.is_refusal())
+            .count()
+    }
+
+    /// Sessions being refused (their error on its way).
+    fn refusals(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|slot| !slot.session.is_done() && slot.session.is_refusal())
             .count()
     }
 
@@ -442,7 +465,7 @@ impl Conductor {
             } else if slot.was_connected && !slot.publication.is_connected() {
                 session.client_gone("control response publication is not connected");
             }
-            if session.listing.is_some() && session.queued() < LISTING_HIGH_WATER {
+            if session.listing.is_some() && session.queued() < listing_high_water(session) {
                 work += continue_listing(&self.archive, session);
             }
             if slot.was_connected {
@@ -710,20 +733,80 @@ fn queue_message(session: &mut ControlSession, message: &Message) {
     }
 }
 
+/// A listing adds messages while fewer than this wait in its session's outbox: at most 256, and
+/// half of what the session may queue, so a listing never fills it.
+fn listing_high_water(session: &ControlSession) -> usize {
+    LISTING_HIGH_WATER.min(session.max_queued() / 2)
+}
+
 /// Send the next batch of a listing; returns the number of messages queued.
 fn continue_listing(archive: &Archive, session: &mut ControlSession) -> usize {
-    let Some(Listing::Recordings {
-        correlation_id,
-        mut next_id,
-        mut remaining,
-        filter,
-    }) = session.listing.take()
-    else {
-        return 0;
-    };
+    let batch = LISTING_BATCH.min(listing_high_water(session).saturating_sub(session.queued()));
+    match session.listing.take() {
+        Some(Listing::Recordings {
+            correlation_id,
+            next_id,
+            remaining,
+            filter,
+        }) => continue_recordings(
+            archive,
+            session,
+            batch,
+            correlation_id,
+            next_id,
+            remaining,
+            filter,
+        ),
+        Some(Listing::Prepared {
+            correlation_id,
+            mut messages,
+            count,
+        }) => {
+            let mut queued = 0;
+            while queued < batch {
+                let Some(message) = messages.pop_front() else {
+                    break;
+                };
+                session.queue(message);
+                queued += 1;
+            }
+            if messages.is_empty() {
+                session.respond(
+                    correlation_id,
+                    count,
+                    ControlResponseCode::RecordingUnknown,
+                    "",
+                );
+                return queued + 1;
+            }
+            session.listing = Some(Listing::Prepared {
+                correlation_id,
+                messages,
+                count,
+            });
+            queued
+        }
+        None => 0,
+    }
+}
+
+/// Most catalog ids a recording listing looks at per duty cycle (a filter that matches little
+/// must not hold the conductor on a large catalog).
+const LISTING_SCAN: i64 = 1024;
+
+fn continue_recordings(
+    archive: &Archive,
+    session: &mut ControlSession,
+    batch: usize,
+    correlation_id: i64,
+    mut next_id: i64,
+    mut remaining: i64,
+    filter: Option<(i32, String)>,
+) -> usize {
     let limit = archive.recording_id_limit();
+    let scan_end = next_id.saturating_add(LISTING_SCAN);
     let mut queued = 0;
-    while remaining > 0 && queued < LISTING_BATCH && next_id < limit {
+    while remaining > 0 && queued < batch && next_id < limit && next_id < scan_end {
         let id = next_id;
         next_id += 1;
         let Ok(info) = archive.recording(id) else {
@@ -757,7 +840,12 @@ fn continue_listing(archive: &Archive, session: &mut ControlSession) -> usize {
             filter,
         });
     }
-    queued
+    queued.max(1)
+}
+
+fn encoded_tern(message: TernMessage) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(128);
+    message.encode(&mut buf).ok().map(|_| buf)
 }
 
 /// A replay request, from either schema.
@@ -833,6 +921,24 @@ impl Context<'_> {
         } else {
             session.listing = Some(listing);
         }
+    }
+
+    fn start_prepared_listing(
+        &self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        messages: VecDeque<Vec<u8>>,
+    ) {
+        let count = messages.len() as i64;
+        self.start_listing(
+            session,
+            correlation_id,
+            Listing::Prepared {
+                correlation_id,
+                messages,
+                count,
+            },
+        );
     }
 
     fn serve(&mut self, session: &mut ControlSession, correlation_id: i64, message: Message) {
@@ -1182,36 +1288,32 @@ impl Context<'_> {
                 }
             }
             TernMessage::ListCursorsRequest(request) => {
-                let cursors = self.archive.cursors(&request.name_prefix);
-                for cursor in &cursors {
-                    let descriptor = cursor_descriptor(session.id, correlation_id, cursor);
-                    self.queue_tern(session, TernMessage::CursorDescriptor(descriptor));
-                }
-                session.respond(
-                    correlation_id,
-                    cursors.len() as i64,
-                    ControlResponseCode::RecordingUnknown,
-                    "",
-                );
+                let messages: VecDeque<Vec<u8>> = self
+                    .archive
+                    .cursors(&request.name_prefix)
+                    .iter()
+                    .filter_map(|cursor| {
+                        let descriptor = cursor_descriptor(session.id, correlation_id, cursor);
+                        encoded_tern(TernMessage::CursorDescriptor(descriptor))
+                    })
+                    .collect();
+                self.start_prepared_listing(session, correlation_id, messages);
             }
             TernMessage::ListRecordingGroupsRequest(request) => {
-                let groups = recording_groups(
+                let session_id = session.id;
+                let messages: VecDeque<Vec<u8>> = recording_groups(
                     &self.archive.recordings(),
                     request.apply_stream_id.then_some(request.stream_id),
                     &request.channel_fragment,
-                );
-                let count = groups.len() as i64;
-                for mut group in groups {
-                    group.control_session_id = session.id;
+                )
+                .into_iter()
+                .filter_map(|mut group| {
+                    group.control_session_id = session_id;
                     group.correlation_id = correlation_id;
-                    self.queue_tern(session, TernMessage::RecordingGroupDescriptor(group));
-                }
-                session.respond(
-                    correlation_id,
-                    count,
-                    ControlResponseCode::RecordingUnknown,
-                    "",
-                );
+                    encoded_tern(TernMessage::RecordingGroupDescriptor(group))
+                })
+                .collect();
+                self.start_prepared_listing(session, correlation_id, messages);
             }
             TernMessage::PositionAtTimeRequest(request) => {
                 let Some(source) = self.time_source(session, correlation_id, &request.time_source)

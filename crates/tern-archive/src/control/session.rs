@@ -64,6 +64,13 @@ pub(crate) enum Listing {
         remaining: i64,
         filter: Option<(i32, String)>,
     },
+    /// Messages encoded up front (cursor and group listings), sent a batch per duty cycle, then
+    /// the end marker (`ControlResponse RECORDING_UNKNOWN` whose relevant id is `count`).
+    Prepared {
+        correlation_id: i64,
+        messages: VecDeque<Vec<u8>>,
+        count: i64,
+    },
 }
 
 /// A control session.
@@ -124,6 +131,11 @@ impl ControlSession {
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Whether the session was opened only to be refused.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.opening, Opening::Refuse { .. }) || self.state == State::Refused
     }
 
     pub fn is_done(&self) -> bool {
@@ -285,6 +297,11 @@ impl ControlSession {
     /// How many messages wait.
     pub fn queued(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// How many messages may wait before the session is closed.
+    pub fn max_queued(&self) -> usize {
+        self.max_queued
     }
 
     /// The next message to send.

@@ -151,6 +151,10 @@ pub fn describe(client: &mut ArchiveClient, recording_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// How long a printed replay waits for its image (the archive gives up connecting after its
+/// replay connect timeout, 5 s by default).
+const FIRST_IMAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What `tern replay --archive` asks for.
 pub struct RemoteReplay {
     /// The recording.
@@ -304,6 +308,7 @@ pub fn replay(
     let mut idle = tern_transport::BackoffIdle::new();
     let mut next_progress = std::time::Instant::now() + Duration::from_secs(1);
     let mut seen_image = false;
+    let mut first_image_deadline = std::time::Instant::now() + FIRST_IMAGE_TIMEOUT;
     let mut write_error = None;
     loop {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -322,6 +327,7 @@ pub fn replay(
                     Ok(Some(new_session)) => {
                         session = new_session;
                         seen_image = false;
+                        first_image_deadline = std::time::Instant::now() + FIRST_IMAGE_TIMEOUT;
                     }
                     Ok(None) => {}
                     Err(error) => eprintln!("tern: {error:#}"),
@@ -332,6 +338,20 @@ pub fn replay(
             if seen_image {
                 break; // the replay's image went: it ended
             }
+            // An image that came and went between two looks (an empty replay) ended it too.
+            let ended = subscription.take_image_events().iter().any(|event| {
+                matches!(event, tern_transport::ImageEvent::Unavailable { session_id, .. }
+                    if *session_id == session)
+            });
+            if ended {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < first_image_deadline,
+                "the replay's image did not reach this process within {} s (the archive could not connect to {channel})",
+                FIRST_IMAGE_TIMEOUT.as_secs()
+            );
+            client.poll()?;
             idle.idle(0);
             continue;
         };
