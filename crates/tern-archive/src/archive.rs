@@ -717,7 +717,7 @@ impl Archive {
     pub fn start_replay(&self, request: &ReplayRequest) -> Result<i64> {
         let _operations = self.lock_operations();
         let max = self.shared.config.max_concurrent_replays;
-        if self.running_replays(None) >= max {
+        if self.running_replays(None).len() >= max {
             return Err(ArchiveError::MaxReplays(max));
         }
         let info = self.recording(request.recording_id)?;
@@ -808,22 +808,18 @@ impl Archive {
     }
 
     /// Replays not yet ended, of one recording or of all.
-    fn running_replays(&self, recording_id: Option<i64>) -> usize {
+    fn running_replays(&self, recording_id: Option<i64>) -> Vec<(i64, Arc<ReplayStatus>)> {
         self.lock_replays()
-            .values()
-            .filter(|status| !status.is_finished())
-            .filter(|status| recording_id.is_none_or(|id| status.recording_id() == id))
-            .count()
+            .iter()
+            .filter(|(_, status)| !status.is_finished())
+            .filter(|(_, status)| recording_id.is_none_or(|id| status.recording_id() == id))
+            .map(|(id, status)| (*id, status.clone()))
+            .collect()
     }
 
     /// Stop every replay of a recording and wait until the replayer has let go of them.
     fn stop_replays_of(&self, recording_id: i64) -> Result<()> {
-        let running: Vec<(i64, Arc<ReplayStatus>)> = self
-            .lock_replays()
-            .iter()
-            .filter(|(_, status)| status.recording_id() == recording_id && !status.is_finished())
-            .map(|(id, status)| (*id, status.clone()))
-            .collect();
+        let running = self.running_replays(Some(recording_id));
         for (replay_id, _) in &running {
             self.stop_replay(*replay_id)?;
         }
@@ -888,7 +884,7 @@ impl Archive {
         let _busy = self.shared.begin_change(recording_id, "purge")?;
         let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
         let deleted_record = crate::operations::plan_purge(&descriptor)?;
-        if self.running_replays(Some(recording_id)) > 0 {
+        if !self.running_replays(Some(recording_id)).is_empty() {
             return Err(ArchiveError::ReplayRunning { recording_id });
         }
         self.shared.lock_catalog().update(&deleted_record)?;
@@ -1017,19 +1013,9 @@ impl Archive {
     /// Stop every running replay of `recording_id` (of every recording for `None`); returns how
     /// many were asked to stop.
     pub fn stop_all_replays(&self, recording_id: Option<i64>) -> usize {
-        let running: Vec<i64> = self
-            .replays
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-            .filter(|(_, status)| {
-                !status.is_finished() && recording_id.is_none_or(|id| status.recording_id() == id)
-            })
-            .map(|(replay_id, _)| *replay_id)
-            .collect();
-        running
+        self.running_replays(recording_id)
             .into_iter()
-            .filter(|replay_id| self.stop_replay(*replay_id).is_ok())
+            .filter(|(replay_id, _)| self.stop_replay(*replay_id).is_ok())
             .count()
     }
 

@@ -142,7 +142,8 @@ impl ArchiveError {
             Self::Active { .. } | Self::ReplayRunning { .. } => codes::ACTIVE_RECORDING,
             Self::DuplicateSubscription { .. } => codes::ACTIVE_SUBSCRIPTION,
             Self::UnknownSubscription(_) => codes::UNKNOWN_SUBSCRIPTION,
-            Self::UnknownRecording(_) => codes::UNKNOWN_RECORDING,
+            // A recording whose catalog entry is damaged cannot be used: to a client it is unknown.
+            Self::UnknownRecording(_) | Self::DamagedRecording { .. } => codes::UNKNOWN_RECORDING,
             Self::UnknownReplay(_) => codes::UNKNOWN_REPLAY,
             Self::MaxReplays(_) => codes::MAX_REPLAYS,
             Self::MaxRecordings(_) => codes::MAX_RECORDINGS,

@@ -517,7 +517,7 @@ fn garbage_on_the_control_channel_leaves_the_archive_serving() {
 }
 
 #[test]
-fn a_client_killed_mid_replay_frees_its_replay_and_others_go_on() {
+fn a_client_killed_mid_replay_leaves_the_archive_serving_others() {
     let archive = ArchiveProcess::spawn("killed", None);
     let mut client = archive.ipc_client();
     client

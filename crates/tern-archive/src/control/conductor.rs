@@ -42,14 +42,6 @@ const UNKNOWN_RECORDING: i64 = 5;
 const EMPTY_RECORDING: i64 = 15;
 const INVALID_POSITION: i64 = 16;
 
-/// Aeron's error code for an archive error (a damaged catalog entry counts as unknown).
-fn error_code(error: &ArchiveError) -> i64 {
-    match error {
-        ArchiveError::DamagedRecording { .. } => UNKNOWN_RECORDING,
-        other => i64::from(other.code()),
-    }
-}
-
 /// A session and its response publication.
 struct Slot {
     session: ControlSession,
@@ -206,7 +198,7 @@ impl Conductor {
                 position: event.position,
                 signal,
             };
-            queue_message(&mut slot.session, &Message::RecordingSignalEvent(message));
+            queue_message(&mut slot.session, Message::RecordingSignalEvent(message));
         }
         work
     }
@@ -214,11 +206,11 @@ impl Conductor {
     fn on_message(&mut self, now: Instant, source: Source, bytes: &[u8]) {
         match proto::decode_any(bytes) {
             Ok(AnyMessage::Aeron(message)) => {
-                proto_stat(&self.stats.requests);
+                ControlStats::add(&self.stats.requests);
                 self.on_request(now, source, message);
             }
             Ok(AnyMessage::Tern(message)) => {
-                proto_stat(&self.stats.requests);
+                ControlStats::add(&self.stats.requests);
                 self.on_tern_request(source, message);
             }
             Err(error) => self.on_malformed(source, bytes, &error),
@@ -228,7 +220,7 @@ impl Conductor {
     /// A message that does not decode: answer it with an error if its session can be told
     /// (the bytes name a session of this client), otherwise log it. Nothing else is affected.
     fn on_malformed(&mut self, source: Source, bytes: &[u8], error: &DecodeError) {
-        proto_stat(&self.stats.malformed);
+        ControlStats::add(&self.stats.malformed);
         let header = MessageHeader::decode(bytes).ok();
         let read_i64 = |offset: usize| {
             bytes
@@ -255,7 +247,7 @@ impl Conductor {
             .map(|slot| &mut slot.session);
         if let Some(session) = slot.filter(|session| session.serves_requests()) {
             session.on_request();
-            proto_stat(&self.stats.errors_sent);
+            ControlStats::add(&self.stats.errors_sent);
             session.respond(correlation_id, GENERIC, ControlResponseCode::Error, &what);
         } else {
             // A flood of garbage must not flood the log: the first 16, then every power of two.
@@ -348,7 +340,7 @@ impl Conductor {
     }
 
     fn on_connect(&mut self, now: Instant, source: Source, request: proto::AuthConnectRequest) {
-        proto_stat(&self.stats.sessions_opened);
+        ControlStats::add(&self.stats.sessions_opened);
         let id = self.next_session_id;
         self.next_session_id += 1;
         let major = request.version.map_or(0, |version| version.major());
@@ -508,7 +500,7 @@ impl Conductor {
     }
 
     fn close(&mut self, slot: Slot) {
-        proto_stat(&self.stats.sessions_closed);
+        ControlStats::add(&self.stats.sessions_closed);
         let session = slot.session;
         let reason = match session.state() {
             State::Done(reason) => reason.clone(),
@@ -585,10 +577,6 @@ fn source_location(source: proto::SourceLocation) -> SourceLocation {
     }
 }
 
-fn proto_stat(counter: &std::sync::atomic::AtomicU64) {
-    super::ControlStats::add(counter);
-}
-
 /// The control session id and correlation id of a request (`None`: not a request).
 fn request_ids(message: &Message) -> Option<(i64, i64)> {
     macro_rules! ids {
@@ -626,6 +614,15 @@ fn request_ids(message: &Message) -> Option<(i64, i64)> {
     )
 }
 
+/// Epoch nanoseconds as the protocol's epoch milliseconds (-1, Aeron's null, for none).
+fn epoch_millis(ns: i64) -> i64 {
+    if ns < 0 {
+        NULL_VALUE
+    } else {
+        ns / 1_000_000
+    }
+}
+
 /// The protocol's descriptor of a recording.
 fn descriptor_message(
     control_session_id: i64,
@@ -633,16 +630,15 @@ fn descriptor_message(
     info: &RecordingInfo,
 ) -> proto::RecordingDescriptor {
     let d = &info.descriptor;
-    let millis = |ns: i64| if ns < 0 { NULL_VALUE } else { ns / 1_000_000 };
     proto::RecordingDescriptor {
         control_session_id,
         correlation_id,
         recording_id: d.recording_id,
-        start_timestamp: millis(d.start_timestamp_ns),
+        start_timestamp: epoch_millis(d.start_timestamp_ns),
         stop_timestamp: if d.is_active() {
             NULL_VALUE
         } else {
-            millis(d.stop_timestamp_ns)
+            epoch_millis(d.stop_timestamp_ns)
         },
         start_position: d.start_position,
         stop_position: d.stop_position,
@@ -682,7 +678,6 @@ fn recording_groups(
 ) -> Vec<proto::RecordingGroupDescriptor> {
     let mut groups: Vec<proto::RecordingGroupDescriptor> = Vec::new();
     let mut index: HashMap<(String, i32), usize> = HashMap::new();
-    let millis = |ns: i64| if ns < 0 { NULL_VALUE } else { ns / 1_000_000 };
     for info in recordings {
         let d = &info.descriptor;
         if stream_id.is_some_and(|stream| stream != d.stream_id)
@@ -698,7 +693,7 @@ fn recording_groups(
                 first_recording_id: d.recording_id,
                 last_recording_id: d.recording_id,
                 total_bytes: 0,
-                first_start_timestamp: millis(d.start_timestamp_ns),
+                first_start_timestamp: epoch_millis(d.start_timestamp_ns),
                 last_stop_timestamp: NULL_VALUE,
                 stream_id: d.stream_id,
                 recording_count: 0,
@@ -713,22 +708,30 @@ fn recording_groups(
         group.total_bytes += info.recorded_position - d.start_position;
         group.first_start_timestamp = group
             .first_start_timestamp
-            .min(millis(d.start_timestamp_ns));
+            .min(epoch_millis(d.start_timestamp_ns));
         if info.active {
             group.active_count += 1;
         }
         group.last_stop_timestamp = if group.active_count > 0 {
             NULL_VALUE
         } else {
-            group.last_stop_timestamp.max(millis(d.stop_timestamp_ns))
+            group
+                .last_stop_timestamp
+                .max(epoch_millis(d.stop_timestamp_ns))
         };
     }
     groups
 }
 
-fn queue_message(session: &mut ControlSession, message: &Message) {
+/// A message of either schema, encoded (`None`: a text field is not ASCII, which tern's own
+/// messages never have: they are encoded with `to_ascii_lossy`).
+fn encoded(message: impl Into<AnyMessage>) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(256);
-    if message.encode(&mut buf).is_ok() {
+    message.into().encode(&mut buf).ok().map(|_| buf)
+}
+
+fn queue_message(session: &mut ControlSession, message: impl Into<AnyMessage>) {
+    if let Some(buf) = encoded(message) {
         session.queue(buf);
     }
 }
@@ -818,7 +821,7 @@ fn continue_recordings(
         });
         if accepted {
             let message = descriptor_message(session.id, correlation_id, &info);
-            queue_message(session, &Message::RecordingDescriptor(message));
+            queue_message(session, Message::RecordingDescriptor(message));
             remaining -= 1;
             queued += 1;
         }
@@ -841,11 +844,6 @@ fn continue_recordings(
         });
     }
     queued.max(1)
-}
-
-fn encoded_tern(message: TernMessage) -> Option<Vec<u8>> {
-    let mut buf = Vec::with_capacity(128);
-    message.encode(&mut buf).ok().map(|_| buf)
 }
 
 /// A replay request, from either schema.
@@ -882,7 +880,7 @@ impl Context<'_> {
     }
 
     fn error(&self, session: &mut ControlSession, correlation_id: i64, code: i64, message: &str) {
-        proto_stat(&self.stats.errors_sent);
+        ControlStats::add(&self.stats.errors_sent);
         session.respond(correlation_id, code, ControlResponseCode::Error, message);
     }
 
@@ -890,7 +888,7 @@ impl Context<'_> {
         self.error(
             session,
             correlation_id,
-            error_code(error),
+            i64::from(error.code()),
             &error.to_string(),
         );
     }
@@ -1032,7 +1030,7 @@ impl Context<'_> {
                     match self.archive.recording(request.recording_id) {
                         Ok(info) => {
                             let message = descriptor_message(session.id, correlation_id, &info);
-                            queue_message(session, &Message::RecordingDescriptor(message));
+                            queue_message(session, Message::RecordingDescriptor(message));
                         }
                         Err(_) => session.respond(
                             correlation_id,
@@ -1200,13 +1198,6 @@ impl Context<'_> {
         }
     }
 
-    fn queue_tern(&self, session: &mut ControlSession, message: TernMessage) {
-        let mut buf = Vec::with_capacity(128);
-        if message.encode(&mut buf).is_ok() {
-            session.queue(buf);
-        }
-    }
-
     fn time_source(
         &self,
         session: &mut ControlSession,
@@ -1277,7 +1268,7 @@ impl Context<'_> {
             TernMessage::GetCursorRequest(request) => match self.archive.cursor(&request.name) {
                 Ok(cursor) => {
                     let descriptor = cursor_descriptor(session.id, correlation_id, &cursor);
-                    self.queue_tern(session, TernMessage::CursorDescriptor(descriptor));
+                    queue_message(session, TernMessage::CursorDescriptor(descriptor));
                 }
                 Err(error) => self.fail(session, correlation_id, &error),
             },
@@ -1294,7 +1285,7 @@ impl Context<'_> {
                     .iter()
                     .filter_map(|cursor| {
                         let descriptor = cursor_descriptor(session.id, correlation_id, cursor);
-                        encoded_tern(TernMessage::CursorDescriptor(descriptor))
+                        encoded(TernMessage::CursorDescriptor(descriptor))
                     })
                     .collect();
                 self.start_prepared_listing(session, correlation_id, messages);
@@ -1310,7 +1301,7 @@ impl Context<'_> {
                 .filter_map(|mut group| {
                     group.control_session_id = session_id;
                     group.correlation_id = correlation_id;
-                    encoded_tern(TernMessage::RecordingGroupDescriptor(group))
+                    encoded(TernMessage::RecordingGroupDescriptor(group))
                 })
                 .collect();
                 self.start_prepared_listing(session, correlation_id, messages);
@@ -1498,7 +1489,7 @@ impl Context<'_> {
                 stream_id: subscription.stream_id,
                 stripped_channel: proto::to_ascii_lossy(&subscription.channel),
             };
-            queue_message(session, &Message::RecordingSubscriptionDescriptor(message));
+            queue_message(session, Message::RecordingSubscriptionDescriptor(message));
             sent += 1;
             if sent >= wanted {
                 return;

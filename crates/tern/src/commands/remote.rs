@@ -215,7 +215,7 @@ pub fn replay(
     driver: &DriverArgs,
     request: RemoteReplay,
 ) -> Result<std::process::ExitCode> {
-    use super::replay::{Control, PrintFormat};
+    use super::replay::Control;
     use std::io::Write;
     use tern_client::{ReplayLength, ReplayStart, TernReplay};
     use tern_transport::Idle;
@@ -362,21 +362,12 @@ pub fn replay(
                     messages += 1;
                     bytes += message.len() as u64;
                     position = header.position;
-                    let line = match request.print {
-                        PrintFormat::Text => writeln!(
-                            out,
-                            "{}\t{}\t{}",
-                            header.position,
-                            message.len(),
-                            message.escape_ascii()
-                        ),
-                        PrintFormat::Hex => {
-                            let hex: String =
-                                message.iter().map(|byte| format!("{byte:02x}")).collect();
-                            writeln!(out, "{}\t{}\t{hex}", header.position, message.len())
-                        }
-                        PrintFormat::None => Ok(()),
-                    };
+                    let line = super::replay::write_message(
+                        &mut out,
+                        request.print,
+                        header.position,
+                        message,
+                    );
                     if let Err(error) = line {
                         write_error.get_or_insert(error);
                     }

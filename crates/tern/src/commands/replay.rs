@@ -20,6 +20,29 @@ pub enum PrintFormat {
     None,
 }
 
+/// Print one message as `format` says: its position, its length and its bytes (text with
+/// non-printable bytes escaped, or hex), tab-separated.
+pub(crate) fn write_message(
+    out: &mut impl Write,
+    format: PrintFormat,
+    position: i64,
+    message: &[u8],
+) -> std::io::Result<()> {
+    match format {
+        PrintFormat::Text => writeln!(
+            out,
+            "{position}\t{}\t{}",
+            message.len(),
+            message.escape_ascii()
+        ),
+        PrintFormat::Hex => {
+            let hex: String = message.iter().map(|byte| format!("{byte:02x}")).collect();
+            writeln!(out, "{position}\t{}\t{hex}", message.len())
+        }
+        PrintFormat::None => Ok(()),
+    }
+}
+
 /// Arguments of `tern replay`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -495,20 +518,7 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
             }
             messages += 1;
             bytes += message.len() as u64;
-            let line = match args.print {
-                PrintFormat::Text => writeln!(
-                    out,
-                    "{}\t{}\t{}",
-                    header.position,
-                    message.len(),
-                    message.escape_ascii()
-                ),
-                PrintFormat::Hex => {
-                    let hex: String = message.iter().map(|byte| format!("{byte:02x}")).collect();
-                    writeln!(out, "{}\t{}\t{hex}", header.position, message.len())
-                }
-                PrintFormat::None => Ok(()),
-            };
+            let line = write_message(&mut out, args.print, header.position, message);
             if let Err(error) = line {
                 write_error = Some(error);
                 return false;
