@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     progress: Mutex<HashMap<i64, Arc<RecordingProgress>>>,
     /// Why an agent thread stopped, if one did.
     failure: Mutex<Option<String>>,
+    /// Recordings that could not be written, in the order they failed.
+    recording_failures: Mutex<Vec<RecordingFailure>>,
     /// Subscribers to recording events.
     pub events: EventBus,
     /// Active and busy recordings.
@@ -67,6 +69,21 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(recording_id, progress);
+    }
+
+    /// Note that a recording could not be written, and signal it.
+    pub(crate) fn recording_failed(&self, failure: RecordingFailure) {
+        tracing::error!("{failure}");
+        self.events.signal(
+            crate::events::RecordingSignalKind::Failed,
+            failure.recording_id,
+            failure.subscription_id,
+            failure.position,
+        );
+        self.recording_failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(failure);
     }
 
     fn agent_failed(&self, message: String) {
@@ -244,6 +261,42 @@ pub struct RecordingInfo {
     pub active: bool,
 }
 
+/// A recording that could not be written: its messages from `position` on are not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingFailure {
+    /// The recording, or -1 if it failed before it was given an id.
+    pub recording_id: i64,
+    /// The recording subscription it came through.
+    pub subscription_id: i64,
+    /// The publisher's session id.
+    pub session_id: i32,
+    /// The stream id.
+    pub stream_id: i32,
+    /// The channel recorded.
+    pub channel: String,
+    /// Where the recording stopped (what is before it is stored).
+    pub position: i64,
+    /// Aeron's archive error code for the cause (`codes::STORAGE_SPACE` for a full disk).
+    pub code: i32,
+    /// What went wrong.
+    pub error: String,
+}
+
+impl std::fmt::Display for RecordingFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.recording_id >= 0 {
+            write!(f, "recording {} ", self.recording_id)?;
+        } else {
+            write!(f, "a recording ")?;
+        }
+        write!(
+            f,
+            "of session {} stream {} {} failed at position {}; what follows is not stored: {}",
+            self.session_id, self.stream_id, self.channel, self.position, self.error
+        )
+    }
+}
+
 /// A running archive. Dropping it stops recording (what was received is written and synced) and
 /// replaying.
 pub struct Archive {
@@ -388,8 +441,9 @@ impl Archive {
         std::fs::create_dir_all(&config.dir)
             .map_err(io_error(&config.dir, "create archive directory"))?;
         let lock = lock_directory(&config.dir)?;
-        let mut catalog = Catalog::open(&config.dir, true)?;
+        let mut catalog = crate::rebuild::open_for_recording(&config.dir)?;
         recover(&config.dir, &mut catalog)?;
+        crate::operations::finish_purges(&config.dir, &catalog)?;
         let cursors = CursorStore::open(&config.dir)?;
         let next_id = catalog.entries().len() as i64;
         let shared = Arc::new(Shared {
@@ -397,6 +451,7 @@ impl Archive {
             catalog: Mutex::new(catalog),
             progress: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
+            recording_failures: Mutex::new(Vec::new()),
             events: EventBus::default(),
             activity: Mutex::new(Activity::default()),
             subscriptions: Mutex::new(BTreeMap::new()),
@@ -465,6 +520,17 @@ impl Archive {
             Some(message) => Err(ArchiveError::NotRunning(message.clone())),
             None => Ok(()),
         }
+    }
+
+    /// The recordings that could not be written since launch (a full disk, a file error), in the
+    /// order they failed. A recording listed here stopped where it failed; the archive goes on
+    /// recording the others.
+    pub fn recording_failures(&self) -> Vec<RecordingFailure> {
+        self.shared
+            .recording_failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The settings the archive runs with.
@@ -1084,6 +1150,13 @@ impl Archive {
     /// Stop recording and replaying; everything received is written and synced.
     pub fn shutdown(mut self) {
         self.stop_agents();
+    }
+
+    /// As [`Self::shutdown`], and return every recording that could not be written since launch,
+    /// those that failed while stopping included (their final write or sync).
+    pub fn shutdown_with_failures(mut self) -> Vec<RecordingFailure> {
+        self.stop_agents();
+        self.recording_failures()
     }
 
     fn stop_agents(&mut self) {

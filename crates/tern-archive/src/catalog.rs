@@ -126,6 +126,42 @@ fn create(dir: &Path, path: &Path) -> Result<File> {
         .map_err(io_error(path, "open catalog"))
 }
 
+/// Replace the catalog of `dir` with one holding `records` (in id order, record `i` for
+/// recording `i`), in one step: written whole to `catalog.tern.rebuild`, synced, renamed over the
+/// catalog, and the directory synced. A crash leaves either the old catalog or the new one.
+///
+/// # Errors
+/// A record's id is not its slot, a record cannot be encoded, or a file error.
+pub(crate) fn replace(dir: &Path, records: &[RecordingDescriptor]) -> Result<()> {
+    let path = dir.join(CATALOG_FILE);
+    let temporary = dir.join(format!("{CATALOG_FILE}.rebuild"));
+    let mut bytes = Vec::with_capacity(HEADER_LENGTH + records.len() * RECORD_LENGTH);
+    bytes.extend_from_slice(&encode_header());
+    for (slot, record) in records.iter().enumerate() {
+        if record.recording_id != slot as i64 {
+            return Err(ArchiveError::Invalid(format!(
+                "record of recording {} in slot {slot}",
+                record.recording_id
+            )));
+        }
+        bytes.extend_from_slice(&record.encode().map_err(ArchiveError::Invalid)?);
+    }
+    {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)
+            .map_err(io_error(&temporary, "create catalog"))?;
+        file.write_all_at(&bytes, 0)
+            .map_err(io_error(&temporary, "write catalog"))?;
+        file.sync_all()
+            .map_err(io_error(&temporary, "sync catalog"))?;
+    }
+    std::fs::rename(&temporary, &path).map_err(io_error(&path, "replace catalog"))?;
+    sync_directory(dir)
+}
+
 /// Sync a directory, so the files created in it survive a power loss.
 ///
 /// # Errors

@@ -27,6 +27,22 @@ pub enum ArchiveError {
         /// What is wrong.
         reason: String,
     },
+    /// The directory holds segment files its catalog does not describe: recording into it would
+    /// reuse their ids. `tern catalog rebuild` is the way back.
+    #[error(
+        "{dir}: {problem}; {segments} segment files (e.g. {example}) are not described by the \
+         catalog: run `tern catalog rebuild --dir {dir}` to rebuild it from them"
+    , dir = dir.display())]
+    CatalogMismatch {
+        /// The archive directory.
+        dir: PathBuf,
+        /// What is wrong with the catalog.
+        problem: String,
+        /// How many segment files the catalog does not describe.
+        segments: usize,
+        /// One of them.
+        example: String,
+    },
     /// No recording has this id.
     #[error("unknown recording id {0}")]
     UnknownRecording(i64),

@@ -15,6 +15,12 @@ pub enum RecordingSignalKind {
     Extend,
     /// Files of the recording were deleted (truncate or purge); no subscription, no position.
     Delete,
+    /// The recording could not be written (a full disk, a file error): what its image carries
+    /// from here on is not stored. The position is where it stopped (its start position if it
+    /// failed to open, and -1 with no recording id if it failed before it had one); the error
+    /// is in [`Archive::recording_failures`](crate::Archive::recording_failures). A `Stop`
+    /// follows for a recording that had started.
+    Failed,
 }
 
 /// One recording event.

@@ -25,6 +25,7 @@ mod key_search;
 pub mod message_time;
 mod operations;
 mod progress;
+mod rebuild;
 mod recorder;
 mod recording_reader;
 mod replay_limit;
@@ -35,8 +36,8 @@ pub mod time_index;
 mod view;
 
 pub use archive::{
-    check_replay_position, Archive, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
-    LOCK_FILE,
+    check_replay_position, Archive, RecordingFailure, RecordingInfo, RecordingSubscriptionInfo,
+    ReplayRequest, LOCK_FILE,
 };
 pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
 pub use config::{ArchiveConfig, FsyncPolicy};
@@ -50,6 +51,7 @@ pub use key_search::SearchStats;
 pub use message_time::{TimeSource, TimeUnit};
 pub use operations::{purge_recording_offline, truncate_recording_offline};
 pub use progress::RecordingProgress;
+pub use rebuild::{rebuild_catalog, RebuildReport, RebuiltFrom, RebuiltRecording, UNKNOWN_CHANNEL};
 pub use recorder::{epoch_nanos, SourceLocation, RECORDING_POSITION_TYPE_ID};
 pub use recording_reader::{find_end, list_segments, FrameRef, RecordingReader, ScanStop};
 pub use replayer::{ReplayState, ReplayStatus};

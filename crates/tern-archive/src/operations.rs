@@ -249,6 +249,51 @@ pub(crate) fn delete_files(dir: &Path, recording_id: i64) -> Result<usize> {
     Ok(deleted)
 }
 
+/// Finish the purges a crash interrupted: delete the files left of recordings whose record says
+/// deleted (a purge writes the record first, then deletes). Returns how many recordings had
+/// files left.
+///
+/// # Errors
+/// The directory cannot be listed or a file cannot be deleted.
+pub(crate) fn finish_purges(dir: &Path, catalog: &Catalog) -> Result<usize> {
+    let deleted: std::collections::BTreeSet<i64> = catalog
+        .entries()
+        .iter()
+        .filter_map(|entry| match entry {
+            crate::catalog::CatalogEntry::Recording(descriptor)
+                if descriptor.state == crate::descriptor::RecordState::Deleted =>
+            {
+                Some(descriptor.recording_id)
+            }
+            _ => None,
+        })
+        .collect();
+    if deleted.is_empty() {
+        return Ok(0);
+    }
+    let mut owners = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list archive directory"))? {
+        let entry = entry.map_err(io_error(dir, "list archive directory"))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let digits = name.bytes().take_while(u8::is_ascii_digit).count();
+        let owner = name[..digits].parse::<i64>().ok();
+        let separator = name.as_bytes().get(digits).copied();
+        if let (Some(owner), Some(b'-' | b'.')) = (owner, separator) {
+            if deleted.contains(&owner) {
+                owners.insert(owner);
+            }
+        }
+    }
+    for recording_id in &owners {
+        let files = delete_files(dir, *recording_id)?;
+        tracing::info!(
+            "recording {recording_id}: purge finished ({files} segment files left by an interrupted purge deleted)"
+        );
+    }
+    Ok(owners.len())
+}
+
 /// The record of a purged recording: state deleted.
 ///
 /// # Errors

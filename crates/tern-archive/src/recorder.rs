@@ -1,7 +1,7 @@
 //! The recorder agent: one thread that owns the recording subscriptions and writes every image
 //! of them to its own recording.
 
-use crate::archive::Shared;
+use crate::archive::{RecordingFailure, Shared};
 use crate::config::FsyncPolicy;
 use crate::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use crate::error::{ArchiveError, Result};
@@ -183,6 +183,18 @@ impl RecordingSession {
         }
         self.progress.stopped(stop);
         shared.clear_active(recording_id);
+        if let Some(error) = error {
+            shared.recording_failed(RecordingFailure {
+                recording_id,
+                subscription_id: self.subscription_id,
+                session_id: self.descriptor.session_id,
+                stream_id: self.descriptor.stream_id,
+                channel: self.descriptor.original_channel.clone(),
+                position: stop,
+                code: error.code(),
+                error: error.to_string(),
+            });
+        }
         shared.events.signal(
             crate::events::RecordingSignalKind::Stop,
             recording_id,
@@ -450,16 +462,24 @@ impl Recorder {
                     continue;
                 }
                 let session_id = image.info().session_id;
+                let position = image.position();
                 match self.open_image(index, image.clone(), now) {
                     Ok(session) => {
                         self.subscriptions[index].sessions.insert(image_id, session);
                         work += 1;
                     }
-                    Err(error) => {
-                        tracing::error!(
-                            "cannot record session {session_id}; its messages are dropped: {error}"
-                        );
+                    Err((recording_id, error)) => {
                         let entry = &mut self.subscriptions[index];
+                        shared.recording_failed(RecordingFailure {
+                            recording_id,
+                            subscription_id: entry.id,
+                            session_id,
+                            stream_id: entry.stream_id,
+                            channel: entry.original_channel.clone(),
+                            position,
+                            code: error.code(),
+                            error: format!("cannot record the image: {error}"),
+                        });
                         entry.finished.insert(image_id);
                         entry.discarding.insert(image_id, image);
                         if entry.auto_stop && entry.extend.is_some() {
@@ -501,14 +521,22 @@ impl Recorder {
 
     /// Start recording an image: a new recording, or the extension of the subscription's
     /// recording. Refused past the most concurrent recordings.
-    fn open_image(&mut self, index: usize, image: Image, now: Instant) -> Result<RecordingSession> {
+    /// On failure, the error and the recording id concerned (-1 if none had been given).
+    fn open_image(
+        &mut self,
+        index: usize,
+        image: Image,
+        now: Instant,
+    ) -> std::result::Result<RecordingSession, (i64, ArchiveError)> {
         let max = self.shared.config.max_concurrent_recordings;
         if self.shared.active_count() >= max {
-            return Err(ArchiveError::MaxRecordings(max));
+            return Err((-1, ArchiveError::MaxRecordings(max)));
         }
         let subscription_id = self.subscriptions[index].id;
         let session = match self.subscriptions[index].extend {
-            Some(recording_id) => self.open_extension(index, recording_id, image, now)?,
+            Some(recording_id) => self
+                .open_extension(index, recording_id, image, now)
+                .map_err(|error| (recording_id, error))?,
             None => self.open_session(index, image, now)?,
         };
         let (signal, position) = match self.subscriptions[index].extend {
@@ -595,12 +623,14 @@ impl Recorder {
         self.stop_subscription(entry)
     }
 
+    /// A new recording of `image`; on failure, the error and the id it had been given (-1 if
+    /// it failed before the catalog gave it one).
     fn open_session(
         &mut self,
         index: usize,
         image: Image,
         now: Instant,
-    ) -> Result<RecordingSession> {
+    ) -> std::result::Result<RecordingSession, (i64, ArchiveError)> {
         let entry = &self.subscriptions[index];
         let info = image.info().clone();
         let config = &self.shared.config;
@@ -622,10 +652,12 @@ impl Recorder {
             original_channel: entry.original_channel.clone(),
             source_identity: info.source_identity.clone(),
         };
-        descriptor.validate().map_err(ArchiveError::Invalid)?;
+        descriptor
+            .validate()
+            .map_err(|reason| (-1, ArchiveError::Invalid(reason)))?;
         let descriptor = {
             let mut catalog = self.shared.lock_catalog();
-            let descriptor = catalog.add(descriptor)?;
+            let descriptor = catalog.add(descriptor).map_err(|error| (-1, error))?;
             // Active through this subscription from the moment it is in the catalog.
             self.shared.set_active(descriptor.recording_id, entry.id);
             descriptor
@@ -673,7 +705,7 @@ impl Recorder {
             Ok(opened) => opened,
             Err(error) => {
                 stop_empty(&self.shared, &descriptor);
-                return Err(error);
+                return Err((recording_id, error));
             }
         };
         if !config.key_index.is_empty() {

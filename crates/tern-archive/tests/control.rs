@@ -1537,3 +1537,45 @@ fn listings_longer_than_a_sessions_queue_arrive_whole_in_batches() {
     }));
     assert_eq!(fixture.server.stats().sessions_closed(), 0);
 }
+
+#[test]
+fn a_recording_that_cannot_be_written_is_an_error_to_the_session_that_started_it() {
+    let fixture = fixture("unwritable", Authenticator::None);
+    // Recording 0's time index cannot be created: a directory holds its name.
+    let dir = fixture.archive.config().dir.clone();
+    std::fs::create_dir(dir.join("0.tix")).expect("block the time index file");
+    let mut raw = Raw::open(fixture.driver.dir(), 61);
+    raw.connect();
+    let start = raw.next_correlation();
+    raw.send(&Message::StartRecordingRequest2(
+        proto::StartRecordingRequest2 {
+            control_session_id: raw.session_id,
+            correlation_id: start,
+            stream_id: 1311,
+            source_location: SourceLocation::Local,
+            auto_stop: false,
+            channel: "aeron:ipc".into(),
+        },
+    ));
+    ok(&raw.receive_for(start));
+    let client = Client::connect(fixture.driver.dir()).expect("client");
+    let publication = client
+        .add_exclusive_publication("aeron:ipc", 1311)
+        .expect("publication");
+    wait_until("the publication to connect", || publication.is_connected());
+    // Aeron's way: an ERROR response carrying the start request's correlation id.
+    let (code, message) = error(&raw.receive_for(start));
+    assert_eq!(code, 0, "GENERIC: {message}");
+    assert!(
+        message.contains("recording 0") && message.contains("0.tix"),
+        "the message names the recording and the file: {message}"
+    );
+    let failures = fixture.archive.recording_failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].recording_id, 0);
+    assert_eq!(failures[0].stream_id, 1311);
+    // The archive keeps serving: another stream records.
+    std::fs::remove_dir(dir.join("0.tix")).expect("unblock");
+    let (recording, _) = record_over_protocol(&fixture, &mut raw, 1312, 10);
+    assert_eq!(recording, 1, "the failed recording kept its id");
+}

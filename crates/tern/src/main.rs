@@ -40,6 +40,9 @@ enum Command {
     Truncate(commands::truncate::Args),
     /// Delete a stopped recording and its files (no archive may run on the directory).
     Purge(commands::purge::Args),
+    /// Repair an archive directory's catalog: `tern catalog rebuild` reconstructs it from the
+    /// segment files when it is lost or damaged.
+    Catalog(commands::catalog::Args),
     /// Record a shared stream fed by several publishers, replay it and check every message.
     Demo(commands::demo::Args),
 }
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Dump(args) => commands::dump::run(args),
         Command::Truncate(args) => commands::truncate::run(args),
         Command::Purge(args) => commands::purge::run(args),
+        Command::Catalog(args) => commands::catalog::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {

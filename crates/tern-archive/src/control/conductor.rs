@@ -189,6 +189,29 @@ impl Conductor {
                 RecordingSignalKind::Stop => proto::RecordingSignal::Stop,
                 RecordingSignalKind::Extend => proto::RecordingSignal::Extend,
                 RecordingSignalKind::Delete => proto::RecordingSignal::Delete,
+                RecordingSignalKind::Failed => {
+                    // As Aeron's archive: an error response to the request that started the
+                    // recording (its correlation id), with the cause's error code.
+                    let failure =
+                        self.archive
+                            .recording_failures()
+                            .into_iter()
+                            .rev()
+                            .find(|failure| {
+                                failure.subscription_id == event.subscription_id
+                                    && failure.recording_id == event.recording_id
+                            });
+                    if let Some(failure) = failure {
+                        ControlStats::add(&self.stats.errors_sent);
+                        slot.session.respond(
+                            correlation_id,
+                            i64::from(failure.code),
+                            ControlResponseCode::Error,
+                            &failure.to_string(),
+                        );
+                    }
+                    continue;
+                }
             };
             let message = proto::RecordingSignalEvent {
                 control_session_id: session_id,

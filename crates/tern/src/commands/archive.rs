@@ -145,8 +145,40 @@ fn key_kinds(file: &ConfigFile) -> Result<Vec<tern_archive::KeyKind>> {
         .collect()
 }
 
-/// Print one status line per active recording.
+/// Print each recording failure not printed yet (`printed` of them were), one `tern:` line each
+/// on standard error.
+pub fn report_failures(archive: &Archive, printed: &mut usize) {
+    let failures = archive.recording_failures();
+    for failure in failures.iter().skip(*printed) {
+        eprintln!("tern: {failure}");
+    }
+    *printed = failures.len();
+}
+
+/// The outcome of a run that ended with these recording failures: an error naming the first.
+pub fn failures_outcome(failures: &[tern_archive::RecordingFailure]) -> Result<ExitCode> {
+    match failures.first() {
+        None => Ok(ExitCode::SUCCESS),
+        Some(first) => bail!(
+            "{} recording{} could not be written (the first: {first})",
+            failures.len(),
+            if failures.len() == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// Print one status line per active recording, and one per failed recording.
 pub fn print_status(archive: &Archive) {
+    for failure in archive.recording_failures() {
+        println!(
+            "status recording={} session={} stream={} failed at={} error={:?}",
+            failure.recording_id,
+            failure.session_id,
+            failure.stream_id,
+            failure.position,
+            failure.error
+        );
+    }
     for info in archive.recordings().into_iter().filter(|info| info.active) {
         println!(
             "status recording={} session={} stream={} recorded={} durable={} bytes={}",
@@ -268,9 +300,11 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     );
     let interval = Duration::from_secs(args.status_interval);
     let mut next_status = Instant::now() + interval;
+    let mut failures_printed = 0;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
         archive.health()?;
+        report_failures(&archive, &mut failures_printed);
         if server.as_ref().is_some_and(|server| !server.is_running()) {
             bail!("the control server stopped");
         }
@@ -282,12 +316,12 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     if let Some(server) = server {
         server.stop();
     }
-    match Arc::try_unwrap(archive) {
-        Ok(archive) => archive.shutdown(),
+    let failures = match Arc::try_unwrap(archive) {
+        Ok(archive) => archive.shutdown_with_failures(),
         Err(_) => bail!("the archive is still in use at shutdown"),
-    }
+    };
     println!("archive stopped; recordings are closed");
-    Ok(ExitCode::SUCCESS)
+    failures_outcome(&failures)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod archive;
+pub mod catalog;
 pub mod demo;
 pub mod describe;
 pub mod driver;

@@ -63,16 +63,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map(|seconds| Instant::now() + Duration::from_secs_f64(seconds));
     let interval = Duration::from_millis(args.status_interval.max(10));
     let mut next_status = Instant::now() + interval;
+    let mut failures_printed = 0;
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|deadline| Instant::now() < deadline)
     {
         std::thread::sleep(Duration::from_millis(5));
         archive.health()?;
+        super::archive::report_failures(&archive, &mut failures_printed);
         if Instant::now() >= next_status {
             next_status += interval;
             super::archive::print_status(&archive);
         }
     }
-    archive.shutdown();
+    let failures = archive.shutdown_with_failures();
     let view = tern_archive::ArchiveView::open(&dir)?;
     for recording in view.recordings()? {
         if recording.descriptor.recording_id < existing {
@@ -86,5 +88,5 @@ pub fn run(args: Args) -> Result<ExitCode> {
             recording.end_position - recording.descriptor.start_position
         );
     }
-    Ok(ExitCode::SUCCESS)
+    super::archive::failures_outcome(&failures)
 }
