@@ -921,7 +921,9 @@ impl ReplaySession {
                         .copy_from_slice(&self.plan.stream_id.to_le_bytes());
                     offset += aligned;
                 }
-                Err(FrameProblem::Truncated) if offset > 0 => break,
+                // Send the good frames before a bad one first: the next block starts at the bad
+                // frame and fails there, naming it.
+                Err(_) if offset > 0 => break,
                 Err(problem) => {
                     let path = self.reader.segment_path(position);
                     let base = self.reader.segment_base(position);

@@ -642,11 +642,20 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
             && error.contains(&format!("{recording_id}-{segment_base}.rec")),
         "{error}"
     );
-    while subscription.poll(|_, _| count += 1, 64).expect("poll") > 0 {}
     assert!(
-        count <= 300,
-        "no frame past the damage is replayed ({count})"
+        error.contains(&format!("recording {recording_id}"))
+            && error.contains(&format!("at offset {}", frame_300 - segment_base)),
+        "the error names the recording and the offset: {error}"
     );
+    // Every good frame before the damage arrives, none after it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count < 300 && Instant::now() < deadline {
+        let work = subscription.poll(|_, _| count += 1, 64).expect("poll");
+        idle.idle(work);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    while subscription.poll(|_, _| count += 1, 64).expect("poll") > 0 {}
+    assert_eq!(count, 300, "every good frame before the damage, none after");
 }
 
 #[test]
