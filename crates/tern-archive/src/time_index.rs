@@ -564,3 +564,138 @@ mod seek_tests {
         }
     }
 }
+
+/// What `verify` found in a recording's time index, and what it did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeIndexCheck {
+    /// The index file.
+    pub path: PathBuf,
+    /// Entries that passed every check (before the recording's end).
+    pub entries: u64,
+    /// The first problem: its file offset and what is wrong. `None`: the index is sound.
+    pub problem: Option<(u64, String)>,
+    /// Entries at or after the problem, left out of the rebuilt index.
+    pub dropped: u64,
+    /// Whether the file was rewritten with the entries that passed.
+    pub rebuilt: bool,
+}
+
+impl TimeIndexCheck {
+    /// Whether the index is sound.
+    pub fn is_ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// How far an entry's capture time may lie outside the recording's start and stop times.
+const TIME_SLACK_NS: i64 = 60_000_000_000;
+
+/// The file offset of entry `index`.
+pub(crate) fn entry_offset(index: usize) -> u64 {
+    (HEADER_LENGTH + index * ENTRY_LENGTH) as u64
+}
+
+/// Read a recording's time index for checking: the entries before `end_position` that pass
+/// every check up to the first that does not, that problem (file offset, reason), and how many
+/// entries the file holds. Checked: the header, then each entry's position (a multiple of the
+/// frame alignment, not before the start), its time (within a minute of the recording's start
+/// and stop, or of now for an active one) and that both go forward.
+pub(crate) fn check_entries(
+    dir: &Path,
+    descriptor: &crate::RecordingDescriptor,
+    end_position: i64,
+) -> (Vec<TimeEntry>, Option<(u64, String)>, u64) {
+    let path = dir.join(time_index_file_name(descriptor.recording_id));
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) => return (Vec::new(), Some((0, format!("cannot be read: {error}"))), 0),
+    };
+    if let Err(error) = check_header(&path, &bytes, descriptor.recording_id) {
+        let offset = match &error {
+            ArchiveError::Corrupt { offset, .. } => *offset,
+            _ => 0,
+        };
+        let reason = match error {
+            ArchiveError::Corrupt { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        let total = (bytes.len().saturating_sub(HEADER_LENGTH) / ENTRY_LENGTH) as u64;
+        return (Vec::new(), Some((offset, reason)), total);
+    }
+    let total = ((bytes.len() - HEADER_LENGTH) / ENTRY_LENGTH) as u64;
+    let earliest = descriptor.start_timestamp_ns.saturating_sub(TIME_SLACK_NS);
+    let latest = if descriptor.is_active() {
+        crate::recorder::epoch_nanos()
+    } else {
+        descriptor.stop_timestamp_ns
+    }
+    .saturating_add(TIME_SLACK_NS);
+    let mut entries = Vec::new();
+    let mut last: Option<TimeEntry> = None;
+    for (index, chunk) in bytes[HEADER_LENGTH..]
+        .chunks_exact(ENTRY_LENGTH)
+        .enumerate()
+    {
+        let entry = TimeEntry {
+            timestamp_ns: i64::from_le_bytes(chunk[0..8].try_into().expect("8 bytes")),
+            position: i64::from_le_bytes(chunk[8..16].try_into().expect("8 bytes")),
+        };
+        let problem = if entry.position < descriptor.start_position
+            || entry.position % crate::frame::FRAME_ALIGNMENT as i64 != 0
+        {
+            Some(format!(
+                "entry {index}: position {} is not a frame position of the recording",
+                entry.position
+            ))
+        } else if entry.timestamp_ns < earliest || entry.timestamp_ns > latest {
+            Some(format!(
+                "entry {index}: time {} ns is outside the recording's time range",
+                entry.timestamp_ns
+            ))
+        } else if last.is_some_and(|last| {
+            entry.position < last.position || entry.timestamp_ns < last.timestamp_ns
+        }) {
+            Some(format!("entry {index}: time index entries go backwards"))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return (entries, Some((entry_offset(index), problem)), total);
+        }
+        last = Some(entry);
+        if entry.position < end_position {
+            entries.push(entry);
+        }
+    }
+    (entries, None, total)
+}
+
+/// Replace a recording's time index with `entries`, in one step (a temporary file, synced,
+/// renamed over it, the directory synced).
+///
+/// # Errors
+/// A file error.
+pub(crate) fn replace_time_index(
+    dir: &Path,
+    recording_id: i64,
+    entries: &[TimeEntry],
+) -> Result<()> {
+    let path = dir.join(time_index_file_name(recording_id));
+    let temporary = dir.join(format!("{}.rebuild", time_index_file_name(recording_id)));
+    let mut bytes = Vec::with_capacity(HEADER_LENGTH + entries.len() * ENTRY_LENGTH);
+    bytes.extend_from_slice(&header(recording_id));
+    for entry in entries {
+        bytes.extend_from_slice(&entry.timestamp_ns.to_le_bytes());
+        bytes.extend_from_slice(&entry.position.to_le_bytes());
+    }
+    {
+        let mut file =
+            File::create(&temporary).map_err(io_error(&temporary, "create time index"))?;
+        file.write_all(&bytes)
+            .map_err(io_error(&temporary, "write time index"))?;
+        file.sync_all()
+            .map_err(io_error(&temporary, "sync time index"))?;
+    }
+    std::fs::rename(&temporary, &path).map_err(io_error(&path, "replace time index"))?;
+    crate::catalog::sync_directory(dir)
+}

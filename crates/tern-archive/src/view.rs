@@ -46,6 +46,9 @@ pub struct VerifyReport {
     /// The key index files of the finished segments checked (whole, against the segment's
     /// messages), for the kinds the recording indexes, and which were rebuilt.
     pub key_indexes: Vec<KeyIndexCheck>,
+    /// The time index checked (header, every entry, each entry's position a frame start) and,
+    /// for a stopped recording, rebuilt from its sound entries if it was not sound.
+    pub time_index: crate::time_index::TimeIndexCheck,
 }
 
 /// What a read filtered by key did.
@@ -217,8 +220,25 @@ impl ArchiveView {
         let mut collector: Option<KeyCollector> = None;
         let mut key_indexes = Vec::new();
         let dir = self.dir.clone();
+        let (mut entries, mut time_problem, total_entries) =
+            crate::time_index::check_entries(&self.dir, descriptor, view.end_position);
+        let mut next_entry = 0;
         let (reached, problem) =
             reader.scan(descriptor.start_position, view.end_position, |frame| {
+                // Each time index entry must point at a frame start.
+                while next_entry < entries.len() && entries[next_entry].position < frame.position {
+                    time_problem = Some((
+                        crate::time_index::entry_offset(next_entry),
+                        format!(
+                            "entry {next_entry}: position {} is not a frame start",
+                            entries[next_entry].position
+                        ),
+                    ));
+                    entries.truncate(next_entry);
+                }
+                while next_entry < entries.len() && entries[next_entry].position == frame.position {
+                    next_entry += 1;
+                }
                 if !kinds.is_empty() {
                     let base = crate::segment::segment_base(
                         descriptor.start_position,
@@ -259,13 +279,64 @@ impl ArchiveView {
             }
         }
         progress(reached - descriptor.start_position);
+        if problem.is_none() && next_entry < entries.len() {
+            time_problem = Some((
+                crate::time_index::entry_offset(next_entry),
+                format!(
+                    "entry {next_entry}: position {} is not a frame start",
+                    entries[next_entry].position
+                ),
+            ));
+            entries.truncate(next_entry);
+        }
+        let time_index = self.settle_time_index(&view, entries, time_problem, total_entries)?;
         Ok(VerifyReport {
             recording_id,
             frames,
             bytes: reached - descriptor.start_position,
             problem,
             key_indexes,
+            time_index,
         })
+    }
+
+    /// The outcome of a time index check; a stopped recording's unsound index is rewritten with
+    /// its sound entries (or, with none, the recording's start time at its start position).
+    fn settle_time_index(
+        &self,
+        view: &RecordingView,
+        mut entries: Vec<TimeEntry>,
+        problem: Option<(u64, String)>,
+        total: u64,
+    ) -> Result<crate::time_index::TimeIndexCheck> {
+        let descriptor = &view.descriptor;
+        let recording_id = descriptor.recording_id;
+        let path = self
+            .dir
+            .join(crate::time_index::time_index_file_name(recording_id));
+        let sound = entries.len() as u64;
+        let mut check = crate::time_index::TimeIndexCheck {
+            path,
+            entries: sound,
+            dropped: if problem.is_some() {
+                total.saturating_sub(sound)
+            } else {
+                0
+            },
+            problem,
+            rebuilt: false,
+        };
+        if check.problem.is_some() && !view.active {
+            if entries.is_empty() && view.end_position > descriptor.start_position {
+                entries.push(TimeEntry {
+                    timestamp_ns: descriptor.start_timestamp_ns,
+                    position: descriptor.start_position,
+                });
+            }
+            crate::time_index::replace_time_index(&self.dir, recording_id, &entries)?;
+            check.rebuilt = true;
+        }
+        Ok(check)
     }
 
     /// The kinds a recording is indexed by (its manifest), and what a look at each index file of

@@ -1385,3 +1385,50 @@ fn a_purge_cut_short_by_a_crash_finishes_at_the_next_launch() {
     let (code, stdout, _) = tern(&["verify", "--dir", &data.path().to_string_lossy(), "--quiet"]);
     assert_eq!(code, 0, "{stdout}");
 }
+
+#[test]
+fn verify_checks_time_indexes_and_rebuilds_a_damaged_one_from_its_sound_entries() {
+    let (_driver, data) = small_archive("tix");
+    let dir = data.path().to_string_lossy().into_owned();
+    let tix = data.path().join("1.tix");
+    let original = std::fs::read(&tix).expect("time index");
+    let entries = (original.len() - 32) / 16;
+    assert!(entries >= 1, "the recording has time index entries");
+    // An entry that points inside a frame: found, and the entries before it are kept.
+    let mut inside = original.clone();
+    let last = 32 + (entries - 1) * 16;
+    let position = i64::from_le_bytes(inside[last + 8..last + 16].try_into().expect("8"));
+    inside[last + 8..last + 16].copy_from_slice(&(position + 32).to_le_bytes());
+    std::fs::write(&tix, &inside).expect("damage an entry");
+    let (code, stdout, _) = tern(&["verify", "1", "--dir", &dir, "--quiet"]);
+    assert_eq!(code, 1, "a damaged time index fails verify: {stdout}");
+    assert!(
+        stdout.contains("1.tix DAMAGED at offset")
+            && stdout.contains(&format!("offset {last}"))
+            && stdout.contains("not a frame start")
+            && stdout.contains("rebuilt"),
+        "{stdout}"
+    );
+    let rebuilt = std::fs::read(&tix).expect("time index");
+    assert_eq!(rebuilt[..], original[..last], "the sound entries kept");
+    let (code, stdout, _) = tern(&["verify", "1", "--dir", &dir, "--quiet"]);
+    assert_eq!(code, 0, "sound after the rebuild: {stdout}");
+
+    // Garbage: found, and rebuilt from the recording's start; time replays work again.
+    std::fs::write(&tix, vec![0x5A; 300]).expect("garbage");
+    let (code, _, stderr) = tern(&["replay", "1", "--dir", &dir, "--speed", "100"]);
+    assert_ne!(code, 0, "a garbage index is an error to a paced replay");
+    assert!(stderr.contains("1.tix"), "{stderr}");
+    let (code, stdout, _) = tern(&["verify", "--dir", &dir, "--quiet"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("1.tix DAMAGED at offset 0") && stdout.contains("rebuilt"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = tern(&[
+        "replay", "1", "--dir", &dir, "--speed", "100", "--print", "none",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, _) = tern(&["verify", "--dir", &dir, "--quiet"]);
+    assert_eq!(code, 0, "{stdout}");
+}

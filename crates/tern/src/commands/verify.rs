@@ -91,6 +91,29 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let report = view.verify(id, |done| bar.set_position(done.max(0) as u64))?;
         bar.finish_and_clear();
         print_key_indexes(id, &report.key_indexes);
+        let time_index = &report.time_index;
+        if let Some((offset, reason)) = &time_index.problem {
+            damaged += 1;
+            let last = if time_index.entries == 0 {
+                "the recording's start".to_string()
+            } else {
+                format!("its {} sound entries", time_index.entries)
+            };
+            println!(
+                "recording {id}: time index {} DAMAGED at offset {offset}: {reason}; {}",
+                time_index.path.display(),
+                if time_index.rebuilt {
+                    format!(
+                        "rebuilt from {last} ({} entries dropped; the capture times after the \
+                         last one kept are lost: a replay from a later time starts at the end, a \
+                         paced replay sends what follows it unpaced)",
+                        time_index.dropped
+                    )
+                } else {
+                    "NOT rebuilt (the recording is active)".to_string()
+                }
+            );
+        }
         match report.problem {
             None => println!(
                 "recording {id}: ok, {} frames, {} bytes",
