@@ -341,6 +341,51 @@ pub(crate) fn lock_directory(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Remove the temporary files a crash left: catalogs and time indexes being replaced whole
+/// (`catalog.tern.new`, `catalog.tern.rebuild`, `N.tix.rebuild`), and key index files being
+/// written (`.NAME.PID-SEQUENCE.tmp`) by a process that is gone (`tern verify` or `tern index`
+/// may be writing one now, without the directory lock). Returns how many were removed.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub(crate) fn remove_leftovers(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list archive directory"))? {
+        let entry = entry.map_err(io_error(dir, "list archive directory"))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let leftover = if name == "catalog.tern.new"
+            || name == "catalog.tern.rebuild"
+            || name.ends_with(".tix.rebuild")
+        {
+            true
+        } else if let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+            // `.NAME.PID-SEQUENCE.tmp`: gone if its writer is.
+            rest.rsplit_once('.')
+                .and_then(|(_, tail)| tail.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<i32>().ok())
+                // SAFETY: kill with signal 0 only checks whether the process exists.
+                .is_some_and(|pid| {
+                    pid > 0
+                        && unsafe { libc::kill(pid, 0) } != 0
+                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+                })
+        } else {
+            false
+        };
+        if leftover {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!("removed {name}, left by an interrupted write");
+                    removed += 1;
+                }
+                Err(error) => tracing::warn!("{name}: left by an interrupted write: {error}"),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Give every interrupted recording of the catalog its stop position: the end of its last valid
 /// frame. Returns the ids recovered and what damage was found at their ends.
 fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<String>)>> {
@@ -441,6 +486,7 @@ impl Archive {
         std::fs::create_dir_all(&config.dir)
             .map_err(io_error(&config.dir, "create archive directory"))?;
         let lock = lock_directory(&config.dir)?;
+        remove_leftovers(&config.dir)?;
         let mut catalog = crate::rebuild::open_for_recording(&config.dir)?;
         recover(&config.dir, &mut catalog)?;
         crate::operations::finish_purges(&config.dir, &catalog)?;

@@ -37,6 +37,60 @@ pub struct Catalog {
     file: File,
     writable: bool,
     entries: Vec<CatalogEntry>,
+    /// The redo file (writable catalogs): each record is written here, synced, before it is
+    /// written in place, so a torn in-place write is repaired at the next open.
+    redo: Option<File>,
+}
+
+/// Name of the catalog's redo file: the last record written, whole, with its slot.
+pub const REDO_FILE: &str = "catalog.tern.redo";
+const REDO_MAGIC: &[u8; 8] = b"TERNRDO\0";
+const REDO_VERSION: u32 = 1;
+/// Length of the redo file: magic, version, reserved, slot, record, CRC32C.
+pub const REDO_LENGTH: usize = 24 + RECORD_LENGTH + 4;
+
+fn encode_redo(slot: i64, record: &[u8; RECORD_LENGTH]) -> [u8; REDO_LENGTH] {
+    let mut bytes = [0u8; REDO_LENGTH];
+    bytes[0..8].copy_from_slice(REDO_MAGIC);
+    bytes[8..12].copy_from_slice(&REDO_VERSION.to_le_bytes());
+    bytes[16..24].copy_from_slice(&slot.to_le_bytes());
+    bytes[24..24 + RECORD_LENGTH].copy_from_slice(record);
+    let crc = crc32c::crc32c(&bytes[..REDO_LENGTH - 4]);
+    bytes[REDO_LENGTH - 4..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// The redo file's record and its slot, if the file is whole and its record sound.
+pub(crate) fn read_redo(dir: &Path) -> Option<(usize, RecordingDescriptor, Vec<u8>)> {
+    let bytes = std::fs::read(dir.join(REDO_FILE)).ok()?;
+    if bytes.len() != REDO_LENGTH || &bytes[0..8] != REDO_MAGIC {
+        return None;
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
+    let crc = u32::from_le_bytes(bytes[REDO_LENGTH - 4..].try_into().ok()?);
+    if version != REDO_VERSION || crc != crc32c::crc32c(&bytes[..REDO_LENGTH - 4]) {
+        return None;
+    }
+    let slot = usize::try_from(i64::from_le_bytes(bytes[16..24].try_into().ok()?)).ok()?;
+    let record = bytes[24..24 + RECORD_LENGTH].to_vec();
+    let descriptor = RecordingDescriptor::decode(&record).ok()?;
+    (descriptor.recording_id == slot as i64).then_some((slot, descriptor, record))
+}
+
+fn open_redo(dir: &Path) -> Result<File> {
+    let path = dir.join(REDO_FILE);
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error(&path, "open catalog redo file"))?;
+    if !existed {
+        sync_directory(dir)?;
+    }
+    Ok(file)
 }
 
 fn encode_header() -> [u8; HEADER_LENGTH] {
@@ -158,8 +212,19 @@ pub(crate) fn replace(dir: &Path, records: &[RecordingDescriptor]) -> Result<()>
         file.sync_all()
             .map_err(io_error(&temporary, "sync catalog"))?;
     }
+    // The redo record belongs to the catalog being replaced: it must not be applied to this one.
+    remove_redo(dir)?;
     std::fs::rename(&temporary, &path).map_err(io_error(&path, "replace catalog"))?;
     sync_directory(dir)
+}
+
+fn remove_redo(dir: &Path) -> Result<()> {
+    let redo = dir.join(REDO_FILE);
+    match std::fs::remove_file(&redo) {
+        Ok(()) => sync_directory(dir),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error(&redo, "remove catalog redo file")(error)),
+    }
 }
 
 /// Sync a directory, so the files created in it survive a power loss.
@@ -188,12 +253,15 @@ impl Catalog {
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
                 });
             }
+            // A redo record left of a catalog that is gone belongs to no catalog.
+            remove_redo(dir)?;
             let file = create(dir, &path)?;
             return Ok(Self {
                 path,
                 file,
                 writable,
                 entries: Vec::new(),
+                redo: Some(open_redo(dir)?),
             });
         }
         let file = OpenOptions::new()
@@ -230,12 +298,53 @@ impl Catalog {
             entries.push(entry);
             offset += RECORD_LENGTH;
         }
-        Ok(Self {
+        let mut catalog = Self {
             path,
             file,
             writable,
             entries,
-        })
+            redo: None,
+        };
+        catalog.apply_redo(dir, &bytes)?;
+        if writable {
+            catalog.redo = Some(open_redo(dir)?);
+        }
+        Ok(catalog)
+    }
+
+    /// Put back the last record written if its in-place write did not finish (a crash tore or
+    /// lost it): the redo file holds it whole. A writable catalog writes it in place; a
+    /// read-only one only reads it so.
+    fn apply_redo(&mut self, dir: &Path, bytes: &[u8]) -> Result<()> {
+        let Some((slot, descriptor, record)) = read_redo(dir) else {
+            return Ok(());
+        };
+        let offset = HEADER_LENGTH + slot * RECORD_LENGTH;
+        if bytes.get(offset..offset + RECORD_LENGTH) == Some(record.as_slice()) {
+            return Ok(());
+        }
+        if slot > self.entries.len() {
+            // Not the catalog this record was written to (a slot past its end plus one).
+            return Ok(());
+        }
+        if self.writable {
+            self.file
+                .write_all_at(&record, offset as u64)
+                .map_err(io_error(&self.path, "repair catalog record"))?;
+            self.file
+                .sync_data()
+                .map_err(io_error(&self.path, "sync catalog"))?;
+        }
+        tracing::info!(
+            "catalog record of recording {slot} restored from {REDO_FILE} (its last write had not finished)"
+        );
+        let entry = CatalogEntry::Recording(descriptor);
+        if slot == self.entries.len() {
+            self.entries.push(entry);
+        } else {
+            self.entries[slot] = entry;
+        }
+        Ok(())
     }
 
     /// The catalog file's path.
@@ -318,6 +427,15 @@ impl Catalog {
         }
         let record = descriptor.encode().map_err(ArchiveError::Invalid)?;
         let offset = (HEADER_LENGTH + descriptor.recording_id as usize * RECORD_LENGTH) as u64;
+        // The record whole in the redo file first: a crash during the in-place write below leaves
+        // a torn record that the next open restores from it.
+        if let Some(redo) = &self.redo {
+            let redo_path = || self.path.with_file_name(REDO_FILE);
+            redo.write_all_at(&encode_redo(descriptor.recording_id, &record), 0)
+                .map_err(|error| io_error(&redo_path(), "write catalog redo file")(error))?;
+            redo.sync_data()
+                .map_err(|error| io_error(&redo_path(), "sync catalog redo file")(error))?;
+        }
         self.file
             .write_all_at(&record, offset)
             .map_err(io_error(&self.path, "write catalog record"))?;
@@ -438,6 +556,8 @@ mod tests {
         let path = dir.path().join(CATALOG_FILE);
         let bytes = std::fs::read(&path).expect("read");
         std::fs::write(&path, &bytes[..bytes.len() - 500]).expect("truncate");
+        // Without the redo file (the next test has it restore the record).
+        std::fs::remove_file(dir.path().join(REDO_FILE)).expect("no redo");
         let mut catalog = Catalog::open(dir.path(), true).expect("reopen");
         assert!(matches!(
             catalog.entries()[1],
@@ -451,6 +571,64 @@ mod tests {
         assert_eq!(added.recording_id, 2);
         drop(catalog);
         let catalog = Catalog::open(dir.path(), false).expect("reopen");
+        assert_eq!(catalog.get(2).expect("2").recording_id, 2);
+    }
+
+    #[test]
+    fn a_record_torn_by_a_crash_during_its_write_is_restored_from_the_redo_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(CATALOG_FILE);
+        let before;
+        {
+            let mut catalog = Catalog::open(dir.path(), true).expect("create");
+            catalog.add(sample(0)).expect("add");
+            catalog.add(sample(0)).expect("add");
+            before = std::fs::read(&path).expect("read");
+            let mut stopped = catalog.get(0).expect("0").clone();
+            stopped.stop_position = 4096;
+            catalog.update(&stopped).expect("update");
+        }
+        let after = std::fs::read(&path).expect("read");
+        // The crash: the in-place write of record 0 got only its first 512 bytes to the disk.
+        let mut torn = after.clone();
+        torn[HEADER_LENGTH + 512..HEADER_LENGTH + RECORD_LENGTH]
+            .copy_from_slice(&before[HEADER_LENGTH + 512..HEADER_LENGTH + RECORD_LENGTH]);
+        std::fs::write(&path, &torn).expect("tear");
+        let read_only = Catalog::open(dir.path(), false).expect("read-only open");
+        assert_eq!(read_only.get(0).expect("0").stop_position, 4096);
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            torn,
+            "a reader writes nothing"
+        );
+        drop(read_only);
+        let catalog = Catalog::open(dir.path(), true).expect("writable open");
+        assert_eq!(catalog.get(0).expect("0").stop_position, 4096);
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            after,
+            "repaired in place"
+        );
+        drop(catalog);
+
+        // The crash came earlier, during the redo write: the record in place is the old one,
+        // whole, and stays.
+        std::fs::write(&path, &before).expect("old catalog");
+        let redo = dir.path().join(REDO_FILE);
+        let mut bytes = std::fs::read(&redo).expect("redo");
+        bytes[REDO_LENGTH - 100] ^= 0xFF;
+        std::fs::write(&redo, &bytes).expect("torn redo");
+        let catalog = Catalog::open(dir.path(), true).expect("open");
+        assert_eq!(catalog.get(0).expect("0").stop_position, -1);
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+
+        // An added record whose append was lost entirely comes back too.
+        let mut catalog = catalog;
+        catalog.add(sample(0)).expect("add");
+        drop(catalog);
+        std::fs::write(&path, &before).expect("append lost");
+        let catalog = Catalog::open(dir.path(), true).expect("open");
+        assert_eq!(catalog.entries().len(), 3);
         assert_eq!(catalog.get(2).expect("2").recording_id, 2);
     }
 }

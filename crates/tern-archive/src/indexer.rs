@@ -4,7 +4,8 @@
 //! when a segment is full, or the recording stops, it hands the notes of that segment to the
 //! indexer thread (`tern-indexer`), which sorts them and writes one file per kind. The queue is
 //! bounded: when the indexer falls behind, a full segment's notes are dropped (logged), and the
-//! segment is indexed at the next start of the archive or by `tern verify`. At launch the
+//! segment is indexed from its file as soon as the indexer takes the recording's next segment
+//! (a `CheckActive` job; or at the recording's stop, the next start of the archive, `tern verify`). At launch the
 //! indexer checks every recording's index files and rebuilds missing or damaged ones by reading
 //! their segment (after a crash: the segment that was being written, and any the indexer had not
 //! written yet).
@@ -39,6 +40,12 @@ pub(crate) enum IndexJob {
     Check {
         recordings: Vec<RecordingDescriptor>,
     },
+    /// Index the finished segments of a recording (active, or stopped at `end_position`) that
+    /// have no index files: those whose notes were dropped while the indexer was behind.
+    CheckActive {
+        descriptor: RecordingDescriptor,
+        end_position: i64,
+    },
 }
 
 /// Write the key index files of the jobs that come, until the queue closes. A check of the
@@ -52,6 +59,25 @@ pub(crate) fn run_indexer(dir: PathBuf, jobs: Receiver<IndexJob>, stopping: Arc<
                 collector,
                 recycle,
             } => write_segment(&dir, recording_id, end_position, collector, recycle),
+            IndexJob::CheckActive {
+                descriptor,
+                end_position,
+            } => match check_recording(&dir, &descriptor, end_position, None, CheckMode::Repair) {
+                Ok(checks) => {
+                    for check in checks.iter().filter(|check| check.rebuilt) {
+                        tracing::info!(
+                            "recording {}: key index {} written from its segment ({})",
+                            descriptor.recording_id,
+                            check.file_name(descriptor.recording_id),
+                            check.found
+                        );
+                    }
+                }
+                Err(error) => tracing::warn!(
+                    "recording {}: key indexes not checked: {error}",
+                    descriptor.recording_id
+                ),
+            },
             IndexJob::Check { recordings } => {
                 for descriptor in recordings {
                     if stopping.load(Ordering::Relaxed) {

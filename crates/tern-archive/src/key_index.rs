@@ -627,10 +627,10 @@ pub fn decode_manifest(bytes: &[u8], recording_id: i64) -> Result<Vec<KeyKind>, 
         .collect()
 }
 
-/// Write the manifest of a recording that indexes `kinds`, when it starts. Not synced (it is
-/// written on the recorder's thread): its directory entry becomes durable with the first sync of
-/// the recording's first segment; after a power loss it may be missing or fail its checksum, and
-/// the recording then counts as not indexed (filtered replays scan it).
+/// Write the manifest of a recording that indexes `kinds`, when it starts: synced, and its
+/// directory entry too, so a power loss never leaves an indexed recording without it (it would
+/// count as not indexed, and its index files would never be rebuilt). One sync of a small file
+/// per recording start, on the recorder's thread.
 ///
 /// # Errors
 /// The file could not be written.
@@ -639,7 +639,7 @@ pub fn write_manifest(dir: &Path, recording_id: i64, kinds: &[KeyKind]) -> Resul
         dir,
         &manifest_file_name(recording_id),
         &encode_manifest(recording_id, kinds),
-        false,
+        true,
     )
 }
 

@@ -67,7 +67,7 @@ fn salvage(path: &Path) -> Result<BTreeMap<i64, RecordingDescriptor>> {
     let mut kept = BTreeMap::new();
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(kept),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(error) => return Err(io_error(path, "read catalog")(error)),
     };
     let mut offset = HEADER_LENGTH;
@@ -80,6 +80,12 @@ fn salvage(path: &Path) -> Result<BTreeMap<i64, RecordingDescriptor>> {
             }
         }
         offset += RECORD_LENGTH;
+    }
+    // The last record written, whole in the redo file, is newer than its slot's copy.
+    if let Some((slot, descriptor, _)) = path.parent().and_then(catalog::read_redo) {
+        if slot as u64 <= (bytes.len().saturating_sub(HEADER_LENGTH) / RECORD_LENGTH) as u64 {
+            kept.insert(slot as i64, descriptor);
+        }
     }
     Ok(kept)
 }

@@ -68,6 +68,20 @@ struct RecordingSession {
 }
 
 const MIN_BLOCK_SPACE: usize = 64 * 1024;
+
+/// Have the segment writer's I/O thread sync the time index after each segment sync.
+fn sync_time_index_with(
+    writer: &mut SegmentWriter,
+    time_index: &TimeIndexWriter,
+    recording_id: i64,
+) {
+    match time_index.file_handle() {
+        Ok((path, file)) => writer.sync_with(path, file),
+        Err(error) => {
+            tracing::warn!("recording {recording_id}: time index synced only at the stop: {error}")
+        }
+    }
+}
 /// Bytes dropped per cycle from an image whose recording failed.
 const DISCARD_LIMIT: usize = 4 << 20;
 /// Bytes of a catalog record for its three strings (1024 less the fixed fields and the three
@@ -134,7 +148,7 @@ impl RecordingSession {
                 if now.duration_since(self.last_sync) >= interval
                     && self.writer.synced_position() < self.writer.position()
                 {
-                    // The time index is synced when the recording stops; recovery never needs it.
+                    // The I/O thread syncs the time index after the segment.
                     self.writer.request_sync()?;
                     self.last_sync = now;
                 }
@@ -582,7 +596,9 @@ impl Recorder {
             );
         })?;
         let descriptor = extension.descriptor;
-        let position = extension.writer.position();
+        let mut extension_writer = extension.writer;
+        sync_time_index_with(&mut extension_writer, &extension.time_index, recording_id);
+        let position = extension_writer.position();
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&recording_id.to_le_bytes());
         key.extend_from_slice(&info.session_id.to_le_bytes());
@@ -607,7 +623,7 @@ impl Recorder {
         Ok(RecordingSession {
             descriptor,
             image,
-            writer: extension.writer,
+            writer: extension_writer,
             time_index: extension.time_index,
             progress: extension.progress,
             counter,
@@ -708,9 +724,10 @@ impl Recorder {
                 return Err((recording_id, error));
             }
         };
+        sync_time_index_with(&mut writer, &time_index, recording_id);
         if !config.key_index.is_empty() {
             match crate::key_index::write_manifest(&config.dir, recording_id, &config.key_index) {
-                Ok(()) => writer.index_keys(&config.key_index, self.indexer.clone()),
+                Ok(()) => writer.index_keys(&config.key_index, self.indexer.clone(), &descriptor),
                 Err(error) => tracing::warn!(
                     "recording {recording_id}: not indexed by key (filtered replays scan it): {error}"
                 ),

@@ -90,10 +90,12 @@ enum Job {
         end: usize,
         position: i64,
     },
-    /// `fdatasync` the segment; everything written to it before reaches `position`.
+    /// `fdatasync` the segment; everything written to it before reaches `position`. Then the
+    /// companion file (the recording's time index), whose failure is logged, not fatal.
     Sync {
         segment: Arc<SegmentFile>,
         position: i64,
+        companion: Option<Arc<(PathBuf, File)>>,
     },
 }
 
@@ -128,8 +130,19 @@ fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
                 Ok(()) => Done::Written { buffer, position },
                 Err(error) => Done::Failed(io_error(&segment.path, "write segment")(error)),
             },
-            Job::Sync { segment, position } => match sync_segment(&segment) {
-                Ok(()) => Done::Synced { position },
+            Job::Sync {
+                segment,
+                position,
+                companion,
+            } => match sync_segment(&segment) {
+                Ok(()) => {
+                    if let Some(companion) = companion {
+                        if let Err(error) = companion.1.sync_data() {
+                            tracing::warn!("{}: sync: {error}", companion.0.display());
+                        }
+                    }
+                    Done::Synced { position }
+                }
                 Err(error) => Done::Failed(error),
             },
         };
@@ -258,6 +271,9 @@ pub struct SegmentWriter {
     broken: bool,
     /// The segment is full and synced; the next one is created with the next frame.
     roll_pending: bool,
+    /// A file synced by the I/O thread after each segment sync (the time index), so it is as
+    /// durable as the frames under the fsync policy without a sync on the recorder's thread.
+    companion: Option<Arc<(PathBuf, File)>>,
     /// The keys of the current segment's messages, for its key index.
     keys: Option<KeyIndexing>,
 }
@@ -269,6 +285,12 @@ struct KeyIndexing {
     /// Lists the indexer is done with, for the next segments' notes.
     recycled: Receiver<Vec<(i64, u32)>>,
     recycle: Sender<Vec<(i64, u32)>>,
+    /// The recording, for a check of its finished segments from their files.
+    descriptor: crate::descriptor::RecordingDescriptor,
+    /// Where the last finished segment whose notes were dropped (the indexer was behind) ends:
+    /// once the indexer has room and the files are written that far, it indexes the recording's
+    /// unindexed finished segments from their files.
+    unindexed: Option<i64>,
 }
 
 impl SegmentWriter {
@@ -382,13 +404,26 @@ impl SegmentWriter {
             worker: Some(worker),
             broken: false,
             roll_pending: false,
+            companion: None,
             keys: None,
         })
     }
 
     /// Note the keys of `kinds` of every message appended from now on, and hand each finished
     /// segment's notes to the indexer (`jobs`), which writes its key index files.
-    pub(crate) fn index_keys(&mut self, kinds: &[KeyKind], jobs: SyncSender<IndexJob>) {
+    /// Sync `file` (named `path`) on the I/O thread after every segment sync from now on.
+    pub(crate) fn sync_with(&mut self, path: PathBuf, file: File) {
+        self.companion = Some(Arc::new((path, file)));
+    }
+
+    /// `descriptor` is the recording's (active) descriptor: segments the indexer had no room for
+    /// are indexed from their files once it has.
+    pub(crate) fn index_keys(
+        &mut self,
+        kinds: &[KeyKind],
+        jobs: SyncSender<IndexJob>,
+        descriptor: &crate::descriptor::RecordingDescriptor,
+    ) {
         if kinds.is_empty() {
             return;
         }
@@ -398,6 +433,8 @@ impl SegmentWriter {
             jobs,
             recycled,
             recycle,
+            descriptor: descriptor.clone(),
+            unindexed: None,
         });
     }
 
@@ -407,6 +444,8 @@ impl SegmentWriter {
     /// archive or `tern verify` rebuilds its index).
     fn hand_off_keys(&mut self, end: i64, next_base: i64, wait: bool) {
         let recording_id = self.geometry.recording_id;
+        // What the I/O thread has written: a check from the files reads no further.
+        let flushed = self.flushed;
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
@@ -429,10 +468,34 @@ impl SegmentWriter {
                 TrySendError::Disconnected(_) => "the indexer stopped",
             })
         };
-        if let Err(why) = sent {
-            tracing::warn!(
-                "recording {recording_id}: segment at {base} not indexed ({why}); a filtered replay scans it and `tern verify` rebuilds its index"
-            );
+        match sent {
+            Err(why) => {
+                keys.unindexed = Some(end);
+                tracing::warn!(
+                    "recording {recording_id}: segment at {base} not indexed now ({why}); it is indexed from its file once the indexer catches up (a filtered replay scans it meanwhile)"
+                );
+            }
+            Ok(())
+                if keys
+                    .unindexed
+                    .is_some_and(|missed| missed <= end.min(flushed)) =>
+            {
+                // The indexer had room for this one, and the files hold the segments it missed:
+                // have it index those from their files.
+                let check = IndexJob::CheckActive {
+                    descriptor: keys.descriptor.clone(),
+                    end_position: end.min(flushed),
+                };
+                let queued = if wait {
+                    keys.jobs.send(check).is_ok()
+                } else {
+                    keys.jobs.try_send(check).is_ok()
+                };
+                if queued {
+                    keys.unindexed = None;
+                }
+            }
+            Ok(()) => {}
         }
     }
 
@@ -724,6 +787,7 @@ impl SegmentWriter {
         self.send(Job::Sync {
             segment: self.segment.clone(),
             position: self.submitted,
+            companion: self.companion.clone(),
         })?;
         self.syncs_in_flight += 1;
         self.sync_requested = self.submitted;
@@ -760,5 +824,109 @@ impl std::fmt::Debug for SegmentWriter {
             .field("position", &self.position())
             .field("flushed", &self.flushed)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{term_of, TYPE_DATA};
+    use crate::key::KeyKind;
+
+    const TERM: i64 = 64 * 1024;
+
+    /// One term of 1 KiB data frames from `position` (a term start), each with its position as
+    /// its reserved value.
+    fn term_of_frames(position: i64) -> Vec<u8> {
+        let mut block = vec![0u8; TERM as usize];
+        for (index, frame) in block.chunks_exact_mut(1024).enumerate() {
+            let at = position + index as i64 * 1024;
+            let (term_id, term_offset) = term_of(at, 0, TERM as i32);
+            FrameHeader {
+                frame_length: 1024,
+                flags: 0xC0,
+                frame_type: TYPE_DATA,
+                term_offset,
+                session_id: 0,
+                stream_id: 1,
+                term_id,
+                reserved_value: at,
+            }
+            .encode(frame);
+        }
+        block
+    }
+
+    #[test]
+    fn a_segment_the_indexer_had_no_room_for_is_indexed_from_its_file_once_it_has() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut descriptor = crate::descriptor::tests::sample(0);
+        descriptor.start_position = 0;
+        descriptor.stop_position = crate::descriptor::NULL_POSITION;
+        descriptor.initial_term_id = 0;
+        descriptor.term_length = TERM as i32;
+        descriptor.segment_length = TERM as i32;
+        descriptor.stream_id = 1;
+        let geometry = SegmentGeometry {
+            dir: dir.path().to_path_buf(),
+            recording_id: 0,
+            start_position: 0,
+            term_length: TERM,
+            segment_length: TERM,
+        };
+        let mut writer =
+            SegmentWriter::new(geometry, WriteMode::Buffered, false, 2 * TERM as usize)
+                .expect("writer");
+        let (jobs, queue) = mpsc::sync_channel(2);
+        jobs.try_send(IndexJob::Check {
+            recordings: Vec::new(),
+        })
+        .expect("a job ahead");
+        writer.index_keys(&[KeyKind::Reserved], jobs, &descriptor);
+        // Segment 0 takes the queue's last place; segment 1 finds it full: its notes are dropped.
+        writer.append(&term_of_frames(0), 0).expect("segment 0");
+        writer
+            .append(&term_of_frames(TERM), TERM)
+            .expect("segment 1");
+        writer.sync().expect("written");
+        let drained: Vec<IndexJob> = queue.try_iter().collect();
+        assert_eq!(drained.len(), 2, "segment 1 was not queued");
+        // The indexer has room again: segment 2's notes go, then a check of the missed one.
+        writer
+            .append(&term_of_frames(2 * TERM), 2 * TERM)
+            .expect("segment 2");
+        let jobs: Vec<IndexJob> = queue.try_iter().collect();
+        assert!(
+            matches!(jobs.first(), Some(IndexJob::Segment { collector, .. }) if collector.base() == 2 * TERM),
+            "segment 2's notes"
+        );
+        match jobs.get(1) {
+            Some(IndexJob::CheckActive {
+                descriptor: checked,
+                end_position,
+            }) => {
+                assert_eq!(checked.recording_id, 0);
+                assert!(
+                    *end_position >= 2 * TERM,
+                    "covers segment 1: {end_position}"
+                );
+                // The indexer's work on it: segment 1's index file written from the file.
+                let checks = crate::indexer::check_recording(
+                    dir.path(),
+                    checked,
+                    *end_position,
+                    Some(&[KeyKind::Reserved]),
+                    crate::indexer::CheckMode::Repair,
+                )
+                .expect("check");
+                assert!(
+                    checks
+                        .iter()
+                        .any(|check| check.rebuilt && check.segment_base == TERM),
+                    "{checks:?}"
+                );
+            }
+            _ => panic!("a check of the missed segment follows"),
+        }
     }
 }

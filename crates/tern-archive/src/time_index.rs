@@ -151,6 +151,18 @@ impl TimeIndexWriter {
         Ok(())
     }
 
+    /// A second handle on the index file (for syncs on another thread), and its path.
+    ///
+    /// # Errors
+    /// The descriptor cannot be duplicated.
+    pub(crate) fn file_handle(&self) -> Result<(PathBuf, File)> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_error(&self.path, "duplicate time index handle"))?;
+        Ok((self.path.clone(), file))
+    }
+
     /// Sync the index to the device.
     ///
     /// # Errors

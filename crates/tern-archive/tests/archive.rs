@@ -745,8 +745,10 @@ fn a_second_archive_on_the_same_directory_is_refused() {
 fn a_recording_that_cannot_start_does_not_hold_back_its_publisher() {
     let driver = driver("blocked");
     let data = tempfile::tempdir().expect("temp dir");
-    // A stale segment file where recording 0's first segment would go: it cannot be created.
-    std::fs::write(data.path().join("0-0.rec"), b"stale").expect("stale file");
+    // A directory where recording 0's time index would go: the recording cannot start. (A stale
+    // segment file there would keep the archive from starting at all: the catalog does not
+    // describe it.)
+    std::fs::create_dir(data.path().join("0.tix")).expect("in the way");
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
     archive
@@ -760,6 +762,11 @@ fn a_recording_that_cannot_start_does_not_hold_back_its_publisher() {
     assert_eq!(
         info.descriptor.stop_position, info.descriptor.start_position,
         "stopped at its start"
+    );
+    let failures = archive.recording_failures();
+    assert!(
+        failures.len() == 1 && failures[0].recording_id == 0 && failures[0].error.contains("0.tix"),
+        "the failure is reported: {failures:?}"
     );
     // Many terms' worth: a subscriber that no longer moves would stop this at half a term.
     let mut idle = BackoffIdle::new();

@@ -402,7 +402,22 @@ fn an_image_that_does_not_continue_the_recording_is_refused_and_a_fitting_one_ex
         descriptor,
         "the recording is untouched"
     );
-    assert!(events_of(&events).is_empty());
+    // The refusal is signalled (a control client gets an error response), nothing else.
+    let seen = events_of(&events);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        (
+            seen[0].signal,
+            seen[0].recording_id,
+            seen[0].subscription_id
+        ),
+        (RecordingSignalKind::Failed, recording_id, subscription_id)
+    );
+    let failures = archive.recording_failures();
+    assert!(
+        failures.len() == 1 && failures[0].error.contains("cannot record the image"),
+        "{failures:?}"
+    );
     drop(stranger);
     // A publication at the stop position with the recording's geometry continues it.
     let publication = client
