@@ -262,7 +262,8 @@ impl Recorder {
         commands: Receiver<RecorderCommand>,
         indexer: SyncSender<IndexJob>,
     ) -> Result<Self> {
-        let client = Client::connect(&shared.config.aeron_dir)?;
+        let client =
+            Client::connect_with_idle(&shared.config.aeron_dir, shared.config.client_idle_sleep)?;
         Ok(Self {
             shared,
             client,

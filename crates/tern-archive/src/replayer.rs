@@ -983,7 +983,8 @@ pub(crate) struct Replayer {
 
 impl Replayer {
     pub(crate) fn new(shared: Arc<Shared>, commands: Receiver<ReplayerCommand>) -> Result<Self> {
-        let client = Client::connect(&shared.config.aeron_dir)?;
+        let client =
+            Client::connect_with_idle(&shared.config.aeron_dir, shared.config.client_idle_sleep)?;
         Ok(Self {
             shared,
             client,

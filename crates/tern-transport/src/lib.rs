@@ -15,7 +15,7 @@ mod publication;
 mod subscription;
 
 pub use assembler::FragmentAssembler;
-pub use client::{Client, Counter, CountersReader};
+pub use client::{Client, Counter, CountersReader, DEFAULT_CLIENT_IDLE_SLEEP};
 pub use driver::{default_aeron_dir, DriverConfig, MediaDriver, ThreadingMode};
 pub use error::TransportError;
 pub use header::{Header, BEGIN_FLAG, END_FLAG, UNFRAGMENTED};

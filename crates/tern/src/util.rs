@@ -140,6 +140,31 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("{text:?} is before the Unix epoch"))
 }
 
+/// Parse a short duration: `500us`, `1ms`, `0.5s`; between 1 us and 1 s.
+pub fn parse_short_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(number) = text.strip_suffix("us") {
+        (number, 1e-6)
+    } else if let Some(number) = text.strip_suffix("ms") {
+        (number, 1e-3)
+    } else if let Some(number) = text.strip_suffix('s') {
+        (number, 1.0)
+    } else {
+        return Err(format!(
+            "{text:?}: expected a duration such as 500us, 1ms or 0.5s"
+        ));
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a duration such as 500us, 1ms or 0.5s"))?;
+    let seconds = value * scale;
+    if !(1e-6..=1.0).contains(&seconds) {
+        return Err(format!("{text:?}: must be between 1us and 1s"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
 /// Parse a number of seconds: finite and positive.
 pub fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {

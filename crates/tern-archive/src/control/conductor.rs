@@ -75,7 +75,10 @@ impl Conductor {
         stats: Arc<ControlStats>,
     ) -> Result<Self> {
         let events = archive.subscribe_events();
-        let client = Client::connect(&archive.config().aeron_dir)?;
+        let client = Client::connect_with_idle(
+            &archive.config().aeron_dir,
+            archive.config().client_idle_sleep,
+        )?;
         let mut subscriptions = Vec::new();
         for channel in &config.channels {
             subscriptions.push(client.add_subscription(&channel.channel, channel.stream_id)?);

@@ -51,6 +51,8 @@ struct ConfigFile {
     segment_length: Option<toml::Value>,
     fsync: Option<String>,
     write_mode: Option<String>,
+    /// The archive's Aeron clients' idle sleep, e.g. "1ms".
+    client_idle_sleep: Option<String>,
     /// Key kinds to index, e.g. ["reserved", "cluster-egress"].
     #[serde(default)]
     key_index: Vec<String>,
@@ -218,6 +220,15 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             Some("buffered") => Some(tern_archive::WriteMode::Buffered),
             Some(other) => bail!("write_mode {other:?}: expected direct or buffered"),
         };
+    }
+    if args.archive.client_idle_sleep.is_none() {
+        if let Some(text) = &file.client_idle_sleep {
+            args.archive.client_idle_sleep = Some(
+                crate::util::parse_short_duration(text)
+                    .map_err(anyhow::Error::msg)
+                    .context("client_idle_sleep")?,
+            );
+        }
     }
     if args.archive.key_index.is_empty() {
         args.archive.key_index = key_kinds(&file)?;

@@ -25,6 +25,10 @@ pub struct ArchiveArgs {
     /// key's messages; without an index it scans. Default: none.
     #[arg(long = "key-index", value_name = "KIND")]
     pub key_index: Vec<tern_archive::KeyKind>,
+    /// How long the archive's Aeron clients sleep when idle, e.g. 1ms (the default; Aeron's own
+    /// default, 16ms, delays the first capture times and each replay's start by up to that).
+    #[arg(long, value_parser = crate::util::parse_short_duration, value_name = "DURATION")]
+    pub client_idle_sleep: Option<std::time::Duration>,
 }
 
 fn parse_write_mode(text: &str) -> Result<WriteMode, String> {
@@ -58,6 +62,9 @@ impl ArchiveArgs {
             config.write_mode = mode;
         }
         config.key_index = self.key_index.clone();
+        if let Some(sleep) = self.client_idle_sleep {
+            config.client_idle_sleep = sleep;
+        }
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
