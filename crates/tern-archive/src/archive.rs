@@ -259,6 +259,9 @@ pub struct RecordingInfo {
     pub durable_position: i64,
     /// Whether it is being recorded now.
     pub active: bool,
+    /// How long the disk has had a write or sync of it in hand without finishing anything, if
+    /// it has one now (a hung or very slow disk).
+    pub io_waiting: Option<std::time::Duration>,
 }
 
 /// A recording that could not be written: its messages from `position` on are not stored.
@@ -742,6 +745,7 @@ impl Archive {
                     recorded_position: progress.recorded(),
                     durable_position: progress.durable(),
                     active: true,
+                    io_waiting: progress.io_waiting(),
                 }
             }
             // Stopped here, but the stop could not be saved: the next start recovers it.
@@ -750,12 +754,14 @@ impl Archive {
                 recorded_position: progress.recorded(),
                 durable_position: progress.durable(),
                 active: false,
+                io_waiting: None,
             },
             _ => RecordingInfo {
                 descriptor: descriptor.clone(),
                 recorded_position: descriptor.stop_position,
                 durable_position: descriptor.stop_position,
                 active: false,
+                io_waiting: None,
             },
         }
     }

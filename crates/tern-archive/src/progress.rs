@@ -2,6 +2,8 @@
 
 use crate::descriptor::NULL_POSITION;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What a recording has reached, updated by the recorder after each write.
 #[derive(Debug)]
@@ -10,6 +12,9 @@ pub struct RecordingProgress {
     durable: AtomicI64,
     stop: AtomicI64,
     frames: AtomicU64,
+    /// Since when (epoch ns) the recording's I/O thread has had a write or sync in hand without
+    /// finishing anything; 0 when it has nothing in hand. Set by the segment writer.
+    io_waiting_since_ns: Arc<AtomicI64>,
 }
 
 impl RecordingProgress {
@@ -20,6 +25,7 @@ impl RecordingProgress {
             durable: AtomicI64::new(start_position),
             stop: AtomicI64::new(NULL_POSITION),
             frames: AtomicU64::new(0),
+            io_waiting_since_ns: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -41,6 +47,21 @@ impl RecordingProgress {
     /// Data frames written.
     pub fn frames(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
+    }
+
+    /// How long the disk has had a write or sync of this recording in hand without finishing
+    /// anything (a hung or very slow disk: the recorder waits, and so does the publisher once
+    /// the term is full), if it has one in hand now.
+    pub fn io_waiting(&self) -> Option<Duration> {
+        let since = self.io_waiting_since_ns.load(Ordering::Acquire);
+        (since > 0).then(|| {
+            Duration::from_nanos(crate::recorder::epoch_nanos().saturating_sub(since).max(0) as u64)
+        })
+    }
+
+    /// The cell the segment writer keeps [`Self::io_waiting`] in.
+    pub(crate) fn io_watch(&self) -> Arc<AtomicI64> {
+        self.io_waiting_since_ns.clone()
     }
 
     pub(crate) fn update(&self, recorded: i64, durable: i64, frames: u64) {

@@ -599,6 +599,7 @@ impl Recorder {
         let descriptor = extension.descriptor;
         let mut extension_writer = extension.writer;
         sync_time_index_with(&mut extension_writer, &extension.time_index, recording_id);
+        extension_writer.watch_io(extension.progress.io_watch());
         let position = extension_writer.position();
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&recording_id.to_le_bytes());
@@ -726,6 +727,7 @@ impl Recorder {
             }
         };
         sync_time_index_with(&mut writer, &time_index, recording_id);
+        writer.watch_io(progress.io_watch());
         if !config.key_index.is_empty() {
             match crate::key_index::write_manifest(&config.dir, recording_id, &config.key_index) {
                 Ok(()) => writer.index_keys(&config.key_index, self.indexer.clone(), &descriptor),

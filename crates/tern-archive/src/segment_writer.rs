@@ -274,6 +274,9 @@ pub struct SegmentWriter {
     /// A file synced by the I/O thread after each segment sync (the time index), so it is as
     /// durable as the frames under the fsync policy without a sync on the recorder's thread.
     companion: Option<Arc<(PathBuf, File)>>,
+    /// Since when (epoch ns) a write or sync has been in the I/O thread's hands with nothing
+    /// finished; 0 when none is. Read by other threads ([`crate::RecordingProgress::io_waiting`]).
+    io_waiting_since: Arc<std::sync::atomic::AtomicI64>,
     /// The keys of the current segment's messages, for its key index.
     keys: Option<KeyIndexing>,
 }
@@ -405,12 +408,23 @@ impl SegmentWriter {
             broken: false,
             roll_pending: false,
             companion: None,
+            io_waiting_since: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             keys: None,
         })
     }
 
     /// Note the keys of `kinds` of every message appended from now on, and hand each finished
     /// segment's notes to the indexer (`jobs`), which writes its key index files.
+    /// Keep the time since the I/O thread last finished something, while it has work in hand,
+    /// in `watch` (a recording's [`crate::RecordingProgress`]).
+    pub(crate) fn watch_io(&mut self, watch: Arc<std::sync::atomic::AtomicI64>) {
+        watch.store(
+            self.io_waiting_since.load(Ordering::Acquire),
+            Ordering::Release,
+        );
+        self.io_waiting_since = watch;
+    }
+
     /// Sync `file` (named `path`) on the I/O thread after every segment sync from now on.
     pub(crate) fn sync_with(&mut self, path: PathBuf, file: File) {
         self.companion = Some(Arc::new((path, file)));
@@ -641,6 +655,16 @@ impl SegmentWriter {
     }
 
     fn on_done(&mut self, done: Done) -> Result<()> {
+        // Something finished: the disk moves. Nothing left in hand: it waits for nothing.
+        let left = (self.writes_in_flight + self.syncs_in_flight).saturating_sub(1);
+        self.io_waiting_since.store(
+            if left == 0 {
+                0
+            } else {
+                crate::recorder::epoch_nanos()
+            },
+            Ordering::Release,
+        );
         match done {
             Done::Written { buffer, position } => {
                 self.writes_in_flight -= 1;
@@ -685,6 +709,10 @@ impl SegmentWriter {
     }
 
     fn send(&mut self, job: Job) -> Result<()> {
+        if self.writes_in_flight + self.syncs_in_flight == 0 {
+            self.io_waiting_since
+                .store(crate::recorder::epoch_nanos(), Ordering::Release);
+        }
         let sent = self
             .jobs
             .as_ref()
@@ -928,5 +956,34 @@ mod tests {
             }
             _ => panic!("a check of the missed segment follows"),
         }
+    }
+
+    #[test]
+    fn the_time_a_write_is_in_the_disks_hands_is_watched_until_it_finishes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let geometry = SegmentGeometry {
+            dir: dir.path().to_path_buf(),
+            recording_id: 0,
+            start_position: 0,
+            term_length: TERM,
+            segment_length: 4 * TERM,
+        };
+        let mut writer =
+            SegmentWriter::new(geometry, WriteMode::Buffered, false, 2 * TERM as usize)
+                .expect("writer");
+        let progress = crate::RecordingProgress::new(0);
+        writer.watch_io(progress.io_watch());
+        assert_eq!(progress.io_waiting(), None, "nothing in hand");
+        writer.append(&term_of_frames(0), 0).expect("append");
+        writer.flush().expect("flush");
+        // Handed to the I/O thread; until the writer takes in that it finished, it is in hand.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let waiting = progress.io_waiting().expect("a write in hand");
+        assert!(
+            waiting >= std::time::Duration::from_millis(15),
+            "{waiting:?}"
+        );
+        writer.sync().expect("sync");
+        assert_eq!(progress.io_waiting(), None, "all finished");
     }
 }

@@ -169,6 +169,31 @@ pub fn failures_outcome(failures: &[tern_archive::RecordingFailure]) -> Result<E
     }
 }
 
+/// How long a write may stay in the disk's hands before the archive says so.
+pub const IO_WAIT_WARNING: Duration = Duration::from_secs(5);
+
+/// Say, once per stall, when the disk has held a recording's write longer than
+/// [`IO_WAIT_WARNING`], and when it finishes again. `stalled` holds the recordings said so.
+pub fn report_io_waits(archive: &Archive, stalled: &mut std::collections::HashSet<i64>) {
+    let recordings = archive.recordings();
+    for info in &recordings {
+        let id = info.descriptor.recording_id;
+        match info.io_waiting {
+            Some(waiting) if waiting >= IO_WAIT_WARNING && stalled.insert(id) => eprintln!(
+                "tern: recording {id}: the disk has not finished a write or sync for {:.1} s ({}); the recording waits and its publishers will be held back",
+                waiting.as_secs_f64(),
+                archive.config().dir.display()
+            ),
+            Some(waiting) if waiting >= IO_WAIT_WARNING => {}
+            _ => {
+                if stalled.remove(&id) {
+                    eprintln!("tern: recording {id}: the disk writes again");
+                }
+            }
+        }
+    }
+}
+
 /// Print one status line per active recording, and one per failed recording.
 pub fn print_status(archive: &Archive) {
     for failure in archive.recording_failures() {
@@ -183,13 +208,18 @@ pub fn print_status(archive: &Archive) {
     }
     for info in archive.recordings().into_iter().filter(|info| info.active) {
         println!(
-            "status recording={} session={} stream={} recorded={} durable={} bytes={}",
+            "status recording={} session={} stream={} recorded={} durable={} bytes={}{}",
             info.descriptor.recording_id,
             info.descriptor.session_id,
             info.descriptor.stream_id,
             info.recorded_position,
             info.durable_position,
-            info.recorded_position - info.descriptor.start_position
+            info.recorded_position - info.descriptor.start_position,
+            match info.io_waiting {
+                Some(waiting) if waiting >= Duration::from_secs(1) =>
+                    format!(" io_waiting={:.1}s", waiting.as_secs_f64()),
+                _ => String::new(),
+            }
         );
     }
 }
@@ -312,10 +342,12 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     let interval = Duration::from_secs(args.status_interval);
     let mut next_status = Instant::now() + interval;
     let mut failures_printed = 0;
+    let mut stalled = std::collections::HashSet::new();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
         archive.health()?;
         report_failures(&archive, &mut failures_printed);
+        report_io_waits(&archive, &mut stalled);
         if server.as_ref().is_some_and(|server| !server.is_running()) {
             bail!("the control server stopped");
         }

@@ -64,11 +64,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let interval = Duration::from_millis(args.status_interval.max(10));
     let mut next_status = Instant::now() + interval;
     let mut failures_printed = 0;
+    let mut stalled = std::collections::HashSet::new();
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|deadline| Instant::now() < deadline)
     {
         std::thread::sleep(Duration::from_millis(5));
         archive.health()?;
         super::archive::report_failures(&archive, &mut failures_printed);
+        super::archive::report_io_waits(&archive, &mut stalled);
         if Instant::now() >= next_status {
             next_status += interval;
             super::archive::print_status(&archive);
