@@ -57,6 +57,71 @@ impl Drop for Busy<'_> {
     }
 }
 
+impl Busy<'_> {
+    /// Keep the recording busy past this call: until the returned guard is dropped (by the
+    /// deleter, once the files are gone).
+    fn hold(self, shared: Arc<Shared>) -> HeldBusy {
+        let recording_id = self.recording_id;
+        std::mem::forget(self);
+        HeldBusy {
+            shared,
+            recording_id,
+        }
+    }
+}
+
+/// A recording kept busy by a deletion in the background.
+pub(crate) struct HeldBusy {
+    shared: Arc<Shared>,
+    recording_id: i64,
+}
+
+impl Drop for HeldBusy {
+    fn drop(&mut self) {
+        self.shared.lock_activity().busy.remove(&self.recording_id);
+    }
+}
+
+/// Files a truncate or purge deletes in the background (Aeron's way: the request is answered
+/// with the count, the `Delete` signal follows when they are gone).
+struct DeleteJob {
+    recording_id: i64,
+    operation: &'static str,
+    files: Vec<String>,
+    busy: HeldBusy,
+    /// Told when the files are gone, for a caller that waits.
+    done: Option<mpsc::Sender<()>>,
+}
+
+/// Delete the files of each job in order, then release the recording and signal `Delete`. A
+/// file that cannot be deleted is logged; the next launch deletes what is left.
+fn run_deleter(shared: Arc<Shared>, jobs: mpsc::Receiver<DeleteJob>) {
+    for job in jobs {
+        let started = std::time::Instant::now();
+        match crate::operations::delete_named(&shared.config.dir, &job.files) {
+            Ok(()) => tracing::info!(
+                "recording {} {}: {} files deleted in {:.1} ms",
+                job.recording_id,
+                job.operation,
+                job.files.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            ),
+            Err(error) => tracing::error!(
+                "recording {} {}: files left, deleted at the next launch: {error}",
+                job.recording_id,
+                job.operation
+            ),
+        }
+        drop(job.busy);
+        shared
+            .events
+            .signal(RecordingSignalKind::Delete, job.recording_id, -1, -1);
+        if let Some(done) = job.done {
+            let _ = done.send(());
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn lock_catalog(&self) -> MutexGuard<'_, Catalog> {
         self.catalog
@@ -317,6 +382,9 @@ pub struct Archive {
     indexer_thread: Option<JoinHandle<()>>,
     /// Tells the indexer to cut short its launch-time check.
     indexer_stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// The deleter's queue: the files truncates and purges delete in the background.
+    deleter: Option<Sender<DeleteJob>>,
+    deleter_thread: Option<JoinHandle<()>>,
     _lock: File,
 }
 
@@ -493,6 +561,7 @@ impl Archive {
         let mut catalog = crate::rebuild::open_for_recording(&config.dir)?;
         recover(&config.dir, &mut catalog)?;
         crate::operations::finish_purges(&config.dir, &catalog)?;
+        crate::operations::finish_truncates(&config.dir, &catalog)?;
         let cursors = CursorStore::open(&config.dir)?;
         let next_id = catalog.entries().len() as i64;
         let shared = Arc::new(Shared {
@@ -519,6 +588,12 @@ impl Archive {
         let _ = indexer.send(IndexJob::Check {
             recordings: stopped,
         });
+        let (deleter, delete_jobs) = mpsc::channel();
+        let deleter_shared = shared.clone();
+        let deleter_thread = std::thread::Builder::new()
+            .name("tern-deleter".into())
+            .spawn(move || run_deleter(deleter_shared, delete_jobs))
+            .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-deleter: {error}")))?;
         let (recorder, recorder_commands) = mpsc::channel();
         let (replayer, replayer_commands) = mpsc::channel();
         let recorder_shared = shared.clone();
@@ -551,6 +626,8 @@ impl Archive {
             indexer: Some(indexer),
             indexer_thread: Some(indexer_thread),
             indexer_stopping: stopping,
+            deleter: Some(deleter),
+            deleter_thread: Some(deleter_thread),
             _lock: lock,
         })
     }
@@ -969,23 +1046,83 @@ impl Archive {
     /// [`ArchiveError::BadPosition`] for a position outside `[start, stop]`, not a multiple of
     /// 32, or not the start of a frame; a file error.
     pub fn truncate_recording(&self, recording_id: i64, position: i64) -> Result<usize> {
+        self.truncate(recording_id, position, true)
+    }
+
+    /// As [`Self::truncate_recording`], but the later segment files are deleted in the background
+    /// (Aeron's way): this returns once the record is changed and the cut segment erased, with
+    /// the number of segment files to delete; the `Delete` event follows when they are gone, and
+    /// until then the recording is busy (another truncate, a purge or an extension is refused).
+    ///
+    /// # Errors
+    /// As [`Self::truncate_recording`].
+    pub fn truncate_recording_in_background(
+        &self,
+        recording_id: i64,
+        position: i64,
+    ) -> Result<usize> {
+        self.truncate(recording_id, position, false)
+    }
+
+    fn truncate(&self, recording_id: i64, position: i64, wait: bool) -> Result<usize> {
         let _operations = self.lock_operations();
-        let _busy = self.shared.begin_change(recording_id, "truncate")?;
+        let busy = self.shared.begin_change(recording_id, "truncate")?;
         let dir = &self.shared.config.dir;
         let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
         let truncated = crate::operations::plan_truncate(dir, &descriptor, position)?;
         self.stop_replays_of(recording_id)?;
+        let plan = crate::operations::plan_cut(dir, &descriptor, position)?;
         self.shared.lock_catalog().update(&truncated)?;
         self.shared.forget_progress(recording_id);
-        let deleted = crate::operations::cut_files(dir, &descriptor, position)?;
+        crate::operations::cut_in_place(dir, &descriptor, position, &plan)?;
         tracing::info!(
-            "recording {recording_id} truncated at {position} (was {}): {deleted} segment files deleted",
-            descriptor.stop_position
+            "recording {recording_id} truncated at {position} (was {}): {} segment files to delete",
+            descriptor.stop_position,
+            plan.segments
         );
+        self.delete_later(busy, "truncate", plan.doomed, wait);
+        Ok(plan.segments)
+    }
+
+    /// Hand `files` of the busy recording to the deleter thread (or, if it is gone, delete them
+    /// here); it signals `Delete` when they are gone and releases the recording.
+    fn delete_later(
+        &self,
+        busy: Busy<'_>,
+        operation: &'static str,
+        files: Vec<String>,
+        wait: bool,
+    ) {
+        let recording_id = busy.recording_id;
+        let (done, finished) = mpsc::channel();
+        let job = DeleteJob {
+            recording_id,
+            operation,
+            files,
+            busy: busy.hold(self.shared.clone()),
+            done: wait.then_some(done),
+        };
+        let job = match &self.deleter {
+            Some(deleter) => match deleter.send(job) {
+                Ok(()) => {
+                    if wait {
+                        let _ = finished.recv();
+                    }
+                    return;
+                }
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        if let Err(error) = crate::operations::delete_named(&self.shared.config.dir, &job.files) {
+            tracing::error!(
+                "recording {recording_id} {operation}: files left, deleted at the next launch: {error}"
+            );
+        }
+        drop(job.busy);
         self.shared
             .events
             .signal(RecordingSignalKind::Delete, recording_id, -1, -1);
-        Ok(deleted)
     }
 
     /// Delete a stopped recording that no replay reads (Aeron's `purgeRecording`): its catalog
@@ -998,21 +1135,34 @@ impl Archive {
     /// Unknown recording; [`ArchiveError::Active`] if it is being recorded;
     /// [`ArchiveError::ReplayRunning`] if a replay reads it; a file error.
     pub fn purge_recording(&self, recording_id: i64) -> Result<usize> {
+        self.purge(recording_id, true)
+    }
+
+    /// As [`Self::purge_recording`], but the files are deleted in the background (Aeron's way):
+    /// this returns once the record says deleted, with the number of segment files to delete;
+    /// the `Delete` event follows when they are gone.
+    ///
+    /// # Errors
+    /// As [`Self::purge_recording`].
+    pub fn purge_recording_in_background(&self, recording_id: i64) -> Result<usize> {
+        self.purge(recording_id, false)
+    }
+
+    fn purge(&self, recording_id: i64, wait: bool) -> Result<usize> {
         let _operations = self.lock_operations();
-        let _busy = self.shared.begin_change(recording_id, "purge")?;
+        let busy = self.shared.begin_change(recording_id, "purge")?;
         let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
         let deleted_record = crate::operations::plan_purge(&descriptor)?;
         if !self.running_replays(Some(recording_id)).is_empty() {
             return Err(ArchiveError::ReplayRunning { recording_id });
         }
+        let (files, segments) =
+            crate::operations::plan_delete(&self.shared.config.dir, recording_id)?;
         self.shared.lock_catalog().update(&deleted_record)?;
         self.shared.forget_progress(recording_id);
-        let deleted = crate::operations::delete_files(&self.shared.config.dir, recording_id)?;
-        tracing::info!("recording {recording_id} purged: {deleted} segment files deleted");
-        self.shared
-            .events
-            .signal(RecordingSignalKind::Delete, recording_id, -1, -1);
-        Ok(deleted)
+        tracing::info!("recording {recording_id} purged: {segments} segment files to delete");
+        self.delete_later(busy, "purge", files, wait);
+        Ok(segments)
     }
 
     fn new_session_id(&self, sequence: i64) -> i32 {
@@ -1222,6 +1372,11 @@ impl Archive {
         self.indexer_stopping.store(true, Ordering::Relaxed);
         self.indexer = None;
         if let Some(thread) = self.indexer_thread.take() {
+            let _ = thread.join();
+        }
+        // Deletions asked for are finished before the archive stops.
+        self.deleter = None;
+        if let Some(thread) = self.deleter_thread.take() {
             let _ = thread.join();
         }
     }

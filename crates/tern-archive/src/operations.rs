@@ -114,6 +114,34 @@ pub(crate) fn cut_files(
     descriptor: &RecordingDescriptor,
     position: i64,
 ) -> Result<usize> {
+    let plan = plan_cut(dir, descriptor, position)?;
+    let deleted = plan.segments;
+    delete_named(dir, &plan.doomed)?;
+    cut_in_place(dir, descriptor, position, &plan)?;
+    Ok(deleted)
+}
+
+/// What a truncate at a position deletes and changes in place.
+#[derive(Debug)]
+pub(crate) struct CutPlan {
+    /// Files to delete, highest segment base first (what is left is always a prefix).
+    pub doomed: Vec<String>,
+    /// How many of them are segment files.
+    pub segments: usize,
+    /// Whether the segment holding the position keeps data before it (and is zeroed after it).
+    partial: bool,
+    keep_base: i64,
+}
+
+/// The files a truncate of `descriptor` at `position` deletes (see [`cut_files`]).
+///
+/// # Errors
+/// The directory cannot be listed.
+pub(crate) fn plan_cut(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+) -> Result<CutPlan> {
     let recording_id = descriptor.recording_id;
     let segment_length = i64::from(descriptor.segment_length);
     let keep_base = segment_base(
@@ -139,25 +167,52 @@ pub(crate) fn cut_files(
         .collect();
     // Highest first: at any moment what is left is a prefix of the recording.
     doomed.sort_by_key(|file| std::cmp::Reverse(file.base));
-    let mut deleted = 0;
-    for file in &doomed {
-        remove(dir, &file.name)?;
-        if file.name.ends_with(".rec") {
-            deleted += 1;
-        }
+    let segments = doomed
+        .iter()
+        .filter(|file| file.name.ends_with(".rec"))
+        .count();
+    Ok(CutPlan {
+        doomed: doomed.into_iter().map(|file| file.name).collect(),
+        segments,
+        partial,
+        keep_base,
+    })
+}
+
+/// Delete `names` in `dir` in that order (a file already gone is no error), then sync the
+/// directory.
+///
+/// # Errors
+/// A file cannot be deleted, or the directory synced.
+pub(crate) fn delete_named(dir: &Path, names: &[String]) -> Result<()> {
+    for name in names {
+        remove(dir, name)?;
     }
-    if partial {
-        erase_segment_from(
-            &dir.join(segment_file_name(recording_id, keep_base)),
-            (position - keep_base) as u64,
-            segment_length as u64,
-        )?;
-    }
-    truncate_time_index(dir, recording_id, position)?;
-    if !doomed.is_empty() {
+    if !names.is_empty() {
         sync_directory(dir)?;
     }
-    Ok(deleted)
+    Ok(())
+}
+
+/// The in-place part of a truncate: zero the segment holding `position` from it on (when it
+/// keeps data before it), and cut the time index there.
+///
+/// # Errors
+/// A file cannot be changed or synced.
+pub(crate) fn cut_in_place(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+    plan: &CutPlan,
+) -> Result<()> {
+    if plan.partial {
+        erase_segment_from(
+            &dir.join(segment_file_name(descriptor.recording_id, plan.keep_base)),
+            (position - plan.keep_base) as u64,
+            descriptor.segment_length as u64,
+        )?;
+    }
+    truncate_time_index(dir, descriptor.recording_id, position)
 }
 
 /// Zero a segment file from `offset` to its end, keeping its length (and its blocks when it was
@@ -233,6 +288,21 @@ fn truncate_time_index(dir: &Path, recording_id: i64, position: i64) -> Result<(
 ///
 /// # Errors
 /// A file cannot be listed or deleted, or the directory cannot be synced.
+/// Every file of a recording, highest segment base first, and how many are segment files: what
+/// a purge deletes.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub(crate) fn plan_delete(dir: &Path, recording_id: i64) -> Result<(Vec<String>, usize)> {
+    let mut files = files_of(dir, recording_id)?;
+    files.sort_by_key(|file| std::cmp::Reverse(file.base));
+    let segments = files
+        .iter()
+        .filter(|file| file.name.ends_with(".rec"))
+        .count();
+    Ok((files.into_iter().map(|file| file.name).collect(), segments))
+}
+
 pub(crate) fn delete_files(dir: &Path, recording_id: i64) -> Result<usize> {
     let mut files = files_of(dir, recording_id)?;
     files.sort_by_key(|file| std::cmp::Reverse(file.base));
@@ -292,6 +362,50 @@ pub(crate) fn finish_purges(dir: &Path, catalog: &Catalog) -> Result<usize> {
         );
     }
     Ok(owners.len())
+}
+
+/// Finish the truncates a crash interrupted: a truncate writes the record (stopped at the cut)
+/// before the later segment files go. At launch every segment file (and sidecar) of a stopped
+/// recording based past the segment that holds its stop position is deleted. Returns how many
+/// recordings had such files.
+///
+/// # Errors
+/// The directory cannot be listed or a file cannot be deleted.
+pub(crate) fn finish_truncates(dir: &Path, catalog: &Catalog) -> Result<usize> {
+    let segments = crate::recording_reader::list_segments(dir)?;
+    let mut finished = 0;
+    for descriptor in catalog.recordings() {
+        if descriptor.is_active() || descriptor.state != RecordState::Valid {
+            continue;
+        }
+        let Some(bases) = segments.get(&descriptor.recording_id) else {
+            continue;
+        };
+        let last = segment_base(
+            descriptor.start_position,
+            descriptor.stop_position,
+            i64::from(descriptor.term_length),
+            i64::from(descriptor.segment_length),
+        );
+        if !bases.iter().any(|base| *base > last) {
+            continue;
+        }
+        let mut doomed: Vec<RecordingFile> = files_of(dir, descriptor.recording_id)?
+            .into_iter()
+            .filter(|file| file.base.is_some_and(|base| base > last))
+            .collect();
+        doomed.sort_by_key(|file| std::cmp::Reverse(file.base));
+        let names: Vec<String> = doomed.into_iter().map(|file| file.name).collect();
+        delete_named(dir, &names)?;
+        tracing::info!(
+            "recording {}: truncate finished ({} files past its stop position {} deleted)",
+            descriptor.recording_id,
+            names.len(),
+            descriptor.stop_position
+        );
+        finished += 1;
+    }
+    Ok(finished)
 }
 
 /// The record of a purged recording: state deleted.

@@ -1432,3 +1432,41 @@ fn verify_checks_time_indexes_and_rebuilds_a_damaged_one_from_its_sound_entries(
     let (code, stdout, _) = tern(&["verify", "--dir", &dir, "--quiet"]);
     assert_eq!(code, 0, "{stdout}");
 }
+
+#[test]
+fn a_truncate_cut_short_by_a_crash_finishes_at_the_next_launch() {
+    let (driver, data) = small_archive("truncate-finish");
+    let segments = |id: i64| {
+        tern_archive::list_segments(data.path())
+            .expect("segments")
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(segments(0).len() > 1, "recording 0 spans segments");
+    // A truncate writes the record (stopped at the cut) before it deletes the later segments:
+    // the record half of it, by hand, at the 10th frame of the first segment.
+    let mut cut = 0;
+    let mut seen = 0;
+    ArchiveView::open(data.path())
+        .expect("view")
+        .frames(0, None, None, |frame| {
+            seen += 1;
+            cut = frame.position;
+            seen < 10
+        })
+        .expect("frames");
+    {
+        let mut catalog = tern_archive::Catalog::open(data.path(), true).expect("catalog");
+        let mut descriptor = catalog.get(0).expect("recording 0").clone();
+        descriptor.stop_position = cut;
+        catalog.update(&descriptor).expect("truncated record");
+    }
+    let others = (segments(1), segments(2));
+    let archive = Archive::launch(ArchiveConfig::new(data.path(), driver.dir())).expect("launch");
+    archive.shutdown();
+    assert_eq!(segments(0), vec![0], "the truncate finished");
+    assert_eq!((segments(1), segments(2)), others, "nothing else deleted");
+    let (code, stdout, _) = tern(&["verify", "--dir", &data.path().to_string_lossy(), "--quiet"]);
+    assert_eq!(code, 0, "{stdout}");
+}

@@ -1189,7 +1189,7 @@ impl Context<'_> {
                     .insert(request.recording_id, (session.id, correlation_id));
                 match self
                     .archive
-                    .truncate_recording(request.recording_id, request.position)
+                    .truncate_recording_in_background(request.recording_id, request.position)
                 {
                     Ok(deleted) => self.ok(session, correlation_id, deleted as i64),
                     Err(error) => {
@@ -1201,7 +1201,10 @@ impl Context<'_> {
             Message::PurgeRecordingRequest(request) => {
                 self.delete_owners
                     .insert(request.recording_id, (session.id, correlation_id));
-                match self.archive.purge_recording(request.recording_id) {
+                match self
+                    .archive
+                    .purge_recording_in_background(request.recording_id)
+                {
                     Ok(deleted) => self.ok(session, correlation_id, deleted as i64),
                     Err(error) => {
                         self.delete_owners.remove(&request.recording_id);
