@@ -3,6 +3,7 @@
 use crate::error::{Context, TransportError};
 use crate::publication::{ExclusivePublication, Publication};
 use crate::subscription::{image_info, ImageEvent, ImageEvents, Subscription};
+use crate::uri::{check_channel, ChannelUse};
 use rusteron_client::{Aeron, AeronContext, AeronImage, AeronSubscription, Handler, IntoCString};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -22,6 +23,16 @@ pub struct Client {
 
 pub(crate) fn c_string(text: &str) -> Result<CString, TransportError> {
     CString::new(text).map_err(|_| TransportError::Invalid(format!("{text:?} contains a NUL byte")))
+}
+
+/// A channel checked as Aeron would parse it (so a bad one is named with the reason instead of
+/// Aeron's generic error), as a C string.
+fn channel_c_string(channel: &str, usage: ChannelUse) -> Result<CString, TransportError> {
+    check_channel(channel, usage).map_err(|problem| TransportError::InvalidChannel {
+        channel: channel.to_string(),
+        problem,
+    })?;
+    c_string(channel)
 }
 
 impl Client {
@@ -69,7 +80,7 @@ impl Client {
         channel: &str,
         stream_id: i32,
     ) -> Result<Publication, TransportError> {
-        let uri = c_string(channel)?;
+        let uri = channel_c_string(channel, ChannelUse::Publication)?;
         let publication = self
             .aeron
             .async_add_publication(&uri, stream_id)
@@ -87,7 +98,7 @@ impl Client {
         channel: &str,
         stream_id: i32,
     ) -> Result<ExclusivePublication, TransportError> {
-        let uri = c_string(channel)?;
+        let uri = channel_c_string(channel, ChannelUse::Publication)?;
         let publication = self
             .aeron
             .async_add_exclusive_publication(&uri, stream_id)
@@ -106,7 +117,7 @@ impl Client {
         channel: &str,
         stream_id: i32,
     ) -> Result<Subscription, TransportError> {
-        let uri = c_string(channel)?;
+        let uri = channel_c_string(channel, ChannelUse::Subscription)?;
         let events: ImageEvents = Arc::new(Mutex::new(Vec::new()));
         // The client's conductor thread calls these; the image is valid only during the call.
         let available_events = events.clone();

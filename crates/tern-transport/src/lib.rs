@@ -13,6 +13,7 @@ mod header;
 mod idle;
 mod publication;
 mod subscription;
+mod uri;
 
 pub use assembler::FragmentAssembler;
 pub use client::{Client, Counter, CountersReader};
@@ -22,3 +23,4 @@ pub use header::{Header, BEGIN_FLAG, END_FLAG, UNFRAGMENTED};
 pub use idle::{BackoffIdle, Idle, SleepingIdle};
 pub use publication::{ExclusivePublication, OfferError, Publication};
 pub use subscription::{Image, ImageEvent, ImageInfo, Subscription};
+pub use uri::{check_channel, ChannelUse};
