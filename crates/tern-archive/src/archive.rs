@@ -929,6 +929,7 @@ impl Archive {
             }
             None => None,
         };
+        crate::key_search::check_time_source(&descriptor, request.time_source)?;
         let end = info.recorded_position;
         let position = request.position.unwrap_or(descriptor.start_position);
         check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;

@@ -100,6 +100,16 @@ impl TimeSource {
         }
     }
 
+    /// How many bytes of a message this source reads its time from (the end of the timestamp);
+    /// `None` for the capture source.
+    pub fn message_bytes(&self) -> Option<usize> {
+        match *self {
+            Self::Capture => None,
+            Self::ClusterEgress(_) => Some(CLUSTER_TIMESTAMP_OFFSET + 8),
+            Self::Field { offset, .. } => Some(offset.saturating_add(8)),
+        }
+    }
+
     /// Whether times come from inside messages.
     pub fn is_in_message(&self) -> bool {
         !matches!(self, Self::Capture)
@@ -207,6 +217,8 @@ mod tests {
         message[4..12].copy_from_slice(&9i64.to_le_bytes());
         assert_eq!(source.message_time(&message), Some(9_000));
         assert_eq!(source.message_time(&message[..11]), None);
+        assert_eq!(source.message_bytes(), Some(12));
+        assert_eq!(TimeSource::Capture.message_bytes(), None);
         assert_eq!("capture".parse::<TimeSource>(), Ok(TimeSource::Capture));
         for bad in ["field:x:ms", "field:4", "cluster-egress:h", "wallclock"] {
             assert!(bad.parse::<TimeSource>().is_err(), "{bad}");

@@ -65,7 +65,14 @@ struct RecordingSession {
     last_sync: Instant,
     /// The recording subscription the image came through.
     subscription_id: i64,
+    /// For a spy image (a local recording of a UDP channel): when to check that its publication
+    /// is connected, until it is or has been reported.
+    spy_check: Option<Instant>,
 }
+
+/// How long a spied publication may stay unconnected before the recorder says why: long enough
+/// for a network subscriber to connect.
+const SPY_CONNECT_GRACE: Duration = Duration::from_secs(3);
 
 const MIN_BLOCK_SPACE: usize = 64 * 1024;
 
@@ -245,6 +252,13 @@ struct RecordingSubscription {
     auto_stop: bool,
     /// The stopped recording its images may extend (none: each image is a new recording).
     extend: Option<i64>,
+}
+
+impl RecordingSubscription {
+    /// Whether its images are spy images (a local recording of a UDP channel).
+    fn is_spy(&self) -> bool {
+        self.subscribed_channel.starts_with("aeron-spy:")
+    }
 }
 
 pub(crate) struct Recorder {
@@ -531,7 +545,41 @@ impl Recorder {
             }
         }
         self.auto_stop(auto_stopped);
+        self.check_spied_publications(now);
         work
+    }
+
+    /// Say once why a local (spy) recording gets nothing when its publication is not connected
+    /// and the driver does not count spies as subscribers: its publishers' offers are refused
+    /// as not connected, so it would stay at its start position with nothing said.
+    fn check_spied_publications(&mut self, now: Instant) {
+        let aeron_dir = &self.shared.config.aeron_dir;
+        for entry in &mut self.subscriptions {
+            for session in entry.sessions.values_mut() {
+                if session.spy_check.is_none_or(|due| now < due) {
+                    continue;
+                }
+                session.spy_check = None;
+                match tern_transport::spied_publication(aeron_dir, session.image.info()) {
+                    Ok(publication)
+                        if !publication.connected && !publication.spies_simulate_connection =>
+                    {
+                        tracing::warn!(
+                            "recording {} (session {} of {} stream {}) gets nothing: the publication is not connected, so its publishers cannot send, and the media driver in {aeron_dir} does not count a local recording (a spy) as a subscriber; run the driver with spies-simulate-connection (`tern driver` does unless --spies-simulate-connection false; Aeron: aeron.spies.simulate.connection=true), or add ssc=true to the publishers' channel",
+                            session.descriptor.recording_id,
+                            session.descriptor.session_id,
+                            session.descriptor.stripped_channel,
+                            session.descriptor.stream_id,
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(
+                        "recording {}: publication state not read: {error}",
+                        session.descriptor.recording_id
+                    ),
+                }
+            }
+        }
     }
 
     /// Start recording an image: a new recording, or the extension of the subscription's
@@ -631,6 +679,9 @@ impl Recorder {
             counter,
             last_sync: now,
             subscription_id,
+            spy_check: self.subscriptions[index]
+                .is_spy()
+                .then(|| now + SPY_CONNECT_GRACE),
         })
     }
 
@@ -772,6 +823,7 @@ impl Recorder {
             counter,
             last_sync: now,
             subscription_id: entry.id,
+            spy_check: entry.is_spy().then(|| now + SPY_CONNECT_GRACE),
         })
     }
 

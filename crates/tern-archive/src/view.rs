@@ -202,6 +202,20 @@ impl ArchiveView {
         )
     }
 
+    /// Refuse a time source that can read no message of the recording: its timestamp ends past
+    /// the longest first fragment (the MTU less the frame header), as a key field is refused.
+    ///
+    /// # Errors
+    /// Unknown id, or [`ArchiveError::Invalid`] saying why.
+    pub fn check_time_source(
+        &self,
+        recording_id: i64,
+        source: crate::message_time::TimeSource,
+    ) -> Result<()> {
+        let view = self.recording(recording_id)?;
+        crate::key_search::check_time_source(&view.descriptor, source)
+    }
+
     /// Check every frame of a recording (header and CRC32C), calling `progress` with the bytes
     /// checked so far now and then; in the same pass, check the key index file of each finished
     /// segment for the kinds the recording indexes (its manifest) against the segment's messages,
@@ -661,6 +675,7 @@ pub fn position_at_message_time(
     if !source.is_in_message() {
         return position_at_time(dir, descriptor, end, timestamp_ns);
     }
+    crate::key_search::check_time_source(descriptor, source)?;
     let index = crate::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
     let mut reader = RecordingReader::new(dir, descriptor);
     let usable = index.first_after_position(end - 1)?;

@@ -36,7 +36,7 @@ pub enum CaseKind {
     Pacing,
     /// The archive control protocol's round trip over IPC, beside a bare IPC ping-pong.
     Control,
-    /// Replay-merge of a stream published at a steady 1 M msg/s: time to merge, gaps, duplicates.
+    /// Replay-merge of a stream published at a steady 1 M msg/s (200 k with --quick): time to merge, gaps, duplicates.
     Merge,
     /// Replaying one key of many interleaved ones: through the key index against a scan.
     Keys,

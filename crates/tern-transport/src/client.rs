@@ -3,6 +3,7 @@
 use crate::error::{Context, TransportError};
 use crate::publication::{ExclusivePublication, Publication};
 use crate::subscription::{image_info, ImageEvent, ImageEvents, Subscription};
+use crate::uri::{check_channel, ChannelUse};
 use rusteron_client::{Aeron, AeronContext, AeronImage, AeronSubscription, Handler, IntoCString};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,6 +28,16 @@ pub(crate) fn c_string(text: &str) -> Result<CString, TransportError> {
 /// How long tern's Aeron clients' conductors sleep when idle, unless told otherwise: 1 ms
 /// (Aeron's 16 ms default delays every new image and publication by up to that).
 pub const DEFAULT_CLIENT_IDLE_SLEEP: Duration = Duration::from_millis(1);
+
+/// A channel checked as Aeron would parse it (so a bad one is named with the reason instead of
+/// Aeron's generic error), as a C string.
+fn channel_c_string(channel: &str, usage: ChannelUse) -> Result<CString, TransportError> {
+    check_channel(channel, usage).map_err(|problem| TransportError::InvalidChannel {
+        channel: channel.to_string(),
+        problem,
+    })?;
+    c_string(channel)
+}
 
 impl Client {
     /// Connect to the media driver whose directory is `dir`, the client conductor sleeping
@@ -86,7 +97,7 @@ impl Client {
         channel: &str,
         stream_id: i32,
     ) -> Result<Publication, TransportError> {
-        let uri = c_string(channel)?;
+        let uri = channel_c_string(channel, ChannelUse::Publication)?;
         let publication = self
             .aeron
             .async_add_publication(&uri, stream_id)
@@ -104,7 +115,7 @@ impl Client {
         channel: &str,
         stream_id: i32,
     ) -> Result<ExclusivePublication, TransportError> {
-        let uri = c_string(channel)?;
+        let uri = channel_c_string(channel, ChannelUse::Publication)?;
         let publication = self
             .aeron
             .async_add_exclusive_publication(&uri, stream_id)
@@ -123,7 +134,7 @@ impl Client {
         channel: &str,
         stream_id: i32,
     ) -> Result<Subscription, TransportError> {
-        let uri = c_string(channel)?;
+        let uri = channel_c_string(channel, ChannelUse::Subscription)?;
         let events: ImageEvents = Arc::new(Mutex::new(Vec::new()));
         // The client's conductor thread calls these; the image is valid only during the call.
         let available_events = events.clone();

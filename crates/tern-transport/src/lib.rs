@@ -11,8 +11,10 @@ mod driver;
 mod error;
 mod header;
 mod idle;
+mod logbuffer;
 mod publication;
 mod subscription;
+mod uri;
 
 pub use assembler::FragmentAssembler;
 pub use client::{Client, Counter, CountersReader, DEFAULT_CLIENT_IDLE_SLEEP};
@@ -20,5 +22,7 @@ pub use driver::{default_aeron_dir, DriverConfig, MediaDriver, ThreadingMode};
 pub use error::TransportError;
 pub use header::{Header, BEGIN_FLAG, END_FLAG, UNFRAGMENTED};
 pub use idle::{BackoffIdle, Idle, SleepingIdle};
+pub use logbuffer::{spied_publication, SpiedPublication};
 pub use publication::{ExclusivePublication, OfferError, Publication};
 pub use subscription::{Image, ImageEvent, ImageInfo, Subscription};
+pub use uri::{check_channel, ChannelUse};

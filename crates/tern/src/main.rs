@@ -1,9 +1,10 @@
 //! `tern`: the command line of tern's archive.
 
 mod commands;
+mod usage;
 mod util;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// tern: record, replay and verify Aeron streams.
@@ -57,8 +58,35 @@ fn init_logging(default: &str) {
         .try_init();
 }
 
+/// Parse the command line; a bad one is one `tern:` line and exit code 2 (clap's usage error
+/// code), help and version are printed as clap prints them.
+fn parse() -> Result<Cli, ExitCode> {
+    let command = usage::allow_negative_numbers(Cli::command());
+    // The subcommand named, for errors whose text does not say it.
+    let named = std::env::args()
+        .nth(1)
+        .filter(|name| command.find_subcommand(name).is_some())
+        .map_or_else(|| "tern".to_string(), |name| format!("tern {name}"));
+    let parsed = command
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    parsed.map_err(|error| {
+        let code = ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        if usage::is_display(&error) {
+            // Help or version (to standard output, exit 0), or help for a missing command.
+            let _ = error.print();
+        } else {
+            eprintln!("tern: {}", usage::one_line(&error, &named));
+        }
+        code
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let long_running = matches!(
         cli.command,
         Command::Driver(_) | Command::Archive(_) | Command::Record(_)

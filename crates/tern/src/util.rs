@@ -21,14 +21,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .parse::<u64>()
         .ok()
         .and_then(|value| value.checked_mul(factor))
-        .ok_or_else(|| format!("{text:?} is not a size (e.g. 4096, 64k, 128m, 1g)"))
+        .ok_or_else(|| "not a size (e.g. 4096, 64k, 128m, 1g)".to_string())
 }
 
 /// A size given as text or a number in a config file.
 pub fn size_from_toml(value: &toml::Value) -> Result<u64> {
     match value {
         toml::Value::Integer(number) if *number >= 0 => Ok(*number as u64),
-        toml::Value::String(text) => parse_size(text).map_err(anyhow::Error::msg),
+        toml::Value::String(text) => {
+            parse_size(text).map_err(|error| anyhow::anyhow!("{text:?}: {error}"))
+        }
         other => bail!("{other} is not a size"),
     }
 }
@@ -169,24 +171,35 @@ pub fn parse_short_duration(text: &str) -> Result<std::time::Duration, String> {
 pub fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => Ok(seconds),
-        _ => Err(format!("{text:?} is not a positive number of seconds")),
+        _ => Err("not a positive number of seconds".to_string()),
     }
 }
 
-/// Parse `CHANNEL@STREAM` (the stream id after the last `@`).
+/// Parse an Aeron channel for a subscription (a spy allowed): checked as Aeron would parse it, so
+/// a bad one is refused with the reason before anything starts.
+pub fn parse_channel(text: &str) -> Result<String, String> {
+    tern_transport::check_channel(text, tern_transport::ChannelUse::Subscription)?;
+    Ok(text.to_string())
+}
+
+/// Parse an Aeron channel to publish on (no spy).
+pub fn parse_publication_channel(text: &str) -> Result<String, String> {
+    tern_transport::check_channel(text, tern_transport::ChannelUse::Publication)?;
+    Ok(text.to_string())
+}
+
+/// Parse `CHANNEL@STREAM` (the stream id after the last `@`), the channel checked as a
+/// subscription's (see [`parse_channel`]).
 pub fn parse_channel_stream(text: &str) -> Result<(String, i32), String> {
     let (channel, stream) = text
         .rsplit_once('@')
-        .ok_or_else(|| format!("{text:?}: expected CHANNEL@STREAM, e.g. aeron:ipc@1001"))?;
+        .ok_or_else(|| "expected CHANNEL@STREAM, e.g. aeron:ipc@1001".to_string())?;
     let stream = stream
         .parse::<i32>()
-        .map_err(|_| format!("{text:?}: stream id {stream:?} is not an integer"))?;
-    if !channel.starts_with("aeron:") && !channel.starts_with("aeron-spy:") {
-        return Err(format!(
-            "{text:?}: a channel starts with aeron:ipc or aeron:udp"
-        ));
-    }
-    Ok((channel.to_string(), stream))
+        .map_err(|_| format!("stream id {stream:?} is not an integer"))?;
+    let channel =
+        parse_channel(channel).map_err(|problem| format!("channel {channel}: {problem}"))?;
+    Ok((channel, stream))
 }
 
 #[cfg(test)]
@@ -213,7 +226,12 @@ mod tests {
             Ok(("aeron:udp?endpoint=localhost:40123".into(), 7))
         );
         assert!(parse_channel_stream("aeron:ipc").is_err());
-        assert!(parse_channel_stream("tcp://x@1").is_err());
+        assert!(parse_channel_stream("tcp://x@1")
+            .expect_err("not aeron")
+            .contains("starts with aeron:ipc or aeron:udp"));
+        assert!(parse_channel_stream("aeron:bogus@1")
+            .expect_err("no such media")
+            .contains("unknown media"));
     }
 
     #[test]

@@ -22,8 +22,18 @@ pub struct Args {
     /// Term length of UDP publications, e.g. 16m.
     #[arg(long, value_parser = parse_size)]
     term_length: Option<u64>,
-    /// Let local spies count as subscribers of UDP publications.
-    #[arg(long)]
+    /// Let local spies count as subscribers of UDP publications (on by default, so a local
+    /// recording, `tern archive --record-local`, lets its publishers send with no network
+    /// subscriber; Aeron's own default is false). `--spies-simulate-connection false` turns it
+    /// off: then a UDP publication waits for a network subscriber, spied or not.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     spies_simulate_connection: bool,
 }
 
@@ -40,7 +50,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ..DriverConfig::default()
     })
     .with_context(|| format!("start the media driver in {dir}"))?;
-    println!("media driver running in {} (Ctrl-C to stop)", driver.dir());
+    println!(
+        "media driver running in {} (spies-simulate-connection {}; Ctrl-C to stop)",
+        driver.dir(),
+        args.spies_simulate_connection
+    );
     while !stop.load(Ordering::SeqCst) {
         if !driver.is_running() {
             anyhow::bail!("the media driver stopped on its own (see the log above)");

@@ -12,7 +12,7 @@ use tern_archive::{Archive, SourceLocation};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The channel to record, e.g. aeron:ipc or aeron:udp?endpoint=localhost:40123.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::util::parse_channel)]
     channel: String,
     /// The stream id.
     #[arg(long)]

@@ -11,7 +11,7 @@ use tern_client::{ArchiveClient, ArchiveClientConfig, RecordingDescriptor};
 pub struct RemoteArgs {
     /// Use the archive answering on this control channel (aeron:udp?endpoint=HOST:PORT, or
     /// aeron:ipc for one on the same media driver) instead of opening a directory.
-    #[arg(long, value_name = "CHANNEL")]
+    #[arg(long, value_name = "CHANNEL", value_parser = crate::util::parse_publication_channel)]
     pub archive: Option<String>,
     /// Control stream id of --archive.
     #[arg(long, default_value_t = 10, requires = "archive")]

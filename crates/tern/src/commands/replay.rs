@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long)]
     follow: bool,
     /// Publish the replay on this channel (default: print the messages).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::util::parse_publication_channel)]
     channel: Option<String>,
     /// Stream id of the replay channel.
     #[arg(long, requires = "channel")]
@@ -112,7 +112,8 @@ pub struct Args {
 fn parse_speed(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(speed) if (0.01..=1000.0).contains(&speed) => Ok(speed),
-        _ => Err(format!("{text:?}: a speed is a number from 0.01 to 1000")),
+        Ok(_) => Err("must be between 0.01 and 1000".into()),
+        Err(_) => Err("not a number (a speed is from 0.01 to 1000)".into()),
     }
 }
 
@@ -436,6 +437,11 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
     } else {
         None
     };
+    if args.time_source.is_in_message() {
+        ArchiveView::open(dir)
+            .with_context(|| format!("open the archive in {}", dir.display()))?
+            .check_time_source(args.id, args.time_source)?;
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut messages = 0u64;
