@@ -36,13 +36,15 @@ pub(crate) struct Shared {
     /// Why an agent thread stopped, if one did.
     failure: Mutex<Option<String>>,
     /// Recordings that could not be written, in the order they failed.
-    recording_failures: Mutex<Vec<RecordingFailure>>,
+    pub(crate) recording_failures: Mutex<Vec<RecordingFailure>>,
     /// Subscribers to recording events.
     pub events: EventBus,
     /// Active and busy recordings.
     activity: Mutex<Activity>,
     /// The recording subscriptions in force (kept by the recorder).
     subscriptions: Mutex<BTreeMap<i64, RecordingSubscriptionInfo>>,
+    /// What the threads count for Prometheus (`metrics.rs`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A recording a truncate or purge works on; released when dropped.
@@ -250,6 +252,16 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(&recording_id);
+    }
+
+    /// The live positions of every recording recorded since launch (for the metrics).
+    pub(crate) fn progress_snapshot(&self) -> Vec<(i64, Arc<RecordingProgress>)> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(id, progress)| (*id, progress.clone()))
+            .collect()
     }
 
     fn progress_of(&self, recording_id: i64) -> Option<Arc<RecordingProgress>> {
@@ -573,6 +585,7 @@ impl Archive {
             events: EventBus::default(),
             activity: Mutex::new(Activity::default()),
             subscriptions: Mutex::new(BTreeMap::new()),
+            metrics: crate::metrics::Metrics::default(),
         });
         let (indexer, index_jobs) = mpsc::sync_channel(crate::indexer::QUEUE_LENGTH);
         let index_dir = shared.config.dir.clone();
@@ -666,6 +679,18 @@ impl Archive {
 
     fn next_id(&self) -> i64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// An encoder of this archive's Prometheus metrics (see `metrics.rs` and README.md), for a
+    /// [`MetricsServer`](crate::MetricsServer) or any other exporter. It does not keep the
+    /// archive alive.
+    pub fn metrics_exporter(&self) -> crate::metrics::MetricsExporter {
+        crate::metrics::MetricsExporter::new(&self.shared)
+    }
+
+    /// The metrics the control server updates.
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
     }
 
     /// Record every image of `channel` and `stream_id`, each to its own recording, until stopped.

@@ -15,6 +15,8 @@ pub struct RecordingProgress {
     /// Since when (epoch ns) the recording's I/O thread has had a write or sync in hand without
     /// finishing anything; 0 when it has nothing in hand. Set by the segment writer.
     io_waiting_since_ns: Arc<AtomicI64>,
+    /// Where this process started writing it (its start, or where an extension continued it).
+    first: i64,
 }
 
 impl RecordingProgress {
@@ -26,6 +28,7 @@ impl RecordingProgress {
             stop: AtomicI64::new(NULL_POSITION),
             frames: AtomicU64::new(0),
             io_waiting_since_ns: Arc::new(AtomicI64::new(0)),
+            first: start_position,
         }
     }
 
@@ -42,6 +45,13 @@ impl RecordingProgress {
     /// The stop position once the recording stopped, else [`NULL_POSITION`].
     pub fn stop_position(&self) -> i64 {
         self.stop.load(Ordering::Acquire)
+    }
+
+    /// Where this process started writing the recording (its start position, or its stop
+    /// position when an extension continued it): `recorded() - first_position()` bytes were
+    /// written since.
+    pub fn first_position(&self) -> i64 {
+        self.first
     }
 
     /// Data frames written.

@@ -596,12 +596,15 @@ impl Recorder {
             return Err((-1, ArchiveError::MaxRecordings(max)));
         }
         let subscription_id = self.subscriptions[index].id;
-        let session = match self.subscriptions[index].extend {
+        let mut session = match self.subscriptions[index].extend {
             Some(recording_id) => self
                 .open_extension(index, recording_id, image, now)
                 .map_err(|error| (recording_id, error))?,
             None => self.open_session(index, image, now)?,
         };
+        session
+            .writer
+            .measure_syncs(self.shared.metrics.fsync_seconds.clone());
         let (signal, position) = match self.subscriptions[index].extend {
             Some(_) => (
                 crate::events::RecordingSignalKind::Extend,

@@ -238,6 +238,9 @@ struct ReplaySession {
     pending_due: Option<Instant>,
     /// The message time of the block prepared last, if its messages carry one.
     block_time: Option<i64>,
+    /// When the pending block was due by the pacing schedule, moved by pauses (for the pacing
+    /// error metric).
+    scheduled: Option<Instant>,
     /// The counter a bounded replay never goes past.
     limit: Option<crate::replay_limit::LimitCounter>,
     /// For a replay filtered by key: where the key's messages are, and which is being sent.
@@ -409,6 +412,9 @@ impl ReplaySession {
             {
                 *start += paused_at.elapsed();
             }
+            if let Some(scheduled) = self.scheduled.as_mut() {
+                *scheduled += paused_at.elapsed();
+            }
             let state = if self.publication.is_connected() {
                 ReplayState::Replaying
             } else {
@@ -456,6 +462,7 @@ impl ReplaySession {
                         if Instant::now() < due {
                             return Step::Wait(due);
                         }
+                        self.scheduled = Some(due);
                         // One capture time per block: the next group has its own time.
                         end = end.min(group_end);
                     }
@@ -479,6 +486,7 @@ impl ReplaySession {
                             .as_mut()
                             .zip(block_time)
                             .map(|(pacing, time)| pacing.message_due(time));
+                        self.scheduled = self.pending_due;
                     }
                 }
                 Ok(PrepareOutcome::Padding(length)) => {
@@ -502,6 +510,14 @@ impl ReplaySession {
         match self.publication.offer_block(block) {
             Ok(_) => {
                 let length = self.pending;
+                shared.metrics.replay_sent_bytes.inc_by(length as u64);
+                if let Some(due) = self.scheduled.take() {
+                    let late = Instant::now().saturating_duration_since(due);
+                    shared
+                        .metrics
+                        .pacing_error_seconds
+                        .observe(late.as_secs_f64());
+                }
                 self.pending = 0;
                 self.pending_due = None;
                 self.advance(length);
@@ -667,6 +683,7 @@ impl ReplaySession {
                         Some(pacing) => block_time.map(|time| pacing.message_due(time)),
                         None => None,
                     };
+                    self.scheduled = self.pending_due;
                 }
                 Ok(None)
             }
@@ -1004,6 +1021,7 @@ impl Replayer {
                         for session in self.sessions.drain(..) {
                             session.plan.status.set_state(ReplayState::Stopped);
                         }
+                        self.shared.metrics.replays_running.set(0);
                         return;
                     }
                     Ok(ReplayerCommand::Start { plan, reply }) => {
@@ -1085,6 +1103,10 @@ impl Replayer {
                     }
                 }
             }
+            shared
+                .metrics
+                .replays_running
+                .set(self.sessions.len() as i64);
             match next_due {
                 Some(due) if work == 0 => wait_until(due),
                 _ => idle.idle(work),
@@ -1124,6 +1146,7 @@ impl Replayer {
         session.out_position = position;
         session.pending = 0;
         session.pending_due = None;
+        session.scheduled = None;
         session.padding_left = 0;
         if let Some(keys) = session.keys.as_mut() {
             keys.search.reset(position);
@@ -1194,6 +1217,7 @@ impl Replayer {
             paused_at: None,
             pending_due: None,
             block_time: None,
+            scheduled: None,
             limit,
             reader,
             publication,

@@ -106,6 +106,8 @@ enum Done {
     },
     Synced {
         position: i64,
+        /// How long the sync took.
+        seconds: f64,
     },
     Failed(ArchiveError),
 }
@@ -134,17 +136,21 @@ fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
                 segment,
                 position,
                 companion,
-            } => match sync_segment(&segment) {
-                Ok(()) => {
-                    if let Some(companion) = companion {
-                        if let Err(error) = companion.1.sync_data() {
-                            tracing::warn!("{}: sync: {error}", companion.0.display());
+            } => {
+                let started = std::time::Instant::now();
+                match sync_segment(&segment) {
+                    Ok(()) => {
+                        let seconds = started.elapsed().as_secs_f64();
+                        if let Some(companion) = companion {
+                            if let Err(error) = companion.1.sync_data() {
+                                tracing::warn!("{}: sync: {error}", companion.0.display());
+                            }
                         }
+                        Done::Synced { position, seconds }
                     }
-                    Done::Synced { position }
+                    Err(error) => Done::Failed(error),
                 }
-                Err(error) => Done::Failed(error),
-            },
+            }
         };
         failed = matches!(outcome, Done::Failed(_));
         if done.send(outcome).is_err() {
@@ -279,6 +285,8 @@ pub struct SegmentWriter {
     io_waiting_since: Arc<std::sync::atomic::AtomicI64>,
     /// The keys of the current segment's messages, for its key index.
     keys: Option<KeyIndexing>,
+    /// Where the time each sync took goes (the archive's `fsync_seconds`).
+    sync_latency: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// A writer's notes of its messages' keys and where they go when a segment is finished.
@@ -410,6 +418,7 @@ impl SegmentWriter {
             companion: None,
             io_waiting_since: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             keys: None,
+            sync_latency: None,
         })
     }
 
@@ -450,6 +459,14 @@ impl SegmentWriter {
             descriptor: descriptor.clone(),
             unindexed: None,
         });
+    }
+
+    /// Observe the seconds each sync takes into `histogram`.
+    pub(crate) fn measure_syncs(
+        &mut self,
+        histogram: prometheus_client::metrics::histogram::Histogram,
+    ) {
+        self.sync_latency = Some(histogram);
     }
 
     /// Hand the current segment's key notes to the indexer: its data ends at `end`. The next
@@ -672,8 +689,11 @@ impl SegmentWriter {
                 self.spare.push(buffer);
                 Ok(())
             }
-            Done::Synced { position } => {
+            Done::Synced { position, seconds } => {
                 self.syncs_in_flight -= 1;
+                if let Some(histogram) = &self.sync_latency {
+                    histogram.observe(seconds);
+                }
                 self.synced = self.synced.max(position);
                 Ok(())
             }

@@ -233,10 +233,12 @@ impl Conductor {
         match proto::decode_any(bytes) {
             Ok(AnyMessage::Aeron(message)) => {
                 ControlStats::add(&self.stats.requests);
+                self.archive.metrics().control_request(message.name());
                 self.on_request(now, source, message);
             }
             Ok(AnyMessage::Tern(message)) => {
                 ControlStats::add(&self.stats.requests);
+                self.archive.metrics().control_request(message.name());
                 self.on_tern_request(source, message);
             }
             Err(error) => self.on_malformed(source, bytes, &error),
@@ -247,6 +249,7 @@ impl Conductor {
     /// (the bytes name a session of this client), otherwise log it. Nothing else is affected.
     fn on_malformed(&mut self, source: Source, bytes: &[u8], error: &DecodeError) {
         ControlStats::add(&self.stats.malformed);
+        self.archive.metrics().control_request("malformed");
         let header = MessageHeader::decode(bytes).ok();
         let read_i64 = |offset: usize| {
             bytes
@@ -274,6 +277,7 @@ impl Conductor {
         if let Some(session) = slot.filter(|session| session.serves_requests()) {
             session.on_request();
             ControlStats::add(&self.stats.errors_sent);
+            self.archive.metrics().control_error(GENERIC);
             session.respond(correlation_id, GENERIC, ControlResponseCode::Error, &what);
         } else {
             // A flood of garbage must not flood the log: the first 16, then every power of two.
@@ -413,6 +417,9 @@ impl Conductor {
             );
             return;
         }
+        if let Opening::Refuse { code, .. } = &opening {
+            self.archive.metrics().control_error(*code);
+        }
         let publication = match self
             .client
             .add_exclusive_publication(&request.response_channel, request.response_stream_id)
@@ -522,6 +529,10 @@ impl Conductor {
                 work += 1;
             }
         }
+        self.archive
+            .metrics()
+            .control_sessions
+            .set(self.slots.len() as i64);
         work
     }
 
@@ -907,6 +918,7 @@ impl Context<'_> {
 
     fn error(&self, session: &mut ControlSession, correlation_id: i64, code: i64, message: &str) {
         ControlStats::add(&self.stats.errors_sent);
+        self.archive.metrics().control_error(code);
         session.respond(correlation_id, code, ControlResponseCode::Error, message);
     }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_archive::control::{Authenticator, ControlChannel, ControlConfig, ControlServer};
-use tern_archive::{Archive, SourceLocation};
+use tern_archive::{Archive, MetricsServer, SourceLocation};
 
 /// Arguments of `tern archive`.
 #[derive(Debug, clap::Args)]
@@ -32,6 +32,10 @@ pub struct Args {
     /// Do not run the control server (record only what the config and flags name).
     #[arg(long, conflicts_with = "controls")]
     no_control: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (port 0: any free
+    /// port, printed at startup). Default: off, or the config's `metrics`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Print the recordings' positions this often (seconds; 0: never).
     #[arg(long, default_value_t = 10)]
     status_interval: u64,
@@ -59,6 +63,8 @@ struct ConfigFile {
     #[serde(default)]
     record: Vec<RecordEntry>,
     control: Option<ControlSection>,
+    /// Where to serve Prometheus metrics (`"127.0.0.1:9464"`).
+    metrics: Option<String>,
 }
 
 /// The `[control]` section: the control server.
@@ -301,6 +307,14 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
              or run the control server (drop --no-control)"
         );
     }
+    // Bound before anything starts: a bad or busy address is an error at once.
+    let metrics_listener = match args.metrics.as_ref().or(file.metrics.as_ref()) {
+        Some(address) => Some(
+            std::net::TcpListener::bind(address.as_str())
+                .with_context(|| format!("serve metrics on {address}"))?,
+        ),
+        None => None,
+    };
     let stop = stop_signal()?;
     let driver = args.driver.start(embed)?;
     let config = args.archive.config(&driver.dir)?;
@@ -315,6 +329,15 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
             .with_context(|| format!("record {channel} stream {stream}"))?;
         println!("recording {channel} stream {stream}");
     }
+    let metrics = match metrics_listener {
+        Some(listener) => {
+            let server = MetricsServer::start(listener, archive.metrics_exporter())
+                .context("start the metrics server")?;
+            println!("metrics on http://{}/metrics", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
     let server = match control {
         Some(control) => {
             let channels: Vec<String> = control
@@ -358,6 +381,9 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
     }
     if let Some(server) = server {
         server.stop();
+    }
+    if let Some(metrics) = metrics {
+        metrics.stop();
     }
     let failures = match Arc::try_unwrap(archive) {
         Ok(archive) => archive.shutdown_with_failures(),
