@@ -3,7 +3,9 @@
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::time::Duration;
 use tern_archive::{FsyncPolicy, WriteMode};
+use tern_transport::DEFAULT_CLIENT_IDLE_SLEEP;
 
 /// Default count of a full run: about 4 GiB of payload per size...
 const DEFAULT_BYTES: u64 = 4 << 30;
@@ -32,8 +34,11 @@ pub enum CaseKind {
     Disk,
     /// Locating a time in the time index of a 100 M-message recording.
     Seek,
-    /// How closely a paced replay (1x, 10x) keeps the recorded timing.
+    /// How closely a paced replay (1x, 10x; capture and in-message times) keeps the original
+    /// timing, at a subscriber process, beside the live path.
     Pacing,
+    /// Time from a replay request to its first message at a subscriber process.
+    ReplayStart,
     /// The archive control protocol's round trip over IPC, beside a bare IPC ping-pong.
     Control,
     /// Replay-merge of a stream published at a steady 1 M msg/s (200 k with --quick): time to merge, gaps, duplicates.
@@ -70,7 +75,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ipc-raw,record,replay,disk,seek,pacing,keys,control,merge"
+        default_value = "ipc-raw,record,replay,disk,seek,pacing,replay-start,keys,control,merge"
     )]
     pub cases: Vec<CaseKind>,
     /// Payload sizes in bytes (at least 8: the sequence number).
@@ -131,6 +136,10 @@ pub struct Args {
     /// Payload bytes recorded for the keys case (default: 4 GiB, 64 MiB with --quick).
     #[arg(long)]
     pub key_bytes: Option<u64>,
+    /// The pacing and replay-start cases run with the archive's default client idle sleep
+    /// (1 ms) and again with this one, in ms (rows ending in `-idleNms`; 0: only the default).
+    #[arg(long, default_value_t = 16)]
+    pub compare_client_idle_ms: u64,
 }
 
 impl Args {
@@ -162,7 +171,24 @@ impl Args {
                 self.ipc_term_mib
             );
         }
+        if self.compare_client_idle_ms > 1000 {
+            anyhow::bail!(
+                "--compare-client-idle-ms {} is above 1000",
+                self.compare_client_idle_ms
+            );
+        }
         Ok(())
+    }
+
+    /// The archive client idle sleeps the pacing and replay-start cases run with, each with the
+    /// suffix of its rows: the default (no suffix), then the one to compare with, if another.
+    pub fn client_idles(&self) -> Vec<(Duration, String)> {
+        let mut idles = vec![(DEFAULT_CLIENT_IDLE_SLEEP, String::new())];
+        let compare = Duration::from_millis(self.compare_client_idle_ms);
+        if !compare.is_zero() && compare != DEFAULT_CLIENT_IDLE_SLEEP {
+            idles.push((compare, format!("-idle{}ms", self.compare_client_idle_ms)));
+        }
+        idles
     }
 
     /// How many messages of `size` bytes each case sends.
@@ -227,5 +253,20 @@ mod tests {
         assert!(args.validate().is_ok());
         let small = Args::try_parse_from(["tern-bench", "--sizes", "4"]).expect("parses");
         assert!(small.validate().is_err());
+        assert!(small.wants(CaseKind::Pacing) && small.wants(CaseKind::ReplayStart));
+        let idles = small.client_idles();
+        assert_eq!(idles.len(), 2);
+        assert_eq!(idles[0], (DEFAULT_CLIENT_IDLE_SLEEP, String::new()));
+        assert_eq!(idles[1], (Duration::from_millis(16), "-idle16ms".into()));
+        let only = Args::try_parse_from([
+            "tern-bench",
+            "--cases",
+            "pacing,replay-start",
+            "--compare-client-idle-ms",
+            "0",
+        ])
+        .expect("parses");
+        assert_eq!(only.client_idles().len(), 1);
+        assert_eq!(only.cases, vec![CaseKind::Pacing, CaseKind::ReplayStart]);
     }
 }

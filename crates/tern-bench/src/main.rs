@@ -7,11 +7,12 @@ mod cli;
 mod host;
 mod peers;
 mod report;
+mod subscriber;
 mod traffic;
 
 use anyhow::Context;
 use cases::replay::Cache;
-use cases::{disk, ipc, keys, pacing, record, replay, seek, Bench};
+use cases::{disk, ipc, keys, pacing, record, replay, replay_start, seek, Bench};
 use clap::Parser;
 use cli::{Args, CaseKind};
 use report::{CaseResult, Report};
@@ -44,6 +45,8 @@ struct Settings {
     write_buffer_length: usize,
     /// The archive's replay block.
     replay_block_length: usize,
+    /// The archive client idle sleep the pacing and replay-start cases also ran with (ms; 0: none).
+    compare_client_idle_ms: u64,
     /// Key kinds the archive indexed in the record case.
     key_index: Vec<String>,
     /// Distinct keys the publishers used (0: a key per message).
@@ -94,6 +97,9 @@ impl Outcomes {
                 row.mb_per_s,
                 row.seconds
             );
+            if !row.note.is_empty() {
+                eprintln!("      {}", row.note);
+            }
             self.results.push(row);
         }
     }
@@ -193,6 +199,7 @@ fn settings(args: &Args, bench: &Bench) -> Settings {
         segment_length: archive.segment_length,
         write_buffer_length: archive.write_buffer_length,
         replay_block_length: archive.replay_block_length,
+        compare_client_idle_ms: args.compare_client_idle_ms,
         key_index: args.key_index.iter().map(ToString::to_string).collect(),
         keys: args.keys,
         key_size: args.key_size,
@@ -264,9 +271,28 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     }
     if args.wants(CaseKind::Pacing) {
         let messages = if args.quick { 300 } else { 3000 };
-        eprintln!("== pacing of {messages} messages with irregular gaps");
-        if let Some(rows) = out.keep("pacing", pacing::run(&bench, messages)) {
-            out.add(rows);
+        for (idle, suffix) in args.client_idles() {
+            eprintln!(
+                "== pacing{suffix}: {messages} messages at 1000 msg/s with 80% jitter, live and \
+                 replayed, at a subscriber process (archive client idle {idle:?})"
+            );
+            let what = format!("pacing{suffix}");
+            if let Some(rows) = out.keep(&what, pacing::run(&bench, messages, idle, &suffix)) {
+                out.add(rows);
+            }
+        }
+    }
+    if args.wants(CaseKind::ReplayStart) {
+        let replays = if args.quick { 10 } else { 50 };
+        for (idle, suffix) in args.client_idles() {
+            eprintln!(
+                "== replay-start{suffix}: {replays} replays to a subscriber process (archive \
+                 client idle {idle:?})"
+            );
+            let what = format!("replay-start{suffix}");
+            if let Some(row) = out.keep(&what, replay_start::run(&bench, replays, idle, &suffix)) {
+                out.add([row]);
+            }
         }
     }
     if args.wants(CaseKind::Control) {
@@ -322,6 +348,11 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     report::add_ratios(&mut out.results);
     println!();
     print!("{}", report::format_table(&out.results));
+    let latency = report::format_latency_table(&out.results);
+    if !latency.is_empty() {
+        println!();
+        print!("{latency}");
+    }
     for summary in &summaries {
         println!("{summary}");
     }
@@ -354,7 +385,19 @@ fn run(args: &Args) -> anyhow::Result<bool> {
 
 fn main() -> ExitCode {
     init_tracing();
-    let args = Args::parse();
+    let mut raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).is_some_and(|first| first == subscriber::FLAG) {
+        raw.remove(1);
+        let args = subscriber::SubscriberArgs::parse_from(raw);
+        return match subscriber::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("tern-bench {}: {error:#}", subscriber::FLAG);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = Args::parse_from(raw);
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

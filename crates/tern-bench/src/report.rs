@@ -28,6 +28,28 @@ pub struct PeerRatio {
     pub ratio: f64,
 }
 
+/// Latency figures of a row (the pacing and replay-start cases).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    /// The unit of the figures: `us` or `ms`.
+    pub unit: &'static str,
+    /// What each sample is.
+    pub what: &'static str,
+    /// How many samples.
+    pub samples: u64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+    /// For a paced replay: the median signed error of every message after the first against the
+    /// schedule set by the first (a constant offset of all of them from the first).
+    pub start_skew: Option<f64>,
+    /// For a paced replay: its p99 over the live path's p99 in the same run (goal: at most 2).
+    pub p99_vs_live: Option<f64>,
+}
+
 /// One measurement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaseResult {
@@ -54,6 +76,8 @@ pub struct CaseResult {
     pub source: Source,
     /// Settings worth knowing.
     pub note: String,
+    /// Latency figures, for the cases that measure latency.
+    pub latency: Option<Latency>,
 }
 
 impl CaseResult {
@@ -91,6 +115,7 @@ impl CaseResult {
             vs_peers: Vec::new(),
             source: Source::Tern,
             note: String::new(),
+            latency: None,
         }
     }
 
@@ -103,6 +128,12 @@ impl CaseResult {
     /// With a note.
     pub fn with_note(mut self, note: String) -> Self {
         self.note = note;
+        self
+    }
+
+    /// With latency figures.
+    pub fn with_latency(mut self, latency: Latency) -> Self {
+        self.latency = Some(latency);
         self
     }
 
@@ -204,6 +235,40 @@ fn cells(row: &CaseResult) -> Vec<String> {
     ]
 }
 
+/// `headers` and `rows` as aligned text: the columns `left` names left, the others right.
+fn aligned(headers: &[&str], rows: &[Vec<String>], left: impl Fn(usize) -> bool) -> String {
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].len())
+                .chain([headers[column].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |texts: &[String]| {
+        let mut out = String::new();
+        for (column, text) in texts.iter().enumerate() {
+            let width = widths[column];
+            let _ = if left(column) {
+                write!(out, "{text:<width$}  ")
+            } else {
+                write!(out, "{text:>width$}  ")
+            };
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let headers: Vec<String> = headers.iter().map(ToString::to_string).collect();
+    let mut table = line(&headers);
+    table.push_str(&line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    ));
+    for row in rows {
+        table.push_str(&line(row));
+    }
+    table
+}
+
 /// The results as an aligned text table: text columns left, numbers right.
 pub fn format_table(results: &[CaseResult]) -> String {
     const HEADERS: [&str; 9] = [
@@ -218,37 +283,56 @@ pub fn format_table(results: &[CaseResult]) -> String {
         "vs peers",
     ];
     let rows: Vec<Vec<String>> = results.iter().map(cells).collect();
-    let widths: Vec<usize> = (0..HEADERS.len())
-        .map(|column| {
-            rows.iter()
-                .map(|row| row[column].len())
-                .chain([HEADERS[column].len()])
-                .max()
-                .unwrap_or(0)
+    aligned(&HEADERS, &rows, |column| {
+        column == 0 || column == HEADERS.len() - 1
+    })
+}
+
+/// The rows with latency figures as a second table (empty when there are none).
+pub fn format_latency_table(results: &[CaseResult]) -> String {
+    const HEADERS: [&str; 9] = [
+        "case",
+        "samples",
+        "unit",
+        "p50",
+        "p99",
+        "max",
+        "start skew",
+        "p99 / live",
+        "what",
+    ];
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .filter_map(|row| {
+            let latency = row.latency.as_ref()?;
+            let figure = |value: f64| {
+                if latency.unit == "us" {
+                    format!("{value:.1}")
+                } else {
+                    format!("{value:.2}")
+                }
+            };
+            Some(vec![
+                row.case.clone(),
+                thousands(latency.samples as f64),
+                latency.unit.to_string(),
+                figure(latency.p50),
+                figure(latency.p99),
+                figure(latency.max),
+                latency.start_skew.map_or("-".into(), figure),
+                latency
+                    .p99_vs_live
+                    .map_or("-".into(), |ratio| format!("{ratio:.2}x")),
+                latency.what.to_string(),
+            ])
         })
         .collect();
-    let left = |column: usize| column == 0 || column == HEADERS.len() - 1;
-    let line = |texts: &[String]| {
-        let mut out = String::new();
-        for (column, text) in texts.iter().enumerate() {
-            let width = widths[column];
-            let _ = if left(column) {
-                write!(out, "{text:<width$}  ")
-            } else {
-                write!(out, "{text:>width$}  ")
-            };
-        }
-        out.trim_end().to_string() + "\n"
-    };
-    let headers: Vec<String> = HEADERS.iter().map(ToString::to_string).collect();
-    let mut table = line(&headers);
-    table.push_str(&line(
-        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
-    ));
-    for row in &rows {
-        table.push_str(&line(row));
+    if rows.is_empty() {
+        return String::new();
     }
-    table
+    aligned(&HEADERS, &rows, |column| {
+        column == 0 || column == 2 || column == HEADERS.len() - 1
+    })
 }
 
 /// Everything the JSON file holds.
@@ -336,5 +420,30 @@ mod tests {
         }
         assert_eq!(thousands(999.0), "999");
         assert_eq!(thousands(1_234_567.6), "1,234,568");
+    }
+
+    #[test]
+    fn the_latency_table_lists_only_rows_with_latency() {
+        assert!(format_latency_table(&sample()).is_empty());
+        let mut results = sample();
+        results.push(
+            CaseResult::new("pacing-live", 64, 3000, 3.0).with_latency(Latency {
+                unit: "us",
+                what: "arrival - send",
+                samples: 3000,
+                p50: 12.34,
+                p99: 41.0,
+                max: 300.0,
+                start_skew: Some(0.0),
+                p99_vs_live: None,
+            }),
+        );
+        let table = format_latency_table(&results);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("case ") && lines[0].ends_with("what"));
+        assert!(lines[2].starts_with("pacing-live "));
+        assert!(lines[2].contains(" 3,000  us ") && lines[2].contains(" 12.3 "));
+        assert!(lines[2].contains(" 0.0 ") && lines[2].ends_with(" -  arrival - send"));
     }
 }

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod pacing;
 pub mod record;
 pub mod replay;
+pub mod replay_start;
 pub mod seek;
 
 use anyhow::{anyhow, Context};
