@@ -56,8 +56,14 @@ impl Client {
     /// No driver is active in `dir`, or the client could not start.
     pub fn connect_with_idle(dir: &str, idle_sleep: Duration) -> Result<Self, TransportError> {
         let context = AeronContext::new().context(|| "client context".into())?;
+        let idle_ns = idle_sleep.as_nanos().clamp(1, u128::from(u64::MAX)) as u64;
+        // The C client loads its conductor's idle strategy when the context is created, from
+        // AERON_CLIENT_IDLE_SLEEP_DURATION or the 16 ms default: setting the duration afterwards
+        // alone changes nothing. Reload the strategy with the duration as its argument.
         context
-            .set_idle_sleep_duration_ns(idle_sleep.as_nanos().min(u128::from(u64::MAX)) as u64)
+            .set_idle_sleep_duration_ns(idle_ns)
+            .and_then(|_| context.set_idle_strategy_init_args(&idle_ns.to_string().into_c_string()))
+            .and_then(|_| context.set_idle_strategy(c"sleep-ns"))
             .context(|| format!("client idle sleep {idle_sleep:?}"))?;
         context
             .set_dir(&dir.to_string().into_c_string())

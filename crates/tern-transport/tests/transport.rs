@@ -134,6 +134,60 @@ fn image_events_report_a_publisher_coming_and_going() {
     }
 }
 
+/// Median, over `count` publishers coming one after another, of the time from a publisher being
+/// added (by another client) to `client`'s subscription seeing its image: the subscriber's
+/// conductor learns of the image when it wakes.
+fn median_image_time(
+    driver: &MediaDriver,
+    client: &Client,
+    stream_id: i32,
+    count: usize,
+) -> Duration {
+    let publisher = Client::connect(driver.dir()).expect("publisher client");
+    let subscription = client
+        .add_subscription("aeron:ipc", stream_id)
+        .expect("subscription");
+    let mut times: Vec<Duration> = (0..count)
+        .map(|_| {
+            let publication = publisher
+                .add_exclusive_publication("aeron:ipc", stream_id)
+                .expect("publication");
+            let added = Instant::now();
+            while subscription.image_count() == 0 {
+                assert!(added.elapsed() < Duration::from_secs(10), "no image");
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            let took = added.elapsed();
+            drop(publication);
+            while subscription.image_count() > 0 {
+                assert!(added.elapsed() < Duration::from_secs(20), "the image stays");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            took
+        })
+        .collect();
+    times.sort();
+    times[count / 2]
+}
+
+#[test]
+fn the_client_conductor_idles_as_configured() {
+    let driver = driver();
+    let short = Client::connect_with_idle(driver.dir(), Duration::from_millis(1)).expect("client");
+    let long = Client::connect_with_idle(driver.dir(), Duration::from_millis(200)).expect("client");
+    let short_median = median_image_time(&driver, &short, 31, 5);
+    let long_median = median_image_time(&driver, &long, 32, 5);
+    // A 200 ms sleep puts the median near 100 ms; below 10 ms in 3 of 5 draws is ~0.1% likely.
+    assert!(
+        long_median > Duration::from_millis(10),
+        "a 200 ms idle client saw images after {long_median:?}: the setting is not applied"
+    );
+    assert!(
+        short_median < long_median / 2 && short_median < Duration::from_millis(50),
+        "a 1 ms idle client saw images after {short_median:?} (200 ms idle: {long_median:?})"
+    );
+}
+
 #[test]
 fn counters_are_visible_with_the_value_set() {
     let driver = driver();

@@ -25,7 +25,8 @@ use crate::traffic::{wait_connected, CHANNEL, CONNECT_TIMEOUT};
 use anyhow::{ensure, Context};
 use std::time::{Duration, Instant};
 use tern_archive::{
-    epoch_nanos, Archive, ReplayRequest, ReplayState, SourceLocation, TimeSource, TimeUnit,
+    epoch_nanos, Archive, RecordingSignalKind, ReplayRequest, ReplayState, SourceLocation,
+    TimeSource, TimeUnit,
 };
 use tern_transport::{BackoffIdle, Client, ExclusivePublication, Idle};
 
@@ -174,6 +175,7 @@ pub fn run(
     let archive = Archive::launch(config)?;
     let client = Client::connect(&bench.aeron_dir)?;
     let stream = bench.next_stream();
+    let events = archive.subscribe_events();
     archive.start_recording(CHANNEL, stream, SourceLocation::Remote)?;
     let schedule = Duration::from_nanos((messages as f64 * MEAN_GAP_NS) as u64);
     let live = Subscriber::spawn(
@@ -186,6 +188,24 @@ pub fn run(
     )?;
     let publication = client.add_exclusive_publication(CHANNEL, stream)?;
     wait_connected(&publication)?;
+    // As a user whose timing matters does: publish once the recording's Start signal is out (a
+    // message the recorder first reads late gets that late capture time).
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(wait) {
+            Ok(event)
+                if event.signal == RecordingSignalKind::Start
+                    && archive.recording(event.recording_id).is_ok_and(|info| {
+                        info.descriptor.session_id == publication.session_id()
+                    }) =>
+            {
+                break
+            }
+            Ok(_) => {}
+            Err(_) => anyhow::bail!("the recording did not start"),
+        }
+    }
     let mut live = live;
     live.wait_for("connected", CONNECT_TIMEOUT)?;
     let end = publish(&publication, messages)?;
