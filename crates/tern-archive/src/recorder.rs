@@ -288,7 +288,8 @@ impl Recorder {
     }
 
     pub(crate) fn run(mut self) {
-        let mut idle = BackoffIdle::new();
+        let max_park = self.shared.config.recorder_idle_max;
+        let mut idle = BackoffIdle::with(10, 20, Duration::from_micros(1).min(max_park), max_park);
         let mut next_image_scan = Instant::now();
         loop {
             let mut work = 0;
@@ -314,7 +315,9 @@ impl Recorder {
             for entry in &self.subscriptions {
                 events |= !entry.subscription.take_image_events().is_empty();
             }
-            if events || work == 0 || now >= next_image_scan {
+            // New images come as events; the scan every 5 ms catches ends (and any missed event).
+            // Not on every idle turn: listing images costs the client conductor, in proportion.
+            if events || now >= next_image_scan {
                 work += self.scan_images(now);
                 next_image_scan = now + Duration::from_millis(5);
             }

@@ -963,6 +963,20 @@ impl ReplaySession {
     }
 }
 
+/// Let this thread's sleeps end when asked: Linux lets a normal thread's timer fire up to 50 us
+/// late (its timer slack) to batch wake-ups, which a paced replay would pass on to every
+/// message. One nanosecond of slack costs nothing while the replayer is idle-sleeping anyway.
+fn precise_sleeps() {
+    // SAFETY: PR_SET_TIMERSLACK takes an unsigned long and touches only this thread's setting.
+    let result = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+    if result != 0 {
+        tracing::debug!(
+            "replayer: timer slack not set: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Wait for a paced frame's time: sleep most of the way, then yield to the exact instant (a
 /// sleep overshoots by tens of microseconds). Never longer than 1 ms, so commands and other
 /// replays are served meanwhile.
@@ -1011,6 +1025,7 @@ impl Replayer {
     }
 
     pub(crate) fn run(mut self) {
+        precise_sleeps();
         let mut idle = BackoffIdle::new();
         loop {
             let mut work = 0;

@@ -140,6 +140,10 @@ pub struct Args {
     /// (1 ms) and again with this one, in ms (rows ending in `-idleNms`; 0: only the default).
     #[arg(long, default_value_t = 16)]
     pub compare_client_idle_ms: u64,
+    /// The archive recorder's longest sleep between polls in microseconds (default: the
+    /// archive's, 1000): bounds how late capture times are.
+    #[arg(long)]
+    pub recorder_idle_max_us: Option<u64>,
 }
 
 impl Args {
@@ -170,6 +174,12 @@ impl Args {
                 "--ipc-term-mib {} is not a power of two up to 1024",
                 self.ipc_term_mib
             );
+        }
+        if self
+            .recorder_idle_max_us
+            .is_some_and(|us| !(1..=100_000).contains(&us))
+        {
+            anyhow::bail!("--recorder-idle-max-us must be 1 to 100000");
         }
         if self.compare_client_idle_ms > 1000 {
             anyhow::bail!(

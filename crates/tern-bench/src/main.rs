@@ -47,6 +47,8 @@ struct Settings {
     replay_block_length: usize,
     /// The archive client idle sleep the pacing and replay-start cases also ran with (ms; 0: none).
     compare_client_idle_ms: u64,
+    /// The archive recorder's longest sleep between polls (us).
+    recorder_idle_max_us: u64,
     /// Key kinds the archive indexed in the record case.
     key_index: Vec<String>,
     /// Distinct keys the publishers used (0: a key per message).
@@ -200,6 +202,7 @@ fn settings(args: &Args, bench: &Bench) -> Settings {
         write_buffer_length: archive.write_buffer_length,
         replay_block_length: archive.replay_block_length,
         compare_client_idle_ms: args.compare_client_idle_ms,
+        recorder_idle_max_us: archive.recorder_idle_max.as_micros() as u64,
         key_index: args.key_index.iter().map(ToString::to_string).collect(),
         keys: args.keys,
         key_size: args.key_size,
@@ -237,6 +240,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     bench.write_buffer_length = args.write_buffer_kib.map(|kib| kib << 10);
     bench.preallocate = !args.no_preallocate;
     bench.replay_block_length = args.replay_block_kib.map(|kib| kib << 10);
+    bench.recorder_idle_max = args
+        .recorder_idle_max_us
+        .map(std::time::Duration::from_micros);
     bench.key_index = args.key_index.clone();
     bench.keys = args.keys;
     let settings = settings(args, &bench);

@@ -239,12 +239,6 @@ impl Subscriber {
             .args(["--messages", &messages.to_string()])
             .args(["--timeout-ms", &timeout.as_millis().to_string()])
             .args(["--client-idle-us", &CLIENT_IDLE.as_micros().to_string()])
-            // Aeron's C client loads its idle strategy from this when the context is made: the
-            // sleep holds even where setting it on the context later is not enough.
-            .env(
-                "AERON_CLIENT_IDLE_SLEEP_DURATION",
-                format!("{}us", CLIENT_IDLE.as_micros()),
-            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

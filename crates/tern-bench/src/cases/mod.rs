@@ -36,6 +36,8 @@ pub struct Bench {
     pub replay_block_length: Option<usize>,
     /// Whether the archive preallocates segment files.
     pub preallocate: bool,
+    /// The recorder's longest sleep between polls, if not the archive's default.
+    pub recorder_idle_max: Option<std::time::Duration>,
     /// Key kinds the archive indexes (the `record` case).
     pub key_index: Vec<tern_archive::KeyKind>,
     /// Distinct keys in the reserved values the publisher sets (0: a key per message).
@@ -59,6 +61,7 @@ impl Bench {
             write_buffer_length: None,
             replay_block_length: None,
             preallocate: true,
+            recorder_idle_max: None,
             key_index: Vec::new(),
             keys: 0,
             next_stream: Cell::new(1001),
@@ -77,6 +80,9 @@ impl Bench {
         }
         if let Some(length) = self.replay_block_length {
             config.replay_block_length = length;
+        }
+        if let Some(max) = self.recorder_idle_max {
+            config.recorder_idle_max = max;
         }
         config
     }

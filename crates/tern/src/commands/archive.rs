@@ -57,6 +57,8 @@ struct ConfigFile {
     write_mode: Option<String>,
     /// The archive's Aeron clients' idle sleep, e.g. "1ms".
     client_idle_sleep: Option<String>,
+    /// The recorder's longest sleep between polls, e.g. "100us".
+    recorder_idle_max: Option<String>,
     /// Key kinds to index, e.g. ["reserved", "cluster-egress"].
     #[serde(default)]
     key_index: Vec<String>,
@@ -263,6 +265,15 @@ pub fn run(mut args: Args) -> Result<ExitCode> {
                 crate::util::parse_short_duration(text)
                     .map_err(anyhow::Error::msg)
                     .context("client_idle_sleep")?,
+            );
+        }
+    }
+    if args.archive.recorder_idle_max.is_none() {
+        if let Some(text) = &file.recorder_idle_max {
+            args.archive.recorder_idle_max = Some(
+                crate::util::parse_short_duration(text)
+                    .map_err(anyhow::Error::msg)
+                    .context("recorder_idle_max")?,
             );
         }
     }

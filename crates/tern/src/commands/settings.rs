@@ -29,6 +29,10 @@ pub struct ArchiveArgs {
     /// default, 16ms, delays the first capture times and each replay's start by up to that).
     #[arg(long, value_parser = crate::util::parse_short_duration, value_name = "DURATION")]
     pub client_idle_sleep: Option<std::time::Duration>,
+    /// The longest the recorder sleeps between polls when nothing comes, e.g. 100us: a capture
+    /// time is up to this late (default 1ms; shorter costs CPU while recordings are open).
+    #[arg(long, value_parser = crate::util::parse_short_duration, value_name = "DURATION")]
+    pub recorder_idle_max: Option<std::time::Duration>,
 }
 
 fn parse_write_mode(text: &str) -> Result<WriteMode, String> {
@@ -64,6 +68,9 @@ impl ArchiveArgs {
         config.key_index = self.key_index.clone();
         if let Some(sleep) = self.client_idle_sleep {
             config.client_idle_sleep = sleep;
+        }
+        if let Some(max) = self.recorder_idle_max {
+            config.recorder_idle_max = max;
         }
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
