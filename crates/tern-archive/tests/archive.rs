@@ -5,64 +5,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tern_archive::{
     Archive, ArchiveConfig, ArchiveError, ArchiveView, FieldWidth, KeyFilter, KeyKind,
-    RecordingInfo, ReplayRequest, ReplayState, SourceLocation,
+    ReplayRequest, ReplayState, SourceLocation,
 };
-use tern_transport::{
-    BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver, OfferError,
-    Publication,
-};
+use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication};
 
-const TERM: usize = 64 * 1024;
-
-fn driver(tag: &str) -> MediaDriver {
-    let dir = std::env::temp_dir().join(format!(
-        "tern-archive-{tag}-{}-{}",
-        std::process::id(),
-        Client::nano_clock()
-    ));
-    MediaDriver::launch(&DriverConfig {
-        dir: Some(dir.to_string_lossy().into_owned()),
-        ipc_term_length: Some(TERM),
-        term_length: Some(TERM),
-        spies_simulate_connection: true,
-        ..DriverConfig::default()
-    })
-    .expect("driver starts")
-}
-
-fn archive(dir: &Path, aeron_dir: &str) -> Archive {
-    let mut config = ArchiveConfig::new(dir, aeron_dir);
-    config.segment_length = 2 * TERM as i32;
-    Archive::launch(config).expect("archive starts")
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("TERN_SEED")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or_else(|| Client::nano_clock() as u64);
-    println!("seed {seed} (rerun with TERN_SEED={seed})");
-    seed
-}
-
-fn offer(publication: &Publication, message: &[u8], idle: &mut BackoffIdle) {
-    offer_with(|| publication.offer(message), idle);
-}
-
-/// Offer until it goes through, backing off while it is retryable.
-fn offer_with(mut offer: impl FnMut() -> Result<i64, OfferError>, idle: &mut BackoffIdle) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match offer() {
-            Ok(_) => return,
-            Err(error) if error.is_retryable() => {
-                assert!(Instant::now() < deadline, "offer stuck: {error}");
-                idle.idle(0);
-            }
-            Err(error) => panic!("offer failed: {error}"),
-        }
-    }
-}
+use tern_testkit::{archive, driver, offer, offer_with, seed, wait_recorded, wait_until, TERM};
 
 /// Poll `subscription`, adding each message's (image session id, sequence) to `seen`.
 fn poll_sequences(
@@ -91,23 +38,6 @@ fn message(publisher: u32, sequence: u32, length: usize) -> Vec<u8> {
         bytes.push((publisher as usize * 31 + sequence as usize * 7 + bytes.len()) as u8);
     }
     bytes
-}
-
-fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn wait_recorded(archive: &Archive, recording_id: i64, position: i64) -> RecordingInfo {
-    let mut info = archive.recording(recording_id).expect("recording");
-    wait_until("the recording to catch up", Duration::from_secs(20), || {
-        info = archive.recording(recording_id).expect("recording");
-        info.recorded_position >= position
-    });
-    info
 }
 
 /// Replay `request` into a subscription on the same driver and return (message, position after).
@@ -184,7 +114,6 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
         .recording_id;
     let max = publications[0].max_message_length();
     let mut sent = Vec::new();
-    let mut idle = BackoffIdle::new();
     let mut sequences = [0u32; 4];
     for _ in 0..1500 {
         let publisher = rng.gen_range(0..4usize);
@@ -195,7 +124,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
         };
         let bytes = message(publisher as u32, sequences[publisher], length);
         sequences[publisher] += 1;
-        offer(&publications[publisher], &bytes, &mut idle);
+        offer(&publications[publisher], &bytes);
         sent.push(bytes);
     }
     let end = publications[0].position();
@@ -464,13 +393,8 @@ fn record_and_stop(
     wait_until("the recording to start", Duration::from_secs(10), || {
         archive.find_recording(stream, session_id).is_some()
     });
-    let mut idle = BackoffIdle::new();
     for sequence in 0..count {
-        offer(
-            &publication,
-            &message(0, sequence, length(sequence)),
-            &mut idle,
-        );
+        offer(&publication, &message(0, sequence, length(sequence)));
     }
     let recording_id = archive
         .find_recording(stream, session_id)
@@ -565,9 +489,8 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
         wait_until("the recording to start", Duration::from_secs(10), || {
             archive.recordings().len() == 1
         });
-        let mut idle = BackoffIdle::new();
         for sequence in 0..400 {
-            offer(&publication, &message(0, sequence, 500), &mut idle);
+            offer(&publication, &message(0, sequence, 500));
         }
         recording_id = archive.recordings()[0].descriptor.recording_id;
         wait_recorded(&archive, recording_id, publication.position());
@@ -769,9 +692,8 @@ fn a_recording_that_cannot_start_does_not_hold_back_its_publisher() {
         "the failure is reported: {failures:?}"
     );
     // Many terms' worth: a subscriber that no longer moves would stop this at half a term.
-    let mut idle = BackoffIdle::new();
     for sequence in 0..400 {
-        offer(&publication, &message(0, sequence, 1000), &mut idle);
+        offer(&publication, &message(0, sequence, 1000));
     }
 }
 
@@ -879,11 +801,10 @@ fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
     }
     sizes.push(longest);
     sizes.extend([100, 200, 300]);
-    let mut idle = BackoffIdle::new();
     let mut sent = Vec::new();
     for (sequence, size) in sizes.iter().enumerate() {
         let bytes = message(0, sequence as u32, *size);
-        offer_with(|| publication.offer(&bytes), &mut idle);
+        offer_with(|| publication.offer(&bytes));
         sent.push(bytes);
     }
     let recording_id = archive.recordings()[0].descriptor.recording_id;
@@ -933,11 +854,10 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
     });
     let recording_id = archive.recordings()[0].descriptor.recording_id;
     // Messages 20 ms apart: each is captured in a duty cycle of its own.
-    let mut idle = BackoffIdle::new();
     let mut starts = Vec::new();
     for sequence in 0..8 {
         starts.push(publication.position());
-        offer(&publication, &message(0, sequence, 100), &mut idle);
+        offer(&publication, &message(0, sequence, 100));
         wait_recorded(&archive, recording_id, publication.position());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1004,7 +924,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
             keep_positions: false,
         })
         .expect("follow from the end");
-    offer(&publication, &message(0, 8, 100), &mut idle);
+    offer(&publication, &message(0, 8, 100));
     let mut received = Vec::new();
     wait_until("the new message", Duration::from_secs(10), || {
         subscription
@@ -1023,7 +943,6 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
     let (publication, recording_id) = start_live_recording(&archive, &client, 1011);
-    let mut idle = BackoffIdle::new();
     let mut starts = Vec::new();
     let count = 60u32;
     for sequence in 0..count {
@@ -1035,7 +954,7 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
         };
         std::thread::sleep(Duration::from_millis(gap));
         starts.push(publication.position());
-        offer_with(|| publication.offer(&message(0, sequence, 64)), &mut idle);
+        offer_with(|| publication.offer(&message(0, sequence, 64)));
     }
     wait_recorded(&archive, recording_id, publication.position());
     let view = ArchiveView::open(data.path()).expect("view");
@@ -1147,11 +1066,10 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
     let (publication, recording_id) = start_live_recording(&archive, &client, 1012);
-    let mut idle = BackoffIdle::new();
     let count = 60u32;
     for sequence in 0..count {
         std::thread::sleep(Duration::from_millis(4));
-        offer_with(|| publication.offer(&message(0, sequence, 64)), &mut idle);
+        offer_with(|| publication.offer(&message(0, sequence, 64)));
     }
     wait_recorded(&archive, recording_id, publication.position());
     let subscription = client.add_subscription("aeron:ipc", 8200).expect("sub");
@@ -1228,13 +1146,12 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
     let (publication, recording_id) = start_live_recording(&archive, &client, 1013);
-    let mut idle = BackoffIdle::new();
     let count = 60u32;
     let mut starts = Vec::new();
     for sequence in 0..count {
         std::thread::sleep(Duration::from_millis(3));
         starts.push(publication.position());
-        offer_with(|| publication.offer(&message(0, sequence, 64)), &mut idle);
+        offer_with(|| publication.offer(&message(0, sequence, 64)));
     }
     wait_recorded(&archive, recording_id, publication.position());
     let subscription = client.add_subscription("aeron:ipc", 8300).expect("sub");
@@ -1315,7 +1232,6 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
     let archive = archive(data.path(), driver.dir());
     let client = Client::connect(driver.dir()).expect("client");
     let (publication, recording_id) = start_live_recording(&archive, &client, 1014);
-    let mut idle = BackoffIdle::new();
     let base_us = 1_700_000_000_000_000i64;
     let mut starts = Vec::new();
     // Back to back, but each message says it was made 10 ms after the one before.
@@ -1323,7 +1239,7 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
         let mut bytes = message(0, sequence, 64);
         bytes[8..16].copy_from_slice(&(base_us + i64::from(sequence) * 10_000).to_le_bytes());
         starts.push(publication.position());
-        offer_with(|| publication.offer(&bytes), &mut idle);
+        offer_with(|| publication.offer(&bytes));
     }
     wait_recorded(&archive, recording_id, publication.position());
     let source: tern_archive::TimeSource = "field:8:us".parse().expect("source");
@@ -1629,7 +1545,6 @@ fn key_filters_of_every_kind_replay_exactly_one_keys_messages_of_interleaved_pub
     let max_payload = publications[0].max_payload_length();
     let mut sent: Vec<Keyed> = Vec::new();
     let mut sequences = [0u32; 4];
-    let mut idle = BackoffIdle::new();
     for _ in 0..1500 {
         let publisher = rng.gen_range(0..4u32);
         let sequence = sequences[publisher as usize];
@@ -1647,18 +1562,15 @@ fn key_filters_of_every_kind_replay_exactly_one_keys_messages_of_interleaved_pub
         // Small messages carry their publisher in the reserved value; a fragmented one cannot be
         // claimed, and has the default, 0.
         let reserved = if fragmented {
-            offer(publication, &bytes, &mut idle);
+            offer(publication, &bytes);
             0
         } else {
             let reserved = i64::from(publisher) + 1;
-            offer_with(
-                || {
-                    publication.try_claim(bytes.len(), reserved, |buffer| {
-                        buffer.copy_from_slice(&bytes)
-                    })
-                },
-                &mut idle,
-            );
+            offer_with(|| {
+                publication.try_claim(bytes.len(), reserved, |buffer| {
+                    buffer.copy_from_slice(&bytes)
+                })
+            });
             reserved
         };
         sent.push(Keyed {
@@ -1680,10 +1592,7 @@ fn key_filters_of_every_kind_replay_exactly_one_keys_messages_of_interleaved_pub
             .is_some()
     });
     for sequence in 0..3 {
-        offer_with(
-            || exclusive.offer(&keyed_message(9, sequence, 1002, true, 64)),
-            &mut idle,
-        );
+        offer_with(|| exclusive.offer(&keyed_message(9, sequence, 1002, true, 64)));
     }
     let second = archive
         .find_recording(1020, exclusive.session_id())
@@ -1956,20 +1865,16 @@ fn a_key_filtered_replay_back_to_back_follows_paces_pauses_and_seeks() {
         .expect("follow");
     let follow_status = archive.replay_status(follow_id).expect("status");
     let mut followed: Vec<(i32, u32)> = Vec::new();
-    let mut idle = BackoffIdle::new();
     let mut starts = Vec::new();
     for sequence in 0..60u32 {
         std::thread::sleep(Duration::from_millis(3));
         starts.push(publication.position());
         let bytes = message(0, sequence, 64);
-        offer_with(
-            || {
-                publication.try_claim(bytes.len(), i64::from(sequence % 3), |buffer| {
-                    buffer.copy_from_slice(&bytes)
-                })
-            },
-            &mut idle,
-        );
+        offer_with(|| {
+            publication.try_claim(bytes.len(), i64::from(sequence % 3), |buffer| {
+                buffer.copy_from_slice(&bytes)
+            })
+        });
         poll_sequences(&follow, &mut followed);
     }
     let end = publication.position();
@@ -2161,20 +2066,16 @@ fn truncating_an_indexed_recording_drops_the_cut_segment_index_and_keyed_replays
     let archive = Archive::launch(config).expect("archive starts");
     let client = Client::connect(driver.dir()).expect("client");
     let (publication, recording_id) = start_live_recording(&archive, &client, 1040);
-    let mut idle = BackoffIdle::new();
     let mut starts = Vec::new();
     // Enough 1 KiB messages to finish a few 128 KiB segments (each then gets its index).
     for sequence in 0..600u32 {
         starts.push(publication.position());
         let bytes = message(0, sequence, 1000);
-        offer_with(
-            || {
-                publication.try_claim(bytes.len(), i64::from(sequence % 4), |buffer| {
-                    buffer.copy_from_slice(&bytes)
-                })
-            },
-            &mut idle,
-        );
+        offer_with(|| {
+            publication.try_claim(bytes.len(), i64::from(sequence % 4), |buffer| {
+                buffer.copy_from_slice(&bytes)
+            })
+        });
     }
     let end = publication.position();
     wait_recorded(&archive, recording_id, end);
@@ -2229,7 +2130,6 @@ fn reading_a_live_recording_by_key_in_passes_resumes_without_loss_or_repeat() {
     let client = Client::connect(driver.dir()).expect("client");
     let (publication, recording_id) = start_live_recording(&archive, &client, 1031);
     let filter: KeyFilter = "field:0:i32:2".parse().expect("key");
-    let mut idle = BackoffIdle::new();
     let mut printed: Vec<u32> = Vec::new();
     let mut resume = None;
     let max = publication.max_payload_length();
@@ -2239,7 +2139,7 @@ fn reading_a_live_recording_by_key_in_passes_resumes_without_loss_or_repeat() {
         for sequence in pass * 200..(pass + 1) * 200 {
             let length = if sequence % 17 == 0 { 3 * max } else { 100 };
             let bytes = message(sequence % 5, sequence, length);
-            offer_with(|| publication.offer(&bytes), &mut idle);
+            offer_with(|| publication.offer(&bytes));
         }
         wait_recorded(&archive, recording_id, publication.position());
         let view = ArchiveView::open(data.path()).expect("view");

@@ -11,31 +11,14 @@ use tern_protocol::{
     SourceLocation, TernMessage, ARCHIVE_PROTOCOL_VERSION,
 };
 use tern_transport::{
-    BackoffIdle, Client, DriverConfig, ExclusivePublication, FragmentAssembler, Idle, MediaDriver,
-    Subscription,
+    BackoffIdle, Client, ExclusivePublication, FragmentAssembler, Idle, MediaDriver, Subscription,
 };
 
-const TERM: usize = 64 * 1024;
+use tern_testkit::{driver, wait_until, TERM};
 const CONTROL: &str = "aeron:ipc?term-length=64k";
 const CONTROL_STREAM: i32 = 10;
 const RESPONSE: &str = "aeron:ipc?term-length=64k";
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn driver(tag: &str) -> MediaDriver {
-    let dir = std::env::temp_dir().join(format!(
-        "tern-control-{tag}-{}-{}",
-        std::process::id(),
-        Client::nano_clock()
-    ));
-    MediaDriver::launch(&DriverConfig {
-        dir: Some(dir.to_string_lossy().into_owned()),
-        ipc_term_length: Some(TERM),
-        term_length: Some(TERM),
-        spies_simulate_connection: true,
-        ..DriverConfig::default()
-    })
-    .expect("driver starts")
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -337,14 +320,6 @@ fn error(message: &Message) -> (i64, String) {
     (response.relevant_id, response.error_message.clone())
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// Record `count` messages on `channel`/`stream` through the protocol; returns the recording id.
 fn record_over_protocol(fixture: &Fixture, raw: &mut Raw, stream: i32, count: u32) -> (i64, i64) {
     let subscription_id = ok(&raw.call(|s, c| {
@@ -362,7 +337,7 @@ fn record_over_protocol(fixture: &Fixture, raw: &mut Raw, stream: i32, count: u3
         .add_exclusive_publication("aeron:ipc", stream)
         .expect("publication");
     let mut idle = BackoffIdle::new();
-    wait_until("the recording to start", || {
+    wait_until("the recording to start", TIMEOUT, || {
         !fixture.archive.recordings().is_empty()
             && fixture
                 .archive
@@ -390,7 +365,7 @@ fn record_over_protocol(fixture: &Fixture, raw: &mut Raw, stream: i32, count: u3
         .expect("recording")
         .descriptor
         .recording_id;
-    wait_until("everything recorded", || {
+    wait_until("everything recorded", TIMEOUT, || {
         fixture
             .archive
             .recording(recording_id)
@@ -500,7 +475,7 @@ fn a_session_lists_records_queries_and_replays_as_aeron_does() {
             channel: "aeron:ipc".into(),
         })
     }));
-    wait_until("both recordings stopped", || {
+    wait_until("both recordings stopped", TIMEOUT, || {
         fixture.archive.recordings().iter().all(|r| !r.active)
     });
     let stop = ok(&raw.call(|s, c| {
@@ -662,7 +637,7 @@ fn a_session_lists_records_queries_and_replays_as_aeron_does() {
         })
     }));
     let mut sequences = Vec::new();
-    wait_until("the replay to arrive", || {
+    wait_until("the replay to arrive", TIMEOUT, || {
         replay_subscription
             .poll(
                 |fragment, header| {
@@ -717,7 +692,7 @@ fn a_session_lists_records_queries_and_replays_as_aeron_does() {
     raw.send(&Message::CloseSessionRequest(proto::CloseSessionRequest {
         control_session_id: raw.session_id,
     }));
-    wait_until("the session to close", || {
+    wait_until("the session to close", TIMEOUT, || {
         fixture.server.stats().sessions_closed() == 1
     });
 }
@@ -906,10 +881,10 @@ fn a_client_that_goes_away_loses_its_session_and_its_replays() {
         "a follow replay of an active recording runs"
     );
     drop(raw);
-    wait_until("the dead client's session to close", || {
+    wait_until("the dead client's session to close", TIMEOUT, || {
         fixture.server.stats().sessions_closed() == 1
     });
-    wait_until("its replay to stop", || status.is_finished());
+    wait_until("its replay to stop", TIMEOUT, || status.is_finished());
     drop(replay_subscription);
 
     // The server still takes new clients.
@@ -972,7 +947,7 @@ fn record_two_bursts(fixture: &Fixture, raw: &mut Raw, stream: i32) -> (i64, i64
     let publication = client
         .add_exclusive_publication("aeron:ipc", stream)
         .expect("publication");
-    wait_until("the recording to start", || {
+    wait_until("the recording to start", TIMEOUT, || {
         fixture
             .archive
             .recordings()
@@ -1005,7 +980,7 @@ fn record_two_bursts(fixture: &Fixture, raw: &mut Raw, stream: i32) -> (i64, i64
         .find(|r| r.descriptor.stream_id == stream)
         .expect("recording");
     let id = info.descriptor.recording_id;
-    wait_until("everything recorded", || {
+    wait_until("everything recorded", TIMEOUT, || {
         fixture
             .archive
             .recording(id)
@@ -1045,7 +1020,7 @@ fn tern_replay(recording_id: i64, stream: i32) -> impl FnOnce(i64, i64) -> TernM
 /// Poll `subscription` until `count` messages came; returns (image session id, sequence).
 fn collect(subscription: &Subscription, count: usize) -> Vec<(i32, u32)> {
     let mut seen = Vec::new();
-    wait_until("the replayed messages", || {
+    wait_until("the replayed messages", TIMEOUT, || {
         subscription
             .poll(
                 |fragment, header| {
@@ -1321,7 +1296,9 @@ fn cursors_survive_an_archive_restart() {
         .expect("record");
     let client = Client::connect(driver.dir()).expect("client");
     let publication = client.add_publication("aeron:ipc", 1201).expect("pub");
-    wait_until("the recording", || !archive.recordings().is_empty());
+    wait_until("the recording", TIMEOUT, || {
+        !archive.recordings().is_empty()
+    });
     let mut idle = BackoffIdle::new();
     for _ in 0..10 {
         while publication.offer(&[7u8; 64]).is_err() {
@@ -1329,7 +1306,7 @@ fn cursors_survive_an_archive_restart() {
         }
     }
     let end = publication.position();
-    wait_until("recorded", || {
+    wait_until("recorded", TIMEOUT, || {
         archive.recordings()[0].recorded_position >= end
     });
     archive.stop_recording(subscription).expect("stop");
@@ -1472,7 +1449,7 @@ fn signals_follow_recordings_and_truncate_and_purge_delete_over_the_protocol() {
         }
     }
     assert_eq!(next_signal(&mut raw).signal, proto::RecordingSignal::Stop);
-    wait_until("the auto-stop subscription to go", || {
+    wait_until("the auto-stop subscription to go", TIMEOUT, || {
         fixture
             .archive
             .recording_subscriptions()
@@ -1562,7 +1539,9 @@ fn a_recording_that_cannot_be_written_is_an_error_to_the_session_that_started_it
     let publication = client
         .add_exclusive_publication("aeron:ipc", 1311)
         .expect("publication");
-    wait_until("the publication to connect", || publication.is_connected());
+    wait_until("the publication to connect", TIMEOUT, || {
+        publication.is_connected()
+    });
     // Aeron's way: an ERROR response carrying the start request's correlation id.
     let (code, message) = error(&raw.receive_for(start));
     assert_eq!(code, 0, "GENERIC: {message}");

@@ -9,53 +9,13 @@ use tern_archive::{
     codes, Archive, ArchiveConfig, ArchiveError, ArchiveView, RecordingDescriptor, RecordingEvent,
     RecordingSignalKind, ReplayRequest, ReplayState, SourceLocation,
 };
-use tern_transport::{
-    BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver, OfferError,
-};
+use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle};
 
-const TERM: usize = 64 * 1024;
+use tern_testkit::{archive, driver, offer_with, wait_recorded, wait_stopped, wait_until, TERM};
 const SEGMENT: i64 = 2 * TERM as i64;
 
-fn driver(tag: &str) -> MediaDriver {
-    let dir = std::env::temp_dir().join(format!(
-        "tern-ops-{tag}-{}-{}",
-        std::process::id(),
-        Client::nano_clock()
-    ));
-    MediaDriver::launch(&DriverConfig {
-        dir: Some(dir.to_string_lossy().into_owned()),
-        ipc_term_length: Some(TERM),
-        term_length: Some(TERM),
-        spies_simulate_connection: true,
-        ..DriverConfig::default()
-    })
-    .expect("driver starts")
-}
-
 fn config(dir: &Path, aeron_dir: &str) -> ArchiveConfig {
-    let mut config = ArchiveConfig::new(dir, aeron_dir);
-    config.segment_length = SEGMENT as i32;
-    config
-}
-
-fn archive(dir: &Path, aeron_dir: &str) -> Archive {
-    Archive::launch(config(dir, aeron_dir)).expect("archive starts")
-}
-
-/// Offer until it goes through, backing off while it is retryable.
-fn offer_with(mut offer: impl FnMut() -> Result<i64, OfferError>) {
-    let mut idle = BackoffIdle::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match offer() {
-            Ok(_) => return,
-            Err(error) if error.is_retryable() => {
-                assert!(Instant::now() < deadline, "offer stuck: {error}");
-                idle.idle(0);
-            }
-            Err(error) => panic!("offer failed: {error}"),
-        }
-    }
+    tern_testkit::archive_config(dir, aeron_dir, SEGMENT as i32)
 }
 
 /// Message `sequence`: its sequence, then filler.
@@ -70,34 +30,6 @@ fn message(sequence: u32) -> Vec<u8> {
 
 fn sequence_of(bytes: &[u8]) -> u32 {
     u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn wait_recorded(archive: &Archive, recording_id: i64, position: i64) {
-    wait_until("the recording to catch up", Duration::from_secs(20), || {
-        archive
-            .recording(recording_id)
-            .expect("recording")
-            .recorded_position
-            >= position
-    });
-}
-
-fn wait_stopped(archive: &Archive, recording_id: i64) -> RecordingDescriptor {
-    wait_until("the recording to stop", Duration::from_secs(20), || {
-        !archive.recording(recording_id).expect("recording").active
-    });
-    archive
-        .recording(recording_id)
-        .expect("recording")
-        .descriptor
 }
 
 /// Record messages `sequences` on `aeron:ipc` `stream` from one publication, wait until all

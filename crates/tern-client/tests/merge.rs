@@ -315,8 +315,8 @@ fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: Star
     let final_position = publisher.join().expect("the publisher finished");
     // The publication closed: the live image ends, and so does the merge.
     wait_until(
-        Duration::from_secs(30),
         "the end of the live stream",
+        Duration::from_secs(30),
         || {
             merge
                 .poll(|bytes, header| checker.on_message(bytes, header), 64)
@@ -335,7 +335,7 @@ fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: Star
         .expect("started")
         .clone();
     assert_eq!(started, vec![replay_session_id], "one replay");
-    wait_until(Duration::from_secs(10), "the replay to be stopped", || {
+    wait_until("the replay to be stopped", Duration::from_secs(10), || {
         client.poll().ok();
         archive
             .observed
@@ -477,8 +477,8 @@ fn after_the_merge_the_live_stream_goes_on_without_the_archive() {
     assert!(merge.is_merged());
     let end = publisher.join().expect("published");
     wait_until(
-        Duration::from_secs(30),
         "the end of the live stream",
+        Duration::from_secs(30),
         || {
             merge
                 .poll(|bytes, header| checker.on_message(bytes, header), 64)
@@ -509,7 +509,7 @@ fn a_merge_of_a_finished_recording_delivers_all_of_it_and_ends() {
     await_recorded(&archive, end);
     let mut client = ArchiveClient::connect(ArchiveClientConfig::local(&dir)).expect("connects");
     // The recording stops once the archive sees the publication's end.
-    wait_until(Duration::from_secs(20), "the recording to stop", || {
+    wait_until("the recording to stop", Duration::from_secs(20), || {
         client
             .recording_position(RECORDING_ID)
             .expect("position")

@@ -2,7 +2,7 @@
 //! CPU time of every client conductor thread of the process.
 
 use std::time::Duration;
-use tern_transport::{Client, DriverConfig, MediaDriver};
+use tern_transport::Client;
 
 /// CPU time (clock ticks, 100 a second) of each of this process's threads named `name`.
 fn thread_ticks(name: &str) -> std::collections::HashMap<String, u64> {
@@ -42,16 +42,7 @@ fn a_client_that_adds_nothing_costs_little_cpu() {
     // (500 ms in) until it is there: a quarter of a core at a 1 ms idle sleep, for as long as a
     // client adds nothing (a replayer before its first replay). tern's clients register as they
     // connect.
-    let dir = std::env::temp_dir().join(format!(
-        "tern-idle-client-test-{}-{}",
-        std::process::id(),
-        Client::nano_clock()
-    ));
-    let driver = MediaDriver::launch(&DriverConfig {
-        dir: Some(dir.to_string_lossy().into_owned()),
-        ..DriverConfig::default()
-    })
-    .expect("driver starts");
+    let driver = tern_testkit::driver("idle-client");
     // One client that subscribes, one that adds nothing.
     let busy =
         Client::connect_with_idle(driver.dir(), Duration::from_millis(1)).expect("client connects");

@@ -3,18 +3,13 @@
 use std::time::{Duration, Instant};
 use tern_transport::{BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver};
 
+/// A driver with 1 MiB IPC terms (messages longer than the MTU, many of them).
 fn driver() -> MediaDriver {
-    let dir = std::env::temp_dir().join(format!(
-        "tern-transport-test-{}-{}",
-        std::process::id(),
-        Client::nano_clock()
-    ));
-    MediaDriver::launch(&DriverConfig {
-        dir: Some(dir.to_string_lossy().into_owned()),
-        ipc_term_length: Some(1024 * 1024),
-        ..DriverConfig::default()
+    tern_testkit::driver_with("transport", |config| {
+        config.ipc_term_length = Some(1024 * 1024);
+        config.term_length = None;
+        config.spies_simulate_connection = false;
     })
-    .expect("driver starts")
 }
 
 #[test]

@@ -3,35 +3,22 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_archive::{Archive, ArchiveConfig, ArchiveView, CATALOG_FILE};
-use tern_transport::{BackoffIdle, Client, DriverConfig, Idle, MediaDriver};
+use tern_transport::{BackoffIdle, Client, Idle, MediaDriver};
 
+use tern_testkit::{driver, free_udp_port, SteadyPublisher};
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
-fn driver(tag: &str) -> MediaDriver {
-    let dir = std::env::temp_dir().join(format!(
-        "tern-cli-{tag}-{}-{}",
-        std::process::id(),
-        Client::nano_clock()
-    ));
-    MediaDriver::launch(&DriverConfig {
-        dir: Some(dir.to_string_lossy().into_owned()),
-        ipc_term_length: Some(64 * 1024),
-        ..DriverConfig::default()
-    })
-    .expect("driver starts")
+fn tern(args: &[&str]) -> (i32, String, String) {
+    tern_testkit::run(TERN, args)
 }
 
-fn tern(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(TERN).args(args).output().expect("run tern");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+/// Publishes [`message`]s on `aeron:ipc` stream 1001 until stopped, pausing 200 us every 64.
+fn steady_publisher(driver: &MediaDriver) -> SteadyPublisher {
+    let pace = (64, Duration::from_micros(200));
+    SteadyPublisher::start(driver.dir(), "aeron:ipc", 1001, pace, message)
 }
 
 /// Sequence-numbered messages of varying length, some longer than the MTU.
@@ -40,36 +27,6 @@ fn message(sequence: u64) -> Vec<u8> {
     let mut bytes = vec![(sequence % 251) as u8; length];
     bytes[0..8].copy_from_slice(&sequence.to_le_bytes());
     bytes
-}
-
-/// Publish until told to stop; returns how many were offered.
-fn publisher(
-    aeron_dir: String,
-    stop: Arc<AtomicBool>,
-    published: Arc<AtomicI64>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let client = Client::connect(&aeron_dir).expect("publisher client");
-        let publication = client
-            .add_exclusive_publication("aeron:ipc", 1001)
-            .expect("publication");
-        let mut idle = BackoffIdle::new();
-        let mut sequence = 0u64;
-        while !stop.load(Ordering::SeqCst) {
-            match publication.offer(&message(sequence)) {
-                Ok(position) => {
-                    sequence += 1;
-                    published.store(position, Ordering::SeqCst);
-                    if sequence.is_multiple_of(64) {
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
-                }
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
-        sequence
-    })
 }
 
 fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64, min_segments: usize) {
@@ -99,9 +56,7 @@ fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64, min_
         .spawn()
         .expect("spawn tern record");
     let lines = BufReader::new(child.stdout.take().expect("stdout"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicI64::new(0));
-    let publishing = publisher(driver.dir().to_string(), stop.clone(), published.clone());
+    let publishing = steady_publisher(&driver);
     let mut last_durable = 0i64;
     let deadline = Instant::now() + Duration::from_secs(60);
     for line in lines.lines() {
@@ -123,12 +78,9 @@ fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64, min_
     // SIGKILL while the publisher is still publishing: no chance to flush or close anything.
     child.kill().expect("kill -9");
     child.wait().expect("reap");
-    stop.store(true, Ordering::SeqCst);
-    publishing.join().expect("publisher");
-    assert!(
-        published.load(Ordering::SeqCst) > last_durable,
-        "the kill came mid-stream"
-    );
+    let published = publishing.position();
+    publishing.stop();
+    assert!(published > last_durable, "the kill came mid-stream");
 
     let view = ArchiveView::open(data.path()).expect("open after the crash");
     let interrupted = view.recording(0).expect("the recording");
@@ -373,9 +325,7 @@ fn a_full_disk_stops_the_recording_cleanly_and_keeps_what_was_acknowledged() {
         "$2" verify --dir "$1" --quiet || true
         "$2" list --dir "$1" --json
     "#;
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicI64::new(0));
-    let publishing = publisher(driver.dir().to_string(), stop.clone(), published.clone());
+    let publishing = steady_publisher(&driver);
     let output = Command::new("unshare")
         .args([
             "--user",
@@ -392,8 +342,7 @@ fn a_full_disk_stops_the_recording_cleanly_and_keeps_what_was_acknowledged() {
         .arg(scratch.path())
         .output()
         .expect("run unshare (util-linux)");
-    stop.store(true, Ordering::SeqCst);
-    publishing.join().expect("publisher");
+    publishing.stop();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = std::fs::read_to_string(scratch.path().join("record.err")).unwrap_or_default();
     assert!(
@@ -1047,31 +996,8 @@ fn key_indexes_lost_in_a_kill_9_are_rebuilt_by_verify_and_by_the_next_start() {
         .spawn()
         .expect("spawn tern record");
     let lines = BufReader::new(child.stdout.take().expect("stdout"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let publishing = {
-        let aeron_dir = driver.dir().to_string();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let client = Client::connect(&aeron_dir).expect("publisher client");
-            let publication = client
-                .add_exclusive_publication("aeron:ipc", 1001)
-                .expect("publication");
-            let mut idle = BackoffIdle::new();
-            let mut sequence = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                match publication.offer(&keyed(sequence)) {
-                    Ok(_) => {
-                        sequence += 1;
-                        if sequence.is_multiple_of(64) {
-                            std::thread::sleep(Duration::from_micros(200));
-                        }
-                    }
-                    Err(error) if error.is_retryable() => idle.idle(0),
-                    Err(error) => panic!("offer: {error}"),
-                }
-            }
-        })
-    };
+    let pace = (64, Duration::from_micros(200));
+    let publishing = SteadyPublisher::start(driver.dir(), "aeron:ipc", 1001, pace, keyed);
     let mut recorded = 0i64;
     let deadline = Instant::now() + Duration::from_secs(60);
     for line in lines.lines() {
@@ -1089,8 +1015,7 @@ fn key_indexes_lost_in_a_kill_9_are_rebuilt_by_verify_and_by_the_next_start() {
     }
     child.kill().expect("kill -9");
     child.wait().expect("reap");
-    stop.store(true, Ordering::SeqCst);
-    publishing.join().expect("publisher");
+    publishing.stop();
     assert!(recorded >= 3 * 131072 + 40_000, "recorded only {recorded}");
 
     let kind: tern_archive::KeyKind = "field:8:i64".parse().expect("kind");
@@ -1846,13 +1771,6 @@ impl Drop for TernProcess {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|socket| socket.local_addr())
-        .map(|address| address.port())
-        .expect("a free UDP port")
 }
 
 /// `tern driver DRIVER_ARGS` in a directory of its own, and `tern archive` on it recording

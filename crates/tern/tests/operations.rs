@@ -1,34 +1,15 @@
 //! `tern truncate` and `tern purge` on an archive directory no archive runs on.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tern_archive::{Archive, ArchiveConfig, ArchiveView};
-use tern_transport::{BackoffIdle, Client, DriverConfig, Idle, MediaDriver};
+use tern_transport::{BackoffIdle, Client, Idle, MediaDriver};
 
+use tern_testkit::driver;
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
-fn driver(tag: &str) -> MediaDriver {
-    let dir = std::env::temp_dir().join(format!(
-        "tern-cli-ops-{tag}-{}-{}",
-        std::process::id(),
-        Client::nano_clock()
-    ));
-    MediaDriver::launch(&DriverConfig {
-        dir: Some(dir.to_string_lossy().into_owned()),
-        ipc_term_length: Some(64 * 1024),
-        ..DriverConfig::default()
-    })
-    .expect("driver starts")
-}
-
 fn tern(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(TERN).args(args).output().expect("run tern");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    tern_testkit::run(TERN, args)
 }
 
 fn config(dir: &Path, aeron_dir: &str) -> ArchiveConfig {

@@ -5,47 +5,23 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_client::{
     ArchiveClient, ArchiveClientConfig, ArchiveErrorCode, ClientError, MergeStart, ReplayMerge,
     ReplayMergeConfig,
 };
 use tern_protocol::SourceLocation;
-use tern_transport::{BackoffIdle, Client, DriverConfig, Idle, MediaDriver, Subscription};
+use tern_transport::{BackoffIdle, Client, Idle, MediaDriver, Subscription};
 
+use tern_testkit::{driver, free_udp_port, temp_aeron_dir, wait_until, SteadyPublisher};
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
+
+fn tern(args: &[&str]) -> (i32, String, String) {
+    tern_testkit::run(TERN, args)
+}
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|socket| socket.local_addr())
-        .map(|address| address.port())
-        .expect("a free UDP port")
-}
-
-fn temp_aeron_dir(tag: &str) -> String {
-    std::env::temp_dir()
-        .join(format!(
-            "tern-remote-{tag}-{}-{}",
-            std::process::id(),
-            Client::nano_clock()
-        ))
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// This process's own media driver (the client side of UDP tests).
-fn local_driver(tag: &str) -> MediaDriver {
-    MediaDriver::launch(&DriverConfig {
-        dir: Some(temp_aeron_dir(tag)),
-        ipc_term_length: Some(64 * 1024),
-        term_length: Some(64 * 1024),
-        ..DriverConfig::default()
-    })
-    .expect("driver starts")
-}
+/// The steady publishers' pace: a 500 us pause every 50 messages.
+const PACE: (u64, Duration) = (50, Duration::from_micros(500));
 
 /// A `tern archive` child process with an embedded driver, answering on a UDP control endpoint
 /// of its own and on the local IPC control channel.
@@ -155,14 +131,6 @@ impl Drop for ArchiveProcess {
     }
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn message(sequence: u64, length: usize) -> Vec<u8> {
     let mut bytes = sequence.to_le_bytes().to_vec();
     bytes.resize(length.max(8), (sequence % 251) as u8);
@@ -176,7 +144,7 @@ fn sequence_of(bytes: &[u8]) -> u64 {
 /// Poll until `count` messages came; returns their sequences.
 fn receive(subscription: &Subscription, count: usize) -> Vec<u64> {
     let mut seen = Vec::new();
-    wait_until("replayed messages", || {
+    wait_until("replayed messages", TIMEOUT, || {
         subscription
             .poll(|bytes, _| seen.push(sequence_of(bytes)), 64)
             .expect("poll");
@@ -188,7 +156,7 @@ fn receive(subscription: &Subscription, count: usize) -> Vec<u64> {
 #[test]
 fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     let mut archive = ArchiveProcess::spawn("udp", None);
-    let driver = local_driver("udp-client");
+    let driver = driver("udp-client");
     let mut client = archive
         .udp_client(&driver)
         .expect("client connects over UDP");
@@ -208,7 +176,9 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     let publication = publisher_client
         .add_exclusive_publication(&channel, 1001)
         .expect("publication");
-    wait_until("the archive's subscription", || publication.is_connected());
+    wait_until("the archive's subscription", TIMEOUT, || {
+        publication.is_connected()
+    });
     let mut idle = BackoffIdle::new();
     for sequence in 0..500u64 {
         while let Err(error) = publication.offer(&message(sequence, 200)) {
@@ -219,7 +189,7 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     let end = publication.position();
     let recordings = {
         let mut found = Vec::new();
-        wait_until("the recording", || {
+        wait_until("the recording", TIMEOUT, || {
             found = client.list_recordings(0, 10).expect("list");
             !found.is_empty()
         });
@@ -228,7 +198,7 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     let recording = recordings[0].clone();
     assert_eq!(recording.stream_id, 1001);
     assert_eq!(recording.original_channel, channel);
-    wait_until("everything recorded", || {
+    wait_until("everything recorded", TIMEOUT, || {
         client
             .recording_position(recording.recording_id)
             .expect("position")
@@ -284,7 +254,7 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     client
         .stop_recording_subscription(subscription_id)
         .expect("stop");
-    wait_until("the stop position", || {
+    wait_until("the stop position", TIMEOUT, || {
         client
             .stop_position(recording.recording_id)
             .expect("stop position")
@@ -297,7 +267,7 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
 fn credentials_are_accepted_or_refused_across_processes() {
     let archive =
         ArchiveProcess::spawn("auth", Some("[control]\ncredentials = [\"ops:s3cret\"]\n"));
-    let driver = local_driver("auth-client");
+    let driver = driver("auth-client");
     let config = || {
         ArchiveClientConfig::new(driver.dir())
             .with_request(archive.control_channel(), 10)
@@ -320,38 +290,6 @@ fn credentials_are_accepted_or_refused_across_processes() {
     }
 }
 
-/// Publish continuously (steady pace) until `stop`; counts what went out.
-fn steady_publisher(
-    aeron_dir: String,
-    channel: String,
-    stream: i32,
-    stop: Arc<AtomicBool>,
-    published: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let client = Client::connect(&aeron_dir).expect("publisher client");
-        let publication = client
-            .add_exclusive_publication(&channel, stream)
-            .expect("publication");
-        let mut idle = BackoffIdle::new();
-        let mut sequence = 0u64;
-        while !stop.load(Ordering::Acquire) {
-            match publication.offer(&message(sequence, 64)) {
-                Ok(_) => {
-                    sequence += 1;
-                    published.store(sequence, Ordering::Release);
-                    if sequence.is_multiple_of(50) {
-                        std::thread::sleep(Duration::from_micros(500));
-                    }
-                }
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
-        sequence
-    })
-}
-
 /// Run a merge to the end of a stream published by `publisher` until `stop`; every message
 /// once and in order, some of them after the merge.
 fn merge_and_check(
@@ -359,8 +297,7 @@ fn merge_and_check(
     recording_id: i64,
     replay_channel: &str,
     live: Option<(&str, i32)>,
-    stop: &AtomicBool,
-    published: &AtomicU64,
+    publisher: &SteadyPublisher,
 ) {
     let mut config = ReplayMergeConfig::new(
         recording_id,
@@ -396,10 +333,10 @@ fn merge_and_check(
         }
         if let Some(at) = merged_at {
             if next > at + 2_000 {
-                stop.store(true, Ordering::Release);
+                publisher.request_stop();
             }
         }
-        if stop.load(Ordering::Acquire) && next >= published.load(Ordering::Acquire) {
+        if publisher.stopping() && next >= publisher.sent() {
             break;
         }
         idle.idle(work);
@@ -415,32 +352,19 @@ fn replay_merge_over_ipc_across_processes_has_no_gap_and_no_duplicate() {
     client
         .start_recording("aeron:ipc", 1101, SourceLocation::Local, false)
         .expect("record");
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicU64::new(0));
-    let publisher = steady_publisher(
-        archive.aeron_dir.clone(),
-        "aeron:ipc".into(),
-        1101,
-        stop.clone(),
-        published.clone(),
-    );
-    wait_until("a backlog", || published.load(Ordering::Acquire) > 20_000);
+    let publisher = SteadyPublisher::start(&archive.aeron_dir, "aeron:ipc", 1101, PACE, |n| {
+        message(n, 64)
+    });
+    wait_until("a backlog", TIMEOUT, || publisher.sent() > 20_000);
     let recording_id = client.list_recordings(0, 1).expect("list")[0].recording_id;
-    merge_and_check(
-        &mut client,
-        recording_id,
-        "aeron:ipc",
-        None,
-        &stop,
-        &published,
-    );
-    publisher.join().expect("publisher");
+    merge_and_check(&mut client, recording_id, "aeron:ipc", None, &publisher);
+    publisher.stop();
 }
 
 #[test]
 fn replay_merge_over_udp_across_processes_has_no_gap_and_no_duplicate() {
     let archive = ArchiveProcess::spawn("merge-udp", None);
-    let driver = local_driver("merge-udp-client");
+    let driver = driver("merge-udp-client");
     let mut client = archive.udp_client(&driver).expect("client connects");
     // The live stream is multi-destination: the archive and this process each subscribe with an
     // endpoint of their own; min flow control keeps the publisher within reach of both.
@@ -459,37 +383,30 @@ fn replay_merge_over_udp_across_processes_has_no_gap_and_no_duplicate() {
     client
         .start_recording(&archive_channel, 1201, SourceLocation::Remote, false)
         .expect("record");
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicU64::new(0));
-    let publisher = steady_publisher(
-        driver.dir().to_string(),
-        publication_channel,
-        1201,
-        stop.clone(),
-        published.clone(),
-    );
-    wait_until("a backlog", || published.load(Ordering::Acquire) > 20_000);
+    let publisher = SteadyPublisher::start(driver.dir(), &publication_channel, 1201, PACE, |n| {
+        message(n, 64)
+    });
+    wait_until("a backlog", TIMEOUT, || publisher.sent() > 20_000);
     let recording_id = client.list_recordings(0, 1).expect("list")[0].recording_id;
     merge_and_check(
         &mut client,
         recording_id,
         "aeron:udp?endpoint=localhost:0",
         Some((&client_channel, 1201)),
-        &stop,
-        &published,
+        &publisher,
     );
-    publisher.join().expect("publisher");
+    publisher.stop();
 }
 
 #[test]
 fn garbage_on_the_control_channel_leaves_the_archive_serving() {
     let mut archive = ArchiveProcess::spawn("garbage", None);
-    let driver = local_driver("garbage-client");
+    let driver = driver("garbage-client");
     let raw = Client::connect(driver.dir()).expect("client");
     let control = raw
         .add_exclusive_publication(&archive.control_channel(), 10)
         .expect("control publication");
-    wait_until("the control channel", || control.is_connected());
+    wait_until("the control channel", TIMEOUT, || control.is_connected());
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     for length in (1..400).step_by(7) {
         let bytes: Vec<u8> = (0..length)
@@ -523,16 +440,10 @@ fn a_client_killed_mid_replay_leaves_the_archive_serving_others() {
     client
         .start_recording("aeron:ipc", 1301, SourceLocation::Local, false)
         .expect("record");
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicU64::new(0));
-    let publisher = steady_publisher(
-        archive.aeron_dir.clone(),
-        "aeron:ipc".into(),
-        1301,
-        stop.clone(),
-        published.clone(),
-    );
-    wait_until("a backlog", || published.load(Ordering::Acquire) > 5_000);
+    let publisher = SteadyPublisher::start(&archive.aeron_dir, "aeron:ipc", 1301, PACE, |n| {
+        message(n, 64)
+    });
+    wait_until("a backlog", TIMEOUT, || publisher.sent() > 5_000);
     let recording_id = client.list_recordings(0, 1).expect("list")[0].recording_id;
 
     // Another process follows the recording with a replay printed to its stdout; kill -9 it.
@@ -585,17 +496,7 @@ fn a_client_killed_mid_replay_leaves_the_archive_serving_others() {
         .expect("replay after the kill");
     let seen = receive(&subscription, 1_000);
     assert_eq!(seen, (0..1_000).collect::<Vec<u64>>());
-    stop.store(true, Ordering::Release);
-    publisher.join().expect("publisher");
-}
-
-fn tern(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(TERN).args(args).output().expect("run tern");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    publisher.stop();
 }
 
 #[test]
@@ -609,7 +510,7 @@ fn the_cli_lists_describes_replays_and_truncates_through_a_running_archive() {
     let publication = publisher
         .add_exclusive_publication("aeron:ipc", 1401)
         .expect("publication");
-    wait_until("the recording", || {
+    wait_until("the recording", TIMEOUT, || {
         !client.list_recordings(0, 1).expect("list").is_empty()
     });
     let mut idle = BackoffIdle::new();
@@ -623,13 +524,13 @@ fn the_cli_lists_describes_replays_and_truncates_through_a_running_archive() {
         }
     }
     let end = publication.position();
-    wait_until("everything recorded", || {
+    wait_until("everything recorded", TIMEOUT, || {
         client.recording_position(0).expect("position") >= Some(end)
     });
     client
         .stop_recording_subscription(subscription)
         .expect("stop");
-    wait_until("stopped", || {
+    wait_until("stopped", TIMEOUT, || {
         client.stop_position(0).expect("stop") == Some(end)
     });
 

@@ -524,7 +524,7 @@ impl State {
 
 /// Waits until the archive recorded at least `position`.
 pub fn await_recorded(archive: &MiniArchive, position: i64) {
-    wait_until(Duration::from_secs(20), "the recording to grow", || {
+    wait_until("the recording to grow", Duration::from_secs(20), || {
         archive.observed.recorded.load(Ordering::Acquire) >= position
     });
 }

@@ -15,42 +15,19 @@ use tern_protocol::{
     ARCHIVE_PROTOCOL_VERSION,
 };
 use tern_transport::{
-    BackoffIdle, Client, DriverConfig, ExclusivePublication, FragmentAssembler, Idle, MediaDriver,
-    Subscription,
+    BackoffIdle, Client, ExclusivePublication, FragmentAssembler, Idle, MediaDriver, Subscription,
 };
 
-/// A media driver in a fresh temporary directory, deleted when it stops.
+#[allow(unused_imports)]
+pub use tern_testkit::{free_udp_port, wait_until};
+
+/// A media driver in a fresh temporary directory with 1 MiB terms, deleted when it stops.
 pub fn driver() -> MediaDriver {
-    let dir = std::env::temp_dir().join(format!(
-        "tern-client-test-{}-{}",
-        std::process::id(),
-        Client::nano_clock()
-    ));
-    MediaDriver::launch(&DriverConfig {
-        dir: Some(dir.to_string_lossy().into_owned()),
-        ipc_term_length: Some(1024 * 1024),
-        term_length: Some(1024 * 1024),
-        ..DriverConfig::default()
+    tern_testkit::driver_with("client", |config| {
+        config.ipc_term_length = Some(1024 * 1024);
+        config.term_length = Some(1024 * 1024);
+        config.spies_simulate_connection = false;
     })
-    .expect("driver starts")
-}
-
-/// A UDP port free right now on the loopback interface.
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|socket| socket.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
-/// Polls `ready` with a backoff until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    let mut idle = BackoffIdle::new();
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        idle.idle(0);
-    }
 }
 
 /// The control session id of a client-to-archive message (every request but the connect
@@ -188,7 +165,7 @@ impl ControlServer {
                             connect.response_stream_id,
                         )
                         .expect("response publication");
-                    wait_until(Duration::from_secs(5), "the response publication", || {
+                    wait_until("the response publication", Duration::from_secs(5), || {
                         publication.is_connected()
                     });
                     self.sessions.insert(control_session_id, publication);
@@ -393,7 +370,7 @@ impl MockArchive {
     /// Waits until a received request satisfies `matches`; returns it.
     pub fn await_request(&self, what: &str, matches: impl Fn(&Message) -> bool) -> Message {
         let mut found = None;
-        wait_until(Duration::from_secs(10), what, || {
+        wait_until(what, Duration::from_secs(10), || {
             found = self
                 .requests()
                 .into_iter()
