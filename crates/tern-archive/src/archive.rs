@@ -356,8 +356,8 @@ pub struct RecordingFailure {
     pub channel: String,
     /// Where the recording stopped (what is before it is stored).
     pub position: i64,
-    /// Aeron's archive error code for the cause (`codes::STORAGE_SPACE` for a full disk).
-    pub code: i32,
+    /// Aeron's archive error code for the cause (`StorageSpace` for a full disk).
+    pub code: tern_protocol::ArchiveErrorCode,
     /// What went wrong.
     pub error: String,
 }

@@ -1,6 +1,7 @@
 //! Errors of the archive.
 
 use std::path::PathBuf;
+use tern_protocol::ArchiveErrorCode;
 
 /// An archive error. Each names what it was about: the file and offset, the recording, the position.
 #[derive(Debug, thiserror::Error)]
@@ -125,49 +126,26 @@ pub enum ArchiveError {
     MaxReplays(usize),
 }
 
-/// Error codes of Aeron's `ArchiveException` (Aeron 1.54 `client/ArchiveException.java`), as sent
-/// in a control response.
-pub mod codes {
-    /// Anything without a code of its own.
-    pub const GENERIC: i32 = 0;
-    /// The recording is active (or, for a purge, being replayed).
-    pub const ACTIVE_RECORDING: i32 = 2;
-    /// A recording subscription exists for that channel and stream.
-    pub const ACTIVE_SUBSCRIPTION: i32 = 3;
-    /// No such recording subscription.
-    pub const UNKNOWN_SUBSCRIPTION: i32 = 4;
-    /// No such recording.
-    pub const UNKNOWN_RECORDING: i32 = 5;
-    /// No such replay.
-    pub const UNKNOWN_REPLAY: i32 = 6;
-    /// Too many replays.
-    pub const MAX_REPLAYS: i32 = 7;
-    /// Too many recordings.
-    pub const MAX_RECORDINGS: i32 = 8;
-    /// Out of storage space.
-    pub const STORAGE_SPACE: i32 = 11;
-    /// A position outside the recording or not at a frame.
-    pub const INVALID_POSITION: i32 = 16;
-}
-
 impl ArchiveError {
-    /// Aeron's `ArchiveException` error code for this error (see [`codes`]): what a control
-    /// protocol server puts in its error response.
-    pub fn code(&self) -> i32 {
+    /// Aeron's `ArchiveException` error code for this error: what a control protocol server
+    /// puts in its error response.
+    pub fn code(&self) -> ArchiveErrorCode {
         match self {
-            Self::Active { .. } | Self::ReplayRunning { .. } => codes::ACTIVE_RECORDING,
-            Self::DuplicateSubscription { .. } => codes::ACTIVE_SUBSCRIPTION,
-            Self::UnknownSubscription(_) => codes::UNKNOWN_SUBSCRIPTION,
+            Self::Active { .. } | Self::ReplayRunning { .. } => ArchiveErrorCode::ActiveRecording,
+            Self::DuplicateSubscription { .. } => ArchiveErrorCode::ActiveSubscription,
+            Self::UnknownSubscription(_) => ArchiveErrorCode::UnknownSubscription,
             // A recording whose catalog entry is damaged cannot be used: to a client it is unknown.
-            Self::UnknownRecording(_) | Self::DamagedRecording { .. } => codes::UNKNOWN_RECORDING,
-            Self::UnknownReplay(_) => codes::UNKNOWN_REPLAY,
-            Self::MaxReplays(_) => codes::MAX_REPLAYS,
-            Self::MaxRecordings(_) => codes::MAX_RECORDINGS,
-            Self::BadPosition { .. } => codes::INVALID_POSITION,
-            Self::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-                codes::STORAGE_SPACE
+            Self::UnknownRecording(_) | Self::DamagedRecording { .. } => {
+                ArchiveErrorCode::UnknownRecording
             }
-            _ => codes::GENERIC,
+            Self::UnknownReplay(_) => ArchiveErrorCode::UnknownReplay,
+            Self::MaxReplays(_) => ArchiveErrorCode::MaxReplays,
+            Self::MaxRecordings(_) => ArchiveErrorCode::MaxRecordings,
+            Self::BadPosition { .. } => ArchiveErrorCode::InvalidPosition,
+            Self::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                ArchiveErrorCode::StorageSpace
+            }
+            _ => ArchiveErrorCode::Generic,
         }
     }
 }
@@ -233,7 +211,7 @@ mod tests {
             (ArchiveError::Invalid("x".into()), 0),
         ];
         for (error, code) in cases {
-            assert_eq!(error.code(), code, "{error}");
+            assert_eq!(error.code().value(), code, "{error}");
         }
         assert_eq!(
             ArchiveError::Active {

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tern_archive::frame::term_of;
 use tern_archive::{
-    codes, Archive, ArchiveConfig, ArchiveError, ArchiveView, RecordingDescriptor, RecordingEvent,
-    RecordingSignalKind, ReplayRequest, ReplayState, SourceLocation,
+    Archive, ArchiveConfig, ArchiveError, ArchiveErrorCode, ArchiveView, RecordingDescriptor,
+    RecordingEvent, RecordingSignalKind, ReplayRequest, ReplayState, SourceLocation,
 };
 use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle};
 
@@ -386,7 +386,7 @@ fn an_image_that_does_not_continue_the_recording_is_refused_and_a_fitting_one_ex
         )
         .expect_err("active");
     assert!(matches!(active, ArchiveError::Active { .. }), "{active}");
-    assert_eq!(active.code(), codes::ACTIVE_RECORDING);
+    assert_eq!(active.code(), ArchiveErrorCode::ActiveRecording);
     assert!(matches!(
         archive.extend_recording(4242, "aeron:ipc", 2002, SourceLocation::Remote, false),
         Err(ArchiveError::UnknownRecording(4242))
@@ -529,22 +529,22 @@ fn truncate_refuses_active_recordings_bad_positions_and_unknown_ids() {
     for (position, code, says) in [
         (
             messages[3].1 + 17,
-            codes::INVALID_POSITION,
+            ArchiveErrorCode::InvalidPosition,
             "not frame aligned",
         ),
         (
             messages[3].1 + 32,
-            codes::INVALID_POSITION,
+            ArchiveErrorCode::InvalidPosition,
             "not the start of a frame",
         ),
         (
             stop + 32,
-            codes::INVALID_POSITION,
+            ArchiveErrorCode::InvalidPosition,
             "past the recording's end",
         ),
         (
             descriptor.start_position - 32,
-            codes::INVALID_POSITION,
+            ArchiveErrorCode::InvalidPosition,
             "before the recording's start",
         ),
     ] {
@@ -556,7 +556,7 @@ fn truncate_refuses_active_recordings_bad_positions_and_unknown_ids() {
     }
     let unknown = archive.truncate_recording(77, 0).expect_err("unknown");
     assert!(matches!(unknown, ArchiveError::UnknownRecording(77)));
-    assert_eq!(unknown.code(), codes::UNKNOWN_RECORDING);
+    assert_eq!(unknown.code(), ArchiveErrorCode::UnknownRecording);
     // At the stop position: nothing changes.
     assert_eq!(
         archive
@@ -591,7 +591,7 @@ fn truncate_refuses_active_recordings_bad_positions_and_unknown_ids() {
     ] {
         assert!(matches!(error, ArchiveError::Active { .. }), "{error}");
         assert!(error.to_string().contains("active recording"), "{error}");
-        assert_eq!(error.code(), codes::ACTIVE_RECORDING);
+        assert_eq!(error.code(), ArchiveErrorCode::ActiveRecording);
     }
 
     // At the start: every segment file goes, the recording is empty.
@@ -736,7 +736,7 @@ fn auto_stop_removes_the_subscription_and_stop_by_identity_stops_a_recordings_su
     ));
     assert_eq!(
         archive.stop_recording(automatic).expect_err("gone").code(),
-        codes::UNKNOWN_SUBSCRIPTION
+        ArchiveErrorCode::UnknownSubscription
     );
 
     // Without auto-stop the subscription stays; stop by identity removes it.
@@ -750,7 +750,7 @@ fn auto_stop_removes_the_subscription_and_stop_by_identity_stops_a_recordings_su
         duplicate,
         ArchiveError::DuplicateSubscription { .. }
     ));
-    assert_eq!(duplicate.code(), codes::ACTIVE_SUBSCRIPTION);
+    assert_eq!(duplicate.code(), ArchiveErrorCode::ActiveSubscription);
     let publication = client
         .add_exclusive_publication("aeron:ipc", 2011)
         .expect("pub");
@@ -989,7 +989,7 @@ fn limits_refuse_recordings_and_replays_past_the_maximum() {
         .start_recording("aeron:ipc", 2015, SourceLocation::Remote)
         .expect_err("second");
     assert!(matches!(error, ArchiveError::MaxRecordings(1)), "{error}");
-    assert_eq!(error.code(), codes::MAX_RECORDINGS);
+    assert_eq!(error.code(), ArchiveErrorCode::MaxRecordings);
     assert_eq!(error.to_string(), "max concurrent recordings reached at 1");
     // Two images on the one subscription: only one is recorded.
     let first = client
@@ -1030,7 +1030,7 @@ fn limits_refuse_recordings_and_replays_past_the_maximum() {
         .start_replay(&replay_request(recording_id))
         .expect_err("second replay");
     assert!(matches!(error, ArchiveError::MaxReplays(1)), "{error}");
-    assert_eq!(error.code(), codes::MAX_REPLAYS);
+    assert_eq!(error.code(), ArchiveErrorCode::MaxReplays);
     archive.stop_replay(waiting).expect("stop");
     let status = archive.replay_status(waiting).expect("status");
     wait_until("the replay to stop", Duration::from_secs(10), || {

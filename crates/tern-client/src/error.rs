@@ -1,125 +1,9 @@
 //! What can go wrong talking to an archive.
 
-use std::fmt;
 use std::time::Duration;
 use tern_transport::TransportError;
 
-/// An archive's error code: the `relevantId` of an ERROR `ControlResponse`, as Aeron's
-/// `ArchiveException` numbers them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ArchiveErrorCode {
-    /// 0: no more specific code.
-    Generic,
-    /// 1: a listing is already running on this session.
-    ActiveListing,
-    /// 2: the recording is active (it cannot be truncated, purged, extended).
-    ActiveRecording,
-    /// 3: a recording subscription for the channel and stream exists already.
-    ActiveSubscription,
-    /// 4: no recording subscription matches.
-    UnknownSubscription,
-    /// 5: no such recording.
-    UnknownRecording,
-    /// 6: no such replay session.
-    UnknownReplay,
-    /// 7: the archive runs as many replays as it allows.
-    MaxReplays,
-    /// 8: the archive holds as many recordings as it allows.
-    MaxRecordings,
-    /// 9: the extension asked for is not valid.
-    InvalidExtension,
-    /// 10: the authenticator rejected the session.
-    AuthenticationRejected,
-    /// 11: the archive is out of storage space.
-    StorageSpace,
-    /// 12: no such replication.
-    UnknownReplication,
-    /// 13: the session may not do this.
-    UnauthorisedAction,
-    /// 14: a replication could not connect.
-    ReplicationConnectionFailure,
-    /// 15: the recording to replay is empty.
-    EmptyRecording,
-    /// 16: a position that is not frame aligned, or before the start or after the stop.
-    InvalidPosition,
-    /// A code this client does not know.
-    Other(i64),
-}
-
-impl ArchiveErrorCode {
-    const KNOWN: [ArchiveErrorCode; 17] = [
-        Self::Generic,
-        Self::ActiveListing,
-        Self::ActiveRecording,
-        Self::ActiveSubscription,
-        Self::UnknownSubscription,
-        Self::UnknownRecording,
-        Self::UnknownReplay,
-        Self::MaxReplays,
-        Self::MaxRecordings,
-        Self::InvalidExtension,
-        Self::AuthenticationRejected,
-        Self::StorageSpace,
-        Self::UnknownReplication,
-        Self::UnauthorisedAction,
-        Self::ReplicationConnectionFailure,
-        Self::EmptyRecording,
-        Self::InvalidPosition,
-    ];
-
-    /// The code an ERROR response's relevant id stands for.
-    pub fn from_value(value: i64) -> Self {
-        usize::try_from(value)
-            .ok()
-            .and_then(|index| Self::KNOWN.get(index).copied())
-            .unwrap_or(Self::Other(value))
-    }
-
-    /// The number on the wire.
-    pub fn value(self) -> i64 {
-        match self {
-            Self::Other(value) => value,
-            known => Self::KNOWN
-                .iter()
-                .position(|code| *code == known)
-                .map_or(-1, |index| index as i64),
-        }
-    }
-
-    /// Aeron's name for the code (`UNKNOWN_RECORDING`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Generic => "GENERIC",
-            Self::ActiveListing => "ACTIVE_LISTING",
-            Self::ActiveRecording => "ACTIVE_RECORDING",
-            Self::ActiveSubscription => "ACTIVE_SUBSCRIPTION",
-            Self::UnknownSubscription => "UNKNOWN_SUBSCRIPTION",
-            Self::UnknownRecording => "UNKNOWN_RECORDING",
-            Self::UnknownReplay => "UNKNOWN_REPLAY",
-            Self::MaxReplays => "MAX_REPLAYS",
-            Self::MaxRecordings => "MAX_RECORDINGS",
-            Self::InvalidExtension => "INVALID_EXTENSION",
-            Self::AuthenticationRejected => "AUTHENTICATION_REJECTED",
-            Self::StorageSpace => "STORAGE_SPACE",
-            Self::UnknownReplication => "UNKNOWN_REPLICATION",
-            Self::UnauthorisedAction => "UNAUTHORISED_ACTION",
-            Self::ReplicationConnectionFailure => "REPLICATION_CONNECTION_FAILURE",
-            Self::EmptyRecording => "EMPTY_RECORDING",
-            Self::InvalidPosition => "INVALID_POSITION",
-            Self::Other(_) => "unknown error code",
-        }
-    }
-}
-
-impl fmt::Display for ArchiveErrorCode {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Other(value) => write!(formatter, "unknown error code {value}"),
-            known => formatter.write_str(known.name()),
-        }
-    }
-}
+pub use tern_protocol::ArchiveErrorCode;
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -185,28 +69,6 @@ impl ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_codes_round_trip_and_unknown_codes_are_kept() {
-        for value in 0..=16 {
-            let code = ArchiveErrorCode::from_value(value);
-            assert!(!matches!(code, ArchiveErrorCode::Other(_)), "{value}");
-            assert_eq!(code.value(), value);
-        }
-        assert_eq!(
-            ArchiveErrorCode::from_value(5),
-            ArchiveErrorCode::UnknownRecording
-        );
-        assert_eq!(
-            ArchiveErrorCode::from_value(17),
-            ArchiveErrorCode::Other(17)
-        );
-        assert_eq!(ArchiveErrorCode::from_value(-1).value(), -1);
-        assert_eq!(
-            ArchiveErrorCode::AuthenticationRejected.to_string(),
-            "AUTHENTICATION_REJECTED"
-        );
-    }
 
     #[test]
     fn archive_errors_carry_the_archive_message() {

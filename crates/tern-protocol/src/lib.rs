@@ -55,6 +55,7 @@
 #[macro_use]
 mod codec;
 mod error;
+mod error_code;
 mod header;
 mod message;
 mod messages;
@@ -64,6 +65,7 @@ mod types;
 
 pub use codec::VAR_DATA_MAX_LENGTH;
 pub use error::{DecodeError, EncodeError};
+pub use error_code::ArchiveErrorCode;
 pub use header::{
     MessageHeader, MESSAGE_HEADER_LENGTH, SCHEMA_ID, SCHEMA_VERSION, TERN_SCHEMA_ID,
     TERN_SCHEMA_VERSION,

@@ -680,3 +680,54 @@ fn docs_template_table_matches_codec() -> Result<()> {
     );
     Ok(())
 }
+
+const ARCHIVE_EXCEPTION_IN_CRATE: &str =
+    "aeron/aeron-archive/src/main/java/io/aeron/archive/client/ArchiveException.java";
+
+/// Every error code of Aeron's `ArchiveException` (`public static final int|short NAME = N;`)
+/// is one of `ArchiveErrorCode`'s, with the same name and value, and no code of ours is missing
+/// from Aeron's list.
+#[test]
+fn error_codes_match_aerons_archive_exception() -> Result<()> {
+    let path = rusteron_client_dir()?.join(ARCHIVE_EXCEPTION_IN_CRATE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (Aeron's error codes)", path.display()))?;
+    let mut aerons = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(rest) = line
+            .strip_prefix("public static final int ")
+            .or_else(|| line.strip_prefix("public static final short "))
+        else {
+            continue;
+        };
+        let Some((name, value)) = rest.trim_end_matches(';').split_once(" = ") else {
+            continue;
+        };
+        aerons.insert(name.trim().to_string(), value.trim().parse::<i64>()?);
+    }
+    ensure!(
+        aerons.len() >= 17,
+        "only {} codes read from {}",
+        aerons.len(),
+        path.display()
+    );
+    for code in ArchiveErrorCode::KNOWN {
+        let value = aerons
+            .get(code.name())
+            .with_context(|| format!("{} is not in Aeron's ArchiveException", code.name()))?;
+        ensure!(
+            *value == code.value(),
+            "{code}: Aeron {value}, ours {}",
+            code.value()
+        );
+    }
+    for (name, value) in &aerons {
+        let ours = ArchiveErrorCode::from_value(*value);
+        ensure!(
+            ours.name() == name,
+            "Aeron's {name} = {value} is {ours} here"
+        );
+    }
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! The control conductor: polls the control channels, runs the sessions, dispatches requests to
 //! the [`Archive`], sends the answers.
 
-use super::session::{ControlSession, Listing, Opening, Source, State, GENERIC};
+use super::session::{ControlSession, Listing, Opening, Source, State};
 use super::{ControlConfig, ControlStats};
 use crate::archive::{Archive, RecordingInfo, ReplayRequest};
 use crate::error::{ArchiveError, Result};
@@ -14,6 +14,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Instant;
 use tern_protocol as proto;
+use tern_protocol::ArchiveErrorCode;
 use tern_protocol::{
     AnyMessage, ControlResponseCode, DecodeError, Message, MessageHeader, TernMessage,
 };
@@ -34,13 +35,6 @@ const SEND_LIMIT: usize = 64;
 const LISTING_BATCH: usize = 32;
 /// A listing waits while its session has this many messages queued.
 const LISTING_HIGH_WATER: usize = 256;
-
-// Aeron's `ArchiveException` error codes, carried in the relevant id of ERROR responses.
-const ACTIVE_LISTING: i64 = 1;
-const UNKNOWN_SUBSCRIPTION: i64 = 4;
-const UNKNOWN_RECORDING: i64 = 5;
-const EMPTY_RECORDING: i64 = 15;
-const INVALID_POSITION: i64 = 16;
 
 /// A session and its response publication.
 struct Slot {
@@ -208,7 +202,7 @@ impl Conductor {
                         ControlStats::add(&self.stats.errors_sent);
                         slot.session.respond(
                             correlation_id,
-                            i64::from(failure.code),
+                            failure.code.value(),
                             ControlResponseCode::Error,
                             &failure.to_string(),
                         );
@@ -277,8 +271,15 @@ impl Conductor {
         if let Some(session) = slot.filter(|session| session.serves_requests()) {
             session.on_request();
             ControlStats::add(&self.stats.errors_sent);
-            self.archive.metrics().control_error(GENERIC);
-            session.respond(correlation_id, GENERIC, ControlResponseCode::Error, &what);
+            self.archive
+                .metrics()
+                .control_error(ArchiveErrorCode::Generic.value());
+            session.respond(
+                correlation_id,
+                ArchiveErrorCode::Generic.value(),
+                ControlResponseCode::Error,
+                &what,
+            );
         } else {
             // A flood of garbage must not flood the log: the first 16, then every power of two.
             let count = self.stats.malformed();
@@ -376,7 +377,7 @@ impl Conductor {
         let major = request.version.map_or(0, |version| version.major());
         let opening = if major != proto::ARCHIVE_PROTOCOL_VERSION.major() {
             Opening::Refuse {
-                code: GENERIC,
+                code: ArchiveErrorCode::Generic.value(),
                 message: format!(
                     "invalid client version {}, archive is {}",
                     request
@@ -387,7 +388,7 @@ impl Conductor {
             }
         } else if self.live_sessions() >= self.config.max_sessions {
             Opening::Refuse {
-                code: GENERIC,
+                code: ArchiveErrorCode::Generic.value(),
                 message: format!(
                     "too many control sessions: the archive allows {}",
                     self.config.max_sessions
@@ -402,7 +403,7 @@ impl Conductor {
                 super::Decision::Accept => Opening::Accept,
                 super::Decision::Challenge(challenge) => Opening::Challenge(challenge),
                 super::Decision::Reject => Opening::Refuse {
-                    code: super::session::AUTHENTICATION_REJECTED,
+                    code: ArchiveErrorCode::AuthenticationRejected.value(),
                     message: "authentication rejected".into(),
                 },
             }
@@ -926,7 +927,7 @@ impl Context<'_> {
         self.error(
             session,
             correlation_id,
-            i64::from(error.code()),
+            error.code().value(),
             &error.to_string(),
         );
     }
@@ -951,7 +952,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                ACTIVE_LISTING,
+                ArchiveErrorCode::ActiveListing.value(),
                 "active listing already in progress",
             );
         } else {
@@ -1013,7 +1014,7 @@ impl Context<'_> {
                     None => self.error(
                         session,
                         correlation_id,
-                        UNKNOWN_SUBSCRIPTION,
+                        ArchiveErrorCode::UnknownSubscription.value(),
                         &format!(
                             "no recording found for streamId={} channel={}",
                             request.stream_id, request.channel
@@ -1027,7 +1028,7 @@ impl Context<'_> {
                     Err(ArchiveError::UnknownSubscription(_)) => self.error(
                         session,
                         correlation_id,
-                        UNKNOWN_SUBSCRIPTION,
+                        ArchiveErrorCode::UnknownSubscription.value(),
                         &format!(
                             "no recording subscription found for subscriptionId={}",
                             request.subscription_id
@@ -1061,7 +1062,7 @@ impl Context<'_> {
                     self.error(
                         session,
                         correlation_id,
-                        ACTIVE_LISTING,
+                        ArchiveErrorCode::ActiveListing.value(),
                         "active listing already in progress",
                     );
                 } else {
@@ -1084,7 +1085,7 @@ impl Context<'_> {
                     self.error(
                         session,
                         correlation_id,
-                        UNKNOWN_RECORDING,
+                        ArchiveErrorCode::UnknownRecording.value(),
                         &format!("minRecordingId={} < 0", request.min_recording_id),
                     );
                     return;
@@ -1233,7 +1234,7 @@ impl Context<'_> {
             other => self.error(
                 session,
                 correlation_id,
-                GENERIC,
+                ArchiveErrorCode::Generic.value(),
                 &format!("unsupported request: {}", other.name()),
             ),
         }
@@ -1254,7 +1255,7 @@ impl Context<'_> {
                 self.error(
                     session,
                     correlation_id,
-                    GENERIC,
+                    ArchiveErrorCode::Generic.value(),
                     &format!("time source {text:?}: {error}"),
                 );
                 None
@@ -1364,7 +1365,7 @@ impl Context<'_> {
             other => self.error(
                 session,
                 correlation_id,
-                GENERIC,
+                ArchiveErrorCode::Generic.value(),
                 &format!("{} is not a request", other.name()),
             ),
         }
@@ -1385,7 +1386,7 @@ impl Context<'_> {
                 self.error(
                     session,
                     correlation_id,
-                    GENERIC,
+                    ArchiveErrorCode::Generic.value(),
                     &format!(
                         "speed {millis}/1000 is outside 0.01 .. 1000 (10 ..= 1000000 thousandths; 0: as fast as possible)"
                     ),
@@ -1406,7 +1407,7 @@ impl Context<'_> {
                     return self.error(
                         session,
                         correlation_id,
-                        GENERIC,
+                        ArchiveErrorCode::Generic.value(),
                         &format!("key filter {:?}: {error}", request.key_filter),
                     )
                 }
@@ -1433,7 +1434,7 @@ impl Context<'_> {
                     return self.error(
                         session,
                         correlation_id,
-                        UNKNOWN_RECORDING,
+                        ArchiveErrorCode::UnknownRecording.value(),
                         &format!(
                             "cursor {:?} is in recording {}, not {}",
                             cursor.name, cursor.recording_id, request.recording_id
@@ -1496,7 +1497,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                ACTIVE_LISTING,
+                ArchiveErrorCode::ActiveListing.value(),
                 "active listing already in progress",
             );
             return;
@@ -1571,7 +1572,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                GENERIC,
+                ArchiveErrorCode::Generic.value(),
                 &format!(
                     "requested replay start position={from} is not a multiple of FRAME_ALIGNMENT (32) for recording {recording_id}"
                 ),
@@ -1582,7 +1583,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                INVALID_POSITION,
+                ArchiveErrorCode::InvalidPosition.value(),
                 &format!(
                     "requested replay start position={from} is less than recording start position={start} for recording {recording_id}"
                 ),
@@ -1595,7 +1596,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                INVALID_POSITION,
+                ArchiveErrorCode::InvalidPosition.value(),
                 &format!(
                     "requested replay start position={from} must be less than the limit position={end} for recording {recording_id}"
                 ),
@@ -1610,7 +1611,7 @@ impl Context<'_> {
                     self.error(
                         session,
                         correlation_id,
-                        EMPTY_RECORDING,
+                        ArchiveErrorCode::EmptyRecording.value(),
                         &format!(
                             "when replaying and stopping the replay length must be non-zero, recordingId={recording_id}"
                         ),
@@ -1624,7 +1625,7 @@ impl Context<'_> {
                 self.error(
                     session,
                     correlation_id,
-                    GENERIC,
+                    ArchiveErrorCode::Generic.value(),
                     &format!("replay length must be positive: length={length} for recording {recording_id}"),
                 );
                 return;

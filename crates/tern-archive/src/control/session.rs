@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
+use tern_protocol::ArchiveErrorCode;
 use tern_protocol::{
     to_ascii_lossy, Challenge, ControlResponse, ControlResponseCode, ARCHIVE_PROTOCOL_VERSION,
 };
@@ -11,11 +12,6 @@ use tern_protocol::{
 /// How often the answer to `AuthConnect` is sent again until the client's first request
 /// (Aeron's 200 ms): a client that missed it still gets it.
 pub(crate) const RESEND_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Aeron's error code for a refused authentication (`ArchiveException.AUTHENTICATION_REJECTED`).
-pub(crate) const AUTHENTICATION_REJECTED: i64 = 10;
-/// Aeron's error code for a generic failure.
-pub(crate) const GENERIC: i64 = 0;
 
 /// Where a session's requests come from: a control subscription and the image (publisher
 /// session) on it. Requests naming the session from another image are refused.
@@ -216,7 +212,10 @@ impl ControlSession {
         if accepted {
             self.authenticated(now);
         } else {
-            self.refuse(AUTHENTICATION_REJECTED, "authentication rejected");
+            self.refuse(
+                ArchiveErrorCode::AuthenticationRejected.value(),
+                "authentication rejected",
+            );
         }
     }
 
@@ -430,7 +429,10 @@ mod tests {
         let error = drain(&mut refused);
         let error = response(&error[0]);
         assert_eq!(error.code, ControlResponseCode::Error);
-        assert_eq!(error.relevant_id, AUTHENTICATION_REJECTED);
+        assert_eq!(
+            error.relevant_id,
+            ArchiveErrorCode::AuthenticationRejected.value()
+        );
         refused.tick(t0);
         assert!(refused.is_done());
 
@@ -449,7 +451,7 @@ mod tests {
         let mut s = session(
             t0,
             Opening::Refuse {
-                code: GENERIC,
+                code: ArchiveErrorCode::Generic.value(),
                 message: "too many sessions".into(),
             },
         );
