@@ -333,15 +333,16 @@ impl Pacing {
         Ok(pacing)
     }
 
-    /// When a message whose own time is `time` is due.
-    fn message_due(&mut self, time: i64) -> Instant {
-        let (start, first_time) = *self.origin.get_or_insert((Instant::now(), time));
-        let offset_ns = ((time - first_time).max(0) as f64 / self.speed) as u64;
-        start + std::time::Duration::from_nanos(offset_ns)
+    /// When a message whose own time is `time` is due; `now` is when it is ready to go (the
+    /// schedule's origin, if this is the replay's first message).
+    fn message_due(&mut self, time: i64, now: Instant) -> Instant {
+        let (start, first_time) = *self.origin.get_or_insert((now, time));
+        scheduled_at(start, first_time, time, self.speed)
     }
 
     /// Move to `position`; returns when the frames there are due and where their group ends.
-    fn due(&mut self, position: i64) -> Result<(Instant, i64)> {
+    /// `now` is when they are ready to go (the origin, if they are the replay's first).
+    fn due(&mut self, position: i64, now: Instant) -> Result<(Instant, i64)> {
         if self.next_entry >= self.index.len() {
             self.index.refresh()?;
         }
@@ -355,13 +356,20 @@ impl Pacing {
             self.next_entry += 1;
             self.group_end = i64::MAX;
         }
-        let (start, first_time) = *self.origin.get_or_insert((Instant::now(), self.group_time));
-        let offset_ns = ((self.group_time - first_time).max(0) as f64 / self.speed) as u64;
+        let (start, first_time) = *self.origin.get_or_insert((now, self.group_time));
         Ok((
-            start + std::time::Duration::from_nanos(offset_ns),
+            scheduled_at(start, first_time, self.group_time, self.speed),
             self.group_end,
         ))
     }
+}
+
+/// When a frame captured (or stamped) at `time` is due in a replay that sent its first frame,
+/// of time `first_time`, at `start`: the time since the first divided by the speed. Absolute,
+/// so a late frame does not delay the next; a time before the first is due at once.
+fn scheduled_at(start: Instant, first_time: i64, time: i64, speed: f64) -> Instant {
+    let offset_ns = ((time - first_time).max(0) as f64 / speed) as u64;
+    start + std::time::Duration::from_nanos(offset_ns)
 }
 
 impl ReplaySession {
@@ -457,7 +465,7 @@ impl ReplaySession {
             }
             let by_capture = !self.plan.time_source.is_in_message();
             if let Some(pacing) = self.pacing.as_mut().filter(|_| by_capture) {
-                match pacing.due(self.position) {
+                match pacing.due(self.position, Instant::now()) {
                     Ok((due, group_end)) => {
                         if Instant::now() < due {
                             return Step::Wait(due);
@@ -485,7 +493,7 @@ impl ReplaySession {
                             .pacing
                             .as_mut()
                             .zip(block_time)
-                            .map(|(pacing, time)| pacing.message_due(time));
+                            .map(|(pacing, time)| pacing.message_due(time, Instant::now()));
                         self.scheduled = self.pending_due;
                     }
                 }
@@ -678,9 +686,17 @@ impl ReplaySession {
                     let by_capture = !self.plan.time_source.is_in_message();
                     self.pending_due = match self.pacing.as_mut() {
                         Some(pacing) if by_capture => {
-                            Some(pacing.due(position).map_err(|e| format!("pacing: {e}"))?.0)
+                            let now = Instant::now();
+                            Some(
+                                pacing
+                                    .due(position, now)
+                                    .map_err(|e| format!("pacing: {e}"))?
+                                    .0,
+                            )
                         }
-                        Some(pacing) => block_time.map(|time| pacing.message_due(time)),
+                        Some(pacing) => {
+                            block_time.map(|time| pacing.message_due(time, Instant::now()))
+                        }
                         None => None,
                     };
                     self.scheduled = self.pending_due;
@@ -1239,5 +1255,68 @@ impl Replayer {
             plan,
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time_index::TimeIndexWriter;
+    use std::time::Duration;
+
+    const MS: i64 = 1_000_000;
+
+    /// Pacing from `position` at `speed` over a time index of recording 1: frames at 0
+    /// captured at 1 s, at 64 10 ms later, at 128 30 ms after the first.
+    fn pacing(position: i64, speed: f64) -> (tempfile::TempDir, Pacing) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut writer = TimeIndexWriter::create(dir.path(), 1, 0).expect("create");
+        writer.record(1_000 * MS, 0);
+        writer.record(1_010 * MS, 64);
+        writer.record(1_030 * MS, 128);
+        writer.flush().expect("flush");
+        let pacing = Pacing::new(dir.path(), 1, position, speed).expect("pacing");
+        (dir, pacing)
+    }
+
+    #[test]
+    fn capture_times_are_due_on_an_absolute_schedule_divided_by_the_speed() {
+        let (_dir, mut pacing) = pacing(0, 2.0);
+        let origin = Instant::now();
+        assert_eq!(pacing.due(0, origin).expect("due"), (origin, 64));
+        // A group ready late is still due at its own time: lateness does not carry over.
+        let late = origin + Duration::from_millis(50);
+        assert_eq!(
+            pacing.due(64, late).expect("due"),
+            (origin + Duration::from_millis(5), 128)
+        );
+        assert_eq!(
+            pacing.due(128, late).expect("due"),
+            (origin + Duration::from_millis(15), i64::MAX)
+        );
+    }
+
+    #[test]
+    fn a_replay_from_the_middle_starts_its_schedule_at_its_first_group() {
+        let (_dir, mut pacing) = pacing(64, 1.0);
+        let origin = Instant::now();
+        assert_eq!(pacing.due(64, origin).expect("due"), (origin, 128));
+        assert_eq!(
+            pacing.due(128, origin).expect("due"),
+            (origin + Duration::from_millis(20), i64::MAX)
+        );
+    }
+
+    #[test]
+    fn in_message_times_are_due_from_the_first_message_and_earlier_times_at_once() {
+        let (_dir, mut pacing) = pacing(0, 0.5);
+        let origin = Instant::now();
+        assert_eq!(pacing.message_due(5_000 * MS, origin), origin);
+        let later = origin + Duration::from_secs(1);
+        assert_eq!(
+            pacing.message_due(5_001 * MS, later),
+            origin + Duration::from_millis(2)
+        );
+        assert_eq!(pacing.message_due(4_000 * MS, later), origin);
     }
 }
