@@ -88,8 +88,10 @@ impl Metrics {
     }
 
     /// Count an ERROR response with `code`.
-    pub fn control_error(&self, code: i64) {
-        self.control_errors.get_or_create(&[("code", code)]).inc();
+    pub fn control_error(&self, code: tern_protocol::ArchiveErrorCode) {
+        self.control_errors
+            .get_or_create(&[("code", code.value())])
+            .inc();
     }
 
     fn register(&self, registry: &mut Registry) {
@@ -466,7 +468,7 @@ mod tests {
     fn the_server_answers_get_metrics_with_openmetrics_text_and_refuses_the_rest() {
         let metrics = Metrics::default();
         metrics.control_request("ListRecordingsRequest");
-        metrics.control_error(5);
+        metrics.control_error(tern_protocol::ArchiveErrorCode::UnknownRecording);
         metrics.fsync_seconds.observe(0.002);
         let mut registry = Registry::with_prefix(METRICS_PREFIX);
         metrics.register(&mut registry);

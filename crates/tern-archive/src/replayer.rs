@@ -685,15 +685,12 @@ impl ReplaySession {
                     let block_time = self.block_time;
                     let by_capture = !self.plan.time_source.is_in_message();
                     self.pending_due = match self.pacing.as_mut() {
-                        Some(pacing) if by_capture => {
-                            let now = Instant::now();
-                            Some(
-                                pacing
-                                    .due(position, now)
-                                    .map_err(|e| format!("pacing: {e}"))?
-                                    .0,
-                            )
-                        }
+                        Some(pacing) if by_capture => Some(
+                            pacing
+                                .due(position, Instant::now())
+                                .map_err(|e| format!("pacing: {e}"))?
+                                .0,
+                        ),
                         Some(pacing) => {
                             block_time.map(|time| pacing.message_due(time, Instant::now()))
                         }

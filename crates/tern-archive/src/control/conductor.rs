@@ -199,11 +199,12 @@ impl Conductor {
                                     && failure.recording_id == event.recording_id
                             });
                     if let Some(failure) = failure {
-                        ControlStats::add(&self.stats.errors_sent);
-                        slot.session.respond(
+                        send_error(
+                            &self.stats,
+                            &self.archive,
+                            &mut slot.session,
                             correlation_id,
-                            failure.code.value(),
-                            ControlResponseCode::Error,
+                            failure.code,
                             &failure.to_string(),
                         );
                     }
@@ -270,14 +271,12 @@ impl Conductor {
             .map(|slot| &mut slot.session);
         if let Some(session) = slot.filter(|session| session.serves_requests()) {
             session.on_request();
-            ControlStats::add(&self.stats.errors_sent);
-            self.archive
-                .metrics()
-                .control_error(ArchiveErrorCode::Generic.value());
-            session.respond(
+            send_error(
+                &self.stats,
+                &self.archive,
+                session,
                 correlation_id,
-                ArchiveErrorCode::Generic.value(),
-                ControlResponseCode::Error,
+                ArchiveErrorCode::Generic,
                 &what,
             );
         } else {
@@ -377,7 +376,7 @@ impl Conductor {
         let major = request.version.map_or(0, |version| version.major());
         let opening = if major != proto::ARCHIVE_PROTOCOL_VERSION.major() {
             Opening::Refuse {
-                code: ArchiveErrorCode::Generic.value(),
+                code: ArchiveErrorCode::Generic,
                 message: format!(
                     "invalid client version {}, archive is {}",
                     request
@@ -388,7 +387,7 @@ impl Conductor {
             }
         } else if self.live_sessions() >= self.config.max_sessions {
             Opening::Refuse {
-                code: ArchiveErrorCode::Generic.value(),
+                code: ArchiveErrorCode::Generic,
                 message: format!(
                     "too many control sessions: the archive allows {}",
                     self.config.max_sessions
@@ -403,7 +402,7 @@ impl Conductor {
                 super::Decision::Accept => Opening::Accept,
                 super::Decision::Challenge(challenge) => Opening::Challenge(challenge),
                 super::Decision::Reject => Opening::Refuse {
-                    code: ArchiveErrorCode::AuthenticationRejected.value(),
+                    code: ArchiveErrorCode::AuthenticationRejected,
                     message: "authentication rejected".into(),
                 },
             }
@@ -912,24 +911,50 @@ struct Context<'a> {
     delete_owners: &'a mut HashMap<i64, (i64, i64)>,
 }
 
+/// Sends an ERROR response with `code` to `session`, counted in the control stats and the
+/// metrics' errors by code: every error a client gets goes this way.
+fn send_error(
+    stats: &ControlStats,
+    archive: &Archive,
+    session: &mut ControlSession,
+    correlation_id: i64,
+    code: ArchiveErrorCode,
+    message: &str,
+) {
+    ControlStats::add(&stats.errors_sent);
+    archive.metrics().control_error(code);
+    session.respond(
+        correlation_id,
+        code.value(),
+        ControlResponseCode::Error,
+        message,
+    );
+}
+
 impl Context<'_> {
     fn ok(&self, session: &mut ControlSession, correlation_id: i64, relevant_id: i64) {
         session.respond(correlation_id, relevant_id, ControlResponseCode::Ok, "");
     }
 
-    fn error(&self, session: &mut ControlSession, correlation_id: i64, code: i64, message: &str) {
-        ControlStats::add(&self.stats.errors_sent);
-        self.archive.metrics().control_error(code);
-        session.respond(correlation_id, code, ControlResponseCode::Error, message);
+    fn error(
+        &self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        code: ArchiveErrorCode,
+        message: &str,
+    ) {
+        send_error(
+            self.stats,
+            self.archive,
+            session,
+            correlation_id,
+            code,
+            message,
+        );
     }
 
     fn fail(&self, session: &mut ControlSession, correlation_id: i64, error: &ArchiveError) {
-        self.error(
-            session,
-            correlation_id,
-            error.code().value(),
-            &error.to_string(),
-        );
+        self.error(session, correlation_id, error.code(), &error.to_string());
     }
 
     fn recording(
@@ -952,7 +977,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                ArchiveErrorCode::ActiveListing.value(),
+                ArchiveErrorCode::ActiveListing,
                 "active listing already in progress",
             );
         } else {
@@ -1014,7 +1039,7 @@ impl Context<'_> {
                     None => self.error(
                         session,
                         correlation_id,
-                        ArchiveErrorCode::UnknownSubscription.value(),
+                        ArchiveErrorCode::UnknownSubscription,
                         &format!(
                             "no recording found for streamId={} channel={}",
                             request.stream_id, request.channel
@@ -1028,7 +1053,7 @@ impl Context<'_> {
                     Err(ArchiveError::UnknownSubscription(_)) => self.error(
                         session,
                         correlation_id,
-                        ArchiveErrorCode::UnknownSubscription.value(),
+                        ArchiveErrorCode::UnknownSubscription,
                         &format!(
                             "no recording subscription found for subscriptionId={}",
                             request.subscription_id
@@ -1062,7 +1087,7 @@ impl Context<'_> {
                     self.error(
                         session,
                         correlation_id,
-                        ArchiveErrorCode::ActiveListing.value(),
+                        ArchiveErrorCode::ActiveListing,
                         "active listing already in progress",
                     );
                 } else {
@@ -1085,7 +1110,7 @@ impl Context<'_> {
                     self.error(
                         session,
                         correlation_id,
-                        ArchiveErrorCode::UnknownRecording.value(),
+                        ArchiveErrorCode::UnknownRecording,
                         &format!("minRecordingId={} < 0", request.min_recording_id),
                     );
                     return;
@@ -1234,7 +1259,7 @@ impl Context<'_> {
             other => self.error(
                 session,
                 correlation_id,
-                ArchiveErrorCode::Generic.value(),
+                ArchiveErrorCode::Generic,
                 &format!("unsupported request: {}", other.name()),
             ),
         }
@@ -1255,7 +1280,7 @@ impl Context<'_> {
                 self.error(
                     session,
                     correlation_id,
-                    ArchiveErrorCode::Generic.value(),
+                    ArchiveErrorCode::Generic,
                     &format!("time source {text:?}: {error}"),
                 );
                 None
@@ -1365,7 +1390,7 @@ impl Context<'_> {
             other => self.error(
                 session,
                 correlation_id,
-                ArchiveErrorCode::Generic.value(),
+                ArchiveErrorCode::Generic,
                 &format!("{} is not a request", other.name()),
             ),
         }
@@ -1386,7 +1411,7 @@ impl Context<'_> {
                 self.error(
                     session,
                     correlation_id,
-                    ArchiveErrorCode::Generic.value(),
+                    ArchiveErrorCode::Generic,
                     &format!(
                         "speed {millis}/1000 is outside 0.01 .. 1000 (10 ..= 1000000 thousandths; 0: as fast as possible)"
                     ),
@@ -1407,7 +1432,7 @@ impl Context<'_> {
                     return self.error(
                         session,
                         correlation_id,
-                        ArchiveErrorCode::Generic.value(),
+                        ArchiveErrorCode::Generic,
                         &format!("key filter {:?}: {error}", request.key_filter),
                     )
                 }
@@ -1434,7 +1459,7 @@ impl Context<'_> {
                     return self.error(
                         session,
                         correlation_id,
-                        ArchiveErrorCode::UnknownRecording.value(),
+                        ArchiveErrorCode::UnknownRecording,
                         &format!(
                             "cursor {:?} is in recording {}, not {}",
                             cursor.name, cursor.recording_id, request.recording_id
@@ -1497,7 +1522,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                ArchiveErrorCode::ActiveListing.value(),
+                ArchiveErrorCode::ActiveListing,
                 "active listing already in progress",
             );
             return;
@@ -1572,7 +1597,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                ArchiveErrorCode::Generic.value(),
+                ArchiveErrorCode::Generic,
                 &format!(
                     "requested replay start position={from} is not a multiple of FRAME_ALIGNMENT (32) for recording {recording_id}"
                 ),
@@ -1583,7 +1608,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                ArchiveErrorCode::InvalidPosition.value(),
+                ArchiveErrorCode::InvalidPosition,
                 &format!(
                     "requested replay start position={from} is less than recording start position={start} for recording {recording_id}"
                 ),
@@ -1596,7 +1621,7 @@ impl Context<'_> {
             self.error(
                 session,
                 correlation_id,
-                ArchiveErrorCode::InvalidPosition.value(),
+                ArchiveErrorCode::InvalidPosition,
                 &format!(
                     "requested replay start position={from} must be less than the limit position={end} for recording {recording_id}"
                 ),
@@ -1611,7 +1636,7 @@ impl Context<'_> {
                     self.error(
                         session,
                         correlation_id,
-                        ArchiveErrorCode::EmptyRecording.value(),
+                        ArchiveErrorCode::EmptyRecording,
                         &format!(
                             "when replaying and stopping the replay length must be non-zero, recordingId={recording_id}"
                         ),
@@ -1625,7 +1650,7 @@ impl Context<'_> {
                 self.error(
                     session,
                     correlation_id,
-                    ArchiveErrorCode::Generic.value(),
+                    ArchiveErrorCode::Generic,
                     &format!("replay length must be positive: length={length} for recording {recording_id}"),
                 );
                 return;

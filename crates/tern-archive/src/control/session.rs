@@ -29,7 +29,10 @@ pub(crate) enum Opening {
     /// Send this challenge; the response decides.
     Challenge(Vec<u8>),
     /// Refuse: ERROR with this code and message, then close.
-    Refuse { code: i64, message: String },
+    Refuse {
+        code: ArchiveErrorCode,
+        message: String,
+    },
 }
 
 /// The states of a session, as Aeron's `ControlSession`.
@@ -193,10 +196,10 @@ impl ControlSession {
         self.resend_at = now + RESEND_INTERVAL;
     }
 
-    fn refuse(&mut self, code: i64, message: &str) {
+    fn refuse(&mut self, code: ArchiveErrorCode, message: &str) {
         self.respond(
             self.correlation_id,
-            code,
+            code.value(),
             ControlResponseCode::Error,
             message,
         );
@@ -213,7 +216,7 @@ impl ControlSession {
             self.authenticated(now);
         } else {
             self.refuse(
-                ArchiveErrorCode::AuthenticationRejected.value(),
+                ArchiveErrorCode::AuthenticationRejected,
                 "authentication rejected",
             );
         }
@@ -451,7 +454,7 @@ mod tests {
         let mut s = session(
             t0,
             Opening::Refuse {
-                code: ArchiveErrorCode::Generic.value(),
+                code: ArchiveErrorCode::Generic,
                 message: "too many sessions".into(),
             },
         );
