@@ -1,32 +1,28 @@
 //! The archive: a directory of recordings, a recorder and a replayer agent, and the handle the
 //! rest of tern (CLI, control protocol) uses.
 
-use crate::catalog::Catalog;
 use crate::config::ArchiveConfig;
-use crate::cursors::{Cursor, CursorStore};
-use crate::descriptor::RecordingDescriptor;
 use crate::error::{io_error, ArchiveError, Result};
 use crate::events::{EventBus, RecordingSignalKind};
-use crate::indexer::{run_indexer, IndexJob};
-use crate::key::{KeyFilter, KeyKind};
 use crate::operations::Activity;
-use crate::progress::RecordingProgress;
 use crate::recorder::{Recorder, RecorderCommand, SourceLocation};
-use crate::recording_reader::{bad_position, find_end, list_segments, RecordingReader};
 use crate::replayer::{ReplayEnd, ReplayPlan, ReplayStatus, Replayer, ReplayerCommand};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use tern_store::catalog::Catalog;
+use tern_store::cursors::{Cursor, CursorStore};
+use tern_store::descriptor::RecordingDescriptor;
+use tern_store::indexer::{run_indexer, IndexJob};
+use tern_store::key::{KeyFilter, KeyKind};
+use tern_store::progress::RecordingProgress;
+use tern_store::recording_reader::{check_replay_position, find_end, list_segments};
 
-/// Name of the lock file that keeps two archives out of one directory.
-pub const LOCK_FILE: &str = "archive.lock";
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct Shared {
@@ -294,7 +290,7 @@ pub struct ReplayRequest {
     pub speed: Option<f64>,
     /// Where the pacing takes each message's time from: the capture time (default) or a
     /// timestamp inside the message.
-    pub time_source: crate::message_time::TimeSource,
+    pub time_source: tern_store::message_time::TimeSource,
     /// A bounded replay (Aeron's `startBoundedReplay`): the replay never goes past the value of
     /// this counter of the media driver (any client's, e.g. one made with
     /// `tern_transport::Client::add_counter`), and waits for it to grow, as a follow replay waits
@@ -400,75 +396,6 @@ pub struct Archive {
     _lock: File,
 }
 
-pub(crate) fn lock_directory(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io_error(&path, "open lock file"))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        return Err(ArchiveError::Locked {
-            path: dir.to_path_buf(),
-            holder: holder.trim().to_string(),
-        });
-    }
-    file.set_len(0)
-        .map_err(io_error(&path, "write lock file"))?;
-    writeln!(file, "pid {}", std::process::id()).map_err(io_error(&path, "write lock file"))?;
-    Ok(file)
-}
-
-/// Remove the temporary files a crash left: catalogs and time indexes being replaced whole
-/// (`catalog.tern.new`, `catalog.tern.rebuild`, `N.tix.rebuild`), and key index files being
-/// written (`.NAME.PID-SEQUENCE.tmp`) by a process that is gone (`tern verify` or `tern index`
-/// may be writing one now, without the directory lock). Returns how many were removed.
-///
-/// # Errors
-/// The directory cannot be listed.
-pub(crate) fn remove_leftovers(dir: &Path) -> Result<usize> {
-    let mut removed = 0;
-    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list archive directory"))? {
-        let entry = entry.map_err(io_error(dir, "list archive directory"))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let leftover = if name == "catalog.tern.new"
-            || name == "catalog.tern.rebuild"
-            || name.ends_with(".tix.rebuild")
-        {
-            true
-        } else if let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
-            // `.NAME.PID-SEQUENCE.tmp`: gone if its writer is.
-            rest.rsplit_once('.')
-                .and_then(|(_, tail)| tail.split_once('-'))
-                .and_then(|(pid, _)| pid.parse::<i32>().ok())
-                // SAFETY: kill with signal 0 only checks whether the process exists.
-                .is_some_and(|pid| {
-                    pid > 0
-                        && unsafe { libc::kill(pid, 0) } != 0
-                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-                })
-        } else {
-            false
-        };
-        if leftover {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => {
-                    tracing::info!("removed {name}, left by an interrupted write");
-                    removed += 1;
-                }
-                Err(error) => tracing::warn!("{name}: left by an interrupted write: {error}"),
-            }
-        }
-    }
-    Ok(removed)
-}
-
 /// Give every interrupted recording of the catalog its stop position: the end of its last valid
 /// frame. Returns the ids recovered and what damage was found at their ends.
 fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<String>)>> {
@@ -491,7 +418,7 @@ fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<St
         // What the scan saw may still be only in the page cache (a process crash leaves buffered
         // data there): make it durable before the catalog vouches for it.
         for base in bases {
-            let path = dir.join(crate::segment::segment_file_name(
+            let path = dir.join(tern_store::segment::segment_file_name(
                 descriptor.recording_id,
                 *base,
             ));
@@ -501,7 +428,7 @@ fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<St
         }
         descriptor.stop_position = stop;
         descriptor.stop_timestamp_ns =
-            crate::time_index::read_time_index(dir, descriptor.recording_id, stop)
+            tern_store::time_index::read_time_index(dir, descriptor.recording_id, stop)
                 .ok()
                 .and_then(|entries| entries.last().map(|entry| entry.timestamp_ns))
                 .unwrap_or(descriptor.start_timestamp_ns);
@@ -568,9 +495,9 @@ impl Archive {
         config.validate().map_err(ArchiveError::Invalid)?;
         std::fs::create_dir_all(&config.dir)
             .map_err(io_error(&config.dir, "create archive directory"))?;
-        let lock = lock_directory(&config.dir)?;
-        remove_leftovers(&config.dir)?;
-        let mut catalog = crate::rebuild::open_for_recording(&config.dir)?;
+        let lock = tern_store::lock_directory(&config.dir)?;
+        tern_store::remove_leftovers(&config.dir)?;
+        let mut catalog = tern_store::rebuild::open_for_recording(&config.dir)?;
         recover(&config.dir, &mut catalog)?;
         crate::operations::finish_purges(&config.dir, &catalog)?;
         crate::operations::finish_truncates(&config.dir, &catalog)?;
@@ -587,7 +514,7 @@ impl Archive {
             subscriptions: Mutex::new(BTreeMap::new()),
             metrics: crate::metrics::Metrics::default(),
         });
-        let (indexer, index_jobs) = mpsc::sync_channel(crate::indexer::QUEUE_LENGTH);
+        let (indexer, index_jobs) = mpsc::sync_channel(tern_store::indexer::QUEUE_LENGTH);
         let index_dir = shared.config.dir.clone();
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let indexer_stopping = stopping.clone();
@@ -905,7 +832,7 @@ impl Archive {
         &self,
         recording_id: i64,
         timestamp_ns: i64,
-        source: crate::message_time::TimeSource,
+        source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
         let info = self.recording(recording_id)?;
         crate::view::position_at_message_time(
@@ -1192,8 +1119,7 @@ impl Archive {
     }
 
     fn new_session_id(&self, sequence: i64) -> i32 {
-        (crate::recorder::epoch_nanos() as i32
-            ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32))
+        (tern_store::epoch_nanos() as i32 ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32))
             | 1
     }
 
@@ -1239,7 +1165,7 @@ impl Archive {
         &self,
         replay_id: i64,
         timestamp_ns: i64,
-        source: crate::message_time::TimeSource,
+        source: tern_store::message_time::TimeSource,
     ) -> Result<i32> {
         let recording_id = self.replay_status(replay_id)?.recording_id();
         let position = self.position_at_time_from(recording_id, timestamp_ns, source)?;
@@ -1327,7 +1253,7 @@ impl Archive {
     /// A bad name, an unknown recording, a position that is not a frame start, too many
     /// cursors, or the cursor file cannot be written (the cursor keeps its old value).
     pub fn set_cursor(&self, name: &str, recording_id: i64, position: i64) -> Result<Cursor> {
-        crate::cursors::check_cursor_name(name)?;
+        tern_store::cursors::check_cursor_name(name)?;
         let info = self.recording(recording_id)?;
         // Up to what is durable: a cursor must not outlive the data it points at in a crash.
         check_replay_position(
@@ -1340,7 +1266,7 @@ impl Archive {
             name: name.to_string(),
             recording_id,
             position,
-            updated_ns: crate::recorder::epoch_nanos(),
+            updated_ns: tern_store::epoch_nanos(),
         };
         self.lock_cursors().set(cursor.clone())?;
         Ok(cursor)
@@ -1354,7 +1280,7 @@ impl Archive {
         self.lock_cursors()
             .get(name)
             .cloned()
-            .ok_or_else(|| ArchiveError::UnknownCursor(name.to_string()))
+            .ok_or_else(|| tern_store::StoreError::UnknownCursor(name.to_string()).into())
     }
 
     /// Delete the cursor `name`, durably; returns whether it existed.
@@ -1362,7 +1288,7 @@ impl Archive {
     /// # Errors
     /// The cursor file cannot be written.
     pub fn delete_cursor(&self, name: &str) -> Result<bool> {
-        self.lock_cursors().delete(name)
+        Ok(self.lock_cursors().delete(name)?)
     }
 
     /// The cursors whose names start with `prefix`, in name order.
@@ -1412,53 +1338,4 @@ impl Drop for Archive {
     fn drop(&mut self) {
         self.stop_agents();
     }
-}
-
-/// Check that `position` is a frame start of the recording between its start and `end`.
-///
-/// # Errors
-/// [`ArchiveError::BadPosition`] saying why not.
-pub fn check_replay_position(
-    dir: &Path,
-    descriptor: &RecordingDescriptor,
-    position: i64,
-    end: i64,
-) -> Result<()> {
-    let recording_id = descriptor.recording_id;
-    if position < descriptor.start_position {
-        return Err(bad_position(
-            recording_id,
-            position,
-            format!(
-                "before the recording's start position {}",
-                descriptor.start_position
-            ),
-        ));
-    }
-    if position > end {
-        return Err(bad_position(
-            recording_id,
-            position,
-            format!("past the recording's end position {end}"),
-        ));
-    }
-    if position % crate::frame::FRAME_ALIGNMENT as i64 != 0 {
-        return Err(bad_position(
-            recording_id,
-            position,
-            "not frame aligned (a multiple of 32)",
-        ));
-    }
-    if position < end {
-        let mut reader = RecordingReader::new(dir, descriptor);
-        let (_, stop) = reader.scan(position, end, |_| false)?;
-        if let Some(stop) = stop {
-            return Err(bad_position(
-                recording_id,
-                position,
-                format!("not the start of a frame: {stop}"),
-            ));
-        }
-    }
-    Ok(())
 }

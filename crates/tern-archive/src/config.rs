@@ -1,8 +1,8 @@
 //! Settings of an archive.
 
-use crate::segment_writer::WriteMode;
 use std::path::PathBuf;
 use std::time::Duration;
+use tern_store::segment_writer::WriteMode;
 
 /// When recorded data is synced to the device (`fdatasync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub struct ArchiveConfig {
     /// so a replay filtered by one of these kinds reads only that key's messages. Default: none
     /// (indexing costs recording throughput; see `docs/replay.md`). A filtered replay works
     /// without an index, by scanning.
-    pub key_index: Vec<crate::key::KeyKind>,
+    pub key_index: Vec<tern_store::key::KeyKind>,
     /// How long the archive's own Aeron clients (recorder, replayer, control server) sleep when
     /// their conductor has nothing to do. Aeron's default is 16 ms: a new image (a publisher to
     /// record, a replay's subscriber) waits up to that long to be seen, which delays the first

@@ -1,90 +1,24 @@
 //! Errors of the archive.
 
-use std::path::PathBuf;
 use tern_protocol::ArchiveErrorCode;
+use tern_store::StoreError;
 
 /// An archive error. Each names what it was about: the file and offset, the recording, the position.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArchiveError {
-    /// An I/O operation on a file failed.
-    #[error("{path}: {operation}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What was being done.
-        operation: &'static str,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file's contents are not what tern wrote.
-    #[error("{path} at offset {offset}: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Byte offset of the damage in the file.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The directory holds segment files its catalog does not describe: recording into it would
-    /// reuse their ids. `tern catalog rebuild` is the way back.
-    #[error(
-        "{dir}: {problem}; {segments} segment files (e.g. {example}) are not described by the \
-         catalog: run `tern catalog rebuild --dir {dir}` to rebuild it from them"
-    , dir = dir.display())]
-    CatalogMismatch {
-        /// The archive directory.
-        dir: PathBuf,
-        /// What is wrong with the catalog.
-        problem: String,
-        /// How many segment files the catalog does not describe.
-        segments: usize,
-        /// One of them.
-        example: String,
-    },
-    /// No recording has this id.
-    #[error("unknown recording id {0}")]
-    UnknownRecording(i64),
-    /// No replay has this id.
-    #[error("unknown replay id {0}")]
-    UnknownReplay(i64),
-    /// No cursor has this name.
-    #[error("unknown cursor {0:?}")]
-    UnknownCursor(String),
-    /// No recording subscription has this id.
-    #[error("unknown recording subscription id {0}")]
-    UnknownSubscription(i64),
-    /// The catalog entry of this recording is damaged; the rest of the archive is usable.
-    #[error("recording {recording_id}: catalog entry damaged: {reason}")]
-    DamagedRecording {
-        /// The recording.
-        recording_id: i64,
-        /// What is wrong with its entry.
-        reason: String,
-    },
-    /// A replay or read position is not the start of a frame, or outside the recording.
-    #[error("recording {recording_id}: position {position}: {reason}")]
-    BadPosition {
-        /// The recording.
-        recording_id: i64,
-        /// The position asked for.
-        position: i64,
-        /// Why it cannot be used.
-        reason: String,
-    },
+    /// Storage failed: a file, the catalog, an index, the directory.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A request's arguments do not make sense.
     #[error("invalid request: {0}")]
     Invalid(String),
-    /// The archive directory is held by another process.
-    #[error("archive directory {path} is in use by another process ({holder})")]
-    Locked {
-        /// The directory.
-        path: PathBuf,
-        /// Who holds it, as written in the lock file.
-        holder: String,
-    },
+    /// No replay has this id.
+    #[error("unknown replay id {0}")]
+    UnknownReplay(i64),
+    /// No recording subscription has this id.
+    #[error("unknown recording subscription id {0}")]
+    UnknownSubscription(i64),
     /// Aeron refused or failed an operation.
     #[error(transparent)]
     Transport(#[from] tern_transport::TransportError),
@@ -135,16 +69,14 @@ impl ArchiveError {
             Self::DuplicateSubscription { .. } => ArchiveErrorCode::ActiveSubscription,
             Self::UnknownSubscription(_) => ArchiveErrorCode::UnknownSubscription,
             // A recording whose catalog entry is damaged cannot be used: to a client it is unknown.
-            Self::UnknownRecording(_) | Self::DamagedRecording { .. } => {
+            Self::Store(StoreError::UnknownRecording(_) | StoreError::DamagedRecording { .. }) => {
                 ArchiveErrorCode::UnknownRecording
             }
             Self::UnknownReplay(_) => ArchiveErrorCode::UnknownReplay,
             Self::MaxReplays(_) => ArchiveErrorCode::MaxReplays,
             Self::MaxRecordings(_) => ArchiveErrorCode::MaxRecordings,
-            Self::BadPosition { .. } => ArchiveErrorCode::InvalidPosition,
-            Self::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-                ArchiveErrorCode::StorageSpace
-            }
+            Self::Store(StoreError::BadPosition { .. }) => ArchiveErrorCode::InvalidPosition,
+            Self::Store(error) if error.is_out_of_space() => ArchiveErrorCode::StorageSpace,
             _ => ArchiveErrorCode::Generic,
         }
     }
@@ -153,33 +85,33 @@ impl ArchiveError {
 /// Shorthand for results of this crate.
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 
+/// A closure that wraps an I/O error with the file and what was being done to it.
 pub(crate) fn io_error(
-    path: impl Into<PathBuf>,
+    path: impl Into<std::path::PathBuf>,
     operation: &'static str,
 ) -> impl FnOnce(std::io::Error) -> ArchiveError {
-    let path = path.into();
-    move |source| ArchiveError::Io {
-        path,
-        operation,
-        source,
-    }
+    let io = tern_store::io_error(path, operation);
+    move |source| ArchiveError::Store(io(source))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn each_error_has_aerons_archive_exception_code() {
-        let io = |errno: i32| ArchiveError::Io {
-            path: PathBuf::from("0-0.rec"),
-            operation: "write segment",
-            source: std::io::Error::from_raw_os_error(errno),
+        let io = |errno: i32| {
+            ArchiveError::Store(StoreError::Io {
+                path: PathBuf::from("0-0.rec"),
+                operation: "write segment",
+                source: std::io::Error::from_raw_os_error(errno),
+            })
         };
         let cases = [
             (io(libc::ENOSPC), 11),
             (io(libc::EIO), 0),
-            (ArchiveError::UnknownRecording(1), 5),
+            (StoreError::UnknownRecording(1).into(), 5),
             (ArchiveError::UnknownReplay(1), 6),
             (ArchiveError::UnknownSubscription(1), 4),
             (
@@ -201,11 +133,12 @@ mod tests {
             (ArchiveError::MaxReplays(64), 7),
             (ArchiveError::MaxRecordings(64), 8),
             (
-                ArchiveError::BadPosition {
+                StoreError::BadPosition {
                     recording_id: 1,
                     position: 3,
                     reason: "not frame aligned".into(),
-                },
+                }
+                .into(),
                 16,
             ),
             (ArchiveError::Invalid("x".into()), 0),

@@ -3,12 +3,12 @@
 //! prepared for the recorder to go on writing the recording where it stopped.
 
 use crate::archive::Shared;
-use crate::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use crate::error::{ArchiveError, Result};
-use crate::progress::RecordingProgress;
-use crate::segment_writer::{SegmentGeometry, SegmentWriter};
-use crate::time_index::TimeIndexWriter;
 use std::sync::Arc;
+use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
+use tern_store::progress::RecordingProgress;
+use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
+use tern_store::time_index::TimeIndexWriter;
 use tern_transport::ImageInfo;
 
 /// A stopped recording made active again, ready to take the image's frames from `position`.
@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn an_image_must_join_at_the_stop_with_the_recordings_geometry() {
-        let mut descriptor = crate::descriptor::tests::sample(4);
+        let mut descriptor = tern_store::descriptor::sample(4);
         descriptor.stop_position = 8192;
         let image = ImageInfo {
             correlation_id: 1,

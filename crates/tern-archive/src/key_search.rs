@@ -3,14 +3,14 @@
 //! being written, a missing or damaged index file). Used by filtered replays and by
 //! [`ArchiveView::messages_with_key`](crate::ArchiveView::messages_with_key).
 
-use crate::descriptor::RecordingDescriptor;
 use crate::error::{ArchiveError, Result};
-use crate::key::KeyFilter;
-use crate::key_index::{Expected, KeyIndexReader};
-use crate::recording_reader::RecordingReader;
-use crate::segment::segment_base;
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use tern_store::descriptor::RecordingDescriptor;
+use tern_store::key::KeyFilter;
+use tern_store::key_index::{Expected, KeyIndexReader};
+use tern_store::recording_reader::RecordingReader;
+use tern_store::segment::segment_base;
 
 /// What a search found next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,11 +222,7 @@ impl KeySearch {
             self.stats.scanned_bytes += (reached - from) as u64;
             self.searched = reached;
             if let Some(problem) = problem {
-                return Err(ArchiveError::Corrupt {
-                    path: problem.path.clone(),
-                    offset: problem.file_offset,
-                    reason: format!("position {}: {}", problem.position, problem.problem),
-                });
+                return Err(problem.to_error().into());
             }
             if reached < to && !spent {
                 // The frame at `reached` ends past `end` (a length that cuts a frame).
@@ -260,7 +256,7 @@ impl KeySearch {
                 self.stats.index_bytes += bytes;
                 Some(positions)
             }
-            Err(ArchiveError::Io { source, .. })
+            Err(tern_store::StoreError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 tracing::debug!(
@@ -287,7 +283,7 @@ impl KeySearch {
 /// # Errors
 /// [`ArchiveError::Invalid`] saying why.
 pub(crate) fn check_filter(descriptor: &RecordingDescriptor, filter: &KeyFilter) -> Result<()> {
-    if let crate::key::KeyKind::Field { offset, width } = filter.kind {
+    if let tern_store::key::KeyKind::Field { offset, width } = filter.kind {
         let longest = longest_first_fragment(descriptor);
         let end = offset as usize + width.bytes();
         if end > longest {
@@ -303,7 +299,7 @@ pub(crate) fn check_filter(descriptor: &RecordingDescriptor, filter: &KeyFilter)
 /// The most payload a message's first fragment can carry in `descriptor`'s recording: the MTU
 /// less the frame header.
 fn longest_first_fragment(descriptor: &RecordingDescriptor) -> usize {
-    (descriptor.mtu_length as usize).saturating_sub(crate::frame::HEADER_LENGTH)
+    (descriptor.mtu_length as usize).saturating_sub(tern_store::frame::HEADER_LENGTH)
 }
 
 /// Refuse a time source that can read the time of no message of the recording: a field (or the
@@ -314,7 +310,7 @@ fn longest_first_fragment(descriptor: &RecordingDescriptor) -> usize {
 /// [`ArchiveError::Invalid`] saying why.
 pub(crate) fn check_time_source(
     descriptor: &RecordingDescriptor,
-    source: crate::message_time::TimeSource,
+    source: tern_store::message_time::TimeSource,
 ) -> Result<()> {
     let Some(end) = source.message_bytes() else {
         return Ok(());

@@ -8,56 +8,46 @@
 //! [`key_index`] (replaying one client's messages: key filters and the per-key index).
 
 mod archive;
-mod catalog;
 mod config;
 pub mod control;
-mod crc;
-mod cursors;
-mod descriptor;
 mod error;
 mod events;
 mod extend;
-pub mod frame;
-mod indexer;
-pub mod key;
-pub mod key_index;
+pub use tern_store::frame;
+pub use tern_store::key;
+pub use tern_store::key_index;
 mod key_search;
-pub mod message_time;
+pub use tern_store::message_time;
 mod metrics;
 mod operations;
-mod progress;
-mod rebuild;
 mod recorder;
-mod recording_reader;
 mod replay_limit;
 mod replayer;
-pub mod segment;
-mod segment_writer;
-pub mod time_index;
+pub use tern_store::segment;
+pub use tern_store::time_index;
 mod view;
 
 pub use archive::{
-    check_replay_position, Archive, RecordingFailure, RecordingInfo, RecordingSubscriptionInfo,
-    ReplayRequest, LOCK_FILE,
+    Archive, RecordingFailure, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
 };
-pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
 pub use config::{ArchiveConfig, FsyncPolicy};
-pub use cursors::{check_cursor_name, Cursor, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME};
-pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
 pub use error::{ArchiveError, Result};
 pub use events::{RecordingEvent, RecordingSignalKind};
-pub use indexer::KeyIndexCheck;
-pub use key::{FieldWidth, KeyFilter, KeyKind};
 pub use key_search::SearchStats;
-pub use message_time::{TimeSource, TimeUnit};
 pub use metrics::{MetricsExporter, MetricsServer, METRICS_CONTENT_TYPE, METRICS_PREFIX};
 pub use operations::{purge_recording_offline, truncate_recording_offline};
-pub use progress::RecordingProgress;
-pub use rebuild::{rebuild_catalog, RebuildReport, RebuiltFrom, RebuiltRecording, UNKNOWN_CHANNEL};
-pub use recorder::{epoch_nanos, SourceLocation, RECORDING_POSITION_TYPE_ID};
-pub use recording_reader::{find_end, list_segments, FrameRef, RecordingReader, ScanStop};
+pub use recorder::{SourceLocation, RECORDING_POSITION_TYPE_ID};
 pub use replayer::{ReplayState, ReplayStatus};
-pub use segment_writer::{SegmentGeometry, SegmentWriter, WriteMode};
 pub use tern_protocol::ArchiveErrorCode;
-pub use time_index::{TimeEntry, TimeIndexReader, TimeSeek};
 pub use view::{ArchiveView, FilteredRead, RecordingView, SegmentInfo, VerifyReport};
+// The storage the archive keeps its recordings in (tern-store), under the names the archive's
+// users know.
+pub use tern_store::{
+    check_cursor_name, check_replay_position, epoch_nanos, find_end, list_segments,
+    rebuild_catalog, Catalog, CatalogEntry, Cursor, FieldWidth, FrameRef, KeyFilter, KeyIndexCheck,
+    KeyKind, RebuildReport, RebuiltFrom, RebuiltRecording, RecordState, RecordingDescriptor,
+    RecordingProgress, RecordingReader, ScanStop, SegmentGeometry, SegmentWriter, StoreError,
+    TimeEntry, TimeIndexReader, TimeSeek, TimeSource, TimeUnit, WriteMode, CATALOG_FILE,
+    CURSOR_FILE, LOCK_FILE, MAX_CURSORS, MAX_CURSOR_NAME, NULL_POSITION, RECORD_LENGTH,
+    UNKNOWN_CHANNEL,
+};

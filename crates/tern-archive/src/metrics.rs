@@ -11,7 +11,6 @@
 //! prometheus-client's); [`MetricsServer`] answers `GET /metrics` with it on its own thread.
 
 use crate::archive::Shared;
-use crate::progress::RecordingProgress;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -27,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use tern_store::progress::RecordingProgress;
 
 /// The prefix of every metric name.
 pub const METRICS_PREFIX: &str = "tern_archive";

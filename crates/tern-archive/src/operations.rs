@@ -7,14 +7,14 @@
 //! the catalog update and the file changes leaves only bytes past the stop position or files of
 //! a deleted record: readers ignore both, and an extension cleans them up before it writes.
 
-use crate::catalog::{sync_directory, Catalog};
-use crate::descriptor::{RecordState, RecordingDescriptor};
 use crate::error::{io_error, ArchiveError, Result};
-use crate::segment::{segment_base, segment_file_name};
-use crate::time_index::{read_time_index, time_index_file_name, ENTRY_LENGTH, HEADER_LENGTH};
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::path::Path;
+use tern_store::catalog::{sync_directory, Catalog};
+use tern_store::descriptor::{RecordState, RecordingDescriptor};
+use tern_store::segment::{segment_base, segment_file_name};
+use tern_store::time_index::{read_time_index, time_index_file_name, ENTRY_LENGTH, HEADER_LENGTH};
 
 /// Which recordings are being recorded (and through which subscription), and which a truncate,
 /// purge or extension is working on.
@@ -89,7 +89,7 @@ pub(crate) fn plan_truncate(
             operation: "truncate",
         });
     }
-    crate::archive::check_replay_position(dir, descriptor, position, descriptor.stop_position)?;
+    tern_store::check_replay_position(dir, descriptor, position, descriptor.stop_position)?;
     let mut truncated = descriptor.clone();
     if position < descriptor.stop_position {
         truncated.stop_position = position;
@@ -262,7 +262,7 @@ fn truncate_time_index(dir: &Path, recording_id: i64, position: i64) -> Result<(
         Ok(entries) => entries.len(),
         Err(error) => {
             tracing::warn!("recording {recording_id}: time index unreadable, emptied: {error}");
-            return crate::time_index::reset_time_index(dir, recording_id);
+            return Ok(tern_store::time_index::reset_time_index(dir, recording_id)?);
         }
     };
     let file = OpenOptions::new()
@@ -330,8 +330,8 @@ pub(crate) fn finish_purges(dir: &Path, catalog: &Catalog) -> Result<usize> {
         .entries()
         .iter()
         .filter_map(|entry| match entry {
-            crate::catalog::CatalogEntry::Recording(descriptor)
-                if descriptor.state == crate::descriptor::RecordState::Deleted =>
+            tern_store::catalog::CatalogEntry::Recording(descriptor)
+                if descriptor.state == tern_store::descriptor::RecordState::Deleted =>
             {
                 Some(descriptor.recording_id)
             }
@@ -372,7 +372,7 @@ pub(crate) fn finish_purges(dir: &Path, catalog: &Catalog) -> Result<usize> {
 /// # Errors
 /// The directory cannot be listed or a file cannot be deleted.
 pub(crate) fn finish_truncates(dir: &Path, catalog: &Catalog) -> Result<usize> {
-    let segments = crate::recording_reader::list_segments(dir)?;
+    let segments = tern_store::recording_reader::list_segments(dir)?;
     let mut finished = 0;
     for descriptor in catalog.recordings() {
         if descriptor.is_active() || descriptor.state != RecordState::Valid {
@@ -432,7 +432,7 @@ pub(crate) fn plan_purge(descriptor: &RecordingDescriptor) -> Result<RecordingDe
 /// The directory is in use by a running archive; the recording is unknown, active or interrupted
 /// (a running archive recovers it first); a bad position; a file error.
 pub fn truncate_recording_offline(dir: &Path, recording_id: i64, position: i64) -> Result<usize> {
-    let _lock = crate::archive::lock_directory(dir)?;
+    let _lock = tern_store::lock_directory(dir)?;
     let mut catalog = Catalog::open(dir, true)?;
     let descriptor = catalog.get(recording_id)?.clone();
     let truncated = plan_truncate(dir, &descriptor, position)?;
@@ -448,7 +448,7 @@ pub fn truncate_recording_offline(dir: &Path, recording_id: i64, position: i64) 
 /// The directory is in use by a running archive; the recording is unknown, active or interrupted;
 /// a file error.
 pub fn purge_recording_offline(dir: &Path, recording_id: i64) -> Result<usize> {
-    let _lock = crate::archive::lock_directory(dir)?;
+    let _lock = tern_store::lock_directory(dir)?;
     let mut catalog = Catalog::open(dir, true)?;
     let descriptor = catalog.get(recording_id)?.clone();
     catalog.update(&plan_purge(&descriptor)?)?;
@@ -477,7 +477,7 @@ mod tests {
     #[test]
     fn cutting_keeps_the_prefix_and_deletes_later_segments_and_the_cut_segments_sidecars() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut descriptor = crate::descriptor::tests::sample(7);
+        let mut descriptor = tern_store::descriptor::sample(7);
         descriptor.start_position = 0;
         descriptor.segment_length = 1 << 17;
         descriptor.term_length = 1 << 16;

@@ -3,16 +3,16 @@
 
 use crate::archive::{RecordingFailure, Shared};
 use crate::config::FsyncPolicy;
-use crate::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use crate::error::{ArchiveError, Result};
-use crate::indexer::IndexJob;
-use crate::progress::RecordingProgress;
-use crate::segment_writer::{SegmentGeometry, SegmentWriter};
-use crate::time_index::TimeIndexWriter;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
+use tern_store::indexer::IndexJob;
+use tern_store::progress::RecordingProgress;
+use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
+use tern_store::time_index::TimeIndexWriter;
 use tern_transport::{BackoffIdle, Client, Counter, Idle, Image, Subscription};
 
 /// Aeron's counter type id of an archive recording position; tools that list counters know it.
@@ -45,14 +45,6 @@ pub(crate) enum RecorderCommand {
         reply: Sender<Result<Vec<i64>>>,
     },
     Shutdown,
-}
-
-/// Nanoseconds since the Unix epoch.
-pub fn epoch_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 struct RecordingSession {
@@ -93,7 +85,7 @@ fn sync_time_index_with(
 const DISCARD_LIMIT: usize = 4 << 20;
 /// Bytes of a catalog record for its three strings (1024 less the fixed fields and the three
 /// length prefixes), and what is kept for the source identity (an address, or `aeron:ipc`).
-const MAX_CATALOG_STRINGS: usize = crate::descriptor::RECORD_LENGTH - 80 - 6;
+const MAX_CATALOG_STRINGS: usize = tern_store::descriptor::RECORD_LENGTH - 80 - 6;
 const MAX_SOURCE_IDENTITY: usize = 128;
 
 impl RecordingSession {
@@ -125,7 +117,7 @@ impl RecordingSession {
                 space,
             )?;
             if let Some(error) = failure.take() {
-                return Err(error);
+                return Err(error.into());
             }
             if consumed == 0 {
                 break;
@@ -191,7 +183,7 @@ impl RecordingSession {
             Ok(()) => {
                 self.writer.finish_keys(stop);
                 self.descriptor.stop_position = stop;
-                self.descriptor.stop_timestamp_ns = epoch_nanos();
+                self.descriptor.stop_timestamp_ns = tern_store::epoch_nanos();
                 if let Err(catalog_error) = shared.lock_catalog().update(&self.descriptor) {
                     tracing::error!(
                         "recording {recording_id}: could not record its stop at {stop}; the next start recovers it: {catalog_error}"
@@ -308,7 +300,7 @@ impl Recorder {
                 }
             }
             let now = Instant::now();
-            let timestamp_ns = epoch_nanos();
+            let timestamp_ns = tern_store::epoch_nanos();
             work += self.record(timestamp_ns, now);
             // Drain every subscription's queue (no short-circuit): any event means look now.
             let mut events = false;
@@ -535,7 +527,7 @@ impl Recorder {
                 .collect();
             for image_id in ended {
                 if let Some(mut session) = entry.sessions.remove(&image_id) {
-                    let outcome = session.do_work(&shared, epoch_nanos(), now);
+                    let outcome = session.do_work(&shared, tern_store::epoch_nanos(), now);
                     session.finish(&shared, outcome.as_ref().err());
                     if listed.contains(&image_id) {
                         entry.finished.insert(image_id);
@@ -605,9 +597,10 @@ impl Recorder {
                 .map_err(|error| (recording_id, error))?,
             None => self.open_session(index, image, now)?,
         };
+        let fsync_seconds = self.shared.metrics.fsync_seconds.clone();
         session
             .writer
-            .measure_syncs(self.shared.metrics.fsync_seconds.clone());
+            .measure_syncs(Box::new(move |seconds| fsync_seconds.observe(seconds)));
         let (signal, position) = match self.subscriptions[index].extend {
             Some(_) => (
                 crate::events::RecordingSignalKind::Extend,
@@ -713,7 +706,7 @@ impl Recorder {
         let descriptor = RecordingDescriptor {
             recording_id: 0,
             state: RecordState::Valid,
-            start_timestamp_ns: epoch_nanos(),
+            start_timestamp_ns: tern_store::epoch_nanos(),
             stop_timestamp_ns: NULL_POSITION,
             start_position,
             stop_position: NULL_POSITION,
@@ -732,7 +725,9 @@ impl Recorder {
             .map_err(|reason| (-1, ArchiveError::Invalid(reason)))?;
         let descriptor = {
             let mut catalog = self.shared.lock_catalog();
-            let descriptor = catalog.add(descriptor).map_err(|error| (-1, error))?;
+            let descriptor = catalog
+                .add(descriptor)
+                .map_err(|error| (-1, error.into()))?;
             // Active through this subscription from the moment it is in the catalog.
             self.shared.set_active(descriptor.recording_id, entry.id);
             descriptor
@@ -745,7 +740,7 @@ impl Recorder {
         let stop_empty = |shared: &Shared, descriptor: &RecordingDescriptor| {
             let mut stopped = descriptor.clone();
             stopped.stop_position = stopped.start_position;
-            stopped.stop_timestamp_ns = epoch_nanos();
+            stopped.stop_timestamp_ns = tern_store::epoch_nanos();
             if let Err(error) = shared.lock_catalog().update(&stopped) {
                 tracing::error!(
                     "recording {}: could not close its catalog entry: {error}",
@@ -780,13 +775,13 @@ impl Recorder {
             Ok(opened) => opened,
             Err(error) => {
                 stop_empty(&self.shared, &descriptor);
-                return Err((recording_id, error));
+                return Err((recording_id, error.into()));
             }
         };
         sync_time_index_with(&mut writer, &time_index, recording_id);
         writer.watch_io(progress.io_watch());
         if !config.key_index.is_empty() {
-            match crate::key_index::write_manifest(&config.dir, recording_id, &config.key_index) {
+            match tern_store::key_index::write_manifest(&config.dir, recording_id, &config.key_index) {
                 Ok(()) => writer.index_keys(&config.key_index, self.indexer.clone(), &descriptor),
                 Err(error) => tracing::warn!(
                     "recording {recording_id}: not indexed by key (filtered replays scan it): {error}"
@@ -837,7 +832,7 @@ impl Recorder {
         let now = Instant::now();
         let mut stopped = Vec::new();
         for (_, mut session) in entry.sessions.drain() {
-            let outcome = session.do_work(&self.shared, epoch_nanos(), now);
+            let outcome = session.do_work(&self.shared, tern_store::epoch_nanos(), now);
             stopped.push(session.descriptor.recording_id);
             session.finish(&self.shared, outcome.as_ref().err());
         }

@@ -2,20 +2,22 @@
 //! frame by frame as they were recorded, so stream positions are the recorded ones.
 
 use crate::archive::Shared;
-use crate::descriptor::RecordingDescriptor;
 use crate::error::Result;
-use crate::frame::{FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, STREAM_ID_OFFSET};
-use crate::key::KeyFilter;
 use crate::key_search::{Found, KeySearch, SearchStats};
-use crate::message_time::TimeSource;
-use crate::progress::RecordingProgress;
-use crate::recording_reader::RecordingReader;
-use crate::segment::AlignedBuffer;
-use crate::time_index::TimeIndexReader;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tern_store::descriptor::RecordingDescriptor;
+use tern_store::frame::{
+    FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, STREAM_ID_OFFSET,
+};
+use tern_store::key::KeyFilter;
+use tern_store::message_time::TimeSource;
+use tern_store::progress::RecordingProgress;
+use tern_store::recording_reader::RecordingReader;
+use tern_store::segment::AlignedBuffer;
+use tern_store::time_index::TimeIndexReader;
 use tern_transport::{BackoffIdle, Client, ExclusivePublication, Idle, OfferError};
 
 /// Where a replay is.
@@ -208,7 +210,7 @@ pub(crate) fn replay_channel(
     session_id: i32,
 ) -> String {
     let (term_id, term_offset) =
-        crate::frame::term_of(position, descriptor.initial_term_id, descriptor.term_length);
+        tern_store::frame::term_of(position, descriptor.initial_term_id, descriptor.term_length);
     let separator = if channel.contains('?') { '|' } else { '?' };
     format!(
         "{channel}{separator}init-term-id={}|term-id={term_id}|term-offset={term_offset}|term-length={}|mtu={}|session-id={session_id}",
@@ -553,7 +555,8 @@ impl ReplaySession {
     /// In a compact filtered replay, padding only fills the replay stream's term ends: the
     /// recording's position does not move.
     fn send_padding(&mut self) -> Step {
-        let largest = self.publication.max_message_length() & !(crate::frame::FRAME_ALIGNMENT - 1);
+        let largest =
+            self.publication.max_message_length() & !(tern_store::frame::FRAME_ALIGNMENT - 1);
         let term_length = self.plan.descriptor.term_length as usize;
         let term_left = term_length - (self.out_position as usize & (term_length - 1));
         let payload = (self.padding_left.min(term_left) - HEADER_LENGTH).min(largest);
@@ -577,7 +580,7 @@ impl ReplaySession {
     }
 
     fn advance(&mut self, length: usize) {
-        let aligned = crate::frame::align_frame(length) as i64;
+        let aligned = tern_store::frame::align_frame(length) as i64;
         self.position += aligned;
         self.out_position += aligned;
         self.plan
@@ -732,11 +735,7 @@ impl ReplaySession {
                 !complete && !frame.header.is_padding()
             })?;
         if let Some(problem) = problem {
-            return Err(crate::error::ArchiveError::Corrupt {
-                path: problem.path.clone(),
-                offset: problem.file_offset,
-                reason: format!("position {}: {}", problem.position, problem.problem),
-            });
+            return Err(problem.to_error().into());
         }
         Ok(complete.then_some(total))
     }
@@ -745,7 +744,7 @@ impl ReplaySession {
     /// term offsets of the replay stream's position, where a compact replay appends them.
     fn place_block(&mut self, length: usize) {
         let descriptor = &self.plan.descriptor;
-        let (term_id, term_offset) = crate::frame::term_of(
+        let (term_id, term_offset) = tern_store::frame::term_of(
             self.out_position,
             descriptor.initial_term_id,
             descriptor.term_length,
@@ -754,11 +753,11 @@ impl ReplaySession {
         let mut offset = 0;
         while offset < length {
             let frame = FrameHeader::decode(&buffer[offset..]);
-            buffer[offset + crate::frame::TERM_OFFSET_OFFSET
-                ..offset + crate::frame::TERM_OFFSET_OFFSET + 4]
+            buffer[offset + tern_store::frame::TERM_OFFSET_OFFSET
+                ..offset + tern_store::frame::TERM_OFFSET_OFFSET + 4]
                 .copy_from_slice(&(term_offset + offset as i32).to_le_bytes());
-            buffer
-                [offset + crate::frame::TERM_ID_OFFSET..offset + crate::frame::TERM_ID_OFFSET + 4]
+            buffer[offset + tern_store::frame::TERM_ID_OFFSET
+                ..offset + tern_store::frame::TERM_ID_OFFSET + 4]
                 .copy_from_slice(&term_id.to_le_bytes());
             offset += frame.aligned_length();
         }
@@ -1258,8 +1257,8 @@ impl Replayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time_index::TimeIndexWriter;
     use std::time::Duration;
+    use tern_store::time_index::TimeIndexWriter;
 
     const MS: i64 = 1_000_000;
 

@@ -1,18 +1,18 @@
 //! Read-only access to an archive directory, with or without an archive running on it: listing,
 //! describing, verifying and reading recordings. Active recordings' ends are found by scanning.
 
-use crate::catalog::{Catalog, CatalogEntry};
-use crate::descriptor::RecordingDescriptor;
 use crate::error::{ArchiveError, Result};
-use crate::frame::FrameHeader;
-use crate::indexer::{check_collected, check_recording, CheckMode, KeyIndexCheck};
-use crate::key::{KeyFilter, KeyKind};
-use crate::key_index::{read_manifest, KeyCollector};
 use crate::key_search::{check_session, Found, KeySearch, SearchStats};
-use crate::recording_reader::{find_end, list_segments, FrameRef, RecordingReader, ScanStop};
-use crate::time_index::{read_time_index, TimeEntry};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use tern_store::catalog::{Catalog, CatalogEntry};
+use tern_store::descriptor::RecordingDescriptor;
+use tern_store::frame::FrameHeader;
+use tern_store::indexer::{check_collected, check_recording, CheckMode, KeyIndexCheck};
+use tern_store::key::{KeyFilter, KeyKind};
+use tern_store::key_index::{read_manifest, KeyCollector};
+use tern_store::recording_reader::{find_end, list_segments, FrameRef, RecordingReader, ScanStop};
+use tern_store::time_index::{read_time_index, TimeEntry};
 use tern_transport::{FragmentAssembler, Header};
 
 /// Bytes read at first for one message of a filtered read (more if it is longer): one message,
@@ -48,7 +48,7 @@ pub struct VerifyReport {
     pub key_indexes: Vec<KeyIndexCheck>,
     /// The time index checked (header, every entry, each entry's position a frame start) and,
     /// for a stopped recording, rebuilt from its sound entries if it was not sound.
-    pub time_index: crate::time_index::TimeIndexCheck,
+    pub time_index: tern_store::time_index::TimeIndexCheck,
 }
 
 /// What a read filtered by key did.
@@ -153,7 +153,7 @@ impl ArchiveView {
             .map(|base| {
                 let path = self
                     .dir
-                    .join(crate::segment::segment_file_name(recording_id, *base));
+                    .join(tern_store::segment::segment_file_name(recording_id, *base));
                 let file_length = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 SegmentInfo {
                     base: *base,
@@ -169,7 +169,11 @@ impl ArchiveView {
     /// # Errors
     /// The index file is missing, unreadable or damaged.
     pub fn time_index(&self, view: &RecordingView) -> Result<Vec<TimeEntry>> {
-        read_time_index(&self.dir, view.descriptor.recording_id, view.end_position)
+        Ok(read_time_index(
+            &self.dir,
+            view.descriptor.recording_id,
+            view.end_position,
+        )?)
     }
 
     /// The position to replay from to start at the first message captured at or after
@@ -190,7 +194,7 @@ impl ArchiveView {
         &self,
         recording_id: i64,
         timestamp_ns: i64,
-        source: crate::message_time::TimeSource,
+        source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
         let view = self.recording(recording_id)?;
         position_at_message_time(
@@ -210,7 +214,7 @@ impl ArchiveView {
     pub fn check_time_source(
         &self,
         recording_id: i64,
-        source: crate::message_time::TimeSource,
+        source: tern_store::message_time::TimeSource,
     ) -> Result<()> {
         let view = self.recording(recording_id)?;
         crate::key_search::check_time_source(&view.descriptor, source)
@@ -235,14 +239,14 @@ impl ArchiveView {
         let mut key_indexes = Vec::new();
         let dir = self.dir.clone();
         let (mut entries, mut time_problem, total_entries) =
-            crate::time_index::check_entries(&self.dir, descriptor, view.end_position);
+            tern_store::time_index::check_entries(&self.dir, descriptor, view.end_position);
         let mut next_entry = 0;
         let (reached, problem) =
             reader.scan(descriptor.start_position, view.end_position, |frame| {
                 // Each time index entry must point at a frame start.
                 while next_entry < entries.len() && entries[next_entry].position < frame.position {
                     time_problem = Some((
-                        crate::time_index::entry_offset(next_entry),
+                        tern_store::time_index::entry_offset(next_entry),
                         format!(
                             "entry {next_entry}: position {} is not a frame start",
                             entries[next_entry].position
@@ -254,7 +258,7 @@ impl ArchiveView {
                     next_entry += 1;
                 }
                 if !kinds.is_empty() {
-                    let base = crate::segment::segment_base(
+                    let base = tern_store::segment::segment_base(
                         descriptor.start_position,
                         frame.position,
                         i64::from(descriptor.term_length),
@@ -295,7 +299,7 @@ impl ArchiveView {
         progress(reached - descriptor.start_position);
         if problem.is_none() && next_entry < entries.len() {
             time_problem = Some((
-                crate::time_index::entry_offset(next_entry),
+                tern_store::time_index::entry_offset(next_entry),
                 format!(
                     "entry {next_entry}: position {} is not a frame start",
                     entries[next_entry].position
@@ -322,14 +326,14 @@ impl ArchiveView {
         mut entries: Vec<TimeEntry>,
         problem: Option<(u64, String)>,
         total: u64,
-    ) -> Result<crate::time_index::TimeIndexCheck> {
+    ) -> Result<tern_store::time_index::TimeIndexCheck> {
         let descriptor = &view.descriptor;
         let recording_id = descriptor.recording_id;
         let path = self
             .dir
-            .join(crate::time_index::time_index_file_name(recording_id));
+            .join(tern_store::time_index::time_index_file_name(recording_id));
         let sound = entries.len() as u64;
-        let mut check = crate::time_index::TimeIndexCheck {
+        let mut check = tern_store::time_index::TimeIndexCheck {
             path,
             entries: sound,
             dropped: if problem.is_some() {
@@ -347,7 +351,7 @@ impl ArchiveView {
                     position: descriptor.start_position,
                 });
             }
-            crate::time_index::replace_time_index(&self.dir, recording_id, &entries)?;
+            tern_store::time_index::replace_time_index(&self.dir, recording_id, &entries)?;
             check.rebuilt = true;
         }
         Ok(check)
@@ -395,20 +399,20 @@ impl ArchiveView {
                 all.push(*kind);
             }
         }
-        let bytes = crate::key_index::encode_manifest(recording_id, &all);
-        crate::key_index::write_atomically(
+        let bytes = tern_store::key_index::encode_manifest(recording_id, &all);
+        tern_store::key_index::write_atomically(
             &self.dir,
-            &crate::key_index::manifest_file_name(recording_id),
+            &tern_store::key_index::manifest_file_name(recording_id),
             &bytes,
             true,
         )?;
-        check_recording(
+        Ok(check_recording(
             &self.dir,
             &view.descriptor,
             view.end_position,
             Some(&all),
             CheckMode::Full,
-        )
+        )?)
     }
 
     /// Visit the frames of a recording from `from` (a frame start; `None`: the start) up to `to`
@@ -426,21 +430,12 @@ impl ArchiveView {
         let view = self.recording(recording_id)?;
         let from = from.unwrap_or(view.descriptor.start_position);
         let to = to.unwrap_or(view.end_position).min(view.end_position);
-        crate::archive::check_replay_position(
-            &self.dir,
-            &view.descriptor,
-            from,
-            view.end_position,
-        )?;
+        tern_store::check_replay_position(&self.dir, &view.descriptor, from, view.end_position)?;
         let mut reader = RecordingReader::new(&self.dir, &view.descriptor);
         let (reached, problem) = reader.scan(from, to, &mut visit)?;
         if let Some(problem) = problem {
             if reached < to {
-                return Err(ArchiveError::Corrupt {
-                    path: problem.path.clone(),
-                    offset: problem.file_offset,
-                    reason: format!("position {}: {}", problem.position, problem.problem),
-                });
+                return Err(problem.to_error().into());
             }
         }
         Ok(reached)
@@ -525,7 +520,7 @@ impl ArchiveView {
         let available = recording.end_position;
         let from = from.unwrap_or(descriptor.start_position);
         let end = to.unwrap_or(available).min(available);
-        crate::archive::check_replay_position(&self.dir, descriptor, from, available)?;
+        tern_store::check_replay_position(&self.dir, descriptor, from, available)?;
         let session_id = descriptor.session_id;
         let mut search = KeySearch::new(self.dir.clone(), descriptor, *filter, from);
         let mut reader = RecordingReader::new(&self.dir, descriptor).scattered();
@@ -586,11 +581,7 @@ impl ArchiveView {
                 Some(Err(why)) => search.distrust(start, &why),
                 None => {
                     if let Some(problem) = problem {
-                        return Err(ArchiveError::Corrupt {
-                            path: problem.path.clone(),
-                            offset: problem.file_offset,
-                            reason: format!("position {}: {}", problem.position, problem.problem),
-                        });
+                        return Err(problem.to_error().into());
                     }
                     // The message's last frames are past `to` (or not recorded yet): resume at it.
                     return Ok(FilteredRead {
@@ -627,10 +618,12 @@ pub fn position_at_time(
     end: i64,
     timestamp_ns: i64,
 ) -> Result<i64> {
-    let reader = crate::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
+    let reader = tern_store::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
     Ok(match reader.seek(timestamp_ns, end)? {
-        crate::time_index::TimeSeek::At(entry) => entry.position.max(descriptor.start_position),
-        crate::time_index::TimeSeek::AfterLast => end,
+        tern_store::time_index::TimeSeek::At(entry) => {
+            entry.position.max(descriptor.start_position)
+        }
+        tern_store::time_index::TimeSeek::AfterLast => end,
     })
 }
 
@@ -639,7 +632,7 @@ fn first_timed_message(
     reader: &mut RecordingReader,
     from: i64,
     end: i64,
-    source: crate::message_time::TimeSource,
+    source: tern_store::message_time::TimeSource,
     at_or_after: Option<i64>,
 ) -> Result<Option<(i64, i64)>> {
     let mut found = None;
@@ -670,13 +663,13 @@ pub fn position_at_message_time(
     descriptor: &RecordingDescriptor,
     end: i64,
     timestamp_ns: i64,
-    source: crate::message_time::TimeSource,
+    source: tern_store::message_time::TimeSource,
 ) -> Result<i64> {
     if !source.is_in_message() {
         return position_at_time(dir, descriptor, end, timestamp_ns);
     }
     crate::key_search::check_time_source(descriptor, source)?;
-    let index = crate::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
+    let index = tern_store::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
     let mut reader = RecordingReader::new(dir, descriptor);
     let usable = index.first_after_position(end - 1)?;
     // The first entry whose first readable message is at or after the time.

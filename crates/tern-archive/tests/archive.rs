@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tern_archive::{
     Archive, ArchiveConfig, ArchiveError, ArchiveView, FieldWidth, KeyFilter, KeyKind,
-    ReplayRequest, ReplayState, SourceLocation,
+    ReplayRequest, ReplayState, SourceLocation, StoreError,
 };
 use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication};
 
@@ -460,7 +460,10 @@ fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
         })
         .expect_err("unknown");
     assert!(
-        matches!(unknown, ArchiveError::UnknownRecording(99)),
+        matches!(
+            unknown,
+            ArchiveError::Store(StoreError::UnknownRecording(99))
+        ),
         "{unknown}"
     );
     assert!(matches!(
@@ -655,7 +658,10 @@ fn a_second_archive_on_the_same_directory_is_refused() {
     let error = Archive::launch(ArchiveConfig::new(data.path(), driver.dir()))
         .err()
         .expect("refused");
-    assert!(matches!(error, ArchiveError::Locked { .. }), "{error}");
+    assert!(
+        matches!(error, ArchiveError::Store(StoreError::Locked { .. })),
+        "{error}"
+    );
     assert!(
         error
             .to_string()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tern_archive::frame::term_of;
 use tern_archive::{
     Archive, ArchiveConfig, ArchiveError, ArchiveErrorCode, ArchiveView, RecordingDescriptor,
-    RecordingEvent, RecordingSignalKind, ReplayRequest, ReplayState, SourceLocation,
+    RecordingEvent, RecordingSignalKind, ReplayRequest, ReplayState, SourceLocation, StoreError,
 };
 use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle};
 
@@ -389,7 +389,7 @@ fn an_image_that_does_not_continue_the_recording_is_refused_and_a_fitting_one_ex
     assert_eq!(active.code(), ArchiveErrorCode::ActiveRecording);
     assert!(matches!(
         archive.extend_recording(4242, "aeron:ipc", 2002, SourceLocation::Remote, false),
-        Err(ArchiveError::UnknownRecording(4242))
+        Err(ArchiveError::Store(StoreError::UnknownRecording(4242)))
     ));
     let end = publication.position();
     archive.stop_recording(subscription_id).expect("stop");
@@ -555,7 +555,10 @@ fn truncate_refuses_active_recordings_bad_positions_and_unknown_ids() {
         assert_eq!(error.code(), code);
     }
     let unknown = archive.truncate_recording(77, 0).expect_err("unknown");
-    assert!(matches!(unknown, ArchiveError::UnknownRecording(77)));
+    assert!(matches!(
+        unknown,
+        ArchiveError::Store(StoreError::UnknownRecording(77))
+    ));
     assert_eq!(unknown.code(), ArchiveErrorCode::UnknownRecording);
     // At the stop position: nothing changes.
     assert_eq!(
@@ -656,15 +659,15 @@ fn purge_deletes_the_files_and_the_listing_but_never_the_id() {
         assert!(left.is_empty(), "{left:?}");
         assert!(matches!(
             archive.recording(purged),
-            Err(ArchiveError::UnknownRecording(_))
+            Err(ArchiveError::Store(StoreError::UnknownRecording(_)))
         ));
         assert!(matches!(
             archive.start_replay(&replay_request(purged)),
-            Err(ArchiveError::UnknownRecording(_))
+            Err(ArchiveError::Store(StoreError::UnknownRecording(_)))
         ));
         assert!(matches!(
             archive.purge_recording(purged),
-            Err(ArchiveError::UnknownRecording(_))
+            Err(ArchiveError::Store(StoreError::UnknownRecording(_)))
         ));
         let ids: Vec<i64> = archive
             .recordings()
@@ -678,7 +681,7 @@ fn purge_deletes_the_files_and_the_listing_but_never_the_id() {
     let archive = archive(data.path(), driver.dir());
     assert!(matches!(
         archive.recording(purged),
-        Err(ArchiveError::UnknownRecording(_))
+        Err(ArchiveError::Store(StoreError::UnknownRecording(_)))
     ));
     let view = ArchiveView::open(data.path()).expect("view");
     let listed: Vec<i64> = view
@@ -772,7 +775,7 @@ fn auto_stop_removes_the_subscription_and_stop_by_identity_stops_a_recordings_su
     assert!(!archive.stop_recording_by_identity(first).expect("stopped"));
     assert!(matches!(
         archive.stop_recording_by_identity(999),
-        Err(ArchiveError::UnknownRecording(999))
+        Err(ArchiveError::Store(StoreError::UnknownRecording(999)))
     ));
 
     let seen: Vec<(RecordingSignalKind, i64, i64)> = events_of(&events)

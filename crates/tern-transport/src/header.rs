@@ -1,11 +1,7 @@
 //! A copy of an Aeron data frame header, safe to keep after a poll callback returns.
 
-/// Flag of the first fragment of a message.
-pub const BEGIN_FLAG: u8 = 0x80;
-/// Flag of the last fragment of a message.
-pub const END_FLAG: u8 = 0x40;
-/// Both flags: an unfragmented message.
-pub const UNFRAGMENTED: u8 = BEGIN_FLAG | END_FLAG;
+/// The fragment flags, defined once with the frame format.
+pub use tern_store::frame::{BEGIN_FLAG, END_FLAG, UNFRAGMENTED};
 
 /// The fields of a data frame header that a handler may want, copied out of the term buffer.
 ///

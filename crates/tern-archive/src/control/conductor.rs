@@ -6,7 +6,6 @@ use super::{ControlConfig, ControlStats};
 use crate::archive::{Archive, RecordingInfo, ReplayRequest};
 use crate::error::{ArchiveError, Result};
 use crate::events::{RecordingEvent, RecordingSignalKind};
-use crate::message_time::TimeSource;
 use crate::recorder::SourceLocation;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +17,7 @@ use tern_protocol::ArchiveErrorCode;
 use tern_protocol::{
     AnyMessage, ControlResponseCode, DecodeError, Message, MessageHeader, TernMessage,
 };
+use tern_store::message_time::TimeSource;
 use tern_transport::{
     BackoffIdle, Client, ExclusivePublication, FragmentAssembler, Idle, ImageEvent, OfferError,
     Subscription,
@@ -84,7 +84,7 @@ impl Conductor {
         let archive_id = config.archive_id.unwrap_or_else(|| client.client_id());
         // Session ids need only be unique while the archive runs; starting from the clock makes
         // a restarted archive's ids unlikely to match what an old client still holds.
-        let next_session_id = (crate::recorder::epoch_nanos() / 1_000_000) & 0x7fff_ffff;
+        let next_session_id = (tern_store::epoch_nanos() / 1_000_000) & 0x7fff_ffff;
         Ok(Self {
             archive,
             config,
@@ -694,7 +694,7 @@ fn descriptor_message(
 fn cursor_descriptor(
     control_session_id: i64,
     correlation_id: i64,
-    cursor: &crate::cursors::Cursor,
+    cursor: &tern_store::cursors::Cursor,
 ) -> proto::CursorDescriptor {
     proto::CursorDescriptor {
         control_session_id,
@@ -896,7 +896,7 @@ struct ReplayArgs {
     speed: Option<f64>,
     time_source: TimeSource,
     /// Only the messages of one key (sent back to back).
-    key: Option<crate::key::KeyFilter>,
+    key: Option<tern_store::key::KeyFilter>,
     /// The position was found from a time or a cursor: it may be the end of a stopped
     /// recording (an empty replay), which Aeron refuses for a position given outright.
     may_start_at_end: bool,
@@ -1426,7 +1426,7 @@ impl Context<'_> {
         let key = if request.key_filter.is_empty() {
             None
         } else {
-            match request.key_filter.parse::<crate::key::KeyFilter>() {
+            match request.key_filter.parse::<tern_store::key::KeyFilter>() {
                 Ok(key) => Some(key),
                 Err(error) => {
                     return self.error(
@@ -1593,7 +1593,7 @@ impl Context<'_> {
         } else {
             position
         };
-        if from % crate::frame::FRAME_ALIGNMENT as i64 != 0 {
+        if from % tern_store::frame::FRAME_ALIGNMENT as i64 != 0 {
             self.error(
                 session,
                 correlation_id,

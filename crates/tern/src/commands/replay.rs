@@ -330,7 +330,7 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
     config.replay_connect_timeout = Duration::from_secs_f64(args.connect_timeout);
     let archive = match Archive::launch(config) {
         Ok(archive) => archive,
-        Err(error @ ArchiveError::Locked { .. }) => {
+        Err(error @ ArchiveError::Store(tern_archive::StoreError::Locked { .. })) => {
             bail!("{error}; a running archive replays on request through its control channel, not from this command")
         }
         Err(error) => {
@@ -580,6 +580,7 @@ fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
                     recording.end_position,
                 )
                 .map(|()| position)
+                .map_err(ArchiveError::from)
             });
             match position {
                 Ok(position) => {

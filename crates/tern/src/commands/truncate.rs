@@ -26,7 +26,7 @@ pub(crate) fn explain(error: ArchiveError) -> anyhow::Error {
         ArchiveError::Active { .. } => {
             Some("if no archive records it, it was interrupted: start an archive on the directory once to recover it")
         }
-        ArchiveError::Locked { .. } => {
+        ArchiveError::Store(tern_archive::StoreError::Locked { .. }) => {
             Some("stop the archive first, or ask the running archive with --archive CHANNEL")
         }
         _ => None,

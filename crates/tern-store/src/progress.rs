@@ -65,22 +65,22 @@ impl RecordingProgress {
     pub fn io_waiting(&self) -> Option<Duration> {
         let since = self.io_waiting_since_ns.load(Ordering::Acquire);
         (since > 0).then(|| {
-            Duration::from_nanos(crate::recorder::epoch_nanos().saturating_sub(since).max(0) as u64)
+            Duration::from_nanos(crate::clock::epoch_nanos().saturating_sub(since).max(0) as u64)
         })
     }
 
     /// The cell the segment writer keeps [`Self::io_waiting`] in.
-    pub(crate) fn io_watch(&self) -> Arc<AtomicI64> {
+    pub fn io_watch(&self) -> Arc<AtomicI64> {
         self.io_waiting_since_ns.clone()
     }
 
-    pub(crate) fn update(&self, recorded: i64, durable: i64, frames: u64) {
+    pub fn update(&self, recorded: i64, durable: i64, frames: u64) {
         self.frames.store(frames, Ordering::Relaxed);
         self.recorded.store(recorded, Ordering::Release);
         self.durable.store(durable, Ordering::Release);
     }
 
-    pub(crate) fn stopped(&self, stop_position: i64) {
+    pub fn stopped(&self, stop_position: i64) {
         self.stop.store(stop_position, Ordering::Release);
     }
 }

@@ -237,29 +237,31 @@ impl RecordingDescriptor {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    pub(crate) fn sample(recording_id: i64) -> RecordingDescriptor {
-        RecordingDescriptor {
-            recording_id,
-            state: RecordState::Valid,
-            start_timestamp_ns: 1_700_000_000_000_000_000,
-            stop_timestamp_ns: NULL_POSITION,
-            start_position: 4096,
-            stop_position: NULL_POSITION,
-            initial_term_id: -5,
-            segment_length: 1 << 20,
-            term_length: 1 << 16,
-            mtu_length: 1408,
-            session_id: 12345,
-            stream_id: 1001,
-            stripped_channel: "aeron:udp?endpoint=localhost:20121".into(),
-            original_channel: "aeron:udp?endpoint=localhost:20121|term-length=64k".into(),
-            source_identity: "127.0.0.1:55555".into(),
-        }
+/// A descriptor with plausible values for tests (this crate's and its users').
+#[doc(hidden)]
+pub fn sample(recording_id: i64) -> RecordingDescriptor {
+    RecordingDescriptor {
+        recording_id,
+        state: RecordState::Valid,
+        start_timestamp_ns: 1_700_000_000_000_000_000,
+        stop_timestamp_ns: NULL_POSITION,
+        start_position: 4096,
+        stop_position: NULL_POSITION,
+        initial_term_id: -5,
+        segment_length: 1 << 20,
+        term_length: 1 << 16,
+        mtu_length: 1408,
+        session_id: 12345,
+        stream_id: 1001,
+        stripped_channel: "aeron:udp?endpoint=localhost:20121".into(),
+        original_channel: "aeron:udp?endpoint=localhost:20121|term-length=64k".into(),
+        source_identity: "127.0.0.1:55555".into(),
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn round_trip_and_damage_is_detected() {

@@ -3,8 +3,8 @@
 //! modes, must read back frame for frame; recovery finds the end; damage is located.
 
 use proptest::prelude::*;
-use tern_archive::frame::{align_frame, term_of, FrameHeader, HEADER_LENGTH, TYPE_DATA, TYPE_PAD};
-use tern_archive::{
+use tern_store::frame::{align_frame, term_of, FrameHeader, HEADER_LENGTH, TYPE_DATA, TYPE_PAD};
+use tern_store::{
     find_end, list_segments, RecordState, RecordingDescriptor, RecordingReader, SegmentGeometry,
     SegmentWriter, WriteMode, NULL_POSITION,
 };

@@ -24,9 +24,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 /// Jobs queued before the recorder drops a full segment's notes rather than wait.
-pub(crate) const QUEUE_LENGTH: usize = 8;
+pub const QUEUE_LENGTH: usize = 8;
 
-pub(crate) enum IndexJob {
+pub enum IndexJob {
     /// A segment is finished: its messages before `end_position` are in `collector`. The
     /// collector's lists go back through `recycle` once written, for the next segment's notes
     /// (memory already mapped: no page faults on the recorder's thread).
@@ -50,7 +50,7 @@ pub(crate) enum IndexJob {
 
 /// Write the key index files of the jobs that come, until the queue closes. A check of the
 /// recordings at launch stops early (between recordings) when `stopping` is set.
-pub(crate) fn run_indexer(dir: PathBuf, jobs: Receiver<IndexJob>, stopping: Arc<AtomicBool>) {
+pub fn run_indexer(dir: PathBuf, jobs: Receiver<IndexJob>, stopping: Arc<AtomicBool>) {
     for job in jobs {
         match job {
             IndexJob::Segment {
@@ -137,7 +137,7 @@ fn write_segment(
 /// The segments of a recording that hold data and are finished, with where their data ends:
 /// `(base, end)`. `end_position` is the recording's stop, or for an active recording the end of
 /// its data (its last segment, still being written, is left out).
-pub(crate) fn finished_segments(
+pub fn finished_segments(
     descriptor: &RecordingDescriptor,
     bases: &[i64],
     end_position: i64,
@@ -183,12 +183,12 @@ impl KeyIndexCheck {
     }
 }
 
-fn describe_error(error: &crate::ArchiveError) -> String {
+fn describe_error(error: &crate::StoreError) -> String {
     match error {
-        crate::ArchiveError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+        crate::StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             "missing".into()
         }
-        crate::ArchiveError::Corrupt { offset, reason, .. } => {
+        crate::StoreError::Corrupt { offset, reason, .. } => {
             format!("damaged at offset {offset}: {reason}")
         }
         other => other.to_string(),
@@ -209,7 +209,7 @@ fn collect_segment(
     let mut collector = KeyCollector::new(kinds, base);
     let from = base.max(descriptor.start_position);
     let (_, stop) = reader.scan(from, end, |frame| {
-        if !frame.header.is_padding() && frame.header.flags & tern_transport::BEGIN_FLAG != 0 {
+        if !frame.header.is_padding() && frame.header.flags & crate::frame::BEGIN_FLAG != 0 {
             collector.note(&frame.header, frame.payload(), frame.position);
         }
         true
@@ -222,7 +222,7 @@ fn collect_segment(
 
 /// How index files are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CheckMode {
+pub enum CheckMode {
     /// Header, length and key table of each file; nothing is written (`describe`).
     Look,
     /// As `Look`, and the files found wrong are rebuilt from their segment (archive launch).
@@ -237,7 +237,7 @@ pub(crate) enum CheckMode {
 ///
 /// # Errors
 /// The manifest or a segment is unreadable.
-pub(crate) fn check_recording(
+pub fn check_recording(
     dir: &Path,
     descriptor: &RecordingDescriptor,
     end_position: i64,
@@ -314,7 +314,7 @@ pub(crate) fn check_recording(
 /// file found (rewritten unless `ok`); without it every file is read whole and must hold exactly
 /// what the segment gives (the encoding is deterministic). A file that cannot be written is
 /// reported so, not as an error.
-pub(crate) fn check_collected(
+pub fn check_collected(
     dir: &Path,
     recording_id: i64,
     end: i64,

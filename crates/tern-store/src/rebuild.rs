@@ -10,7 +10,7 @@
 
 use crate::catalog::{self, CATALOG_FILE, HEADER_LENGTH};
 use crate::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
-use crate::error::{io_error, ArchiveError, Result};
+use crate::error::{io_error, Result, StoreError};
 use crate::frame::{self, FrameHeader, FRAME_ALIGNMENT, HEADER_LENGTH as FRAME_HEADER};
 use crate::recording_reader::{find_end, list_segments};
 use crate::segment::segment_file_name;
@@ -97,7 +97,7 @@ fn salvage(path: &Path) -> Result<BTreeMap<i64, RecordingDescriptor>> {
 /// The directory is in use or unreadable, a segment file cannot be read, or its frames do not
 /// describe a recording (then nothing is changed).
 pub fn rebuild_catalog(dir: &Path) -> Result<RebuildReport> {
-    let _lock = crate::archive::lock_directory(dir)?;
+    let _lock = crate::directory::lock_directory(dir)?;
     let path = dir.join(CATALOG_FILE);
     let kept = salvage(&path)?;
     let segments = list_segments(dir)?;
@@ -185,8 +185,8 @@ struct FirstFrames {
     longest: i64,
 }
 
-fn bad(path: &Path, offset: u64, reason: impl Into<String>) -> ArchiveError {
-    ArchiveError::Corrupt {
+fn bad(path: &Path, offset: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
         path: path.to_path_buf(),
         offset,
         reason: reason.into(),
@@ -490,14 +490,14 @@ fn times(
 }
 
 /// The error for a directory whose catalog does not describe its segment files.
-fn mismatch(dir: &Path, problem: String, orphans: &BTreeMap<i64, Vec<i64>>) -> ArchiveError {
+fn mismatch(dir: &Path, problem: String, orphans: &BTreeMap<i64, Vec<i64>>) -> StoreError {
     let segments = orphans.values().map(Vec::len).sum();
     let example = orphans
         .iter()
         .next()
         .map(|(id, bases)| segment_file_name(*id, bases.first().copied().unwrap_or(0)))
         .unwrap_or_default();
-    ArchiveError::CatalogMismatch {
+    StoreError::CatalogMismatch {
         dir: dir.to_path_buf(),
         problem,
         segments,
@@ -510,8 +510,8 @@ fn mismatch(dir: &Path, problem: String, orphans: &BTreeMap<i64, Vec<i64>>) -> A
 /// recordings on disk): a new recording would take the id of one whose files are there.
 ///
 /// # Errors
-/// [`ArchiveError::CatalogMismatch`], naming `tern catalog rebuild`; a file error.
-pub(crate) fn open_for_recording(dir: &Path) -> Result<crate::Catalog> {
+/// [`StoreError::CatalogMismatch`], naming `tern catalog rebuild`; a file error.
+pub fn open_for_recording(dir: &Path) -> Result<crate::Catalog> {
     let segments = list_segments(dir)?;
     let path = dir.join(CATALOG_FILE);
     if !path.exists() {
@@ -522,7 +522,7 @@ pub(crate) fn open_for_recording(dir: &Path) -> Result<crate::Catalog> {
     }
     let catalog = match crate::Catalog::open(dir, true) {
         Ok(catalog) => catalog,
-        Err(error @ ArchiveError::Corrupt { .. }) => {
+        Err(error @ StoreError::Corrupt { .. }) => {
             return Err(mismatch(dir, error.to_string(), &segments))
         }
         Err(error) => return Err(error),

@@ -1,7 +1,7 @@
 //! Reads a recording's frames back from its segment files, checking each one.
 
 use crate::descriptor::RecordingDescriptor;
-use crate::error::{io_error, ArchiveError, Result};
+use crate::error::{io_error, Result, StoreError};
 use crate::frame::{FrameExpectation, FrameHeader, FrameProblem};
 use crate::segment::{parse_segment_file_name, segment_base, segment_file_name};
 use std::collections::BTreeMap;
@@ -54,6 +54,17 @@ impl std::fmt::Display for ScanStop {
             self.position,
             self.problem
         )
+    }
+}
+
+impl ScanStop {
+    /// The damage as an error naming the segment file, the offset in it and the stream position.
+    pub fn to_error(&self) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            offset: self.file_offset,
+            reason: format!("position {}: {}", self.position, self.problem),
+        }
     }
 }
 
@@ -344,10 +355,59 @@ pub fn find_end(
 }
 
 /// The error for a position that is not the start of a frame of the recording.
-pub fn bad_position(recording_id: i64, position: i64, reason: impl Into<String>) -> ArchiveError {
-    ArchiveError::BadPosition {
+pub fn bad_position(recording_id: i64, position: i64, reason: impl Into<String>) -> StoreError {
+    StoreError::BadPosition {
         recording_id,
         position,
         reason: reason.into(),
     }
+}
+
+/// Check that `position` is a frame start of the recording between its start and `end`.
+///
+/// # Errors
+/// [`StoreError::BadPosition`] saying why not.
+pub fn check_replay_position(
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+    end: i64,
+) -> Result<()> {
+    let recording_id = descriptor.recording_id;
+    if position < descriptor.start_position {
+        return Err(bad_position(
+            recording_id,
+            position,
+            format!(
+                "before the recording's start position {}",
+                descriptor.start_position
+            ),
+        ));
+    }
+    if position > end {
+        return Err(bad_position(
+            recording_id,
+            position,
+            format!("past the recording's end position {end}"),
+        ));
+    }
+    if position % crate::frame::FRAME_ALIGNMENT as i64 != 0 {
+        return Err(bad_position(
+            recording_id,
+            position,
+            "not frame aligned (a multiple of 32)",
+        ));
+    }
+    if position < end {
+        let mut reader = RecordingReader::new(dir, descriptor);
+        let (_, stop) = reader.scan(position, end, |_| false)?;
+        if let Some(stop) = stop {
+            return Err(bad_position(
+                recording_id,
+                position,
+                format!("not the start of a frame: {stop}"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@
 //! 0.44 to 1.9 GB/s on the machines tern is measured on, while direct writes held 1.4-2.2 GB/s.
 //! Where `O_DIRECT` is refused (tmpfs), the same code writes buffered.
 
-use crate::error::{io_error, ArchiveError, Result};
+use crate::error::{io_error, Result, StoreError};
 use crate::frame::{stamp_checksums, stamp_checksums_visiting, FrameHeader, HEADER_LENGTH};
 use crate::indexer::IndexJob;
 use crate::key::KeyKind;
@@ -109,7 +109,7 @@ enum Done {
         /// How long the sync took.
         seconds: f64,
     },
-    Failed(ArchiveError),
+    Failed(StoreError),
 }
 
 fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
@@ -242,6 +242,9 @@ fn open_segment(
     })
 }
 
+/// Told the seconds each sync of a segment writer took.
+pub type SyncObserver = Box<dyn Fn(f64) + Send>;
+
 /// The writer of one recording's segments.
 pub struct SegmentWriter {
     geometry: SegmentGeometry,
@@ -286,7 +289,7 @@ pub struct SegmentWriter {
     /// The keys of the current segment's messages, for its key index.
     keys: Option<KeyIndexing>,
     /// Where the time each sync took goes (the archive's `fsync_seconds`).
-    sync_latency: Option<prometheus_client::metrics::histogram::Histogram>,
+    sync_latency: Option<SyncObserver>,
 }
 
 /// A writer's notes of its messages' keys and where they go when a segment is finished.
@@ -426,7 +429,7 @@ impl SegmentWriter {
     /// segment's notes to the indexer (`jobs`), which writes its key index files.
     /// Keep the time since the I/O thread last finished something, while it has work in hand,
     /// in `watch` (a recording's [`crate::RecordingProgress`]).
-    pub(crate) fn watch_io(&mut self, watch: Arc<std::sync::atomic::AtomicI64>) {
+    pub fn watch_io(&mut self, watch: Arc<std::sync::atomic::AtomicI64>) {
         watch.store(
             self.io_waiting_since.load(Ordering::Acquire),
             Ordering::Release,
@@ -435,13 +438,13 @@ impl SegmentWriter {
     }
 
     /// Sync `file` (named `path`) on the I/O thread after every segment sync from now on.
-    pub(crate) fn sync_with(&mut self, path: PathBuf, file: File) {
+    pub fn sync_with(&mut self, path: PathBuf, file: File) {
         self.companion = Some(Arc::new((path, file)));
     }
 
     /// `descriptor` is the recording's (active) descriptor: segments the indexer had no room for
     /// are indexed from their files once it has.
-    pub(crate) fn index_keys(
+    pub fn index_keys(
         &mut self,
         kinds: &[KeyKind],
         jobs: SyncSender<IndexJob>,
@@ -461,12 +464,9 @@ impl SegmentWriter {
         });
     }
 
-    /// Observe the seconds each sync takes into `histogram`.
-    pub(crate) fn measure_syncs(
-        &mut self,
-        histogram: prometheus_client::metrics::histogram::Histogram,
-    ) {
-        self.sync_latency = Some(histogram);
+    /// Tell `observer` the seconds each sync takes (a metrics histogram, say).
+    pub fn measure_syncs(&mut self, observer: SyncObserver) {
+        self.sync_latency = Some(observer);
     }
 
     /// Hand the current segment's key notes to the indexer: its data ends at `end`. The next
@@ -531,7 +531,7 @@ impl SegmentWriter {
     }
 
     /// The recording stopped at `stop` (everything written and synced): index its last segment.
-    pub(crate) fn finish_keys(&mut self, stop: i64) {
+    pub fn finish_keys(&mut self, stop: i64) {
         if !self.roll_pending {
             self.hand_off_keys(stop, stop, true);
         }
@@ -614,7 +614,7 @@ impl SegmentWriter {
                 Some(keys) => {
                     let collector = &mut keys.collector;
                     stamp_checksums_visiting(&mut buffer[start..end], |offset, header, frame| {
-                        if header.flags & tern_transport::BEGIN_FLAG != 0 {
+                        if header.flags & crate::frame::BEGIN_FLAG != 0 {
                             collector.note(
                                 header,
                                 &frame[HEADER_LENGTH..],
@@ -660,7 +660,7 @@ impl SegmentWriter {
 
     fn check(&self) -> Result<()> {
         if self.broken {
-            return Err(ArchiveError::Io {
+            return Err(StoreError::Io {
                 path: self.segment.path.clone(),
                 operation: "write segment",
                 source: std::io::Error::other(
@@ -678,7 +678,7 @@ impl SegmentWriter {
             if left == 0 {
                 0
             } else {
-                crate::recorder::epoch_nanos()
+                crate::clock::epoch_nanos()
             },
             Ordering::Release,
         );
@@ -691,8 +691,8 @@ impl SegmentWriter {
             }
             Done::Synced { position, seconds } => {
                 self.syncs_in_flight -= 1;
-                if let Some(histogram) = &self.sync_latency {
-                    histogram.observe(seconds);
+                if let Some(observe) = &self.sync_latency {
+                    observe(seconds);
                 }
                 self.synced = self.synced.max(position);
                 Ok(())
@@ -731,7 +731,7 @@ impl SegmentWriter {
     fn send(&mut self, job: Job) -> Result<()> {
         if self.writes_in_flight + self.syncs_in_flight == 0 {
             self.io_waiting_since
-                .store(crate::recorder::epoch_nanos(), Ordering::Release);
+                .store(crate::clock::epoch_nanos(), Ordering::Release);
         }
         let sent = self
             .jobs
@@ -908,7 +908,7 @@ mod tests {
     #[test]
     fn a_segment_the_indexer_had_no_room_for_is_indexed_from_its_file_once_it_has() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut descriptor = crate::descriptor::tests::sample(0);
+        let mut descriptor = crate::descriptor::sample(0);
         descriptor.start_position = 0;
         descriptor.stop_position = crate::descriptor::NULL_POSITION;
         descriptor.initial_term_id = 0;

@@ -8,7 +8,7 @@
 //! docs/formats.md, "Cursor file".
 
 use crate::catalog::sync_directory;
-use crate::error::{io_error, ArchiveError, Result};
+use crate::error::{io_error, Result, StoreError};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -40,15 +40,15 @@ pub struct Cursor {
 /// Check a cursor name: 1 to 128 printable ASCII characters.
 ///
 /// # Errors
-/// [`ArchiveError::Invalid`] saying what is wrong.
+/// [`StoreError::Invalid`] saying what is wrong.
 pub fn check_cursor_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_CURSOR_NAME {
-        return Err(ArchiveError::Invalid(format!(
+        return Err(StoreError::Invalid(format!(
             "cursor name {name:?}: must be 1 to {MAX_CURSOR_NAME} bytes"
         )));
     }
     if let Some(bad) = name.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(ArchiveError::Invalid(format!(
+        return Err(StoreError::Invalid(format!(
             "cursor name {name:?}: {bad:?} is not a printable ASCII character (no spaces)"
         )));
     }
@@ -56,7 +56,7 @@ pub fn check_cursor_name(name: &str) -> Result<()> {
 }
 
 /// Encode cursors into the file's bytes.
-pub(crate) fn encode(cursors: &BTreeMap<String, Cursor>) -> Vec<u8> {
+pub fn encode(cursors: &BTreeMap<String, Cursor>) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(HEADER_LENGTH + cursors.len() * 64 + 4);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -74,7 +74,7 @@ pub(crate) fn encode(cursors: &BTreeMap<String, Cursor>) -> Vec<u8> {
 }
 
 /// Decode the file's bytes; `Err` says what is wrong and where.
-pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<BTreeMap<String, Cursor>, (u64, String)> {
+pub fn decode(bytes: &[u8]) -> std::result::Result<BTreeMap<String, Cursor>, (u64, String)> {
     if bytes.len() < HEADER_LENGTH + 4 {
         return Err((
             0,
@@ -143,7 +143,7 @@ pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<BTreeMap<String, Curso
 
 /// The cursors of an archive directory, kept in memory and in the cursor file.
 #[derive(Debug)]
-pub(crate) struct CursorStore {
+pub struct CursorStore {
     dir: PathBuf,
     cursors: BTreeMap<String, Cursor>,
 }
@@ -152,11 +152,11 @@ impl CursorStore {
     /// Load the cursor file of `dir` (none yet: no cursors).
     ///
     /// # Errors
-    /// The file cannot be read or is damaged ([`ArchiveError::Corrupt`]).
+    /// The file cannot be read or is damaged ([`StoreError::Corrupt`]).
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join(CURSOR_FILE);
         let cursors = match std::fs::read(&path) {
-            Ok(bytes) => decode(&bytes).map_err(|(offset, reason)| ArchiveError::Corrupt {
+            Ok(bytes) => decode(&bytes).map_err(|(offset, reason)| StoreError::Corrupt {
                 path: path.clone(),
                 offset,
                 reason: format!(
@@ -192,7 +192,7 @@ impl CursorStore {
     pub fn set(&mut self, cursor: Cursor) -> Result<()> {
         check_cursor_name(&cursor.name)?;
         if !self.cursors.contains_key(&cursor.name) && self.cursors.len() >= MAX_CURSORS {
-            return Err(ArchiveError::Invalid(format!(
+            return Err(StoreError::Invalid(format!(
                 "too many cursors: an archive keeps at most {MAX_CURSORS}"
             )));
         }

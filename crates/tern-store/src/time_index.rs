@@ -5,7 +5,7 @@
 //! recording id i64, reserved) then 16-byte entries {timestamp_ns i64, position i64}, both
 //! non-decreasing. See `docs/formats.md`.
 
-use crate::error::{io_error, ArchiveError, Result};
+use crate::error::{io_error, Result, StoreError};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -155,7 +155,7 @@ impl TimeIndexWriter {
     ///
     /// # Errors
     /// The descriptor cannot be duplicated.
-    pub(crate) fn file_handle(&self) -> Result<(PathBuf, File)> {
+    pub fn file_handle(&self) -> Result<(PathBuf, File)> {
         let file = self
             .file
             .try_clone()
@@ -178,7 +178,7 @@ impl TimeIndexWriter {
 ///
 /// # Errors
 /// The file cannot be written.
-pub(crate) fn reset_time_index(dir: &Path, recording_id: i64) -> Result<()> {
+pub fn reset_time_index(dir: &Path, recording_id: i64) -> Result<()> {
     let path = dir.join(time_index_file_name(recording_id));
     let mut file = OpenOptions::new()
         .write(true)
@@ -219,7 +219,7 @@ pub fn read_time_index(
         if let Some(last) = entries.last() {
             let last: &TimeEntry = last;
             if entry.position < last.position || entry.timestamp_ns < last.timestamp_ns {
-                return Err(ArchiveError::Corrupt {
+                return Err(StoreError::Corrupt {
                     path,
                     offset: (HEADER_LENGTH + index * ENTRY_LENGTH) as u64,
                     reason: "time index entries go backwards".into(),
@@ -232,7 +232,7 @@ pub fn read_time_index(
 }
 
 fn check_header(path: &Path, bytes: &[u8], recording_id: i64) -> Result<()> {
-    let corrupt = |offset: u64, reason: String| ArchiveError::Corrupt {
+    let corrupt = |offset: u64, reason: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         offset,
         reason,
@@ -349,7 +349,7 @@ impl TimeIndexReader {
         let read = read_fully(&self.file, &mut bytes, offset)
             .map_err(io_error(&self.path, "read time index"))?;
         if read < ENTRY_LENGTH {
-            return Err(ArchiveError::Corrupt {
+            return Err(StoreError::Corrupt {
                 path: self.path.clone(),
                 offset,
                 reason: "time index entry truncated".into(),
@@ -434,7 +434,7 @@ impl TimeIndexReader {
         let read = read_fully(&self.file, &mut bytes, offset)
             .map_err(io_error(&self.path, "read time index"))?;
         if read < bytes.len() {
-            return Err(ArchiveError::Corrupt {
+            return Err(StoreError::Corrupt {
                 path: self.path.clone(),
                 offset: offset + read as u64,
                 reason: "time index shorter than it was".into(),
@@ -603,7 +603,7 @@ impl TimeIndexCheck {
 const TIME_SLACK_NS: i64 = 60_000_000_000;
 
 /// The file offset of entry `index`.
-pub(crate) fn entry_offset(index: usize) -> u64 {
+pub fn entry_offset(index: usize) -> u64 {
     (HEADER_LENGTH + index * ENTRY_LENGTH) as u64
 }
 
@@ -612,7 +612,7 @@ pub(crate) fn entry_offset(index: usize) -> u64 {
 /// entries the file holds. Checked: the header, then each entry's position (a multiple of the
 /// frame alignment, not before the start), its time (within a minute of the recording's start
 /// and stop, or of now for an active one) and that both go forward.
-pub(crate) fn check_entries(
+pub fn check_entries(
     dir: &Path,
     descriptor: &crate::RecordingDescriptor,
     end_position: i64,
@@ -624,11 +624,11 @@ pub(crate) fn check_entries(
     };
     if let Err(error) = check_header(&path, &bytes, descriptor.recording_id) {
         let offset = match &error {
-            ArchiveError::Corrupt { offset, .. } => *offset,
+            StoreError::Corrupt { offset, .. } => *offset,
             _ => 0,
         };
         let reason = match error {
-            ArchiveError::Corrupt { reason, .. } => reason,
+            StoreError::Corrupt { reason, .. } => reason,
             other => other.to_string(),
         };
         let total = (bytes.len().saturating_sub(HEADER_LENGTH) / ENTRY_LENGTH) as u64;
@@ -637,7 +637,7 @@ pub(crate) fn check_entries(
     let total = ((bytes.len() - HEADER_LENGTH) / ENTRY_LENGTH) as u64;
     let earliest = descriptor.start_timestamp_ns.saturating_sub(TIME_SLACK_NS);
     let latest = if descriptor.is_active() {
-        crate::recorder::epoch_nanos()
+        crate::clock::epoch_nanos()
     } else {
         descriptor.stop_timestamp_ns
     }
@@ -687,11 +687,7 @@ pub(crate) fn check_entries(
 ///
 /// # Errors
 /// A file error.
-pub(crate) fn replace_time_index(
-    dir: &Path,
-    recording_id: i64,
-    entries: &[TimeEntry],
-) -> Result<()> {
+pub fn replace_time_index(dir: &Path, recording_id: i64, entries: &[TimeEntry]) -> Result<()> {
     let path = dir.join(time_index_file_name(recording_id));
     let temporary = dir.join(format!("{}.rebuild", time_index_file_name(recording_id)));
     let mut bytes = Vec::with_capacity(HEADER_LENGTH + entries.len() * ENTRY_LENGTH);

@@ -22,6 +22,13 @@ pub const TYPE_PAD: u16 = 0;
 /// Frame type of a data frame.
 pub const TYPE_DATA: u16 = 1;
 
+/// Flag of the first fragment of a message.
+pub const BEGIN_FLAG: u8 = 0x80;
+/// Flag of the last fragment of a message.
+pub const END_FLAG: u8 = 0x40;
+/// Both flags: an unfragmented message.
+pub const UNFRAGMENTED: u8 = BEGIN_FLAG | END_FLAG;
+
 /// Offset of the frame length field.
 pub const FRAME_LENGTH_OFFSET: usize = 0;
 /// Offset of the flags field.

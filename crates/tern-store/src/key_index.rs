@@ -14,7 +14,7 @@
 //! Index files are written whole to a temporary file, synced, and renamed: a reader sees a whole
 //! file or none. A missing or damaged one only makes a filtered read scan that segment.
 
-use crate::error::{io_error, ArchiveError, Result};
+use crate::error::{io_error, Result, StoreError};
 use crate::frame::{align_frame, FrameHeader, FRAME_ALIGNMENT, HEADER_LENGTH};
 use crate::key::KeyKind;
 use std::fs::File;
@@ -460,8 +460,8 @@ pub struct KeyIndexReader {
     bytes_read: u64,
 }
 
-fn corrupt(path: &Path, (offset, reason): (u64, String)) -> ArchiveError {
-    ArchiveError::Corrupt {
+fn corrupt(path: &Path, (offset, reason): (u64, String)) -> StoreError {
+    StoreError::Corrupt {
         path: path.to_path_buf(),
         offset,
         reason,
@@ -475,7 +475,7 @@ fn read_exact_at(file: &File, path: &Path, buffer: &mut [u8], offset: u64) -> Re
             .read_at(&mut buffer[done..], offset + done as u64)
             .map_err(io_error(path, "read key index"))?;
         if read == 0 {
-            return Err(ArchiveError::Corrupt {
+            return Err(StoreError::Corrupt {
                 path: path.to_path_buf(),
                 offset: offset + done as u64,
                 reason: "key index truncated".into(),
@@ -736,7 +736,7 @@ impl KeyCollector {
                 break;
             }
             let frame_type = u16::from_le_bytes([frame[TYPE_OFFSET], frame[TYPE_OFFSET + 1]]);
-            if frame_type != TYPE_PAD && frame[FLAGS_OFFSET] & tern_transport::BEGIN_FLAG != 0 {
+            if frame_type != TYPE_PAD && frame[FLAGS_OFFSET] & crate::frame::BEGIN_FLAG != 0 {
                 let reserved = i64::from_le_bytes(
                     frame[RESERVED_VALUE_OFFSET..RESERVED_VALUE_OFFSET + 8]
                         .try_into()
@@ -932,7 +932,7 @@ mod tests {
                 ..expected(BASE + 4096)
             },
         );
-        assert!(matches!(missing, Err(ArchiveError::Io { .. })));
+        assert!(matches!(missing, Err(StoreError::Io { .. })));
     }
 
     /// The example of `docs/formats.md` section 15.2, byte for byte.

@@ -2,7 +2,7 @@
 //! recording id being the record's index. See `docs/formats.md`.
 
 use crate::descriptor::{RecordState, RecordingDescriptor, RECORD_LENGTH};
-use crate::error::{io_error, ArchiveError, Result};
+use crate::error::{io_error, Result, StoreError};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ fn encode_redo(slot: i64, record: &[u8; RECORD_LENGTH]) -> [u8; REDO_LENGTH] {
 }
 
 /// The redo file's record and its slot, if the file is whole and its record sound.
-pub(crate) fn read_redo(dir: &Path) -> Option<(usize, RecordingDescriptor, Vec<u8>)> {
+pub fn read_redo(dir: &Path) -> Option<(usize, RecordingDescriptor, Vec<u8>)> {
     let bytes = std::fs::read(dir.join(REDO_FILE)).ok()?;
     if bytes.len() != REDO_LENGTH || &bytes[0..8] != REDO_MAGIC {
         return None;
@@ -105,7 +105,7 @@ fn encode_header() -> [u8; HEADER_LENGTH] {
 }
 
 fn check_header(path: &Path, header: &[u8]) -> Result<()> {
-    let corrupt = |offset: u64, reason: String| ArchiveError::Corrupt {
+    let corrupt = |offset: u64, reason: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         offset,
         reason,
@@ -186,19 +186,19 @@ fn create(dir: &Path, path: &Path) -> Result<File> {
 ///
 /// # Errors
 /// A record's id is not its slot, a record cannot be encoded, or a file error.
-pub(crate) fn replace(dir: &Path, records: &[RecordingDescriptor]) -> Result<()> {
+pub fn replace(dir: &Path, records: &[RecordingDescriptor]) -> Result<()> {
     let path = dir.join(CATALOG_FILE);
     let temporary = dir.join(format!("{CATALOG_FILE}.rebuild"));
     let mut bytes = Vec::with_capacity(HEADER_LENGTH + records.len() * RECORD_LENGTH);
     bytes.extend_from_slice(&encode_header());
     for (slot, record) in records.iter().enumerate() {
         if record.recording_id != slot as i64 {
-            return Err(ArchiveError::Invalid(format!(
+            return Err(StoreError::Invalid(format!(
                 "record of recording {} in slot {slot}",
                 record.recording_id
             )));
         }
-        bytes.extend_from_slice(&record.encode().map_err(ArchiveError::Invalid)?);
+        bytes.extend_from_slice(&record.encode().map_err(StoreError::Invalid)?);
     }
     {
         let file = OpenOptions::new()
@@ -247,7 +247,7 @@ impl Catalog {
         let path = dir.join(CATALOG_FILE);
         if !path.exists() {
             if !writable {
-                return Err(ArchiveError::Io {
+                return Err(StoreError::Io {
                     path: path.clone(),
                     operation: "open catalog (is this an archive directory?)",
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
@@ -374,21 +374,21 @@ impl Catalog {
     /// The id is unknown or deleted, or its record is damaged.
     pub fn get(&self, recording_id: i64) -> Result<&RecordingDescriptor> {
         let slot = usize::try_from(recording_id)
-            .map_err(|_| ArchiveError::UnknownRecording(recording_id))?;
+            .map_err(|_| StoreError::UnknownRecording(recording_id))?;
         match self.entries.get(slot) {
             Some(CatalogEntry::Recording(descriptor))
                 if descriptor.state == RecordState::Deleted =>
             {
-                Err(ArchiveError::UnknownRecording(recording_id))
+                Err(StoreError::UnknownRecording(recording_id))
             }
             Some(CatalogEntry::Recording(descriptor)) => Ok(descriptor),
             Some(CatalogEntry::Damaged { offset, reason, .. }) => {
-                Err(ArchiveError::DamagedRecording {
+                Err(StoreError::DamagedRecording {
                     recording_id,
                     reason: format!("{} at offset {offset}: {reason}", self.path.display()),
                 })
             }
-            None => Err(ArchiveError::UnknownRecording(recording_id)),
+            None => Err(StoreError::UnknownRecording(recording_id)),
         }
     }
 
@@ -412,7 +412,7 @@ impl Catalog {
         let slot = usize::try_from(descriptor.recording_id)
             .ok()
             .filter(|slot| *slot < self.entries.len())
-            .ok_or(ArchiveError::UnknownRecording(descriptor.recording_id))?;
+            .ok_or(StoreError::UnknownRecording(descriptor.recording_id))?;
         self.write(descriptor)?;
         self.entries[slot] = CatalogEntry::Recording(descriptor.clone());
         Ok(())
@@ -420,12 +420,12 @@ impl Catalog {
 
     fn write(&mut self, descriptor: &RecordingDescriptor) -> Result<()> {
         if !self.writable {
-            return Err(ArchiveError::Invalid(format!(
+            return Err(StoreError::Invalid(format!(
                 "{} is open read-only",
                 self.path.display()
             )));
         }
-        let record = descriptor.encode().map_err(ArchiveError::Invalid)?;
+        let record = descriptor.encode().map_err(StoreError::Invalid)?;
         let offset = (HEADER_LENGTH + descriptor.recording_id as usize * RECORD_LENGTH) as u64;
         // The record whole in the redo file first: a crash during the in-place write below leaves
         // a torn record that the next open restores from it.
@@ -449,7 +449,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::descriptor::tests::sample;
+    use crate::descriptor::sample;
 
     #[test]
     fn records_survive_reopen_and_a_damaged_record_spares_the_others() {
@@ -477,7 +477,7 @@ mod tests {
         );
         assert!(matches!(
             catalog.get(3),
-            Err(ArchiveError::UnknownRecording(3))
+            Err(StoreError::UnknownRecording(3))
         ));
     }
 
@@ -498,7 +498,7 @@ mod tests {
         assert_eq!(ids, vec![0, 2]);
         assert!(matches!(
             catalog.get(1),
-            Err(ArchiveError::UnknownRecording(1))
+            Err(StoreError::UnknownRecording(1))
         ));
         assert_eq!(catalog.entries().len(), 3);
         assert_eq!(catalog.add(sample(0)).expect("add").recording_id, 3);

@@ -1,0 +1,48 @@
+//! tern's storage, with no Aeron in it: the frames a recording holds (Aeron's data frame header,
+//! each frame with a CRC32C), segment files and their writer and reader, the checksummed catalog
+//! of recording descriptors, the time and key indexes beside a recording, named cursors, the
+//! directory lock, and rebuilding a catalog from segment files.
+//!
+//! The archive records and replays through it; the cluster's log, snapshots and egress
+//! recordings and the sinks are built on the same files.
+//!
+//! Where to look: [`frame`] (the frame format and checksums), [`segment`] and [`SegmentWriter`] /
+//! [`RecordingReader`] (segment files), [`Catalog`] and [`RecordingDescriptor`] (the catalog),
+//! [`time_index`], [`key`] and [`key_index`] (finding a time or one client's messages),
+//! [`Cursor`] (named positions), [`directory`] (the lock, leftovers), [`rebuild_catalog`].
+
+pub mod catalog;
+pub mod clock;
+pub mod crc;
+pub mod cursors;
+pub mod descriptor;
+pub mod directory;
+pub mod error;
+pub mod frame;
+pub mod indexer;
+pub mod key;
+pub mod key_index;
+pub mod message_time;
+pub mod progress;
+pub mod rebuild;
+pub mod recording_reader;
+pub mod segment;
+pub mod segment_writer;
+pub mod time_index;
+
+pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
+pub use clock::epoch_nanos;
+pub use cursors::{check_cursor_name, Cursor, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME};
+pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
+pub use directory::{lock_directory, remove_leftovers, LOCK_FILE};
+pub use error::{io_error, Result, StoreError};
+pub use indexer::KeyIndexCheck;
+pub use key::{FieldWidth, KeyFilter, KeyKind};
+pub use message_time::{TimeSource, TimeUnit};
+pub use progress::RecordingProgress;
+pub use rebuild::{rebuild_catalog, RebuildReport, RebuiltFrom, RebuiltRecording, UNKNOWN_CHANNEL};
+pub use recording_reader::{
+    check_replay_position, find_end, list_segments, FrameRef, RecordingReader, ScanStop,
+};
+pub use segment_writer::{SegmentGeometry, SegmentWriter, WriteMode};
+pub use time_index::{TimeEntry, TimeIndexReader, TimeSeek};
