@@ -75,7 +75,7 @@ fn sync_time_index_with(
     recording_id: i64,
 ) {
     match time_index.file_handle() {
-        Ok((path, file)) => writer.sync_with(path, file),
+        Ok((path, file)) => writer.sync_with(path, tern_store::storage::from_file(file)),
         Err(error) => {
             tracing::warn!("recording {recording_id}: time index synced only at the stop: {error}")
         }

@@ -28,6 +28,7 @@ pub mod rebuild;
 pub mod recording_reader;
 pub mod segment;
 pub mod segment_writer;
+pub mod storage;
 pub mod time_index;
 
 pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
@@ -42,7 +43,11 @@ pub use message_time::{TimeSource, TimeUnit};
 pub use progress::RecordingProgress;
 pub use rebuild::{rebuild_catalog, RebuildReport, RebuiltFrom, RebuiltRecording, UNKNOWN_CHANNEL};
 pub use recording_reader::{
-    check_replay_position, find_end, list_segments, FrameRef, RecordingReader, ScanStop,
+    check_replay_position, find_end, find_end_on, list_segments, list_segments_on, FrameRef,
+    RecordingReader, ScanStop,
 };
 pub use segment_writer::{SegmentGeometry, SegmentWriter, WriteMode};
+pub use storage::{
+    disk, Disk, Executor, FaultDisk, Io, OpenOptions, SimDisk, Storage, StorageFile, WriteFault,
+};
 pub use time_index::{TimeEntry, TimeIndexReader, TimeSeek};

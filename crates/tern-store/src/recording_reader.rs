@@ -4,10 +4,10 @@ use crate::descriptor::RecordingDescriptor;
 use crate::error::{io_error, Result, StoreError};
 use crate::frame::{FrameExpectation, FrameHeader, FrameProblem};
 use crate::segment::{parse_segment_file_name, segment_base, segment_file_name};
+use crate::storage::{Advice, OpenOptions, Storage, StorageFile};
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const CHUNK: usize = 1 << 20;
 
@@ -70,13 +70,14 @@ impl ScanStop {
 
 /// Reads the segments of one recording.
 pub struct RecordingReader {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     recording_id: i64,
     start_position: i64,
     term_length: i64,
     segment_length: i64,
     expectation: FrameExpectation,
-    open: Option<(i64, File, PathBuf)>,
+    open: Option<(i64, Arc<dyn StorageFile>, PathBuf)>,
     buffer: Vec<u8>,
     /// Reads are scattered: no kernel read-ahead on the segment files (`POSIX_FADV_RANDOM`).
     scattered: bool,
@@ -85,7 +86,17 @@ pub struct RecordingReader {
 impl RecordingReader {
     /// A reader of `descriptor`'s segments in `dir`.
     pub fn new(dir: &Path, descriptor: &RecordingDescriptor) -> Self {
+        Self::new_on(&crate::storage::disk(), dir, descriptor)
+    }
+
+    /// A reader of `descriptor`'s segments in `dir` of `storage`.
+    pub fn new_on(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        descriptor: &RecordingDescriptor,
+    ) -> Self {
         Self {
+            storage: storage.clone(),
             dir: dir.to_path_buf(),
             recording_id: descriptor.recording_id,
             start_position: descriptor.start_position,
@@ -133,20 +144,15 @@ impl RecordingReader {
         ))
     }
 
-    fn open_segment(&mut self, base: i64) -> Result<&(i64, File, PathBuf)> {
+    fn open_segment(&mut self, base: i64) -> Result<&(i64, Arc<dyn StorageFile>, PathBuf)> {
         if self.open.as_ref().map(|(open_base, _, _)| *open_base) != Some(base) {
             let path = self.dir.join(segment_file_name(self.recording_id, base));
-            let file = File::open(&path).map_err(io_error(&path, "open segment"))?;
+            let file = self
+                .storage
+                .open(&path, OpenOptions::read())
+                .map_err(io_error(&path, "open segment"))?;
             if self.scattered {
-                // SAFETY: an advice call on a descriptor we own; it changes no memory of ours.
-                unsafe {
-                    libc::posix_fadvise(
-                        std::os::fd::AsRawFd::as_raw_fd(&file),
-                        0,
-                        0,
-                        libc::POSIX_FADV_RANDOM,
-                    );
-                }
+                file.advise(0, 0, Advice::Random);
             }
             self.open = Some((base, file, path));
         }
@@ -161,15 +167,7 @@ impl RecordingReader {
     pub fn will_need(&mut self, position: i64, length: usize) -> Result<()> {
         let base = self.segment_base(position);
         let (_, file, _) = self.open_segment(base)?;
-        // SAFETY: an advice call on a descriptor we own; it changes no memory of ours.
-        unsafe {
-            libc::posix_fadvise(
-                std::os::fd::AsRawFd::as_raw_fd(file),
-                position - base,
-                length as i64,
-                libc::POSIX_FADV_WILLNEED,
-            );
-        }
+        file.advise((position - base) as u64, length as u64, Advice::WillNeed);
         Ok(())
     }
 
@@ -309,10 +307,20 @@ impl RecordingReader {
 /// # Errors
 /// The directory cannot be listed.
 pub fn list_segments(dir: &Path) -> Result<BTreeMap<i64, Vec<i64>>> {
+    list_segments_on(&crate::storage::disk(), dir)
+}
+
+/// [`list_segments`] in `dir` of `storage`.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub fn list_segments_on(storage: &Arc<dyn Storage>, dir: &Path) -> Result<BTreeMap<i64, Vec<i64>>> {
     let mut segments: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list archive directory"))? {
-        let entry = entry.map_err(io_error(dir, "list archive directory"))?;
-        if let Some((id, base)) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+    let names = storage
+        .list(dir)
+        .map_err(io_error(dir, "list archive directory"))?;
+    for name in names {
+        if let Some((id, base)) = parse_segment_file_name(&name) {
             segments.entry(id).or_default().push(base);
         }
     }
@@ -333,7 +341,20 @@ pub fn find_end(
     descriptor: &RecordingDescriptor,
     bases: &[i64],
 ) -> Result<(i64, Option<ScanStop>)> {
-    let mut reader = RecordingReader::new(dir, descriptor);
+    find_end_on(&crate::storage::disk(), dir, descriptor, bases)
+}
+
+/// [`find_end`] in `dir` of `storage`.
+///
+/// # Errors
+/// A segment file is unreadable.
+pub fn find_end_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    bases: &[i64],
+) -> Result<(i64, Option<ScanStop>)> {
+    let mut reader = RecordingReader::new_on(storage, dir, descriptor);
     let clean =
         |problem: &FrameProblem| matches!(problem, FrameProblem::Empty | FrameProblem::EndOfFile);
     // Damage at the start of a later segment, reported even when an earlier segment holds the end.

@@ -11,6 +11,10 @@
 //! Direct writes bypass the page cache, whose first-touch cost made buffered writes vary from
 //! 0.44 to 1.9 GB/s on the machines tern is measured on, while direct writes held 1.4-2.2 GB/s.
 //! Where `O_DIRECT` is refused (tmpfs), the same code writes buffered.
+//!
+//! Files are reached through a [`Storage`] and jobs run where an [`Io`]'s executor says: on the
+//! writer's I/O thread (the default), or inline on the caller's thread, which with a
+//! [`crate::SimDisk`] makes a recording's writes and syncs a deterministic sequence.
 
 use crate::error::{io_error, Result, StoreError};
 use crate::frame::{stamp_checksums, stamp_checksums_visiting, FrameHeader, HEADER_LENGTH};
@@ -18,8 +22,8 @@ use crate::indexer::IndexJob;
 use crate::key::KeyKind;
 use crate::key_index::KeyCollector;
 use crate::segment::{page_floor, segment_base, segment_file_name, AlignedBuffer, PAGE};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use crate::storage::{Executor, Io, OpenOptions, Storage, StorageFile};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
@@ -69,7 +73,9 @@ impl SegmentGeometry {
 }
 
 struct SegmentFile {
-    file: File,
+    file: Arc<dyn StorageFile>,
+    /// Where it is (its directory is synced through it).
+    storage: Arc<dyn Storage>,
     path: PathBuf,
     base: i64,
     direct: bool,
@@ -95,7 +101,7 @@ enum Job {
     Sync {
         segment: Arc<SegmentFile>,
         position: i64,
-        companion: Option<Arc<(PathBuf, File)>>,
+        companion: Option<Arc<(PathBuf, Arc<dyn StorageFile>)>>,
     },
 }
 
@@ -112,12 +118,20 @@ enum Done {
     Failed(StoreError),
 }
 
-fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
-    let mut failed = false;
-    for job in jobs {
-        // After a failure nothing more is written: the data past the failure would leave a gap.
+/// Runs a writer's jobs in order, on whichever thread the executor gives it.
+#[derive(Default)]
+struct JobRunner {
+    failed: bool,
+}
+
+impl JobRunner {
+    /// Run `job`; what finished, or nothing after a failure (the data past it would leave a gap,
+    /// so nothing more is written or synced).
+    fn run(&mut self, job: Job) -> Option<Done> {
+        if self.failed {
+            return None;
+        }
         let outcome = match job {
-            Job::Write { .. } | Job::Sync { .. } if failed => continue,
             Job::Write {
                 segment,
                 offset,
@@ -152,11 +166,35 @@ fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
                 }
             }
         };
-        failed = matches!(outcome, Done::Failed(_));
-        if done.send(outcome).is_err() {
-            return;
+        self.failed = matches!(outcome, Done::Failed(_));
+        Some(outcome)
+    }
+}
+
+fn run_jobs(jobs: Receiver<Job>, done: Sender<Done>) {
+    let mut runner = JobRunner::default();
+    for job in jobs {
+        if let Some(outcome) = runner.run(job) {
+            if done.send(outcome).is_err() {
+                return;
+            }
         }
     }
+}
+
+/// Where a writer's jobs run.
+enum IoQueue {
+    /// On the writer's own I/O thread.
+    Thread {
+        jobs: Option<Sender<Job>>,
+        done: Receiver<Done>,
+        worker: Option<JoinHandle<()>>,
+    },
+    /// On the caller's thread, as each is handed over (deterministic: a simulation's choice).
+    Inline {
+        runner: JobRunner,
+        done: VecDeque<Done>,
+    },
 }
 
 /// Sync a segment's data, and the first time also its directory entry: a new file must survive a
@@ -168,7 +206,10 @@ fn sync_segment(segment: &SegmentFile) -> Result<()> {
         .map_err(io_error(&segment.path, "sync segment"))?;
     if !segment.entry_synced.load(Ordering::Relaxed) {
         if let Some(dir) = segment.path.parent() {
-            crate::catalog::sync_directory(dir)?;
+            segment
+                .storage
+                .sync_dir(dir)
+                .map_err(io_error(dir, "sync directory"))?;
         }
         segment.entry_synced.store(true, Ordering::Relaxed);
     }
@@ -176,6 +217,7 @@ fn sync_segment(segment: &SegmentFile) -> Result<()> {
 }
 
 fn open_segment(
+    storage: &Arc<dyn Storage>,
     path: &Path,
     base: i64,
     mode: WriteMode,
@@ -183,61 +225,38 @@ fn open_segment(
     length: i64,
     create: bool,
 ) -> Result<SegmentFile> {
-    let open = |direct: bool| {
-        // A new file only (unless an extension reopens its recording's segment): a file of the
-        // same name is left from another catalog (or a bug), and writing over it would mix stale
-        // frames into this recording.
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create_new(create);
-        if direct {
-            options.custom_flags(libc::O_DIRECT);
-        }
-        options.open(path)
+    // A new file only (unless an extension reopens its recording's segment): a file of the same
+    // name is left from another catalog (or a bug), and writing over it would mix stale frames
+    // into this recording. Direct I/O where the file system allows it (not tmpfs).
+    let options = if create {
+        OpenOptions::create_new()
+    } else {
+        OpenOptions::read_write()
     };
-    let (file, direct) = match mode {
-        WriteMode::Direct => match open(true) {
-            Ok(file) => (file, true),
-            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-                // The file was created before O_DIRECT was refused (tmpfs): open it buffered.
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)
-                    .map_err(io_error(path, "create segment"))?;
-                (file, false)
-            }
-            Err(error) => return Err(io_error(path, "create segment")(error)),
-        },
-        WriteMode::Buffered => (
-            open(false).map_err(io_error(path, "create segment"))?,
-            false,
-        ),
-    };
+    let file = storage
+        .open(path, options.direct(mode == WriteMode::Direct))
+        .map_err(io_error(path, "create segment"))?;
     if preallocate {
-        let current = file
-            .metadata()
-            .map_err(io_error(path, "stat segment"))?
-            .len();
-        if current < length as u64 {
-            // SAFETY: plain syscall on an owned descriptor.
-            let result =
-                unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, length) };
-            if result != 0 {
-                let error = std::io::Error::last_os_error();
-                match error.raw_os_error() {
-                    Some(libc::EOPNOTSUPP) => file
-                        .set_len(length as u64)
-                        .map_err(io_error(path, "size segment"))?,
-                    _ => return Err(io_error(path, "preallocate segment")(error)),
+        if let Err(error) = file.allocate(length as u64) {
+            // A file this writer just created goes again, so that nothing is left of a segment
+            // that could not be made (on a full disk) and a later try starts afresh.
+            if create {
+                if let Err(removed) = storage.remove_file(path) {
+                    tracing::warn!(
+                        "{}: remove after a failed preallocation: {removed}",
+                        path.display()
+                    );
                 }
             }
+            return Err(io_error(path, "preallocate segment")(error));
         }
     }
     Ok(SegmentFile {
+        direct: file.is_direct(),
         file,
+        storage: storage.clone(),
         path: path.to_path_buf(),
         base,
-        direct,
         entry_synced: AtomicBool::new(false),
     })
 }
@@ -274,15 +293,15 @@ pub struct SegmentWriter {
     syncs_in_flight: usize,
     /// Data frames appended so far.
     frames: u64,
-    jobs: Option<Sender<Job>>,
-    done: Receiver<Done>,
-    worker: Option<JoinHandle<()>>,
+    io: IoQueue,
+    /// Where the files are.
+    storage: Arc<dyn Storage>,
     broken: bool,
     /// The segment is full and synced; the next one is created with the next frame.
     roll_pending: bool,
     /// A file synced by the I/O thread after each segment sync (the time index), so it is as
     /// durable as the frames under the fsync policy without a sync on the recorder's thread.
-    companion: Option<Arc<(PathBuf, File)>>,
+    companion: Option<Arc<(PathBuf, Arc<dyn StorageFile>)>>,
     /// Since when (epoch ns) a write or sync has been in the I/O thread's hands with nothing
     /// finished; 0 when none is. Read by other threads ([`crate::RecordingProgress::io_waiting`]).
     io_waiting_since: Arc<std::sync::atomic::AtomicI64>,
@@ -319,9 +338,24 @@ impl SegmentWriter {
         preallocate: bool,
         buffer_length: usize,
     ) -> Result<Self> {
+        Self::new_on(&Io::default(), geometry, mode, preallocate, buffer_length)
+    }
+
+    /// [`Self::new`] on the storage and executor of `io`.
+    ///
+    /// # Errors
+    /// The first segment file cannot be created.
+    pub fn new_on(
+        io: &Io,
+        geometry: SegmentGeometry,
+        mode: WriteMode,
+        preallocate: bool,
+        buffer_length: usize,
+    ) -> Result<Self> {
         let start = geometry.start_position;
         let base = geometry.base_of(start);
         let segment = open_segment(
+            &io.storage,
             &geometry.path_of(base),
             base,
             mode,
@@ -329,7 +363,15 @@ impl SegmentWriter {
             geometry.segment_length,
             true,
         )?;
-        Self::starting_at(geometry, start, segment, mode, preallocate, buffer_length)
+        Self::starting_at(
+            io,
+            geometry,
+            start,
+            segment,
+            mode,
+            preallocate,
+            buffer_length,
+        )
     }
 
     /// A writer that extends a stopped recording from `position`, its stop position: the segment
@@ -346,10 +388,33 @@ impl SegmentWriter {
         preallocate: bool,
         buffer_length: usize,
     ) -> Result<Self> {
+        Self::resume_on(
+            &Io::default(),
+            geometry,
+            position,
+            mode,
+            preallocate,
+            buffer_length,
+        )
+    }
+
+    /// [`Self::resume`] on the storage and executor of `io`.
+    ///
+    /// # Errors
+    /// The segment cannot be opened, created or read.
+    pub fn resume_on(
+        io: &Io,
+        geometry: SegmentGeometry,
+        position: i64,
+        mode: WriteMode,
+        preallocate: bool,
+        buffer_length: usize,
+    ) -> Result<Self> {
         let base = geometry.base_of(position);
         let path = geometry.path_of(base);
-        let exists = path.exists();
+        let exists = io.storage.exists(&path);
         let segment = open_segment(
+            &io.storage,
             &path,
             base,
             mode,
@@ -358,6 +423,7 @@ impl SegmentWriter {
             !exists,
         )?;
         let mut writer = Self::starting_at(
+            io,
             geometry,
             position,
             segment,
@@ -368,7 +434,8 @@ impl SegmentWriter {
         if exists && writer.buffer_length > 0 {
             let page = (writer.buffer_position - base) as u64;
             let length = writer.buffer_length;
-            File::open(&path)
+            io.storage
+                .open(&path, OpenOptions::read())
                 .and_then(|file| {
                     file.read_exact_at(&mut writer.buffer.as_mut_slice()[..length], page)
                 })
@@ -378,6 +445,7 @@ impl SegmentWriter {
     }
 
     fn starting_at(
+        io: &Io,
         geometry: SegmentGeometry,
         start: i64,
         segment: SegmentFile,
@@ -388,12 +456,25 @@ impl SegmentWriter {
         let base = segment.base;
         let buffer_position = base + page_floor(start - base);
         let buffer_length = buffer_length.max(64 * 1024 + PAGE);
-        let (jobs, job_queue) = mpsc::channel();
-        let (done_sender, done) = mpsc::channel();
-        let worker = std::thread::Builder::new()
-            .name(format!("tern-io-{}", geometry.recording_id))
-            .spawn(move || run_jobs(job_queue, done_sender))
-            .map_err(io_error(&geometry.dir, "start the segment I/O thread"))?;
+        let queue = match io.executor {
+            Executor::Thread => {
+                let (jobs, job_queue) = mpsc::channel();
+                let (done_sender, done) = mpsc::channel();
+                let worker = std::thread::Builder::new()
+                    .name(format!("tern-io-{}", geometry.recording_id))
+                    .spawn(move || run_jobs(job_queue, done_sender))
+                    .map_err(io_error(&geometry.dir, "start the segment I/O thread"))?;
+                IoQueue::Thread {
+                    jobs: Some(jobs),
+                    done,
+                    worker: Some(worker),
+                }
+            }
+            Executor::Inline => IoQueue::Inline {
+                runner: JobRunner::default(),
+                done: VecDeque::new(),
+            },
+        };
         Ok(Self {
             buffer: AlignedBuffer::new(buffer_length),
             spare: (1..BUFFERS)
@@ -413,9 +494,8 @@ impl SegmentWriter {
             writes_in_flight: 0,
             syncs_in_flight: 0,
             frames: 0,
-            jobs: Some(jobs),
-            done,
-            worker: Some(worker),
+            io: queue,
+            storage: io.storage.clone(),
             broken: false,
             roll_pending: false,
             companion: None,
@@ -438,7 +518,7 @@ impl SegmentWriter {
     }
 
     /// Sync `file` (named `path`) on the I/O thread after every segment sync from now on.
-    pub fn sync_with(&mut self, path: PathBuf, file: File) {
+    pub fn sync_with(&mut self, path: PathBuf, file: Arc<dyn StorageFile>) {
         self.companion = Some(Arc::new((path, file)));
     }
 
@@ -711,7 +791,10 @@ impl SegmentWriter {
     /// A write or sync failed.
     pub fn poll(&mut self) -> Result<bool> {
         let mut any = false;
-        while let Ok(done) = self.done.try_recv() {
+        while let Some(done) = match &mut self.io {
+            IoQueue::Thread { done, .. } => done.try_recv().ok(),
+            IoQueue::Inline { done, .. } => done.pop_front(),
+        } {
             self.on_done(done)?;
             any = true;
         }
@@ -719,9 +802,13 @@ impl SegmentWriter {
     }
 
     fn wait_one(&mut self) -> Result<()> {
-        match self.done.recv() {
-            Ok(done) => self.on_done(done),
-            Err(_) => {
+        let done = match &mut self.io {
+            IoQueue::Thread { done, .. } => done.recv().ok(),
+            IoQueue::Inline { done, .. } => done.pop_front(),
+        };
+        match done {
+            Some(done) => self.on_done(done),
+            None => {
                 self.broken = true;
                 self.check()
             }
@@ -733,10 +820,15 @@ impl SegmentWriter {
             self.io_waiting_since
                 .store(crate::clock::epoch_nanos(), Ordering::Release);
         }
-        let sent = self
-            .jobs
-            .as_ref()
-            .is_some_and(|jobs| jobs.send(job).is_ok());
+        let sent = match &mut self.io {
+            IoQueue::Thread { jobs, .. } => {
+                jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok())
+            }
+            IoQueue::Inline { runner, done } => {
+                done.extend(runner.run(job));
+                true
+            }
+        };
         if !sent {
             self.broken = true;
         }
@@ -811,6 +903,7 @@ impl SegmentWriter {
     fn open_next_segment(&mut self) -> Result<()> {
         let next = self.buffer_position;
         let segment = open_segment(
+            &self.storage,
             &self.geometry.path_of(next),
             next,
             self.mode,
@@ -858,9 +951,11 @@ impl SegmentWriter {
 
 impl Drop for SegmentWriter {
     fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
+        if let IoQueue::Thread { jobs, worker, .. } = &mut self.io {
+            *jobs = None;
+            if let Some(worker) = worker.take() {
+                let _ = worker.join();
+            }
         }
     }
 }
