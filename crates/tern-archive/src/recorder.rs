@@ -69,18 +69,11 @@ const SPY_CONNECT_GRACE: Duration = Duration::from_secs(3);
 const MIN_BLOCK_SPACE: usize = 64 * 1024;
 
 /// Have the segment writer's I/O thread sync the time index after each segment sync.
-fn sync_time_index_with(
-    writer: &mut SegmentWriter,
-    time_index: &TimeIndexWriter,
-    recording_id: i64,
-) {
-    match time_index.file_handle() {
-        Ok((path, file)) => writer.sync_with(path, tern_store::storage::from_file(file)),
-        Err(error) => {
-            tracing::warn!("recording {recording_id}: time index synced only at the stop: {error}")
-        }
-    }
+fn sync_time_index_with(writer: &mut SegmentWriter, time_index: &TimeIndexWriter) {
+    let (path, file) = time_index.file_handle();
+    writer.sync_with(path, file);
 }
+
 /// Bytes dropped per cycle from an image whose recording failed.
 const DISCARD_LIMIT: usize = 4 << 20;
 /// Bytes of a catalog record for its three strings (1024 less the fixed fields and the three
@@ -645,7 +638,7 @@ impl Recorder {
         })?;
         let descriptor = extension.descriptor;
         let mut extension_writer = extension.writer;
-        sync_time_index_with(&mut extension_writer, &extension.time_index, recording_id);
+        sync_time_index_with(&mut extension_writer, &extension.time_index);
         extension_writer.watch_io(extension.progress.io_watch());
         let position = extension_writer.position();
         let mut key = Vec::with_capacity(16);
@@ -778,7 +771,7 @@ impl Recorder {
                 return Err((recording_id, error.into()));
             }
         };
-        sync_time_index_with(&mut writer, &time_index, recording_id);
+        sync_time_index_with(&mut writer, &time_index);
         writer.watch_io(progress.io_watch());
         if !config.key_index.is_empty() {
             match tern_store::key_index::write_manifest(&config.dir, recording_id, &config.key_index) {

@@ -3,9 +3,9 @@
 
 use crate::descriptor::{RecordState, RecordingDescriptor, RECORD_LENGTH};
 use crate::error::{io_error, Result, StoreError};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use crate::storage::{read_all, OpenOptions, Storage, StorageFile};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Name of the catalog file in an archive directory.
 pub const CATALOG_FILE: &str = "catalog.tern";
@@ -34,12 +34,12 @@ pub enum CatalogEntry {
 #[derive(Debug)]
 pub struct Catalog {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn StorageFile>,
     writable: bool,
     entries: Vec<CatalogEntry>,
     /// The redo file (writable catalogs): each record is written here, synced, before it is
     /// written in place, so a torn in-place write is repaired at the next open.
-    redo: Option<File>,
+    redo: Option<Arc<dyn StorageFile>>,
 }
 
 /// Name of the catalog's redo file: the last record written, whole, with its slot.
@@ -62,7 +62,15 @@ fn encode_redo(slot: i64, record: &[u8; RECORD_LENGTH]) -> [u8; REDO_LENGTH] {
 
 /// The redo file's record and its slot, if the file is whole and its record sound.
 pub fn read_redo(dir: &Path) -> Option<(usize, RecordingDescriptor, Vec<u8>)> {
-    let bytes = std::fs::read(dir.join(REDO_FILE)).ok()?;
+    read_redo_on(&crate::storage::disk(), dir)
+}
+
+/// [`read_redo`] in `dir` of `storage`.
+pub fn read_redo_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+) -> Option<(usize, RecordingDescriptor, Vec<u8>)> {
+    let bytes = read_all(storage.as_ref(), &dir.join(REDO_FILE)).ok()?;
     if bytes.len() != REDO_LENGTH || &bytes[0..8] != REDO_MAGIC {
         return None;
     }
@@ -77,18 +85,14 @@ pub fn read_redo(dir: &Path) -> Option<(usize, RecordingDescriptor, Vec<u8>)> {
     (descriptor.recording_id == slot as i64).then_some((slot, descriptor, record))
 }
 
-fn open_redo(dir: &Path) -> Result<File> {
+fn open_redo(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Arc<dyn StorageFile>> {
     let path = dir.join(REDO_FILE);
-    let existed = path.exists();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
+    let existed = storage.exists(&path);
+    let file = storage
+        .open(&path, OpenOptions::create())
         .map_err(io_error(&path, "open catalog redo file"))?;
     if !existed {
-        sync_directory(dir)?;
+        sync_directory_on(storage, dir)?;
     }
     Ok(file)
 }
@@ -157,27 +161,37 @@ fn check_header(path: &Path, header: &[u8]) -> Result<()> {
 
 /// Create the catalog with its header in one step: written to a temporary file, synced, renamed
 /// into place, and the directory synced, so a crash never leaves a half-written catalog.
-fn create(dir: &Path, path: &Path) -> Result<File> {
+fn create(storage: &Arc<dyn Storage>, dir: &Path, path: &Path) -> Result<Arc<dyn StorageFile>> {
     let temporary = dir.join(format!("{CATALOG_FILE}.new"));
-    {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temporary)
-            .map_err(io_error(&temporary, "create catalog"))?;
-        file.write_all_at(&encode_header(), 0)
-            .map_err(io_error(&temporary, "write catalog header"))?;
-        file.sync_all()
-            .map_err(io_error(&temporary, "sync catalog"))?;
-    }
-    std::fs::rename(&temporary, path).map_err(io_error(path, "create catalog"))?;
-    sync_directory(dir)?;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
+    write_whole(
+        storage,
+        &temporary,
+        &encode_header(),
+        "write catalog header",
+    )?;
+    storage
+        .rename(&temporary, path)
+        .map_err(io_error(path, "create catalog"))?;
+    sync_directory_on(storage, dir)?;
+    storage
+        .open(path, OpenOptions::read_write())
         .map_err(io_error(path, "open catalog"))
+}
+
+/// Write `bytes` as the whole of the file at `path` (created or cut to them), synced.
+fn write_whole(
+    storage: &Arc<dyn Storage>,
+    path: &Path,
+    bytes: &[u8],
+    operation: &'static str,
+) -> Result<()> {
+    let file = storage
+        .open(path, OpenOptions::create())
+        .map_err(io_error(path, "create catalog"))?;
+    file.set_len(0).map_err(io_error(path, operation))?;
+    file.write_all_at(bytes, 0)
+        .map_err(io_error(path, operation))?;
+    file.sync_data().map_err(io_error(path, "sync catalog"))
 }
 
 /// Replace the catalog of `dir` with one holding `records` (in id order, record `i` for
@@ -187,6 +201,18 @@ fn create(dir: &Path, path: &Path) -> Result<File> {
 /// # Errors
 /// A record's id is not its slot, a record cannot be encoded, or a file error.
 pub fn replace(dir: &Path, records: &[RecordingDescriptor]) -> Result<()> {
+    replace_on(&crate::storage::disk(), dir, records)
+}
+
+/// [`replace`] in `dir` of `storage`.
+///
+/// # Errors
+/// A record's id is not its slot, a record cannot be encoded, or a file error.
+pub fn replace_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    records: &[RecordingDescriptor],
+) -> Result<()> {
     let path = dir.join(CATALOG_FILE);
     let temporary = dir.join(format!("{CATALOG_FILE}.rebuild"));
     let mut bytes = Vec::with_capacity(HEADER_LENGTH + records.len() * RECORD_LENGTH);
@@ -200,28 +226,19 @@ pub fn replace(dir: &Path, records: &[RecordingDescriptor]) -> Result<()> {
         }
         bytes.extend_from_slice(&record.encode().map_err(StoreError::Invalid)?);
     }
-    {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temporary)
-            .map_err(io_error(&temporary, "create catalog"))?;
-        file.write_all_at(&bytes, 0)
-            .map_err(io_error(&temporary, "write catalog"))?;
-        file.sync_all()
-            .map_err(io_error(&temporary, "sync catalog"))?;
-    }
+    write_whole(storage, &temporary, &bytes, "write catalog")?;
     // The redo record belongs to the catalog being replaced: it must not be applied to this one.
-    remove_redo(dir)?;
-    std::fs::rename(&temporary, &path).map_err(io_error(&path, "replace catalog"))?;
-    sync_directory(dir)
+    remove_redo(storage, dir)?;
+    storage
+        .rename(&temporary, &path)
+        .map_err(io_error(&path, "replace catalog"))?;
+    sync_directory_on(storage, dir)
 }
 
-fn remove_redo(dir: &Path) -> Result<()> {
+fn remove_redo(storage: &Arc<dyn Storage>, dir: &Path) -> Result<()> {
     let redo = dir.join(REDO_FILE);
-    match std::fs::remove_file(&redo) {
-        Ok(()) => sync_directory(dir),
+    match storage.remove_file(&redo) {
+        Ok(()) => sync_directory_on(storage, dir),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(io_error(&redo, "remove catalog redo file")(error)),
     }
@@ -232,8 +249,16 @@ fn remove_redo(dir: &Path) -> Result<()> {
 /// # Errors
 /// The directory cannot be opened or synced.
 pub fn sync_directory(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
+    sync_directory_on(&crate::storage::disk(), dir)
+}
+
+/// [`sync_directory`] on `storage`.
+///
+/// # Errors
+/// The directory cannot be opened or synced.
+pub fn sync_directory_on(storage: &Arc<dyn Storage>, dir: &Path) -> Result<()> {
+    storage
+        .sync_dir(dir)
         .map_err(io_error(dir, "sync directory"))
 }
 
@@ -244,8 +269,16 @@ impl Catalog {
     /// The file cannot be read, or its header is damaged (a damaged record is not an error: it is
     /// reported as [`CatalogEntry::Damaged`]).
     pub fn open(dir: &Path, writable: bool) -> Result<Self> {
+        Self::open_on(&crate::storage::disk(), dir, writable)
+    }
+
+    /// [`Self::open`] in `dir` of `storage`.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_on(storage: &Arc<dyn Storage>, dir: &Path, writable: bool) -> Result<Self> {
         let path = dir.join(CATALOG_FILE);
-        if !path.exists() {
+        if !storage.exists(&path) {
             if !writable {
                 return Err(StoreError::Io {
                     path: path.clone(),
@@ -254,22 +287,25 @@ impl Catalog {
                 });
             }
             // A redo record left of a catalog that is gone belongs to no catalog.
-            remove_redo(dir)?;
-            let file = create(dir, &path)?;
+            remove_redo(storage, dir)?;
+            let file = create(storage, dir, &path)?;
             return Ok(Self {
                 path,
                 file,
                 writable,
                 entries: Vec::new(),
-                redo: Some(open_redo(dir)?),
+                redo: Some(open_redo(storage, dir)?),
             });
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(&path)
+        let options = if writable {
+            OpenOptions::read_write()
+        } else {
+            OpenOptions::read()
+        };
+        let file = storage
+            .open(&path, options)
             .map_err(io_error(&path, "open catalog"))?;
-        let bytes = std::fs::read(&path).map_err(io_error(&path, "read catalog"))?;
+        let bytes = read_all(storage.as_ref(), &path).map_err(io_error(&path, "read catalog"))?;
         check_header(&path, &bytes[..bytes.len().min(HEADER_LENGTH)])?;
         let mut entries = Vec::new();
         let mut offset = HEADER_LENGTH;
@@ -305,9 +341,9 @@ impl Catalog {
             entries,
             redo: None,
         };
-        catalog.apply_redo(dir, &bytes)?;
+        catalog.apply_redo(storage, dir, &bytes)?;
         if writable {
-            catalog.redo = Some(open_redo(dir)?);
+            catalog.redo = Some(open_redo(storage, dir)?);
         }
         Ok(catalog)
     }
@@ -315,8 +351,8 @@ impl Catalog {
     /// Put back the last record written if its in-place write did not finish (a crash tore or
     /// lost it): the redo file holds it whole. A writable catalog writes it in place; a
     /// read-only one only reads it so.
-    fn apply_redo(&mut self, dir: &Path, bytes: &[u8]) -> Result<()> {
-        let Some((slot, descriptor, record)) = read_redo(dir) else {
+    fn apply_redo(&mut self, storage: &Arc<dyn Storage>, dir: &Path, bytes: &[u8]) -> Result<()> {
+        let Some((slot, descriptor, record)) = read_redo_on(storage, dir) else {
             return Ok(());
         };
         let offset = HEADER_LENGTH + slot * RECORD_LENGTH;

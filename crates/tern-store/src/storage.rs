@@ -207,12 +207,24 @@ impl Io {
     }
 }
 
-/// A real file already open, as a [`StorageFile`] (buffered I/O).
-pub fn from_file(file: std::fs::File) -> Arc<dyn StorageFile> {
-    Arc::new(DiskFile {
-        file,
-        direct: false,
-    })
+/// The whole of the file at `path`.
+///
+/// # Errors
+/// It cannot be opened or read.
+pub fn read_all(storage: &dyn Storage, path: &Path) -> io::Result<Vec<u8>> {
+    let file = storage.open(path, OpenOptions::read())?;
+    let mut bytes = vec![0u8; file.len()? as usize];
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.read_at(&mut bytes[done..], done as u64) {
+            Ok(0) => break,
+            Ok(read) => done += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    bytes.truncate(done);
+    Ok(bytes)
 }
 
 /// The real file system.
@@ -367,13 +379,25 @@ struct SimState {
     writes: u64,
     /// Syncs after this many no longer make anything durable.
     frozen_after: Option<u64>,
+    /// The live bytes of every file when the first sync past `frozen_after` was asked for: the
+    /// moment of the crash. What was written by then may be torn; what came after never was.
+    at_crash: Option<BTreeMap<u64, Vec<u8>>>,
 }
 
 impl SimState {
     /// Count a sync; whether it takes effect.
     fn sync_counts(&mut self) -> bool {
         self.syncs += 1;
-        self.frozen_after.is_none_or(|limit| self.syncs <= limit)
+        let counts = self.frozen_after.is_none_or(|limit| self.syncs <= limit);
+        if !counts && self.at_crash.is_none() {
+            let live = self
+                .inodes
+                .iter()
+                .map(|(inode, file)| (*inode, file.live.clone()))
+                .collect();
+            self.at_crash = Some(live);
+        }
+        counts
     }
 }
 
@@ -423,8 +447,46 @@ impl SimDisk {
                 syncs: 0,
                 writes: 0,
                 frozen_after: None,
+                at_crash: None,
             })),
         }
+    }
+
+    /// [`crash`](Self::crash), with a torn write: of each file's bytes that were written but not
+    /// synced, the first `bytes` (in file order) reached the device anyway, as the first sectors
+    /// of a write can before the power goes. On a frozen disk only what was written before the
+    /// crash (the first sync past the freeze) can be torn.
+    pub fn crash_torn(&self, bytes: usize) -> SimDisk {
+        let crashed = self.crash();
+        let state = self.lock();
+        let mut after = crashed.lock();
+        for inode in state.durable_names.values() {
+            let (Some(file), Some(kept)) = (state.inodes.get(inode), after.inodes.get_mut(inode))
+            else {
+                continue;
+            };
+            let live = state
+                .at_crash
+                .as_ref()
+                .and_then(|at_crash| at_crash.get(inode))
+                .unwrap_or(&file.live);
+            let mut left = bytes;
+            for (offset, byte) in live.iter().enumerate() {
+                if left == 0 {
+                    break;
+                }
+                if file.durable.get(offset) != Some(byte) {
+                    if kept.live.len() <= offset {
+                        kept.live.resize(offset + 1, 0);
+                    }
+                    kept.live[offset] = *byte;
+                    left -= 1;
+                }
+            }
+            kept.durable = kept.live.clone();
+        }
+        drop(after);
+        crashed
     }
 
     /// From now on, only the next `syncs` syncs take effect: a later [`crash`](Self::crash) finds

@@ -6,9 +6,10 @@
 //! non-decreasing. See `docs/formats.md`.
 
 use crate::error::{io_error, Result, StoreError};
-use std::fs::{File, OpenOptions};
+use crate::storage::{disk, read_all, OpenOptions, Storage, StorageFile};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"TERNTIX\0";
 const VERSION: u32 = 1;
@@ -34,7 +35,9 @@ pub struct TimeEntry {
 /// Appends entries for a recording being written.
 pub struct TimeIndexWriter {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn StorageFile>,
+    /// Where the next entries go: the end of the file.
+    end: u64,
     pending: Vec<u8>,
     interval_ns: i64,
     last_timestamp_ns: i64,
@@ -58,18 +61,30 @@ impl TimeIndexWriter {
     /// # Errors
     /// The file cannot be created.
     pub fn create(dir: &Path, recording_id: i64, interval_ns: i64) -> Result<Self> {
+        Self::create_on(&disk(), dir, recording_id, interval_ns)
+    }
+
+    /// [`Self::create`] in `dir` of `storage`.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub fn create_on(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        recording_id: i64,
+        interval_ns: i64,
+    ) -> Result<Self> {
         let path = dir.join(time_index_file_name(recording_id));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        let file = storage
+            .open(&path, OpenOptions::create())
             .map_err(io_error(&path, "create time index"))?;
-        file.write_all(&header(recording_id))
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(&header(recording_id), 0))
             .map_err(io_error(&path, "write time index"))?;
         Ok(Self {
             path,
             file,
+            end: HEADER_LENGTH as u64,
             pending: Vec::with_capacity(4096),
             interval_ns,
             last_timestamp_ns: i64::MIN,
@@ -90,25 +105,40 @@ impl TimeIndexWriter {
         interval_ns: i64,
         stop_position: i64,
     ) -> Result<Self> {
-        let entries = match read_time_index(dir, recording_id, stop_position) {
+        Self::resume_on(&disk(), dir, recording_id, interval_ns, stop_position)
+    }
+
+    /// [`Self::resume`] in `dir` of `storage`.
+    ///
+    /// # Errors
+    /// The file cannot be opened, cut or created.
+    pub fn resume_on(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        recording_id: i64,
+        interval_ns: i64,
+        stop_position: i64,
+    ) -> Result<Self> {
+        let entries = match read_time_index_on(storage, dir, recording_id, stop_position) {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(
                     "recording {recording_id}: time index restarted empty at {stop_position}: {error}"
                 );
-                return Self::create(dir, recording_id, interval_ns);
+                return Self::create_on(storage, dir, recording_id, interval_ns);
             }
         };
         let path = dir.join(time_index_file_name(recording_id));
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
+        let file = storage
+            .open(&path, OpenOptions::read_write())
             .map_err(io_error(&path, "open time index"))?;
-        file.set_len((HEADER_LENGTH + entries.len() * ENTRY_LENGTH) as u64)
+        let end = (HEADER_LENGTH + entries.len() * ENTRY_LENGTH) as u64;
+        file.set_len(end)
             .map_err(io_error(&path, "cut time index"))?;
         Ok(Self {
             path,
             file,
+            end,
             pending: Vec::with_capacity(4096),
             interval_ns,
             last_timestamp_ns: entries.last().map_or(i64::MIN, |entry| entry.timestamp_ns),
@@ -142,7 +172,8 @@ impl TimeIndexWriter {
         if self.pending.is_empty() || self.broken {
             return Ok(());
         }
-        let written = self.file.write_all(&self.pending);
+        let written = self.file.write_all_at(&self.pending, self.end);
+        self.end += self.pending.len() as u64;
         self.pending.clear();
         if let Err(error) = written {
             self.broken = true;
@@ -151,16 +182,9 @@ impl TimeIndexWriter {
         Ok(())
     }
 
-    /// A second handle on the index file (for syncs on another thread), and its path.
-    ///
-    /// # Errors
-    /// The descriptor cannot be duplicated.
-    pub fn file_handle(&self) -> Result<(PathBuf, File)> {
-        let file = self
-            .file
-            .try_clone()
-            .map_err(io_error(&self.path, "duplicate time index handle"))?;
-        Ok((self.path.clone(), file))
+    /// The index file (for syncs on another thread), and its path.
+    pub fn file_handle(&self) -> (PathBuf, Arc<dyn StorageFile>) {
+        (self.path.clone(), self.file.clone())
     }
 
     /// Sync the index to the device.
@@ -179,16 +203,11 @@ impl TimeIndexWriter {
 /// # Errors
 /// The file cannot be written.
 pub fn reset_time_index(dir: &Path, recording_id: i64) -> Result<()> {
-    let path = dir.join(time_index_file_name(recording_id));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io_error(&path, "create time index"))?;
-    file.write_all(&header(recording_id))
-        .map_err(io_error(&path, "write time index"))?;
-    file.sync_all().map_err(io_error(&path, "sync time index"))
+    let writer = TimeIndexWriter::create(dir, recording_id, 0)?;
+    writer
+        .file
+        .sync_data()
+        .map_err(io_error(&writer.path, "sync time index"))
 }
 
 /// Read the whole time index of a recording. Entries at or past `stop_position` (written before
@@ -201,8 +220,21 @@ pub fn read_time_index(
     recording_id: i64,
     stop_position: i64,
 ) -> Result<Vec<TimeEntry>> {
+    read_time_index_on(&disk(), dir, recording_id, stop_position)
+}
+
+/// [`read_time_index`] in `dir` of `storage`.
+///
+/// # Errors
+/// The file is missing, unreadable or not a time index.
+pub fn read_time_index_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+    stop_position: i64,
+) -> Result<Vec<TimeEntry>> {
     let path = dir.join(time_index_file_name(recording_id));
-    let bytes = std::fs::read(&path).map_err(io_error(&path, "read time index"))?;
+    let bytes = read_all(storage.as_ref(), &path).map_err(io_error(&path, "read time index"))?;
     check_header(&path, &bytes, recording_id)?;
     let mut entries = Vec::with_capacity((bytes.len() - HEADER_LENGTH) / ENTRY_LENGTH);
     for (index, chunk) in bytes[HEADER_LENGTH..]
@@ -279,7 +311,7 @@ pub const SEEK_WINDOW: u64 = 256;
 /// Reads a time index by interpolation search, a few reads per seek whatever its size.
 pub struct TimeIndexReader {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn StorageFile>,
     entries: u64,
 }
 
@@ -290,15 +322,23 @@ impl TimeIndexReader {
     /// # Errors
     /// The file is missing, unreadable or not this recording's time index.
     pub fn open(dir: &Path, recording_id: i64) -> Result<Self> {
+        Self::open_on(&disk(), dir, recording_id)
+    }
+
+    /// [`Self::open`] in `dir` of `storage`.
+    ///
+    /// # Errors
+    /// The file is missing, unreadable or not this recording's time index.
+    pub fn open_on(storage: &Arc<dyn Storage>, dir: &Path, recording_id: i64) -> Result<Self> {
         let path = dir.join(time_index_file_name(recording_id));
-        let file = File::open(&path).map_err(io_error(&path, "open time index"))?;
+        let file = storage
+            .open(&path, OpenOptions::read())
+            .map_err(io_error(&path, "open time index"))?;
         let mut header = [0u8; HEADER_LENGTH];
-        let read = read_fully(&file, &mut header, 0).map_err(io_error(&path, "read time index"))?;
+        let read = read_fully(file.as_ref(), &mut header, 0)
+            .map_err(io_error(&path, "read time index"))?;
         check_header(&path, &header[..read], recording_id)?;
-        let length = file
-            .metadata()
-            .map_err(io_error(&path, "stat time index"))?
-            .len();
+        let length = file.len().map_err(io_error(&path, "stat time index"))?;
         let entries = length.saturating_sub(HEADER_LENGTH as u64) / ENTRY_LENGTH as u64;
         Ok(Self {
             path,
@@ -314,9 +354,8 @@ impl TimeIndexReader {
     pub fn refresh(&mut self) -> Result<()> {
         let length = self
             .file
-            .metadata()
-            .map_err(io_error(&self.path, "stat time index"))?
-            .len();
+            .len()
+            .map_err(io_error(&self.path, "stat time index"))?;
         self.entries = length.saturating_sub(HEADER_LENGTH as u64) / ENTRY_LENGTH as u64;
         Ok(())
     }
@@ -346,7 +385,7 @@ impl TimeIndexReader {
     pub fn entry(&self, index: u64) -> Result<TimeEntry> {
         let mut bytes = [0u8; ENTRY_LENGTH];
         let offset = HEADER_LENGTH as u64 + index * ENTRY_LENGTH as u64;
-        let read = read_fully(&self.file, &mut bytes, offset)
+        let read = read_fully(self.file.as_ref(), &mut bytes, offset)
             .map_err(io_error(&self.path, "read time index"))?;
         if read < ENTRY_LENGTH {
             return Err(StoreError::Corrupt {
@@ -431,7 +470,7 @@ impl TimeIndexReader {
         let count = (last - first + 1) as usize;
         let mut bytes = vec![0u8; count * ENTRY_LENGTH];
         let offset = HEADER_LENGTH as u64 + first * ENTRY_LENGTH as u64;
-        let read = read_fully(&self.file, &mut bytes, offset)
+        let read = read_fully(self.file.as_ref(), &mut bytes, offset)
             .map_err(io_error(&self.path, "read time index"))?;
         if read < bytes.len() {
             return Err(StoreError::Corrupt {
@@ -464,8 +503,7 @@ impl TimeIndexReader {
     }
 }
 
-fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
+fn read_fully(file: &dyn StorageFile, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut done = 0;
     while done < buffer.len() {
         let read = file.read_at(&mut buffer[done..], offset + done as u64)?;
@@ -698,7 +736,7 @@ pub fn replace_time_index(dir: &Path, recording_id: i64, entries: &[TimeEntry]) 
     }
     {
         let mut file =
-            File::create(&temporary).map_err(io_error(&temporary, "create time index"))?;
+            std::fs::File::create(&temporary).map_err(io_error(&temporary, "create time index"))?;
         file.write_all(&bytes)
             .map_err(io_error(&temporary, "write time index"))?;
         file.sync_all()
