@@ -2,7 +2,7 @@
 //! of them to its own recording.
 
 use crate::archive::{RecordingFailure, Shared};
-use crate::config::FsyncPolicy;
+use crate::config::{ArchiveConfig, FsyncPolicy};
 use crate::error::{ArchiveError, Result};
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
@@ -13,7 +13,7 @@ use tern_store::indexer::IndexJob;
 use tern_store::progress::RecordingProgress;
 use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
 use tern_store::time_index::TimeIndexWriter;
-use tern_transport::{BackoffIdle, Client, Counter, Idle, Image, Subscription};
+use tern_transport::{BackoffIdle, BlockSource, Client, Counter, Idle, Image, Subscription};
 
 /// Aeron's counter type id of an archive recording position; tools that list counters know it.
 pub const RECORDING_POSITION_TYPE_ID: i32 = 100;
@@ -47,19 +47,21 @@ pub(crate) enum RecorderCommand {
     Shutdown,
 }
 
-struct RecordingSession {
-    descriptor: RecordingDescriptor,
-    image: Image,
-    writer: SegmentWriter,
-    time_index: TimeIndexWriter,
-    progress: Arc<RecordingProgress>,
-    counter: Option<Counter>,
-    last_sync: Instant,
+/// One image being recorded: generic over where its frames come from (an Aeron [`Image`], or a
+/// simulated one in tests).
+pub(crate) struct RecordingSession<I = Image> {
+    pub(crate) descriptor: RecordingDescriptor,
+    pub(crate) image: I,
+    pub(crate) writer: SegmentWriter,
+    pub(crate) time_index: TimeIndexWriter,
+    pub(crate) progress: Arc<RecordingProgress>,
+    pub(crate) counter: Option<Counter>,
+    pub(crate) last_sync: Instant,
     /// The recording subscription the image came through.
-    subscription_id: i64,
+    pub(crate) subscription_id: i64,
     /// For a spy image (a local recording of a UDP channel): when to check that its publication
     /// is connected, until it is or has been reported.
-    spy_check: Option<Instant>,
+    pub(crate) spy_check: Option<Instant>,
 }
 
 /// How long a spied publication may stay unconnected before the recorder says why: long enough
@@ -81,12 +83,17 @@ const DISCARD_LIMIT: usize = 4 << 20;
 const MAX_CATALOG_STRINGS: usize = tern_store::descriptor::RECORD_LENGTH - 80 - 6;
 const MAX_SOURCE_IDENTITY: usize = 128;
 
-impl RecordingSession {
+impl<I: BlockSource> RecordingSession<I> {
     /// Copy what the image has into the segments, hand full buffers to the I/O thread, take in
     /// finished writes and syncs, and ask for syncs as the policy says.
-    fn do_work(&mut self, shared: &Shared, timestamp_ns: i64, now: Instant) -> Result<usize> {
+    pub(crate) fn do_work(
+        &mut self,
+        config: &ArchiveConfig,
+        timestamp_ns: i64,
+        now: Instant,
+    ) -> Result<usize> {
         let mut bytes = 0usize;
-        let budget = shared.config.write_buffer_length;
+        let budget = config.write_buffer_length;
         let mut failure = None;
         while bytes < budget {
             if self.writer.buffer_space() < MIN_BLOCK_SPACE {
@@ -128,7 +135,7 @@ impl RecordingSession {
         }
         let finished = self.writer.poll()?;
         let flushed = self.writer.flushed_position();
-        let durable = match shared.config.fsync {
+        let durable = match config.fsync {
             FsyncPolicy::None => flushed,
             FsyncPolicy::Always => {
                 if bytes > 0 {
@@ -159,7 +166,7 @@ impl RecordingSession {
     /// Write and sync what is buffered and record the stop in the catalog. If the data cannot be
     /// written and synced, the catalog keeps the recording active, so the next start finds its
     /// end by scanning what really is on disk.
-    fn finish(mut self, shared: &Shared, error: Option<&ArchiveError>) -> Image {
+    fn finish(mut self, shared: &Shared, error: Option<&ArchiveError>) -> I {
         let recording_id = self.descriptor.recording_id;
         let synced = self.writer.sync();
         if let Err(index_error) = self
@@ -420,7 +427,7 @@ impl Recorder {
         for (index, entry) in self.subscriptions.iter_mut().enumerate() {
             let mut failed = Vec::new();
             for (image_id, session) in entry.sessions.iter_mut() {
-                match session.do_work(shared, timestamp_ns, now) {
+                match session.do_work(&shared.config, timestamp_ns, now) {
                     Ok(bytes) => work += bytes,
                     Err(error) => failed.push((*image_id, error)),
                 }
@@ -520,7 +527,7 @@ impl Recorder {
                 .collect();
             for image_id in ended {
                 if let Some(mut session) = entry.sessions.remove(&image_id) {
-                    let outcome = session.do_work(&shared, tern_store::epoch_nanos(), now);
+                    let outcome = session.do_work(&shared.config, tern_store::epoch_nanos(), now);
                     session.finish(&shared, outcome.as_ref().err());
                     if listed.contains(&image_id) {
                         entry.finished.insert(image_id);
@@ -825,7 +832,7 @@ impl Recorder {
         let now = Instant::now();
         let mut stopped = Vec::new();
         for (_, mut session) in entry.sessions.drain() {
-            let outcome = session.do_work(&self.shared, tern_store::epoch_nanos(), now);
+            let outcome = session.do_work(&self.shared.config, tern_store::epoch_nanos(), now);
             stopped.push(session.descriptor.recording_id);
             session.finish(&self.shared, outcome.as_ref().err());
         }

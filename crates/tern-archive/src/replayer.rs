@@ -2,12 +2,15 @@
 //! frame by frame as they were recorded, so stream positions are the recorded ones.
 
 use crate::archive::Shared;
+use crate::config::ArchiveConfig;
 use crate::error::Result;
 use crate::key_search::{Found, KeySearch, SearchStats};
+use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tern_store::clock::Clock;
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::frame::{
     FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, STREAM_ID_OFFSET,
@@ -17,8 +20,9 @@ use tern_store::message_time::TimeSource;
 use tern_store::progress::RecordingProgress;
 use tern_store::recording_reader::RecordingReader;
 use tern_store::segment::AlignedBuffer;
+use tern_store::storage::Storage;
 use tern_store::time_index::TimeIndexReader;
-use tern_transport::{BackoffIdle, Client, ExclusivePublication, Idle, OfferError};
+use tern_transport::{BackoffIdle, BlockSink, Client, ExclusivePublication, Idle, OfferError};
 
 /// Where a replay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,10 +222,13 @@ pub(crate) fn replay_channel(
     )
 }
 
-struct ReplaySession {
+/// One replay: generic over where its frames go (an Aeron [`ExclusivePublication`], or a
+/// simulated log in tests); its time comes from `clock`.
+struct ReplaySession<P = ExclusivePublication> {
     plan: ReplayPlan,
     reader: RecordingReader,
-    publication: ExclusivePublication,
+    publication: P,
+    clock: Arc<dyn Clock>,
     /// Where the replay is in the recording.
     position: i64,
     /// The replay publication's position: `position`, except in a compact filtered replay.
@@ -315,8 +322,14 @@ struct Pacing {
 }
 
 impl Pacing {
-    fn new(dir: &std::path::Path, recording_id: i64, position: i64, speed: f64) -> Result<Self> {
-        let index = TimeIndexReader::open(dir, recording_id)?;
+    fn new(
+        storage: &Arc<dyn Storage>,
+        dir: &std::path::Path,
+        recording_id: i64,
+        position: i64,
+        speed: f64,
+    ) -> Result<Self> {
+        let index = TimeIndexReader::open_on(storage, dir, recording_id)?;
         let mut pacing = Self {
             speed,
             index,
@@ -374,7 +387,7 @@ fn scheduled_at(start: Instant, first_time: i64, time: i64, speed: f64) -> Insta
     start + std::time::Duration::from_nanos(offset_ns)
 }
 
-impl ReplaySession {
+impl<P: BlockSink> ReplaySession<P> {
     /// Where the recording's data ends now, and whether it has stopped.
     fn available(&self) -> (i64, bool) {
         let stop = match &self.plan.progress {
@@ -407,7 +420,7 @@ impl ReplaySession {
     /// or sent twice.
     fn pause(&mut self) {
         if self.paused_at.is_none() && !self.plan.status.is_finished() {
-            self.paused_at = Some(Instant::now());
+            self.paused_at = Some(self.clock.now());
             self.plan.status.set_state(ReplayState::Paused);
         }
     }
@@ -420,10 +433,10 @@ impl ReplaySession {
                 .as_mut()
                 .and_then(|pacing| pacing.origin.as_mut())
             {
-                *start += paused_at.elapsed();
+                *start += self.clock.now() - paused_at;
             }
             if let Some(scheduled) = self.scheduled.as_mut() {
-                *scheduled += paused_at.elapsed();
+                *scheduled += self.clock.now() - paused_at;
             }
             let state = if self.publication.is_connected() {
                 ReplayState::Replaying
@@ -434,17 +447,17 @@ impl ReplaySession {
         }
     }
 
-    fn do_work(&mut self, shared: &Shared) -> Step {
+    fn do_work(&mut self, config: &ArchiveConfig, metrics: &Metrics) -> Step {
         if self.paused_at.is_some() {
             return Step::Idle;
         }
         if self.plan.status.state() == ReplayState::Connecting {
             if self.publication.is_connected() {
                 self.plan.status.set_state(ReplayState::Replaying);
-            } else if Instant::now() > self.deadline {
+            } else if self.clock.now() > self.deadline {
                 self.plan.status.fail(format!(
                     "no subscriber connected to {} stream {} within {:?}",
-                    self.plan.channel, self.plan.stream_id, shared.config.replay_connect_timeout
+                    self.plan.channel, self.plan.stream_id, config.replay_connect_timeout
                 ));
                 return Step::Finished(ReplayState::Failed);
             } else {
@@ -455,7 +468,7 @@ impl ReplaySession {
             return self.send_padding();
         }
         if self.pending == 0 && self.keys.is_some() {
-            match self.prepare_keyed(shared) {
+            match self.prepare_keyed(config) {
                 Ok(None) => {}
                 Ok(Some(step)) => return step,
                 Err(message) => return self.fail(message),
@@ -467,9 +480,9 @@ impl ReplaySession {
             }
             let by_capture = !self.plan.time_source.is_in_message();
             if let Some(pacing) = self.pacing.as_mut().filter(|_| by_capture) {
-                match pacing.due(self.position, Instant::now()) {
+                match pacing.due(self.position, self.clock.now()) {
                     Ok((due, group_end)) => {
-                        if Instant::now() < due {
+                        if self.clock.now() < due {
                             return Step::Wait(due);
                         }
                         self.scheduled = Some(due);
@@ -486,7 +499,7 @@ impl ReplaySession {
                     Step::Idle
                 };
             }
-            match self.prepare(end, shared.config.replay_block_length) {
+            match self.prepare(end, config.replay_block_length) {
                 Ok(PrepareOutcome::Block(length)) => {
                     self.pending = length;
                     if !by_capture {
@@ -495,7 +508,7 @@ impl ReplaySession {
                             .pacing
                             .as_mut()
                             .zip(block_time)
-                            .map(|(pacing, time)| pacing.message_due(time, Instant::now()));
+                            .map(|(pacing, time)| pacing.message_due(time, self.clock.now()));
                         self.scheduled = self.pending_due;
                     }
                 }
@@ -512,7 +525,7 @@ impl ReplaySession {
             }
         }
         if let Some(due) = self.pending_due {
-            if Instant::now() < due {
+            if self.clock.now() < due {
                 return Step::Wait(due);
             }
         }
@@ -520,13 +533,10 @@ impl ReplaySession {
         match self.publication.offer_block(block) {
             Ok(_) => {
                 let length = self.pending;
-                shared.metrics.replay_sent_bytes.inc_by(length as u64);
+                metrics.replay_sent_bytes.inc_by(length as u64);
                 if let Some(due) = self.scheduled.take() {
-                    let late = Instant::now().saturating_duration_since(due);
-                    shared
-                        .metrics
-                        .pacing_error_seconds
-                        .observe(late.as_secs_f64());
+                    let late = self.clock.now().saturating_duration_since(due);
+                    metrics.pacing_error_seconds.observe(late.as_secs_f64());
                 }
                 self.pending = 0;
                 self.pending_due = None;
@@ -600,13 +610,13 @@ impl ReplaySession {
 
     /// A filtered replay's next step: find the next message with the key, send padding up to it,
     /// and prepare its frames. `Ok(None)`: a block is pending.
-    fn prepare_keyed(&mut self, shared: &Shared) -> Result<Option<Step>, String> {
+    fn prepare_keyed(&mut self, config: &ArchiveConfig) -> Result<Option<Step>, String> {
         let (mut end, mut final_end) = self.end_now();
         if let Some(limit) = self.limit.as_mut() {
             (end, final_end) = limit.bound(end, final_end);
         }
         let (available, stopped) = self.available();
-        let block_length = shared.config.replay_block_length;
+        let block_length = config.replay_block_length;
         let keys = self.keys.as_mut().expect("a filtered replay");
         let starts_message = !keys.in_message;
         if starts_message {
@@ -690,12 +700,12 @@ impl ReplaySession {
                     self.pending_due = match self.pacing.as_mut() {
                         Some(pacing) if by_capture => Some(
                             pacing
-                                .due(position, Instant::now())
+                                .due(position, self.clock.now())
                                 .map_err(|e| format!("pacing: {e}"))?
                                 .0,
                         ),
                         Some(pacing) => {
-                            block_time.map(|time| pacing.message_due(time, Instant::now()))
+                            block_time.map(|time| pacing.message_due(time, self.clock.now()))
                         }
                         None => None,
                     };
@@ -1111,7 +1121,7 @@ impl Replayer {
             let mut index = 0;
             let mut next_due: Option<Instant> = None;
             while index < self.sessions.len() {
-                match self.sessions[index].do_work(&shared) {
+                match self.sessions[index].do_work(&shared.config, &shared.metrics) {
                     Step::Worked(amount) => {
                         work += amount;
                         index += 1;
@@ -1157,6 +1167,7 @@ impl Replayer {
             .add_exclusive_publication(&channel, session.plan.stream_id)?;
         if let Some(pacing) = &session.pacing {
             session.pacing = Some(Pacing::new(
+                &tern_store::disk(),
                 &self.shared.config.dir,
                 session.plan.descriptor.recording_id,
                 position,
@@ -1207,6 +1218,7 @@ impl Replayer {
         let reader = RecordingReader::new(&self.shared.config.dir, &plan.descriptor);
         let pacing = match plan.speed {
             Some(speed) => Some(Pacing::new(
+                &tern_store::disk(),
                 &self.shared.config.dir,
                 plan.descriptor.recording_id,
                 plan.position,
@@ -1248,6 +1260,7 @@ impl Replayer {
             limit,
             reader,
             publication,
+            clock: tern_store::system_clock(),
             plan,
         });
         Ok(())
@@ -1271,7 +1284,8 @@ mod tests {
         writer.record(1_010 * MS, 64);
         writer.record(1_030 * MS, 128);
         writer.flush().expect("flush");
-        let pacing = Pacing::new(dir.path(), 1, position, speed).expect("pacing");
+        let pacing =
+            Pacing::new(&tern_store::disk(), dir.path(), 1, position, speed).expect("pacing");
         (dir, pacing)
     }
 
@@ -1314,5 +1328,239 @@ mod tests {
             origin + Duration::from_millis(2)
         );
         assert_eq!(pacing.message_due(4_000 * MS, later), origin);
+    }
+
+    /// A recording and its replays in one test thread, on the simulated transport, disk and
+    /// clock: what the cluster's simulation builds on.
+    mod simulated {
+        use super::*;
+        use crate::config::FsyncPolicy;
+        use crate::recorder::RecordingSession;
+        use std::path::Path;
+        use tern_store::descriptor::RecordState;
+        use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
+        use tern_store::{Io, SimClock, SimDisk, WriteMode, NULL_POSITION};
+        use tern_transport::{BlockSource, SimImage, SimLog, SimStream};
+
+        const DIR: &str = "/archive";
+        const TERM: i32 = 64 * 1024;
+
+        fn stream() -> SimStream {
+            SimStream {
+                session_id: 77,
+                stream_id: 1001,
+                initial_term_id: 5,
+                term_length: TERM,
+                mtu: 1408,
+                start_position: 0,
+            }
+        }
+
+        struct Recorded {
+            storage: Arc<dyn Storage>,
+            clock: SimClock,
+            descriptor: RecordingDescriptor,
+            log: SimLog,
+            /// Simulated time from the first message to the last.
+            span: Duration,
+        }
+
+        /// Publish 2000 messages (some fragmented, padding at every term end) 1 ms of simulated
+        /// time apart in bursts of 20, recording them as they go with fsync on every write.
+        fn record() -> Recorded {
+            let disk = SimDisk::new();
+            disk.create_dir_all(Path::new(DIR)).expect("dir");
+            let storage: Arc<dyn Storage> = Arc::new(disk);
+            let clock = SimClock::new(1_700_000_000_000_000_000);
+            let mut config = ArchiveConfig::new(DIR, "/no-aeron-dir");
+            config.fsync = FsyncPolicy::Always;
+            let log = SimLog::new(stream());
+            let descriptor = RecordingDescriptor {
+                recording_id: 0,
+                state: RecordState::Valid,
+                start_timestamp_ns: clock.epoch_nanos(),
+                stop_timestamp_ns: NULL_POSITION,
+                start_position: 0,
+                stop_position: NULL_POSITION,
+                initial_term_id: stream().initial_term_id,
+                segment_length: 2 * TERM,
+                term_length: TERM,
+                mtu_length: 1408,
+                session_id: stream().session_id,
+                stream_id: stream().stream_id,
+                stripped_channel: "aeron:ipc".into(),
+                original_channel: "aeron:ipc".into(),
+                source_identity: "aeron:ipc".into(),
+            };
+            let io = Io::inline(storage.clone());
+            let geometry = SegmentGeometry {
+                dir: DIR.into(),
+                recording_id: 0,
+                start_position: 0,
+                term_length: i64::from(TERM),
+                segment_length: 2 * i64::from(TERM),
+            };
+            let progress = Arc::new(RecordingProgress::new(0));
+            let mut session: RecordingSession<SimImage> = RecordingSession {
+                image: log.image(),
+                writer: SegmentWriter::new_on(
+                    &io,
+                    geometry,
+                    WriteMode::Direct,
+                    true,
+                    config.write_buffer_length,
+                )
+                .expect("writer"),
+                time_index: tern_store::time_index::TimeIndexWriter::create_on(
+                    &storage,
+                    Path::new(DIR),
+                    0,
+                    0,
+                )
+                .expect("time index"),
+                progress: progress.clone(),
+                counter: None,
+                last_sync: clock.now(),
+                subscription_id: 1,
+                spy_check: None,
+                descriptor: descriptor.clone(),
+            };
+            let started = clock.now();
+            for index in 0..2000usize {
+                let message = vec![(index % 251) as u8; 1 + (index * 131) % 3000];
+                log.offer(&message).expect("room: the recorder keeps up");
+                if index % 20 == 19 {
+                    session
+                        .do_work(&config, clock.epoch_nanos(), clock.now())
+                        .expect("record");
+                    clock.advance(Duration::from_millis(1));
+                }
+            }
+            let span = clock.now() - started - Duration::from_millis(1);
+            while session
+                .do_work(&config, clock.epoch_nanos(), clock.now())
+                .expect("record")
+                > 0
+            {}
+            session.writer.sync().expect("sync");
+            session.time_index.flush().expect("time index");
+            let end = log.position();
+            assert_eq!(session.writer.synced_position(), end, "all of it durable");
+            assert_eq!(session.image.position(), end);
+            assert!(progress.durable() <= end);
+            let mut descriptor = descriptor;
+            descriptor.stop_position = end;
+            Recorded {
+                storage,
+                clock,
+                descriptor,
+                log,
+                span,
+            }
+        }
+
+        /// Replay all of the recording at `speed` to a simulated log; returns its bytes and the
+        /// simulated time the replay took.
+        fn replay(recorded: &Recorded, speed: Option<f64>) -> (Vec<u8>, Duration) {
+            let config = ArchiveConfig::new(DIR, "/no-aeron-dir");
+            let metrics = Metrics::default();
+            let out = SimLog::new(stream());
+            let subscriber = out.image();
+            let dir = Path::new(DIR);
+            let descriptor = recorded.descriptor.clone();
+            let clock = recorded.clock.clone();
+            let pacing = speed
+                .map(|speed| Pacing::new(&recorded.storage, dir, 0, 0, speed).expect("pacing"));
+            let plan = ReplayPlan {
+                replay_id: 1,
+                descriptor: descriptor.clone(),
+                position: 0,
+                end: ReplayEnd::At(descriptor.stop_position),
+                channel: "aeron:ipc".into(),
+                stream_id: stream().stream_id,
+                session_id: stream().session_id,
+                progress: None,
+                status: Arc::new(ReplayStatus::new_at(0, 0, stream().session_id)),
+                speed,
+                time_source: TimeSource::default(),
+                limit_counter_id: None,
+                key: None,
+                keep_positions: false,
+            };
+            let mut session = ReplaySession {
+                reader: RecordingReader::new_on(&recorded.storage, dir, &descriptor),
+                publication: out.clone(),
+                clock: Arc::new(clock.clone()),
+                position: 0,
+                out_position: 0,
+                deadline: clock.now() + config.replay_connect_timeout,
+                buffer: AlignedBuffer::new(config.replay_block_length),
+                pending: 0,
+                padding_left: 0,
+                pacing,
+                paused_at: None,
+                pending_due: None,
+                block_time: None,
+                scheduled: None,
+                limit: None,
+                keys: None,
+                plan,
+            };
+            let started = clock.now();
+            let mut received = Vec::new();
+            let state = loop {
+                match session.do_work(&config, &metrics) {
+                    Step::Finished(state) => break state,
+                    Step::Wait(due) => clock.sleep_until(due),
+                    Step::Idle | Step::Worked(_) => {}
+                }
+                while subscriber
+                    .block_poll(|block, _| received.extend_from_slice(block), 1 << 20)
+                    .expect("poll")
+                    > 0
+                {}
+            };
+            assert_eq!(
+                state,
+                ReplayState::Done,
+                "{:?}",
+                session.plan.status.error()
+            );
+            (received, clock.now() - started)
+        }
+
+        #[test]
+        fn a_replay_of_a_simulated_recording_is_the_log_byte_for_byte() {
+            let recorded = record();
+            let (replayed, took) = replay(&recorded, None);
+            assert!(
+                recorded.log.position() > 4 * i64::from(TERM),
+                "several segments"
+            );
+            assert_eq!(replayed.len(), recorded.log.bytes().len());
+            assert!(replayed == recorded.log.bytes(), "the replay is the log");
+            assert_eq!(
+                took,
+                Duration::ZERO,
+                "as fast as possible: no simulated time"
+            );
+        }
+
+        #[test]
+        fn a_paced_replay_takes_the_recorded_time_divided_by_the_speed() {
+            let recorded = record();
+            for speed in [1.0, 2.0, 0.5] {
+                let (replayed, took) = replay(&recorded, Some(speed));
+                assert!(
+                    replayed == recorded.log.bytes(),
+                    "{speed}x: the replay is the log"
+                );
+                let expected = recorded.span.as_secs_f64() / speed;
+                assert!(
+                    (took.as_secs_f64() - expected).abs() < 1e-6,
+                    "{speed}x: took {took:?}, expected {expected} s"
+                );
+            }
+        }
     }
 }

@@ -32,7 +32,7 @@ pub mod storage;
 pub mod time_index;
 
 pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
-pub use clock::epoch_nanos;
+pub use clock::{epoch_nanos, system_clock, Clock, SimClock, SystemClock};
 pub use cursors::{check_cursor_name, Cursor, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME};
 pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
 pub use directory::{lock_directory, remove_leftovers, LOCK_FILE};

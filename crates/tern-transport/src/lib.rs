@@ -13,6 +13,7 @@ mod header;
 mod idle;
 mod logbuffer;
 mod publication;
+mod sim;
 mod subscription;
 mod uri;
 
@@ -24,5 +25,6 @@ pub use header::{Header, BEGIN_FLAG, END_FLAG, UNFRAGMENTED};
 pub use idle::{BackoffIdle, Idle, SleepingIdle};
 pub use logbuffer::{spied_publication, SpiedPublication};
 pub use publication::{ExclusivePublication, OfferError, Publication};
+pub use sim::{BlockSink, BlockSource, SimImage, SimLog, SimStream};
 pub use subscription::{Image, ImageEvent, ImageInfo, Subscription};
 pub use uri::{check_channel, ChannelUse};

@@ -1,0 +1,489 @@
+//! The transport seams: what a recording reads ([`BlockSource`]: an image's raw frames) and what
+//! a replay writes ([`BlockSink`]: an exclusive publication that takes whole frames), implemented
+//! by the real [`Image`] and [`ExclusivePublication`] and by [`SimLog`], an in-memory stream laid
+//! out as an Aeron log is (frames with their headers, 32-byte aligned, a padding frame where a
+//! frame does not fit in the rest of its term, messages longer than the MTU fragmented with the
+//! BEGIN/END flags). With it a recording and a replay run in one test thread, with no media driver.
+
+use crate::error::TransportError;
+use crate::header::Header;
+use crate::publication::{ExclusivePublication, OfferError};
+use crate::subscription::Image;
+use std::cell::RefCell;
+use std::rc::Rc;
+use tern_store::frame::{
+    align_frame, term_of, FrameHeader, BEGIN_FLAG, END_FLAG, HEADER_LENGTH, TYPE_DATA, TYPE_PAD,
+};
+
+/// Raw frames of one stream, as a recording reads them.
+pub trait BlockSource {
+    /// Deliver one block of whole frames within one term from the consumed position, at most
+    /// `limit` bytes (a padding frame may come alone and be longer); `handler` gets the block and
+    /// the stream position of its first byte. Returns the bytes consumed.
+    ///
+    /// # Errors
+    /// The transport failed.
+    fn block_poll(
+        &self,
+        handler: impl FnMut(&[u8], i64),
+        limit: usize,
+    ) -> Result<usize, TransportError>;
+}
+
+/// A publication a replay appends whole frames to.
+pub trait BlockSink {
+    /// Whether a subscriber is connected.
+    fn is_connected(&self) -> bool;
+    /// Append a block of whole data frames at the current position (see
+    /// [`ExclusivePublication::offer_block`]). Returns the new position.
+    ///
+    /// # Errors
+    /// See [`OfferError`].
+    fn offer_block(&self, block: &[u8]) -> Result<i64, OfferError>;
+    /// Append a padding frame with a `length`-byte payload. Returns the new position.
+    ///
+    /// # Errors
+    /// See [`OfferError`].
+    fn append_padding(&self, length: usize) -> Result<i64, OfferError>;
+    /// The longest message (payload) one offer may carry.
+    fn max_message_length(&self) -> usize;
+}
+
+impl BlockSource for Image {
+    fn block_poll(
+        &self,
+        handler: impl FnMut(&[u8], i64),
+        limit: usize,
+    ) -> Result<usize, TransportError> {
+        Image::block_poll(self, handler, limit)
+    }
+}
+
+impl BlockSink for ExclusivePublication {
+    fn is_connected(&self) -> bool {
+        ExclusivePublication::is_connected(self)
+    }
+
+    fn offer_block(&self, block: &[u8]) -> Result<i64, OfferError> {
+        ExclusivePublication::offer_block(self, block)
+    }
+
+    fn append_padding(&self, length: usize) -> Result<i64, OfferError> {
+        ExclusivePublication::append_padding(self, length)
+    }
+
+    fn max_message_length(&self) -> usize {
+        ExclusivePublication::max_message_length(self)
+    }
+}
+
+/// The constants of a simulated stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimStream {
+    /// The publication's session id.
+    pub session_id: i32,
+    /// The stream id.
+    pub stream_id: i32,
+    /// Term id at position 0.
+    pub initial_term_id: i32,
+    /// Term length (a power of two, at least 64 KiB as in Aeron).
+    pub term_length: i32,
+    /// Longest frame, header included.
+    pub mtu: usize,
+    /// Where the stream starts (a frame start).
+    pub start_position: i64,
+}
+
+#[derive(Debug)]
+struct LogState {
+    stream: SimStream,
+    /// The log from `start_position`.
+    bytes: Vec<u8>,
+    connected: bool,
+    /// Bytes a publication may be ahead of the slowest image before offers are back-pressured.
+    window: usize,
+    /// Consumed positions of the images.
+    images: Vec<i64>,
+}
+
+impl LogState {
+    fn end(&self) -> i64 {
+        self.stream.start_position + self.bytes.len() as i64
+    }
+
+    fn term_remaining(&self) -> usize {
+        let term = i64::from(self.stream.term_length);
+        (term - self.end().rem_euclid(term)) as usize
+    }
+
+    fn frame(&mut self, frame_length: usize, frame_type: u16, flags: u8, payload: &[u8]) {
+        let position = self.end();
+        let (term_id, term_offset) = term_of(
+            position,
+            self.stream.initial_term_id,
+            self.stream.term_length,
+        );
+        let aligned = align_frame(frame_length);
+        let start = self.bytes.len();
+        self.bytes.resize(start + aligned, 0);
+        FrameHeader {
+            frame_length: frame_length as i32,
+            flags,
+            frame_type,
+            term_offset,
+            session_id: self.stream.session_id,
+            stream_id: self.stream.stream_id,
+            term_id,
+            reserved_value: 0,
+        }
+        .encode(&mut self.bytes[start..]);
+        self.bytes[start + HEADER_LENGTH..start + HEADER_LENGTH + payload.len()]
+            .copy_from_slice(payload);
+    }
+
+    /// Pad to the term's end if `aligned` bytes do not fit in the rest of it.
+    fn pad_if_needed(&mut self, aligned: usize) {
+        let remaining = self.term_remaining();
+        if aligned > remaining {
+            self.frame(remaining, TYPE_PAD, BEGIN_FLAG | END_FLAG, &[]);
+        }
+    }
+
+    fn check_offer(&self, length: usize) -> Result<(), OfferError> {
+        if !self.connected {
+            return Err(OfferError::NotConnected);
+        }
+        let slowest = self.images.iter().copied().min().unwrap_or(self.end());
+        if (self.end() - slowest) as usize + length > self.window {
+            return Err(OfferError::BackPressured);
+        }
+        Ok(())
+    }
+}
+
+/// An in-memory log: one publication and its images, on one thread. Clones share the log.
+#[derive(Debug, Clone)]
+pub struct SimLog {
+    state: Rc<RefCell<LogState>>,
+}
+
+impl SimLog {
+    /// An empty, connected stream; offers are back-pressured when the slowest image is more than
+    /// two terms behind.
+    pub fn new(stream: SimStream) -> Self {
+        assert!(
+            stream.term_length.count_ones() == 1 && stream.term_length >= 64 * 1024,
+            "term length a power of two of at least 64 KiB"
+        );
+        Self {
+            state: Rc::new(RefCell::new(LogState {
+                stream,
+                bytes: Vec::new(),
+                connected: true,
+                window: 2 * stream.term_length as usize,
+                images: Vec::new(),
+            })),
+        }
+    }
+
+    /// The stream's constants.
+    pub fn stream(&self) -> SimStream {
+        self.state.borrow().stream
+    }
+
+    /// Whether offers find a subscriber.
+    pub fn set_connected(&self, connected: bool) {
+        self.state.borrow_mut().connected = connected;
+    }
+
+    /// The position after the last frame.
+    pub fn position(&self) -> i64 {
+        self.state.borrow().end()
+    }
+
+    /// The log's bytes from the start position.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.state.borrow().bytes.clone()
+    }
+
+    /// Publish `message`: one frame, or fragments of at most the MTU. Returns the new position.
+    ///
+    /// # Errors
+    /// [`OfferError::NotConnected`], [`OfferError::BackPressured`] (nothing appended).
+    pub fn offer(&self, message: &[u8]) -> Result<i64, OfferError> {
+        let mut state = self.state.borrow_mut();
+        let chunk = state.stream.mtu - HEADER_LENGTH;
+        state.check_offer(message.len() + HEADER_LENGTH * message.len().div_ceil(chunk).max(1))?;
+        let fragments: Vec<&[u8]> = if message.is_empty() {
+            vec![message]
+        } else {
+            message.chunks(chunk).collect()
+        };
+        let last = fragments.len() - 1;
+        for (index, fragment) in fragments.into_iter().enumerate() {
+            let mut flags = 0;
+            if index == 0 {
+                flags |= BEGIN_FLAG;
+            }
+            if index == last {
+                flags |= END_FLAG;
+            }
+            let length = HEADER_LENGTH + fragment.len();
+            state.pad_if_needed(align_frame(length));
+            state.frame(length, TYPE_DATA, flags, fragment);
+        }
+        Ok(state.end())
+    }
+
+    /// A new image reading from the current position.
+    pub fn image(&self) -> SimImage {
+        let mut state = self.state.borrow_mut();
+        let position = state.end();
+        state.images.push(position);
+        SimImage {
+            log: self.clone(),
+            index: state.images.len() - 1,
+        }
+    }
+}
+
+impl BlockSink for SimLog {
+    fn is_connected(&self) -> bool {
+        self.state.borrow().connected
+    }
+
+    fn offer_block(&self, block: &[u8]) -> Result<i64, OfferError> {
+        let mut state = self.state.borrow_mut();
+        state.check_offer(block.len())?;
+        let first = FrameHeader::decode(block);
+        let (term_id, term_offset) = term_of(
+            state.end(),
+            state.stream.initial_term_id,
+            state.stream.term_length,
+        );
+        if block.len() > state.term_remaining()
+            || first.term_offset != term_offset
+            || first.term_id != term_id
+            || first.session_id != state.stream.session_id
+            || first.stream_id != state.stream.stream_id
+        {
+            return Err(OfferError::Failed(format!(
+                "block at term {term_id} offset {term_offset} does not continue the stream: {first:?}"
+            )));
+        }
+        state.bytes.extend_from_slice(block);
+        Ok(state.end())
+    }
+
+    fn append_padding(&self, length: usize) -> Result<i64, OfferError> {
+        let mut state = self.state.borrow_mut();
+        let frame_length = HEADER_LENGTH + length;
+        state.check_offer(frame_length)?;
+        state.pad_if_needed(align_frame(frame_length));
+        state.frame(
+            frame_length,
+            TYPE_PAD,
+            BEGIN_FLAG | END_FLAG,
+            &vec![0; length],
+        );
+        Ok(state.end())
+    }
+
+    fn max_message_length(&self) -> usize {
+        // Aeron allows a message of up to an eighth of the term.
+        self.state.borrow().stream.term_length as usize / 8
+    }
+}
+
+/// One subscriber's view of a [`SimLog`].
+#[derive(Debug)]
+pub struct SimImage {
+    log: SimLog,
+    index: usize,
+}
+
+impl SimImage {
+    /// The position consumed so far.
+    pub fn position(&self) -> i64 {
+        self.log.state.borrow().images[self.index]
+    }
+
+    /// Deliver up to `fragment_limit` fragments (data frames; padding is skipped) with their
+    /// headers.
+    pub fn poll(&self, mut handler: impl FnMut(&[u8], &Header), fragment_limit: usize) -> usize {
+        let mut delivered = 0;
+        loop {
+            let (frame, header, next) = {
+                let state = self.log.state.borrow();
+                let position = state.images[self.index];
+                if delivered == fragment_limit || position >= state.end() {
+                    return delivered;
+                }
+                let offset = (position - state.stream.start_position) as usize;
+                let frame = FrameHeader::decode(&state.bytes[offset..]);
+                let next = position + frame.aligned_length() as i64;
+                let payload = (frame.frame_type == TYPE_DATA).then(|| {
+                    state.bytes[offset + HEADER_LENGTH..offset + frame.frame_length as usize]
+                        .to_vec()
+                });
+                let header = Header {
+                    session_id: frame.session_id,
+                    stream_id: frame.stream_id,
+                    term_id: frame.term_id,
+                    term_offset: frame.term_offset,
+                    position: next,
+                    reserved_value: frame.reserved_value,
+                    flags: frame.flags,
+                    frame_length: frame.frame_length,
+                };
+                (payload, header, next)
+            };
+            self.log.state.borrow_mut().images[self.index] = next;
+            if let Some(payload) = frame {
+                handler(&payload, &header);
+                delivered += 1;
+            }
+        }
+    }
+}
+
+impl BlockSource for SimImage {
+    fn block_poll(
+        &self,
+        mut handler: impl FnMut(&[u8], i64),
+        limit: usize,
+    ) -> Result<usize, TransportError> {
+        let (block, position) = {
+            let state = self.log.state.borrow();
+            let position = state.images[self.index];
+            let start = (position - state.stream.start_position) as usize;
+            let term = i64::from(state.stream.term_length);
+            let term_end = start + (term - position.rem_euclid(term)) as usize;
+            let available = state.bytes.len().min(term_end);
+            let mut end = start;
+            while end < available {
+                let frame = FrameHeader::decode(&state.bytes[end..]);
+                let next = end + frame.aligned_length();
+                if end > start && next - start > limit {
+                    break;
+                }
+                end = next;
+                if frame.frame_type == TYPE_PAD {
+                    break;
+                }
+            }
+            (state.bytes[start..end].to_vec(), position)
+        };
+        if block.is_empty() {
+            return Ok(0);
+        }
+        handler(&block, position);
+        self.log.state.borrow_mut().images[self.index] = position + block.len() as i64;
+        Ok(block.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream() -> SimStream {
+        SimStream {
+            session_id: 7,
+            stream_id: 1001,
+            initial_term_id: -3,
+            term_length: 64 * 1024,
+            mtu: 1408,
+            start_position: 0,
+        }
+    }
+
+    #[test]
+    fn messages_are_framed_fragmented_and_padded_at_term_ends() {
+        let log = SimLog::new(stream());
+        let image = log.image();
+        let mut sent = Vec::new();
+        for index in 0..200u32 {
+            let message = vec![index as u8; 100 + (index as usize * 97) % 4000];
+            log.offer(&message).expect("offer");
+            sent.push(message);
+            // Keep the image close so nothing is back-pressured.
+            if index % 10 == 9 {
+                let mut assembled = Vec::new();
+                let mut current = Vec::new();
+                while image.poll(
+                    |fragment, header| {
+                        current.extend_from_slice(fragment);
+                        if header.flags & END_FLAG != 0 {
+                            assembled.push(std::mem::take(&mut current));
+                        }
+                    },
+                    100,
+                ) > 0
+                {}
+                assert_eq!(assembled, sent[sent.len() - 10..]);
+            }
+        }
+        assert!(log.position() > 2 * 64 * 1024, "several terms");
+        // Every frame is aligned and none crosses a term end.
+        let bytes = log.bytes();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let frame = FrameHeader::decode(&bytes[offset..]);
+            assert!(frame.frame_length as usize <= stream().mtu || frame.frame_type == TYPE_PAD);
+            let term = 64 * 1024;
+            assert!(offset % term + frame.aligned_length() <= term);
+            let (term_id, term_offset) = term_of(offset as i64, -3, term as i32);
+            assert_eq!((frame.term_id, frame.term_offset), (term_id, term_offset));
+            offset += frame.aligned_length();
+        }
+    }
+
+    #[test]
+    fn blocks_are_whole_frames_within_a_term_and_offers_wait_for_the_slowest_image() {
+        let log = SimLog::new(stream());
+        let image = log.image();
+        let mut offered = 0;
+        while log.offer(&[1; 1000]).is_ok() {
+            offered += 1;
+        }
+        assert!(offered > 100, "{offered} before back pressure");
+        let mut read = Vec::new();
+        loop {
+            let consumed = image
+                .block_poll(
+                    |block, position| {
+                        assert_eq!(position, read.len() as i64);
+                        let term = 64 * 1024;
+                        assert!(position as usize % term + block.len() <= term);
+                        read.extend_from_slice(block);
+                    },
+                    5000,
+                )
+                .expect("poll");
+            if consumed == 0 {
+                break;
+            }
+        }
+        assert_eq!(read, log.bytes());
+        log.offer(&[2; 10]).expect("room again");
+        log.set_connected(false);
+        assert_eq!(log.offer(&[3; 10]), Err(OfferError::NotConnected));
+    }
+
+    #[test]
+    fn a_block_that_does_not_continue_the_stream_is_refused() {
+        let source = SimLog::new(stream());
+        source.offer(&[9; 500]).expect("offer");
+        let block = source.bytes();
+        let sink = SimLog::new(stream());
+        let _image = sink.image();
+        sink.offer_block(&block).expect("continues an empty stream");
+        assert!(matches!(
+            sink.offer_block(&block),
+            Err(OfferError::Failed(_))
+        ));
+        sink.append_padding(100).expect("padding");
+        assert_eq!(sink.position(), 544 + 160);
+    }
+}
