@@ -388,6 +388,36 @@ fn scheduled_at(start: Instant, first_time: i64, time: i64, speed: f64) -> Insta
 }
 
 impl<P: BlockSink> ReplaySession<P> {
+    /// A replay of `plan` from `reader` to `publication`, unpaced, unfiltered and unbounded until
+    /// told otherwise; it waits for a subscriber up to the configured connect timeout.
+    fn new(
+        plan: ReplayPlan,
+        reader: RecordingReader,
+        publication: P,
+        clock: Arc<dyn Clock>,
+        config: &ArchiveConfig,
+    ) -> Self {
+        Self {
+            position: plan.position,
+            out_position: plan.position,
+            deadline: clock.now() + config.replay_connect_timeout,
+            buffer: AlignedBuffer::new(config.replay_block_length),
+            pending: 0,
+            padding_left: 0,
+            pacing: None,
+            paused_at: None,
+            pending_due: None,
+            block_time: None,
+            scheduled: None,
+            limit: None,
+            keys: None,
+            reader,
+            publication,
+            clock,
+            plan,
+        }
+    }
+
     /// Where the recording's data ends now, and whether it has stopped.
     fn available(&self) -> (i64, bool) {
         let stop = match &self.plan.progress {
@@ -1032,6 +1062,8 @@ pub(crate) struct Replayer {
     client: Client,
     commands: Receiver<ReplayerCommand>,
     sessions: Vec<ReplaySession>,
+    /// The time its sessions keep (deadlines, pauses, pacing).
+    clock: Arc<dyn Clock>,
 }
 
 impl Replayer {
@@ -1043,6 +1075,7 @@ impl Replayer {
             client,
             commands,
             sessions: Vec::new(),
+            clock: tern_store::system_clock(),
         })
     }
 
@@ -1191,7 +1224,7 @@ impl Replayer {
             keys.in_message = false;
             keys.pending_ends_message = false;
         }
-        session.deadline = Instant::now() + self.shared.config.replay_connect_timeout;
+        session.deadline = session.clock.now() + self.shared.config.replay_connect_timeout;
         let status = &session.plan.status;
         status.session_id.store(session_id, Ordering::Release);
         status.set_positions(position, position);
@@ -1244,25 +1277,17 @@ impl Replayer {
             pending_ends_message: false,
             compact: !plan.keep_positions,
         });
-        self.sessions.push(ReplaySession {
-            keys,
-            position: plan.position,
-            out_position: plan.position,
-            deadline: Instant::now() + self.shared.config.replay_connect_timeout,
-            buffer: AlignedBuffer::new(self.shared.config.replay_block_length),
-            pending: 0,
-            padding_left: 0,
-            pacing,
-            paused_at: None,
-            pending_due: None,
-            block_time: None,
-            scheduled: None,
-            limit,
+        let mut session = ReplaySession::new(
+            plan,
             reader,
             publication,
-            clock: tern_store::system_clock(),
-            plan,
-        });
+            self.clock.clone(),
+            &self.shared.config,
+        );
+        session.pacing = pacing;
+        session.keys = keys;
+        session.limit = limit;
+        self.sessions.push(session);
         Ok(())
     }
 }
@@ -1487,25 +1512,14 @@ mod tests {
                 key: None,
                 keep_positions: false,
             };
-            let mut session = ReplaySession {
-                reader: RecordingReader::new_on(&recorded.storage, dir, &descriptor),
-                publication: out.clone(),
-                clock: Arc::new(clock.clone()),
-                position: 0,
-                out_position: 0,
-                deadline: clock.now() + config.replay_connect_timeout,
-                buffer: AlignedBuffer::new(config.replay_block_length),
-                pending: 0,
-                padding_left: 0,
-                pacing,
-                paused_at: None,
-                pending_due: None,
-                block_time: None,
-                scheduled: None,
-                limit: None,
-                keys: None,
+            let mut session = ReplaySession::new(
                 plan,
-            };
+                RecordingReader::new_on(&recorded.storage, dir, &descriptor),
+                out.clone(),
+                Arc::new(clock.clone()),
+                &config,
+            );
+            session.pacing = pacing;
             let started = clock.now();
             let mut received = Vec::new();
             let state = loop {

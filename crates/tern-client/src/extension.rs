@@ -226,32 +226,21 @@ fn check_cursor_name(name: &str) -> Result<(), ClientError> {
         Ok(())
     } else {
         Err(ClientError::InvalidArgument(format!(
-            "cursor name {name:?}: 1 ..= {CURSOR_NAME_MAX_LENGTH} ASCII bytes"
+            "cursor name {name:?}: 1 ..= {CURSOR_NAME_MAX_LENGTH} printable ASCII bytes, no spaces"
         )))
     }
 }
 
-/// A durable named cursor: a position in a recording the archive keeps under a name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    /// The cursor's name.
-    pub name: String,
-    /// The recording it points into.
-    pub recording_id: i64,
-    /// The position in that recording.
-    pub position: i64,
-    /// When it was last set, ns since the epoch.
-    pub updated_ns: i64,
-}
+/// A durable named cursor: a position in a recording the archive keeps under a name (the
+/// archive's own type: the same on both sides of the wire).
+pub use tern_store::Cursor;
 
-impl From<CursorDescriptor> for Cursor {
-    fn from(message: CursorDescriptor) -> Self {
-        Self {
-            name: message.name,
-            recording_id: message.recording_id,
-            position: message.position,
-            updated_ns: message.updated_timestamp,
-        }
+fn cursor_of(message: CursorDescriptor) -> Cursor {
+    Cursor {
+        name: message.name,
+        recording_id: message.recording_id,
+        position: message.position,
+        updated_ns: message.updated_timestamp,
     }
 }
 
@@ -449,7 +438,7 @@ impl ArchiveClient {
             })
         })?;
         match answer {
-            Incoming::Cursor(descriptor) => Ok(descriptor.into()),
+            Incoming::Cursor(descriptor) => Ok(cursor_of(descriptor)),
             Incoming::Response(response) if response.code == ControlResponseCode::Error => {
                 Err(crate::control::archive_error(&response))
             }
@@ -497,7 +486,7 @@ impl ArchiveClient {
         Ok(listed
             .into_iter()
             .filter_map(|incoming| match incoming {
-                Incoming::Cursor(descriptor) => Some(descriptor.into()),
+                Incoming::Cursor(descriptor) => Some(cursor_of(descriptor)),
                 _ => None,
             })
             .collect())

@@ -65,7 +65,7 @@ pub use error::{ArchiveErrorCode, ClientError};
 pub use extension::{Cursor, RecordingGroup, ReplayLength, ReplayStart, TernReplay};
 pub use merge::{
     aligned_frame_length, MergeDecider, MergePhase, MergeStart, Misaligned, ReplayMerge,
-    ReplayMergeConfig, StreamAssembler, DEFAULT_MERGE_PROGRESS_TIMEOUT, FRAME_ALIGNMENT,
+    ReplayMergeConfig, StreamAssembler, DEFAULT_MERGE_PROGRESS_TIMEOUT,
 };
 pub use tern_protocol::{ControlResponse, ControlResponseCode, RecordingSignal, SourceLocation};
 pub use types::{

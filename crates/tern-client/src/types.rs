@@ -2,8 +2,7 @@
 
 use tern_protocol::RecordingSignal;
 
-/// Aeron's "no position" / "no id" (`Aeron.NULL_VALUE`).
-pub const NULL_VALUE: i64 = -1;
+pub use tern_protocol::NULL_VALUE;
 
 /// Replay length that follows a live recording (Aeron's `Long.MAX_VALUE`; -1 means the same to
 /// the archive).

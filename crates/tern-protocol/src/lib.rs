@@ -66,6 +66,10 @@ mod types;
 pub use codec::VAR_DATA_MAX_LENGTH;
 pub use error::{DecodeError, EncodeError};
 pub use error_code::ArchiveErrorCode;
+
+/// Aeron's "no value" in the control protocol: no id, no position, no length, no timestamp
+/// (`Aeron.NULL_VALUE`, and the archive's `NULL_POSITION` / `NULL_LENGTH`).
+pub const NULL_VALUE: i64 = -1;
 pub use header::{
     MessageHeader, MESSAGE_HEADER_LENGTH, SCHEMA_ID, SCHEMA_VERSION, TERN_SCHEMA_ID,
     TERN_SCHEMA_VERSION,

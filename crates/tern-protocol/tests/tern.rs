@@ -636,6 +636,10 @@ fn speed_and_cursor_name_limits() {
         &"a".repeat(CURSOR_NAME_MAX_LENGTH + 1)
     ));
     assert!(!cursor_name_is_valid("caf\u{e9}"));
+    // The archive's rule: printable, no spaces or control characters.
+    assert!(cursor_name_is_valid("consumer-1/eu.west"));
+    assert!(!cursor_name_is_valid("with space"));
+    assert!(!cursor_name_is_valid("tab\t"));
 }
 
 // ---------------------------------------------------------------------------------------------

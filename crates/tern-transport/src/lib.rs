@@ -17,7 +17,7 @@ mod sim;
 mod subscription;
 mod uri;
 
-pub use assembler::FragmentAssembler;
+pub use assembler::{FragmentAssembler, StreamAssembler};
 pub use client::{Client, Counter, CountersReader, DEFAULT_CLIENT_IDLE_SLEEP};
 pub use driver::{default_aeron_dir, DriverConfig, MediaDriver, ThreadingMode};
 pub use error::TransportError;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tern_protocol as proto;
 use tern_protocol::ArchiveErrorCode;
+use tern_protocol::NULL_VALUE;
 use tern_protocol::{
     AnyMessage, ControlResponseCode, DecodeError, Message, MessageHeader, TernMessage,
 };
@@ -23,8 +24,6 @@ use tern_transport::{
     Subscription,
 };
 
-/// Aeron's `NULL_VALUE` / `NULL_POSITION` / `NULL_LENGTH`.
-const NULL_VALUE: i64 = -1;
 /// Aeron's `REPLAY_ALL_AND_STOP` replay length.
 const REPLAY_ALL_AND_STOP: i64 = -2;
 /// Messages taken from each control channel per duty cycle.

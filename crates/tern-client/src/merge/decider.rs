@@ -33,12 +33,10 @@ pub struct Misaligned {
     pub delivered: i64,
 }
 
-/// Frames start at multiples of 32 bytes (Aeron's `FRAME_ALIGNMENT`).
-pub const FRAME_ALIGNMENT: i64 = 32;
-
-/// The aligned length of a frame of `frame_length` bytes.
+/// The aligned length of a frame of `frame_length` bytes (a multiple of Aeron's
+/// `FRAME_ALIGNMENT`, [`tern_store::frame::FRAME_ALIGNMENT`]).
 pub fn aligned_frame_length(frame_length: i32) -> i64 {
-    (i64::from(frame_length) + FRAME_ALIGNMENT - 1) & !(FRAME_ALIGNMENT - 1)
+    tern_store::frame::align_frame(frame_length.max(0) as usize) as i64
 }
 
 /// The decisions of a replay-merge from positions alone.

@@ -8,11 +8,10 @@
 //! decisions are in [`MergeDecider`] (pure); this module does the I/O around it. The algorithm
 //! and its trade-offs are described in `docs/client.md`.
 
-mod assembler;
 mod decider;
 
-pub use assembler::StreamAssembler;
-pub use decider::{aligned_frame_length, MergeDecider, MergePhase, Misaligned, FRAME_ALIGNMENT};
+pub use decider::{aligned_frame_length, MergeDecider, MergePhase, Misaligned};
+pub use tern_transport::StreamAssembler;
 
 use crate::client::{replay_image_session_id, ArchiveClient};
 use crate::error::ClientError;

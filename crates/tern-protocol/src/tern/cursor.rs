@@ -1,15 +1,16 @@
 //! Durable named cursors: a (recording, position) pair kept by the archive under a name, so a
 //! consumer can resume a replay where it left off.
 
-/// Longest cursor name, in bytes. Names are US-ASCII and at least one byte long.
+/// Longest cursor name, in bytes. Names are printable US-ASCII (no spaces), at least one byte.
 pub const CURSOR_NAME_MAX_LENGTH: usize = 128;
 
-/// Whether `name` is a valid cursor name: 1..=[`CURSOR_NAME_MAX_LENGTH`] bytes of US-ASCII.
+/// Whether `name` is a valid cursor name: 1..=[`CURSOR_NAME_MAX_LENGTH`] bytes of printable
+/// US-ASCII, no spaces (the rule tern's archive applies, `tern_store::check_cursor_name`).
 ///
 /// The codec carries any ASCII text; a server answers a request with an invalid name (in
 /// [`SetCursorRequest`]) with an ERROR `ControlResponse`.
 pub fn cursor_name_is_valid(name: &str) -> bool {
-    (1..=CURSOR_NAME_MAX_LENGTH).contains(&name.len()) && name.is_ascii()
+    (1..=CURSOR_NAME_MAX_LENGTH).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic())
 }
 
 sbe_message! {
