@@ -25,6 +25,21 @@ use tern_store::recording_reader::{check_replay_position, find_end, list_segment
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A replay handed to the replayer and not yet started ([`Archive::begin_replay`]).
+#[derive(Debug)]
+pub struct PendingReplay {
+    replay_id: i64,
+    wait: mpsc::Receiver<Result<()>>,
+    deadline: std::time::Instant,
+}
+
+impl PendingReplay {
+    /// The id the replay has once started.
+    pub fn replay_id(&self) -> i64 {
+        self.replay_id
+    }
+}
+
 pub(crate) struct Shared {
     pub config: ArchiveConfig,
     catalog: Mutex<Catalog>,
@@ -862,6 +877,21 @@ impl Archive {
     /// Unknown recording; a position before the start, past the end or not at a frame start; a
     /// replay channel the driver refuses.
     pub fn start_replay(&self, request: &ReplayRequest) -> Result<i64> {
+        let pending = self.begin_replay(request)?;
+        let outcome = pending
+            .wait
+            .recv_timeout(REPLY_TIMEOUT)
+            .unwrap_or_else(|_| Err(ArchiveError::NotRunning("replayer did not answer".into())));
+        self.end_replay_start(&pending, outcome)
+    }
+
+    /// [`Self::start_replay`] without waiting for the replayer: the request is checked and handed
+    /// to the replayer, and [`Self::poll_replay_start`] tells when it has started (or failed).
+    /// The replay counts against the replay limit, and a truncate or purge stops it, from now.
+    ///
+    /// # Errors
+    /// As [`Self::start_replay`], for what can be told before the replayer has it.
+    pub fn begin_replay(&self, request: &ReplayRequest) -> Result<PendingReplay> {
         let _operations = self.lock_operations();
         let max = self.shared.config.max_concurrent_replays;
         if self.running_replays(None).len() >= max {
@@ -931,16 +961,53 @@ impl Archive {
             keep_positions: request.keep_positions,
         };
         let (reply, wait) = mpsc::channel();
-        self.replayer
+        // Known from now, so the limit counts it and a truncate or purge stops it; the replayer
+        // takes its commands in order, so a stop sent now comes after the start.
+        self.lock_replays().insert(replay_id, status);
+        if self
+            .replayer
             .send(ReplayerCommand::Start {
                 plan: Box::new(plan),
                 reply,
             })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
-        wait.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ArchiveError::NotRunning("replayer did not answer".into()))??;
-        self.lock_replays().insert(replay_id, status);
-        Ok(replay_id)
+            .is_err()
+        {
+            self.lock_replays().remove(&replay_id);
+            return Err(ArchiveError::NotRunning("replayer stopped".into()));
+        }
+        Ok(PendingReplay {
+            replay_id,
+            wait,
+            deadline: std::time::Instant::now() + REPLY_TIMEOUT,
+        })
+    }
+
+    /// Whether a replay begun with [`Self::begin_replay`] has started: `None` while the replayer
+    /// has not answered; then its replay id, or why it could not start.
+    pub fn poll_replay_start(&self, pending: &PendingReplay) -> Option<Result<i64>> {
+        let outcome = match pending.wait.try_recv() {
+            Ok(outcome) => outcome,
+            Err(mpsc::TryRecvError::Empty) if std::time::Instant::now() < pending.deadline => {
+                return None
+            }
+            Err(mpsc::TryRecvError::Empty) => {
+                Err(ArchiveError::NotRunning("replayer did not answer".into()))
+            }
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Err(ArchiveError::NotRunning("replayer stopped".into()))
+            }
+        };
+        Some(self.end_replay_start(pending, outcome))
+    }
+
+    fn end_replay_start(&self, pending: &PendingReplay, outcome: Result<()>) -> Result<i64> {
+        match outcome {
+            Ok(()) => Ok(pending.replay_id),
+            Err(error) => {
+                self.lock_replays().remove(&pending.replay_id);
+                Err(error)
+            }
+        }
     }
 
     fn lock_operations(&self) -> MutexGuard<'_, ()> {

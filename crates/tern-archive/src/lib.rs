@@ -28,7 +28,8 @@ pub use tern_store::time_index;
 mod view;
 
 pub use archive::{
-    Archive, RecordingFailure, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
+    Archive, PendingReplay, RecordingFailure, RecordingInfo, RecordingSubscriptionInfo,
+    ReplayRequest,
 };
 pub use config::{ArchiveConfig, FsyncPolicy};
 pub use error::{ArchiveError, Result};

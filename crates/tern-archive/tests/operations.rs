@@ -1043,6 +1043,48 @@ fn limits_refuse_recordings_and_replays_past_the_maximum() {
         .start_replay(&replay_request(recording_id))
         .expect("room again");
     archive.stop_replay(next).expect("stop");
+    let status = archive.replay_status(next).expect("status");
+    wait_until("the replay to stop", Duration::from_secs(10), || {
+        status.is_finished()
+    });
+
+    // A replay begun without waiting for the replayer counts against the limit at once, and
+    // its start is told by polling.
+    let pending = archive
+        .begin_replay(&replay_request(recording_id))
+        .expect("begin");
+    let error = archive
+        .begin_replay(&replay_request(recording_id))
+        .expect_err("the pending replay holds the only place");
+    assert!(matches!(error, ArchiveError::MaxReplays(1)), "{error}");
+    let mut started = None;
+    wait_until("the begun replay to start", Duration::from_secs(10), || {
+        started = archive.poll_replay_start(&pending);
+        started.is_some()
+    });
+    let replay_id = started.expect("polled").expect("started");
+    assert_eq!(replay_id, pending.replay_id());
+    archive.stop_replay(replay_id).expect("stop");
+    let status = archive.replay_status(replay_id).expect("status");
+    wait_until("the replay to stop", Duration::from_secs(10), || {
+        status.is_finished()
+    });
+    // One the replayer cannot start (a channel the driver refuses) is told as an error, and
+    // frees its place.
+    let mut refused = replay_request(recording_id);
+    refused.channel = "aeron:udp?endpoint=localhost".into();
+    let pending = archive.begin_replay(&refused).expect("begin");
+    let mut outcome = None;
+    wait_until("the refusal", Duration::from_secs(10), || {
+        outcome = archive.poll_replay_start(&pending);
+        outcome.is_some()
+    });
+    let error = outcome.expect("polled").expect_err("refused");
+    assert!(error.to_string().contains("endpoint"), "{error}");
+    let again = archive
+        .start_replay(&replay_request(recording_id))
+        .expect("the refused one holds no place");
+    archive.stop_replay(again).expect("stop");
 }
 
 #[test]

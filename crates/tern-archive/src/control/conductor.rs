@@ -3,7 +3,7 @@
 
 use super::session::{ControlSession, Listing, Opening, Source, State};
 use super::{ControlConfig, ControlStats};
-use crate::archive::{Archive, RecordingInfo, ReplayRequest};
+use crate::archive::{Archive, PendingReplay, RecordingInfo, ReplayRequest};
 use crate::error::{ArchiveError, Result};
 use crate::events::{RecordingEvent, RecordingSignalKind};
 use crate::recorder::SourceLocation;
@@ -58,6 +58,16 @@ pub(crate) struct Conductor {
     /// Which session asked to truncate or purge each recording, for the DELETE signal.
     delete_owners: HashMap<i64, (i64, i64)>,
     events: Receiver<RecordingEvent>,
+    /// Replays asked for and handed to the replayer, not started yet: answered when they are,
+    /// so the duty cycle never waits for the replayer.
+    pending_replays: Vec<PendingStart>,
+}
+
+/// A replay request waiting for the replayer: whom to answer.
+struct PendingStart {
+    session_id: i64,
+    correlation_id: i64,
+    pending: PendingReplay,
 }
 
 impl Conductor {
@@ -98,6 +108,7 @@ impl Conductor {
             recording_owners: HashMap::new(),
             delete_owners: HashMap::new(),
             events,
+            pending_replays: Vec::new(),
         })
     }
 
@@ -161,7 +172,52 @@ impl Conductor {
             }
         }
         work += self.signal_events();
+        work += self.answer_started_replays();
         work + self.drive_sessions(now)
+    }
+
+    /// Answer the replay requests whose replays the replayer has started (or refused). A replay
+    /// whose session went meanwhile is stopped.
+    fn answer_started_replays(&mut self) -> usize {
+        let mut work = 0;
+        let mut index = 0;
+        while index < self.pending_replays.len() {
+            let Some(outcome) = self
+                .archive
+                .poll_replay_start(&self.pending_replays[index].pending)
+            else {
+                index += 1;
+                continue;
+            };
+            work += 1;
+            let start = self.pending_replays.swap_remove(index);
+            let Some(slot) = self.slots.get_mut(&start.session_id) else {
+                if let Ok(replay_id) = outcome {
+                    let _ = self.archive.stop_replay(replay_id);
+                }
+                continue;
+            };
+            match outcome {
+                Ok(replay_id) => {
+                    slot.session.replays.insert(replay_id);
+                    slot.session.respond(
+                        start.correlation_id,
+                        replay_id,
+                        ControlResponseCode::Ok,
+                        "",
+                    );
+                }
+                Err(error) => send_error(
+                    &self.stats,
+                    &self.archive,
+                    &mut slot.session,
+                    start.correlation_id,
+                    error.code(),
+                    &error.to_string(),
+                ),
+            }
+        }
+        work
     }
 
     /// Send each recording event as a `RecordingSignalEvent` to the session whose request
@@ -364,6 +420,7 @@ impl Conductor {
             archive_id: self.archive_id,
             recording_owners: &mut self.recording_owners,
             delete_owners: &mut self.delete_owners,
+            pending_replays: &mut self.pending_replays,
         };
         serve(&mut context, session, correlation_id);
     }
@@ -908,6 +965,8 @@ struct Context<'a> {
     archive_id: i64,
     recording_owners: &'a mut HashMap<i64, (i64, i64)>,
     delete_owners: &'a mut HashMap<i64, (i64, i64)>,
+    /// Where a replay request waits for its replay to start.
+    pending_replays: &'a mut Vec<PendingStart>,
 }
 
 /// Sends an ERROR response with `code` to `session`, counted in the control stats and the
@@ -1668,11 +1727,12 @@ impl Context<'_> {
             key,
             keep_positions: false,
         };
-        match self.archive.start_replay(&request) {
-            Ok(replay_id) => {
-                session.replays.insert(replay_id);
-                self.ok(session, correlation_id, replay_id);
-            }
+        match self.archive.begin_replay(&request) {
+            Ok(pending) => self.pending_replays.push(PendingStart {
+                session_id: session.id,
+                correlation_id,
+                pending,
+            }),
             Err(error) => self.fail(session, correlation_id, &error),
         }
     }
