@@ -850,13 +850,13 @@ impl Archive {
         source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
         let info = self.recording(recording_id)?;
-        crate::view::position_at_message_time(
+        Ok(tern_store::time_seek::position_at_message_time(
             &self.shared.config.dir,
             &info.descriptor,
             info.recorded_position,
             timestamp_ns,
             source,
-        )
+        )?)
     }
 
     /// The recording of one publisher session on a stream, most recent first.
@@ -911,7 +911,7 @@ impl Archive {
             }
             None => None,
         };
-        crate::key_search::check_time_source(&descriptor, request.time_source)?;
+        tern_store::time_seek::check_time_source(&descriptor, request.time_source)?;
         let end = info.recorded_position;
         let position = request.position.unwrap_or(descriptor.start_position);
         check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;

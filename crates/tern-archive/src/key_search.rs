@@ -284,7 +284,7 @@ impl KeySearch {
 /// [`ArchiveError::Invalid`] saying why.
 pub(crate) fn check_filter(descriptor: &RecordingDescriptor, filter: &KeyFilter) -> Result<()> {
     if let tern_store::key::KeyKind::Field { offset, width } = filter.kind {
-        let longest = longest_first_fragment(descriptor);
+        let longest = tern_store::time_seek::longest_first_fragment(descriptor);
         let end = offset as usize + width.bytes();
         if end > longest {
             return Err(ArchiveError::Invalid(format!(
@@ -292,35 +292,6 @@ pub(crate) fn check_filter(descriptor: &RecordingDescriptor, filter: &KeyFilter)
                 descriptor.recording_id, descriptor.mtu_length
             )));
         }
-    }
-    Ok(())
-}
-
-/// The most payload a message's first fragment can carry in `descriptor`'s recording: the MTU
-/// less the frame header.
-fn longest_first_fragment(descriptor: &RecordingDescriptor) -> usize {
-    (descriptor.mtu_length as usize).saturating_sub(tern_store::frame::HEADER_LENGTH)
-}
-
-/// Refuse a time source that can read the time of no message of the recording: a field (or the
-/// cluster egress timestamp) that ends past the longest first fragment its messages can have, as
-/// [`check_filter`] does for a key field.
-///
-/// # Errors
-/// [`ArchiveError::Invalid`] saying why.
-pub(crate) fn check_time_source(
-    descriptor: &RecordingDescriptor,
-    source: tern_store::message_time::TimeSource,
-) -> Result<()> {
-    let Some(end) = source.message_bytes() else {
-        return Ok(());
-    };
-    let longest = longest_first_fragment(descriptor);
-    if end > longest {
-        return Err(ArchiveError::Invalid(format!(
-            "time source {source}: the timestamp ends at byte {end}, past the first fragment of any message of recording {} (MTU {}: at most {longest} bytes); a message's time is read from its first fragment",
-            descriptor.recording_id, descriptor.mtu_length
-        )));
     }
     Ok(())
 }

@@ -197,13 +197,13 @@ impl ArchiveView {
         source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
         let view = self.recording(recording_id)?;
-        position_at_message_time(
+        Ok(tern_store::time_seek::position_at_message_time(
             &self.dir,
             &view.descriptor,
             view.end_position,
             timestamp_ns,
             source,
-        )
+        )?)
     }
 
     /// Refuse a time source that can read no message of the recording: its timestamp ends past
@@ -217,7 +217,10 @@ impl ArchiveView {
         source: tern_store::message_time::TimeSource,
     ) -> Result<()> {
         let view = self.recording(recording_id)?;
-        crate::key_search::check_time_source(&view.descriptor, source)
+        Ok(tern_store::time_seek::check_time_source(
+            &view.descriptor,
+            source,
+        )?)
     }
 
     /// Check every frame of a recording (header and CRC32C), calling `progress` with the bytes
@@ -605,98 +608,4 @@ fn header_of(frame: &FrameHeader, position_after: i64, session_id: i32) -> Heade
         flags: frame.flags,
         frame_length: frame.frame_length,
     }
-}
-
-/// Where to start a replay of `descriptor` (whose data ends at `end`) to begin at the first
-/// message captured at or after `timestamp_ns`.
-///
-/// # Errors
-/// A missing or unreadable time index.
-pub fn position_at_time(
-    dir: &Path,
-    descriptor: &RecordingDescriptor,
-    end: i64,
-    timestamp_ns: i64,
-) -> Result<i64> {
-    let reader = tern_store::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
-    Ok(match reader.seek(timestamp_ns, end)? {
-        tern_store::time_index::TimeSeek::At(entry) => {
-            entry.position.max(descriptor.start_position)
-        }
-        tern_store::time_index::TimeSeek::AfterLast => end,
-    })
-}
-
-/// The time of the first message at or after `from` that `source` can read, and its position.
-fn first_timed_message(
-    reader: &mut RecordingReader,
-    from: i64,
-    end: i64,
-    source: tern_store::message_time::TimeSource,
-    at_or_after: Option<i64>,
-) -> Result<Option<(i64, i64)>> {
-    let mut found = None;
-    reader.scan(from, end, |frame| {
-        if frame.header.is_padding() || frame.header.flags & tern_transport::BEGIN_FLAG == 0 {
-            return true;
-        }
-        match source.message_time(frame.payload()) {
-            Some(time) if at_or_after.is_none_or(|target| time >= target) => {
-                found = Some((time, frame.position));
-                false
-            }
-            _ => true,
-        }
-    })?;
-    Ok(found)
-}
-
-/// Where to start a replay of `descriptor` to begin at the first message whose own time (read by
-/// `source`) is at or after `timestamp_ns`. Message times are taken to grow with positions (as a
-/// cluster's egress timestamps do): a binary search over the capture-time index, reading the
-/// message at each probed entry, then a scan of one stretch between two entries.
-///
-/// # Errors
-/// An unreadable time index or segment.
-pub fn position_at_message_time(
-    dir: &Path,
-    descriptor: &RecordingDescriptor,
-    end: i64,
-    timestamp_ns: i64,
-    source: tern_store::message_time::TimeSource,
-) -> Result<i64> {
-    if !source.is_in_message() {
-        return position_at_time(dir, descriptor, end, timestamp_ns);
-    }
-    crate::key_search::check_time_source(descriptor, source)?;
-    let index = tern_store::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
-    let mut reader = RecordingReader::new(dir, descriptor);
-    let usable = index.first_after_position(end - 1)?;
-    // The first entry whose first readable message is at or after the time.
-    let (mut low, mut high) = (0u64, usable);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        let entry = index.entry(middle)?;
-        match first_timed_message(
-            &mut reader,
-            entry.position.max(descriptor.start_position),
-            end,
-            source,
-            None,
-        )? {
-            Some((time, _)) if time < timestamp_ns => low = middle + 1,
-            _ => high = middle,
-        }
-    }
-    let from = match low {
-        0 => descriptor.start_position,
-        later => index
-            .entry(later - 1)?
-            .position
-            .max(descriptor.start_position),
-    };
-    Ok(
-        first_timed_message(&mut reader, from, end, source, Some(timestamp_ns))?
-            .map_or(end, |(_, position)| position),
-    )
 }

@@ -1107,7 +1107,12 @@ fn tern_extensions_replay_from_a_time_at_a_pace_from_a_cursor_and_pause_resume_s
         message
     });
     assert_eq!(response.code, ControlResponseCode::Error);
-    assert!(response.error_message.contains("speed"), "{response:?}");
+    assert!(
+        response
+            .error_message
+            .contains("speed 0.005 is outside 0.01 .. 1000"),
+        "{response:?}"
+    );
     let response = raw.call_tern_response(|s, c| {
         let mut message = tern_replay(recording, 4003)(s, c);
         if let TernMessage::TernReplayRequest(r) = &mut message {

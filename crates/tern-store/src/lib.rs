@@ -30,6 +30,7 @@ pub mod segment;
 pub mod segment_writer;
 pub mod storage;
 pub mod time_index;
+pub mod time_seek;
 
 pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
 pub use clock::{epoch_nanos, system_clock, Clock, SimClock, SystemClock};
