@@ -7,12 +7,12 @@
 //! torn write can only leave the `.new` file behind (ignored and replaced). Format:
 //! docs/formats.md, "Cursor file".
 
-use crate::catalog::sync_directory;
+use crate::catalog::sync_directory_on;
 use crate::error::{io_error, Result, StoreError};
+use crate::storage::{read_all, OpenOptions, Storage};
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Name of the cursor file in the archive directory.
 pub const CURSOR_FILE: &str = "cursors.tern";
@@ -144,6 +144,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<BTreeMap<String, Cursor>, (u6
 /// The cursors of an archive directory, kept in memory and in the cursor file.
 #[derive(Debug)]
 pub struct CursorStore {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     cursors: BTreeMap<String, Cursor>,
 }
@@ -154,8 +155,16 @@ impl CursorStore {
     /// # Errors
     /// The file cannot be read or is damaged ([`StoreError::Corrupt`]).
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_on(&crate::storage::disk(), dir)
+    }
+
+    /// [`Self::open`] in `dir` of `storage`.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_on(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Self> {
         let path = dir.join(CURSOR_FILE);
-        let cursors = match std::fs::read(&path) {
+        let cursors = match read_all(storage.as_ref(), &path) {
             Ok(bytes) => decode(&bytes).map_err(|(offset, reason)| StoreError::Corrupt {
                 path: path.clone(),
                 offset,
@@ -168,6 +177,7 @@ impl CursorStore {
             Err(error) => return Err(io_error(&path, "read cursor file")(error)),
         };
         Ok(Self {
+            storage: storage.clone(),
             dir: dir.to_path_buf(),
             cursors,
         })
@@ -222,18 +232,21 @@ impl CursorStore {
         let path = self.dir.join(CURSOR_FILE);
         let new_path = self.dir.join(format!("{CURSOR_FILE}.new"));
         let bytes = encode(cursors);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&new_path)
+        // Whole to a new file, synced, renamed over the old one, the directory synced: a crash
+        // leaves the old cursors or the new ones.
+        let file = self
+            .storage
+            .open(&new_path, OpenOptions::create())
             .map_err(io_error(&new_path, "create cursor file"))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(&bytes, 0))
+            .and_then(|()| file.sync_data())
             .map_err(io_error(&new_path, "write cursor file"))?;
         drop(file);
-        std::fs::rename(&new_path, &path).map_err(io_error(&path, "replace cursor file"))?;
-        sync_directory(&self.dir)?;
+        self.storage
+            .rename(&new_path, &path)
+            .map_err(io_error(&path, "replace cursor file"))?;
+        sync_directory_on(&self.storage, &self.dir)?;
         Ok(())
     }
 }

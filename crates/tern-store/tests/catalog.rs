@@ -1,12 +1,14 @@
-//! The catalog on a simulated disk: a crash after any sync, with or without a torn in-place
-//! write, loses no acknowledged change and leaves no damaged record (the redo file repairs a torn
-//! one); a failed write or sync is an error and the catalog in memory does not run ahead of disk.
+//! The catalog and the cursor file on a simulated disk: a crash after any sync, with or without a
+//! torn write, loses no acknowledged change and leaves no damaged record (the catalog's redo file
+//! repairs a torn one; the cursor file is replaced whole); a failed write or sync is an error and
+//! what is in memory does not run ahead of the disk.
 
 use std::path::Path;
 use std::sync::Arc;
+use tern_store::cursors::CursorStore;
 use tern_store::descriptor::sample;
 use tern_store::{
-    Catalog, CatalogEntry, FaultDisk, RecordingDescriptor, SimDisk, Storage, WriteFault,
+    Catalog, CatalogEntry, Cursor, FaultDisk, RecordingDescriptor, SimDisk, Storage, WriteFault,
 };
 
 const DIR: &str = "/archive";
@@ -123,5 +125,63 @@ fn a_failed_record_write_or_sync_is_an_error_and_not_taken_in() {
         drop(catalog);
         let reopened = Catalog::open_on(&storage, Path::new(DIR), false).expect("reopen");
         assert_eq!(reopened.recordings().count(), 2, "{fault:?}");
+    }
+}
+
+fn cursor(name: &str, position: i64) -> Cursor {
+    Cursor {
+        name: name.into(),
+        recording_id: 3,
+        position,
+        updated_ns: 1_700_000_000_000_000_000 + position,
+    }
+}
+
+/// Cursor changes a consumer makes: set three, move two, delete one. Returns, after each, (syncs
+/// the disk has seen, the cursors then acknowledged).
+fn cursor_churn(disk: &SimDisk) -> Vec<(u64, Vec<Cursor>)> {
+    let storage: Arc<dyn Storage> = Arc::new(disk.clone());
+    let mut store = CursorStore::open_on(&storage, Path::new(DIR)).expect("open");
+    let mut acks = vec![(disk.syncs(), store.list(""))];
+    for (name, position) in [("a", 64), ("b", 128), ("c", 192), ("a", 4096), ("c", 8192)] {
+        store.set(cursor(name, position)).expect("set");
+        acks.push((disk.syncs(), store.list("")));
+    }
+    store.delete("b").expect("delete");
+    acks.push((disk.syncs(), store.list("")));
+    acks
+}
+
+#[test]
+fn a_crash_after_any_sync_keeps_every_acknowledged_cursor_and_never_a_damaged_file() {
+    let full = disk();
+    let acks = cursor_churn(&full);
+    let total = full.syncs();
+    assert_eq!(total, 12, "a file sync and a directory sync per change");
+    for freeze in 0..=total {
+        for torn in [0, 10, 100] {
+            let disk = disk();
+            disk.freeze_after_syncs(freeze);
+            assert_eq!(cursor_churn(&disk), acks, "the runs are the same");
+            let crashed: Arc<dyn Storage> = Arc::new(disk.crash_torn(torn));
+            let at = format!("crash after sync {freeze}, {torn} bytes torn");
+            let found = CursorStore::open_on(&crashed, Path::new(DIR))
+                .unwrap_or_else(|error| panic!("{at}: {error}"))
+                .list("");
+            let durable = acks
+                .iter()
+                .rev()
+                .find(|(syncs, _)| *syncs <= freeze)
+                .map(|(_, cursors)| cursors.clone())
+                .unwrap_or_default();
+            let next = acks
+                .iter()
+                .find(|(syncs, _)| *syncs > freeze)
+                .map(|(_, cursors)| cursors.clone());
+            assert!(
+                found == durable || Some(&found) == next.as_ref(),
+                "{at}: found {found:?}, acknowledged {durable:?}"
+            );
+        }
     }
 }
