@@ -1063,7 +1063,7 @@ impl Archive {
     ///
     /// # Errors
     /// Unknown recording; [`ArchiveError::Active`] if it is being recorded;
-    /// [`ArchiveError::BadPosition`] for a position outside `[start, stop]`, not a multiple of
+    /// [`StoreError::BadPosition`](tern_store::StoreError::BadPosition) for a position outside `[start, stop]`, not a multiple of
     /// 32, or not the start of a frame; a file error.
     pub fn truncate_recording(&self, recording_id: i64, position: i64) -> Result<usize> {
         self.truncate(recording_id, position, true)
@@ -1342,7 +1342,7 @@ impl Archive {
     /// The cursor `name`.
     ///
     /// # Errors
-    /// [`ArchiveError::UnknownCursor`].
+    /// [`StoreError::UnknownCursor`](tern_store::StoreError::UnknownCursor).
     pub fn cursor(&self, name: &str) -> Result<Cursor> {
         self.lock_cursors()
             .get(name)

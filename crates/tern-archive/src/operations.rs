@@ -76,7 +76,7 @@ fn remove(dir: &Path, name: &str) -> Result<()> {
 /// `position`, with the stop timestamp of the last time index entry before it.
 ///
 /// # Errors
-/// [`ArchiveError::Active`] for an active (or unrecovered) recording; [`ArchiveError::BadPosition`]
+/// [`ArchiveError::Active`] for an active (or unrecovered) recording; [`StoreError::BadPosition`](tern_store::StoreError::BadPosition)
 /// for a position outside `[start, stop]`, not frame aligned, or not at a frame start.
 pub(crate) fn plan_truncate(
     dir: &Path,
