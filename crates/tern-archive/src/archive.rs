@@ -25,12 +25,112 @@ use tern_store::recording_reader::{check_replay_position, find_end, list_segment
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The answer an agent (the recorder, the replayer) owes to a request handed to it: polled, so
+/// that a duty cycle never waits for it, or waited for.
+#[derive(Debug)]
+pub struct Pending<T> {
+    wait: mpsc::Receiver<Result<T>>,
+    deadline: std::time::Instant,
+    agent: &'static str,
+}
+
+impl<T> Pending<T> {
+    fn new(wait: mpsc::Receiver<Result<T>>, agent: &'static str) -> Self {
+        Self {
+            wait,
+            deadline: std::time::Instant::now() + REPLY_TIMEOUT,
+            agent,
+        }
+    }
+
+    /// `None` while the agent has not answered; then its answer (an error if it stopped, or did
+    /// not answer within 30 s).
+    pub fn poll(&self) -> Option<Result<T>> {
+        match self.wait.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(mpsc::TryRecvError::Empty) if std::time::Instant::now() < self.deadline => None,
+            Err(mpsc::TryRecvError::Empty) => Some(Err(ArchiveError::NotRunning(format!(
+                "{} did not answer",
+                self.agent
+            )))),
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(ArchiveError::NotRunning(format!(
+                "{} stopped",
+                self.agent
+            )))),
+        }
+    }
+
+    /// Wait for the answer (30 s at most).
+    ///
+    /// # Errors
+    /// The agent's error, or it stopped or did not answer.
+    pub fn wait(self) -> Result<T> {
+        let timeout = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        match self.wait.recv_timeout(timeout) {
+            Ok(outcome) => outcome,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(ArchiveError::NotRunning(format!(
+                "{} did not answer",
+                self.agent
+            ))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(ArchiveError::NotRunning(format!("{} stopped", self.agent)))
+            }
+        }
+    }
+}
+
+/// Whether a stop by identity stopped the recording: an unknown subscription means it stopped
+/// on its own meanwhile (an auto-stop).
+///
+/// # Errors
+/// The recorder's error.
+pub fn stopped_by_identity(outcome: Result<Vec<i64>>) -> Result<bool> {
+    match outcome {
+        Ok(_) => Ok(true),
+        Err(ArchiveError::UnknownSubscription(_)) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
 /// A replay handed to the replayer and not yet started ([`Archive::begin_replay`]).
 #[derive(Debug)]
 pub struct PendingReplay {
     replay_id: i64,
-    wait: mpsc::Receiver<Result<()>>,
-    deadline: std::time::Instant,
+    answer: Pending<()>,
+}
+
+/// A recording subscription handed to the recorder and not yet added
+/// ([`Archive::begin_recording`], [`Archive::begin_extend`]).
+#[derive(Debug)]
+pub struct PendingRecording {
+    subscription_id: i64,
+    answer: Pending<()>,
+}
+
+impl PendingRecording {
+    /// The id the recording subscription has once added.
+    pub fn subscription_id(&self) -> i64 {
+        self.subscription_id
+    }
+
+    /// `None` while the recorder has not answered; then the subscription id, or why it could
+    /// not be added.
+    pub fn poll(&self) -> Option<Result<i64>> {
+        self.answer
+            .poll()
+            .map(|outcome| outcome.map(|()| self.subscription_id))
+    }
+
+    /// Wait for the recorder's answer.
+    ///
+    /// # Errors
+    /// Why the subscription could not be added.
+    pub fn wait(self) -> Result<i64> {
+        let subscription_id = self.subscription_id;
+        self.answer.wait().map(|()| subscription_id)
+    }
 }
 
 impl PendingReplay {
@@ -663,6 +763,23 @@ impl Archive {
         source: SourceLocation,
         auto_stop: bool,
     ) -> Result<i64> {
+        self.begin_recording(channel, stream_id, source, auto_stop)?
+            .wait()
+    }
+
+    /// [`Self::start_recording_with`] without waiting for the recorder: the subscription id is
+    /// known at once, and [`PendingRecording::poll`] tells when the subscription is added (or
+    /// why it could not be).
+    ///
+    /// # Errors
+    /// The archive is not running.
+    pub fn begin_recording(
+        &self,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+        auto_stop: bool,
+    ) -> Result<PendingRecording> {
         self.add_recording_subscription(channel, stream_id, source, auto_stop, None)
     }
 
@@ -673,7 +790,7 @@ impl Archive {
         source: SourceLocation,
         auto_stop: bool,
         extend: Option<i64>,
-    ) -> Result<i64> {
+    ) -> Result<PendingRecording> {
         let subscription_id = self.next_id();
         let (reply, wait) = mpsc::channel();
         self.recorder
@@ -687,9 +804,10 @@ impl Archive {
                 reply,
             })
             .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
-        wait.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ArchiveError::NotRunning("recorder did not answer".into()))??;
-        Ok(subscription_id)
+        Ok(PendingRecording {
+            subscription_id,
+            answer: Pending::new(wait, "recorder"),
+        })
     }
 
     /// Extend a stopped recording (Aeron's `extendRecording`): a recording subscription is added
@@ -711,6 +829,22 @@ impl Archive {
         source: SourceLocation,
         auto_stop: bool,
     ) -> Result<i64> {
+        self.begin_extend(recording_id, channel, stream_id, source, auto_stop)?
+            .wait()
+    }
+
+    /// [`Self::extend_recording`] without waiting for the recorder (see [`Self::begin_recording`]).
+    ///
+    /// # Errors
+    /// What [`Self::extend_recording`] can tell before the recorder has the request.
+    pub fn begin_extend(
+        &self,
+        recording_id: i64,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+        auto_stop: bool,
+    ) -> Result<PendingRecording> {
         let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
         if descriptor.stream_id != stream_id {
             return Err(ArchiveError::Invalid(format!(
@@ -745,15 +879,22 @@ impl Archive {
     /// # Errors
     /// Unknown recording, or the archive is not running.
     pub fn stop_recording_by_identity(&self, recording_id: i64) -> Result<bool> {
+        match self.begin_stop_by_identity(recording_id)? {
+            Some(pending) => stopped_by_identity(pending.wait()),
+            None => Ok(false),
+        }
+    }
+
+    /// [`Self::stop_recording_by_identity`] without waiting for the recorder: `None` when the
+    /// recording is not active; else the stop, whose answer [`stopped_by_identity`] reads.
+    ///
+    /// # Errors
+    /// Unknown recording, or the archive is not running.
+    pub fn begin_stop_by_identity(&self, recording_id: i64) -> Result<Option<Pending<Vec<i64>>>> {
         self.shared.lock_catalog().get(recording_id)?;
-        let Some(subscription_id) = self.shared.subscription_of(recording_id) else {
-            return Ok(false);
-        };
-        match self.stop_recording(subscription_id) {
-            Ok(_) => Ok(true),
-            // It stopped on its own meanwhile (an auto-stop).
-            Err(ArchiveError::UnknownSubscription(_)) => Ok(false),
-            Err(error) => Err(error),
+        match self.shared.subscription_of(recording_id) {
+            Some(subscription_id) => self.begin_stop_recording(subscription_id).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -763,6 +904,15 @@ impl Archive {
     /// # Errors
     /// The id is unknown, or the archive is not running.
     pub fn stop_recording(&self, subscription_id: i64) -> Result<Vec<i64>> {
+        self.begin_stop_recording(subscription_id)?.wait()
+    }
+
+    /// [`Self::stop_recording`] without waiting for the recorder: the answer is the ids of the
+    /// recordings it stopped, or [`ArchiveError::UnknownSubscription`].
+    ///
+    /// # Errors
+    /// The archive is not running.
+    pub fn begin_stop_recording(&self, subscription_id: i64) -> Result<Pending<Vec<i64>>> {
         let (reply, wait) = mpsc::channel();
         self.recorder
             .send(RecorderCommand::Stop {
@@ -770,10 +920,7 @@ impl Archive {
                 reply,
             })
             .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
-        let stopped = wait
-            .recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ArchiveError::NotRunning("recorder did not answer".into()))??;
-        Ok(stopped)
+        Ok(Pending::new(wait, "recorder"))
     }
 
     /// The recording subscriptions in force.
@@ -877,12 +1024,9 @@ impl Archive {
     /// Unknown recording; a position before the start, past the end or not at a frame start; a
     /// replay channel the driver refuses.
     pub fn start_replay(&self, request: &ReplayRequest) -> Result<i64> {
-        let pending = self.begin_replay(request)?;
-        let outcome = pending
-            .wait
-            .recv_timeout(REPLY_TIMEOUT)
-            .unwrap_or_else(|_| Err(ArchiveError::NotRunning("replayer did not answer".into())));
-        self.end_replay_start(&pending, outcome)
+        let PendingReplay { replay_id, answer } = self.begin_replay(request)?;
+        let outcome = answer.wait();
+        self.end_replay_start(replay_id, outcome)
     }
 
     /// [`Self::start_replay`] without waiting for the replayer: the request is checked and handed
@@ -977,34 +1121,22 @@ impl Archive {
         }
         Ok(PendingReplay {
             replay_id,
-            wait,
-            deadline: std::time::Instant::now() + REPLY_TIMEOUT,
+            answer: Pending::new(wait, "replayer"),
         })
     }
 
     /// Whether a replay begun with [`Self::begin_replay`] has started: `None` while the replayer
     /// has not answered; then its replay id, or why it could not start.
     pub fn poll_replay_start(&self, pending: &PendingReplay) -> Option<Result<i64>> {
-        let outcome = match pending.wait.try_recv() {
-            Ok(outcome) => outcome,
-            Err(mpsc::TryRecvError::Empty) if std::time::Instant::now() < pending.deadline => {
-                return None
-            }
-            Err(mpsc::TryRecvError::Empty) => {
-                Err(ArchiveError::NotRunning("replayer did not answer".into()))
-            }
-            Err(mpsc::TryRecvError::Disconnected) => {
-                Err(ArchiveError::NotRunning("replayer stopped".into()))
-            }
-        };
-        Some(self.end_replay_start(pending, outcome))
+        let outcome = pending.answer.poll()?;
+        Some(self.end_replay_start(pending.replay_id, outcome))
     }
 
-    fn end_replay_start(&self, pending: &PendingReplay, outcome: Result<()>) -> Result<i64> {
+    fn end_replay_start(&self, replay_id: i64, outcome: Result<()>) -> Result<i64> {
         match outcome {
-            Ok(()) => Ok(pending.replay_id),
+            Ok(()) => Ok(replay_id),
             Err(error) => {
-                self.lock_replays().remove(&pending.replay_id);
+                self.lock_replays().remove(&replay_id);
                 Err(error)
             }
         }

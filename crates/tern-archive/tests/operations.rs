@@ -754,6 +754,29 @@ fn auto_stop_removes_the_subscription_and_stop_by_identity_stops_a_recordings_su
         ArchiveError::DuplicateSubscription { .. }
     ));
     assert_eq!(duplicate.code(), ArchiveErrorCode::ActiveSubscription);
+    // The same without waiting for the recorder: the answer comes by polling.
+    let pending = archive
+        .begin_recording("aeron:ipc", 2011, SourceLocation::Remote, false)
+        .expect("handed to the recorder");
+    let mut answer = None;
+    wait_until("the recorder's answer", Duration::from_secs(10), || {
+        answer = pending.poll();
+        answer.is_some()
+    });
+    assert!(matches!(
+        answer.expect("polled"),
+        Err(ArchiveError::DuplicateSubscription { .. })
+    ));
+    let pending = archive.begin_stop_recording(424_242).expect("handed over");
+    let mut answer = None;
+    wait_until("the recorder's answer", Duration::from_secs(10), || {
+        answer = pending.poll();
+        answer.is_some()
+    });
+    assert!(matches!(
+        answer.expect("polled"),
+        Err(ArchiveError::UnknownSubscription(424_242))
+    ));
     let publication = client
         .add_exclusive_publication("aeron:ipc", 2011)
         .expect("pub");

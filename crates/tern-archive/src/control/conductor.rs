@@ -3,7 +3,10 @@
 
 use super::session::{ControlSession, Listing, Opening, Source, State};
 use super::{ControlConfig, ControlStats};
-use crate::archive::{Archive, PendingReplay, RecordingInfo, ReplayRequest};
+use crate::archive::{
+    stopped_by_identity, Archive, Pending, PendingRecording, PendingReplay, RecordingInfo,
+    ReplayRequest,
+};
 use crate::error::{ArchiveError, Result};
 use crate::events::{RecordingEvent, RecordingSignalKind};
 use crate::recorder::SourceLocation;
@@ -58,16 +61,30 @@ pub(crate) struct Conductor {
     /// Which session asked to truncate or purge each recording, for the DELETE signal.
     delete_owners: HashMap<i64, (i64, i64)>,
     events: Receiver<RecordingEvent>,
-    /// Replays asked for and handed to the replayer, not started yet: answered when they are,
-    /// so the duty cycle never waits for the replayer.
-    pending_replays: Vec<PendingStart>,
+    /// Requests handed to the replayer or the recorder and not answered by them yet: answered
+    /// when they are, so the duty cycle never waits for an agent.
+    awaiting: Vec<Awaiting>,
 }
 
-/// A replay request waiting for the replayer: whom to answer.
-struct PendingStart {
+/// A request waiting for an agent's answer: whom to answer, and with what.
+struct Awaiting {
     session_id: i64,
     correlation_id: i64,
-    pending: PendingReplay,
+    what: Awaited,
+}
+
+enum Awaited {
+    /// A replay's start: OK with the replay id.
+    Replay(PendingReplay),
+    /// A recording subscription (a start or an extension): OK with its id.
+    Recording(PendingRecording),
+    /// A recording subscription's stop: OK 0, or Aeron's unknown-subscription error.
+    Stop {
+        subscription_id: i64,
+        pending: Pending<Vec<i64>>,
+    },
+    /// A stop by recording identity: OK with 1 if it stopped it, 0 if it was not recording.
+    StopByIdentity(Pending<Vec<i64>>),
 }
 
 impl Conductor {
@@ -108,7 +125,7 @@ impl Conductor {
             recording_owners: HashMap::new(),
             delete_owners: HashMap::new(),
             events,
-            pending_replays: Vec::new(),
+            awaiting: Vec::new(),
         })
     }
 
@@ -171,47 +188,83 @@ impl Conductor {
                 }
             }
         }
+        // Answers before signals: a request's OK goes before the signals of what it started.
+        work += self.answer_awaited();
         work += self.signal_events();
-        work += self.answer_started_replays();
         work + self.drive_sessions(now)
     }
 
-    /// Answer the replay requests whose replays the replayer has started (or refused). A replay
-    /// whose session went meanwhile is stopped.
-    fn answer_started_replays(&mut self) -> usize {
+    /// Answer the requests whose agents have answered. A replay whose session went meanwhile is
+    /// stopped; a recording goes on without its session, as in Aeron.
+    fn answer_awaited(&mut self) -> usize {
         let mut work = 0;
         let mut index = 0;
-        while index < self.pending_replays.len() {
-            let Some(outcome) = self
-                .archive
-                .poll_replay_start(&self.pending_replays[index].pending)
-            else {
+        while index < self.awaiting.len() {
+            let answer = match &self.awaiting[index].what {
+                Awaited::Replay(pending) => self
+                    .archive
+                    .poll_replay_start(pending)
+                    .map(|outcome| outcome.map(|replay_id| (replay_id, Some(replay_id)))),
+                Awaited::Recording(pending) => pending
+                    .poll()
+                    .map(|outcome| outcome.map(|subscription_id| (subscription_id, None))),
+                Awaited::Stop {
+                    subscription_id,
+                    pending,
+                } => pending.poll().map(|outcome| match outcome {
+                    Ok(_) => Ok((0, None)),
+                    Err(ArchiveError::UnknownSubscription(_)) => {
+                        Err(ArchiveError::UnknownSubscription(*subscription_id))
+                    }
+                    Err(error) => Err(error),
+                }),
+                Awaited::StopByIdentity(pending) => pending.poll().map(|outcome| {
+                    stopped_by_identity(outcome).map(|stopped| (i64::from(stopped), None))
+                }),
+            };
+            let Some(answer) = answer else {
                 index += 1;
                 continue;
             };
             work += 1;
-            let start = self.pending_replays.swap_remove(index);
-            let Some(slot) = self.slots.get_mut(&start.session_id) else {
-                if let Ok(replay_id) = outcome {
+            let awaiting = self.awaiting.swap_remove(index);
+            if let (Awaited::Recording(pending), Err(_)) = (&awaiting.what, &answer) {
+                self.recording_owners.remove(&pending.subscription_id());
+            }
+            let Some(slot) = self.slots.get_mut(&awaiting.session_id) else {
+                if let Ok((_, Some(replay_id))) = answer {
                     let _ = self.archive.stop_replay(replay_id);
                 }
                 continue;
             };
-            match outcome {
-                Ok(replay_id) => {
-                    slot.session.replays.insert(replay_id);
-                    slot.session.respond(
-                        start.correlation_id,
-                        replay_id,
+            let session = &mut slot.session;
+            match answer {
+                Ok((relevant_id, replay)) => {
+                    if let Some(replay_id) = replay {
+                        session.replays.insert(replay_id);
+                    }
+                    session.respond(
+                        awaiting.correlation_id,
+                        relevant_id,
                         ControlResponseCode::Ok,
                         "",
                     );
                 }
+                Err(ArchiveError::UnknownSubscription(subscription_id)) => send_error(
+                    &self.stats,
+                    &self.archive,
+                    session,
+                    awaiting.correlation_id,
+                    ArchiveErrorCode::UnknownSubscription,
+                    &format!(
+                        "no recording subscription found for subscriptionId={subscription_id}"
+                    ),
+                ),
                 Err(error) => send_error(
                     &self.stats,
                     &self.archive,
-                    &mut slot.session,
-                    start.correlation_id,
+                    session,
+                    awaiting.correlation_id,
                     error.code(),
                     &error.to_string(),
                 ),
@@ -420,7 +473,7 @@ impl Conductor {
             archive_id: self.archive_id,
             recording_owners: &mut self.recording_owners,
             delete_owners: &mut self.delete_owners,
-            pending_replays: &mut self.pending_replays,
+            awaiting: &mut self.awaiting,
         };
         serve(&mut context, session, correlation_id);
     }
@@ -965,8 +1018,8 @@ struct Context<'a> {
     archive_id: i64,
     recording_owners: &'a mut HashMap<i64, (i64, i64)>,
     delete_owners: &'a mut HashMap<i64, (i64, i64)>,
-    /// Where a replay request waits for its replay to start.
-    pending_replays: &'a mut Vec<PendingStart>,
+    /// Where a request waits for the agent that answers it.
+    awaiting: &'a mut Vec<Awaiting>,
 }
 
 /// Sends an ERROR response with `code` to `session`, counted in the control stats and the
@@ -1089,10 +1142,7 @@ impl Context<'_> {
                     .find(|s| s.stream_id == request.stream_id && s.channel == request.channel);
                 match found {
                     Some(subscription) => {
-                        match self.archive.stop_recording(subscription.subscription_id) {
-                            Ok(_) => self.ok(session, correlation_id, 0),
-                            Err(error) => self.fail(session, correlation_id, &error),
-                        }
+                        self.await_stop(session, correlation_id, subscription.subscription_id)
                     }
                     None => self.error(
                         session,
@@ -1106,19 +1156,7 @@ impl Context<'_> {
                 }
             }
             Message::StopRecordingSubscriptionRequest(request) => {
-                match self.archive.stop_recording(request.subscription_id) {
-                    Ok(_) => self.ok(session, correlation_id, 0),
-                    Err(ArchiveError::UnknownSubscription(_)) => self.error(
-                        session,
-                        correlation_id,
-                        ArchiveErrorCode::UnknownSubscription,
-                        &format!(
-                            "no recording subscription found for subscriptionId={}",
-                            request.subscription_id
-                        ),
-                    ),
-                    Err(error) => self.fail(session, correlation_id, &error),
-                }
+                self.await_stop(session, correlation_id, request.subscription_id)
             }
             Message::ListRecordingsRequest(request) => self.start_listing(
                 session,
@@ -1255,30 +1293,26 @@ impl Context<'_> {
                 self.ok(session, correlation_id, 0);
             }
             Message::StopRecordingByIdentityRequest(request) => {
-                match self
-                    .archive
-                    .stop_recording_by_identity(request.recording_id)
-                {
-                    Ok(found) => self.ok(session, correlation_id, i64::from(found)),
+                match self.archive.begin_stop_by_identity(request.recording_id) {
+                    Ok(Some(pending)) => self.awaiting.push(Awaiting {
+                        session_id: session.id,
+                        correlation_id,
+                        what: Awaited::StopByIdentity(pending),
+                    }),
+                    Ok(None) => self.ok(session, correlation_id, 0),
                     Err(error) => self.fail(session, correlation_id, &error),
                 }
             }
             Message::ExtendRecordingRequest2(request) => {
                 let source = source_location(request.source_location);
-                match self.archive.extend_recording(
+                let begun = self.archive.begin_extend(
                     request.recording_id,
                     &request.channel,
                     request.stream_id,
                     source,
                     request.auto_stop,
-                ) {
-                    Ok(subscription_id) => {
-                        self.recording_owners
-                            .insert(subscription_id, (session.id, correlation_id));
-                        self.ok(session, correlation_id, subscription_id);
-                    }
-                    Err(error) => self.fail(session, correlation_id, &error),
-                }
+                );
+                self.await_recording(session, correlation_id, begun);
             }
             Message::TruncateRecordingRequest(request) => {
                 self.delete_owners
@@ -1546,15 +1580,50 @@ impl Context<'_> {
         auto_stop: bool,
     ) {
         let source = source_location(source);
-        match self
+        let begun = self
             .archive
-            .start_recording_with(channel, stream_id, source, auto_stop)
-        {
-            Ok(subscription_id) => {
+            .begin_recording(channel, stream_id, source, auto_stop);
+        self.await_recording(session, correlation_id, begun);
+    }
+
+    /// Answer a recording subscription's start or extension when the recorder has added it; its
+    /// signals go to this request from now (they may come before the recorder's answer).
+    fn await_recording(
+        &mut self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        begun: Result<PendingRecording>,
+    ) {
+        match begun {
+            Ok(pending) => {
                 self.recording_owners
-                    .insert(subscription_id, (session.id, correlation_id));
-                self.ok(session, correlation_id, subscription_id);
+                    .insert(pending.subscription_id(), (session.id, correlation_id));
+                self.awaiting.push(Awaiting {
+                    session_id: session.id,
+                    correlation_id,
+                    what: Awaited::Recording(pending),
+                });
             }
+            Err(error) => self.fail(session, correlation_id, &error),
+        }
+    }
+
+    /// Answer a recording subscription's stop when the recorder has done it.
+    fn await_stop(
+        &mut self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        subscription_id: i64,
+    ) {
+        match self.archive.begin_stop_recording(subscription_id) {
+            Ok(pending) => self.awaiting.push(Awaiting {
+                session_id: session.id,
+                correlation_id,
+                what: Awaited::Stop {
+                    subscription_id,
+                    pending,
+                },
+            }),
             Err(error) => self.fail(session, correlation_id, &error),
         }
     }
@@ -1717,10 +1786,10 @@ impl Context<'_> {
             keep_positions: false,
         };
         match self.archive.begin_replay(&request) {
-            Ok(pending) => self.pending_replays.push(PendingStart {
+            Ok(pending) => self.awaiting.push(Awaiting {
                 session_id: session.id,
                 correlation_id,
-                pending,
+                what: Awaited::Replay(pending),
             }),
             Err(error) => self.fail(session, correlation_id, &error),
         }
