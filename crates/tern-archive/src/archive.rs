@@ -101,6 +101,32 @@ pub struct PendingReplay {
     answer: Pending<()>,
 }
 
+/// A seek handed to the replayer and not yet done ([`Archive::begin_seek`]).
+#[derive(Debug)]
+pub struct PendingSeek {
+    session_id: i32,
+    answer: Pending<()>,
+}
+
+impl PendingSeek {
+    /// `None` while the replayer has not answered; then the replay's new image session id, or
+    /// why it could not seek.
+    pub fn poll(&self) -> Option<Result<i32>> {
+        self.answer
+            .poll()
+            .map(|outcome| outcome.map(|()| self.session_id))
+    }
+
+    /// Wait for the replayer's answer.
+    ///
+    /// # Errors
+    /// Why the replay could not seek.
+    pub fn wait(self) -> Result<i32> {
+        let session_id = self.session_id;
+        self.answer.wait().map(|()| session_id)
+    }
+}
+
 /// A recording subscription handed to the recorder and not yet added
 /// ([`Archive::begin_recording`], [`Archive::begin_extend`]).
 #[derive(Debug)]
@@ -880,20 +906,26 @@ impl Archive {
     /// Unknown recording, or the archive is not running.
     pub fn stop_recording_by_identity(&self, recording_id: i64) -> Result<bool> {
         match self.begin_stop_by_identity(recording_id)? {
-            Some(pending) => stopped_by_identity(pending.wait()),
+            Some((_, pending)) => stopped_by_identity(pending.wait()),
             None => Ok(false),
         }
     }
 
     /// [`Self::stop_recording_by_identity`] without waiting for the recorder: `None` when the
-    /// recording is not active; else the stop, whose answer [`stopped_by_identity`] reads.
+    /// recording is not active; else the recording subscription being stopped and the stop,
+    /// whose answer [`stopped_by_identity`] reads.
     ///
     /// # Errors
     /// Unknown recording, or the archive is not running.
-    pub fn begin_stop_by_identity(&self, recording_id: i64) -> Result<Option<Pending<Vec<i64>>>> {
+    pub fn begin_stop_by_identity(
+        &self,
+        recording_id: i64,
+    ) -> Result<Option<(i64, Pending<Vec<i64>>)>> {
         self.shared.lock_catalog().get(recording_id)?;
         match self.shared.subscription_of(recording_id) {
-            Some(subscription_id) => self.begin_stop_recording(subscription_id).map(Some),
+            Some(subscription_id) => self
+                .begin_stop_recording(subscription_id)
+                .map(|pending| Some((subscription_id, pending))),
             None => Ok(None),
         }
     }
@@ -1331,6 +1363,15 @@ impl Archive {
     /// Unknown or ended replay; a position that is not a frame start of the recording; a replay
     /// channel the driver refuses.
     pub fn seek_replay(&self, replay_id: i64, position: i64) -> Result<i32> {
+        self.begin_seek(replay_id, position)?.wait()
+    }
+
+    /// [`Self::seek_replay`] without waiting for the replayer: the new session id is known at
+    /// once; [`PendingSeek::poll`] tells when the replay has moved.
+    ///
+    /// # Errors
+    /// What [`Self::seek_replay`] can tell before the replayer has the request.
+    pub fn begin_seek(&self, replay_id: i64, position: i64) -> Result<PendingSeek> {
         self.running_replay(replay_id)?;
         let status = self.replay_status(replay_id)?;
         let info = self.recording(status.recording_id())?;
@@ -1350,9 +1391,10 @@ impl Archive {
                 reply,
             })
             .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
-        wait.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ArchiveError::NotRunning("replayer did not answer".into()))??;
-        Ok(session_id)
+        Ok(PendingSeek {
+            session_id,
+            answer: Pending::new(wait, "replayer"),
+        })
     }
 
     /// Move a running replay to the first message whose time (read by `source`) is at or after
@@ -1366,9 +1408,23 @@ impl Archive {
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<i32> {
+        self.begin_seek_to_time(replay_id, timestamp_ns, source)?
+            .wait()
+    }
+
+    /// [`Self::seek_replay_to_time`] without waiting for the replayer (see [`Self::begin_seek`]).
+    ///
+    /// # Errors
+    /// As [`Self::begin_seek`], and a missing or unreadable time index.
+    pub fn begin_seek_to_time(
+        &self,
+        replay_id: i64,
+        timestamp_ns: i64,
+        source: tern_store::message_time::TimeSource,
+    ) -> Result<PendingSeek> {
         let recording_id = self.replay_status(replay_id)?.recording_id();
         let position = self.position_at_time_from(recording_id, timestamp_ns, source)?;
-        self.seek_replay(replay_id, position)
+        self.begin_seek(replay_id, position)
     }
 
     /// The status of a replay.

@@ -28,8 +28,8 @@ pub use tern_store::time_index;
 mod view;
 
 pub use archive::{
-    stopped_by_identity, Archive, Pending, PendingRecording, PendingReplay, RecordingFailure,
-    RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
+    stopped_by_identity, Archive, Pending, PendingRecording, PendingReplay, PendingSeek,
+    RecordingFailure, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
 };
 pub use config::{ArchiveConfig, FsyncPolicy};
 pub use error::{ArchiveError, Result};

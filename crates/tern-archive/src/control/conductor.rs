@@ -4,13 +4,13 @@
 use super::session::{ControlSession, Listing, Opening, Source, State};
 use super::{ControlConfig, ControlStats};
 use crate::archive::{
-    stopped_by_identity, Archive, Pending, PendingRecording, PendingReplay, RecordingInfo,
-    ReplayRequest,
+    stopped_by_identity, Archive, Pending, PendingRecording, PendingReplay, PendingSeek,
+    RecordingInfo, ReplayRequest,
 };
 use crate::error::{ArchiveError, Result};
 use crate::events::{RecordingEvent, RecordingSignalKind};
 use crate::recorder::SourceLocation;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -61,6 +61,8 @@ pub(crate) struct Conductor {
     /// Which session asked to truncate or purge each recording, for the DELETE signal.
     delete_owners: HashMap<i64, (i64, i64)>,
     events: Receiver<RecordingEvent>,
+    /// Recording events whose signals wait for the answer to the request they follow.
+    held_events: Vec<RecordingEvent>,
     /// Requests handed to the replayer or the recorder and not answered by them yet: answered
     /// when they are, so the duty cycle never waits for an agent.
     awaiting: Vec<Awaiting>,
@@ -84,7 +86,29 @@ enum Awaited {
         pending: Pending<Vec<i64>>,
     },
     /// A stop by recording identity: OK with 1 if it stopped it, 0 if it was not recording.
-    StopByIdentity(Pending<Vec<i64>>),
+    StopByIdentity {
+        subscription_id: i64,
+        pending: Pending<Vec<i64>>,
+    },
+    /// A replay's seek: OK with the replay's new image session id.
+    Seek(PendingSeek),
+}
+
+impl Awaited {
+    /// The recording subscription whose signals must wait for this answer (as in Aeron, a
+    /// request's OK goes before the signals of what it started or stopped).
+    fn subscription(&self) -> Option<i64> {
+        match self {
+            Self::Recording(pending) => Some(pending.subscription_id()),
+            Self::Stop {
+                subscription_id, ..
+            }
+            | Self::StopByIdentity {
+                subscription_id, ..
+            } => Some(*subscription_id),
+            Self::Replay(_) | Self::Seek(_) => None,
+        }
+    }
 }
 
 impl Conductor {
@@ -125,6 +149,7 @@ impl Conductor {
             recording_owners: HashMap::new(),
             delete_owners: HashMap::new(),
             events,
+            held_events: Vec::new(),
             awaiting: Vec::new(),
         })
     }
@@ -218,9 +243,12 @@ impl Conductor {
                     }
                     Err(error) => Err(error),
                 }),
-                Awaited::StopByIdentity(pending) => pending.poll().map(|outcome| {
+                Awaited::StopByIdentity { pending, .. } => pending.poll().map(|outcome| {
                     stopped_by_identity(outcome).map(|stopped| (i64::from(stopped), None))
                 }),
+                Awaited::Seek(pending) => pending
+                    .poll()
+                    .map(|outcome| outcome.map(|session_id| (i64::from(session_id), None))),
             };
             let Some(answer) = answer else {
                 index += 1;
@@ -277,7 +305,23 @@ impl Conductor {
     /// caused it (as Aeron: the session that started, extended, truncated or purged).
     fn signal_events(&mut self) -> usize {
         let mut work = 0;
-        while let Ok(event) = self.events.try_recv() {
+        self.held_events.extend(self.events.try_iter());
+        // Signals of a subscription whose start or stop is not answered yet wait for the answer,
+        // in order: they go out in a later duty cycle.
+        let waiting: HashSet<i64> = self
+            .awaiting
+            .iter()
+            .filter_map(|awaiting| awaiting.what.subscription())
+            .collect();
+        let (held, ready): (Vec<RecordingEvent>, Vec<RecordingEvent>) =
+            std::mem::take(&mut self.held_events)
+                .into_iter()
+                .partition(|event| {
+                    event.signal != RecordingSignalKind::Delete
+                        && waiting.contains(&event.subscription_id)
+                });
+        self.held_events = held;
+        for event in ready {
             work += 1;
             let owner = match event.signal {
                 RecordingSignalKind::Delete => self.delete_owners.remove(&event.recording_id),
@@ -1047,6 +1091,14 @@ impl Context<'_> {
         session.respond(correlation_id, relevant_id, ControlResponseCode::Ok, "");
     }
 
+    /// OK with 0, or the error.
+    fn answer(&self, session: &mut ControlSession, correlation_id: i64, result: Result<()>) {
+        match result {
+            Ok(()) => self.ok(session, correlation_id, 0),
+            Err(error) => self.fail(session, correlation_id, &error),
+        }
+    }
+
     fn error(
         &self,
         session: &mut ControlSession,
@@ -1294,10 +1346,13 @@ impl Context<'_> {
             }
             Message::StopRecordingByIdentityRequest(request) => {
                 match self.archive.begin_stop_by_identity(request.recording_id) {
-                    Ok(Some(pending)) => self.awaiting.push(Awaiting {
+                    Ok(Some((subscription_id, pending))) => self.awaiting.push(Awaiting {
                         session_id: session.id,
                         correlation_id,
-                        what: Awaited::StopByIdentity(pending),
+                        what: Awaited::StopByIdentity {
+                            subscription_id,
+                            pending,
+                        },
                     }),
                     Ok(None) => self.ok(session, correlation_id, 0),
                     Err(error) => self.fail(session, correlation_id, &error),
@@ -1393,25 +1448,29 @@ impl Context<'_> {
             }
             TernMessage::ReplayControlRequest(request) => {
                 let id = request.replay_session_id;
-                let result = match request.action {
-                    proto::ReplayAction::Pause => self.archive.pause_replay(id).map(|()| 0),
-                    proto::ReplayAction::Resume => self.archive.resume_replay(id).map(|()| 0),
-                    proto::ReplayAction::SeekPosition => {
-                        self.archive.seek_replay(id, request.value).map(i64::from)
+                let seek = match request.action {
+                    proto::ReplayAction::Pause => {
+                        return self.answer(session, correlation_id, self.archive.pause_replay(id))
                     }
+                    proto::ReplayAction::Resume => {
+                        return self.answer(session, correlation_id, self.archive.resume_replay(id))
+                    }
+                    proto::ReplayAction::SeekPosition => self.archive.begin_seek(id, request.value),
                     proto::ReplayAction::SeekTime => {
                         let Some(source) =
                             self.time_source(session, correlation_id, &request.time_source)
                         else {
                             return;
                         };
-                        self.archive
-                            .seek_replay_to_time(id, request.value, source)
-                            .map(i64::from)
+                        self.archive.begin_seek_to_time(id, request.value, source)
                     }
                 };
-                match result {
-                    Ok(relevant) => self.ok(session, correlation_id, relevant),
+                match seek {
+                    Ok(pending) => self.awaiting.push(Awaiting {
+                        session_id: session.id,
+                        correlation_id,
+                        what: Awaited::Seek(pending),
+                    }),
                     Err(error) => self.fail(session, correlation_id, &error),
                 }
             }
