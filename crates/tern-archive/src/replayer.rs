@@ -1095,7 +1095,12 @@ impl Replayer {
                         return;
                     }
                     Ok(ReplayerCommand::Start { plan, reply }) => {
+                        let status = plan.status.clone();
                         let result = self.start(*plan);
+                        if let Err(error) = &result {
+                            // Finished, so nothing waits for it to stop (a truncate, say).
+                            status.fail(error.to_string());
+                        }
                         let _ = reply.send(result);
                         work += 1;
                     }

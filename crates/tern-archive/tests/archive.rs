@@ -553,8 +553,10 @@ fn a_recording_that_cannot_start_does_not_hold_back_its_publisher() {
         .start_recording("aeron:ipc", 1006, SourceLocation::Remote)
         .expect("record");
     let publication = client.add_publication("aeron:ipc", 1006).expect("pub");
+    // The recording is stopped in the catalog, then its failure reported: wait for both.
     wait_until("the failed recording", Duration::from_secs(10), || {
         archive.recordings().iter().any(|info| !info.active)
+            && !archive.recording_failures().is_empty()
     });
     let info = archive.recordings().remove(0);
     assert_eq!(

@@ -1097,6 +1097,16 @@ fn limits_refuse_recordings_and_replays_past_the_maximum() {
     let mut refused = replay_request(recording_id);
     refused.channel = "aeron:udp?endpoint=localhost".into();
     let pending = archive.begin_replay(&refused).expect("begin");
+    // Until its refusal is taken in, it is known, and finished: a truncate of the recording
+    // waiting for its replays to stop does not wait for it.
+    let status = archive
+        .replay_status(pending.replay_id())
+        .expect("known from the start");
+    wait_until(
+        "the refused replay to be finished",
+        Duration::from_secs(10),
+        || status.is_finished(),
+    );
     let mut outcome = None;
     wait_until("the refusal", Duration::from_secs(10), || {
         outcome = archive.poll_replay_start(&pending);

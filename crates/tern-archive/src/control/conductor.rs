@@ -61,8 +61,11 @@ pub(crate) struct Conductor {
     /// Which session asked to truncate or purge each recording, for the DELETE signal.
     delete_owners: HashMap<i64, (i64, i64)>,
     events: Receiver<RecordingEvent>,
-    /// Recording events whose signals wait for the answer to the request they follow.
-    held_events: Vec<RecordingEvent>,
+    /// Recording events taken in and not signalled yet, numbered in the order they came; those
+    /// that came after a request about their subscription wait for its answer.
+    held_events: Vec<(u64, RecordingEvent)>,
+    /// Recording events taken in so far (the next one's number).
+    events_seen: u64,
     /// Requests handed to the replayer or the recorder and not answered by them yet: answered
     /// when they are, so the duty cycle never waits for an agent.
     awaiting: Vec<Awaiting>,
@@ -73,6 +76,11 @@ struct Awaiting {
     session_id: i64,
     correlation_id: i64,
     what: Awaited,
+    /// Recording events numbered from here on came after the request (their signals wait for
+    /// its answer); earlier ones did not.
+    events_after: u64,
+    /// The session closed because its client died: a replay that starts for it is stopped.
+    orphaned: bool,
 }
 
 enum Awaited {
@@ -150,6 +158,7 @@ impl Conductor {
             delete_owners: HashMap::new(),
             events,
             held_events: Vec::new(),
+            events_seen: 0,
             awaiting: Vec::new(),
         })
     }
@@ -167,6 +176,8 @@ impl Conductor {
     }
 
     fn do_work(&mut self, now: Instant) -> usize {
+        // Events so far are numbered before this cycle's requests: their signals do not wait.
+        self.take_events();
         let mut work = 0;
         let mut inbox: Vec<(Source, Vec<u8>)> = Vec::new();
         let mut gone: Vec<Source> = Vec::new();
@@ -255,12 +266,14 @@ impl Conductor {
                 continue;
             };
             work += 1;
-            let awaiting = self.awaiting.swap_remove(index);
+            // In request order: answers that come in one cycle go out in the order asked.
+            let awaiting = self.awaiting.remove(index);
             if let (Awaited::Recording(pending), Err(_)) = (&awaiting.what, &answer) {
                 self.recording_owners.remove(&pending.subscription_id());
             }
             let Some(slot) = self.slots.get_mut(&awaiting.session_id) else {
-                if let Ok((_, Some(replay_id))) = answer {
+                // As for the session's other replays when it closed: stopped if its client died.
+                if let (Ok((_, Some(replay_id))), true) = (answer, awaiting.orphaned) {
                     let _ = self.archive.stop_replay(replay_id);
                 }
                 continue;
@@ -303,23 +316,45 @@ impl Conductor {
 
     /// Send each recording event as a `RecordingSignalEvent` to the session whose request
     /// caused it (as Aeron: the session that started, extended, truncated or purged).
+    /// Number the recording events that came since the last call.
+    fn take_events(&mut self) {
+        for event in self.events.try_iter() {
+            self.held_events.push((self.events_seen, event));
+            self.events_seen += 1;
+        }
+    }
+
     fn signal_events(&mut self) -> usize {
         let mut work = 0;
-        self.held_events.extend(self.events.try_iter());
-        // Signals of a subscription whose start or stop is not answered yet wait for the answer,
-        // in order: they go out in a later duty cycle.
-        let waiting: HashSet<i64> = self
-            .awaiting
-            .iter()
-            .filter_map(|awaiting| awaiting.what.subscription())
-            .collect();
-        let (held, ready): (Vec<RecordingEvent>, Vec<RecordingEvent>) =
-            std::mem::take(&mut self.held_events)
-                .into_iter()
-                .partition(|event| {
-                    event.signal != RecordingSignalKind::Delete
-                        && waiting.contains(&event.subscription_id)
+        self.take_events();
+        // Signals of a subscription that came after a request to start or stop it wait for that
+        // request's answer, in order: they go out in a later duty cycle.
+        let waiting: HashMap<i64, u64> =
+            self.awaiting
+                .iter()
+                .fold(HashMap::new(), |mut waiting, awaiting| {
+                    if let Some(subscription_id) = awaiting.what.subscription() {
+                        let after = waiting.entry(subscription_id).or_insert(u64::MAX);
+                        *after = (*after).min(awaiting.events_after);
+                    }
+                    waiting
                 });
+        let mut held = Vec::new();
+        let mut ready = Vec::new();
+        let mut holding: HashSet<i64> = HashSet::new();
+        for (number, event) in std::mem::take(&mut self.held_events) {
+            let hold = event.signal != RecordingSignalKind::Delete
+                && (holding.contains(&event.subscription_id)
+                    || waiting
+                        .get(&event.subscription_id)
+                        .is_some_and(|after| number >= *after));
+            if hold {
+                holding.insert(event.subscription_id);
+                held.push((number, event));
+            } else {
+                ready.push(event);
+            }
+        }
         self.held_events = held;
         for event in ready {
             work += 1;
@@ -518,6 +553,7 @@ impl Conductor {
             recording_owners: &mut self.recording_owners,
             delete_owners: &mut self.delete_owners,
             awaiting: &mut self.awaiting,
+            events_seen: self.events_seen,
         };
         serve(&mut context, session, correlation_id);
     }
@@ -696,6 +732,11 @@ impl Conductor {
             State::Done(reason) => reason.clone(),
             other => format!("{other:?}"),
         };
+        for awaiting in &mut self.awaiting {
+            if awaiting.session_id == session.id {
+                awaiting.orphaned = session.client_died;
+            }
+        }
         if session.client_died {
             // The client is gone: its replays would only run into a dead subscriber.
             for replay_id in &session.replays {
@@ -1064,6 +1105,8 @@ struct Context<'a> {
     delete_owners: &'a mut HashMap<i64, (i64, i64)>,
     /// Where a request waits for the agent that answers it.
     awaiting: &'a mut Vec<Awaiting>,
+    /// How many recording events the conductor has taken in so far.
+    events_seen: u64,
 }
 
 /// Sends an ERROR response with `code` to `session`, counted in the control stats and the
@@ -1089,6 +1132,17 @@ fn send_error(
 impl Context<'_> {
     fn ok(&self, session: &mut ControlSession, correlation_id: i64, relevant_id: i64) {
         session.respond(correlation_id, relevant_id, ControlResponseCode::Ok, "");
+    }
+
+    /// Answer the request when its agent has answered `what`.
+    fn wait_for(&mut self, session_id: i64, correlation_id: i64, what: Awaited) {
+        self.awaiting.push(Awaiting {
+            session_id,
+            correlation_id,
+            what,
+            events_after: self.events_seen,
+            orphaned: false,
+        });
     }
 
     /// OK with 0, or the error.
@@ -1346,14 +1400,14 @@ impl Context<'_> {
             }
             Message::StopRecordingByIdentityRequest(request) => {
                 match self.archive.begin_stop_by_identity(request.recording_id) {
-                    Ok(Some((subscription_id, pending))) => self.awaiting.push(Awaiting {
-                        session_id: session.id,
+                    Ok(Some((subscription_id, pending))) => self.wait_for(
+                        session.id,
                         correlation_id,
-                        what: Awaited::StopByIdentity {
+                        Awaited::StopByIdentity {
                             subscription_id,
                             pending,
                         },
-                    }),
+                    ),
                     Ok(None) => self.ok(session, correlation_id, 0),
                     Err(error) => self.fail(session, correlation_id, &error),
                 }
@@ -1466,11 +1520,9 @@ impl Context<'_> {
                     }
                 };
                 match seek {
-                    Ok(pending) => self.awaiting.push(Awaiting {
-                        session_id: session.id,
-                        correlation_id,
-                        what: Awaited::Seek(pending),
-                    }),
+                    Ok(pending) => {
+                        self.wait_for(session.id, correlation_id, Awaited::Seek(pending))
+                    }
                     Err(error) => self.fail(session, correlation_id, &error),
                 }
             }
@@ -1657,11 +1709,7 @@ impl Context<'_> {
             Ok(pending) => {
                 self.recording_owners
                     .insert(pending.subscription_id(), (session.id, correlation_id));
-                self.awaiting.push(Awaiting {
-                    session_id: session.id,
-                    correlation_id,
-                    what: Awaited::Recording(pending),
-                });
+                self.wait_for(session.id, correlation_id, Awaited::Recording(pending));
             }
             Err(error) => self.fail(session, correlation_id, &error),
         }
@@ -1675,14 +1723,14 @@ impl Context<'_> {
         subscription_id: i64,
     ) {
         match self.archive.begin_stop_recording(subscription_id) {
-            Ok(pending) => self.awaiting.push(Awaiting {
-                session_id: session.id,
+            Ok(pending) => self.wait_for(
+                session.id,
                 correlation_id,
-                what: Awaited::Stop {
+                Awaited::Stop {
                     subscription_id,
                     pending,
                 },
-            }),
+            ),
             Err(error) => self.fail(session, correlation_id, &error),
         }
     }
@@ -1845,11 +1893,7 @@ impl Context<'_> {
             keep_positions: false,
         };
         match self.archive.begin_replay(&request) {
-            Ok(pending) => self.awaiting.push(Awaiting {
-                session_id: session.id,
-                correlation_id,
-                what: Awaited::Replay(pending),
-            }),
+            Ok(pending) => self.wait_for(session.id, correlation_id, Awaited::Replay(pending)),
             Err(error) => self.fail(session, correlation_id, &error),
         }
     }
