@@ -111,6 +111,17 @@ mod tests {
     }
 
     #[test]
+    fn a_message_whose_first_fragment_is_empty_is_kept() {
+        let mut assembler = FragmentAssembler::new();
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut sink = |message: &[u8], _: &Header| out.push(message.to_vec());
+        assembler.on_fragment(b"", &header(5, BEGIN_FLAG), &mut sink);
+        assembler.on_fragment(b"cd", &header(5, 0), &mut sink);
+        assembler.on_fragment(b"ef", &header(5, END_FLAG), &mut sink);
+        assert_eq!(out, vec![b"cdef".to_vec()]);
+    }
+
+    #[test]
     fn joins_interleaved_sessions_and_drops_orphan_fragments() {
         let mut assembler = FragmentAssembler::new();
         let mut out: Vec<(i32, Vec<u8>)> = Vec::new();
