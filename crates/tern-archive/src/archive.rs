@@ -94,77 +94,43 @@ pub fn stopped_by_identity(outcome: Result<Vec<i64>>) -> Result<bool> {
     }
 }
 
-/// A replay handed to the replayer and not yet started ([`Archive::begin_replay`]).
+/// A request whose id is known when it is handed to its agent (a replay, a seek's new image
+/// session id, a recording subscription), and whose outcome the agent answers later.
 #[derive(Debug)]
-pub struct PendingReplay {
-    replay_id: i64,
+pub struct Begun<I> {
+    id: I,
     answer: Pending<()>,
 }
 
-/// A seek handed to the replayer and not yet done ([`Archive::begin_seek`]).
-#[derive(Debug)]
-pub struct PendingSeek {
-    session_id: i32,
-    answer: Pending<()>,
-}
-
-impl PendingSeek {
-    /// `None` while the replayer has not answered; then the replay's new image session id, or
-    /// why it could not seek.
-    pub fn poll(&self) -> Option<Result<i32>> {
-        self.answer
-            .poll()
-            .map(|outcome| outcome.map(|()| self.session_id))
+impl<I: Copy> Begun<I> {
+    /// The id the request has once the agent has done it.
+    pub fn id(&self) -> I {
+        self.id
     }
 
-    /// Wait for the replayer's answer.
+    /// `None` while the agent has not answered; then the id, or why it could not be done.
+    pub fn poll(&self) -> Option<Result<I>> {
+        self.answer.poll().map(|outcome| outcome.map(|()| self.id))
+    }
+
+    /// Wait for the agent's answer.
     ///
     /// # Errors
-    /// Why the replay could not seek.
-    pub fn wait(self) -> Result<i32> {
-        let session_id = self.session_id;
-        self.answer.wait().map(|()| session_id)
+    /// Why it could not be done.
+    pub fn wait(self) -> Result<I> {
+        let id = self.id;
+        self.answer.wait().map(|()| id)
     }
 }
 
-/// A recording subscription handed to the recorder and not yet added
-/// ([`Archive::begin_recording`], [`Archive::begin_extend`]).
-#[derive(Debug)]
-pub struct PendingRecording {
-    subscription_id: i64,
-    answer: Pending<()>,
-}
-
-impl PendingRecording {
-    /// The id the recording subscription has once added.
-    pub fn subscription_id(&self) -> i64 {
-        self.subscription_id
-    }
-
-    /// `None` while the recorder has not answered; then the subscription id, or why it could
-    /// not be added.
-    pub fn poll(&self) -> Option<Result<i64>> {
-        self.answer
-            .poll()
-            .map(|outcome| outcome.map(|()| self.subscription_id))
-    }
-
-    /// Wait for the recorder's answer.
-    ///
-    /// # Errors
-    /// Why the subscription could not be added.
-    pub fn wait(self) -> Result<i64> {
-        let subscription_id = self.subscription_id;
-        self.answer.wait().map(|()| subscription_id)
-    }
-}
-
-impl PendingReplay {
-    /// The id the replay has once started.
-    pub fn replay_id(&self) -> i64 {
-        self.replay_id
-    }
-}
+/// A replay handed to the replayer and not yet started ([`Archive::begin_replay`]; its outcome
+/// through [`Archive::poll_replay_start`], which also forgets a refused one).
+pub type PendingReplay = Begun<i64>;
+/// A seek handed to the replayer ([`Archive::begin_seek`]): the replay's new image session id.
+pub type PendingSeek = Begun<i32>;
+/// A recording subscription handed to the recorder ([`Archive::begin_recording`],
+/// [`Archive::begin_extend`]): its subscription id.
+pub type PendingRecording = Begun<i64>;
 
 pub(crate) struct Shared {
     pub config: ArchiveConfig,
@@ -794,7 +760,7 @@ impl Archive {
     }
 
     /// [`Self::start_recording_with`] without waiting for the recorder: the subscription id is
-    /// known at once, and [`PendingRecording::poll`] tells when the subscription is added (or
+    /// known at once, and [`Begun::poll`] tells when the subscription is added (or
     /// why it could not be).
     ///
     /// # Errors
@@ -830,8 +796,8 @@ impl Archive {
                 reply,
             })
             .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
-        Ok(PendingRecording {
-            subscription_id,
+        Ok(Begun {
+            id: subscription_id,
             answer: Pending::new(wait, "recorder"),
         })
     }
@@ -1056,8 +1022,9 @@ impl Archive {
     /// Unknown recording; a position before the start, past the end or not at a frame start; a
     /// replay channel the driver refuses.
     pub fn start_replay(&self, request: &ReplayRequest) -> Result<i64> {
-        let PendingReplay { replay_id, answer } = self.begin_replay(request)?;
-        let outcome = answer.wait();
+        let pending = self.begin_replay(request)?;
+        let replay_id = pending.id();
+        let outcome = pending.wait();
         self.end_replay_start(replay_id, outcome)
     }
 
@@ -1151,8 +1118,8 @@ impl Archive {
             self.lock_replays().remove(&replay_id);
             return Err(ArchiveError::NotRunning("replayer stopped".into()));
         }
-        Ok(PendingReplay {
-            replay_id,
+        Ok(Begun {
+            id: replay_id,
             answer: Pending::new(wait, "replayer"),
         })
     }
@@ -1160,13 +1127,13 @@ impl Archive {
     /// Whether a replay begun with [`Self::begin_replay`] has started: `None` while the replayer
     /// has not answered; then its replay id, or why it could not start.
     pub fn poll_replay_start(&self, pending: &PendingReplay) -> Option<Result<i64>> {
-        let outcome = pending.answer.poll()?;
-        Some(self.end_replay_start(pending.replay_id, outcome))
+        let outcome = pending.poll()?;
+        Some(self.end_replay_start(pending.id(), outcome))
     }
 
-    fn end_replay_start(&self, replay_id: i64, outcome: Result<()>) -> Result<i64> {
+    fn end_replay_start(&self, replay_id: i64, outcome: Result<i64>) -> Result<i64> {
         match outcome {
-            Ok(()) => Ok(replay_id),
+            Ok(replay_id) => Ok(replay_id),
             Err(error) => {
                 self.lock_replays().remove(&replay_id);
                 Err(error)
@@ -1367,7 +1334,7 @@ impl Archive {
     }
 
     /// [`Self::seek_replay`] without waiting for the replayer: the new session id is known at
-    /// once; [`PendingSeek::poll`] tells when the replay has moved.
+    /// once; [`Begun::poll`] tells when the replay has moved.
     ///
     /// # Errors
     /// What [`Self::seek_replay`] can tell before the replayer has the request.
@@ -1391,8 +1358,8 @@ impl Archive {
                 reply,
             })
             .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
-        Ok(PendingSeek {
-            session_id,
+        Ok(Begun {
+            id: session_id,
             answer: Pending::new(wait, "replayer"),
         })
     }

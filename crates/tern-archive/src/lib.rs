@@ -28,7 +28,7 @@ pub use tern_store::time_index;
 mod view;
 
 pub use archive::{
-    stopped_by_identity, Archive, Pending, PendingRecording, PendingReplay, PendingSeek,
+    stopped_by_identity, Archive, Begun, Pending, PendingRecording, PendingReplay, PendingSeek,
     RecordingFailure, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
 };
 pub use config::{ArchiveConfig, FsyncPolicy};

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tern_store::catalog::{Catalog, CatalogEntry};
 use tern_store::descriptor::RecordingDescriptor;
-use tern_store::frame::FrameHeader;
 use tern_store::indexer::{check_collected, check_recording, CheckMode, KeyIndexCheck};
 use tern_store::key::{KeyFilter, KeyKind};
 use tern_store::key_index::{read_manifest, KeyCollector};
@@ -478,7 +477,7 @@ impl ArchiveView {
             } else {
                 in_message && flags & tern_transport::END_FLAG == 0
             };
-            let header = header_of(&frame.header, end, session_id);
+            let header = Header::from_frame(&frame.header, end, session_id);
             assembler.on_fragment(frame.payload(), &header, &mut |message, header| {
                 more = more && visit(message, header);
             });
@@ -561,7 +560,7 @@ impl ArchiveView {
                     return false;
                 }
                 let after = frame.position + frame.aligned_length as i64;
-                let header = header_of(&frame.header, after, session_id);
+                let header = Header::from_frame(&frame.header, after, session_id);
                 assembler.on_fragment(frame.payload(), &header, &mut |message, header| {
                     more = visit(message, header);
                 });
@@ -594,18 +593,5 @@ impl ArchiveView {
                 }
             }
         }
-    }
-}
-
-fn header_of(frame: &FrameHeader, position_after: i64, session_id: i32) -> Header {
-    Header {
-        session_id,
-        stream_id: frame.stream_id,
-        term_id: frame.term_id,
-        term_offset: frame.term_offset,
-        position: position_after,
-        reserved_value: frame.reserved_value,
-        flags: frame.flags,
-        frame_length: frame.frame_length,
     }
 }

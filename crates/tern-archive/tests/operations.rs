@@ -1086,7 +1086,7 @@ fn limits_refuse_recordings_and_replays_past_the_maximum() {
         started.is_some()
     });
     let replay_id = started.expect("polled").expect("started");
-    assert_eq!(replay_id, pending.replay_id());
+    assert_eq!(replay_id, pending.id());
     archive.stop_replay(replay_id).expect("stop");
     let status = archive.replay_status(replay_id).expect("status");
     wait_until("the replay to stop", Duration::from_secs(10), || {
@@ -1100,7 +1100,7 @@ fn limits_refuse_recordings_and_replays_past_the_maximum() {
     // Until its refusal is taken in, it is known, and finished: a truncate of the recording
     // waiting for its replays to stop does not wait for it.
     let status = archive
-        .replay_status(pending.replay_id())
+        .replay_status(pending.id())
         .expect("known from the start");
     wait_until(
         "the refused replay to be finished",

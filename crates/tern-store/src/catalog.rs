@@ -185,13 +185,7 @@ fn write_whole(
     bytes: &[u8],
     operation: &'static str,
 ) -> Result<()> {
-    let file = storage
-        .open(path, OpenOptions::create())
-        .map_err(io_error(path, "create catalog"))?;
-    file.set_len(0).map_err(io_error(path, operation))?;
-    file.write_all_at(bytes, 0)
-        .map_err(io_error(path, operation))?;
-    file.sync_data().map_err(io_error(path, "sync catalog"))
+    crate::storage::write_whole(storage.as_ref(), path, bytes).map_err(io_error(path, operation))
 }
 
 /// Replace the catalog of `dir` with one holding `records` (in id order, record `i` for

@@ -9,7 +9,7 @@
 
 use crate::catalog::sync_directory_on;
 use crate::error::{io_error, Result, StoreError};
-use crate::storage::{read_all, OpenOptions, Storage};
+use crate::storage::{read_all, write_whole, Storage};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -234,15 +234,8 @@ impl CursorStore {
         let bytes = encode(cursors);
         // Whole to a new file, synced, renamed over the old one, the directory synced: a crash
         // leaves the old cursors or the new ones.
-        let file = self
-            .storage
-            .open(&new_path, OpenOptions::create())
-            .map_err(io_error(&new_path, "create cursor file"))?;
-        file.set_len(0)
-            .and_then(|()| file.write_all_at(&bytes, 0))
-            .and_then(|()| file.sync_data())
+        write_whole(self.storage.as_ref(), &new_path, &bytes)
             .map_err(io_error(&new_path, "write cursor file"))?;
-        drop(file);
         self.storage
             .rename(&new_path, &path)
             .map_err(io_error(&path, "replace cursor file"))?;

@@ -181,20 +181,8 @@ impl RecordingReader {
         let segment_length = self.segment_length;
         let (_, file, path) = self.open_segment(base)?;
         let limit = ((base + segment_length - position) as usize).min(buffer.len());
-        let mut done = 0;
-        while done < limit {
-            let read = file
-                .read_at(
-                    &mut buffer[done..limit],
-                    (position - base) as u64 + done as u64,
-                )
-                .map_err(io_error(path, "read segment"))?;
-            if read == 0 {
-                break;
-            }
-            done += read;
-        }
-        Ok(done)
+        file.read_full_at(&mut buffer[..limit], (position - base) as u64)
+            .map_err(io_error(path, "read segment"))
     }
 
     /// Visit every frame from `from` (a frame start) up to `to`, checking each. Stops early when

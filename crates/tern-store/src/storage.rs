@@ -129,21 +129,30 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Read from `offset` until `buffer` is full or the file ends; returns the bytes read.
+    ///
+    /// # Errors
+    /// The read fails.
+    fn read_full_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut done = 0;
+        while done < buffer.len() {
+            match self.read_at(&mut buffer[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(read) => done += read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(done)
+    }
+
     /// Fill `buffer` from `offset`.
     ///
     /// # Errors
     /// The read fails, or the file ends first (`UnexpectedEof`).
-    fn read_exact_at(&self, mut buffer: &mut [u8], mut offset: u64) -> io::Result<()> {
-        while !buffer.is_empty() {
-            match self.read_at(buffer, offset) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                Ok(read) => {
-                    buffer = &mut buffer[read..];
-                    offset += read as u64;
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
+    fn read_exact_at(&self, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+        if self.read_full_at(buffer, offset)? < buffer.len() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
         Ok(())
     }
@@ -214,17 +223,20 @@ impl Io {
 pub fn read_all(storage: &dyn Storage, path: &Path) -> io::Result<Vec<u8>> {
     let file = storage.open(path, OpenOptions::read())?;
     let mut bytes = vec![0u8; file.len()? as usize];
-    let mut done = 0;
-    while done < bytes.len() {
-        match file.read_at(&mut bytes[done..], done as u64) {
-            Ok(0) => break,
-            Ok(read) => done += read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    bytes.truncate(done);
+    let read = file.read_full_at(&mut bytes, 0)?;
+    bytes.truncate(read);
     Ok(bytes)
+}
+
+/// Make `bytes` the whole of the file at `path` (created, or cut to them), synced.
+///
+/// # Errors
+/// The file cannot be created, written or synced.
+pub fn write_whole(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let file = storage.open(path, OpenOptions::create())?;
+    file.set_len(0)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_data()
 }
 
 /// The real file system.
@@ -375,8 +387,6 @@ struct SimState {
     next_inode: u64,
     /// Syncs (of files and of directories) so far.
     syncs: u64,
-    /// Writes so far.
-    writes: u64,
     /// Syncs after this many no longer make anything durable.
     frozen_after: Option<u64>,
     /// The live bytes of every file when the first sync past `frozen_after` was asked for: the
@@ -445,7 +455,6 @@ impl SimDisk {
                 dirs: state.dirs.clone(),
                 next_inode: state.next_inode,
                 syncs: 0,
-                writes: 0,
                 frozen_after: None,
                 at_crash: None,
             })),
@@ -501,39 +510,11 @@ impl SimDisk {
         self.lock().syncs
     }
 
-    /// Writes made so far.
-    pub fn writes(&self) -> u64 {
-        self.lock().writes
-    }
-
     /// The live bytes of the file at `path`, if there is one.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         let state = self.lock();
         let inode = state.live_names.get(path)?;
         state.inodes.get(inode).map(|file| file.live.clone())
-    }
-
-    /// The durable bytes of the file at `path`, if its name is durable.
-    pub fn durable_contents(&self, path: &Path) -> Option<Vec<u8>> {
-        let state = self.lock();
-        let inode = state.durable_names.get(path)?;
-        state.inodes.get(inode).map(|file| file.durable.clone())
-    }
-
-    /// Write `bytes` as a file at `path`, durable at once (a test's starting point).
-    pub fn put(&self, path: &Path, bytes: &[u8]) {
-        let mut state = self.lock();
-        let inode = state.next_inode;
-        state.next_inode += 1;
-        state.inodes.insert(
-            inode,
-            SimInode {
-                live: bytes.to_vec(),
-                durable: bytes.to_vec(),
-            },
-        );
-        state.live_names.insert(path.to_path_buf(), inode);
-        state.durable_names.insert(path.to_path_buf(), inode);
     }
 }
 
@@ -575,7 +556,6 @@ impl StorageFile for SimFile {
     fn write_at(&self, buffer: &[u8], offset: u64) -> io::Result<usize> {
         self.check_writable()?;
         self.with(|state, inode| {
-            state.writes += 1;
             let live = &mut state.inodes.get_mut(&inode).expect("open inode").live;
             let end = offset as usize + buffer.len();
             if live.len() < end {

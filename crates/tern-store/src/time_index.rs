@@ -335,7 +335,8 @@ impl TimeIndexReader {
             .open(&path, OpenOptions::read())
             .map_err(io_error(&path, "open time index"))?;
         let mut header = [0u8; HEADER_LENGTH];
-        let read = read_fully(file.as_ref(), &mut header, 0)
+        let read = file
+            .read_full_at(&mut header, 0)
             .map_err(io_error(&path, "read time index"))?;
         check_header(&path, &header[..read], recording_id)?;
         let length = file.len().map_err(io_error(&path, "stat time index"))?;
@@ -385,7 +386,9 @@ impl TimeIndexReader {
     pub fn entry(&self, index: u64) -> Result<TimeEntry> {
         let mut bytes = [0u8; ENTRY_LENGTH];
         let offset = HEADER_LENGTH as u64 + index * ENTRY_LENGTH as u64;
-        let read = read_fully(self.file.as_ref(), &mut bytes, offset)
+        let read = self
+            .file
+            .read_full_at(&mut bytes, offset)
             .map_err(io_error(&self.path, "read time index"))?;
         if read < ENTRY_LENGTH {
             return Err(StoreError::Corrupt {
@@ -470,7 +473,9 @@ impl TimeIndexReader {
         let count = (last - first + 1) as usize;
         let mut bytes = vec![0u8; count * ENTRY_LENGTH];
         let offset = HEADER_LENGTH as u64 + first * ENTRY_LENGTH as u64;
-        let read = read_fully(self.file.as_ref(), &mut bytes, offset)
+        let read = self
+            .file
+            .read_full_at(&mut bytes, offset)
             .map_err(io_error(&self.path, "read time index"))?;
         if read < bytes.len() {
             return Err(StoreError::Corrupt {
@@ -501,18 +506,6 @@ impl TimeIndexReader {
         }
         Ok(low)
     }
-}
-
-fn read_fully(file: &dyn StorageFile, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buffer.len() {
-        let read = file.read_at(&mut buffer[done..], offset + done as u64)?;
-        if read == 0 {
-            break;
-        }
-        done += read;
-    }
-    Ok(done)
 }
 
 #[cfg(test)]

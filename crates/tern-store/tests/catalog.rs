@@ -46,6 +46,21 @@ fn churn(disk: &SimDisk) -> Vec<(u64, Vec<RecordingDescriptor>)> {
     acknowledged
 }
 
+/// Of states noted as (syncs by then, state): the last acknowledged by the `freeze`th sync, and
+/// the one after it (in flight at the crash, so it may have landed).
+fn at_crash<T: Clone>(acks: &[(u64, T)], freeze: u64) -> (Option<T>, Option<T>) {
+    let durable = acks
+        .iter()
+        .rev()
+        .find(|(syncs, _)| *syncs <= freeze)
+        .map(|(_, state)| state.clone());
+    let next = acks
+        .iter()
+        .find(|(syncs, _)| *syncs > freeze)
+        .map(|(_, state)| state.clone());
+    (durable, next)
+}
+
 #[test]
 fn a_crash_after_any_sync_even_with_a_torn_write_keeps_every_acknowledged_record() {
     let full = disk();
@@ -59,16 +74,7 @@ fn a_crash_after_any_sync_even_with_a_torn_write_keeps_every_acknowledged_record
             assert_eq!(churn(&disk), acks, "the runs are the same");
             let crashed: Arc<dyn Storage> = Arc::new(disk.crash_torn(torn));
             let at = format!("crash after sync {freeze}, {torn} bytes torn");
-            // The last change acknowledged by then, and the one after (which may have landed).
-            let durable = acks
-                .iter()
-                .rev()
-                .find(|(syncs, _)| *syncs <= freeze)
-                .map(|(_, records)| records.clone());
-            let next = acks
-                .iter()
-                .find(|(syncs, _)| *syncs > freeze)
-                .map(|(_, records)| records.clone());
+            let (durable, next) = at_crash(&acks, freeze);
             let catalog = match Catalog::open_on(&crashed, Path::new(DIR), true) {
                 Ok(catalog) => catalog,
                 Err(error) => {
@@ -168,16 +174,8 @@ fn a_crash_after_any_sync_keeps_every_acknowledged_cursor_and_never_a_damaged_fi
             let found = CursorStore::open_on(&crashed, Path::new(DIR))
                 .unwrap_or_else(|error| panic!("{at}: {error}"))
                 .list("");
-            let durable = acks
-                .iter()
-                .rev()
-                .find(|(syncs, _)| *syncs <= freeze)
-                .map(|(_, cursors)| cursors.clone())
-                .unwrap_or_default();
-            let next = acks
-                .iter()
-                .find(|(syncs, _)| *syncs > freeze)
-                .map(|(_, cursors)| cursors.clone());
+            let (durable, next) = at_crash(&acks, freeze);
+            let durable = durable.unwrap_or_default();
             assert!(
                 found == durable || Some(&found) == next.as_ref(),
                 "{at}: found {found:?}, acknowledged {durable:?}"

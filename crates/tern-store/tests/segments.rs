@@ -152,26 +152,10 @@ fn check_round_trip(
     writer.sync().expect("final write and sync");
     assert_eq!(writer.flushed_position(), end);
     assert_eq!(writer.synced_position(), end);
-    let descriptor = descriptor(start);
-    let mut reader = RecordingReader::new(dir.path(), &descriptor);
-    let mut read = Vec::new();
-    let (reached, stop) = reader
-        .scan(start, end, |frame| {
-            let payload = (!frame.header.is_padding()).then(|| frame.payload().to_vec());
-            assert_eq!(frame.header.reserved_value, frame.position);
-            read.push((frame.position, payload));
-            true
-        })
-        .expect("scan");
-    assert_eq!(stop, None);
-    assert_eq!(reached, end);
-    assert_eq!(read, frames);
-    let segments = list_segments(dir.path()).expect("segments");
-    let (found_end, damage) = find_end(dir.path(), &descriptor, &segments[&0]).expect("find end");
+    // Recovery finds the end of the last frame, and every frame reads back.
     assert_eq!(
-        (found_end, damage),
-        (end, None),
-        "recovery finds the end of the last frame"
+        recover_in(&tern_store::disk(), dir.path(), start),
+        (end, None, frames)
     );
 }
 
@@ -350,21 +334,10 @@ fn check_resume(start: i64, payloads: Vec<Vec<u8>>, split_frame: usize, mode: Wr
     });
     resumed.sync().expect("final sync");
     assert_eq!(resumed.flushed_position(), end);
-    let descriptor = descriptor(start);
-    let mut reader = RecordingReader::new(dir.path(), &descriptor);
-    let mut read = Vec::new();
-    let (reached, stop) = reader
-        .scan(start, end, |frame| {
-            let payload = (!frame.header.is_padding()).then(|| frame.payload().to_vec());
-            read.push((frame.position, payload));
-            true
-        })
-        .expect("scan");
-    assert_eq!((reached, stop), (end, None));
-    assert_eq!(read, frames);
-    let segments = list_segments(dir.path()).expect("segments");
-    let (found_end, damage) = find_end(dir.path(), &descriptor, &segments[&0]).expect("find end");
-    assert_eq!((found_end, damage), (end, None));
+    assert_eq!(
+        recover_in(&tern_store::disk(), dir.path(), start),
+        (end, None, frames)
+    );
 }
 
 proptest! {
@@ -403,7 +376,16 @@ fn sim_disk() -> SimDisk {
 
 /// The frames of recording 0 on `storage` from `start` up to `end`, with recovery's end.
 fn recover(storage: &Arc<dyn Storage>, start: i64) -> (i64, Option<ScanStop>, Vec<LaidFrame>) {
-    let dir = Path::new("/archive");
+    recover_in(storage, Path::new("/archive"), start)
+}
+
+/// Recording 0 in `dir` as recovery finds it: its end, the damage there, and every frame (each
+/// with its position as its reserved value, as laid out) up to that end.
+fn recover_in(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    start: i64,
+) -> (i64, Option<ScanStop>, Vec<LaidFrame>) {
     let descriptor = descriptor(start);
     let bases = list_segments_on(storage, dir)
         .expect("segments")
@@ -416,6 +398,7 @@ fn recover(storage: &Arc<dyn Storage>, start: i64) -> (i64, Option<ScanStop>, Ve
         let (reached, stop) = reader
             .scan(start, end, |frame| {
                 let payload = (!frame.header.is_padding()).then(|| frame.payload().to_vec());
+                assert_eq!(frame.header.reserved_value, frame.position);
                 read.push((frame.position, payload));
                 true
             })

@@ -26,3 +26,24 @@ pub struct Header {
     /// Length of the frame, header included (not aligned).
     pub frame_length: i32,
 }
+
+impl Header {
+    /// The header of a data frame as stored (`frame`), ending at `position_after`, from the
+    /// publication `session_id` (a stored frame's session id field holds its checksum).
+    pub fn from_frame(
+        frame: &tern_store::frame::FrameHeader,
+        position_after: i64,
+        session_id: i32,
+    ) -> Self {
+        Self {
+            session_id,
+            stream_id: frame.stream_id,
+            term_id: frame.term_id,
+            term_offset: frame.term_offset,
+            position: position_after,
+            reserved_value: frame.reserved_value,
+            flags: frame.flags,
+            frame_length: frame.frame_length,
+        }
+    }
+}

@@ -326,16 +326,7 @@ impl SimImage {
                     state.bytes[offset + HEADER_LENGTH..offset + frame.frame_length as usize]
                         .to_vec()
                 });
-                let header = Header {
-                    session_id: frame.session_id,
-                    stream_id: frame.stream_id,
-                    term_id: frame.term_id,
-                    term_offset: frame.term_offset,
-                    position: next,
-                    reserved_value: frame.reserved_value,
-                    flags: frame.flags,
-                    frame_length: frame.frame_length,
-                };
+                let header = Header::from_frame(&frame, next, frame.session_id);
                 (payload, header, next)
             };
             self.log.state.borrow_mut().images[self.index] = next;

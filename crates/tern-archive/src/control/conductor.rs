@@ -107,7 +107,7 @@ impl Awaited {
     /// request's OK goes before the signals of what it started or stopped).
     fn subscription(&self) -> Option<i64> {
         match self {
-            Self::Recording(pending) => Some(pending.subscription_id()),
+            Self::Recording(pending) => Some(pending.id()),
             Self::Stop {
                 subscription_id, ..
             }
@@ -269,7 +269,7 @@ impl Conductor {
             // In request order: answers that come in one cycle go out in the order asked.
             let awaiting = self.awaiting.remove(index);
             if let (Awaited::Recording(pending), Err(_)) = (&awaiting.what, &answer) {
-                self.recording_owners.remove(&pending.subscription_id());
+                self.recording_owners.remove(&pending.id());
             }
             let Some(slot) = self.slots.get_mut(&awaiting.session_id) else {
                 // As for the session's other replays when it closed: stopped if its client died.
@@ -1708,7 +1708,7 @@ impl Context<'_> {
         match begun {
             Ok(pending) => {
                 self.recording_owners
-                    .insert(pending.subscription_id(), (session.id, correlation_id));
+                    .insert(pending.id(), (session.id, correlation_id));
                 self.wait_for(session.id, correlation_id, Awaited::Recording(pending));
             }
             Err(error) => self.fail(session, correlation_id, &error),
