@@ -1,27 +1,24 @@
 //! The archive: a directory of recordings, a recorder and a replayer agent, and the handle the
 //! rest of tern (CLI, control protocol) uses.
 
+use crate::conductor::{run_deleter, ArchiveState, Command, Mailbox, MakeRoom};
 use crate::config::ArchiveConfig;
 use crate::error::{io_error, ArchiveError, Result};
-use crate::events::{EventBus, RecordingSignalKind};
-use crate::operations::Activity;
 use crate::recorder::{Recorder, RecorderCommand, SourceLocation};
-use crate::replayer::{ReplayEnd, ReplayPlan, ReplayStatus, Replayer, ReplayerCommand};
-use std::collections::{BTreeMap, HashMap};
+use crate::replayer::{ReplayStatus, Replayer, ReplayerCommand};
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tern_store::catalog::Catalog;
 use tern_store::cursors::{Cursor, CursorStore};
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::indexer::{run_indexer, IndexJob};
-use tern_store::key::{KeyFilter, KeyKind};
-use tern_store::progress::RecordingProgress;
-use tern_store::recording_reader::{check_replay_position, find_end, list_segments};
+use tern_store::key::KeyFilter;
+use tern_store::recording_reader::{find_end, list_segments};
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -35,7 +32,7 @@ pub struct Pending<T> {
 }
 
 impl<T> Pending<T> {
-    fn new(wait: mpsc::Receiver<Result<T>>, agent: &'static str) -> Self {
+    pub(crate) fn new(wait: mpsc::Receiver<Result<T>>, agent: &'static str) -> Self {
         Self {
             wait,
             deadline: std::time::Instant::now() + REPLY_TIMEOUT,
@@ -103,6 +100,10 @@ pub struct Begun<I> {
 }
 
 impl<I: Copy> Begun<I> {
+    pub(crate) fn new(id: I, answer: Pending<()>) -> Self {
+        Self { id, answer }
+    }
+
     /// The id the request has once the agent has done it.
     pub fn id(&self) -> I {
         self.id
@@ -132,248 +133,13 @@ pub type PendingSeek = Begun<i32>;
 /// [`Archive::begin_extend`]): its subscription id.
 pub type PendingRecording = Begun<i64>;
 
+/// What every thread of the archive reads: its settings, its metrics, and the conductor's
+/// mailbox, through which alone the archive's state is reached (`conductor.rs`).
 pub(crate) struct Shared {
     pub config: ArchiveConfig,
-    catalog: Mutex<Catalog>,
-    progress: Mutex<HashMap<i64, Arc<RecordingProgress>>>,
-    /// Why an agent thread stopped, if one did.
-    failure: Mutex<Option<String>>,
-    /// Recordings that could not be written, in the order they failed.
-    pub(crate) recording_failures: Mutex<Vec<RecordingFailure>>,
-    /// Subscribers to recording events.
-    pub events: EventBus,
-    /// Active and busy recordings.
-    activity: Mutex<Activity>,
-    /// The recording subscriptions in force (kept by the recorder).
-    subscriptions: Mutex<BTreeMap<i64, RecordingSubscriptionInfo>>,
     /// What the threads count for Prometheus (`metrics.rs`).
     pub metrics: crate::metrics::Metrics,
-}
-
-/// A recording a truncate or purge works on; released when dropped.
-pub(crate) struct Busy<'a> {
-    shared: &'a Shared,
-    recording_id: i64,
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.shared.lock_activity().busy.remove(&self.recording_id);
-    }
-}
-
-impl Busy<'_> {
-    /// Keep the recording busy past this call: until the returned guard is dropped (by the
-    /// deleter, once the files are gone).
-    fn hold(self, shared: Arc<Shared>) -> HeldBusy {
-        let recording_id = self.recording_id;
-        std::mem::forget(self);
-        HeldBusy {
-            shared,
-            recording_id,
-        }
-    }
-}
-
-/// A recording kept busy by a deletion in the background.
-pub(crate) struct HeldBusy {
-    shared: Arc<Shared>,
-    recording_id: i64,
-}
-
-impl Drop for HeldBusy {
-    fn drop(&mut self) {
-        self.shared.lock_activity().busy.remove(&self.recording_id);
-    }
-}
-
-/// Files a truncate or purge deletes in the background (Aeron's way: the request is answered
-/// with the count, the `Delete` signal follows when they are gone).
-struct DeleteJob {
-    recording_id: i64,
-    operation: &'static str,
-    files: Vec<String>,
-    busy: HeldBusy,
-    /// Told when the files are gone, for a caller that waits.
-    done: Option<mpsc::Sender<()>>,
-}
-
-/// Delete the files of each job in order, then release the recording and signal `Delete`. A
-/// file that cannot be deleted is logged; the next launch deletes what is left.
-fn run_deleter(shared: Arc<Shared>, jobs: mpsc::Receiver<DeleteJob>) {
-    for job in jobs {
-        let started = std::time::Instant::now();
-        match crate::operations::delete_named(&shared.config.dir, &job.files) {
-            Ok(()) => tracing::info!(
-                "recording {} {}: {} files deleted in {:.1} ms",
-                job.recording_id,
-                job.operation,
-                job.files.len(),
-                started.elapsed().as_secs_f64() * 1e3
-            ),
-            Err(error) => tracing::error!(
-                "recording {} {}: files left, deleted at the next launch: {error}",
-                job.recording_id,
-                job.operation
-            ),
-        }
-        drop(job.busy);
-        shared
-            .events
-            .signal(RecordingSignalKind::Delete, job.recording_id, -1, -1);
-        if let Some(done) = job.done {
-            let _ = done.send(());
-        }
-    }
-}
-
-impl Shared {
-    pub(crate) fn lock_catalog(&self) -> MutexGuard<'_, Catalog> {
-        self.catalog
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub(crate) fn register_progress(&self, recording_id: i64, progress: Arc<RecordingProgress>) {
-        self.progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(recording_id, progress);
-    }
-
-    /// Note that a recording could not be written, and signal it.
-    pub(crate) fn recording_failed(&self, failure: RecordingFailure) {
-        tracing::error!("{failure}");
-        self.events.signal(
-            crate::events::RecordingSignalKind::Failed,
-            failure.recording_id,
-            failure.subscription_id,
-            failure.position,
-        );
-        self.recording_failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(failure);
-    }
-
-    fn agent_failed(&self, message: String) {
-        tracing::error!("{message}");
-        for progress in self
-            .progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .values()
-        {
-            if progress.stop_position() < 0 {
-                progress.stopped(progress.recorded());
-            }
-        }
-        let mut failure = self
-            .failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        failure.get_or_insert(message);
-    }
-
-    fn lock_activity(&self) -> MutexGuard<'_, Activity> {
-        self.activity
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub(crate) fn lock_subscriptions(
-        &self,
-    ) -> MutexGuard<'_, BTreeMap<i64, RecordingSubscriptionInfo>> {
-        self.subscriptions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Note that a recording is being recorded through a subscription.
-    pub(crate) fn set_active(&self, recording_id: i64, subscription_id: i64) {
-        self.lock_activity()
-            .active
-            .insert(recording_id, subscription_id);
-    }
-
-    /// Note that a recording is no longer being recorded.
-    pub(crate) fn clear_active(&self, recording_id: i64) {
-        self.lock_activity().active.remove(&recording_id);
-    }
-
-    /// How many recordings are being recorded.
-    pub(crate) fn active_count(&self) -> usize {
-        self.lock_activity().active.len()
-    }
-
-    fn subscription_of(&self, recording_id: i64) -> Option<i64> {
-        self.lock_activity().active.get(&recording_id).copied()
-    }
-
-    /// Reserve a stopped recording for an extension: refused if it is active or busy.
-    pub(crate) fn reserve_extension(&self, recording_id: i64, subscription_id: i64) -> Result<()> {
-        let mut activity = self.lock_activity();
-        if activity.active.contains_key(&recording_id) {
-            return Err(ArchiveError::Active {
-                recording_id,
-                operation: "extend",
-            });
-        }
-        if activity.busy.contains(&recording_id) {
-            return Err(ArchiveError::Invalid(format!(
-                "cannot extend recording {recording_id}: a truncate or purge is working on it"
-            )));
-        }
-        activity.active.insert(recording_id, subscription_id);
-        Ok(())
-    }
-
-    /// Mark a recording busy for a truncate or purge: refused if it is active or busy.
-    fn begin_change(&self, recording_id: i64, operation: &'static str) -> Result<Busy<'_>> {
-        let mut activity = self.lock_activity();
-        if activity.active.contains_key(&recording_id) {
-            return Err(ArchiveError::Active {
-                recording_id,
-                operation,
-            });
-        }
-        if !activity.busy.insert(recording_id) {
-            return Err(ArchiveError::Invalid(format!(
-                "cannot {operation} recording {recording_id}: another truncate or purge is working on it"
-            )));
-        }
-        Ok(Busy {
-            shared: self,
-            recording_id,
-        })
-    }
-
-    /// Forget the live positions of a stopped recording whose files changed: readers take its
-    /// positions from the catalog.
-    fn forget_progress(&self, recording_id: i64) {
-        self.progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&recording_id);
-    }
-
-    /// The live positions of every recording recorded since launch (for the metrics).
-    pub(crate) fn progress_snapshot(&self) -> Vec<(i64, Arc<RecordingProgress>)> {
-        self.progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-            .map(|(id, progress)| (*id, progress.clone()))
-            .collect()
-    }
-
-    fn progress_of(&self, recording_id: i64) -> Option<Arc<RecordingProgress>> {
-        self.progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&recording_id)
-            .cloned()
-    }
+    pub mailbox: Mailbox,
 }
 
 /// What to replay and where to.
@@ -482,23 +248,22 @@ impl std::fmt::Display for RecordingFailure {
 
 /// A running archive. Dropping it stops recording (what was received is written and synced) and
 /// replaying.
+///
+/// A handle: the archive's state belongs to its conductor thread (`conductor.rs`), and each
+/// call here is a command sent to it (answered on the caller's thread).
 pub struct Archive {
     shared: Arc<Shared>,
     recorder: Sender<RecorderCommand>,
     replayer: Sender<ReplayerCommand>,
+    /// The recorder and the replayer.
     threads: Vec<JoinHandle<()>>,
-    replays: Mutex<HashMap<i64, Arc<ReplayStatus>>>,
-    cursors: Mutex<CursorStore>,
-    /// Serialises replay starts with truncates and purges, which stop or refuse replays.
-    operations: Mutex<()>,
-    next_id: AtomicI64,
+    conductor_thread: Option<JoinHandle<()>>,
     /// The indexer's queue (dropped at shutdown, after the recorder, so the indexer ends).
     indexer: Option<SyncSender<IndexJob>>,
     indexer_thread: Option<JoinHandle<()>>,
     /// Tells the indexer to cut short its launch-time check.
     indexer_stopping: Arc<std::sync::atomic::AtomicBool>,
-    /// The deleter's queue: the files truncates and purges delete in the background.
-    deleter: Option<Sender<DeleteJob>>,
+    /// Ends once the conductor (which holds its queue) has stopped.
     deleter_thread: Option<JoinHandle<()>>,
     _lock: File,
 }
@@ -576,7 +341,10 @@ where
                         .map(|text| text.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "panic".into());
-                    shared.agent_failed(format!("{agent} stopped: {what}"));
+                    let message = format!("{agent} stopped: {what}");
+                    shared
+                        .mailbox
+                        .tell(move |state| state.agent_failed(message));
                 }
             }
             Err(error) => {
@@ -593,7 +361,7 @@ where
 
 impl Archive {
     /// Open (or create) the archive directory, recover interrupted recordings, and start the
-    /// recorder and replayer agents on the media driver of `config.aeron_dir`.
+    /// conductor and the recorder and replayer agents on the media driver of `config.aeron_dir`.
     ///
     /// # Errors
     /// A bad setting, a directory in use by another archive, a damaged catalog header, or no media
@@ -609,17 +377,11 @@ impl Archive {
         crate::operations::finish_purges(&config.dir, &catalog)?;
         crate::operations::finish_truncates(&config.dir, &catalog)?;
         let cursors = CursorStore::open(&config.dir)?;
-        let next_id = catalog.entries().len() as i64;
+        let (mailbox, commands) = Mailbox::new();
         let shared = Arc::new(Shared {
             config,
-            catalog: Mutex::new(catalog),
-            progress: Mutex::new(HashMap::new()),
-            failure: Mutex::new(None),
-            recording_failures: Mutex::new(Vec::new()),
-            events: EventBus::default(),
-            activity: Mutex::new(Activity::default()),
-            subscriptions: Mutex::new(BTreeMap::new()),
             metrics: crate::metrics::Metrics::default(),
+            mailbox,
         });
         let (indexer, index_jobs) = mpsc::sync_channel(tern_store::indexer::QUEUE_LENGTH);
         let index_dir = shared.config.dir.clone();
@@ -630,8 +392,7 @@ impl Archive {
             .spawn(move || run_indexer(index_dir, index_jobs, indexer_stopping))
             .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-indexer: {error}")))?;
         // Recordings interrupted by a crash (or stopped just before it) may lack index files.
-        let stopped: Vec<RecordingDescriptor> =
-            shared.lock_catalog().recordings().cloned().collect();
+        let stopped: Vec<RecordingDescriptor> = catalog.recordings().cloned().collect();
         let _ = indexer.send(IndexJob::Check {
             recordings: stopped,
         });
@@ -643,40 +404,61 @@ impl Archive {
             .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-deleter: {error}")))?;
         let (recorder, recorder_commands) = mpsc::channel();
         let (replayer, replayer_commands) = mpsc::channel();
-        let recorder_shared = shared.clone();
-        let recorder_indexer = indexer.clone();
-        let recorder_thread = spawn_agent("tern-recorder", shared.clone(), move || {
-            let agent = Recorder::new(recorder_shared, recorder_commands, recorder_indexer)?;
-            Ok(move || agent.run())
-        })?;
-        let replayer_shared = shared.clone();
-        let replayer_thread = match spawn_agent("tern-replayer", shared.clone(), move || {
-            let agent = Replayer::new(replayer_shared, replayer_commands)?;
-            Ok(move || agent.run())
-        }) {
-            Ok(thread) => thread,
-            Err(error) => {
-                let _ = recorder.send(RecorderCommand::Shutdown);
-                let _ = recorder_thread.join();
-                return Err(error);
-            }
+        let parts = crate::conductor::Parts {
+            shared: shared.clone(),
+            catalog,
+            cursors,
+            recorder: recorder.clone(),
+            replayer: replayer.clone(),
+            deleter,
         };
-        Ok(Self {
-            shared,
+        let conductor_thread = std::thread::Builder::new()
+            .name("tern-archive".into())
+            .spawn(move || crate::conductor::run(parts, commands))
+            .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-archive: {error}")))?;
+        shared.mailbox.set_thread(conductor_thread.thread().clone());
+        let mut archive = Self {
+            shared: shared.clone(),
             recorder,
             replayer,
-            threads: vec![recorder_thread, replayer_thread],
-            replays: Mutex::new(HashMap::new()),
-            cursors: Mutex::new(cursors),
-            operations: Mutex::new(()),
-            next_id: AtomicI64::new(next_id.max(1) << 20),
+            threads: Vec::new(),
+            conductor_thread: Some(conductor_thread),
             indexer: Some(indexer),
             indexer_thread: Some(indexer_thread),
             indexer_stopping: stopping,
-            deleter: Some(deleter),
             deleter_thread: Some(deleter_thread),
             _lock: lock,
-        })
+        };
+        // On an error from here, dropping `archive` stops what was started.
+        let recorder_shared = shared.clone();
+        let recorder_indexer = archive.indexer.clone().expect("the indexer runs");
+        archive
+            .threads
+            .push(spawn_agent("tern-recorder", shared.clone(), move || {
+                let agent = Recorder::new(recorder_shared, recorder_commands, recorder_indexer)?;
+                Ok(move || agent.run())
+            })?);
+        let replayer_shared = shared.clone();
+        archive
+            .threads
+            .push(spawn_agent("tern-replayer", shared, move || {
+                let agent = Replayer::new(replayer_shared, replayer_commands)?;
+                Ok(move || agent.run())
+            })?);
+        Ok(archive)
+    }
+
+    /// Run `call` with the archive's state on its conductor thread, and wait for its answer.
+    fn ask<R: Send + 'static>(
+        &self,
+        call: impl FnOnce(&mut ArchiveState) -> R + Send + 'static,
+    ) -> Result<R> {
+        self.shared.mailbox.ask(call)
+    }
+
+    /// Start a room (the control server) on the conductor's thread.
+    pub(crate) fn add_room(&self, make: MakeRoom) -> Result<()> {
+        self.shared.mailbox.send(Command::Room(make))
     }
 
     /// Whether the recorder and replayer agents are running.
@@ -684,26 +466,15 @@ impl Archive {
     /// # Errors
     /// [`ArchiveError::NotRunning`] with why an agent stopped.
     pub fn health(&self) -> Result<()> {
-        let failure = self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match failure.as_ref() {
-            Some(message) => Err(ArchiveError::NotRunning(message.clone())),
-            None => Ok(()),
-        }
+        self.ask(|state| state.health())?
     }
 
     /// The recordings that could not be written since launch (a full disk, a file error), in the
     /// order they failed. A recording listed here stopped where it failed; the archive goes on
     /// recording the others.
     pub fn recording_failures(&self) -> Vec<RecordingFailure> {
-        self.shared
-            .recording_failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.ask(|state| state.recording_failures().to_vec())
+            .unwrap_or_default()
     }
 
     /// The settings the archive runs with.
@@ -711,20 +482,11 @@ impl Archive {
         &self.shared.config
     }
 
-    fn next_id(&self) -> i64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// An encoder of this archive's Prometheus metrics (see `metrics.rs` and README.md), for a
     /// [`MetricsServer`](crate::MetricsServer) or any other exporter. It does not keep the
     /// archive alive.
     pub fn metrics_exporter(&self) -> crate::metrics::MetricsExporter {
         crate::metrics::MetricsExporter::new(&self.shared)
-    }
-
-    /// The metrics the control server updates.
-    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.shared.metrics
     }
 
     /// Record every image of `channel` and `stream_id`, each to its own recording, until stopped.
@@ -772,34 +534,8 @@ impl Archive {
         source: SourceLocation,
         auto_stop: bool,
     ) -> Result<PendingRecording> {
-        self.add_recording_subscription(channel, stream_id, source, auto_stop, None)
-    }
-
-    fn add_recording_subscription(
-        &self,
-        channel: &str,
-        stream_id: i32,
-        source: SourceLocation,
-        auto_stop: bool,
-        extend: Option<i64>,
-    ) -> Result<PendingRecording> {
-        let subscription_id = self.next_id();
-        let (reply, wait) = mpsc::channel();
-        self.recorder
-            .send(RecorderCommand::Start {
-                subscription_id,
-                channel: channel.to_string(),
-                stream_id,
-                source,
-                auto_stop,
-                extend,
-                reply,
-            })
-            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
-        Ok(Begun {
-            id: subscription_id,
-            answer: Pending::new(wait, "recorder"),
-        })
+        let channel = channel.to_string();
+        self.ask(move |state| state.begin_recording(&channel, stream_id, source, auto_stop))?
     }
 
     /// Extend a stopped recording (Aeron's `extendRecording`): a recording subscription is added
@@ -837,31 +573,24 @@ impl Archive {
         source: SourceLocation,
         auto_stop: bool,
     ) -> Result<PendingRecording> {
-        let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
-        if descriptor.stream_id != stream_id {
-            return Err(ArchiveError::Invalid(format!(
-                "cannot extend recording {recording_id} with stream id {stream_id}: its stream id is {}",
-                descriptor.stream_id
-            )));
-        }
-        if descriptor.is_active() || self.shared.subscription_of(recording_id).is_some() {
-            return Err(ArchiveError::Active {
-                recording_id,
-                operation: "extend",
-            });
-        }
-        self.add_recording_subscription(channel, stream_id, source, auto_stop, Some(recording_id))
+        let channel = channel.to_string();
+        self.ask(move |state| {
+            state.begin_extend(recording_id, &channel, stream_id, source, auto_stop)
+        })?
     }
 
     /// A new receiver of recording events (start, stop, extend, delete), each sent to every
     /// receiver in the order it happened; a dropped receiver is forgotten.
     pub fn subscribe_events(&self) -> mpsc::Receiver<crate::events::RecordingEvent> {
-        self.shared.events.subscribe()
+        self.ask(|state| state.subscribe_events())
+            .unwrap_or_else(|_| mpsc::channel().1)
     }
 
     /// The recording subscription through which `recording_id` is being recorded now, if it is.
     pub fn recording_subscription_of(&self, recording_id: i64) -> Option<i64> {
-        self.shared.subscription_of(recording_id)
+        self.ask(move |state| state.recording_subscription_of(recording_id))
+            .ok()
+            .flatten()
     }
 
     /// Stop the recording subscription that records `recording_id` (Aeron's
@@ -887,13 +616,7 @@ impl Archive {
         &self,
         recording_id: i64,
     ) -> Result<Option<(i64, Pending<Vec<i64>>)>> {
-        self.shared.lock_catalog().get(recording_id)?;
-        match self.shared.subscription_of(recording_id) {
-            Some(subscription_id) => self
-                .begin_stop_recording(subscription_id)
-                .map(|pending| Some((subscription_id, pending))),
-            None => Ok(None),
-        }
+        self.ask(move |state| state.begin_stop_by_identity(recording_id))?
     }
 
     /// Stop a recording subscription; its recordings are written, synced and marked stopped.
@@ -911,57 +634,18 @@ impl Archive {
     /// # Errors
     /// The archive is not running.
     pub fn begin_stop_recording(&self, subscription_id: i64) -> Result<Pending<Vec<i64>>> {
-        let (reply, wait) = mpsc::channel();
-        self.recorder
-            .send(RecorderCommand::Stop {
-                subscription_id,
-                reply,
-            })
-            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
-        Ok(Pending::new(wait, "recorder"))
+        self.ask(move |state| state.begin_stop_recording(subscription_id))?
     }
 
     /// The recording subscriptions in force.
     pub fn recording_subscriptions(&self) -> Vec<RecordingSubscriptionInfo> {
-        self.shared.lock_subscriptions().values().cloned().collect()
-    }
-
-    fn info(&self, descriptor: &RecordingDescriptor) -> RecordingInfo {
-        match self.shared.progress_of(descriptor.recording_id) {
-            Some(progress) if descriptor.is_active() && progress.stop_position() < 0 => {
-                RecordingInfo {
-                    descriptor: descriptor.clone(),
-                    recorded_position: progress.recorded(),
-                    durable_position: progress.durable(),
-                    active: true,
-                    io_waiting: progress.io_waiting(),
-                }
-            }
-            // Stopped here, but the stop could not be saved: the next start recovers it.
-            Some(progress) if descriptor.is_active() => RecordingInfo {
-                descriptor: descriptor.clone(),
-                recorded_position: progress.recorded(),
-                durable_position: progress.durable(),
-                active: false,
-                io_waiting: None,
-            },
-            _ => RecordingInfo {
-                descriptor: descriptor.clone(),
-                recorded_position: descriptor.stop_position,
-                durable_position: descriptor.stop_position,
-                active: false,
-                io_waiting: None,
-            },
-        }
+        self.ask(|state| state.recording_subscriptions())
+            .unwrap_or_default()
     }
 
     /// Every readable recording, with live positions.
     pub fn recordings(&self) -> Vec<RecordingInfo> {
-        let catalog = self.shared.lock_catalog();
-        catalog
-            .recordings()
-            .map(|descriptor| self.info(descriptor))
-            .collect()
+        self.ask(|state| state.recordings()).unwrap_or_default()
     }
 
     /// One recording, with live positions.
@@ -969,9 +653,7 @@ impl Archive {
     /// # Errors
     /// Unknown id, or a damaged catalog entry.
     pub fn recording(&self, recording_id: i64) -> Result<RecordingInfo> {
-        let catalog = self.shared.lock_catalog();
-        let descriptor = catalog.get(recording_id)?;
-        Ok(self.info(descriptor))
+        self.ask(move |state| state.recording(recording_id))?
     }
 
     /// The position to replay from to start at the first message captured at or after
@@ -994,25 +676,14 @@ impl Archive {
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
-        let info = self.recording(recording_id)?;
-        Ok(tern_store::time_seek::position_at_message_time(
-            &self.shared.config.dir,
-            &info.descriptor,
-            info.recorded_position,
-            timestamp_ns,
-            source,
-        )?)
+        self.ask(move |state| state.position_at_time_from(recording_id, timestamp_ns, source))?
     }
 
     /// The recording of one publisher session on a stream, most recent first.
     pub fn find_recording(&self, stream_id: i32, session_id: i32) -> Option<RecordingInfo> {
-        let catalog = self.shared.lock_catalog();
-        let found = catalog
-            .recordings()
-            .filter(|d| d.stream_id == stream_id && d.session_id == session_id)
-            .last()
-            .cloned();
-        found.map(|descriptor| self.info(&descriptor))
+        self.ask(move |state| state.find_recording(stream_id, session_id))
+            .ok()
+            .flatten()
     }
 
     /// Replay a recording to a channel and stream; returns the replay id, whose low 32 bits are the
@@ -1035,93 +706,8 @@ impl Archive {
     /// # Errors
     /// As [`Self::start_replay`], for what can be told before the replayer has it.
     pub fn begin_replay(&self, request: &ReplayRequest) -> Result<PendingReplay> {
-        let _operations = self.lock_operations();
-        let max = self.shared.config.max_concurrent_replays;
-        if self.running_replays(None).len() >= max {
-            return Err(ArchiveError::MaxReplays(max));
-        }
-        let info = self.recording(request.recording_id)?;
-        let descriptor = info.descriptor.clone();
-        let key = match request.key {
-            Some(filter) if filter.kind == KeyKind::Session => {
-                let catalog = self.shared.lock_catalog();
-                crate::key_search::check_session(&descriptor, filter.value, catalog.recordings())?;
-                None
-            }
-            Some(filter) => {
-                crate::key_search::check_filter(&descriptor, &filter)?;
-                Some(filter)
-            }
-            None => None,
-        };
-        tern_store::time_seek::check_time_source(&descriptor, request.time_source)?;
-        let end = info.recorded_position;
-        let position = request.position.unwrap_or(descriptor.start_position);
-        check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;
-        if let Some(length) = request.length {
-            if length < 0 {
-                return Err(ArchiveError::Invalid(format!(
-                    "replay length {length} is negative"
-                )));
-            }
-        }
-        let limit = request.length.map(|length| position.saturating_add(length));
-        let follow = request.follow || request.limit_counter_id.is_some();
-        let replay_end = if follow && info.active {
-            ReplayEnd::Follow(limit)
-        } else {
-            ReplayEnd::At(limit.unwrap_or(end).min(end))
-        };
-        if let Some(speed) = request.speed {
-            if !(0.01..=1000.0).contains(&speed) {
-                return Err(ArchiveError::Invalid(format!(
-                    "replay speed {speed} is outside 0.01 .. 1000"
-                )));
-            }
-        }
-        let sequence = self.next_id();
-        let session_id = self.new_session_id(sequence);
-        let replay_id = (sequence << 32) | i64::from(session_id as u32);
-        let status = Arc::new(ReplayStatus::new_at(
-            request.recording_id,
-            position,
-            session_id,
-        ));
-        let plan = ReplayPlan {
-            replay_id,
-            descriptor,
-            position,
-            end: replay_end,
-            channel: request.channel.clone(),
-            stream_id: request.stream_id,
-            session_id,
-            progress: self.shared.progress_of(request.recording_id),
-            status: status.clone(),
-            speed: request.speed,
-            time_source: request.time_source,
-            limit_counter_id: request.limit_counter_id,
-            key,
-            keep_positions: request.keep_positions,
-        };
-        let (reply, wait) = mpsc::channel();
-        // Known from now, so the limit counts it and a truncate or purge stops it; the replayer
-        // takes its commands in order, so a stop sent now comes after the start.
-        self.lock_replays().insert(replay_id, status);
-        if self
-            .replayer
-            .send(ReplayerCommand::Start {
-                plan: Box::new(plan),
-                reply,
-            })
-            .is_err()
-        {
-            self.lock_replays().remove(&replay_id);
-            return Err(ArchiveError::NotRunning("replayer stopped".into()));
-        }
-        Ok(Begun {
-            id: replay_id,
-            answer: Pending::new(wait, "replayer"),
-        })
+        let request = request.clone();
+        self.ask(move |state| state.begin_replay(&request))?
     }
 
     /// Whether a replay begun with [`Self::begin_replay`] has started: `None` while the replayer
@@ -1132,62 +718,18 @@ impl Archive {
     }
 
     fn end_replay_start(&self, replay_id: i64, outcome: Result<i64>) -> Result<i64> {
-        match outcome {
-            Ok(replay_id) => Ok(replay_id),
-            Err(error) => {
-                self.lock_replays().remove(&replay_id);
-                Err(error)
-            }
+        if outcome.is_ok() {
+            return outcome;
         }
-    }
-
-    fn lock_operations(&self) -> MutexGuard<'_, ()> {
-        self.operations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn lock_replays(&self) -> MutexGuard<'_, HashMap<i64, Arc<ReplayStatus>>> {
-        self.replays
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Replays not yet ended, of one recording or of all.
-    fn running_replays(&self, recording_id: Option<i64>) -> Vec<(i64, Arc<ReplayStatus>)> {
-        self.lock_replays()
-            .iter()
-            .filter(|(_, status)| !status.is_finished())
-            .filter(|(_, status)| recording_id.is_none_or(|id| status.recording_id() == id))
-            .map(|(id, status)| (*id, status.clone()))
-            .collect()
-    }
-
-    /// Stop every replay of a recording and wait until the replayer has let go of them.
-    fn stop_replays_of(&self, recording_id: i64) -> Result<()> {
-        let running = self.running_replays(Some(recording_id));
-        for (replay_id, _) in &running {
-            self.stop_replay(*replay_id)?;
-        }
-        let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
-        for (replay_id, status) in running {
-            while !status.is_finished() {
-                if std::time::Instant::now() > deadline {
-                    return Err(ArchiveError::NotRunning(format!(
-                        "replay {replay_id} did not stop"
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        Ok(())
+        self.ask(move |state| state.end_replay_start(replay_id, outcome))?
     }
 
     /// Cut a stopped recording at `position` (Aeron's `truncateRecording`): `position` becomes
     /// its stop position, and everything recorded after it is removed. Replays of the recording
-    /// are stopped first. The catalog is updated first; then the rest of the segment holding
-    /// `position` is zeroed, later segment files (with every sidecar `<id>-<base>.…` of theirs)
-    /// are deleted, and the time index loses its entries from `position` on; then a
+    /// are stopped first (a replay asked for meanwhile is refused). The catalog is updated
+    /// first; then the rest of the segment holding `position` is zeroed, later segment files
+    /// (with every sidecar `<id>-<base>.…` of theirs) are deleted, and the time index loses its
+    /// entries from `position` on; then a
     /// [`RecordingSignalKind::Delete`](crate::RecordingSignalKind::Delete) event is sent. A
     /// crash in between leaves bytes past the stop position, which readers ignore and an
     /// extension removes. Returns the number of segment files deleted.
@@ -1197,7 +739,7 @@ impl Archive {
     /// [`StoreError::BadPosition`](tern_store::StoreError::BadPosition) for a position outside `[start, stop]`, not a multiple of
     /// 32, or not the start of a frame; a file error.
     pub fn truncate_recording(&self, recording_id: i64, position: i64) -> Result<usize> {
-        self.truncate(recording_id, position, true)
+        self.begin_truncate(recording_id, position, true)?.wait()
     }
 
     /// As [`Self::truncate_recording`], but the later segment files are deleted in the background
@@ -1212,68 +754,23 @@ impl Archive {
         recording_id: i64,
         position: i64,
     ) -> Result<usize> {
-        self.truncate(recording_id, position, false)
+        self.begin_truncate(recording_id, position, false)?.wait()
     }
 
-    fn truncate(&self, recording_id: i64, position: i64, wait: bool) -> Result<usize> {
-        let _operations = self.lock_operations();
-        let busy = self.shared.begin_change(recording_id, "truncate")?;
-        let dir = &self.shared.config.dir;
-        let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
-        let truncated = crate::operations::plan_truncate(dir, &descriptor, position)?;
-        self.stop_replays_of(recording_id)?;
-        let plan = crate::operations::plan_cut(dir, &descriptor, position)?;
-        self.shared.lock_catalog().update(&truncated)?;
-        self.shared.forget_progress(recording_id);
-        crate::operations::cut_in_place(dir, &descriptor, position, &plan)?;
-        tracing::info!(
-            "recording {recording_id} truncated at {position} (was {}): {} segment files to delete",
-            descriptor.stop_position,
-            plan.segments
-        );
-        self.delete_later(busy, "truncate", plan.doomed, wait);
-        Ok(plan.segments)
-    }
-
-    /// Hand `files` of the busy recording to the deleter thread (or, if it is gone, delete them
-    /// here); it signals `Delete` when they are gone and releases the recording.
-    fn delete_later(
+    /// [`Self::truncate_recording_in_background`] (`wait` false) or
+    /// [`Self::truncate_recording`] (`wait` true) without waiting: the answer comes once the
+    /// recording's replays have stopped and the record is changed (and, with `wait`, the files
+    /// deleted).
+    ///
+    /// # Errors
+    /// What can be told at once: unknown recording, active or busy, a bad position.
+    pub fn begin_truncate(
         &self,
-        busy: Busy<'_>,
-        operation: &'static str,
-        files: Vec<String>,
+        recording_id: i64,
+        position: i64,
         wait: bool,
-    ) {
-        let recording_id = busy.recording_id;
-        let (done, finished) = mpsc::channel();
-        let job = DeleteJob {
-            recording_id,
-            operation,
-            files,
-            busy: busy.hold(self.shared.clone()),
-            done: wait.then_some(done),
-        };
-        let job = match &self.deleter {
-            Some(deleter) => match deleter.send(job) {
-                Ok(()) => {
-                    if wait {
-                        let _ = finished.recv();
-                    }
-                    return;
-                }
-                Err(mpsc::SendError(job)) => job,
-            },
-            None => job,
-        };
-        if let Err(error) = crate::operations::delete_named(&self.shared.config.dir, &job.files) {
-            tracing::error!(
-                "recording {recording_id} {operation}: files left, deleted at the next launch: {error}"
-            );
-        }
-        drop(job.busy);
-        self.shared
-            .events
-            .signal(RecordingSignalKind::Delete, recording_id, -1, -1);
+    ) -> Result<Pending<usize>> {
+        self.ask(move |state| state.begin_truncate(recording_id, position, wait))?
     }
 
     /// Delete a stopped recording that no replay reads (Aeron's `purgeRecording`): its catalog
@@ -1286,7 +783,8 @@ impl Archive {
     /// Unknown recording; [`ArchiveError::Active`] if it is being recorded;
     /// [`ArchiveError::ReplayRunning`] if a replay reads it; a file error.
     pub fn purge_recording(&self, recording_id: i64) -> Result<usize> {
-        self.purge(recording_id, true)
+        self.ask(move |state| state.begin_purge(recording_id, true))??
+            .wait()
     }
 
     /// As [`Self::purge_recording`], but the files are deleted in the background (Aeron's way):
@@ -1296,29 +794,8 @@ impl Archive {
     /// # Errors
     /// As [`Self::purge_recording`].
     pub fn purge_recording_in_background(&self, recording_id: i64) -> Result<usize> {
-        self.purge(recording_id, false)
-    }
-
-    fn purge(&self, recording_id: i64, wait: bool) -> Result<usize> {
-        let _operations = self.lock_operations();
-        let busy = self.shared.begin_change(recording_id, "purge")?;
-        let descriptor = self.shared.lock_catalog().get(recording_id)?.clone();
-        let deleted_record = crate::operations::plan_purge(&descriptor)?;
-        if !self.running_replays(Some(recording_id)).is_empty() {
-            return Err(ArchiveError::ReplayRunning { recording_id });
-        }
-        let (files, segments) =
-            crate::operations::plan_delete(&self.shared.config.dir, recording_id)?;
-        self.shared.lock_catalog().update(&deleted_record)?;
-        self.shared.forget_progress(recording_id);
-        tracing::info!("recording {recording_id} purged: {segments} segment files to delete");
-        self.delete_later(busy, "purge", files, wait);
-        Ok(segments)
-    }
-
-    fn new_session_id(&self, sequence: i64) -> i32 {
-        (tern_store::epoch_nanos() as i32 ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32))
-            | 1
+        self.ask(move |state| state.begin_purge(recording_id, false))??
+            .wait()
     }
 
     /// Move a running replay to `position` (a frame start of its recording). The replay's current
@@ -1339,29 +816,7 @@ impl Archive {
     /// # Errors
     /// What [`Self::seek_replay`] can tell before the replayer has the request.
     pub fn begin_seek(&self, replay_id: i64, position: i64) -> Result<PendingSeek> {
-        self.running_replay(replay_id)?;
-        let status = self.replay_status(replay_id)?;
-        let info = self.recording(status.recording_id())?;
-        check_replay_position(
-            &self.shared.config.dir,
-            &info.descriptor,
-            position,
-            info.recorded_position,
-        )?;
-        let session_id = self.new_session_id(self.next_id());
-        let (reply, wait) = mpsc::channel();
-        self.replayer
-            .send(ReplayerCommand::Seek {
-                replay_id,
-                position,
-                session_id,
-                reply,
-            })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
-        Ok(Begun {
-            id: session_id,
-            answer: Pending::new(wait, "replayer"),
-        })
+        self.ask(move |state| state.begin_seek(replay_id, position))?
     }
 
     /// Move a running replay to the first message whose time (read by `source`) is at or after
@@ -1389,9 +844,7 @@ impl Archive {
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<PendingSeek> {
-        let recording_id = self.replay_status(replay_id)?.recording_id();
-        let position = self.position_at_time_from(recording_id, timestamp_ns, source)?;
-        self.begin_seek(replay_id, position)
+        self.ask(move |state| state.begin_seek_to_time(replay_id, timestamp_ns, source))?
     }
 
     /// The status of a replay.
@@ -1399,12 +852,7 @@ impl Archive {
     /// # Errors
     /// The replay id is unknown.
     pub fn replay_status(&self, replay_id: i64) -> Result<Arc<ReplayStatus>> {
-        self.replays
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&replay_id)
-            .cloned()
-            .ok_or(ArchiveError::UnknownReplay(replay_id))
+        self.ask(move |state| state.replay_status(replay_id))?
     }
 
     /// Pause a replay: nothing more is sent until [`Self::resume_replay`]; a paced replay's
@@ -1413,10 +861,7 @@ impl Archive {
     /// # Errors
     /// The replay id is unknown or the replay has ended, or the archive is not running.
     pub fn pause_replay(&self, replay_id: i64) -> Result<()> {
-        self.running_replay(replay_id)?;
-        self.replayer
-            .send(ReplayerCommand::Pause { replay_id })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+        self.ask(move |state| state.pause_replay(replay_id))?
     }
 
     /// Resume a paused replay from where it stopped.
@@ -1424,21 +869,7 @@ impl Archive {
     /// # Errors
     /// The replay id is unknown or the replay has ended, or the archive is not running.
     pub fn resume_replay(&self, replay_id: i64) -> Result<()> {
-        self.running_replay(replay_id)?;
-        self.replayer
-            .send(ReplayerCommand::Resume { replay_id })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
-    }
-
-    fn running_replay(&self, replay_id: i64) -> Result<()> {
-        let status = self.replay_status(replay_id)?;
-        if status.is_finished() {
-            return Err(ArchiveError::Invalid(format!(
-                "replay {replay_id} has ended ({:?})",
-                status.state()
-            )));
-        }
-        Ok(())
+        self.ask(move |state| state.resume_replay(replay_id))?
     }
 
     /// Stop a replay.
@@ -1446,25 +877,14 @@ impl Archive {
     /// # Errors
     /// The replay id is unknown, or the archive is not running.
     pub fn stop_replay(&self, replay_id: i64) -> Result<()> {
-        self.replay_status(replay_id)?;
-        self.replayer
-            .send(ReplayerCommand::Stop { replay_id })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+        self.ask(move |state| state.stop_replay(replay_id))?
     }
 
     /// Stop every running replay of `recording_id` (of every recording for `None`); returns how
     /// many were asked to stop.
     pub fn stop_all_replays(&self, recording_id: Option<i64>) -> usize {
-        self.running_replays(recording_id)
-            .into_iter()
-            .filter(|(replay_id, _)| self.stop_replay(*replay_id).is_ok())
-            .count()
-    }
-
-    fn lock_cursors(&self) -> MutexGuard<'_, CursorStore> {
-        self.cursors
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ask(move |state| state.stop_all_replays(recording_id))
+            .unwrap_or(0)
     }
 
     /// Store `position` of `recording_id` under `name`, durably (synced before this returns):
@@ -1475,23 +895,8 @@ impl Archive {
     /// A bad name, an unknown recording, a position that is not a frame start, too many
     /// cursors, or the cursor file cannot be written (the cursor keeps its old value).
     pub fn set_cursor(&self, name: &str, recording_id: i64, position: i64) -> Result<Cursor> {
-        tern_store::cursors::check_cursor_name(name)?;
-        let info = self.recording(recording_id)?;
-        // Up to what is durable: a cursor must not outlive the data it points at in a crash.
-        check_replay_position(
-            &self.shared.config.dir,
-            &info.descriptor,
-            position,
-            info.durable_position,
-        )?;
-        let cursor = Cursor {
-            name: name.to_string(),
-            recording_id,
-            position,
-            updated_ns: tern_store::epoch_nanos(),
-        };
-        self.lock_cursors().set(cursor.clone())?;
-        Ok(cursor)
+        let name = name.to_string();
+        self.ask(move |state| state.set_cursor(&name, recording_id, position))?
     }
 
     /// The cursor `name`.
@@ -1499,10 +904,8 @@ impl Archive {
     /// # Errors
     /// [`StoreError::UnknownCursor`](tern_store::StoreError::UnknownCursor).
     pub fn cursor(&self, name: &str) -> Result<Cursor> {
-        self.lock_cursors()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| tern_store::StoreError::UnknownCursor(name.to_string()).into())
+        let name = name.to_string();
+        self.ask(move |state| state.cursor(&name))?
     }
 
     /// Delete the cursor `name`, durably; returns whether it existed.
@@ -1510,17 +913,20 @@ impl Archive {
     /// # Errors
     /// The cursor file cannot be written.
     pub fn delete_cursor(&self, name: &str) -> Result<bool> {
-        Ok(self.lock_cursors().delete(name)?)
+        let name = name.to_string();
+        self.ask(move |state| state.delete_cursor(&name))?
     }
 
     /// The cursors whose names start with `prefix`, in name order.
     pub fn cursors(&self, prefix: &str) -> Vec<Cursor> {
-        self.lock_cursors().list(prefix)
+        let prefix = prefix.to_string();
+        self.ask(move |state| state.cursors(&prefix))
+            .unwrap_or_default()
     }
 
     /// One past the highest recording id the catalog has given out (ids are never reused).
     pub fn recording_id_limit(&self) -> i64 {
-        self.shared.lock_catalog().entries().len() as i64
+        self.ask(|state| state.recording_id_limit()).unwrap_or(0)
     }
 
     /// Stop recording and replaying; everything received is written and synced.
@@ -1531,14 +937,26 @@ impl Archive {
     /// As [`Self::shutdown`], and return every recording that could not be written since launch,
     /// those that failed while stopping included (their final write or sync).
     pub fn shutdown_with_failures(mut self) -> Vec<RecordingFailure> {
+        self.stop_agents_but_conductor();
+        let failures = self.recording_failures();
         self.stop_agents();
-        self.recording_failures()
+        failures
     }
 
-    fn stop_agents(&mut self) {
+    /// Stop the recorder and the replayer; the conductor takes in what they report as they stop.
+    fn stop_agents_but_conductor(&mut self) {
         let _ = self.recorder.send(RecorderCommand::Shutdown);
         let _ = self.replayer.send(ReplayerCommand::Shutdown);
         for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+
+    fn stop_agents(&mut self) {
+        self.stop_agents_but_conductor();
+        // Then the conductor, once it has taken in what they sent (its queue is in order).
+        let _ = self.shared.mailbox.send(Command::Shutdown);
+        if let Some(thread) = self.conductor_thread.take() {
             let _ = thread.join();
         }
         // The recorder has handed over its last segments: the indexer writes them and ends (a
@@ -1548,8 +966,8 @@ impl Archive {
         if let Some(thread) = self.indexer_thread.take() {
             let _ = thread.join();
         }
-        // Deletions asked for are finished before the archive stops.
-        self.deleter = None;
+        // Deletions asked for are finished before the archive stops (the conductor held the
+        // deleter's queue: it ends once the queue is empty).
         if let Some(thread) = self.deleter_thread.take() {
             let _ = thread.join();
         }

@@ -2,7 +2,6 @@
 //! subscriber of [`Archive::subscribe_events`](crate::Archive::subscribe_events).
 
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Mutex;
 
 /// What happened to a recording (Aeron's `RecordingSignal`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,30 +35,30 @@ pub struct RecordingEvent {
     pub position: i64,
 }
 
-/// The subscribers to recording events.
+/// The subscribers to recording events (owned by the archive conductor, which alone sends them).
 #[derive(Debug, Default)]
 pub(crate) struct EventBus {
-    subscribers: Mutex<Vec<Sender<RecordingEvent>>>,
+    subscribers: Vec<Sender<RecordingEvent>>,
 }
 
 impl EventBus {
     /// A new subscriber: it sees every event sent from now on.
-    pub(crate) fn subscribe(&self) -> Receiver<RecordingEvent> {
+    pub(crate) fn subscribe(&mut self) -> Receiver<RecordingEvent> {
         let (sender, receiver) = mpsc::channel();
-        self.lock().push(sender);
+        self.subscribers.push(sender);
         receiver
     }
 
     /// Send an event to every subscriber; a subscriber whose receiver was dropped is forgotten.
-    pub(crate) fn send(&self, event: RecordingEvent) {
+    pub(crate) fn send(&mut self, event: RecordingEvent) {
         tracing::debug!("recording event {event:?}");
-        self.lock()
+        self.subscribers
             .retain(|subscriber| subscriber.send(event).is_ok());
     }
 
     /// Send `signal` for a recording.
     pub(crate) fn signal(
-        &self,
+        &mut self,
         signal: RecordingSignalKind,
         recording_id: i64,
         subscription_id: i64,
@@ -72,12 +71,6 @@ impl EventBus {
             position,
         });
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Sender<RecordingEvent>>> {
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 #[cfg(test)]
@@ -86,13 +79,13 @@ mod tests {
 
     #[test]
     fn every_subscriber_gets_every_event_and_dropped_ones_are_forgotten() {
-        let bus = EventBus::default();
+        let mut bus = EventBus::default();
         let first = bus.subscribe();
         let second = bus.subscribe();
         bus.signal(RecordingSignalKind::Start, 3, 7, 64);
         drop(second);
         bus.signal(RecordingSignalKind::Stop, 3, 7, 128);
-        assert_eq!(bus.lock().len(), 1);
+        assert_eq!(bus.subscribers.len(), 1);
         let seen: Vec<RecordingSignalKind> = first.try_iter().map(|event| event.signal).collect();
         assert_eq!(
             seen,

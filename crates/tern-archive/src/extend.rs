@@ -89,22 +89,21 @@ pub(crate) fn open_extension(
     image: &ImageInfo,
     position: i64,
 ) -> Result<Extension> {
-    shared.reserve_extension(recording_id, subscription_id)?;
-    let opened = prepare(shared, recording_id, image, position);
+    let descriptor = shared
+        .mailbox
+        .ask(move |state| state.reserve_extension(recording_id, subscription_id))??;
+    let opened = prepare(shared, descriptor, image, position);
     if opened.is_err() {
-        shared.clear_active(recording_id);
+        shared
+            .mailbox
+            .tell(move |state| state.release(recording_id));
     }
     opened
 }
 
-fn prepare(
-    shared: &Shared,
-    recording_id: i64,
-    image: &ImageInfo,
-    position: i64,
-) -> Result<Extension> {
-    let config = &shared.config;
-    let mut descriptor = shared.lock_catalog().get(recording_id)?.clone();
+/// Whether a recording can be extended at all: stopped, and valid.
+pub(crate) fn check_extensible(descriptor: &RecordingDescriptor) -> Result<()> {
+    let recording_id = descriptor.recording_id;
     if descriptor.is_active() {
         return Err(ArchiveError::Active {
             recording_id,
@@ -117,6 +116,19 @@ fn prepare(
             descriptor.state.name()
         )));
     }
+    Ok(())
+}
+
+/// The files of a reserved extension; the record made active last (on the conductor, which
+/// releases the recording if that fails).
+fn prepare(
+    shared: &Shared,
+    mut descriptor: RecordingDescriptor,
+    image: &ImageInfo,
+    position: i64,
+) -> Result<Extension> {
+    let config = &shared.config;
+    let recording_id = descriptor.recording_id;
     check_image(&descriptor, image, position).map_err(ArchiveError::Invalid)?;
     let stop = descriptor.stop_position;
     crate::operations::cut_files(&config.dir, &descriptor, stop)?;
@@ -142,9 +154,10 @@ fn prepare(
     )?;
     descriptor.stop_position = NULL_POSITION;
     descriptor.stop_timestamp_ns = NULL_POSITION;
-    shared.lock_catalog().update(&descriptor)?;
-    let progress = Arc::new(RecordingProgress::new(stop));
-    shared.register_progress(recording_id, progress.clone());
+    let active = descriptor.clone();
+    let progress = shared
+        .mailbox
+        .ask(move |state| state.extension_opened(&active, stop))??;
     Ok(Extension {
         descriptor,
         writer,

@@ -8,6 +8,7 @@
 //! [`key_index`] (replaying one client's messages: key filters and the per-key index).
 
 mod archive;
+mod conductor;
 mod config;
 pub mod control;
 mod error;

@@ -170,24 +170,21 @@ impl Collector for ArchiveCollector {
         let Some(shared) = self.shared.upgrade() else {
             return Ok(());
         };
-        let mut progress = shared.progress_snapshot();
-        progress.sort_by_key(|(id, _)| *id);
-        let samples: Vec<RecordingSample> = {
-            let catalog = shared.lock_catalog();
-            progress
-                .into_iter()
-                .filter_map(|(recording_id, progress)| {
-                    let stream_id = catalog.get(recording_id).ok()?.stream_id;
-                    Some(RecordingSample {
-                        labels: [
-                            ("recording_id", recording_id),
-                            ("stream_id", i64::from(stream_id)),
-                        ],
-                        progress,
-                    })
-                })
-                .collect()
-        };
+        // What the conductor keeps, read on its thread (nothing if it has stopped).
+        let (progress, failures) = shared
+            .mailbox
+            .ask(|state| (state.progress_samples(), state.recording_failures().len()))
+            .unwrap_or_default();
+        let samples: Vec<RecordingSample> = progress
+            .into_iter()
+            .map(|(recording_id, stream_id, progress)| RecordingSample {
+                labels: [
+                    ("recording_id", recording_id),
+                    ("stream_id", i64::from(stream_id)),
+                ],
+                progress,
+            })
+            .collect();
         encode_family(
             &mut encoder,
             "recorded_bytes",
@@ -236,11 +233,6 @@ impl Collector for ArchiveCollector {
             &samples,
             |progress| ConstGauge::new(progress.io_waiting().map_or(0.0, |wait| wait.as_secs_f64())),
         )?;
-        let failures = shared
-            .recording_failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len();
         let counter = ConstCounter::new(failures as u64);
         let metric = encoder.encode_descriptor(
             "recording_failures",

@@ -179,41 +179,34 @@ impl<I: BlockSource> RecordingSession<I> {
         let stop = self.writer.flushed_position();
         let durable = self.writer.synced_position();
         self.progress.update(stop, durable, self.writer.frames());
-        match &synced {
+        let stopped = match &synced {
             Ok(()) => {
                 self.writer.finish_keys(stop);
                 self.descriptor.stop_position = stop;
                 self.descriptor.stop_timestamp_ns = tern_store::epoch_nanos();
-                if let Err(catalog_error) = shared.lock_catalog().update(&self.descriptor) {
-                    tracing::error!(
-                        "recording {recording_id}: could not record its stop at {stop}; the next start recovers it: {catalog_error}"
-                    );
-                }
+                Some(self.descriptor.clone())
             }
-            Err(sync_error) => tracing::error!(
-                "recording {recording_id}: final write or sync failed, left for recovery at the next start: {sync_error}"
-            ),
-        }
-        self.progress.stopped(stop);
-        shared.clear_active(recording_id);
-        if let Some(error) = error {
-            shared.recording_failed(RecordingFailure {
-                recording_id,
-                subscription_id: self.subscription_id,
-                session_id: self.descriptor.session_id,
-                stream_id: self.descriptor.stream_id,
-                channel: self.descriptor.original_channel.clone(),
-                position: stop,
-                code: error.code(),
-                error: error.to_string(),
-            });
-        }
-        shared.events.signal(
-            crate::events::RecordingSignalKind::Stop,
+            Err(sync_error) => {
+                tracing::error!(
+                    "recording {recording_id}: final write or sync failed, left for recovery at the next start: {sync_error}"
+                );
+                None
+            }
+        };
+        let failure = error.map(|error| RecordingFailure {
             recording_id,
-            self.subscription_id,
-            stop,
-        );
+            subscription_id: self.subscription_id,
+            session_id: self.descriptor.session_id,
+            stream_id: self.descriptor.stream_id,
+            channel: self.descriptor.original_channel.clone(),
+            position: stop,
+            code: error.code(),
+            error: error.to_string(),
+        });
+        let subscription_id = self.subscription_id;
+        shared.mailbox.tell(move |state| {
+            state.recording_stopped(recording_id, subscription_id, stopped, stop, failure, true)
+        });
         match error {
             Some(error) => tracing::error!(
                 "recording {recording_id} stopped at position {stop} after an error: {error}"
@@ -381,7 +374,7 @@ impl Recorder {
             });
         }
         let max = self.shared.config.max_concurrent_recordings;
-        if self.subscriptions.len() >= max || self.shared.active_count() >= max {
+        if self.subscriptions.len() >= max || self.active_count() >= max {
             return Err(ArchiveError::MaxRecordings(max));
         }
         // Both channel strings and the source identity must fit one catalog record.
@@ -395,15 +388,16 @@ impl Recorder {
         }
         let subscription = self.client.add_subscription(&subscribe_to, stream_id)?;
         tracing::info!("recording subscription {id}: {subscribe_to} stream {stream_id}");
-        self.shared.lock_subscriptions().insert(
-            id,
-            crate::archive::RecordingSubscriptionInfo {
-                subscription_id: id,
-                channel: channel.clone(),
-                stream_id,
-                source,
-            },
-        );
+        let info = crate::archive::RecordingSubscriptionInfo {
+            subscription_id: id,
+            channel: channel.clone(),
+            stream_id,
+            source,
+        };
+        // Before the answer: whoever reads the answer and then lists the subscriptions sees it.
+        self.shared
+            .mailbox
+            .tell(move |state| state.subscription_added(info));
         self.subscriptions.push(RecordingSubscription {
             id,
             original_channel: channel,
@@ -494,7 +488,7 @@ impl Recorder {
                     }
                     Err((recording_id, error)) => {
                         let entry = &mut self.subscriptions[index];
-                        shared.recording_failed(RecordingFailure {
+                        let failure = RecordingFailure {
                             recording_id,
                             subscription_id: entry.id,
                             session_id,
@@ -503,7 +497,10 @@ impl Recorder {
                             position,
                             code: error.code(),
                             error: format!("cannot record the image: {error}"),
-                        });
+                        };
+                        shared
+                            .mailbox
+                            .tell(move |state| state.recording_failed(failure));
                         entry.finished.insert(image_id);
                         entry.discarding.insert(image_id, image);
                         if entry.auto_stop && entry.extend.is_some() {
@@ -587,7 +584,7 @@ impl Recorder {
         now: Instant,
     ) -> std::result::Result<RecordingSession, (i64, ArchiveError)> {
         let max = self.shared.config.max_concurrent_recordings;
-        if self.shared.active_count() >= max {
+        if self.active_count() >= max {
             return Err((-1, ArchiveError::MaxRecordings(max)));
         }
         let subscription_id = self.subscriptions[index].id;
@@ -611,12 +608,10 @@ impl Recorder {
                 session.descriptor.start_position,
             ),
         };
-        self.shared.events.signal(
-            signal,
-            session.descriptor.recording_id,
-            subscription_id,
-            position,
-        );
+        let recording_id = session.descriptor.recording_id;
+        self.shared
+            .mailbox
+            .tell(move |state| state.signal(signal, recording_id, subscription_id, position));
         Ok(session)
     }
 
@@ -687,7 +682,10 @@ impl Recorder {
     /// Remove a recording subscription, stopping its recordings; returns their ids.
     fn remove_subscription(&mut self, index: usize) -> Vec<i64> {
         let entry = self.subscriptions.remove(index);
-        self.shared.lock_subscriptions().remove(&entry.id);
+        let subscription_id = entry.id;
+        self.shared
+            .mailbox
+            .tell(move |state| state.subscription_removed(subscription_id));
         self.stop_subscription(entry)
     }
 
@@ -723,33 +721,29 @@ impl Recorder {
         descriptor
             .validate()
             .map_err(|reason| (-1, ArchiveError::Invalid(reason)))?;
-        let descriptor = {
-            let mut catalog = self.shared.lock_catalog();
-            let descriptor = catalog
-                .add(descriptor)
-                .map_err(|error| (-1, error.into()))?;
-            // Active through this subscription from the moment it is in the catalog.
-            self.shared.set_active(descriptor.recording_id, entry.id);
-            descriptor
-        };
+        let subscription_id = entry.id;
+        let (descriptor, progress) = self
+            .shared
+            .mailbox
+            .ask(move |state| state.add_recording(descriptor, subscription_id))
+            .and_then(|added| added)
+            .map_err(|error| (-1, error))?;
         let recording_id = descriptor.recording_id;
-        // Visible as active with its positions from the moment it is in the catalog.
-        let progress = Arc::new(RecordingProgress::new(start_position));
-        self.shared
-            .register_progress(recording_id, progress.clone());
         let stop_empty = |shared: &Shared, descriptor: &RecordingDescriptor| {
             let mut stopped = descriptor.clone();
             stopped.stop_position = stopped.start_position;
             stopped.stop_timestamp_ns = tern_store::epoch_nanos();
-            if let Err(error) = shared.lock_catalog().update(&stopped) {
-                tracing::error!(
-                    "recording {}: could not close its catalog entry: {error}",
-                    stopped.recording_id
-                );
-            }
-            // After the catalog: a reader never sees it stopped without its stop position.
-            progress.stopped(stopped.stop_position);
-            shared.clear_active(stopped.recording_id);
+            let stop = stopped.stop_position;
+            shared.mailbox.tell(move |state| {
+                state.recording_stopped(
+                    recording_id,
+                    subscription_id,
+                    Some(stopped),
+                    stop,
+                    None,
+                    false,
+                )
+            });
         };
         let geometry = SegmentGeometry {
             dir: config.dir.clone(),
@@ -837,6 +831,14 @@ impl Recorder {
             session.finish(&self.shared, outcome.as_ref().err());
         }
         stopped
+    }
+
+    /// How many recordings are being recorded.
+    fn active_count(&self) -> usize {
+        self.subscriptions
+            .iter()
+            .map(|entry| entry.sessions.len())
+            .sum()
     }
 
     fn stop_all(&mut self) {

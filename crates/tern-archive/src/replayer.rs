@@ -132,7 +132,7 @@ impl ReplayStatus {
         self.error.lock().map(|error| error.clone()).unwrap_or(None)
     }
 
-    fn set_state(&self, state: ReplayState) {
+    pub(crate) fn set_state(&self, state: ReplayState) {
         let value = match state {
             ReplayState::Connecting => 0,
             ReplayState::Replaying => 1,

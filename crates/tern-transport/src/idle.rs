@@ -63,7 +63,9 @@ impl Idle for BackoffIdle {
             self.yields += 1;
             std::thread::yield_now();
         } else {
-            std::thread::sleep(self.park);
+            // Parked rather than asleep: a thread that hands this one work can wake it at once
+            // (`Thread::unpark`); otherwise the same as a sleep.
+            std::thread::park_timeout(self.park);
             self.park = (self.park * 2).min(self.max_park);
         }
     }

@@ -4,11 +4,13 @@
 use super::session::{ControlSession, Listing, Opening, Source, State};
 use super::{ControlConfig, ControlStats};
 use crate::archive::{
-    stopped_by_identity, Archive, Pending, PendingRecording, PendingReplay, PendingSeek,
-    RecordingInfo, ReplayRequest,
+    stopped_by_identity, Pending, PendingRecording, PendingReplay, PendingSeek, RecordingInfo,
+    ReplayRequest,
 };
+use crate::conductor::{ArchiveState, Room};
 use crate::error::{ArchiveError, Result};
 use crate::events::{RecordingEvent, RecordingSignalKind};
+use crate::metrics::Metrics;
 use crate::recorder::SourceLocation;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,8 +25,7 @@ use tern_protocol::{
 };
 use tern_store::message_time::TimeSource;
 use tern_transport::{
-    BackoffIdle, Client, ExclusivePublication, FragmentAssembler, Idle, ImageEvent, OfferError,
-    Subscription,
+    Client, ExclusivePublication, FragmentAssembler, ImageEvent, OfferError, Subscription,
 };
 
 /// Aeron's `REPLAY_ALL_AND_STOP` replay length.
@@ -46,7 +47,8 @@ struct Slot {
 }
 
 pub(crate) struct Conductor {
-    archive: Arc<Archive>,
+    /// Dropped with the conductor: tells the [`ControlServer`](super::ControlServer) it is gone.
+    _alive: std::sync::mpsc::Sender<()>,
     config: ControlConfig,
     stop: Arc<AtomicBool>,
     stats: Arc<ControlStats>,
@@ -100,6 +102,11 @@ enum Awaited {
     },
     /// A replay's seek: OK with the replay's new image session id.
     Seek(PendingSeek),
+    /// A truncate or purge: OK with the number of segment files to delete.
+    Change {
+        recording_id: i64,
+        pending: Pending<usize>,
+    },
 }
 
 impl Awaited {
@@ -114,23 +121,45 @@ impl Awaited {
             | Self::StopByIdentity {
                 subscription_id, ..
             } => Some(*subscription_id),
-            Self::Replay(_) | Self::Seek(_) => None,
+            Self::Replay(_) | Self::Seek(_) | Self::Change { .. } => None,
         }
+    }
+}
+
+impl Room for Conductor {
+    fn do_work(&mut self, state: &mut ArchiveState, now: Instant) -> usize {
+        Conductor::do_work(self, state, now)
+    }
+
+    fn is_done(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn name(&self) -> &'static str {
+        "the control server"
+    }
+}
+
+impl Drop for Conductor {
+    fn drop(&mut self) {
+        tracing::info!(
+            "control server stopped; {} sessions open at stop",
+            self.slots.len()
+        );
     }
 }
 
 impl Conductor {
     pub fn new(
-        archive: Arc<Archive>,
+        state: &mut ArchiveState,
         config: ControlConfig,
         stop: Arc<AtomicBool>,
         stats: Arc<ControlStats>,
+        alive: std::sync::mpsc::Sender<()>,
     ) -> Result<Self> {
-        let events = archive.subscribe_events();
-        let client = Client::connect_with_idle(
-            &archive.config().aeron_dir,
-            archive.config().client_idle_sleep,
-        )?;
+        let events = state.subscribe_events();
+        let client =
+            Client::connect_with_idle(&state.config().aeron_dir, state.config().client_idle_sleep)?;
         let mut subscriptions = Vec::new();
         for channel in &config.channels {
             subscriptions.push(client.add_subscription(&channel.channel, channel.stream_id)?);
@@ -144,7 +173,7 @@ impl Conductor {
         // a restarted archive's ids unlikely to match what an old client still holds.
         let next_session_id = (tern_store::epoch_nanos() / 1_000_000) & 0x7fff_ffff;
         Ok(Self {
-            archive,
+            _alive: alive,
             config,
             stop,
             stats,
@@ -163,19 +192,7 @@ impl Conductor {
         })
     }
 
-    pub fn run(mut self) {
-        let mut idle = BackoffIdle::new();
-        while !self.stop.load(Ordering::Acquire) {
-            let work = self.do_work(Instant::now());
-            idle.idle(work);
-        }
-        tracing::info!(
-            "control server stopped; {} sessions open at stop",
-            self.slots.len()
-        );
-    }
-
-    fn do_work(&mut self, now: Instant) -> usize {
+    fn do_work(&mut self, state: &mut ArchiveState, now: Instant) -> usize {
         // Events so far are numbered before this cycle's requests: their signals do not wait.
         self.take_events();
         let mut work = 0;
@@ -213,7 +230,7 @@ impl Conductor {
         }
         // Requests first: a client that sent CloseSession and then went away closed gracefully.
         for (source, bytes) in inbox {
-            self.on_message(now, source, &bytes);
+            self.on_message(state, now, source, &bytes);
         }
         for source in gone {
             work += 1;
@@ -225,20 +242,19 @@ impl Conductor {
             }
         }
         // Answers before signals: a request's OK goes before the signals of what it started.
-        work += self.answer_awaited();
-        work += self.signal_events();
-        work + self.drive_sessions(now)
+        work += self.answer_awaited(state);
+        work += self.signal_events(state);
+        work + self.drive_sessions(state, now)
     }
 
     /// Answer the requests whose agents have answered. A replay whose session went meanwhile is
     /// stopped; a recording goes on without its session, as in Aeron.
-    fn answer_awaited(&mut self) -> usize {
+    fn answer_awaited(&mut self, state: &mut ArchiveState) -> usize {
         let mut work = 0;
         let mut index = 0;
         while index < self.awaiting.len() {
             let answer = match &self.awaiting[index].what {
-                Awaited::Replay(pending) => self
-                    .archive
+                Awaited::Replay(pending) => state
                     .poll_replay_start(pending)
                     .map(|outcome| outcome.map(|replay_id| (replay_id, Some(replay_id)))),
                 Awaited::Recording(pending) => pending
@@ -260,6 +276,9 @@ impl Conductor {
                 Awaited::Seek(pending) => pending
                     .poll()
                     .map(|outcome| outcome.map(|session_id| (i64::from(session_id), None))),
+                Awaited::Change { pending, .. } => pending
+                    .poll()
+                    .map(|outcome| outcome.map(|segments| (segments as i64, None))),
             };
             let Some(answer) = answer else {
                 index += 1;
@@ -268,13 +287,19 @@ impl Conductor {
             work += 1;
             // In request order: answers that come in one cycle go out in the order asked.
             let awaiting = self.awaiting.remove(index);
-            if let (Awaited::Recording(pending), Err(_)) = (&awaiting.what, &answer) {
-                self.recording_owners.remove(&pending.id());
+            match (&awaiting.what, &answer) {
+                (Awaited::Recording(pending), Err(_)) => {
+                    self.recording_owners.remove(&pending.id());
+                }
+                (Awaited::Change { recording_id, .. }, Err(_)) => {
+                    self.delete_owners.remove(recording_id);
+                }
+                _ => {}
             }
             let Some(slot) = self.slots.get_mut(&awaiting.session_id) else {
                 // As for the session's other replays when it closed: stopped if its client died.
                 if let (Ok((_, Some(replay_id))), true) = (answer, awaiting.orphaned) {
-                    let _ = self.archive.stop_replay(replay_id);
+                    let _ = state.stop_replay(replay_id);
                 }
                 continue;
             };
@@ -293,7 +318,7 @@ impl Conductor {
                 }
                 Err(ArchiveError::UnknownSubscription(subscription_id)) => send_error(
                     &self.stats,
-                    &self.archive,
+                    state.metrics(),
                     session,
                     awaiting.correlation_id,
                     ArchiveErrorCode::UnknownSubscription,
@@ -303,7 +328,7 @@ impl Conductor {
                 ),
                 Err(error) => send_error(
                     &self.stats,
-                    &self.archive,
+                    state.metrics(),
                     session,
                     awaiting.correlation_id,
                     error.code(),
@@ -324,7 +349,7 @@ impl Conductor {
         }
     }
 
-    fn signal_events(&mut self) -> usize {
+    fn signal_events(&mut self, state: &ArchiveState) -> usize {
         let mut work = 0;
         self.take_events();
         // Signals of a subscription that came after a request to start or stop it wait for that
@@ -376,19 +401,14 @@ impl Conductor {
                 RecordingSignalKind::Failed => {
                     // As Aeron's archive: an error response to the request that started the
                     // recording (its correlation id), with the cause's error code.
-                    let failure =
-                        self.archive
-                            .recording_failures()
-                            .into_iter()
-                            .rev()
-                            .find(|failure| {
-                                failure.subscription_id == event.subscription_id
-                                    && failure.recording_id == event.recording_id
-                            });
+                    let failure = state.recording_failures().iter().rev().find(|failure| {
+                        failure.subscription_id == event.subscription_id
+                            && failure.recording_id == event.recording_id
+                    });
                     if let Some(failure) = failure {
                         send_error(
                             &self.stats,
-                            &self.archive,
+                            state.metrics(),
                             &mut slot.session,
                             correlation_id,
                             failure.code,
@@ -411,27 +431,33 @@ impl Conductor {
         work
     }
 
-    fn on_message(&mut self, now: Instant, source: Source, bytes: &[u8]) {
+    fn on_message(&mut self, state: &mut ArchiveState, now: Instant, source: Source, bytes: &[u8]) {
         match proto::decode_any(bytes) {
             Ok(AnyMessage::Aeron(message)) => {
                 ControlStats::add(&self.stats.requests);
-                self.archive.metrics().control_request(message.name());
-                self.on_request(now, source, message);
+                state.metrics().control_request(message.name());
+                self.on_request(state, now, source, message);
             }
             Ok(AnyMessage::Tern(message)) => {
                 ControlStats::add(&self.stats.requests);
-                self.archive.metrics().control_request(message.name());
-                self.on_tern_request(source, message);
+                state.metrics().control_request(message.name());
+                self.on_tern_request(state, source, message);
             }
-            Err(error) => self.on_malformed(source, bytes, &error),
+            Err(error) => self.on_malformed(state, source, bytes, &error),
         }
     }
 
     /// A message that does not decode: answer it with an error if its session can be told
     /// (the bytes name a session of this client), otherwise log it. Nothing else is affected.
-    fn on_malformed(&mut self, source: Source, bytes: &[u8], error: &DecodeError) {
+    fn on_malformed(
+        &mut self,
+        state: &ArchiveState,
+        source: Source,
+        bytes: &[u8],
+        error: &DecodeError,
+    ) {
         ControlStats::add(&self.stats.malformed);
-        self.archive.metrics().control_request("malformed");
+        state.metrics().control_request("malformed");
         let header = MessageHeader::decode(bytes).ok();
         let read_i64 = |offset: usize| {
             bytes
@@ -460,7 +486,7 @@ impl Conductor {
             session.on_request();
             send_error(
                 &self.stats,
-                &self.archive,
+                state.metrics(),
                 session,
                 correlation_id,
                 ArchiveErrorCode::Generic,
@@ -480,9 +506,15 @@ impl Conductor {
         }
     }
 
-    fn on_request(&mut self, now: Instant, source: Source, message: Message) {
+    fn on_request(
+        &mut self,
+        state: &mut ArchiveState,
+        now: Instant,
+        source: Source,
+        message: Message,
+    ) {
         match message {
-            Message::AuthConnectRequest(request) => self.on_connect(now, source, request),
+            Message::AuthConnectRequest(request) => self.on_connect(state, now, source, request),
             Message::ChallengeResponse(response) => {
                 let authenticator = &self.config.authenticator;
                 if let Some(slot) = self.slots.get_mut(&response.control_session_id) {
@@ -505,6 +537,7 @@ impl Conductor {
             other => {
                 let ids = request_ids(&other);
                 self.dispatch(
+                    state,
                     source,
                     ids,
                     other.name(),
@@ -516,9 +549,10 @@ impl Conductor {
         }
     }
 
-    fn on_tern_request(&mut self, source: Source, message: TernMessage) {
+    fn on_tern_request(&mut self, state: &mut ArchiveState, source: Source, message: TernMessage) {
         let ids = tern_request_ids(&message);
         self.dispatch(
+            state,
             source,
             ids,
             message.name(),
@@ -530,6 +564,7 @@ impl Conductor {
     /// comes from its session's client and the session is authenticated.
     fn dispatch(
         &mut self,
+        state: &mut ArchiveState,
         source: Source,
         ids: Option<(i64, i64)>,
         name: &str,
@@ -547,7 +582,7 @@ impl Conductor {
             return;
         };
         let mut context = Context {
-            archive: &self.archive,
+            state,
             stats: &self.stats,
             archive_id: self.archive_id,
             recording_owners: &mut self.recording_owners,
@@ -558,7 +593,13 @@ impl Conductor {
         serve(&mut context, session, correlation_id);
     }
 
-    fn on_connect(&mut self, now: Instant, source: Source, request: proto::AuthConnectRequest) {
+    fn on_connect(
+        &mut self,
+        state: &ArchiveState,
+        now: Instant,
+        source: Source,
+        request: proto::AuthConnectRequest,
+    ) {
         ControlStats::add(&self.stats.sessions_opened);
         let id = self.next_session_id;
         self.next_session_id += 1;
@@ -607,7 +648,7 @@ impl Conductor {
             return;
         }
         if let Opening::Refuse { code, .. } = &opening {
-            self.archive.metrics().control_error(*code);
+            state.metrics().control_error(*code);
         }
         let publication = match self
             .client
@@ -668,7 +709,7 @@ impl Conductor {
     }
 
     /// Connect, list, send and time out every session; close those that are done.
-    fn drive_sessions(&mut self, now: Instant) -> usize {
+    fn drive_sessions(&mut self, state: &ArchiveState, now: Instant) -> usize {
         let mut work = 0;
         for slot in self.slots.values_mut() {
             let session = &mut slot.session;
@@ -680,7 +721,7 @@ impl Conductor {
                 session.client_gone("control response publication is not connected");
             }
             if session.listing.is_some() && session.queued() < listing_high_water(session) {
-                work += continue_listing(&self.archive, session);
+                work += continue_listing(state, session);
             }
             if slot.was_connected {
                 for _ in 0..SEND_LIMIT {
@@ -714,18 +755,18 @@ impl Conductor {
             .collect();
         for id in done {
             if let Some(slot) = self.slots.remove(&id) {
-                self.close(slot);
+                self.close(state, slot);
                 work += 1;
             }
         }
-        self.archive
+        state
             .metrics()
             .control_sessions
             .set(self.slots.len() as i64);
         work
     }
 
-    fn close(&mut self, slot: Slot) {
+    fn close(&mut self, state: &ArchiveState, slot: Slot) {
         ControlStats::add(&self.stats.sessions_closed);
         let session = slot.session;
         let reason = match session.state() {
@@ -740,7 +781,7 @@ impl Conductor {
         if session.client_died {
             // The client is gone: its replays would only run into a dead subscriber.
             for replay_id in &session.replays {
-                let _ = self.archive.stop_replay(*replay_id);
+                let _ = state.stop_replay(*replay_id);
             }
             tracing::info!(
                 "control session {} closed: {reason}; {} replays stopped",
@@ -974,7 +1015,7 @@ fn listing_high_water(session: &ControlSession) -> usize {
 }
 
 /// Send the next batch of a listing; returns the number of messages queued.
-fn continue_listing(archive: &Archive, session: &mut ControlSession) -> usize {
+fn continue_listing(archive: &ArchiveState, session: &mut ControlSession) -> usize {
     let batch = LISTING_BATCH.min(listing_high_water(session).saturating_sub(session.queued()));
     match session.listing.take() {
         Some(Listing::Recordings {
@@ -1029,7 +1070,7 @@ fn continue_listing(archive: &Archive, session: &mut ControlSession) -> usize {
 const LISTING_SCAN: i64 = 1024;
 
 fn continue_recordings(
-    archive: &Archive,
+    archive: &ArchiveState,
     session: &mut ControlSession,
     batch: usize,
     correlation_id: i64,
@@ -1098,7 +1139,7 @@ struct ReplayArgs {
 
 /// What a request handler needs besides its session.
 struct Context<'a> {
-    archive: &'a Archive,
+    state: &'a mut ArchiveState,
     stats: &'a ControlStats,
     archive_id: i64,
     recording_owners: &'a mut HashMap<i64, (i64, i64)>,
@@ -1113,14 +1154,14 @@ struct Context<'a> {
 /// metrics' errors by code: every error a client gets goes this way.
 fn send_error(
     stats: &ControlStats,
-    archive: &Archive,
+    metrics: &Metrics,
     session: &mut ControlSession,
     correlation_id: i64,
     code: ArchiveErrorCode,
     message: &str,
 ) {
     ControlStats::add(&stats.errors_sent);
-    archive.metrics().control_error(code);
+    metrics.control_error(code);
     session.respond(
         correlation_id,
         code.value(),
@@ -1162,7 +1203,7 @@ impl Context<'_> {
     ) {
         send_error(
             self.stats,
-            self.archive,
+            self.state.metrics(),
             session,
             correlation_id,
             code,
@@ -1180,7 +1221,7 @@ impl Context<'_> {
         correlation_id: i64,
         recording_id: i64,
     ) -> Option<RecordingInfo> {
-        match self.archive.recording(recording_id) {
+        match self.state.recording(recording_id) {
             Ok(info) => Some(info),
             Err(error) => {
                 self.fail(session, correlation_id, &error);
@@ -1242,7 +1283,7 @@ impl Context<'_> {
             ),
             Message::StopRecordingRequest(request) => {
                 let found = self
-                    .archive
+                    .state
                     .recording_subscriptions()
                     .into_iter()
                     .find(|s| s.stream_id == request.stream_id && s.channel == request.channel);
@@ -1293,7 +1334,7 @@ impl Context<'_> {
                         "active listing already in progress",
                     );
                 } else {
-                    match self.archive.recording(request.recording_id) {
+                    match self.state.recording(request.recording_id) {
                         Ok(info) => {
                             let message = descriptor_message(session.id, correlation_id, &info);
                             queue_message(session, Message::RecordingDescriptor(message));
@@ -1318,7 +1359,7 @@ impl Context<'_> {
                     return;
                 }
                 let found = self
-                    .archive
+                    .state
                     .recordings()
                     .into_iter()
                     .rev()
@@ -1394,12 +1435,12 @@ impl Context<'_> {
             ),
             Message::StopReplayRequest(request) => {
                 // As Aeron: stopping a replay that already ended (or never was) is not an error.
-                let _ = self.archive.stop_replay(request.replay_session_id);
+                let _ = self.state.stop_replay(request.replay_session_id);
                 session.replays.remove(&request.replay_session_id);
                 self.ok(session, correlation_id, 0);
             }
             Message::StopRecordingByIdentityRequest(request) => {
-                match self.archive.begin_stop_by_identity(request.recording_id) {
+                match self.state.begin_stop_by_identity(request.recording_id) {
                     Ok(Some((subscription_id, pending))) => self.wait_for(
                         session.id,
                         correlation_id,
@@ -1414,7 +1455,7 @@ impl Context<'_> {
             }
             Message::ExtendRecordingRequest2(request) => {
                 let source = source_location(request.source_location);
-                let begun = self.archive.begin_extend(
+                let begun = self.state.begin_extend(
                     request.recording_id,
                     &request.channel,
                     request.stream_id,
@@ -1424,37 +1465,19 @@ impl Context<'_> {
                 self.await_recording(session, correlation_id, begun);
             }
             Message::TruncateRecordingRequest(request) => {
-                self.delete_owners
-                    .insert(request.recording_id, (session.id, correlation_id));
-                match self
-                    .archive
-                    .truncate_recording_in_background(request.recording_id, request.position)
-                {
-                    Ok(deleted) => self.ok(session, correlation_id, deleted as i64),
-                    Err(error) => {
-                        self.delete_owners.remove(&request.recording_id);
-                        self.fail(session, correlation_id, &error)
-                    }
-                }
+                let begun =
+                    self.state
+                        .begin_truncate(request.recording_id, request.position, false);
+                self.await_change(session, correlation_id, request.recording_id, begun);
             }
             Message::PurgeRecordingRequest(request) => {
-                self.delete_owners
-                    .insert(request.recording_id, (session.id, correlation_id));
-                match self
-                    .archive
-                    .purge_recording_in_background(request.recording_id)
-                {
-                    Ok(deleted) => self.ok(session, correlation_id, deleted as i64),
-                    Err(error) => {
-                        self.delete_owners.remove(&request.recording_id);
-                        self.fail(session, correlation_id, &error)
-                    }
-                }
+                let begun = self.state.begin_purge(request.recording_id, false);
+                self.await_change(session, correlation_id, request.recording_id, begun);
             }
             Message::StopAllReplaysRequest(request) => {
                 let recording =
                     (request.recording_id != NULL_VALUE).then_some(request.recording_id);
-                self.archive.stop_all_replays(recording);
+                self.state.stop_all_replays(recording);
                 self.ok(session, correlation_id, 0);
             }
             other => self.error(
@@ -1504,19 +1527,19 @@ impl Context<'_> {
                 let id = request.replay_session_id;
                 let seek = match request.action {
                     proto::ReplayAction::Pause => {
-                        return self.answer(session, correlation_id, self.archive.pause_replay(id))
+                        return self.answer(session, correlation_id, self.state.pause_replay(id))
                     }
                     proto::ReplayAction::Resume => {
-                        return self.answer(session, correlation_id, self.archive.resume_replay(id))
+                        return self.answer(session, correlation_id, self.state.resume_replay(id))
                     }
-                    proto::ReplayAction::SeekPosition => self.archive.begin_seek(id, request.value),
+                    proto::ReplayAction::SeekPosition => self.state.begin_seek(id, request.value),
                     proto::ReplayAction::SeekTime => {
                         let Some(source) =
                             self.time_source(session, correlation_id, &request.time_source)
                         else {
                             return;
                         };
-                        self.archive.begin_seek_to_time(id, request.value, source)
+                        self.state.begin_seek_to_time(id, request.value, source)
                     }
                 };
                 match seek {
@@ -1528,14 +1551,14 @@ impl Context<'_> {
             }
             TernMessage::SetCursorRequest(request) => {
                 match self
-                    .archive
+                    .state
                     .set_cursor(&request.name, request.recording_id, request.position)
                 {
                     Ok(_) => self.ok(session, correlation_id, 0),
                     Err(error) => self.fail(session, correlation_id, &error),
                 }
             }
-            TernMessage::GetCursorRequest(request) => match self.archive.cursor(&request.name) {
+            TernMessage::GetCursorRequest(request) => match self.state.cursor(&request.name) {
                 Ok(cursor) => {
                     let descriptor = cursor_descriptor(session.id, correlation_id, &cursor);
                     queue_message(session, TernMessage::CursorDescriptor(descriptor));
@@ -1543,14 +1566,14 @@ impl Context<'_> {
                 Err(error) => self.fail(session, correlation_id, &error),
             },
             TernMessage::DeleteCursorRequest(request) => {
-                match self.archive.delete_cursor(&request.name) {
+                match self.state.delete_cursor(&request.name) {
                     Ok(existed) => self.ok(session, correlation_id, i64::from(existed)),
                     Err(error) => self.fail(session, correlation_id, &error),
                 }
             }
             TernMessage::ListCursorsRequest(request) => {
                 let messages: VecDeque<Vec<u8>> = self
-                    .archive
+                    .state
                     .cursors(&request.name_prefix)
                     .iter()
                     .filter_map(|cursor| {
@@ -1563,7 +1586,7 @@ impl Context<'_> {
             TernMessage::ListRecordingGroupsRequest(request) => {
                 let session_id = session.id;
                 let messages: VecDeque<Vec<u8>> = recording_groups(
-                    &self.archive.recordings(),
+                    &self.state.recordings(),
                     request.apply_stream_id.then_some(request.stream_id),
                     &request.channel_fragment,
                 )
@@ -1581,7 +1604,7 @@ impl Context<'_> {
                 else {
                     return;
                 };
-                match self.archive.position_at_time_from(
+                match self.state.position_at_time_from(
                     request.recording_id,
                     request.timestamp,
                     source,
@@ -1633,7 +1656,7 @@ impl Context<'_> {
         let mut may_start_at_end = false;
         let position = if request.from_timestamp != proto::TernReplayRequest::FROM_TIMESTAMP_NONE {
             may_start_at_end = true;
-            match self.archive.position_at_time_from(
+            match self.state.position_at_time_from(
                 request.recording_id,
                 request.from_timestamp,
                 time_source,
@@ -1642,7 +1665,7 @@ impl Context<'_> {
                 Err(error) => return self.fail(session, correlation_id, &error),
             }
         } else if !request.cursor.is_empty() {
-            match self.archive.cursor(&request.cursor) {
+            match self.state.cursor(&request.cursor) {
                 Ok(cursor) if cursor.recording_id == request.recording_id => {
                     may_start_at_end = true;
                     cursor.position
@@ -1692,13 +1715,38 @@ impl Context<'_> {
     ) {
         let source = source_location(source);
         let begun = self
-            .archive
+            .state
             .begin_recording(channel, stream_id, source, auto_stop);
         self.await_recording(session, correlation_id, begun);
     }
 
     /// Answer a recording subscription's start or extension when the recorder has added it; its
     /// signals go to this request from now (they may come before the recorder's answer).
+    /// Answer a truncate or purge when it is done; its `Delete` signal goes to this session.
+    fn await_change(
+        &mut self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        recording_id: i64,
+        begun: Result<Pending<usize>>,
+    ) {
+        match begun {
+            Ok(pending) => {
+                self.delete_owners
+                    .insert(recording_id, (session.id, correlation_id));
+                self.wait_for(
+                    session.id,
+                    correlation_id,
+                    Awaited::Change {
+                        recording_id,
+                        pending,
+                    },
+                );
+            }
+            Err(error) => self.fail(session, correlation_id, &error),
+        }
+    }
+
     fn await_recording(
         &mut self,
         session: &mut ControlSession,
@@ -1722,7 +1770,7 @@ impl Context<'_> {
         correlation_id: i64,
         subscription_id: i64,
     ) {
-        match self.archive.begin_stop_recording(subscription_id) {
+        match self.state.begin_stop_recording(subscription_id) {
             Ok(pending) => self.wait_for(
                 session.id,
                 correlation_id,
@@ -1750,7 +1798,7 @@ impl Context<'_> {
             );
             return;
         }
-        let subscriptions = self.archive.recording_subscriptions();
+        let subscriptions = self.state.recording_subscriptions();
         let start = usize::try_from(request.pseudo_index).ok();
         let Some(start) =
             start.filter(|start| *start < subscriptions.len() && request.subscription_count > 0)
@@ -1892,7 +1940,7 @@ impl Context<'_> {
             key,
             keep_positions: false,
         };
-        match self.archive.begin_replay(&request) {
+        match self.state.begin_replay(&request) {
             Ok(pending) => self.wait_for(session.id, correlation_id, Awaited::Replay(pending)),
             Err(error) => self.fail(session, correlation_id, &error),
         }

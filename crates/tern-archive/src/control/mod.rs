@@ -1,7 +1,8 @@
 //! The archive's control server: Aeron's archive control protocol (SBE schema 101, version 14)
 //! and tern's extensions (schema 1101), spoken over Aeron to any number of clients.
 //!
-//! [`ControlServer::start`] runs a conductor thread with its own Aeron client. It polls the
+//! [`ControlServer::start`] runs a control conductor, with its own Aeron client, on the
+//! archive's conductor thread. It polls the
 //! control channels (by default a UDP endpoint on localhost and a local IPC channel, both stream
 //! 10), opens one control session (`session::ControlSession`) per `AuthConnect`, answers each request on that
 //! client's response channel, and sends recording signals to the session that started a
@@ -21,8 +22,8 @@ pub use auth::{Authenticator, Decision};
 use crate::archive::Archive;
 use crate::error::{ArchiveError, Result};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The UDP control channel Aeron's archive listens on by default.
@@ -143,12 +144,17 @@ impl ControlStats {
     }
 }
 
-/// A running control server. Dropping it stops the conductor (sessions end without a goodbye;
+/// A running control server. Dropping it stops the server (sessions end without a goodbye;
 /// the archive keeps running).
+///
+/// It runs on the archive's conductor thread, beside the state it serves (`conductor.rs` of
+/// the crate), and keeps the archive alive while it runs.
 pub struct ControlServer {
     stop: Arc<AtomicBool>,
     stats: Arc<ControlStats>,
-    thread: Option<JoinHandle<()>>,
+    /// Disconnected once the server's conductor is gone.
+    alive: Receiver<()>,
+    archive: Option<Arc<Archive>>,
 }
 
 impl ControlServer {
@@ -161,35 +167,29 @@ impl ControlServer {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(ControlStats::default());
         let (started, wait) = std::sync::mpsc::channel::<Result<()>>();
-        let thread_stop = stop.clone();
-        let thread_stats = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("tern-control".into())
-            .spawn(move || {
-                let conductor =
-                    match conductor::Conductor::new(archive, config, thread_stop, thread_stats) {
-                        Ok(conductor) => conductor,
-                        Err(error) => {
-                            let _ = started.send(Err(error));
-                            return;
-                        }
-                    };
-                let _ = started.send(Ok(()));
-                conductor.run();
-            })
-            .map_err(|error| {
-                ArchiveError::NotRunning(format!("spawn control conductor: {error}"))
-            })?;
+        let (alive_sender, alive) = std::sync::mpsc::channel::<()>();
+        let room_stop = stop.clone();
+        let room_stats = stats.clone();
+        archive.add_room(Box::new(move |state| {
+            match conductor::Conductor::new(state, config, room_stop, room_stats, alive_sender) {
+                Ok(conductor) => {
+                    let _ = started.send(Ok(()));
+                    Some(Box::new(conductor))
+                }
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                    None
+                }
+            }
+        }))?;
         match wait.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(())) => Ok(Self {
                 stop,
                 stats,
-                thread: Some(thread),
+                alive,
+                archive: Some(archive),
             }),
-            Ok(Err(error)) => {
-                let _ = thread.join();
-                Err(error)
-            }
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(ArchiveError::NotRunning(
                 "the control conductor did not start".into(),
             )),
@@ -201,22 +201,22 @@ impl ControlServer {
         &self.stats
     }
 
-    /// Whether the conductor thread is still running.
+    /// Whether the server is still running.
     pub fn is_running(&self) -> bool {
-        self.thread
-            .as_ref()
-            .is_some_and(|thread| !thread.is_finished())
+        matches!(self.alive.try_recv(), Err(TryRecvError::Empty))
     }
 
-    /// Stop the conductor and wait for it.
+    /// Stop the server and wait for it.
     pub fn stop(mut self) {
         self.halt();
     }
 
     fn halt(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(archive) = self.archive.take() {
+            // The conductor drops the server at its next duty cycle.
+            let _ = self.alive.recv_timeout(Duration::from_secs(30));
+            drop(archive);
         }
     }
 }

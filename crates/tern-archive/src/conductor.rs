@@ -1,0 +1,1360 @@
+//! The archive conductor: the one owner of the archive's state.
+//!
+//! One thread (`tern-archive`) owns the catalog, the cursor file and the tables of recordings,
+//! recording subscriptions, replays and pending truncates ([`ArchiveState`]). Nothing else
+//! touches them: the [`Archive`](crate::Archive) handle, the recorder, the replayer, the deleter
+//! and the metrics exporter send it commands through one queue ([`Mailbox`]), closures run in
+//! the order they were sent; the control server runs in the same thread, as a [`Room`] polled
+//! each duty cycle, so its requests reach the state without a hop. The duty cycle never waits for
+//! an agent: what an agent answers later comes back as a [`Pending`] (polled by the control
+//! server, waited for by the handle's blocking calls, on the caller's thread).
+//!
+//! Ordering rules the rest relies on:
+//! - An agent changes the state only through the mailbox, and sends its change before it answers
+//!   the request that caused it (the channel is FIFO), so whoever reads the answer and then asks
+//!   the conductor sees the change.
+//! - Recording events (signals) are sent from this thread only, after the change they report.
+
+use crate::archive::{
+    Begun, Pending, PendingRecording, PendingReplay, PendingSeek, RecordingFailure, RecordingInfo,
+    RecordingSubscriptionInfo, ReplayRequest, Shared,
+};
+use crate::error::{ArchiveError, Result};
+use crate::events::{EventBus, RecordingEvent, RecordingSignalKind};
+use crate::operations::Activity;
+use crate::recorder::{RecorderCommand, SourceLocation};
+use crate::replayer::{ReplayEnd, ReplayPlan, ReplayStatus, ReplayerCommand};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tern_store::catalog::Catalog;
+use tern_store::cursors::{Cursor, CursorStore};
+use tern_store::descriptor::RecordingDescriptor;
+use tern_store::key::KeyKind;
+use tern_store::progress::RecordingProgress;
+use tern_store::recording_reader::check_replay_position;
+use tern_transport::{BackoffIdle, Idle};
+
+/// How long a truncate waits for the replays of its recording to stop.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Work done on the conductor's thread with its state.
+pub(crate) type Call = Box<dyn FnOnce(&mut ArchiveState) + Send>;
+
+/// Makes a room on the conductor's thread (where its Aeron resources live).
+pub(crate) type MakeRoom = Box<dyn FnOnce(&mut ArchiveState) -> Option<Box<dyn Room>> + Send>;
+
+pub(crate) enum Command {
+    Call(Call),
+    Room(MakeRoom),
+    Shutdown,
+}
+
+/// A duty cycle that runs on the conductor's thread with the state at hand (the control server).
+pub(crate) trait Room {
+    /// One duty cycle; returns the work done (0: idle).
+    fn do_work(&mut self, state: &mut ArchiveState, now: Instant) -> usize;
+    /// Whether the room has ended (it is dropped then).
+    fn is_done(&self) -> bool;
+    /// For the log.
+    fn name(&self) -> &'static str;
+}
+
+/// The conductor's queue: how every other thread reaches the state.
+pub(crate) struct Mailbox {
+    sender: Sender<Command>,
+    thread: OnceLock<std::thread::Thread>,
+}
+
+impl Mailbox {
+    pub(crate) fn new() -> (Self, Receiver<Command>) {
+        let (sender, receiver) = mpsc::channel();
+        (
+            Self {
+                sender,
+                thread: OnceLock::new(),
+            },
+            receiver,
+        )
+    }
+
+    pub(crate) fn set_thread(&self, thread: std::thread::Thread) {
+        let _ = self.thread.set(thread);
+    }
+
+    pub(crate) fn send(&self, command: Command) -> Result<()> {
+        self.sender
+            .send(command)
+            .map_err(|_| ArchiveError::NotRunning("the archive conductor stopped".into()))?;
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+        Ok(())
+    }
+
+    /// Run `call` on the conductor's thread, later; nothing is answered (a change an agent
+    /// reports). Dropped if the conductor has stopped.
+    pub(crate) fn tell(&self, call: impl FnOnce(&mut ArchiveState) + Send + 'static) {
+        let _ = self.send(Command::Call(Box::new(call)));
+    }
+
+    /// Run `call` on the conductor's thread and wait for what it returns.
+    ///
+    /// # Errors
+    /// The conductor has stopped, or this is its own thread (it would wait for itself).
+    pub(crate) fn ask<R: Send + 'static>(
+        &self,
+        call: impl FnOnce(&mut ArchiveState) -> R + Send + 'static,
+    ) -> Result<R> {
+        if self
+            .thread
+            .get()
+            .is_some_and(|thread| thread.id() == std::thread::current().id())
+        {
+            return Err(ArchiveError::NotRunning(
+                "the archive conductor cannot wait for itself".into(),
+            ));
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Call(Box::new(move |state| {
+            let _ = reply.send(call(state));
+        })))?;
+        answer
+            .recv()
+            .map_err(|_| ArchiveError::NotRunning("the archive conductor stopped".into()))
+    }
+}
+
+/// Files a truncate or purge deletes in the background (Aeron's way: the request is answered
+/// with the count, the `Delete` signal follows when they are gone).
+pub(crate) struct DeleteJob {
+    pub recording_id: i64,
+    pub operation: &'static str,
+    pub files: Vec<String>,
+    /// Answered with the count when the files are gone, for a caller that waits.
+    pub done: Option<(Sender<Result<usize>>, usize)>,
+}
+
+/// Delete the files of each job in order, then have the conductor release the recording and
+/// signal `Delete`. A file that cannot be deleted is logged; the next launch deletes what is left.
+pub(crate) fn run_deleter(shared: Arc<Shared>, jobs: Receiver<DeleteJob>) {
+    for job in jobs {
+        let started = Instant::now();
+        match crate::operations::delete_named(&shared.config.dir, &job.files) {
+            Ok(()) => tracing::info!(
+                "recording {} {}: {} files deleted in {:.1} ms",
+                job.recording_id,
+                job.operation,
+                job.files.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            ),
+            Err(error) => tracing::error!(
+                "recording {} {}: files left, deleted at the next launch: {error}",
+                job.recording_id,
+                job.operation
+            ),
+        }
+        let recording_id = job.recording_id;
+        let done = job.done;
+        shared.mailbox.tell(move |state| {
+            state.deleted(recording_id);
+            if let Some((reply, count)) = done {
+                let _ = reply.send(Ok(count));
+            }
+        });
+    }
+}
+
+/// A truncate waiting for the replays of its recording to stop.
+struct Change {
+    descriptor: RecordingDescriptor,
+    truncated: RecordingDescriptor,
+    position: i64,
+    replays: Vec<(i64, Arc<ReplayStatus>)>,
+    deadline: Instant,
+    /// Answer when the files are gone too, not only the record changed.
+    wait: bool,
+    reply: Sender<Result<usize>>,
+}
+
+/// Everything the archive keeps while it runs, owned by the conductor thread.
+pub(crate) struct ArchiveState {
+    shared: Arc<Shared>,
+    catalog: Catalog,
+    /// Live positions of every recording recorded since launch.
+    progress: HashMap<i64, Arc<RecordingProgress>>,
+    /// Why an agent thread stopped, if one did.
+    agent_failure: Option<String>,
+    /// Recordings that could not be written, in the order they failed.
+    failures: Vec<RecordingFailure>,
+    events: EventBus,
+    /// Active and busy recordings.
+    activity: Activity,
+    /// The recording subscriptions in force (as the recorder reports them).
+    subscriptions: BTreeMap<i64, RecordingSubscriptionInfo>,
+    replays: HashMap<i64, Arc<ReplayStatus>>,
+    cursors: CursorStore,
+    /// Truncates waiting for replays to stop.
+    changes: Vec<Change>,
+    next_id: i64,
+    recorder: Sender<RecorderCommand>,
+    replayer: Sender<ReplayerCommand>,
+    deleter: Sender<DeleteJob>,
+}
+
+/// The parts the conductor is launched with.
+pub(crate) struct Parts {
+    pub shared: Arc<Shared>,
+    pub catalog: Catalog,
+    pub cursors: CursorStore,
+    pub recorder: Sender<RecorderCommand>,
+    pub replayer: Sender<ReplayerCommand>,
+    pub deleter: Sender<DeleteJob>,
+}
+
+/// The conductor's duty cycle: commands in order, pending truncates, then each room.
+pub(crate) fn run(parts: Parts, commands: Receiver<Command>) {
+    let mut state = ArchiveState::new(parts);
+    let mut rooms: Vec<Box<dyn Room>> = Vec::new();
+    let mut idle = BackoffIdle::new();
+    loop {
+        let mut work = 0;
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Call(call)) => {
+                    call(&mut state);
+                    work += 1;
+                }
+                Ok(Command::Room(make)) => {
+                    if let Some(room) = make(&mut state) {
+                        rooms.push(room);
+                    }
+                    work += 1;
+                }
+                Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        let now = Instant::now();
+        work += state.finish_changes(now);
+        let mut failed = Vec::new();
+        for (index, room) in rooms.iter_mut().enumerate() {
+            let cycle = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                room.do_work(&mut state, now)
+            }));
+            match cycle {
+                Ok(done) => work += done,
+                Err(panic) => {
+                    // A bug in a room ends that room (as a thread of its own would end), not
+                    // the archive.
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|text| text.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    tracing::error!("{} stopped: {what}", room.name());
+                    failed.push(index);
+                }
+            }
+        }
+        for index in failed.into_iter().rev() {
+            rooms.remove(index);
+        }
+        rooms.retain(|room| !room.is_done());
+        idle.idle(work);
+    }
+}
+
+impl ArchiveState {
+    fn new(parts: Parts) -> Self {
+        let next_id = (parts.catalog.entries().len() as i64).max(1) << 20;
+        Self {
+            shared: parts.shared,
+            catalog: parts.catalog,
+            progress: HashMap::new(),
+            agent_failure: None,
+            failures: Vec::new(),
+            events: EventBus::default(),
+            activity: Activity::default(),
+            subscriptions: BTreeMap::new(),
+            replays: HashMap::new(),
+            cursors: parts.cursors,
+            changes: Vec::new(),
+            next_id,
+            recorder: parts.recorder,
+            replayer: parts.replayer,
+            deleter: parts.deleter,
+        }
+    }
+
+    pub(crate) fn config(&self) -> &crate::config::ArchiveConfig {
+        &self.shared.config
+    }
+
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
+    }
+
+    fn next_id(&mut self) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    // ---- what agents report -------------------------------------------------------------
+
+    /// Note that a recording could not be written, and signal it.
+    pub(crate) fn recording_failed(&mut self, failure: RecordingFailure) {
+        tracing::error!("{failure}");
+        self.events.signal(
+            RecordingSignalKind::Failed,
+            failure.recording_id,
+            failure.subscription_id,
+            failure.position,
+        );
+        self.failures.push(failure);
+    }
+
+    /// An agent thread stopped: its recordings stop where they got to.
+    pub(crate) fn agent_failed(&mut self, message: String) {
+        tracing::error!("{message}");
+        for progress in self.progress.values() {
+            if progress.stop_position() < 0 {
+                progress.stopped(progress.recorded());
+            }
+        }
+        self.agent_failure.get_or_insert(message);
+    }
+
+    pub(crate) fn signal(
+        &mut self,
+        signal: RecordingSignalKind,
+        recording_id: i64,
+        subscription_id: i64,
+        position: i64,
+    ) {
+        self.events
+            .signal(signal, recording_id, subscription_id, position);
+    }
+
+    pub(crate) fn subscription_added(&mut self, info: RecordingSubscriptionInfo) {
+        self.subscriptions.insert(info.subscription_id, info);
+    }
+
+    pub(crate) fn subscription_removed(&mut self, subscription_id: i64) {
+        self.subscriptions.remove(&subscription_id);
+    }
+
+    /// A new recording: in the catalog, active through `subscription_id`, its live positions
+    /// visible, from now.
+    pub(crate) fn add_recording(
+        &mut self,
+        descriptor: RecordingDescriptor,
+        subscription_id: i64,
+    ) -> Result<(RecordingDescriptor, Arc<RecordingProgress>)> {
+        let descriptor = self.catalog.add(descriptor)?;
+        let recording_id = descriptor.recording_id;
+        self.activity.active.insert(recording_id, subscription_id);
+        let progress = Arc::new(RecordingProgress::new(descriptor.start_position));
+        self.progress.insert(recording_id, progress.clone());
+        Ok((descriptor, progress))
+    }
+
+    /// A recording stopped (or could not start): its stop in the catalog (`None`: its end
+    /// could not be saved, the next start recovers it), then its live positions, then it is no
+    /// longer active; its failure, then the `Stop` signal (`signal`: it had started).
+    pub(crate) fn recording_stopped(
+        &mut self,
+        recording_id: i64,
+        subscription_id: i64,
+        stopped: Option<RecordingDescriptor>,
+        stop: i64,
+        failure: Option<RecordingFailure>,
+        signal: bool,
+    ) {
+        if let Some(stopped) = stopped {
+            if let Err(error) = self.catalog.update(&stopped) {
+                tracing::error!(
+                    "recording {recording_id}: could not record its stop at {stop}; the next start recovers it: {error}"
+                );
+            }
+        }
+        // After the catalog: a reader never sees it stopped without its stop position.
+        if let Some(progress) = self.progress.get(&recording_id) {
+            progress.stopped(stop);
+        }
+        self.activity.active.remove(&recording_id);
+        if let Some(failure) = failure {
+            self.recording_failed(failure);
+        }
+        if signal {
+            self.signal(
+                RecordingSignalKind::Stop,
+                recording_id,
+                subscription_id,
+                stop,
+            );
+        }
+    }
+
+    /// Reserve a stopped recording for an extension through `subscription_id`: refused if it is
+    /// active, busy or not valid. Returns its descriptor.
+    pub(crate) fn reserve_extension(
+        &mut self,
+        recording_id: i64,
+        subscription_id: i64,
+    ) -> Result<RecordingDescriptor> {
+        if self.activity.active.contains_key(&recording_id) {
+            return Err(ArchiveError::Active {
+                recording_id,
+                operation: "extend",
+            });
+        }
+        if self.activity.busy.contains(&recording_id) {
+            return Err(ArchiveError::Invalid(format!(
+                "cannot extend recording {recording_id}: a truncate or purge is working on it"
+            )));
+        }
+        let descriptor = self.catalog.get(recording_id)?.clone();
+        crate::extend::check_extensible(&descriptor)?;
+        self.activity.active.insert(recording_id, subscription_id);
+        Ok(descriptor)
+    }
+
+    /// The files of a reserved extension are ready: the recording is active again in the
+    /// catalog. On an error it is released.
+    pub(crate) fn extension_opened(
+        &mut self,
+        descriptor: &RecordingDescriptor,
+        position: i64,
+    ) -> Result<Arc<RecordingProgress>> {
+        let recording_id = descriptor.recording_id;
+        if let Err(error) = self.catalog.update(descriptor) {
+            self.activity.active.remove(&recording_id);
+            return Err(error.into());
+        }
+        let progress = Arc::new(RecordingProgress::new(position));
+        self.progress.insert(recording_id, progress.clone());
+        Ok(progress)
+    }
+
+    /// A reserved extension that did not open.
+    pub(crate) fn release(&mut self, recording_id: i64) {
+        self.activity.active.remove(&recording_id);
+    }
+
+    /// The deleter is done with a truncate's or purge's files.
+    fn deleted(&mut self, recording_id: i64) {
+        self.activity.busy.remove(&recording_id);
+        self.signal(RecordingSignalKind::Delete, recording_id, -1, -1);
+    }
+
+    // ---- what the handle and the control server ask ---------------------------------------
+
+    pub(crate) fn health(&self) -> Result<()> {
+        match &self.agent_failure {
+            Some(message) => Err(ArchiveError::NotRunning(message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn recording_failures(&self) -> &[RecordingFailure] {
+        &self.failures
+    }
+
+    pub(crate) fn subscribe_events(&mut self) -> Receiver<RecordingEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn begin_recording(
+        &mut self,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+        auto_stop: bool,
+    ) -> Result<PendingRecording> {
+        self.add_recording_subscription(channel, stream_id, source, auto_stop, None)
+    }
+
+    fn add_recording_subscription(
+        &mut self,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+        auto_stop: bool,
+        extend: Option<i64>,
+    ) -> Result<PendingRecording> {
+        let subscription_id = self.next_id();
+        let (reply, wait) = mpsc::channel();
+        self.recorder
+            .send(RecorderCommand::Start {
+                subscription_id,
+                channel: channel.to_string(),
+                stream_id,
+                source,
+                auto_stop,
+                extend,
+                reply,
+            })
+            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
+        Ok(Begun::new(subscription_id, Pending::new(wait, "recorder")))
+    }
+
+    pub(crate) fn begin_extend(
+        &mut self,
+        recording_id: i64,
+        channel: &str,
+        stream_id: i32,
+        source: SourceLocation,
+        auto_stop: bool,
+    ) -> Result<PendingRecording> {
+        let descriptor = self.catalog.get(recording_id)?;
+        if descriptor.stream_id != stream_id {
+            return Err(ArchiveError::Invalid(format!(
+                "cannot extend recording {recording_id} with stream id {stream_id}: its stream id is {}",
+                descriptor.stream_id
+            )));
+        }
+        if descriptor.is_active() || self.recording_subscription_of(recording_id).is_some() {
+            return Err(ArchiveError::Active {
+                recording_id,
+                operation: "extend",
+            });
+        }
+        self.add_recording_subscription(channel, stream_id, source, auto_stop, Some(recording_id))
+    }
+
+    pub(crate) fn recording_subscription_of(&self, recording_id: i64) -> Option<i64> {
+        self.activity.active.get(&recording_id).copied()
+    }
+
+    pub(crate) fn begin_stop_by_identity(
+        &mut self,
+        recording_id: i64,
+    ) -> Result<Option<(i64, Pending<Vec<i64>>)>> {
+        self.catalog.get(recording_id)?;
+        match self.recording_subscription_of(recording_id) {
+            Some(subscription_id) => self
+                .begin_stop_recording(subscription_id)
+                .map(|pending| Some((subscription_id, pending))),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn begin_stop_recording(
+        &mut self,
+        subscription_id: i64,
+    ) -> Result<Pending<Vec<i64>>> {
+        let (reply, wait) = mpsc::channel();
+        self.recorder
+            .send(RecorderCommand::Stop {
+                subscription_id,
+                reply,
+            })
+            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
+        Ok(Pending::new(wait, "recorder"))
+    }
+
+    pub(crate) fn recording_subscriptions(&self) -> Vec<RecordingSubscriptionInfo> {
+        self.subscriptions.values().cloned().collect()
+    }
+
+    fn info(&self, descriptor: &RecordingDescriptor) -> RecordingInfo {
+        match self.progress.get(&descriptor.recording_id) {
+            Some(progress) if descriptor.is_active() && progress.stop_position() < 0 => {
+                RecordingInfo {
+                    descriptor: descriptor.clone(),
+                    recorded_position: progress.recorded(),
+                    durable_position: progress.durable(),
+                    active: true,
+                    io_waiting: progress.io_waiting(),
+                }
+            }
+            // Stopped here, but the stop could not be saved: the next start recovers it.
+            Some(progress) if descriptor.is_active() => RecordingInfo {
+                descriptor: descriptor.clone(),
+                recorded_position: progress.recorded(),
+                durable_position: progress.durable(),
+                active: false,
+                io_waiting: None,
+            },
+            _ => RecordingInfo {
+                descriptor: descriptor.clone(),
+                recorded_position: descriptor.stop_position,
+                durable_position: descriptor.stop_position,
+                active: false,
+                io_waiting: None,
+            },
+        }
+    }
+
+    pub(crate) fn recordings(&self) -> Vec<RecordingInfo> {
+        self.catalog
+            .recordings()
+            .map(|descriptor| self.info(descriptor))
+            .collect()
+    }
+
+    pub(crate) fn recording(&self, recording_id: i64) -> Result<RecordingInfo> {
+        let descriptor = self.catalog.get(recording_id)?;
+        Ok(self.info(descriptor))
+    }
+
+    /// The recordings recorded since launch with their stream ids and live positions (for the
+    /// metrics), in id order.
+    pub(crate) fn progress_samples(&self) -> Vec<(i64, i32, Arc<RecordingProgress>)> {
+        let mut samples: Vec<(i64, i32, Arc<RecordingProgress>)> = self
+            .progress
+            .iter()
+            .filter_map(|(id, progress)| {
+                let stream_id = self.catalog.get(*id).ok()?.stream_id;
+                Some((*id, stream_id, progress.clone()))
+            })
+            .collect();
+        samples.sort_by_key(|(id, _, _)| *id);
+        samples
+    }
+
+    pub(crate) fn position_at_time_from(
+        &self,
+        recording_id: i64,
+        timestamp_ns: i64,
+        source: tern_store::message_time::TimeSource,
+    ) -> Result<i64> {
+        let info = self.recording(recording_id)?;
+        Ok(tern_store::time_seek::position_at_message_time(
+            &self.shared.config.dir,
+            &info.descriptor,
+            info.recorded_position,
+            timestamp_ns,
+            source,
+        )?)
+    }
+
+    pub(crate) fn find_recording(&self, stream_id: i32, session_id: i32) -> Option<RecordingInfo> {
+        self.catalog
+            .recordings()
+            .filter(|d| d.stream_id == stream_id && d.session_id == session_id)
+            .last()
+            .map(|descriptor| self.info(descriptor))
+    }
+
+    pub(crate) fn begin_replay(&mut self, request: &ReplayRequest) -> Result<PendingReplay> {
+        let max = self.shared.config.max_concurrent_replays;
+        if self.running_replays(None).len() >= max {
+            return Err(ArchiveError::MaxReplays(max));
+        }
+        let info = self.recording(request.recording_id)?;
+        if self
+            .changes
+            .iter()
+            .any(|change| change.descriptor.recording_id == request.recording_id)
+        {
+            return Err(ArchiveError::Invalid(format!(
+                "cannot replay recording {}: a truncate is working on it",
+                request.recording_id
+            )));
+        }
+        let descriptor = info.descriptor.clone();
+        let key = match request.key {
+            Some(filter) if filter.kind == KeyKind::Session => {
+                crate::key_search::check_session(
+                    &descriptor,
+                    filter.value,
+                    self.catalog.recordings(),
+                )?;
+                None
+            }
+            Some(filter) => {
+                crate::key_search::check_filter(&descriptor, &filter)?;
+                Some(filter)
+            }
+            None => None,
+        };
+        tern_store::time_seek::check_time_source(&descriptor, request.time_source)?;
+        let end = info.recorded_position;
+        let position = request.position.unwrap_or(descriptor.start_position);
+        check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;
+        if let Some(length) = request.length {
+            if length < 0 {
+                return Err(ArchiveError::Invalid(format!(
+                    "replay length {length} is negative"
+                )));
+            }
+        }
+        let limit = request.length.map(|length| position.saturating_add(length));
+        let follow = request.follow || request.limit_counter_id.is_some();
+        let replay_end = if follow && info.active {
+            ReplayEnd::Follow(limit)
+        } else {
+            ReplayEnd::At(limit.unwrap_or(end).min(end))
+        };
+        if let Some(speed) = request.speed {
+            if !(0.01..=1000.0).contains(&speed) {
+                return Err(ArchiveError::Invalid(format!(
+                    "replay speed {speed} is outside 0.01 .. 1000"
+                )));
+            }
+        }
+        let sequence = self.next_id();
+        let session_id = new_session_id(sequence);
+        let replay_id = (sequence << 32) | i64::from(session_id as u32);
+        let status = Arc::new(ReplayStatus::new_at(
+            request.recording_id,
+            position,
+            session_id,
+        ));
+        let plan = ReplayPlan {
+            replay_id,
+            descriptor,
+            position,
+            end: replay_end,
+            channel: request.channel.clone(),
+            stream_id: request.stream_id,
+            session_id,
+            progress: self.progress.get(&request.recording_id).cloned(),
+            status: status.clone(),
+            speed: request.speed,
+            time_source: request.time_source,
+            limit_counter_id: request.limit_counter_id,
+            key,
+            keep_positions: request.keep_positions,
+        };
+        let (reply, wait) = mpsc::channel();
+        // Known from now, so the limit counts it and a truncate or purge stops it; the replayer
+        // takes its commands in order, so a stop sent now comes after the start.
+        self.replays.insert(replay_id, status);
+        if self
+            .replayer
+            .send(ReplayerCommand::Start {
+                plan: Box::new(plan),
+                reply,
+            })
+            .is_err()
+        {
+            self.replays.remove(&replay_id);
+            return Err(ArchiveError::NotRunning("replayer stopped".into()));
+        }
+        Ok(Begun::new(replay_id, Pending::new(wait, "replayer")))
+    }
+
+    /// Whether a begun replay has started (`None`: not answered yet); a refused one is
+    /// forgotten.
+    pub(crate) fn poll_replay_start(&mut self, pending: &PendingReplay) -> Option<Result<i64>> {
+        let outcome = pending.poll()?;
+        Some(self.end_replay_start(pending.id(), outcome))
+    }
+
+    /// Take in the outcome of a begun replay's start: a refused one is forgotten.
+    pub(crate) fn end_replay_start(&mut self, replay_id: i64, outcome: Result<i64>) -> Result<i64> {
+        if outcome.is_err() {
+            self.replays.remove(&replay_id);
+        }
+        outcome
+    }
+
+    /// Replays not yet ended, of one recording or of all.
+    fn running_replays(&self, recording_id: Option<i64>) -> Vec<(i64, Arc<ReplayStatus>)> {
+        self.replays
+            .iter()
+            .filter(|(_, status)| !status.is_finished())
+            .filter(|(_, status)| recording_id.is_none_or(|id| status.recording_id() == id))
+            .map(|(id, status)| (*id, status.clone()))
+            .collect()
+    }
+
+    /// Mark a recording busy for a truncate or purge: refused if it is active or busy.
+    fn begin_change(&mut self, recording_id: i64, operation: &'static str) -> Result<()> {
+        if self.activity.active.contains_key(&recording_id) {
+            return Err(ArchiveError::Active {
+                recording_id,
+                operation,
+            });
+        }
+        if !self.activity.busy.insert(recording_id) {
+            return Err(ArchiveError::Invalid(format!(
+                "cannot {operation} recording {recording_id}: another truncate or purge is working on it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Begin a truncate: the replays of the recording are told to stop, and the cut is made
+    /// once they have (at once if none runs). The answer is the number of segment files to
+    /// delete, once the record is changed (`wait`: once they are deleted too).
+    pub(crate) fn begin_truncate(
+        &mut self,
+        recording_id: i64,
+        position: i64,
+        wait: bool,
+    ) -> Result<Pending<usize>> {
+        self.begin_change(recording_id, "truncate")?;
+        let planned = self
+            .catalog
+            .get(recording_id)
+            .cloned()
+            .map_err(Into::into)
+            .and_then(|descriptor| {
+                crate::operations::plan_truncate(&self.shared.config.dir, &descriptor, position)
+                    .map(|truncated| (descriptor, truncated))
+            });
+        let (descriptor, truncated) = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                self.activity.busy.remove(&recording_id);
+                return Err(error);
+            }
+        };
+        let replays = self.running_replays(Some(recording_id));
+        for (replay_id, _) in &replays {
+            let _ = self.replayer.send(ReplayerCommand::Stop {
+                replay_id: *replay_id,
+            });
+        }
+        let (reply, answer) = mpsc::channel();
+        self.changes.push(Change {
+            descriptor,
+            truncated,
+            position,
+            replays,
+            deadline: Instant::now() + CHANGE_TIMEOUT,
+            wait,
+            reply,
+        });
+        self.finish_changes(Instant::now());
+        Ok(Pending::new(answer, "archive conductor"))
+    }
+
+    /// Make the truncates whose replays have stopped.
+    fn finish_changes(&mut self, now: Instant) -> usize {
+        let mut work = 0;
+        let mut index = 0;
+        while index < self.changes.len() {
+            let change = &self.changes[index];
+            let stuck = change
+                .replays
+                .iter()
+                .find(|(_, status)| !status.is_finished())
+                .map(|(replay_id, _)| *replay_id);
+            match stuck {
+                Some(replay_id) if now > change.deadline => {
+                    let change = self.changes.remove(index);
+                    self.activity.busy.remove(&change.descriptor.recording_id);
+                    let _ = change.reply.send(Err(ArchiveError::NotRunning(format!(
+                        "replay {replay_id} did not stop"
+                    ))));
+                    work += 1;
+                }
+                Some(_) => index += 1,
+                None => {
+                    let change = self.changes.remove(index);
+                    self.truncate(change);
+                    work += 1;
+                }
+            }
+        }
+        work
+    }
+
+    fn truncate(&mut self, change: Change) {
+        let recording_id = change.descriptor.recording_id;
+        let position = change.position;
+        let dir = self.shared.config.dir.clone();
+        let cut =
+            crate::operations::plan_cut(&dir, &change.descriptor, position).and_then(|plan| {
+                self.catalog.update(&change.truncated)?;
+                self.progress.remove(&recording_id);
+                crate::operations::cut_in_place(&dir, &change.descriptor, position, &plan)?;
+                Ok(plan)
+            });
+        match cut {
+            Ok(plan) => {
+                tracing::info!(
+                    "recording {recording_id} truncated at {position} (was {}): {} segment files to delete",
+                    change.descriptor.stop_position,
+                    plan.segments
+                );
+                self.delete_later(
+                    recording_id,
+                    "truncate",
+                    plan.doomed,
+                    plan.segments,
+                    change.wait,
+                    change.reply,
+                );
+            }
+            Err(error) => {
+                self.activity.busy.remove(&recording_id);
+                let _ = change.reply.send(Err(error));
+            }
+        }
+    }
+
+    /// Hand `files` of the busy recording to the deleter (or, if it is gone, delete them here);
+    /// the recording is released and `Delete` signalled when they are gone. The answer
+    /// (`segments`) goes now, or then if the caller waits.
+    fn delete_later(
+        &mut self,
+        recording_id: i64,
+        operation: &'static str,
+        files: Vec<String>,
+        segments: usize,
+        wait: bool,
+        reply: Sender<Result<usize>>,
+    ) {
+        let (done, reply) = if wait {
+            (Some((reply, segments)), None)
+        } else {
+            (None, Some(reply))
+        };
+        let job = DeleteJob {
+            recording_id,
+            operation,
+            files,
+            done,
+        };
+        if let Err(mpsc::SendError(job)) = self.deleter.send(job) {
+            if let Err(error) = crate::operations::delete_named(&self.shared.config.dir, &job.files)
+            {
+                tracing::error!(
+                    "recording {recording_id} {operation}: files left, deleted at the next launch: {error}"
+                );
+            }
+            self.deleted(recording_id);
+            if let Some((reply, count)) = job.done {
+                let _ = reply.send(Ok(count));
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(Ok(segments));
+        }
+    }
+
+    /// Purge a stopped recording no replay reads; the answer as for a truncate.
+    pub(crate) fn begin_purge(&mut self, recording_id: i64, wait: bool) -> Result<Pending<usize>> {
+        self.begin_change(recording_id, "purge")?;
+        let purged = self.purge(recording_id);
+        let (reply, answer) = mpsc::channel();
+        match purged {
+            Ok((files, segments)) => {
+                self.delete_later(recording_id, "purge", files, segments, wait, reply);
+                Ok(Pending::new(answer, "archive conductor"))
+            }
+            Err(error) => {
+                self.activity.busy.remove(&recording_id);
+                Err(error)
+            }
+        }
+    }
+
+    fn purge(&mut self, recording_id: i64) -> Result<(Vec<String>, usize)> {
+        let descriptor = self.catalog.get(recording_id)?.clone();
+        let deleted_record = crate::operations::plan_purge(&descriptor)?;
+        if !self.running_replays(Some(recording_id)).is_empty() {
+            return Err(ArchiveError::ReplayRunning { recording_id });
+        }
+        let (files, segments) =
+            crate::operations::plan_delete(&self.shared.config.dir, recording_id)?;
+        self.catalog.update(&deleted_record)?;
+        self.progress.remove(&recording_id);
+        tracing::info!("recording {recording_id} purged: {segments} segment files to delete");
+        Ok((files, segments))
+    }
+
+    pub(crate) fn begin_seek(&mut self, replay_id: i64, position: i64) -> Result<PendingSeek> {
+        self.running_replay(replay_id)?;
+        let status = self.replay_status(replay_id)?;
+        let info = self.recording(status.recording_id())?;
+        check_replay_position(
+            &self.shared.config.dir,
+            &info.descriptor,
+            position,
+            info.recorded_position,
+        )?;
+        let sequence = self.next_id();
+        let session_id = new_session_id(sequence);
+        let (reply, wait) = mpsc::channel();
+        self.replayer
+            .send(ReplayerCommand::Seek {
+                replay_id,
+                position,
+                session_id,
+                reply,
+            })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
+        Ok(Begun::new(session_id, Pending::new(wait, "replayer")))
+    }
+
+    pub(crate) fn begin_seek_to_time(
+        &mut self,
+        replay_id: i64,
+        timestamp_ns: i64,
+        source: tern_store::message_time::TimeSource,
+    ) -> Result<PendingSeek> {
+        let recording_id = self.replay_status(replay_id)?.recording_id();
+        let position = self.position_at_time_from(recording_id, timestamp_ns, source)?;
+        self.begin_seek(replay_id, position)
+    }
+
+    pub(crate) fn replay_status(&self, replay_id: i64) -> Result<Arc<ReplayStatus>> {
+        self.replays
+            .get(&replay_id)
+            .cloned()
+            .ok_or(ArchiveError::UnknownReplay(replay_id))
+    }
+
+    pub(crate) fn pause_replay(&self, replay_id: i64) -> Result<()> {
+        self.running_replay(replay_id)?;
+        self.replayer
+            .send(ReplayerCommand::Pause { replay_id })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+    }
+
+    pub(crate) fn resume_replay(&self, replay_id: i64) -> Result<()> {
+        self.running_replay(replay_id)?;
+        self.replayer
+            .send(ReplayerCommand::Resume { replay_id })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+    }
+
+    fn running_replay(&self, replay_id: i64) -> Result<()> {
+        let status = self.replay_status(replay_id)?;
+        if status.is_finished() {
+            return Err(ArchiveError::Invalid(format!(
+                "replay {replay_id} has ended ({:?})",
+                status.state()
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn stop_replay(&self, replay_id: i64) -> Result<()> {
+        self.replay_status(replay_id)?;
+        self.replayer
+            .send(ReplayerCommand::Stop { replay_id })
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+    }
+
+    pub(crate) fn stop_all_replays(&self, recording_id: Option<i64>) -> usize {
+        self.running_replays(recording_id)
+            .into_iter()
+            .filter(|(replay_id, _)| self.stop_replay(*replay_id).is_ok())
+            .count()
+    }
+
+    pub(crate) fn set_cursor(
+        &mut self,
+        name: &str,
+        recording_id: i64,
+        position: i64,
+    ) -> Result<Cursor> {
+        tern_store::cursors::check_cursor_name(name)?;
+        let info = self.recording(recording_id)?;
+        // Up to what is durable: a cursor must not outlive the data it points at in a crash.
+        check_replay_position(
+            &self.shared.config.dir,
+            &info.descriptor,
+            position,
+            info.durable_position,
+        )?;
+        let cursor = Cursor {
+            name: name.to_string(),
+            recording_id,
+            position,
+            updated_ns: tern_store::epoch_nanos(),
+        };
+        self.cursors.set(cursor.clone())?;
+        Ok(cursor)
+    }
+
+    pub(crate) fn cursor(&self, name: &str) -> Result<Cursor> {
+        self.cursors
+            .get(name)
+            .cloned()
+            .ok_or_else(|| tern_store::StoreError::UnknownCursor(name.to_string()).into())
+    }
+
+    pub(crate) fn delete_cursor(&mut self, name: &str) -> Result<bool> {
+        Ok(self.cursors.delete(name)?)
+    }
+
+    pub(crate) fn cursors(&self, prefix: &str) -> Vec<Cursor> {
+        self.cursors.list(prefix)
+    }
+
+    pub(crate) fn recording_id_limit(&self) -> i64 {
+        self.catalog.entries().len() as i64
+    }
+}
+
+/// A replay image's session id: odd, and unlike those of earlier runs.
+fn new_session_id(sequence: i64) -> i32 {
+    (tern_store::epoch_nanos() as i32 ^ (sequence as i32).wrapping_mul(0x9E37_79B9u32 as i32)) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    //! The conductor's state without threads or a media driver: the agents' queues are held by
+    //! the test, which plays the replayer and the deleter.
+    use super::*;
+    use crate::config::ArchiveConfig;
+    use crate::replayer::ReplayState;
+    use tern_store::descriptor::{RecordState, NULL_POSITION};
+    use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
+    use tern_store::WriteMode;
+    use tern_transport::{BlockSource, SimLog, SimStream};
+
+    const TERM: i32 = 64 * 1024;
+
+    struct Fixture {
+        state: ArchiveState,
+        replayer: Receiver<ReplayerCommand>,
+        deleter: Receiver<DeleteJob>,
+        _recorder: Receiver<RecorderCommand>,
+        _mailbox: Receiver<Command>,
+        recording_id: i64,
+        /// Frame starts of the recording.
+        frames: Vec<i64>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// An archive state over a directory holding one stopped recording of 300 messages across
+    /// three segment files.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut catalog = tern_store::rebuild::open_for_recording(dir.path()).expect("catalog");
+        let stream = SimStream {
+            session_id: 9,
+            stream_id: 1001,
+            initial_term_id: 3,
+            term_length: TERM,
+            mtu: 1408,
+            start_position: 0,
+        };
+        let log = SimLog::new(stream);
+        let image = log.image();
+        let geometry = SegmentGeometry {
+            dir: dir.path().to_path_buf(),
+            recording_id: 0,
+            start_position: 0,
+            term_length: i64::from(TERM),
+            segment_length: i64::from(TERM),
+        };
+        let mut writer =
+            SegmentWriter::new(geometry, WriteMode::Buffered, false, 64 * 1024).expect("writer");
+        let mut frames = Vec::new();
+        for index in 0..300u32 {
+            frames.push(log.position());
+            log.offer(&[index as u8; 400]).expect("offered");
+            while image
+                .block_poll(
+                    |block, position| {
+                        writer.append(block, position).expect("appended");
+                    },
+                    64 * 1024,
+                )
+                .expect("polled")
+                > 0
+            {}
+        }
+        writer.sync().expect("synced");
+        let stop = log.position();
+        let descriptor = catalog
+            .add(RecordingDescriptor {
+                recording_id: 0,
+                state: RecordState::Valid,
+                start_timestamp_ns: 1,
+                stop_timestamp_ns: 2,
+                start_position: 0,
+                stop_position: stop,
+                initial_term_id: stream.initial_term_id,
+                segment_length: TERM,
+                term_length: TERM,
+                mtu_length: stream.mtu as i32,
+                session_id: stream.session_id,
+                stream_id: stream.stream_id,
+                stripped_channel: "aeron:ipc".into(),
+                original_channel: "aeron:ipc".into(),
+                source_identity: "aeron:ipc".into(),
+            })
+            .expect("added");
+        let (mailbox, mailbox_receiver) = Mailbox::new();
+        let shared = Arc::new(Shared {
+            config: ArchiveConfig::new(dir.path(), "/no-aeron-dir"),
+            metrics: crate::metrics::Metrics::default(),
+            mailbox,
+        });
+        let (recorder, recorder_receiver) = mpsc::channel();
+        let (replayer, replayer_receiver) = mpsc::channel();
+        let (deleter, deleter_receiver) = mpsc::channel();
+        let state = ArchiveState::new(Parts {
+            cursors: CursorStore::open(dir.path()).expect("cursors"),
+            shared,
+            catalog,
+            recorder,
+            replayer,
+            deleter,
+        });
+        Fixture {
+            state,
+            replayer: replayer_receiver,
+            deleter: deleter_receiver,
+            _recorder: recorder_receiver,
+            _mailbox: mailbox_receiver,
+            recording_id: descriptor.recording_id,
+            frames,
+            _dir: dir,
+        }
+    }
+
+    /// A replay of the recording the replayer has taken (connecting, not finished).
+    fn running_replay(fixture: &mut Fixture) -> (i64, Arc<ReplayStatus>) {
+        let status = Arc::new(ReplayStatus::new_at(fixture.recording_id, 0, 7));
+        let replay_id = 0x1234;
+        fixture.state.replays.insert(replay_id, status.clone());
+        (replay_id, status)
+    }
+
+    fn replay_request(recording_id: i64) -> ReplayRequest {
+        ReplayRequest {
+            recording_id,
+            channel: "aeron:ipc".into(),
+            stream_id: 2,
+            ..ReplayRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_truncate_waits_for_the_replays_of_its_recording_while_the_state_serves_the_rest() {
+        let mut fixture = fixture();
+        let recording_id = fixture.recording_id;
+        let events = fixture.state.subscribe_events();
+        let (replay_id, status) = running_replay(&mut fixture);
+        let position = fixture.frames[100];
+        let old_stop = fixture
+            .state
+            .recording(recording_id)
+            .expect("known")
+            .recorded_position;
+
+        let pending = fixture
+            .state
+            .begin_truncate(recording_id, position, false)
+            .expect("begun");
+        // The replay was told to stop; the truncate waits for it, answering nothing yet.
+        assert!(matches!(
+            fixture.replayer.try_recv(),
+            Ok(ReplayerCommand::Stop { replay_id: told }) if told == replay_id
+        ));
+        assert!(pending.poll().is_none());
+        assert_eq!(fixture.state.finish_changes(Instant::now()), 0);
+        assert!(pending.poll().is_none());
+        // Meanwhile the state answers, refuses a new replay of the recording and a second
+        // change of it, and replays other recordings' requests as usual.
+        let info = fixture.state.recording(recording_id).expect("listed");
+        assert_eq!(info.recorded_position, old_stop);
+        let refused = fixture
+            .state
+            .begin_replay(&replay_request(recording_id))
+            .expect_err("refused while truncating");
+        assert!(
+            refused.to_string().contains("a truncate is working on it"),
+            "{refused}"
+        );
+        let busy = fixture
+            .state
+            .begin_purge(recording_id, false)
+            .expect_err("busy");
+        assert!(
+            busy.to_string().contains("another truncate or purge"),
+            "{busy}"
+        );
+
+        // The replayer lets go: the truncate is made at the next duty cycle.
+        status.set_state(ReplayState::Stopped);
+        assert_eq!(fixture.state.finish_changes(Instant::now()), 1);
+        let segments = pending.poll().expect("answered").expect("truncated");
+        assert_eq!(segments, 2, "the second and third segment files go");
+        let info = fixture.state.recording(recording_id).expect("listed");
+        assert_eq!(info.descriptor.stop_position, position);
+        // The deleter gets the files; the recording stays busy until it is done with them.
+        let job = fixture
+            .deleter
+            .try_recv()
+            .expect("files handed to the deleter");
+        assert_eq!(job.recording_id, recording_id);
+        assert!(
+            job.files.iter().any(|name| name.ends_with(".rec")),
+            "{:?}",
+            job.files
+        );
+        assert!(fixture
+            .state
+            .begin_truncate(recording_id, 0, false)
+            .is_err());
+        crate::operations::delete_named(&fixture.state.config().dir, &job.files).expect("deleted");
+        fixture.state.deleted(recording_id);
+        let signal = events.try_recv().expect("Delete signalled");
+        assert_eq!(signal.signal, RecordingSignalKind::Delete);
+        assert_eq!(signal.recording_id, recording_id);
+        let again = fixture
+            .state
+            .begin_truncate(recording_id, fixture.frames[10], false)
+            .expect("released");
+        assert_eq!(again.poll().expect("no replay: at once").expect("cut"), 0);
+    }
+
+    #[test]
+    fn a_truncate_whose_replay_never_stops_fails_after_its_timeout_and_changes_nothing() {
+        let mut fixture = fixture();
+        let recording_id = fixture.recording_id;
+        let (replay_id, _status) = running_replay(&mut fixture);
+        let stop = fixture
+            .state
+            .recording(recording_id)
+            .expect("known")
+            .descriptor
+            .stop_position;
+        let pending = fixture
+            .state
+            .begin_truncate(recording_id, fixture.frames[5], false)
+            .expect("begun");
+        let later = Instant::now() + CHANGE_TIMEOUT + Duration::from_secs(1);
+        assert_eq!(fixture.state.finish_changes(later), 1);
+        let error = pending.poll().expect("answered").expect_err("failed");
+        assert_eq!(
+            error.to_string(),
+            format!("the archive is not running: replay {replay_id} did not stop")
+        );
+        let descriptor = fixture
+            .state
+            .recording(recording_id)
+            .expect("known")
+            .descriptor;
+        assert_eq!(descriptor.stop_position, stop);
+        assert_ne!(descriptor.stop_position, NULL_POSITION);
+        assert!(fixture.deleter.try_recv().is_err(), "nothing to delete");
+        // Released: the next change of the recording is taken (and waits for the replay again).
+        assert!(fixture
+            .state
+            .begin_truncate(recording_id, fixture.frames[5], false)
+            .is_ok());
+    }
+
+    #[test]
+    fn the_mailbox_refuses_to_wait_on_its_own_thread_and_says_when_the_conductor_is_gone() {
+        let (mailbox, commands) = Mailbox::new();
+        mailbox.set_thread(std::thread::current());
+        let error = mailbox.ask(|_| ()).expect_err("would wait for itself");
+        assert!(
+            error.to_string().contains("cannot wait for itself"),
+            "{error}"
+        );
+        drop(commands);
+        let (other, commands) = Mailbox::new();
+        drop(commands);
+        let error = other.ask(|_| ()).expect_err("gone");
+        assert!(error.to_string().contains("conductor stopped"), "{error}");
+    }
+}
