@@ -1,250 +1,28 @@
-//! The archive: a directory of recordings, a recorder and a replayer agent, and the handle the
-//! rest of tern (CLI, control protocol) uses.
+//! The archive handle: [`Archive::launch`] opens the directory (lock, leftovers, recovery of
+//! interrupted recordings, unfinished purges and truncates) and starts the threads: the
+//! conductor that owns the state (`conductor.rs`), the recorder (`record/`), the replayer
+//! (`replay/`), the indexer and the deleter. Every method is a command to the conductor.
 
-use crate::conductor::{run_deleter, ArchiveState, Command, Mailbox, MakeRoom};
+use crate::conductor::{panic_message, run_deleter, ArchiveState, Command, Mailbox, MakeRoom};
 use crate::config::ArchiveConfig;
 use crate::error::{io_error, ArchiveError, Result};
-use crate::recorder::{Recorder, RecorderCommand, SourceLocation};
-use crate::replayer::{ReplayStatus, Replayer, ReplayerCommand};
+use crate::record::{Recorder, RecorderCommand, Reporter};
+use crate::replay::{ReplayStatus, Replayer, ReplayerCommand};
+use crate::types::{
+    stopped_by_identity, Pending, PendingRecording, PendingReplay, PendingSeek, RecordingFailure,
+    RecordingInfo, RecordingSubscriptionInfo, ReplayRequest, Shared, SourceLocation, REPLY_TIMEOUT,
+};
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 use tern_store::catalog::Catalog;
 use tern_store::cursors::{Cursor, CursorStore};
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::indexer::{run_indexer, IndexJob};
-use tern_store::key::KeyFilter;
 use tern_store::recording_reader::{find_end, list_segments};
-
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The answer an agent (the recorder, the replayer) owes to a request handed to it: polled, so
-/// that a duty cycle never waits for it, or waited for.
-#[derive(Debug)]
-pub struct Pending<T> {
-    wait: mpsc::Receiver<Result<T>>,
-    deadline: std::time::Instant,
-    agent: &'static str,
-}
-
-impl<T> Pending<T> {
-    pub(crate) fn new(wait: mpsc::Receiver<Result<T>>, agent: &'static str) -> Self {
-        Self {
-            wait,
-            deadline: std::time::Instant::now() + REPLY_TIMEOUT,
-            agent,
-        }
-    }
-
-    /// `None` while the agent has not answered; then its answer (an error if it stopped, or did
-    /// not answer within 30 s).
-    pub fn poll(&self) -> Option<Result<T>> {
-        match self.wait.try_recv() {
-            Ok(outcome) => Some(outcome),
-            Err(mpsc::TryRecvError::Empty) if std::time::Instant::now() < self.deadline => None,
-            Err(mpsc::TryRecvError::Empty) => Some(Err(ArchiveError::NotRunning(format!(
-                "{} did not answer",
-                self.agent
-            )))),
-            Err(mpsc::TryRecvError::Disconnected) => Some(Err(ArchiveError::NotRunning(format!(
-                "{} stopped",
-                self.agent
-            )))),
-        }
-    }
-
-    /// Wait for the answer (30 s at most).
-    ///
-    /// # Errors
-    /// The agent's error, or it stopped or did not answer.
-    pub fn wait(self) -> Result<T> {
-        let timeout = self
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
-        match self.wait.recv_timeout(timeout) {
-            Ok(outcome) => outcome,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(ArchiveError::NotRunning(format!(
-                "{} did not answer",
-                self.agent
-            ))),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(ArchiveError::NotRunning(format!("{} stopped", self.agent)))
-            }
-        }
-    }
-}
-
-/// Whether a stop by identity stopped the recording: an unknown subscription means it stopped
-/// on its own meanwhile (an auto-stop).
-///
-/// # Errors
-/// The recorder's error.
-pub fn stopped_by_identity(outcome: Result<Vec<i64>>) -> Result<bool> {
-    match outcome {
-        Ok(_) => Ok(true),
-        Err(ArchiveError::UnknownSubscription(_)) => Ok(false),
-        Err(error) => Err(error),
-    }
-}
-
-/// A request whose id is known when it is handed to its agent (a replay, a seek's new image
-/// session id, a recording subscription), and whose outcome the agent answers later.
-#[derive(Debug)]
-pub struct Begun<I> {
-    id: I,
-    answer: Pending<()>,
-}
-
-impl<I: Copy> Begun<I> {
-    pub(crate) fn new(id: I, answer: Pending<()>) -> Self {
-        Self { id, answer }
-    }
-
-    /// The id the request has once the agent has done it.
-    pub fn id(&self) -> I {
-        self.id
-    }
-
-    /// `None` while the agent has not answered; then the id, or why it could not be done.
-    pub fn poll(&self) -> Option<Result<I>> {
-        self.answer.poll().map(|outcome| outcome.map(|()| self.id))
-    }
-
-    /// Wait for the agent's answer.
-    ///
-    /// # Errors
-    /// Why it could not be done.
-    pub fn wait(self) -> Result<I> {
-        let id = self.id;
-        self.answer.wait().map(|()| id)
-    }
-}
-
-/// A replay handed to the replayer and not yet started ([`Archive::begin_replay`]; its outcome
-/// through [`Archive::poll_replay_start`], which also forgets a refused one).
-pub type PendingReplay = Begun<i64>;
-/// A seek handed to the replayer ([`Archive::begin_seek`]): the replay's new image session id.
-pub type PendingSeek = Begun<i32>;
-/// A recording subscription handed to the recorder ([`Archive::begin_recording`],
-/// [`Archive::begin_extend`]): its subscription id.
-pub type PendingRecording = Begun<i64>;
-
-/// What every thread of the archive reads: its settings, its metrics, and the conductor's
-/// mailbox, through which alone the archive's state is reached (`conductor.rs`).
-pub(crate) struct Shared {
-    pub config: ArchiveConfig,
-    /// What the threads count for Prometheus (`metrics.rs`).
-    pub metrics: crate::metrics::Metrics,
-    pub mailbox: Mailbox,
-}
-
-/// What to replay and where to.
-#[derive(Debug, Clone, Default)]
-pub struct ReplayRequest {
-    /// The recording.
-    pub recording_id: i64,
-    /// Where to start (a frame start); `None`: the recording's start.
-    pub position: Option<i64>,
-    /// How many bytes; `None`: to the end.
-    pub length: Option<i64>,
-    /// Keep replaying as an active recording grows, until it stops (or `length` is reached).
-    pub follow: bool,
-    /// The channel to replay on.
-    pub channel: String,
-    /// The stream id to replay on.
-    pub stream_id: i32,
-    /// Pace the replay at the original timing times this factor (0.01 to 1000; 2.0 is twice as
-    /// fast): a message captured `d` after the first goes out `d / speed` after the replay
-    /// started. `None`: as fast as the subscriber takes it.
-    pub speed: Option<f64>,
-    /// Where the pacing takes each message's time from: the capture time (default) or a
-    /// timestamp inside the message.
-    pub time_source: tern_store::message_time::TimeSource,
-    /// A bounded replay (Aeron's `startBoundedReplay`): the replay never goes past the value of
-    /// this counter of the media driver (any client's, e.g. one made with
-    /// `tern_transport::Client::add_counter`), and waits for it to grow, as a follow replay waits
-    /// for an active recording. It ends when everything up to the recording's stop (and `length`)
-    /// is sent, or, should the counter be freed, at its last value.
-    pub limit_counter_id: Option<i32>,
-    /// Replay only the messages with this key (`None`: all). A session key selects the whole
-    /// recording of that session (or is refused, naming the recordings of that session).
-    pub key: Option<KeyFilter>,
-    /// For a replay filtered by key: keep the recording's positions, the messages left out
-    /// replaced by padding frames. Otherwise (the default) the key's messages go out back to back
-    /// from the replay's start position, unchanged but for their place in the stream: far
-    /// cheaper when they are sparse, since padding makes the media driver pass over (clean) every
-    /// term of the recording's length, as replaying all of it would (see `docs/replay.md`).
-    pub keep_positions: bool,
-}
-
-/// A recording subscription: a channel and stream the archive records.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingSubscriptionInfo {
-    /// Its id.
-    pub subscription_id: i64,
-    /// The channel.
-    pub channel: String,
-    /// The stream id.
-    pub stream_id: i32,
-    /// Whether local UDP publications are spied on.
-    pub source: SourceLocation,
-}
-
-/// A recording's descriptor with its live positions.
-#[derive(Debug, Clone)]
-pub struct RecordingInfo {
-    /// The catalog's descriptor (stop position [`NULL_POSITION`](crate::NULL_POSITION) while active).
-    pub descriptor: RecordingDescriptor,
-    /// Position written to the segment files (the stop position once stopped).
-    pub recorded_position: i64,
-    /// Position durable under the fsync policy (the stop position once stopped).
-    pub durable_position: i64,
-    /// Whether it is being recorded now.
-    pub active: bool,
-    /// How long the disk has had a write or sync of it in hand without finishing anything, if
-    /// it has one now (a hung or very slow disk).
-    pub io_waiting: Option<std::time::Duration>,
-}
-
-/// A recording that could not be written: its messages from `position` on are not stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingFailure {
-    /// The recording, or -1 if it failed before it was given an id.
-    pub recording_id: i64,
-    /// The recording subscription it came through.
-    pub subscription_id: i64,
-    /// The publisher's session id.
-    pub session_id: i32,
-    /// The stream id.
-    pub stream_id: i32,
-    /// The channel recorded.
-    pub channel: String,
-    /// Where the recording stopped (what is before it is stored).
-    pub position: i64,
-    /// Aeron's archive error code for the cause (`StorageSpace` for a full disk).
-    pub code: tern_protocol::ArchiveErrorCode,
-    /// What went wrong.
-    pub error: String,
-}
-
-impl std::fmt::Display for RecordingFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.recording_id >= 0 {
-            write!(f, "recording {} ", self.recording_id)?;
-        } else {
-            write!(f, "a recording ")?;
-        }
-        write!(
-            f,
-            "of session {} stream {} {} failed at position {}; what follows is not stored: {}",
-            self.session_id, self.stream_id, self.channel, self.position, self.error
-        )
-    }
-}
 
 /// A running archive. Dropping it stops recording (what was received is written and synced) and
 /// replaying.
@@ -253,6 +31,7 @@ impl std::fmt::Display for RecordingFailure {
 /// call here is a command sent to it (answered on the caller's thread).
 pub struct Archive {
     shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
     recorder: Sender<RecorderCommand>,
     replayer: Sender<ReplayerCommand>,
     /// The recorder and the replayer.
@@ -321,7 +100,7 @@ fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<St
     Ok(recovered)
 }
 
-fn spawn_agent<A, F>(name: &str, shared: Arc<Shared>, make: F) -> Result<JoinHandle<()>>
+fn spawn_agent<A, F>(name: &str, mailbox: Arc<Mailbox>, make: F) -> Result<JoinHandle<()>>
 where
     F: FnOnce() -> Result<A> + Send + 'static,
     A: FnOnce() + 'static,
@@ -336,15 +115,8 @@ where
                 // A bug in an agent must not go unnoticed: the archive reports it, and its
                 // recordings stop where they got to (the next start recovers them).
                 if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|text| text.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into());
-                    let message = format!("{agent} stopped: {what}");
-                    shared
-                        .mailbox
-                        .tell(move |state| state.agent_failed(message));
+                    let message = format!("{agent} stopped: {}", panic_message(panic.as_ref()));
+                    mailbox.tell(move |state| state.agent_failed(message));
                 }
             }
             Err(error) => {
@@ -378,10 +150,10 @@ impl Archive {
         crate::operations::finish_truncates(&config.dir, &catalog)?;
         let cursors = CursorStore::open(&config.dir)?;
         let (mailbox, commands) = Mailbox::new();
+        let mailbox = Arc::new(mailbox);
         let shared = Arc::new(Shared {
             config,
             metrics: crate::metrics::Metrics::default(),
-            mailbox,
         });
         let (indexer, index_jobs) = mpsc::sync_channel(tern_store::indexer::QUEUE_LENGTH);
         let index_dir = shared.config.dir.clone();
@@ -398,9 +170,10 @@ impl Archive {
         });
         let (deleter, delete_jobs) = mpsc::channel();
         let deleter_shared = shared.clone();
+        let deleter_mailbox = mailbox.clone();
         let deleter_thread = std::thread::Builder::new()
             .name("tern-deleter".into())
-            .spawn(move || run_deleter(deleter_shared, delete_jobs))
+            .spawn(move || run_deleter(deleter_shared, deleter_mailbox, delete_jobs))
             .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-deleter: {error}")))?;
         let (recorder, recorder_commands) = mpsc::channel();
         let (replayer, replayer_commands) = mpsc::channel();
@@ -416,9 +189,10 @@ impl Archive {
             .name("tern-archive".into())
             .spawn(move || crate::conductor::run(parts, commands))
             .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-archive: {error}")))?;
-        shared.mailbox.set_thread(conductor_thread.thread().clone());
+        mailbox.set_thread(conductor_thread.thread().clone());
         let mut archive = Self {
             shared: shared.clone(),
+            mailbox: mailbox.clone(),
             recorder,
             replayer,
             threads: Vec::new(),
@@ -432,16 +206,25 @@ impl Archive {
         // On an error from here, dropping `archive` stops what was started.
         let recorder_shared = shared.clone();
         let recorder_indexer = archive.indexer.clone().expect("the indexer runs");
+        let reports = mailbox.clone();
+        let reporter: Reporter = Arc::new(move |report| {
+            reports.tell(move |state| state.on_report(report));
+        });
         archive
             .threads
-            .push(spawn_agent("tern-recorder", shared.clone(), move || {
-                let agent = Recorder::new(recorder_shared, recorder_commands, recorder_indexer)?;
+            .push(spawn_agent("tern-recorder", mailbox.clone(), move || {
+                let agent = Recorder::new(
+                    recorder_shared,
+                    reporter,
+                    recorder_commands,
+                    recorder_indexer,
+                )?;
                 Ok(move || agent.run())
             })?);
         let replayer_shared = shared.clone();
         archive
             .threads
-            .push(spawn_agent("tern-replayer", shared, move || {
+            .push(spawn_agent("tern-replayer", mailbox, move || {
                 let agent = Replayer::new(replayer_shared, replayer_commands)?;
                 Ok(move || agent.run())
             })?);
@@ -453,12 +236,12 @@ impl Archive {
         &self,
         call: impl FnOnce(&mut ArchiveState) -> R + Send + 'static,
     ) -> Result<R> {
-        self.shared.mailbox.ask(call)
+        self.mailbox.ask(call)
     }
 
     /// Start a room (the control server) on the conductor's thread.
     pub(crate) fn add_room(&self, make: MakeRoom) -> Result<()> {
-        self.shared.mailbox.send(Command::Room(make))
+        self.mailbox.send(Command::Room(make))
     }
 
     /// Whether the recorder and replayer agents are running.
@@ -485,8 +268,8 @@ impl Archive {
     /// An encoder of this archive's Prometheus metrics (see `metrics.rs` and README.md), for a
     /// [`MetricsServer`](crate::MetricsServer) or any other exporter. It does not keep the
     /// archive alive.
-    pub fn metrics_exporter(&self) -> crate::metrics::MetricsExporter {
-        crate::metrics::MetricsExporter::new(&self.shared)
+    pub fn metrics_exporter(&self) -> crate::exporter::MetricsExporter {
+        crate::exporter::MetricsExporter::new(&self.shared, &self.mailbox)
     }
 
     /// Record every image of `channel` and `stream_id`, each to its own recording, until stopped.
@@ -522,7 +305,7 @@ impl Archive {
     }
 
     /// [`Self::start_recording_with`] without waiting for the recorder: the subscription id is
-    /// known at once, and [`Begun::poll`] tells when the subscription is added (or
+    /// known at once, and [`Begun::poll`](crate::Begun::poll) tells when the subscription is added (or
     /// why it could not be).
     ///
     /// # Errors
@@ -811,7 +594,7 @@ impl Archive {
     }
 
     /// [`Self::seek_replay`] without waiting for the replayer: the new session id is known at
-    /// once; [`Begun::poll`] tells when the replay has moved.
+    /// once; [`Begun::poll`](crate::Begun::poll) tells when the replay has moved.
     ///
     /// # Errors
     /// What [`Self::seek_replay`] can tell before the replayer has the request.
@@ -955,7 +738,7 @@ impl Archive {
     fn stop_agents(&mut self) {
         self.stop_agents_but_conductor();
         // Then the conductor, once it has taken in what they sent (its queue is in order).
-        let _ = self.shared.mailbox.send(Command::Shutdown);
+        let _ = self.mailbox.send(Command::Shutdown);
         if let Some(thread) = self.conductor_thread.take() {
             let _ = thread.join();
         }

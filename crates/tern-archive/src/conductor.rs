@@ -15,15 +15,15 @@
 //!   the conductor sees the change.
 //! - Recording events (signals) are sent from this thread only, after the change they report.
 
-use crate::archive::{
-    Begun, Pending, PendingRecording, PendingReplay, PendingSeek, RecordingFailure, RecordingInfo,
-    RecordingSubscriptionInfo, ReplayRequest, Shared,
-};
 use crate::error::{ArchiveError, Result};
 use crate::events::{EventBus, RecordingEvent, RecordingSignalKind};
 use crate::operations::Activity;
-use crate::recorder::{RecorderCommand, SourceLocation};
-use crate::replayer::{ReplayEnd, ReplayPlan, ReplayStatus, ReplayerCommand};
+use crate::record::{RecorderCommand, Report};
+use crate::replay::{ReplayEnd, ReplayPlan, ReplayStatus, ReplayerCommand};
+use crate::types::{
+    Begun, Pending, PendingRecording, PendingReplay, PendingSeek, RecordingFailure, RecordingInfo,
+    RecordingSubscriptionInfo, ReplayRequest, Shared, SourceLocation,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
@@ -138,7 +138,7 @@ pub(crate) struct DeleteJob {
 
 /// Delete the files of each job in order, then have the conductor release the recording and
 /// signal `Delete`. A file that cannot be deleted is logged; the next launch deletes what is left.
-pub(crate) fn run_deleter(shared: Arc<Shared>, jobs: Receiver<DeleteJob>) {
+pub(crate) fn run_deleter(shared: Arc<Shared>, mailbox: Arc<Mailbox>, jobs: Receiver<DeleteJob>) {
     for job in jobs {
         let started = Instant::now();
         match crate::operations::delete_named(&shared.config.dir, &job.files) {
@@ -157,7 +157,7 @@ pub(crate) fn run_deleter(shared: Arc<Shared>, jobs: Receiver<DeleteJob>) {
         }
         let recording_id = job.recording_id;
         let done = job.done;
-        shared.mailbox.tell(move |state| {
+        mailbox.tell(move |state| {
             state.deleted(recording_id);
             if let Some((reply, count)) = done {
                 let _ = reply.send(Ok(count));
@@ -248,12 +248,7 @@ pub(crate) fn run(parts: Parts, commands: Receiver<Command>) {
                 Err(panic) => {
                     // A bug in a room ends that room (as a thread of its own would end), not
                     // the archive.
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|text| text.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into());
-                    tracing::error!("{} stopped: {what}", room.name());
+                    tracing::error!("{} stopped: {}", room.name(), panic_message(panic.as_ref()));
                     failed.push(index);
                 }
             }
@@ -264,6 +259,15 @@ pub(crate) fn run(parts: Parts, commands: Receiver<Command>) {
         rooms.retain(|room| !room.is_done());
         idle.idle(work);
     }
+}
+
+/// What a panic said, for the log.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 impl ArchiveState {
@@ -304,8 +308,68 @@ impl ArchiveState {
 
     // ---- what agents report -------------------------------------------------------------
 
+    /// Take in what the recorder reports (in the order it happened).
+    pub(crate) fn on_report(&mut self, report: Report) {
+        match report {
+            Report::SubscriptionAdded(info) => {
+                self.subscriptions.insert(info.subscription_id, info);
+            }
+            Report::SubscriptionRemoved(subscription_id) => {
+                self.subscriptions.remove(&subscription_id);
+            }
+            Report::NewRecording {
+                descriptor,
+                subscription_id,
+                reply,
+            } => {
+                let _ = reply.send(self.add_recording(descriptor, subscription_id));
+            }
+            Report::ReserveExtension {
+                recording_id,
+                subscription_id,
+                reply,
+            } => {
+                let _ = reply.send(self.reserve_extension(recording_id, subscription_id));
+            }
+            Report::ExtensionOpened {
+                descriptor,
+                position,
+                reply,
+            } => {
+                let _ = reply.send(self.extension_opened(&descriptor, position));
+            }
+            Report::ReleaseExtension(recording_id) => {
+                self.activity.active.remove(&recording_id);
+            }
+            Report::Stopped {
+                recording_id,
+                subscription_id,
+                stopped,
+                stop,
+                failure,
+                signal,
+            } => self.recording_stopped(
+                recording_id,
+                subscription_id,
+                stopped,
+                stop,
+                failure,
+                signal,
+            ),
+            Report::Failed(failure) => self.recording_failed(failure),
+            Report::Signal {
+                signal,
+                recording_id,
+                subscription_id,
+                position,
+            } => self
+                .events
+                .signal(signal, recording_id, subscription_id, position),
+        }
+    }
+
     /// Note that a recording could not be written, and signal it.
-    pub(crate) fn recording_failed(&mut self, failure: RecordingFailure) {
+    fn recording_failed(&mut self, failure: RecordingFailure) {
         tracing::error!("{failure}");
         self.events.signal(
             RecordingSignalKind::Failed,
@@ -327,28 +391,9 @@ impl ArchiveState {
         self.agent_failure.get_or_insert(message);
     }
 
-    pub(crate) fn signal(
-        &mut self,
-        signal: RecordingSignalKind,
-        recording_id: i64,
-        subscription_id: i64,
-        position: i64,
-    ) {
-        self.events
-            .signal(signal, recording_id, subscription_id, position);
-    }
-
-    pub(crate) fn subscription_added(&mut self, info: RecordingSubscriptionInfo) {
-        self.subscriptions.insert(info.subscription_id, info);
-    }
-
-    pub(crate) fn subscription_removed(&mut self, subscription_id: i64) {
-        self.subscriptions.remove(&subscription_id);
-    }
-
     /// A new recording: in the catalog, active through `subscription_id`, its live positions
     /// visible, from now.
-    pub(crate) fn add_recording(
+    fn add_recording(
         &mut self,
         descriptor: RecordingDescriptor,
         subscription_id: i64,
@@ -364,7 +409,7 @@ impl ArchiveState {
     /// A recording stopped (or could not start): its stop in the catalog (`None`: its end
     /// could not be saved, the next start recovers it), then its live positions, then it is no
     /// longer active; its failure, then the `Stop` signal (`signal`: it had started).
-    pub(crate) fn recording_stopped(
+    fn recording_stopped(
         &mut self,
         recording_id: i64,
         subscription_id: i64,
@@ -389,7 +434,7 @@ impl ArchiveState {
             self.recording_failed(failure);
         }
         if signal {
-            self.signal(
+            self.events.signal(
                 RecordingSignalKind::Stop,
                 recording_id,
                 subscription_id,
@@ -400,7 +445,7 @@ impl ArchiveState {
 
     /// Reserve a stopped recording for an extension through `subscription_id`: refused if it is
     /// active, busy or not valid. Returns its descriptor.
-    pub(crate) fn reserve_extension(
+    fn reserve_extension(
         &mut self,
         recording_id: i64,
         subscription_id: i64,
@@ -417,14 +462,14 @@ impl ArchiveState {
             )));
         }
         let descriptor = self.catalog.get(recording_id)?.clone();
-        crate::extend::check_extensible(&descriptor)?;
+        crate::record::extend::check_extensible(&descriptor)?;
         self.activity.active.insert(recording_id, subscription_id);
         Ok(descriptor)
     }
 
     /// The files of a reserved extension are ready: the recording is active again in the
     /// catalog. On an error it is released.
-    pub(crate) fn extension_opened(
+    fn extension_opened(
         &mut self,
         descriptor: &RecordingDescriptor,
         position: i64,
@@ -439,15 +484,11 @@ impl ArchiveState {
         Ok(progress)
     }
 
-    /// A reserved extension that did not open.
-    pub(crate) fn release(&mut self, recording_id: i64) {
-        self.activity.active.remove(&recording_id);
-    }
-
     /// The deleter is done with a truncate's or purge's files.
     fn deleted(&mut self, recording_id: i64) {
         self.activity.busy.remove(&recording_id);
-        self.signal(RecordingSignalKind::Delete, recording_id, -1, -1);
+        self.events
+            .signal(RecordingSignalKind::Delete, recording_id, -1, -1);
     }
 
     // ---- what the handle and the control server ask ---------------------------------------
@@ -659,7 +700,7 @@ impl ArchiveState {
         let descriptor = info.descriptor.clone();
         let key = match request.key {
             Some(filter) if filter.kind == KeyKind::Session => {
-                crate::key_search::check_session(
+                crate::replay::key_search::check_session(
                     &descriptor,
                     filter.value,
                     self.catalog.recordings(),
@@ -667,7 +708,7 @@ impl ArchiveState {
                 None
             }
             Some(filter) => {
-                crate::key_search::check_filter(&descriptor, &filter)?;
+                crate::replay::key_search::check_filter(&descriptor, &filter)?;
                 Some(filter)
             }
             None => None,
@@ -1099,7 +1140,7 @@ mod tests {
     //! the test, which plays the replayer and the deleter.
     use super::*;
     use crate::config::ArchiveConfig;
-    use crate::replayer::ReplayState;
+    use crate::replay::ReplayState;
     use tern_store::descriptor::{RecordState, NULL_POSITION};
     use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
     use tern_store::WriteMode;
@@ -1112,7 +1153,6 @@ mod tests {
         replayer: Receiver<ReplayerCommand>,
         deleter: Receiver<DeleteJob>,
         _recorder: Receiver<RecorderCommand>,
-        _mailbox: Receiver<Command>,
         recording_id: i64,
         /// Frame starts of the recording.
         frames: Vec<i64>,
@@ -1179,11 +1219,9 @@ mod tests {
                 source_identity: "aeron:ipc".into(),
             })
             .expect("added");
-        let (mailbox, mailbox_receiver) = Mailbox::new();
         let shared = Arc::new(Shared {
             config: ArchiveConfig::new(dir.path(), "/no-aeron-dir"),
             metrics: crate::metrics::Metrics::default(),
-            mailbox,
         });
         let (recorder, recorder_receiver) = mpsc::channel();
         let (replayer, replayer_receiver) = mpsc::channel();
@@ -1201,7 +1239,6 @@ mod tests {
             replayer: replayer_receiver,
             deleter: deleter_receiver,
             _recorder: recorder_receiver,
-            _mailbox: mailbox_receiver,
             recording_id: descriptor.recording_id,
             frames,
             _dir: dir,

@@ -13,34 +13,36 @@ mod config;
 pub mod control;
 mod error;
 mod events;
-mod extend;
+mod exporter;
 pub use tern_store::frame;
 pub use tern_store::key;
 pub use tern_store::key_index;
-mod key_search;
 pub use tern_store::message_time;
 mod metrics;
 mod operations;
-mod recorder;
-mod replay_limit;
-mod replayer;
+mod record;
+mod replay;
 pub use tern_store::segment;
 pub use tern_store::time_index;
+mod types;
 mod view;
 
-pub use archive::{
-    stopped_by_identity, Archive, Begun, Pending, PendingRecording, PendingReplay, PendingSeek,
-    RecordingFailure, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
-};
+pub use archive::Archive;
 pub use config::{ArchiveConfig, FsyncPolicy};
 pub use error::{ArchiveError, Result};
 pub use events::{RecordingEvent, RecordingSignalKind};
-pub use key_search::SearchStats;
-pub use metrics::{MetricsExporter, MetricsServer, METRICS_CONTENT_TYPE, METRICS_PREFIX};
+pub use exporter::{MetricsExporter, MetricsServer, METRICS_CONTENT_TYPE};
+pub use metrics::METRICS_PREFIX;
 pub use operations::{purge_recording_offline, truncate_recording_offline};
-pub use recorder::{SourceLocation, RECORDING_POSITION_TYPE_ID};
-pub use replayer::{ReplayState, ReplayStatus};
+pub use record::RECORDING_POSITION_TYPE_ID;
+pub use replay::key_search::SearchStats;
+pub use replay::{ReplayState, ReplayStatus};
 pub use tern_protocol::ArchiveErrorCode;
+pub use types::SourceLocation;
+pub use types::{
+    stopped_by_identity, Begun, Pending, PendingRecording, PendingReplay, PendingSeek,
+    RecordingFailure, RecordingInfo, RecordingSubscriptionInfo, ReplayRequest,
+};
 pub use view::{ArchiveView, FilteredRead, RecordingView, SegmentInfo, VerifyReport};
 // The storage the archive keeps its recordings in (tern-store), under the names the archive's
 // users know.

@@ -2,7 +2,7 @@
 //! describing, verifying and reading recordings. Active recordings' ends are found by scanning.
 
 use crate::error::{ArchiveError, Result};
-use crate::key_search::{check_session, Found, KeySearch, SearchStats};
+use crate::replay::key_search::{check_session, Found, KeySearch, SearchStats};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tern_store::catalog::{Catalog, CatalogEntry};
@@ -518,7 +518,7 @@ impl ArchiveView {
                 stats: SearchStats::default(),
             });
         }
-        crate::key_search::check_filter(descriptor, filter)?;
+        crate::replay::key_search::check_filter(descriptor, filter)?;
         let available = recording.end_position;
         let from = from.unwrap_or(descriptor.start_position);
         let end = to.unwrap_or(available).min(available);

@@ -3,15 +3,14 @@
 
 use super::session::{ControlSession, Listing, Opening, Source, State};
 use super::{ControlConfig, ControlStats};
-use crate::archive::{
-    stopped_by_identity, Pending, PendingRecording, PendingReplay, PendingSeek, RecordingInfo,
-    ReplayRequest,
-};
 use crate::conductor::{ArchiveState, Room};
 use crate::error::{ArchiveError, Result};
 use crate::events::{RecordingEvent, RecordingSignalKind};
 use crate::metrics::Metrics;
-use crate::recorder::SourceLocation;
+use crate::types::{
+    stopped_by_identity, Pending, PendingRecording, PendingReplay, PendingSeek, RecordingInfo,
+    ReplayRequest, SourceLocation,
+};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;

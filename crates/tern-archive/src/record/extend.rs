@@ -2,7 +2,8 @@
 //! image must pass (Aeron's `validateImageForExtendRecording`) and the files and catalog record
 //! prepared for the recorder to go on writing the recording where it stopped.
 
-use crate::archive::Shared;
+use super::{Report, Reporter};
+use crate::config::ArchiveConfig;
 use crate::error::{ArchiveError, Result};
 use std::sync::Arc;
 use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
@@ -83,20 +84,21 @@ fn check_image(
 /// The recording is unknown, deleted, active or busy; the image does not fit; a file or catalog
 /// error. The recording is then as it was.
 pub(crate) fn open_extension(
-    shared: &Shared,
+    config: &ArchiveConfig,
+    report: &Reporter,
     recording_id: i64,
     subscription_id: i64,
     image: &ImageInfo,
     position: i64,
 ) -> Result<Extension> {
-    let descriptor = shared
-        .mailbox
-        .ask(move |state| state.reserve_extension(recording_id, subscription_id))??;
-    let opened = prepare(shared, descriptor, image, position);
+    let descriptor = super::ask(report, |reply| Report::ReserveExtension {
+        recording_id,
+        subscription_id,
+        reply,
+    })?;
+    let opened = prepare(config, report, descriptor, image, position);
     if opened.is_err() {
-        shared
-            .mailbox
-            .tell(move |state| state.release(recording_id));
+        report(Report::ReleaseExtension(recording_id));
     }
     opened
 }
@@ -122,12 +124,12 @@ pub(crate) fn check_extensible(descriptor: &RecordingDescriptor) -> Result<()> {
 /// The files of a reserved extension; the record made active last (on the conductor, which
 /// releases the recording if that fails).
 fn prepare(
-    shared: &Shared,
+    config: &ArchiveConfig,
+    report: &Reporter,
     mut descriptor: RecordingDescriptor,
     image: &ImageInfo,
     position: i64,
 ) -> Result<Extension> {
-    let config = &shared.config;
     let recording_id = descriptor.recording_id;
     check_image(&descriptor, image, position).map_err(ArchiveError::Invalid)?;
     let stop = descriptor.stop_position;
@@ -154,10 +156,11 @@ fn prepare(
     )?;
     descriptor.stop_position = NULL_POSITION;
     descriptor.stop_timestamp_ns = NULL_POSITION;
-    let active = descriptor.clone();
-    let progress = shared
-        .mailbox
-        .ask(move |state| state.extension_opened(&active, stop))??;
+    let progress = super::ask(report, |reply| Report::ExtensionOpened {
+        descriptor: descriptor.clone(),
+        position: stop,
+        reply,
+    })?;
     Ok(Extension {
         descriptor,
         writer,

@@ -1,80 +1,23 @@
 //! The recorder agent: one thread that owns the recording subscriptions and writes every image
 //! of them to its own recording.
 
-use crate::archive::{RecordingFailure, Shared};
-use crate::config::{ArchiveConfig, FsyncPolicy};
+use super::session::sync_time_index_with;
+use super::{RecorderCommand, RecordingSession, Report, Reporter, RECORDING_POSITION_TYPE_ID};
 use crate::error::{ArchiveError, Result};
+use crate::types::{RecordingFailure, RecordingSubscriptionInfo, Shared, SourceLocation};
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use tern_store::indexer::IndexJob;
-use tern_store::progress::RecordingProgress;
 use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
 use tern_store::time_index::TimeIndexWriter;
-use tern_transport::{BackoffIdle, BlockSource, Client, Counter, Idle, Image, Subscription};
-
-/// Aeron's counter type id of an archive recording position; tools that list counters know it.
-pub const RECORDING_POSITION_TYPE_ID: i32 = 100;
-/// Where the publishers of a recorded stream are, relative to this archive's driver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SourceLocation {
-    /// Elsewhere (or IPC): subscribe to the channel itself.
-    #[default]
-    Remote,
-    /// On this driver: spy on the local publications of a UDP channel (`aeron-spy:` prefix), so
-    /// recording does not take a network subscriber's place.
-    Local,
-}
-
-pub(crate) enum RecorderCommand {
-    Start {
-        subscription_id: i64,
-        channel: String,
-        stream_id: i32,
-        source: SourceLocation,
-        /// Remove the subscription when the recording of one of its images stops.
-        auto_stop: bool,
-        /// Extend this stopped recording instead of starting new ones.
-        extend: Option<i64>,
-        reply: Sender<Result<()>>,
-    },
-    Stop {
-        subscription_id: i64,
-        reply: Sender<Result<Vec<i64>>>,
-    },
-    Shutdown,
-}
-
-/// One image being recorded: generic over where its frames come from (an Aeron [`Image`], or a
-/// simulated one in tests).
-pub(crate) struct RecordingSession<I = Image> {
-    pub(crate) descriptor: RecordingDescriptor,
-    pub(crate) image: I,
-    pub(crate) writer: SegmentWriter,
-    pub(crate) time_index: TimeIndexWriter,
-    pub(crate) progress: Arc<RecordingProgress>,
-    pub(crate) counter: Option<Counter>,
-    pub(crate) last_sync: Instant,
-    /// The recording subscription the image came through.
-    pub(crate) subscription_id: i64,
-    /// For a spy image (a local recording of a UDP channel): when to check that its publication
-    /// is connected, until it is or has been reported.
-    pub(crate) spy_check: Option<Instant>,
-}
+use tern_transport::{BackoffIdle, Client, Idle, Image, Subscription};
 
 /// How long a spied publication may stay unconnected before the recorder says why: long enough
 /// for a network subscriber to connect.
 const SPY_CONNECT_GRACE: Duration = Duration::from_secs(3);
-
-const MIN_BLOCK_SPACE: usize = 64 * 1024;
-
-/// Have the segment writer's I/O thread sync the time index after each segment sync.
-fn sync_time_index_with(writer: &mut SegmentWriter, time_index: &TimeIndexWriter) {
-    let (path, file) = time_index.file_handle();
-    writer.sync_with(path, file);
-}
 
 /// Bytes dropped per cycle from an image whose recording failed.
 const DISCARD_LIMIT: usize = 4 << 20;
@@ -82,140 +25,6 @@ const DISCARD_LIMIT: usize = 4 << 20;
 /// length prefixes), and what is kept for the source identity (an address, or `aeron:ipc`).
 const MAX_CATALOG_STRINGS: usize = tern_store::descriptor::RECORD_LENGTH - 80 - 6;
 const MAX_SOURCE_IDENTITY: usize = 128;
-
-impl<I: BlockSource> RecordingSession<I> {
-    /// Copy what the image has into the segments, hand full buffers to the I/O thread, take in
-    /// finished writes and syncs, and ask for syncs as the policy says.
-    pub(crate) fn do_work(
-        &mut self,
-        config: &ArchiveConfig,
-        timestamp_ns: i64,
-        now: Instant,
-    ) -> Result<usize> {
-        let mut bytes = 0usize;
-        let budget = config.write_buffer_length;
-        let mut failure = None;
-        while bytes < budget {
-            if self.writer.buffer_space() < MIN_BLOCK_SPACE {
-                self.writer.flush()?;
-            }
-            let space = self.writer.space();
-            let writer = &mut self.writer;
-            let time_index = &mut self.time_index;
-            let first = bytes == 0;
-            let consumed = self.image.block_poll(
-                |block, position| {
-                    if first {
-                        time_index.record(timestamp_ns, position);
-                    }
-                    if failure.is_none() {
-                        if let Err(error) = writer.append(block, position) {
-                            failure = Some(error);
-                        }
-                    }
-                },
-                space,
-            )?;
-            if let Some(error) = failure.take() {
-                return Err(error.into());
-            }
-            if consumed == 0 {
-                break;
-            }
-            bytes += consumed;
-        }
-        if bytes > 0 {
-            self.writer.flush()?;
-            if let Err(error) = self.time_index.flush() {
-                tracing::warn!(
-                    "recording {}: time index stopped: {error}",
-                    self.descriptor.recording_id
-                );
-            }
-        }
-        let finished = self.writer.poll()?;
-        let flushed = self.writer.flushed_position();
-        let durable = match config.fsync {
-            FsyncPolicy::None => flushed,
-            FsyncPolicy::Always => {
-                if bytes > 0 {
-                    self.writer.request_sync()?;
-                }
-                self.writer.synced_position()
-            }
-            FsyncPolicy::Interval(interval) => {
-                if now.duration_since(self.last_sync) >= interval
-                    && self.writer.synced_position() < self.writer.position()
-                {
-                    // The I/O thread syncs the time index after the segment.
-                    self.writer.request_sync()?;
-                    self.last_sync = now;
-                }
-                self.writer.synced_position()
-            }
-        };
-        if finished || durable != self.progress.durable() {
-            self.progress.update(flushed, durable, self.writer.frames());
-            if let Some(counter) = &self.counter {
-                counter.set(flushed);
-            }
-        }
-        Ok(bytes + usize::from(finished))
-    }
-
-    /// Write and sync what is buffered and record the stop in the catalog. If the data cannot be
-    /// written and synced, the catalog keeps the recording active, so the next start finds its
-    /// end by scanning what really is on disk.
-    fn finish(mut self, shared: &Shared, error: Option<&ArchiveError>) -> I {
-        let recording_id = self.descriptor.recording_id;
-        let synced = self.writer.sync();
-        if let Err(index_error) = self
-            .time_index
-            .flush()
-            .and_then(|()| self.time_index.sync())
-        {
-            tracing::warn!("recording {recording_id}: time index not saved: {index_error}");
-        }
-        let stop = self.writer.flushed_position();
-        let durable = self.writer.synced_position();
-        self.progress.update(stop, durable, self.writer.frames());
-        let stopped = match &synced {
-            Ok(()) => {
-                self.writer.finish_keys(stop);
-                self.descriptor.stop_position = stop;
-                self.descriptor.stop_timestamp_ns = tern_store::epoch_nanos();
-                Some(self.descriptor.clone())
-            }
-            Err(sync_error) => {
-                tracing::error!(
-                    "recording {recording_id}: final write or sync failed, left for recovery at the next start: {sync_error}"
-                );
-                None
-            }
-        };
-        let failure = error.map(|error| RecordingFailure {
-            recording_id,
-            subscription_id: self.subscription_id,
-            session_id: self.descriptor.session_id,
-            stream_id: self.descriptor.stream_id,
-            channel: self.descriptor.original_channel.clone(),
-            position: stop,
-            code: error.code(),
-            error: error.to_string(),
-        });
-        let subscription_id = self.subscription_id;
-        shared.mailbox.tell(move |state| {
-            state.recording_stopped(recording_id, subscription_id, stopped, stop, failure, true)
-        });
-        match error {
-            Some(error) => tracing::error!(
-                "recording {recording_id} stopped at position {stop} after an error: {error}"
-            ),
-            None => tracing::info!("recording {recording_id} stopped at position {stop}"),
-        }
-        self.image
-    }
-}
 
 struct RecordingSubscription {
     id: i64,
@@ -248,6 +57,8 @@ impl RecordingSubscription {
 
 pub(crate) struct Recorder {
     shared: Arc<Shared>,
+    /// Where what happens goes (the conductor).
+    report: Reporter,
     client: Client,
     commands: Receiver<RecorderCommand>,
     subscriptions: Vec<RecordingSubscription>,
@@ -258,6 +69,7 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub(crate) fn new(
         shared: Arc<Shared>,
+        report: Reporter,
         commands: Receiver<RecorderCommand>,
         indexer: SyncSender<IndexJob>,
     ) -> Result<Self> {
@@ -265,6 +77,7 @@ impl Recorder {
             Client::connect_with_idle(&shared.config.aeron_dir, shared.config.client_idle_sleep)?;
         Ok(Self {
             shared,
+            report,
             client,
             commands,
             subscriptions: Vec::new(),
@@ -388,16 +201,14 @@ impl Recorder {
         }
         let subscription = self.client.add_subscription(&subscribe_to, stream_id)?;
         tracing::info!("recording subscription {id}: {subscribe_to} stream {stream_id}");
-        let info = crate::archive::RecordingSubscriptionInfo {
+        let info = RecordingSubscriptionInfo {
             subscription_id: id,
             channel: channel.clone(),
             stream_id,
             source,
         };
         // Before the answer: whoever reads the answer and then lists the subscriptions sees it.
-        self.shared
-            .mailbox
-            .tell(move |state| state.subscription_added(info));
+        (self.report)(Report::SubscriptionAdded(info));
         self.subscriptions.push(RecordingSubscription {
             id,
             original_channel: channel,
@@ -428,7 +239,7 @@ impl Recorder {
             }
             for (image_id, error) in failed {
                 if let Some(session) = entry.sessions.remove(&image_id) {
-                    let image = session.finish(shared, Some(&error));
+                    let image = session.finish(&self.report, Some(&error));
                     entry.finished.insert(image_id);
                     entry.discarding.insert(image_id, image);
                     if entry.auto_stop {
@@ -461,6 +272,7 @@ impl Recorder {
     fn scan_images(&mut self, now: Instant) -> usize {
         let mut work = 0;
         let shared = self.shared.clone();
+        let report = self.report.clone();
         // Auto-stop subscriptions one of whose recordings ended (or was refused).
         let mut auto_stopped = Vec::new();
         for index in 0..self.subscriptions.len() {
@@ -498,9 +310,7 @@ impl Recorder {
                             code: error.code(),
                             error: format!("cannot record the image: {error}"),
                         };
-                        shared
-                            .mailbox
-                            .tell(move |state| state.recording_failed(failure));
+                        report(Report::Failed(failure));
                         entry.finished.insert(image_id);
                         entry.discarding.insert(image_id, image);
                         if entry.auto_stop && entry.extend.is_some() {
@@ -525,7 +335,7 @@ impl Recorder {
             for image_id in ended {
                 if let Some(mut session) = entry.sessions.remove(&image_id) {
                     let outcome = session.do_work(&shared.config, tern_store::epoch_nanos(), now);
-                    session.finish(&shared, outcome.as_ref().err());
+                    session.finish(&report, outcome.as_ref().err());
                     if listed.contains(&image_id) {
                         entry.finished.insert(image_id);
                     }
@@ -609,9 +419,12 @@ impl Recorder {
             ),
         };
         let recording_id = session.descriptor.recording_id;
-        self.shared
-            .mailbox
-            .tell(move |state| state.signal(signal, recording_id, subscription_id, position));
+        (self.report)(Report::Signal {
+            signal,
+            recording_id,
+            subscription_id,
+            position,
+        });
         Ok(session)
     }
 
@@ -625,8 +438,9 @@ impl Recorder {
     ) -> Result<RecordingSession> {
         let subscription_id = self.subscriptions[index].id;
         let info = image.info().clone();
-        let extension = crate::extend::open_extension(
-            &self.shared,
+        let extension = super::extend::open_extension(
+            &self.shared.config,
+            &self.report,
             recording_id,
             subscription_id,
             &info,
@@ -683,9 +497,7 @@ impl Recorder {
     fn remove_subscription(&mut self, index: usize) -> Vec<i64> {
         let entry = self.subscriptions.remove(index);
         let subscription_id = entry.id;
-        self.shared
-            .mailbox
-            .tell(move |state| state.subscription_removed(subscription_id));
+        (self.report)(Report::SubscriptionRemoved(subscription_id));
         self.stop_subscription(entry)
     }
 
@@ -722,27 +534,24 @@ impl Recorder {
             .validate()
             .map_err(|reason| (-1, ArchiveError::Invalid(reason)))?;
         let subscription_id = entry.id;
-        let (descriptor, progress) = self
-            .shared
-            .mailbox
-            .ask(move |state| state.add_recording(descriptor, subscription_id))
-            .and_then(|added| added)
-            .map_err(|error| (-1, error))?;
+        let (descriptor, progress) = super::ask(&self.report, |reply| Report::NewRecording {
+            descriptor,
+            subscription_id,
+            reply,
+        })
+        .map_err(|error| (-1, error))?;
         let recording_id = descriptor.recording_id;
-        let stop_empty = |shared: &Shared, descriptor: &RecordingDescriptor| {
+        let stop_empty = |report: &Reporter, descriptor: &RecordingDescriptor| {
             let mut stopped = descriptor.clone();
             stopped.stop_position = stopped.start_position;
             stopped.stop_timestamp_ns = tern_store::epoch_nanos();
-            let stop = stopped.stop_position;
-            shared.mailbox.tell(move |state| {
-                state.recording_stopped(
-                    recording_id,
-                    subscription_id,
-                    Some(stopped),
-                    stop,
-                    None,
-                    false,
-                )
+            report(Report::Stopped {
+                recording_id,
+                subscription_id,
+                stop: stopped.stop_position,
+                stopped: Some(stopped),
+                failure: None,
+                signal: false,
             });
         };
         let geometry = SegmentGeometry {
@@ -768,7 +577,7 @@ impl Recorder {
         let (mut writer, time_index) = match opened {
             Ok(opened) => opened,
             Err(error) => {
-                stop_empty(&self.shared, &descriptor);
+                stop_empty(&self.report, &descriptor);
                 return Err((recording_id, error.into()));
             }
         };
@@ -828,7 +637,7 @@ impl Recorder {
         for (_, mut session) in entry.sessions.drain() {
             let outcome = session.do_work(&self.shared.config, tern_store::epoch_nanos(), now);
             stopped.push(session.descriptor.recording_id);
-            session.finish(&self.shared, outcome.as_ref().err());
+            session.finish(&self.report, outcome.as_ref().err());
         }
         stopped
     }

@@ -1,274 +1,69 @@
-//! The replayer agent: one thread that sends recordings back out on replay publications,
-//! frame by frame as they were recorded, so stream positions are the recorded ones.
+//! One replay: frames read from the recording, checked, re-headered and offered on the replay
+//! publication, at the recorded positions; key filters, limits, seeks and pacing applied.
 
-use crate::archive::Shared;
+use super::pacing::Pacing;
+use super::{ReplayEnd, ReplayPlan, ReplayState};
 use crate::config::ArchiveConfig;
 use crate::error::Result;
-use crate::key_search::{Found, KeySearch, SearchStats};
 use crate::metrics::Metrics;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use crate::replay::key_search::{Found, KeySearch};
+use std::sync::Arc;
+use std::time::Instant;
 use tern_store::clock::Clock;
-use tern_store::descriptor::RecordingDescriptor;
 use tern_store::frame::{
     FrameHeader, FrameProblem, HEADER_LENGTH, SESSION_ID_OFFSET, STREAM_ID_OFFSET,
 };
-use tern_store::key::KeyFilter;
-use tern_store::message_time::TimeSource;
-use tern_store::progress::RecordingProgress;
 use tern_store::recording_reader::RecordingReader;
 use tern_store::segment::AlignedBuffer;
-use tern_store::storage::Storage;
-use tern_store::time_index::TimeIndexReader;
-use tern_transport::{BackoffIdle, BlockSink, Client, ExclusivePublication, Idle, OfferError};
-
-/// Where a replay is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayState {
-    /// Waiting for a subscriber on the replay channel.
-    Connecting,
-    /// Sending.
-    Replaying,
-    /// Paused by request; resumes where it stopped.
-    Paused,
-    /// Reached its end.
-    Done,
-    /// Stopped by request.
-    Stopped,
-    /// Failed; see [`ReplayStatus::error`].
-    Failed,
-}
-
-/// The shared view of a replay's progress.
-#[derive(Debug)]
-pub struct ReplayStatus {
-    state: AtomicU8,
-    position: AtomicI64,
-    recording_position: AtomicI64,
-    session_id: AtomicI32,
-    recording_id: i64,
-    error: Mutex<Option<String>>,
-    search: Mutex<SearchStats>,
-}
-
-impl ReplayStatus {
-    pub(crate) fn new_at(recording_id: i64, position: i64, session_id: i32) -> Self {
-        Self {
-            state: AtomicU8::new(0),
-            position: AtomicI64::new(position),
-            recording_position: AtomicI64::new(position),
-            session_id: AtomicI32::new(session_id),
-            recording_id,
-            error: Mutex::new(None),
-            search: Mutex::new(SearchStats::default()),
-        }
-    }
-
-    /// For a replay filtered by key: how it found the key's messages (index files read, frames
-    /// scanned).
-    pub fn search_stats(&self) -> SearchStats {
-        self.search.lock().map(|stats| *stats).unwrap_or_default()
-    }
-
-    fn set_search_stats(&self, stats: SearchStats) {
-        if let Ok(mut search) = self.search.lock() {
-            *search = stats;
-        }
-    }
-
-    /// The session id of the replay's current image: the replay id's low 32 bits until a seek,
-    /// which starts a new image.
-    pub fn session_id(&self) -> i32 {
-        self.session_id.load(Ordering::Acquire)
-    }
-
-    /// The recording being replayed.
-    pub fn recording_id(&self) -> i64 {
-        self.recording_id
-    }
-
-    /// The state.
-    pub fn state(&self) -> ReplayState {
-        match self.state.load(Ordering::Acquire) {
-            0 => ReplayState::Connecting,
-            1 => ReplayState::Replaying,
-            2 => ReplayState::Done,
-            3 => ReplayState::Stopped,
-            5 => ReplayState::Paused,
-            _ => ReplayState::Failed,
-        }
-    }
-
-    /// Whether the replay has ended, one way or another.
-    pub fn is_finished(&self) -> bool {
-        !matches!(
-            self.state(),
-            ReplayState::Connecting | ReplayState::Replaying | ReplayState::Paused
-        )
-    }
-
-    /// The position sent so far on the replay stream: the position a subscriber's image reaches
-    /// when it has everything.
-    pub fn position(&self) -> i64 {
-        self.position.load(Ordering::Acquire)
-    }
-
-    /// How far the replay got in the recording. The same as [`Self::position`] but in a replay
-    /// filtered by key that sends the key's messages back to back (their positions on the replay
-    /// stream are not the recorded ones).
-    pub fn recording_position(&self) -> i64 {
-        self.recording_position.load(Ordering::Acquire)
-    }
-
-    fn set_positions(&self, stream: i64, recording: i64) {
-        self.recording_position.store(recording, Ordering::Release);
-        self.position.store(stream, Ordering::Release);
-    }
-
-    /// Why the replay failed.
-    pub fn error(&self) -> Option<String> {
-        self.error.lock().map(|error| error.clone()).unwrap_or(None)
-    }
-
-    pub(crate) fn set_state(&self, state: ReplayState) {
-        let value = match state {
-            ReplayState::Connecting => 0,
-            ReplayState::Replaying => 1,
-            ReplayState::Done => 2,
-            ReplayState::Stopped => 3,
-            ReplayState::Failed => 4,
-            ReplayState::Paused => 5,
-        };
-        self.state.store(value, Ordering::Release);
-    }
-
-    fn fail(&self, message: String) {
-        if let Ok(mut error) = self.error.lock() {
-            *error = Some(message);
-        }
-        self.set_state(ReplayState::Failed);
-    }
-}
-
-/// Where a replay ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReplayEnd {
-    /// At this position (not past the recording's stop).
-    At(i64),
-    /// Follow the recording as it grows, until it stops (or this limit, if any).
-    Follow(Option<i64>),
-}
-
-pub(crate) struct ReplayPlan {
-    pub replay_id: i64,
-    pub descriptor: RecordingDescriptor,
-    pub position: i64,
-    pub end: ReplayEnd,
-    pub channel: String,
-    pub stream_id: i32,
-    pub session_id: i32,
-    pub progress: Option<Arc<RecordingProgress>>,
-    pub status: Arc<ReplayStatus>,
-    pub speed: Option<f64>,
-    pub time_source: TimeSource,
-    /// A bounded replay's limit counter.
-    pub limit_counter_id: Option<i32>,
-    /// Only the messages with this key (never a session key: those are resolved before).
-    pub key: Option<KeyFilter>,
-    /// For a filtered replay: pad the gaps so messages keep their recorded positions (else they
-    /// go back to back).
-    pub keep_positions: bool,
-}
-
-pub(crate) enum ReplayerCommand {
-    Start {
-        plan: Box<ReplayPlan>,
-        reply: Sender<Result<()>>,
-    },
-    Stop {
-        replay_id: i64,
-    },
-    Pause {
-        replay_id: i64,
-    },
-    Seek {
-        replay_id: i64,
-        position: i64,
-        session_id: i32,
-        reply: Sender<Result<()>>,
-    },
-    Resume {
-        replay_id: i64,
-    },
-    Shutdown,
-}
-
-/// The channel of a replay: the requested one with the recording's term geometry and the replay's
-/// session id, so the replay publication starts at the recorded position.
-pub(crate) fn replay_channel(
-    channel: &str,
-    descriptor: &RecordingDescriptor,
-    position: i64,
-    session_id: i32,
-) -> String {
-    let (term_id, term_offset) =
-        tern_store::frame::term_of(position, descriptor.initial_term_id, descriptor.term_length);
-    let separator = if channel.contains('?') { '|' } else { '?' };
-    format!(
-        "{channel}{separator}init-term-id={}|term-id={term_id}|term-offset={term_offset}|term-length={}|mtu={}|session-id={session_id}",
-        descriptor.initial_term_id, descriptor.term_length, descriptor.mtu_length
-    )
-}
+use tern_transport::{BlockSink, ExclusivePublication, OfferError};
 
 /// One replay: generic over where its frames go (an Aeron [`ExclusivePublication`], or a
 /// simulated log in tests); its time comes from `clock`.
-struct ReplaySession<P = ExclusivePublication> {
-    plan: ReplayPlan,
-    reader: RecordingReader,
-    publication: P,
-    clock: Arc<dyn Clock>,
+pub(super) struct ReplaySession<P = ExclusivePublication> {
+    pub(super) plan: ReplayPlan,
+    pub(super) reader: RecordingReader,
+    pub(super) publication: P,
+    pub(super) clock: Arc<dyn Clock>,
     /// Where the replay is in the recording.
-    position: i64,
+    pub(super) position: i64,
     /// The replay publication's position: `position`, except in a compact filtered replay.
-    out_position: i64,
-    deadline: Instant,
-    buffer: AlignedBuffer,
+    pub(super) out_position: i64,
+    pub(super) deadline: Instant,
+    pub(super) buffer: AlignedBuffer,
     /// A prepared block waiting to be offered: its length in `buffer`.
-    pending: usize,
+    pub(super) pending: usize,
     /// Bytes of a recorded padding frame still to be re-created.
-    padding_left: usize,
+    pub(super) padding_left: usize,
     /// The schedule, for a paced replay.
-    pacing: Option<Pacing>,
+    pub(super) pacing: Option<Pacing>,
     /// When the replay was paused, while it is.
-    paused_at: Option<Instant>,
+    pub(super) paused_at: Option<Instant>,
     /// When the pending block is due (paced by times inside messages).
-    pending_due: Option<Instant>,
+    pub(super) pending_due: Option<Instant>,
     /// The message time of the block prepared last, if its messages carry one.
-    block_time: Option<i64>,
+    pub(super) block_time: Option<i64>,
     /// When the pending block was due by the pacing schedule, moved by pauses (for the pacing
     /// error metric).
-    scheduled: Option<Instant>,
+    pub(super) scheduled: Option<Instant>,
     /// The counter a bounded replay never goes past.
-    limit: Option<crate::replay_limit::LimitCounter>,
+    pub(super) limit: Option<crate::replay::limit::LimitCounter>,
     /// For a replay filtered by key: where the key's messages are, and which is being sent.
-    keys: Option<KeyReplay>,
+    pub(super) keys: Option<KeyReplay>,
 }
 
 /// The state of a replay filtered by key.
-struct KeyReplay {
-    search: KeySearch,
+pub(super) struct KeyReplay {
+    pub(super) search: KeySearch,
     /// The first frame of a message with the key went out (or is pending), its last has not.
-    in_message: bool,
+    pub(super) in_message: bool,
     /// The pending block holds the last frame of the message.
-    pending_ends_message: bool,
+    pub(super) pending_ends_message: bool,
     /// The key's messages go back to back (their positions are not the recorded ones).
-    compact: bool,
+    pub(super) compact: bool,
 }
 
 /// What [`ReplaySession::prepare_message`] prepared.
-enum MessageBlock {
+pub(super) enum MessageBlock {
     /// Frames of the message are in the buffer; the last one ends the message if `ends`.
     Block { length: usize, ends: bool },
     /// The next frame is not recorded yet.
@@ -282,7 +77,7 @@ enum MessageBlock {
 }
 
 /// What [`ReplaySession::parse_message`] found.
-enum MessageParse {
+pub(super) enum MessageParse {
     Done(MessageBlock),
     /// The bytes read end inside the message: read more.
     ReadMore,
@@ -292,12 +87,12 @@ enum MessageParse {
 /// 4 times longer: a page, the amount the key search announces to the kernel per message, so
 /// that read does not wait for the disk either. (Growing 8 times went past the announced page on
 /// every 1 KiB message: 79 us a message cold instead of 16.)
-const MESSAGE_READ: usize = 1024;
+pub(super) const MESSAGE_READ: usize = 1024;
 
 /// Bytes of frames a filtered replay scans at most per duty cycle, in replay blocks.
-const SCAN_BLOCKS: usize = 4;
+pub(super) const SCAN_BLOCKS: usize = 4;
 
-enum Step {
+pub(super) enum Step {
     Worked(usize),
     Idle,
     /// Nothing to send before this instant (a paced replay).
@@ -305,92 +100,10 @@ enum Step {
     Finished(ReplayState),
 }
 
-/// The schedule of a paced replay: frames go out at the time they were captured, relative to the
-/// first one, divided by the speed. The schedule is absolute (from the replay's first frame), so
-/// a late frame does not delay the ones after it: drift does not accumulate.
-struct Pacing {
-    speed: f64,
-    index: TimeIndexReader,
-    /// The next entry of the index to look at.
-    next_entry: u64,
-    /// Capture time of the frames from the current position to `group_end`.
-    group_time: i64,
-    /// Where frames with a later capture time begin (`i64::MAX`: not indexed yet).
-    group_end: i64,
-    /// When the replay sent its first frame, and that frame's capture time.
-    origin: Option<(Instant, i64)>,
-}
-
-impl Pacing {
-    fn new(
-        storage: &Arc<dyn Storage>,
-        dir: &std::path::Path,
-        recording_id: i64,
-        position: i64,
-        speed: f64,
-    ) -> Result<Self> {
-        let index = TimeIndexReader::open_on(storage, dir, recording_id)?;
-        let mut pacing = Self {
-            speed,
-            index,
-            next_entry: 0,
-            group_time: 0,
-            group_end: i64::MAX,
-            origin: None,
-        };
-        let first = pacing.index.first_after_position(position)?;
-        pacing.group_time = match first {
-            0 if pacing.index.is_empty() => 0,
-            0 => pacing.index.entry(0)?.timestamp_ns,
-            later => pacing.index.entry(later - 1)?.timestamp_ns,
-        };
-        pacing.next_entry = first;
-        Ok(pacing)
-    }
-
-    /// When a message whose own time is `time` is due; `now` is when it is ready to go (the
-    /// schedule's origin, if this is the replay's first message).
-    fn message_due(&mut self, time: i64, now: Instant) -> Instant {
-        let (start, first_time) = *self.origin.get_or_insert((now, time));
-        scheduled_at(start, first_time, time, self.speed)
-    }
-
-    /// Move to `position`; returns when the frames there are due and where their group ends.
-    /// `now` is when they are ready to go (the origin, if they are the replay's first).
-    fn due(&mut self, position: i64, now: Instant) -> Result<(Instant, i64)> {
-        if self.next_entry >= self.index.len() {
-            self.index.refresh()?;
-        }
-        while self.next_entry < self.index.len() {
-            let entry = self.index.entry(self.next_entry)?;
-            if entry.position > position {
-                self.group_end = entry.position;
-                break;
-            }
-            self.group_time = entry.timestamp_ns;
-            self.next_entry += 1;
-            self.group_end = i64::MAX;
-        }
-        let (start, first_time) = *self.origin.get_or_insert((now, self.group_time));
-        Ok((
-            scheduled_at(start, first_time, self.group_time, self.speed),
-            self.group_end,
-        ))
-    }
-}
-
-/// When a frame captured (or stamped) at `time` is due in a replay that sent its first frame,
-/// of time `first_time`, at `start`: the time since the first divided by the speed. Absolute,
-/// so a late frame does not delay the next; a time before the first is due at once.
-fn scheduled_at(start: Instant, first_time: i64, time: i64, speed: f64) -> Instant {
-    let offset_ns = ((time - first_time).max(0) as f64 / speed) as u64;
-    start + std::time::Duration::from_nanos(offset_ns)
-}
-
 impl<P: BlockSink> ReplaySession<P> {
     /// A replay of `plan` from `reader` to `publication`, unpaced, unfiltered and unbounded until
     /// told otherwise; it waits for a subscriber up to the configured connect timeout.
-    fn new(
+    pub(super) fn new(
         plan: ReplayPlan,
         reader: RecordingReader,
         publication: P,
@@ -419,7 +132,7 @@ impl<P: BlockSink> ReplaySession<P> {
     }
 
     /// Where the recording's data ends now, and whether it has stopped.
-    fn available(&self) -> (i64, bool) {
+    pub(super) fn available(&self) -> (i64, bool) {
         let stop = match &self.plan.progress {
             Some(progress) if progress.stop_position() < 0 => None,
             Some(progress) => Some(progress.stop_position()),
@@ -433,7 +146,7 @@ impl<P: BlockSink> ReplaySession<P> {
         (available, stop.is_some())
     }
 
-    fn end_now(&self) -> (i64, bool) {
+    pub(super) fn end_now(&self) -> (i64, bool) {
         let (available, stopped) = self.available();
         let stop = stopped.then_some(available);
         match self.plan.end {
@@ -448,7 +161,7 @@ impl<P: BlockSink> ReplaySession<P> {
 
     /// Stop sending until resumed: a block already prepared stays pending, so nothing is lost
     /// or sent twice.
-    fn pause(&mut self) {
+    pub(super) fn pause(&mut self) {
         if self.paused_at.is_none() && !self.plan.status.is_finished() {
             self.paused_at = Some(self.clock.now());
             self.plan.status.set_state(ReplayState::Paused);
@@ -456,7 +169,7 @@ impl<P: BlockSink> ReplaySession<P> {
     }
 
     /// Go on from where the replay paused; a paced replay's schedule moves by the pause.
-    fn resume(&mut self) {
+    pub(super) fn resume(&mut self) {
         if let Some(paused_at) = self.paused_at.take() {
             if let Some((start, _)) = self
                 .pacing
@@ -477,7 +190,7 @@ impl<P: BlockSink> ReplaySession<P> {
         }
     }
 
-    fn do_work(&mut self, config: &ArchiveConfig, metrics: &Metrics) -> Step {
+    pub(super) fn do_work(&mut self, config: &ArchiveConfig, metrics: &Metrics) -> Step {
         if self.paused_at.is_some() {
             return Step::Idle;
         }
@@ -594,7 +307,7 @@ impl<P: BlockSink> ReplaySession<P> {
     /// end of a term.
     /// In a compact filtered replay, padding only fills the replay stream's term ends: the
     /// recording's position does not move.
-    fn send_padding(&mut self) -> Step {
+    pub(super) fn send_padding(&mut self) -> Step {
         let largest =
             self.publication.max_message_length() & !(tern_store::frame::FRAME_ALIGNMENT - 1);
         let term_length = self.plan.descriptor.term_length as usize;
@@ -619,7 +332,7 @@ impl<P: BlockSink> ReplaySession<P> {
         }
     }
 
-    fn advance(&mut self, length: usize) {
+    pub(super) fn advance(&mut self, length: usize) {
         let aligned = tern_store::frame::align_frame(length) as i64;
         self.position += aligned;
         self.out_position += aligned;
@@ -628,7 +341,7 @@ impl<P: BlockSink> ReplaySession<P> {
             .set_positions(self.out_position, self.position);
     }
 
-    fn fail(&mut self, message: String) -> Step {
+    pub(super) fn fail(&mut self, message: String) -> Step {
         let message = format!(
             "replay {} of recording {}: {message}",
             self.plan.replay_id, self.plan.descriptor.recording_id
@@ -640,7 +353,7 @@ impl<P: BlockSink> ReplaySession<P> {
 
     /// A filtered replay's next step: find the next message with the key, send padding up to it,
     /// and prepare its frames. `Ok(None)`: a block is pending.
-    fn prepare_keyed(&mut self, config: &ArchiveConfig) -> Result<Option<Step>, String> {
+    pub(super) fn prepare_keyed(&mut self, config: &ArchiveConfig) -> Result<Option<Step>, String> {
         let (mut end, mut final_end) = self.end_now();
         if let Some(limit) = self.limit.as_mut() {
             (end, final_end) = limit.bound(end, final_end);
@@ -764,7 +477,7 @@ impl<P: BlockSink> ReplaySession<P> {
 
     /// The aligned length of all the frames of the message at the position, or `None` if its
     /// last frame is not before `end` (not recorded yet).
-    fn message_length(&mut self, end: i64) -> Result<Option<usize>> {
+    pub(super) fn message_length(&mut self, end: i64) -> Result<Option<usize>> {
         let mut total = 0usize;
         let mut complete = false;
         let (_, problem) = self
@@ -782,7 +495,7 @@ impl<P: BlockSink> ReplaySession<P> {
 
     /// Give the frames of the prepared block (read at the recording's position) the term id and
     /// term offsets of the replay stream's position, where a compact replay appends them.
-    fn place_block(&mut self, length: usize) {
+    pub(super) fn place_block(&mut self, length: usize) {
         let descriptor = &self.plan.descriptor;
         let (term_id, term_offset) = tern_store::frame::term_of(
             self.out_position,
@@ -807,7 +520,7 @@ impl<P: BlockSink> ReplaySession<P> {
     /// frame when `first`, else the ones after those sent), check them and rewrite their session
     /// and stream ids; stop after its last frame (END flag), at the end of the term or of the
     /// block, or before a frame that ends past `end`.
-    fn prepare_message(
+    pub(super) fn prepare_message(
         &mut self,
         end: i64,
         block_length: usize,
@@ -841,7 +554,7 @@ impl<P: BlockSink> ReplaySession<P> {
     /// Read `length` bytes at the position and prepare what they hold of the message (see
     /// [`Self::prepare_message`]); `ReadMore` when the bytes end inside its first frame, or (if
     /// `can_grow`) early inside the message.
-    fn parse_message(
+    pub(super) fn parse_message(
         &mut self,
         end: i64,
         length: usize,
@@ -939,7 +652,11 @@ impl<P: BlockSink> ReplaySession<P> {
     /// stream ids; stop before a padding frame, at the end of the term, or before a frame that
     /// ends past `end`. Bytes past `end` may be read (they are in the file) but only frames that
     /// start before it are looked at, and those are complete.
-    fn prepare(&mut self, end: i64, block_length: usize) -> Result<PrepareOutcome, String> {
+    pub(super) fn prepare(
+        &mut self,
+        end: i64,
+        block_length: usize,
+    ) -> Result<PrepareOutcome, String> {
         let descriptor = &self.plan.descriptor;
         let term_length = i64::from(descriptor.term_length);
         let term_remaining = term_length - (self.position & (term_length - 1));
@@ -1015,40 +732,7 @@ impl<P: BlockSink> ReplaySession<P> {
     }
 }
 
-/// Let this thread's sleeps end when asked: Linux lets a normal thread's timer fire up to 50 us
-/// late (its timer slack) to batch wake-ups, which a paced replay would pass on to every
-/// message. One nanosecond of slack costs nothing while the replayer is idle-sleeping anyway.
-fn precise_sleeps() {
-    // SAFETY: PR_SET_TIMERSLACK takes an unsigned long and touches only this thread's setting.
-    let result = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-    if result != 0 {
-        tracing::debug!(
-            "replayer: timer slack not set: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-/// Wait for a paced frame's time: sleep most of the way, then yield to the exact instant (a
-/// sleep overshoots by tens of microseconds). Never longer than 1 ms, so commands and other
-/// replays are served meanwhile.
-fn wait_until(due: Instant) {
-    const SPIN: Duration = Duration::from_micros(150);
-    let now = Instant::now();
-    if due <= now {
-        return;
-    }
-    let remaining = due - now;
-    if remaining > SPIN {
-        std::thread::sleep((remaining - SPIN).min(Duration::from_millis(1)));
-    } else {
-        while Instant::now() < due {
-            std::thread::yield_now();
-        }
-    }
-}
-
-enum PrepareOutcome {
+pub(super) enum PrepareOutcome {
     /// This many bytes of data frames are ready in the buffer.
     Block(usize),
     /// A padding frame of this aligned length comes next.
@@ -1057,318 +741,26 @@ enum PrepareOutcome {
     CrossesEnd,
 }
 
-pub(crate) struct Replayer {
-    shared: Arc<Shared>,
-    client: Client,
-    commands: Receiver<ReplayerCommand>,
-    sessions: Vec<ReplaySession>,
-    /// The time its sessions keep (deadlines, pauses, pacing).
-    clock: Arc<dyn Clock>,
-}
-
-impl Replayer {
-    pub(crate) fn new(shared: Arc<Shared>, commands: Receiver<ReplayerCommand>) -> Result<Self> {
-        let client =
-            Client::connect_with_idle(&shared.config.aeron_dir, shared.config.client_idle_sleep)?;
-        Ok(Self {
-            shared,
-            client,
-            commands,
-            sessions: Vec::new(),
-            clock: tern_store::system_clock(),
-        })
-    }
-
-    pub(crate) fn run(mut self) {
-        precise_sleeps();
-        let mut idle = BackoffIdle::new();
-        loop {
-            let mut work = 0;
-            loop {
-                match self.commands.try_recv() {
-                    Ok(ReplayerCommand::Shutdown)
-                    | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        for session in self.sessions.drain(..) {
-                            session.plan.status.set_state(ReplayState::Stopped);
-                        }
-                        self.shared.metrics.replays_running.set(0);
-                        return;
-                    }
-                    Ok(ReplayerCommand::Start { plan, reply }) => {
-                        let status = plan.status.clone();
-                        let result = self.start(*plan);
-                        if let Err(error) = &result {
-                            // Finished, so nothing waits for it to stop (a truncate, say).
-                            status.fail(error.to_string());
-                        }
-                        let _ = reply.send(result);
-                        work += 1;
-                    }
-                    Ok(ReplayerCommand::Seek {
-                        replay_id,
-                        position,
-                        session_id,
-                        reply,
-                    }) => {
-                        let result = match self
-                            .sessions
-                            .iter()
-                            .position(|s| s.plan.replay_id == replay_id)
-                        {
-                            Some(index) => self.seek(index, position, session_id),
-                            None => Err(crate::error::ArchiveError::UnknownReplay(replay_id)),
-                        };
-                        let _ = reply.send(result);
-                        work += 1;
-                    }
-                    Ok(ReplayerCommand::Pause { replay_id }) => {
-                        if let Some(session) = self
-                            .sessions
-                            .iter_mut()
-                            .find(|s| s.plan.replay_id == replay_id)
-                        {
-                            session.pause();
-                        }
-                        work += 1;
-                    }
-                    Ok(ReplayerCommand::Resume { replay_id }) => {
-                        if let Some(session) = self
-                            .sessions
-                            .iter_mut()
-                            .find(|s| s.plan.replay_id == replay_id)
-                        {
-                            session.resume();
-                        }
-                        work += 1;
-                    }
-                    Ok(ReplayerCommand::Stop { replay_id }) => {
-                        if let Some(index) = self
-                            .sessions
-                            .iter()
-                            .position(|s| s.plan.replay_id == replay_id)
-                        {
-                            let session = self.sessions.remove(index);
-                            session.plan.status.set_state(ReplayState::Stopped);
-                        }
-                        work += 1;
-                    }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                }
-            }
-            let shared = self.shared.clone();
-            let mut index = 0;
-            let mut next_due: Option<Instant> = None;
-            while index < self.sessions.len() {
-                match self.sessions[index].do_work(&shared.config, &shared.metrics) {
-                    Step::Worked(amount) => {
-                        work += amount;
-                        index += 1;
-                    }
-                    Step::Idle => index += 1,
-                    Step::Wait(due) => {
-                        next_due = Some(next_due.map_or(due, |next| next.min(due)));
-                        index += 1;
-                    }
-                    Step::Finished(state) => {
-                        let session = self.sessions.remove(index);
-                        if state != ReplayState::Failed {
-                            session.plan.status.set_state(state);
-                        }
-                        work += 1;
-                    }
-                }
-            }
-            shared
-                .metrics
-                .replays_running
-                .set(self.sessions.len() as i64);
-            match next_due {
-                Some(due) if work == 0 => wait_until(due),
-                _ => idle.idle(work),
-            }
-        }
-    }
-
-    /// Move a replay to `position` (checked by the caller): the current image ends after what was
-    /// sent, and a new one (`session_id`) starts at `position`, so replayed positions stay the
-    /// recorded ones. A paused replay stays paused; a paced one starts a new schedule there.
-    fn seek(&mut self, index: usize, position: i64, session_id: i32) -> Result<()> {
-        let session = &mut self.sessions[index];
-        let channel = replay_channel(
-            &session.plan.channel,
-            &session.plan.descriptor,
-            position,
-            session_id,
-        );
-        let publication = self
-            .client
-            .add_exclusive_publication(&channel, session.plan.stream_id)?;
-        if let Some(pacing) = &session.pacing {
-            session.pacing = Some(Pacing::new(
-                &tern_store::disk(),
-                &self.shared.config.dir,
-                session.plan.descriptor.recording_id,
-                position,
-                pacing.speed,
-            )?);
-        }
-        tracing::info!(
-            "replay {} seeks to {position} as session {session_id}",
-            session.plan.replay_id
-        );
-        session.publication = publication;
-        session.plan.session_id = session_id;
-        session.position = position;
-        session.out_position = position;
-        session.pending = 0;
-        session.pending_due = None;
-        session.scheduled = None;
-        session.padding_left = 0;
-        if let Some(keys) = session.keys.as_mut() {
-            keys.search.reset(position);
-            keys.in_message = false;
-            keys.pending_ends_message = false;
-        }
-        session.deadline = session.clock.now() + self.shared.config.replay_connect_timeout;
-        let status = &session.plan.status;
-        status.session_id.store(session_id, Ordering::Release);
-        status.set_positions(position, position);
-        if session.paused_at.is_none() {
-            status.set_state(ReplayState::Connecting);
-        }
-        Ok(())
-    }
-
-    fn start(&mut self, plan: ReplayPlan) -> Result<()> {
-        let channel = replay_channel(
-            &plan.channel,
-            &plan.descriptor,
-            plan.position,
-            plan.session_id,
-        );
-        let limit = plan
-            .limit_counter_id
-            .map(|counter_id| crate::replay_limit::LimitCounter::open(&self.client, counter_id))
-            .transpose()?;
-        let publication = self
-            .client
-            .add_exclusive_publication(&channel, plan.stream_id)?;
-        let reader = RecordingReader::new(&self.shared.config.dir, &plan.descriptor);
-        let pacing = match plan.speed {
-            Some(speed) => Some(Pacing::new(
-                &tern_store::disk(),
-                &self.shared.config.dir,
-                plan.descriptor.recording_id,
-                plan.position,
-                speed,
-            )?),
-            None => None,
-        };
-        tracing::info!(
-            "replay {} of recording {} from {} on {channel} stream {}",
-            plan.replay_id,
-            plan.descriptor.recording_id,
-            plan.position,
-            plan.stream_id
-        );
-        let keys = plan.key.map(|filter| KeyReplay {
-            search: KeySearch::new(
-                self.shared.config.dir.clone(),
-                &plan.descriptor,
-                filter,
-                plan.position,
-            ),
-            in_message: false,
-            pending_ends_message: false,
-            compact: !plan.keep_positions,
-        });
-        let mut session = ReplaySession::new(
-            plan,
-            reader,
-            publication,
-            self.clock.clone(),
-            &self.shared.config,
-        );
-        session.pacing = pacing;
-        session.keys = keys;
-        session.limit = limit;
-        self.sessions.push(session);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-    use tern_store::time_index::TimeIndexWriter;
-
-    const MS: i64 = 1_000_000;
-
-    /// Pacing from `position` at `speed` over a time index of recording 1: frames at 0
-    /// captured at 1 s, at 64 10 ms later, at 128 30 ms after the first.
-    fn pacing(position: i64, speed: f64) -> (tempfile::TempDir, Pacing) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut writer = TimeIndexWriter::create(dir.path(), 1, 0).expect("create");
-        writer.record(1_000 * MS, 0);
-        writer.record(1_010 * MS, 64);
-        writer.record(1_030 * MS, 128);
-        writer.flush().expect("flush");
-        let pacing =
-            Pacing::new(&tern_store::disk(), dir.path(), 1, position, speed).expect("pacing");
-        (dir, pacing)
-    }
-
-    #[test]
-    fn capture_times_are_due_on_an_absolute_schedule_divided_by_the_speed() {
-        let (_dir, mut pacing) = pacing(0, 2.0);
-        let origin = Instant::now();
-        assert_eq!(pacing.due(0, origin).expect("due"), (origin, 64));
-        // A group ready late is still due at its own time: lateness does not carry over.
-        let late = origin + Duration::from_millis(50);
-        assert_eq!(
-            pacing.due(64, late).expect("due"),
-            (origin + Duration::from_millis(5), 128)
-        );
-        assert_eq!(
-            pacing.due(128, late).expect("due"),
-            (origin + Duration::from_millis(15), i64::MAX)
-        );
-    }
-
-    #[test]
-    fn a_replay_from_the_middle_starts_its_schedule_at_its_first_group() {
-        let (_dir, mut pacing) = pacing(64, 1.0);
-        let origin = Instant::now();
-        assert_eq!(pacing.due(64, origin).expect("due"), (origin, 128));
-        assert_eq!(
-            pacing.due(128, origin).expect("due"),
-            (origin + Duration::from_millis(20), i64::MAX)
-        );
-    }
-
-    #[test]
-    fn in_message_times_are_due_from_the_first_message_and_earlier_times_at_once() {
-        let (_dir, mut pacing) = pacing(0, 0.5);
-        let origin = Instant::now();
-        assert_eq!(pacing.message_due(5_000 * MS, origin), origin);
-        let later = origin + Duration::from_secs(1);
-        assert_eq!(
-            pacing.message_due(5_001 * MS, later),
-            origin + Duration::from_millis(2)
-        );
-        assert_eq!(pacing.message_due(4_000 * MS, later), origin);
-    }
 
     /// A recording and its replays in one test thread, on the simulated transport, disk and
     /// clock: what the cluster's simulation builds on.
     mod simulated {
         use super::*;
         use crate::config::FsyncPolicy;
-        use crate::recorder::RecordingSession;
+        use crate::metrics::Metrics;
+        use crate::record::RecordingSession;
+        use crate::replay::{ReplayEnd, ReplayPlan, ReplayStatus};
         use std::path::Path;
+        use std::time::Duration;
         use tern_store::descriptor::RecordState;
+        use tern_store::descriptor::RecordingDescriptor;
+        use tern_store::message_time::TimeSource;
+        use tern_store::progress::RecordingProgress;
         use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
+        use tern_store::storage::Storage;
         use tern_store::{Io, SimClock, SimDisk, WriteMode, NULL_POSITION};
         use tern_transport::{BlockSource, SimImage, SimLog, SimStream};
 
