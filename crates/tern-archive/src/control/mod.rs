@@ -9,12 +9,20 @@
 //! recording. Where to look:
 //! - `session.rs`: a control session's states (connecting, challenged, authenticated, active,
 //!   rejected, done), its outbox and its timeouts; pure, tested without a driver.
-//! - `conductor.rs`: the loop (poll, decode, dispatch to the [`Archive`], send),
-//!   listings, signals, dead clients, malformed requests.
+//! - `conductor.rs`: the duty cycle (a room of the archive's conductor): poll, connect, send,
+//!   time out, close sessions, dead clients.
+//! - `adapter.rs`: what comes in, decoded and checked against its session; malformed requests.
+//! - `handlers/`: one arm per request (`mod.rs`), recordings and replays in their own files.
+//! - `proxy.rs`: what goes out, encoded: descriptors, listings, errors.
+//! - `awaiting.rs`: requests an agent answers later, and the recording signals.
 //! - `auth.rs`: the authenticator (none, or credentials with an optional challenge).
 
+mod adapter;
 mod auth;
+mod awaiting;
 mod conductor;
+mod handlers;
+mod proxy;
 mod session;
 
 pub use auth::{Authenticator, Decision};
