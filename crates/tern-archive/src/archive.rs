@@ -22,7 +22,8 @@ use tern_store::catalog::Catalog;
 use tern_store::cursors::{Cursor, CursorStore};
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::indexer::{run_indexer, IndexJob};
-use tern_store::recording_reader::{find_end, list_segments};
+use tern_store::recording_reader::{find_end_on, list_segments_on};
+use tern_store::storage::{OpenOptions, Storage};
 
 /// A running archive. Dropping it stops recording (what was received is written and synced) and
 /// replaying.
@@ -49,7 +50,11 @@ pub struct Archive {
 
 /// Give every interrupted recording of the catalog its stop position: the end of its last valid
 /// frame. Returns the ids recovered and what damage was found at their ends.
-fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<String>)>> {
+fn recover(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    catalog: &mut Catalog,
+) -> Result<Vec<(i64, i64, Option<String>)>> {
     let interrupted: Vec<RecordingDescriptor> = catalog
         .recordings()
         .filter(|d| d.is_active())
@@ -58,14 +63,14 @@ fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<St
     if interrupted.is_empty() {
         return Ok(Vec::new());
     }
-    let segments = list_segments(dir)?;
+    let segments = list_segments_on(storage, dir)?;
     let mut recovered = Vec::new();
     for mut descriptor in interrupted {
         let bases = segments
             .get(&descriptor.recording_id)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let (stop, damage) = find_end(dir, &descriptor, bases)?;
+        let (stop, damage) = find_end_on(storage, dir, &descriptor, bases)?;
         // What the scan saw may still be only in the page cache (a process crash leaves buffered
         // data there): make it durable before the catalog vouches for it.
         for base in bases {
@@ -73,13 +78,14 @@ fn recover(dir: &Path, catalog: &mut Catalog) -> Result<Vec<(i64, i64, Option<St
                 descriptor.recording_id,
                 *base,
             ));
-            File::open(&path)
+            storage
+                .open(&path, OpenOptions::read())
                 .and_then(|file| file.sync_data())
                 .map_err(io_error(&path, "sync recovered segment"))?;
         }
         descriptor.stop_position = stop;
         descriptor.stop_timestamp_ns =
-            tern_store::time_index::read_time_index(dir, descriptor.recording_id, stop)
+            tern_store::time_index::read_time_index_on(storage, dir, descriptor.recording_id, stop)
                 .ok()
                 .and_then(|entries| entries.last().map(|entry| entry.timestamp_ns))
                 .unwrap_or(descriptor.start_timestamp_ns);
@@ -144,11 +150,12 @@ impl Archive {
             .map_err(io_error(&config.dir, "create archive directory"))?;
         let lock = tern_store::lock_directory(&config.dir)?;
         tern_store::remove_leftovers(&config.dir)?;
-        let mut catalog = tern_store::rebuild::open_for_recording(&config.dir)?;
-        recover(&config.dir, &mut catalog)?;
-        crate::operations::finish_purges(&config.dir, &catalog)?;
-        crate::operations::finish_truncates(&config.dir, &catalog)?;
-        let cursors = CursorStore::open(&config.dir)?;
+        let storage = &config.io.storage;
+        let mut catalog = tern_store::rebuild::open_for_recording_on(storage, &config.dir)?;
+        recover(storage, &config.dir, &mut catalog)?;
+        crate::operations::finish_purges(storage, &config.dir, &catalog)?;
+        crate::operations::finish_truncates(storage, &config.dir, &catalog)?;
+        let cursors = CursorStore::open_on(storage, &config.dir)?;
         let (mailbox, commands) = Mailbox::new();
         let mailbox = Arc::new(mailbox);
         let shared = Arc::new(Shared {

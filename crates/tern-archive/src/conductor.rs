@@ -33,7 +33,7 @@ use tern_store::cursors::{Cursor, CursorStore};
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::key::KeyKind;
 use tern_store::progress::RecordingProgress;
-use tern_store::recording_reader::check_replay_position;
+use tern_store::recording_reader::check_replay_position_on;
 use tern_transport::{BackoffIdle, Idle};
 
 /// How long a truncate waits for the replays of its recording to stop.
@@ -141,7 +141,11 @@ pub(crate) struct DeleteJob {
 pub(crate) fn run_deleter(shared: Arc<Shared>, mailbox: Arc<Mailbox>, jobs: Receiver<DeleteJob>) {
     for job in jobs {
         let started = Instant::now();
-        match crate::operations::delete_named(&shared.config.dir, &job.files) {
+        match crate::operations::delete_named(
+            &shared.config.io.storage,
+            &shared.config.dir,
+            &job.files,
+        ) {
             Ok(()) => tracing::info!(
                 "recording {} {}: {} files deleted in {:.1} ms",
                 job.recording_id,
@@ -716,7 +720,13 @@ impl ArchiveState {
         tern_store::time_seek::check_time_source(&descriptor, request.time_source)?;
         let end = info.recorded_position;
         let position = request.position.unwrap_or(descriptor.start_position);
-        check_replay_position(&self.shared.config.dir, &descriptor, position, end)?;
+        check_replay_position_on(
+            &self.shared.config.io.storage,
+            &self.shared.config.dir,
+            &descriptor,
+            position,
+            end,
+        )?;
         if let Some(length) = request.length {
             if length < 0 {
                 return Err(ArchiveError::Invalid(format!(
@@ -837,8 +847,13 @@ impl ArchiveState {
             .cloned()
             .map_err(Into::into)
             .and_then(|descriptor| {
-                crate::operations::plan_truncate(&self.shared.config.dir, &descriptor, position)
-                    .map(|truncated| (descriptor, truncated))
+                crate::operations::plan_truncate(
+                    &self.shared.config.io.storage,
+                    &self.shared.config.dir,
+                    &descriptor,
+                    position,
+                )
+                .map(|truncated| (descriptor, truncated))
             });
         let (descriptor, truncated) = match planned {
             Ok(planned) => planned,
@@ -902,11 +917,18 @@ impl ArchiveState {
         let recording_id = change.descriptor.recording_id;
         let position = change.position;
         let dir = self.shared.config.dir.clone();
-        let cut =
-            crate::operations::plan_cut(&dir, &change.descriptor, position).and_then(|plan| {
+        let storage = self.shared.config.io.storage.clone();
+        let cut = crate::operations::plan_cut(&storage, &dir, &change.descriptor, position)
+            .and_then(|plan| {
                 self.catalog.update(&change.truncated)?;
                 self.progress.remove(&recording_id);
-                crate::operations::cut_in_place(&dir, &change.descriptor, position, &plan)?;
+                crate::operations::cut_in_place(
+                    &storage,
+                    &dir,
+                    &change.descriptor,
+                    position,
+                    &plan,
+                )?;
                 Ok(plan)
             });
         match cut {
@@ -956,8 +978,11 @@ impl ArchiveState {
             done,
         };
         if let Err(mpsc::SendError(job)) = self.deleter.send(job) {
-            if let Err(error) = crate::operations::delete_named(&self.shared.config.dir, &job.files)
-            {
+            if let Err(error) = crate::operations::delete_named(
+                &self.shared.config.io.storage,
+                &self.shared.config.dir,
+                &job.files,
+            ) {
                 tracing::error!(
                     "recording {recording_id} {operation}: files left, deleted at the next launch: {error}"
                 );
@@ -995,8 +1020,11 @@ impl ArchiveState {
         if !self.running_replays(Some(recording_id)).is_empty() {
             return Err(ArchiveError::ReplayRunning { recording_id });
         }
-        let (files, segments) =
-            crate::operations::plan_delete(&self.shared.config.dir, recording_id)?;
+        let (files, segments) = crate::operations::plan_delete(
+            &self.shared.config.io.storage,
+            &self.shared.config.dir,
+            recording_id,
+        )?;
         self.catalog.update(&deleted_record)?;
         self.progress.remove(&recording_id);
         tracing::info!("recording {recording_id} purged: {segments} segment files to delete");
@@ -1007,7 +1035,8 @@ impl ArchiveState {
         self.running_replay(replay_id)?;
         let status = self.replay_status(replay_id)?;
         let info = self.recording(status.recording_id())?;
-        check_replay_position(
+        check_replay_position_on(
+            &self.shared.config.io.storage,
             &self.shared.config.dir,
             &info.descriptor,
             position,
@@ -1093,7 +1122,8 @@ impl ArchiveState {
         tern_store::cursors::check_cursor_name(name)?;
         let info = self.recording(recording_id)?;
         // Up to what is durable: a cursor must not outlive the data it points at in a crash.
-        check_replay_position(
+        check_replay_position_on(
+            &self.shared.config.io.storage,
             &self.shared.config.dir,
             &info.descriptor,
             position,
@@ -1141,12 +1171,7 @@ mod tests {
     use super::*;
     use crate::config::ArchiveConfig;
     use crate::replay::ReplayState;
-    use tern_store::descriptor::{RecordState, NULL_POSITION};
-    use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
-    use tern_store::WriteMode;
-    use tern_transport::{BlockSource, SimLog, SimStream};
-
-    const TERM: i32 = 64 * 1024;
+    use tern_store::descriptor::NULL_POSITION;
 
     struct Fixture {
         state: ArchiveState,
@@ -1156,78 +1181,24 @@ mod tests {
         recording_id: i64,
         /// Frame starts of the recording.
         frames: Vec<i64>,
-        _dir: tempfile::TempDir,
+        _dir: Option<tempfile::TempDir>,
     }
 
-    /// An archive state over a directory holding one stopped recording of 300 messages across
-    /// three segment files.
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut catalog = tern_store::rebuild::open_for_recording(dir.path()).expect("catalog");
-        let stream = SimStream {
-            session_id: 9,
-            stream_id: 1001,
-            initial_term_id: 3,
-            term_length: TERM,
-            mtu: 1408,
-            start_position: 0,
-        };
-        let log = SimLog::new(stream);
-        let image = log.image();
-        let geometry = SegmentGeometry {
-            dir: dir.path().to_path_buf(),
-            recording_id: 0,
-            start_position: 0,
-            term_length: i64::from(TERM),
-            segment_length: i64::from(TERM),
-        };
-        let mut writer =
-            SegmentWriter::new(geometry, WriteMode::Buffered, false, 64 * 1024).expect("writer");
-        let mut frames = Vec::new();
-        for index in 0..300u32 {
-            frames.push(log.position());
-            log.offer(&[index as u8; 400]).expect("offered");
-            while image
-                .block_poll(
-                    |block, position| {
-                        writer.append(block, position).expect("appended");
-                    },
-                    64 * 1024,
-                )
-                .expect("polled")
-                > 0
-            {}
-        }
-        writer.sync().expect("synced");
-        let stop = log.position();
-        let descriptor = catalog
-            .add(RecordingDescriptor {
-                recording_id: 0,
-                state: RecordState::Valid,
-                start_timestamp_ns: 1,
-                stop_timestamp_ns: 2,
-                start_position: 0,
-                stop_position: stop,
-                initial_term_id: stream.initial_term_id,
-                segment_length: TERM,
-                term_length: TERM,
-                mtu_length: stream.mtu as i32,
-                session_id: stream.session_id,
-                stream_id: stream.stream_id,
-                stripped_channel: "aeron:ipc".into(),
-                original_channel: "aeron:ipc".into(),
-                source_identity: "aeron:ipc".into(),
-            })
-            .expect("added");
+    /// An archive state over the archive directory `dir` on `io` with its `catalog`; the
+    /// agents' queues are the fixture's.
+    fn state_on(io: tern_store::Io, dir: &std::path::Path, catalog: Catalog) -> Fixture {
+        let mut config = ArchiveConfig::new(dir, "/no-aeron-dir");
+        let cursors = CursorStore::open_on(&io.storage, dir).expect("cursors");
+        config.io = io;
         let shared = Arc::new(Shared {
-            config: ArchiveConfig::new(dir.path(), "/no-aeron-dir"),
+            config,
             metrics: crate::metrics::Metrics::default(),
         });
         let (recorder, recorder_receiver) = mpsc::channel();
         let (replayer, replayer_receiver) = mpsc::channel();
         let (deleter, deleter_receiver) = mpsc::channel();
         let state = ArchiveState::new(Parts {
-            cursors: CursorStore::open(dir.path()).expect("cursors"),
+            cursors,
             shared,
             catalog,
             recorder,
@@ -1239,10 +1210,65 @@ mod tests {
             replayer: replayer_receiver,
             deleter: deleter_receiver,
             _recorder: recorder_receiver,
-            recording_id: descriptor.recording_id,
-            frames,
-            _dir: dir,
+            recording_id: 0,
+            frames: Vec::new(),
+            _dir: None,
         }
+    }
+
+    /// An archive state over a directory holding one stopped recording of 300 messages across
+    /// three segment files.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let io = tern_store::Io::default();
+        let written = crate::testing::stopped_recording(&io, dir.path(), 300);
+        let mut fixture = state_on(io, dir.path(), written.catalog);
+        fixture.recording_id = written.descriptor.recording_id;
+        fixture.frames = written.frames;
+        fixture._dir = Some(dir);
+        fixture
+    }
+
+    /// The running archive's truncate and purge (the conductor's part, then the deleter's) on a
+    /// disk crashed after each of their syncs: what a launch finds is the old recording or the
+    /// new one, whole (the checks: `operations::tests::crashes`).
+    #[test]
+    fn a_crash_after_any_sync_of_a_running_truncate_or_purge_is_recovered_at_launch() {
+        use crate::operations::tests::crashes::{
+            purges_survive_a_crash_after_any_sync, truncates_survive_a_crash_after_any_sync, DIR,
+        };
+        let running = |storage: &Arc<dyn tern_store::Storage>| {
+            let catalog =
+                Catalog::open_on(storage, std::path::Path::new(DIR), true).expect("catalog");
+            state_on(
+                tern_store::Io::inline(storage.clone()),
+                std::path::Path::new(DIR),
+                catalog,
+            )
+        };
+        let deleter_part = |fixture: &Fixture, storage: &Arc<dyn tern_store::Storage>| {
+            let job = fixture
+                .deleter
+                .try_recv()
+                .expect("files handed to the deleter");
+            crate::operations::delete_named(storage, std::path::Path::new(DIR), &job.files)
+                .expect("deleted");
+        };
+        truncates_survive_a_crash_after_any_sync(|storage, cut| {
+            let mut fixture = running(storage);
+            let pending = fixture.state.begin_truncate(0, cut, false).expect("begun");
+            pending
+                .poll()
+                .expect("no replay: at once")
+                .expect("truncated");
+            deleter_part(&fixture, storage);
+        });
+        purges_survive_a_crash_after_any_sync(|storage| {
+            let mut fixture = running(storage);
+            let pending = fixture.state.begin_purge(0, false).expect("begun");
+            pending.poll().expect("at once").expect("purged");
+            deleter_part(&fixture, storage);
+        });
     }
 
     /// A replay of the recording the replayer has taken (connecting, not finished).
@@ -1330,7 +1356,12 @@ mod tests {
             .state
             .begin_truncate(recording_id, 0, false)
             .is_err());
-        crate::operations::delete_named(&fixture.state.config().dir, &job.files).expect("deleted");
+        crate::operations::delete_named(
+            &fixture.state.config().io.storage,
+            &fixture.state.config().dir,
+            &job.files,
+        )
+        .expect("deleted");
         fixture.state.deleted(recording_id);
         let signal = events.try_recv().expect("Delete signalled");
         assert_eq!(signal.signal, RecordingSignalKind::Delete);

@@ -94,6 +94,12 @@ pub struct ArchiveConfig {
     /// 0.5 ms either way: scheduling), and costs 8% of a core more (see `docs/replay.md`).
     /// 1 us to 100 ms.
     pub recorder_idle_max: Duration,
+    /// The storage the archive's files are on and where its segment writers' I/O runs: the real
+    /// disk with an I/O thread per recording (the default), or a simulated disk with the jobs
+    /// run inline (tests). Segments, the catalog, the time indexes, the cursor file, recovery,
+    /// truncates and purges go through it; key index files, `tern catalog rebuild`, the
+    /// directory lock and the read-only view use the real file system.
+    pub io: tern_store::Io,
 }
 
 impl ArchiveConfig {
@@ -115,6 +121,7 @@ impl ArchiveConfig {
             key_index: Vec::new(),
             client_idle_sleep: tern_transport::DEFAULT_CLIENT_IDLE_SLEEP,
             recorder_idle_max: Duration::from_millis(1),
+            io: tern_store::Io::default(),
         }
     }
 

@@ -24,6 +24,8 @@ mod record;
 mod replay;
 pub use tern_store::segment;
 pub use tern_store::time_index;
+#[cfg(test)]
+mod testing;
 mod types;
 mod view;
 

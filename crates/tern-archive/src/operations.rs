@@ -2,6 +2,9 @@
 //! the clean-up an extension does before it writes. Also which recordings are active or busy,
 //! and the offline forms of truncate and purge for a directory no archive runs on.
 //!
+//! Every file access goes through the archive's storage backend (`ArchiveConfig::io`), so the
+//! crash tests run these on a simulated disk, crashed after each sync.
+//!
 //! Crash safety: the catalog is written first, and the files follow it. A stopped recording's
 //! stop position is the truth about its data (readers never look past it), so a crash between
 //! the catalog update and the file changes leaves only bytes past the stop position or files of
@@ -9,12 +12,15 @@
 
 use crate::error::{io_error, ArchiveError, Result};
 use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
 use std::path::Path;
-use tern_store::catalog::{sync_directory, Catalog};
+use std::sync::Arc;
+use tern_store::catalog::{sync_directory_on, Catalog};
 use tern_store::descriptor::{RecordState, RecordingDescriptor};
 use tern_store::segment::{segment_base, segment_file_name};
-use tern_store::time_index::{read_time_index, time_index_file_name, ENTRY_LENGTH, HEADER_LENGTH};
+use tern_store::storage::{OpenOptions, Storage};
+use tern_store::time_index::{
+    read_time_index_on, time_index_file_name, ENTRY_LENGTH, HEADER_LENGTH,
+};
 
 /// Which recordings are being recorded (and through which subscription), and which a truncate,
 /// purge or extension is working on.
@@ -37,15 +43,18 @@ struct RecordingFile {
 
 /// Every file of `recording_id` in `dir`: `<id>-<base>.<anything>` (segments and their sidecars)
 /// and `<id>.<anything>` (the time index and any other file of the recording).
-fn files_of(dir: &Path, recording_id: i64) -> Result<Vec<RecordingFile>> {
+fn files_of(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+) -> Result<Vec<RecordingFile>> {
     let segment_prefix = format!("{recording_id}-");
     let own_prefix = format!("{recording_id}.");
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list archive directory"))? {
-        let entry = entry.map_err(io_error(dir, "list archive directory"))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
+    for name in storage
+        .list(dir)
+        .map_err(io_error(dir, "list archive directory"))?
+    {
         if let Some(rest) = name.strip_prefix(&segment_prefix) {
             let base = rest
                 .split_once('.')
@@ -63,9 +72,9 @@ fn files_of(dir: &Path, recording_id: i64) -> Result<Vec<RecordingFile>> {
     Ok(files)
 }
 
-fn remove(dir: &Path, name: &str) -> Result<()> {
+fn remove(storage: &Arc<dyn Storage>, dir: &Path, name: &str) -> Result<()> {
     let path = dir.join(name);
-    match std::fs::remove_file(&path) {
+    match storage.remove_file(&path) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(io_error(&path, "delete recording file")(error)),
@@ -79,6 +88,7 @@ fn remove(dir: &Path, name: &str) -> Result<()> {
 /// [`ArchiveError::Active`] for an active (or unrecovered) recording; [`StoreError::BadPosition`](tern_store::StoreError::BadPosition)
 /// for a position outside `[start, stop]`, not frame aligned, or not at a frame start.
 pub(crate) fn plan_truncate(
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     descriptor: &RecordingDescriptor,
     position: i64,
@@ -89,14 +99,21 @@ pub(crate) fn plan_truncate(
             operation: "truncate",
         });
     }
-    tern_store::check_replay_position(dir, descriptor, position, descriptor.stop_position)?;
+    tern_store::recording_reader::check_replay_position_on(
+        storage,
+        dir,
+        descriptor,
+        position,
+        descriptor.stop_position,
+    )?;
     let mut truncated = descriptor.clone();
     if position < descriptor.stop_position {
         truncated.stop_position = position;
-        truncated.stop_timestamp_ns = read_time_index(dir, descriptor.recording_id, position)
-            .ok()
-            .and_then(|entries| entries.last().map(|entry| entry.timestamp_ns))
-            .unwrap_or(descriptor.start_timestamp_ns);
+        truncated.stop_timestamp_ns =
+            read_time_index_on(storage, dir, descriptor.recording_id, position)
+                .ok()
+                .and_then(|entries| entries.last().map(|entry| entry.timestamp_ns))
+                .unwrap_or(descriptor.start_timestamp_ns);
     }
     Ok(truncated)
 }
@@ -110,14 +127,15 @@ pub(crate) fn plan_truncate(
 /// # Errors
 /// A file cannot be listed, changed, deleted or synced.
 pub(crate) fn cut_files(
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     descriptor: &RecordingDescriptor,
     position: i64,
 ) -> Result<usize> {
-    let plan = plan_cut(dir, descriptor, position)?;
+    let plan = plan_cut(storage, dir, descriptor, position)?;
     let deleted = plan.segments;
-    delete_named(dir, &plan.doomed)?;
-    cut_in_place(dir, descriptor, position, &plan)?;
+    delete_named(storage, dir, &plan.doomed)?;
+    cut_in_place(storage, dir, descriptor, position, &plan)?;
     Ok(deleted)
 }
 
@@ -138,6 +156,7 @@ pub(crate) struct CutPlan {
 /// # Errors
 /// The directory cannot be listed.
 pub(crate) fn plan_cut(
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     descriptor: &RecordingDescriptor,
     position: i64,
@@ -152,7 +171,7 @@ pub(crate) fn plan_cut(
     );
     // Does the segment holding `position` hold data before it?
     let partial = position > keep_base.max(descriptor.start_position);
-    let mut doomed: Vec<RecordingFile> = files_of(dir, recording_id)?
+    let mut doomed: Vec<RecordingFile> = files_of(storage, dir, recording_id)?
         .into_iter()
         .filter(|file| match file.base {
             // The segment holding `position` keeps its `.rec` file when data comes before the
@@ -184,12 +203,12 @@ pub(crate) fn plan_cut(
 ///
 /// # Errors
 /// A file cannot be deleted, or the directory synced.
-pub(crate) fn delete_named(dir: &Path, names: &[String]) -> Result<()> {
+pub(crate) fn delete_named(storage: &Arc<dyn Storage>, dir: &Path, names: &[String]) -> Result<()> {
     for name in names {
-        remove(dir, name)?;
+        remove(storage, dir, name)?;
     }
     if !names.is_empty() {
-        sync_directory(dir)?;
+        sync_directory_on(storage, dir)?;
     }
     Ok(())
 }
@@ -200,6 +219,7 @@ pub(crate) fn delete_named(dir: &Path, names: &[String]) -> Result<()> {
 /// # Errors
 /// A file cannot be changed or synced.
 pub(crate) fn cut_in_place(
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     descriptor: &RecordingDescriptor,
     position: i64,
@@ -207,94 +227,91 @@ pub(crate) fn cut_in_place(
 ) -> Result<()> {
     if plan.partial {
         erase_segment_from(
+            storage,
             &dir.join(segment_file_name(descriptor.recording_id, plan.keep_base)),
             (position - plan.keep_base) as u64,
             descriptor.segment_length as u64,
         )?;
     }
-    truncate_time_index(dir, descriptor.recording_id, position)
+    truncate_time_index(storage, dir, descriptor.recording_id, position)
 }
 
 /// Zero a segment file from `offset` to its end, keeping its length (and its blocks when it was
 /// preallocated): cut it at `offset`, grow it back, sync.
-fn erase_segment_from(path: &Path, offset: u64, segment_length: u64) -> Result<()> {
-    let file = match OpenOptions::new().read(true).write(true).open(path) {
+fn erase_segment_from(
+    storage: &Arc<dyn Storage>,
+    path: &Path,
+    offset: u64,
+    segment_length: u64,
+) -> Result<()> {
+    let file = match storage.open(path, OpenOptions::read_write()) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(io_error(path, "open segment to erase")(error)),
     };
-    let length = file
-        .metadata()
-        .map_err(io_error(path, "stat segment"))?
-        .len();
+    let length = file.len().map_err(io_error(path, "stat segment"))?;
     if length <= offset {
         return Ok(());
     }
     file.set_len(offset)
         .map_err(io_error(path, "erase segment"))?;
     if length >= segment_length {
-        // It was preallocated: give it its blocks back, reading as zeroes.
-        // SAFETY: plain syscall on an owned descriptor.
-        let result = unsafe {
-            libc::fallocate(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                0,
-                0,
-                segment_length as libc::off_t,
-            )
-        };
-        if result != 0 {
-            file.set_len(segment_length)
-                .map_err(io_error(path, "size segment"))?;
-        }
+        // It was preallocated: give it its blocks back, reading as zeroes (a plain length
+        // where the file system cannot allocate).
+        file.allocate(segment_length)
+            .map_err(io_error(path, "size segment"))?;
     }
-    file.sync_all().map_err(io_error(path, "sync segment"))
+    file.sync_data().map_err(io_error(path, "sync segment"))
 }
 
 /// Drop the time index entries at or after `position` (and a torn tail). A missing index is left
 /// missing; one that cannot be read is emptied (its header kept), with a warning.
-fn truncate_time_index(dir: &Path, recording_id: i64, position: i64) -> Result<()> {
+fn truncate_time_index(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+    position: i64,
+) -> Result<()> {
     let path = dir.join(time_index_file_name(recording_id));
-    if !path.exists() {
+    if !storage.exists(&path) {
         return Ok(());
     }
-    let kept = match read_time_index(dir, recording_id, position) {
+    let kept = match read_time_index_on(storage, dir, recording_id, position) {
         Ok(entries) => entries.len(),
         Err(error) => {
             tracing::warn!("recording {recording_id}: time index unreadable, emptied: {error}");
-            return Ok(tern_store::time_index::reset_time_index(dir, recording_id)?);
+            return Ok(tern_store::time_index::reset_time_index_on(
+                storage,
+                dir,
+                recording_id,
+            )?);
         }
     };
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&path)
+    let file = storage
+        .open(&path, OpenOptions::read_write())
         .map_err(io_error(&path, "open time index"))?;
     let length = (HEADER_LENGTH + kept * ENTRY_LENGTH) as u64;
-    let current = file
-        .metadata()
-        .map_err(io_error(&path, "stat time index"))?
-        .len();
+    let current = file.len().map_err(io_error(&path, "stat time index"))?;
     if current > length {
         file.set_len(length)
             .map_err(io_error(&path, "truncate time index"))?;
-        file.sync_all()
+        file.sync_data()
             .map_err(io_error(&path, "sync time index"))?;
     }
     Ok(())
 }
 
-/// Delete every file of a recording (segments, sidecars, time index). Returns the number of
-/// segment files deleted.
-///
-/// # Errors
-/// A file cannot be listed or deleted, or the directory cannot be synced.
 /// Every file of a recording, highest segment base first, and how many are segment files: what
 /// a purge deletes.
 ///
 /// # Errors
 /// The directory cannot be listed.
-pub(crate) fn plan_delete(dir: &Path, recording_id: i64) -> Result<(Vec<String>, usize)> {
-    let mut files = files_of(dir, recording_id)?;
+pub(crate) fn plan_delete(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+) -> Result<(Vec<String>, usize)> {
+    let mut files = files_of(storage, dir, recording_id)?;
     files.sort_by_key(|file| std::cmp::Reverse(file.base));
     let segments = files
         .iter()
@@ -303,20 +320,19 @@ pub(crate) fn plan_delete(dir: &Path, recording_id: i64) -> Result<(Vec<String>,
     Ok((files.into_iter().map(|file| file.name).collect(), segments))
 }
 
-pub(crate) fn delete_files(dir: &Path, recording_id: i64) -> Result<usize> {
-    let mut files = files_of(dir, recording_id)?;
-    files.sort_by_key(|file| std::cmp::Reverse(file.base));
-    let mut deleted = 0;
-    for file in &files {
-        remove(dir, &file.name)?;
-        if file.name.ends_with(".rec") {
-            deleted += 1;
-        }
-    }
-    if !files.is_empty() {
-        sync_directory(dir)?;
-    }
-    Ok(deleted)
+/// Delete every file of a recording (segments, sidecars, time index), highest segment first.
+/// Returns the number of segment files deleted.
+///
+/// # Errors
+/// A file cannot be listed or deleted, or the directory cannot be synced.
+pub(crate) fn delete_files(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+) -> Result<usize> {
+    let (files, segments) = plan_delete(storage, dir, recording_id)?;
+    delete_named(storage, dir, &files)?;
+    Ok(segments)
 }
 
 /// Finish the purges a crash interrupted: delete the files left of recordings whose record says
@@ -325,7 +341,11 @@ pub(crate) fn delete_files(dir: &Path, recording_id: i64) -> Result<usize> {
 ///
 /// # Errors
 /// The directory cannot be listed or a file cannot be deleted.
-pub(crate) fn finish_purges(dir: &Path, catalog: &Catalog) -> Result<usize> {
+pub(crate) fn finish_purges(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    catalog: &Catalog,
+) -> Result<usize> {
     let deleted: std::collections::BTreeSet<i64> = catalog
         .entries()
         .iter()
@@ -342,10 +362,10 @@ pub(crate) fn finish_purges(dir: &Path, catalog: &Catalog) -> Result<usize> {
         return Ok(0);
     }
     let mut owners = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error(dir, "list archive directory"))? {
-        let entry = entry.map_err(io_error(dir, "list archive directory"))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in storage
+        .list(dir)
+        .map_err(io_error(dir, "list archive directory"))?
+    {
         let digits = name.bytes().take_while(u8::is_ascii_digit).count();
         let owner = name[..digits].parse::<i64>().ok();
         let separator = name.as_bytes().get(digits).copied();
@@ -356,7 +376,7 @@ pub(crate) fn finish_purges(dir: &Path, catalog: &Catalog) -> Result<usize> {
         }
     }
     for recording_id in &owners {
-        let files = delete_files(dir, *recording_id)?;
+        let files = delete_files(storage, dir, *recording_id)?;
         tracing::info!(
             "recording {recording_id}: purge finished ({files} segment files left by an interrupted purge deleted)"
         );
@@ -371,8 +391,12 @@ pub(crate) fn finish_purges(dir: &Path, catalog: &Catalog) -> Result<usize> {
 ///
 /// # Errors
 /// The directory cannot be listed or a file cannot be deleted.
-pub(crate) fn finish_truncates(dir: &Path, catalog: &Catalog) -> Result<usize> {
-    let segments = tern_store::recording_reader::list_segments(dir)?;
+pub(crate) fn finish_truncates(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    catalog: &Catalog,
+) -> Result<usize> {
+    let segments = tern_store::recording_reader::list_segments_on(storage, dir)?;
     let mut finished = 0;
     for descriptor in catalog.recordings() {
         if descriptor.is_active() || descriptor.state != RecordState::Valid {
@@ -390,13 +414,13 @@ pub(crate) fn finish_truncates(dir: &Path, catalog: &Catalog) -> Result<usize> {
         if !bases.iter().any(|base| *base > last) {
             continue;
         }
-        let mut doomed: Vec<RecordingFile> = files_of(dir, descriptor.recording_id)?
+        let mut doomed: Vec<RecordingFile> = files_of(storage, dir, descriptor.recording_id)?
             .into_iter()
             .filter(|file| file.base.is_some_and(|base| base > last))
             .collect();
         doomed.sort_by_key(|file| std::cmp::Reverse(file.base));
         let names: Vec<String> = doomed.into_iter().map(|file| file.name).collect();
-        delete_named(dir, &names)?;
+        delete_named(storage, dir, &names)?;
         tracing::info!(
             "recording {}: truncate finished ({} files past its stop position {} deleted)",
             descriptor.recording_id,
@@ -433,11 +457,22 @@ pub(crate) fn plan_purge(descriptor: &RecordingDescriptor) -> Result<RecordingDe
 /// (a running archive recovers it first); a bad position; a file error.
 pub fn truncate_recording_offline(dir: &Path, recording_id: i64, position: i64) -> Result<usize> {
     let _lock = tern_store::lock_directory(dir)?;
-    let mut catalog = Catalog::open(dir, true)?;
+    truncate_on(&tern_store::disk(), dir, recording_id, position)
+}
+
+/// A truncate of a stopped recording on `storage`, with no archive running: the record first,
+/// then the files (what [`truncate_recording_offline`] does once it holds the lock).
+pub(crate) fn truncate_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+    position: i64,
+) -> Result<usize> {
+    let mut catalog = Catalog::open_on(storage, dir, true)?;
     let descriptor = catalog.get(recording_id)?.clone();
-    let truncated = plan_truncate(dir, &descriptor, position)?;
+    let truncated = plan_truncate(storage, dir, &descriptor, position)?;
     catalog.update(&truncated)?;
-    cut_files(dir, &descriptor, position)
+    cut_files(storage, dir, &descriptor, position)
 }
 
 /// Purge a recording of an archive directory no archive runs on (the directory is locked
@@ -449,14 +484,20 @@ pub fn truncate_recording_offline(dir: &Path, recording_id: i64, position: i64) 
 /// a file error.
 pub fn purge_recording_offline(dir: &Path, recording_id: i64) -> Result<usize> {
     let _lock = tern_store::lock_directory(dir)?;
-    let mut catalog = Catalog::open(dir, true)?;
+    purge_on(&tern_store::disk(), dir, recording_id)
+}
+
+/// A purge of a stopped recording on `storage`, with no archive running: the record first,
+/// then the files.
+pub(crate) fn purge_on(storage: &Arc<dyn Storage>, dir: &Path, recording_id: i64) -> Result<usize> {
+    let mut catalog = Catalog::open_on(storage, dir, true)?;
     let descriptor = catalog.get(recording_id)?.clone();
     catalog.update(&plan_purge(&descriptor)?)?;
-    delete_files(dir, recording_id)
+    delete_files(storage, dir, recording_id)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn names(dir: &Path) -> Vec<String> {
@@ -492,7 +533,13 @@ mod tests {
         }
         std::fs::write(dir.path().join("17-0.rec"), b"other").expect("other recording");
         std::fs::write(dir.path().join("7-0.keys.idx"), b"k").expect("second sidecar");
-        let deleted = cut_files(dir.path(), &descriptor, segment as i64 + 4096).expect("cut");
+        let deleted = cut_files(
+            &tern_store::disk(),
+            dir.path(),
+            &descriptor,
+            segment as i64 + 4096,
+        )
+        .expect("cut");
         assert_eq!(deleted, 1);
         assert_eq!(
             names(dir.path()),
@@ -511,10 +558,194 @@ mod tests {
         assert!(kept[4096..].iter().all(|byte| *byte == 0));
         // At a segment base, that segment goes too; at the start, everything.
         assert_eq!(
-            cut_files(dir.path(), &descriptor, segment as i64).expect("cut"),
+            cut_files(&tern_store::disk(), dir.path(), &descriptor, segment as i64).expect("cut"),
             1
         );
-        assert_eq!(cut_files(dir.path(), &descriptor, 0).expect("cut"), 1);
+        assert_eq!(
+            cut_files(&tern_store::disk(), dir.path(), &descriptor, 0).expect("cut"),
+            1
+        );
         assert_eq!(names(dir.path()), vec!["17-0.rec"]);
+    }
+
+    /// Crash tests at the write in question: a truncate or purge of a stopped recording on a
+    /// simulated disk, crashed after each of its syncs (and with the write in flight torn), then
+    /// what a launch does (`finish_purges`, `finish_truncates`).
+    pub(crate) mod crashes {
+        use super::*;
+        use crate::testing::{stopped_recording, Written, TERM};
+        use tern_store::recording_reader::RecordingReader;
+        use tern_store::{Io, SimDisk};
+
+        /// Where the crash tests' recording is, on its simulated disk.
+        pub(crate) const DIR: &str = "/archive";
+
+        /// A disk holding one synced, stopped recording of 300 messages (three segments), as a
+        /// restarted process finds it, and the recording.
+        pub(crate) fn recorded() -> (SimDisk, Written) {
+            let disk = SimDisk::new();
+            disk.create_dir_all(Path::new(DIR)).expect("dir");
+            let storage: Arc<dyn Storage> = Arc::new(disk.clone());
+            let written = stopped_recording(&Io::inline(storage.clone()), Path::new(DIR), 300);
+            sync_directory_on(&storage, Path::new(DIR)).expect("dir synced");
+            (disk.crash(), written)
+        }
+
+        /// The frames of the recording from its start up to `stop` on `storage`, checked.
+        fn frames_up_to(storage: &Arc<dyn Storage>, descriptor: &RecordingDescriptor) -> Vec<u8> {
+            let mut reader = RecordingReader::new_on(storage, Path::new(DIR), descriptor);
+            let mut bytes = Vec::new();
+            let (end, damage) = reader
+                .scan(
+                    descriptor.start_position,
+                    descriptor.stop_position,
+                    |frame| {
+                        bytes.extend_from_slice(frame.payload());
+                        true
+                    },
+                )
+                .expect("scanned");
+            assert_eq!(damage, None, "damage before the stop position");
+            assert_eq!(
+                end, descriptor.stop_position,
+                "frames missing before the stop"
+            );
+            bytes
+        }
+
+        /// Launch-time recovery, then the record of recording 0.
+        fn launch(storage: &Arc<dyn Storage>) -> RecordingDescriptor {
+            let catalog = tern_store::rebuild::open_for_recording_on(storage, Path::new(DIR))
+                .expect("catalog opens after the crash");
+            finish_purges(storage, Path::new(DIR), &catalog).expect("purges finished");
+            finish_truncates(storage, Path::new(DIR), &catalog).expect("truncates finished");
+            match catalog.entries().first() {
+                Some(tern_store::catalog::CatalogEntry::Recording(descriptor)) => {
+                    descriptor.clone()
+                }
+                other => panic!("record 0: {other:?}"),
+            }
+        }
+
+        fn syncs_of(operation: impl Fn(&Arc<dyn Storage>)) -> u64 {
+            let (disk, _) = recorded();
+            let storage: Arc<dyn Storage> = Arc::new(disk.clone());
+            let before = disk.syncs();
+            operation(&storage);
+            disk.syncs() - before
+        }
+
+        #[test]
+        fn a_crash_after_any_sync_of_a_truncate_leaves_the_old_or_the_new_recording_whole() {
+            truncates_survive_a_crash_after_any_sync(|storage, cut| {
+                truncate_on(storage, Path::new(DIR), 0, cut).expect("truncated");
+            });
+        }
+
+        /// Run `truncate` (recording 0 of [`recorded`] cut at `cut` on `storage`) on a disk
+        /// frozen after each of its syncs, with 0, 100 and 4096 bytes of the write in flight
+        /// torn; after what a launch does the record is the old one or the cut one, every frame
+        /// before its stop is the one recorded, nothing is left past it, and both outcomes occur.
+        pub(crate) fn truncates_survive_a_crash_after_any_sync(
+            truncate: impl Fn(&Arc<dyn Storage>, i64),
+        ) {
+            let (_, written) = recorded();
+            let cut = written.frames[100];
+            let original = {
+                let (disk, _) = recorded();
+                frames_up_to(&(Arc::new(disk) as Arc<dyn Storage>), &written.descriptor)
+            };
+            let truncate = |storage: &Arc<dyn Storage>| truncate(storage, cut);
+            let total = syncs_of(truncate);
+            assert!(
+                total >= 4,
+                "a truncate syncs the record, the cut and the deletions"
+            );
+            let mut outcomes = HashSet::new();
+            for freeze in 0..=total {
+                for torn in [0, 100, 4096] {
+                    let (disk, _) = recorded();
+                    disk.freeze_after_syncs(freeze);
+                    truncate(&(Arc::new(disk.clone()) as Arc<dyn Storage>));
+                    let crashed: Arc<dyn Storage> = Arc::new(disk.crash_torn(torn));
+                    let record = launch(&crashed);
+                    let what = format!("crash after sync {freeze} of {total}, {torn} bytes torn");
+                    assert!(
+                        record.stop_position == written.descriptor.stop_position
+                            || record.stop_position == cut,
+                        "{what}: stop position {}",
+                        record.stop_position
+                    );
+                    let bytes = frames_up_to(&crashed, &record);
+                    assert_eq!(bytes[..], original[..bytes.len()], "{what}: data changed");
+                    // No segment file past the one holding the stop remains, and an extension's
+                    // clean-up from the stop leaves nothing to read past it.
+                    let last =
+                        segment_base(0, record.stop_position, i64::from(TERM), i64::from(TERM));
+                    let segments =
+                        tern_store::recording_reader::list_segments_on(&crashed, Path::new(DIR))
+                            .expect("listed");
+                    assert!(
+                        segments
+                            .get(&0)
+                            .into_iter()
+                            .flatten()
+                            .all(|base| *base <= last),
+                        "{what}: segments {segments:?} past {last}"
+                    );
+                    cut_files(&crashed, Path::new(DIR), &record, record.stop_position)
+                        .expect("cleaned up");
+                    let mut reader = RecordingReader::new_on(&crashed, Path::new(DIR), &record);
+                    let (end, _) = reader
+                        .scan(record.stop_position, record.stop_position + 4096, |_| true)
+                        .expect("scanned past the stop");
+                    assert_eq!(end, record.stop_position, "{what}: frames past the stop");
+                    outcomes.insert(record.stop_position);
+                }
+            }
+            assert_eq!(outcomes.len(), 2, "both outcomes were seen: {outcomes:?}");
+        }
+
+        #[test]
+        fn a_crash_after_any_sync_of_a_purge_leaves_the_recording_whole_or_gone() {
+            purges_survive_a_crash_after_any_sync(|storage| {
+                purge_on(storage, Path::new(DIR), 0).expect("purged");
+            });
+        }
+
+        /// Run `purge` (of recording 0 of [`recorded`]) on a disk frozen after each of its
+        /// syncs, with writes torn; after what a launch does the recording is whole as it was,
+        /// or deleted with no file of it left, and both outcomes occur.
+        pub(crate) fn purges_survive_a_crash_after_any_sync(purge: impl Fn(&Arc<dyn Storage>)) {
+            let (_, written) = recorded();
+            let total = syncs_of(&purge);
+            let mut outcomes = HashSet::new();
+            for freeze in 0..=total {
+                for torn in [0, 100, 4096] {
+                    let (disk, _) = recorded();
+                    disk.freeze_after_syncs(freeze);
+                    purge(&(Arc::new(disk.clone()) as Arc<dyn Storage>));
+                    let crashed: Arc<dyn Storage> = Arc::new(disk.crash_torn(torn));
+                    let record = launch(&crashed);
+                    let what = format!("crash after sync {freeze} of {total}, {torn} bytes torn");
+                    let files = crashed.list(Path::new(DIR)).expect("listed");
+                    match record.state {
+                        RecordState::Valid => {
+                            assert_eq!(record, written.descriptor, "{what}");
+                            frames_up_to(&crashed, &record);
+                        }
+                        RecordState::Deleted => assert!(
+                            !files
+                                .iter()
+                                .any(|name| name.starts_with("0-") || name.starts_with("0.")),
+                            "{what}: files left of a purged recording: {files:?}"
+                        ),
+                        other => panic!("{what}: state {other:?}"),
+                    }
+                    outcomes.insert(record.state.name());
+                }
+            }
+            assert_eq!(outcomes.len(), 2, "both outcomes were seen: {outcomes:?}");
+        }
     }
 }

@@ -512,15 +512,26 @@ fn mismatch(dir: &Path, problem: String, orphans: &BTreeMap<i64, Vec<i64>>) -> S
 /// # Errors
 /// [`StoreError::CatalogMismatch`], naming `tern catalog rebuild`; a file error.
 pub fn open_for_recording(dir: &Path) -> Result<crate::Catalog> {
-    let segments = list_segments(dir)?;
+    open_for_recording_on(&crate::storage::disk(), dir)
+}
+
+/// [`open_for_recording`] in `dir` of `storage`.
+///
+/// # Errors
+/// As [`open_for_recording`].
+pub fn open_for_recording_on(
+    storage: &std::sync::Arc<dyn crate::storage::Storage>,
+    dir: &Path,
+) -> Result<crate::Catalog> {
+    let segments = crate::recording_reader::list_segments_on(storage, dir)?;
     let path = dir.join(CATALOG_FILE);
-    if !path.exists() {
+    if !storage.exists(&path) {
         if segments.is_empty() {
-            return crate::Catalog::open(dir, true);
+            return crate::Catalog::open_on(storage, dir, true);
         }
         return Err(mismatch(dir, format!("no {CATALOG_FILE}"), &segments));
     }
-    let catalog = match crate::Catalog::open(dir, true) {
+    let catalog = match crate::Catalog::open_on(storage, dir, true) {
         Ok(catalog) => catalog,
         Err(error @ StoreError::Corrupt { .. }) => {
             return Err(mismatch(dir, error.to_string(), &segments))

@@ -382,6 +382,20 @@ pub fn check_replay_position(
     position: i64,
     end: i64,
 ) -> Result<()> {
+    check_replay_position_on(&crate::storage::disk(), dir, descriptor, position, end)
+}
+
+/// [`check_replay_position`] in `dir` of `storage`.
+///
+/// # Errors
+/// As [`check_replay_position`].
+pub fn check_replay_position_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    position: i64,
+    end: i64,
+) -> Result<()> {
     let recording_id = descriptor.recording_id;
     if position < descriptor.start_position {
         return Err(bad_position(
@@ -408,7 +422,7 @@ pub fn check_replay_position(
         ));
     }
     if position < end {
-        let mut reader = RecordingReader::new(dir, descriptor);
+        let mut reader = RecordingReader::new_on(storage, dir, descriptor);
         let (_, stop) = reader.scan(position, end, |_| false)?;
         if let Some(stop) = stop {
             return Err(bad_position(

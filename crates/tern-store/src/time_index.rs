@@ -203,7 +203,19 @@ impl TimeIndexWriter {
 /// # Errors
 /// The file cannot be written.
 pub fn reset_time_index(dir: &Path, recording_id: i64) -> Result<()> {
-    let writer = TimeIndexWriter::create(dir, recording_id, 0)?;
+    reset_time_index_on(&disk(), dir, recording_id)
+}
+
+/// [`reset_time_index`] in `dir` of `storage`.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn reset_time_index_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+) -> Result<()> {
+    let writer = TimeIndexWriter::create_on(storage, dir, recording_id, 0)?;
     writer
         .file
         .sync_data()

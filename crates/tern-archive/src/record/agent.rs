@@ -561,7 +561,8 @@ impl Recorder {
             term_length: i64::from(descriptor.term_length),
             segment_length: i64::from(descriptor.segment_length),
         };
-        let opened = SegmentWriter::new(
+        let opened = SegmentWriter::new_on(
+            &config.io,
             geometry,
             config.write_mode,
             config.preallocate,
@@ -571,7 +572,12 @@ impl Recorder {
             let interval = config.time_index_interval.as_nanos() as i64;
             Ok((
                 writer,
-                TimeIndexWriter::create(&config.dir, recording_id, interval)?,
+                TimeIndexWriter::create_on(
+                    &config.io.storage,
+                    &config.dir,
+                    recording_id,
+                    interval,
+                )?,
             ))
         });
         let (mut writer, time_index) = match opened {

@@ -133,7 +133,7 @@ fn prepare(
     let recording_id = descriptor.recording_id;
     check_image(&descriptor, image, position).map_err(ArchiveError::Invalid)?;
     let stop = descriptor.stop_position;
-    crate::operations::cut_files(&config.dir, &descriptor, stop)?;
+    crate::operations::cut_files(&config.io.storage, &config.dir, &descriptor, stop)?;
     let geometry = SegmentGeometry {
         dir: config.dir.clone(),
         recording_id,
@@ -141,14 +141,16 @@ fn prepare(
         term_length: i64::from(descriptor.term_length),
         segment_length: i64::from(descriptor.segment_length),
     };
-    let writer = SegmentWriter::resume(
+    let writer = SegmentWriter::resume_on(
+        &config.io,
         geometry,
         stop,
         config.write_mode,
         config.preallocate,
         config.write_buffer_length,
     )?;
-    let time_index = TimeIndexWriter::resume(
+    let time_index = TimeIndexWriter::resume_on(
+        &config.io.storage,
         &config.dir,
         recording_id,
         config.time_index_interval.as_nanos() as i64,

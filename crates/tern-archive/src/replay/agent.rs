@@ -163,7 +163,7 @@ impl Replayer {
             .add_exclusive_publication(&channel, session.plan.stream_id)?;
         if let Some(pacing) = &session.pacing {
             session.pacing = Some(Pacing::new(
-                &tern_store::disk(),
+                &self.shared.config.io.storage,
                 &self.shared.config.dir,
                 session.plan.descriptor.recording_id,
                 position,
@@ -211,10 +211,14 @@ impl Replayer {
         let publication = self
             .client
             .add_exclusive_publication(&channel, plan.stream_id)?;
-        let reader = RecordingReader::new(&self.shared.config.dir, &plan.descriptor);
+        let reader = RecordingReader::new_on(
+            &self.shared.config.io.storage,
+            &self.shared.config.dir,
+            &plan.descriptor,
+        );
         let pacing = match plan.speed {
             Some(speed) => Some(Pacing::new(
-                &tern_store::disk(),
+                &self.shared.config.io.storage,
                 &self.shared.config.dir,
                 plan.descriptor.recording_id,
                 plan.position,
