@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use tern_store::catalog::Catalog;
 use tern_store::cursors::{Cursor, CursorStore};
 use tern_store::descriptor::RecordingDescriptor;
-use tern_store::indexer::{run_indexer, IndexJob};
+use tern_store::indexer::{run_indexer_on, IndexJob};
 use tern_store::recording_reader::{find_end_on, list_segments_on};
 use tern_store::storage::{OpenOptions, Storage};
 
@@ -164,11 +164,12 @@ impl Archive {
         });
         let (indexer, index_jobs) = mpsc::sync_channel(tern_store::indexer::QUEUE_LENGTH);
         let index_dir = shared.config.dir.clone();
+        let index_storage = shared.config.io.storage.clone();
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let indexer_stopping = stopping.clone();
         let indexer_thread = std::thread::Builder::new()
             .name("tern-indexer".into())
-            .spawn(move || run_indexer(index_dir, index_jobs, indexer_stopping))
+            .spawn(move || run_indexer_on(index_storage, index_dir, index_jobs, indexer_stopping))
             .map_err(|error| ArchiveError::NotRunning(format!("spawn tern-indexer: {error}")))?;
         // Recordings interrupted by a crash (or stopped just before it) may lack index files.
         let stopped: Vec<RecordingDescriptor> = catalog.recordings().cloned().collect();

@@ -668,7 +668,8 @@ impl ArchiveState {
         source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
         let info = self.recording(recording_id)?;
-        Ok(tern_store::time_seek::position_at_message_time(
+        Ok(tern_store::time_seek::position_at_message_time_on(
+            &self.shared.config.io.storage,
             &self.shared.config.dir,
             &info.descriptor,
             info.recorded_position,

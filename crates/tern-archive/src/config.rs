@@ -96,9 +96,9 @@ pub struct ArchiveConfig {
     pub recorder_idle_max: Duration,
     /// The storage the archive's files are on and where its segment writers' I/O runs: the real
     /// disk with an I/O thread per recording (the default), or a simulated disk with the jobs
-    /// run inline (tests). Segments, the catalog, the time indexes, the cursor file, recovery,
-    /// truncates and purges go through it; key index files, `tern catalog rebuild`, the
-    /// directory lock and the read-only view use the real file system.
+    /// run inline (tests). Segments, the catalog, the time indexes, key index files and
+    /// manifests, the cursor file, recovery, truncates and purges go through it; the directory
+    /// lock, `tern catalog rebuild` and the read-only view use the real file system.
     pub io: tern_store::Io,
 }
 

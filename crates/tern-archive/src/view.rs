@@ -524,7 +524,13 @@ impl ArchiveView {
         let end = to.unwrap_or(available).min(available);
         tern_store::check_replay_position(&self.dir, descriptor, from, available)?;
         let session_id = descriptor.session_id;
-        let mut search = KeySearch::new(self.dir.clone(), descriptor, *filter, from);
+        let mut search = KeySearch::new(
+            &tern_store::disk(),
+            self.dir.clone(),
+            descriptor,
+            *filter,
+            from,
+        );
         let mut reader = RecordingReader::new(&self.dir, descriptor).scattered();
         let mut assembler = FragmentAssembler::new();
         loop {

@@ -14,10 +14,11 @@ use crate::descriptor::RecordingDescriptor;
 use crate::error::Result;
 use crate::key::KeyKind;
 use crate::key_index::{
-    encode_key_index, key_index_file_name, read_manifest, write_atomically, Expected, KeyCollector,
-    KeyIndexReader,
+    encode_key_index, key_index_file_name, read_manifest_on, write_atomically_on, Expected,
+    KeyCollector, KeyIndexReader,
 };
-use crate::recording_reader::{list_segments, RecordingReader, ScanStop};
+use crate::recording_reader::{list_segments_on, RecordingReader, ScanStop};
+use crate::storage::{disk, read_all, Storage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -51,6 +52,17 @@ pub enum IndexJob {
 /// Write the key index files of the jobs that come, until the queue closes. A check of the
 /// recordings at launch stops early (between recordings) when `stopping` is set.
 pub fn run_indexer(dir: PathBuf, jobs: Receiver<IndexJob>, stopping: Arc<AtomicBool>) {
+    run_indexer_on(disk(), dir, jobs, stopping)
+}
+
+/// [`run_indexer`] with the files in `dir` of `storage`.
+pub fn run_indexer_on(
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    jobs: Receiver<IndexJob>,
+    stopping: Arc<AtomicBool>,
+) {
+    let storage = &storage;
     for job in jobs {
         match job {
             IndexJob::Segment {
@@ -58,11 +70,25 @@ pub fn run_indexer(dir: PathBuf, jobs: Receiver<IndexJob>, stopping: Arc<AtomicB
                 end_position,
                 collector,
                 recycle,
-            } => write_segment(&dir, recording_id, end_position, collector, recycle),
+            } => write_segment(
+                storage,
+                &dir,
+                recording_id,
+                end_position,
+                collector,
+                recycle,
+            ),
             IndexJob::CheckActive {
                 descriptor,
                 end_position,
-            } => match check_recording(&dir, &descriptor, end_position, None, CheckMode::Repair) {
+            } => match check_recording_on(
+                storage,
+                &dir,
+                &descriptor,
+                end_position,
+                None,
+                CheckMode::Repair,
+            ) {
                 Ok(checks) => {
                     for check in checks.iter().filter(|check| check.rebuilt) {
                         tracing::info!(
@@ -83,7 +109,8 @@ pub fn run_indexer(dir: PathBuf, jobs: Receiver<IndexJob>, stopping: Arc<AtomicB
                     if stopping.load(Ordering::Relaxed) {
                         break;
                     }
-                    match check_recording(
+                    match check_recording_on(
+                        storage,
                         &dir,
                         &descriptor,
                         descriptor.stop_position,
@@ -112,6 +139,7 @@ pub fn run_indexer(dir: PathBuf, jobs: Receiver<IndexJob>, stopping: Arc<AtomicB
 }
 
 fn write_segment(
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     recording_id: i64,
     end_position: i64,
@@ -126,7 +154,7 @@ fn write_segment(
             let _ = recycle.send(entries);
         }
         let name = key_index_file_name(recording_id, base, &kind);
-        if let Err(error) = write_atomically(dir, &name, &bytes, true) {
+        if let Err(error) = write_atomically_on(storage, dir, &name, &bytes, true) {
             tracing::warn!(
                 "recording {recording_id}: key index {name} not written (a filtered replay scans the segment; `tern verify` rebuilds it): {error}"
             );
@@ -244,21 +272,36 @@ pub fn check_recording(
     kinds: Option<&[KeyKind]>,
     mode: CheckMode,
 ) -> Result<Vec<KeyIndexCheck>> {
+    check_recording_on(&disk(), dir, descriptor, end_position, kinds, mode)
+}
+
+/// [`check_recording`] with the files in `dir` of `storage`.
+///
+/// # Errors
+/// The manifest or a segment is unreadable.
+pub fn check_recording_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    end_position: i64,
+    kinds: Option<&[KeyKind]>,
+    mode: CheckMode,
+) -> Result<Vec<KeyIndexCheck>> {
     let recording_id = descriptor.recording_id;
     let kinds = match kinds {
         Some(kinds) => kinds.to_vec(),
-        None => read_manifest(dir, recording_id)?,
+        None => read_manifest_on(storage, dir, recording_id)?,
     };
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
     let stopped = !descriptor.is_active();
-    let segments = list_segments(dir)?;
+    let segments = list_segments_on(storage, dir)?;
     let bases = segments
         .get(&recording_id)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let mut reader = RecordingReader::new(dir, descriptor);
+    let mut reader = RecordingReader::new_on(storage, dir, descriptor);
     let mut checks = Vec::new();
     for (base, end) in finished_segments(descriptor, bases, end_position, stopped) {
         let looked: Vec<String> = if mode == CheckMode::Full {
@@ -273,7 +316,7 @@ pub fn check_recording(
                         segment_base: base,
                         end_position: end,
                     };
-                    match KeyIndexReader::open(dir, &expected) {
+                    match KeyIndexReader::open_on(storage, dir, &expected) {
                         Ok(_) => "ok".to_string(),
                         Err(error) => describe_error(&error),
                     }
@@ -293,7 +336,14 @@ pub fn check_recording(
         match collect_segment(&mut reader, descriptor, &kinds, base, end)? {
             Ok(collector) => {
                 let found = (mode != CheckMode::Full).then_some(looked);
-                checks.extend(check_collected(dir, recording_id, end, collector, found));
+                checks.extend(check_collected_on(
+                    storage,
+                    dir,
+                    recording_id,
+                    end,
+                    collector,
+                    found,
+                ));
             }
             Err(stop) => {
                 // A damaged segment (verify reports it): its index files are left as they are.
@@ -321,6 +371,18 @@ pub fn check_collected(
     collector: KeyCollector,
     found: Option<Vec<String>>,
 ) -> Vec<KeyIndexCheck> {
+    check_collected_on(&disk(), dir, recording_id, end, collector, found)
+}
+
+/// [`check_collected`] with the files in `dir` of `storage`.
+pub fn check_collected_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+    end: i64,
+    collector: KeyCollector,
+    found: Option<Vec<String>>,
+) -> Vec<KeyIndexCheck> {
     let base = collector.base();
     let mut checks = Vec::new();
     for (index, (kind, mut entries)) in collector.into_entries().into_iter().enumerate() {
@@ -335,7 +397,7 @@ pub fn check_collected(
                     segment_base: base,
                     end_position: end,
                 };
-                match std::fs::read(dir.join(&name)) {
+                match read_all(storage.as_ref(), &dir.join(&name)) {
                     Ok(existing) if existing == bytes => "ok".to_string(),
                     Ok(existing) => match crate::key_index::check_key_index(&existing, &expected) {
                         Ok(_) => "stale: it does not list the segment's messages".into(),
@@ -349,7 +411,7 @@ pub fn check_collected(
         let (state, rebuilt) = if state == "ok" {
             (state, false)
         } else {
-            match write_atomically(dir, &name, &bytes, true) {
+            match write_atomically_on(storage, dir, &name, &bytes, true) {
                 Ok(()) => (state, true),
                 Err(error) => (format!("{state}; not rebuilt: {error}"), false),
             }

@@ -17,9 +17,9 @@
 use crate::error::{io_error, Result, StoreError};
 use crate::frame::{align_frame, FrameHeader, FRAME_ALIGNMENT, HEADER_LENGTH};
 use crate::key::KeyKind;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use crate::storage::{disk, read_all, OpenOptions, Storage, StorageFile};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"TERNKIX\0";
 const MANIFEST_MAGIC: &[u8; 8] = b"TERNKIM\0";
@@ -454,7 +454,7 @@ pub fn lookup_in(bytes: &[u8], expected: &Expected, key: i64) -> Result<Vec<i64>
 /// the other keys' positions.
 pub struct KeyIndexReader {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn StorageFile>,
     header: KeyIndexHeader,
     table: Vec<KeyEntry>,
     bytes_read: u64,
@@ -468,20 +468,21 @@ fn corrupt(path: &Path, (offset, reason): (u64, String)) -> StoreError {
     }
 }
 
-fn read_exact_at(file: &File, path: &Path, buffer: &mut [u8], offset: u64) -> Result<()> {
-    let mut done = 0;
-    while done < buffer.len() {
-        let read = file
-            .read_at(&mut buffer[done..], offset + done as u64)
-            .map_err(io_error(path, "read key index"))?;
-        if read == 0 {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                offset: offset + done as u64,
-                reason: "key index truncated".into(),
-            });
-        }
-        done += read;
+fn read_exact_at(
+    file: &Arc<dyn StorageFile>,
+    path: &Path,
+    buffer: &mut [u8],
+    offset: u64,
+) -> Result<()> {
+    let read = file
+        .read_full_at(buffer, offset)
+        .map_err(io_error(path, "read key index"))?;
+    if read < buffer.len() {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            offset: offset + read as u64,
+            reason: "key index truncated".into(),
+        });
     }
     Ok(())
 }
@@ -493,20 +494,27 @@ impl KeyIndexReader {
     /// # Errors
     /// The file is missing (`Io`, not found), unreadable, or not the index expected (`Corrupt`).
     pub fn open(dir: &Path, expected: &Expected) -> Result<Self> {
+        Self::open_on(&disk(), dir, expected)
+    }
+
+    /// [`Self::open`] in `dir` of `storage`.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_on(storage: &Arc<dyn Storage>, dir: &Path, expected: &Expected) -> Result<Self> {
         let path = dir.join(key_index_file_name(
             expected.recording_id,
             expected.segment_base,
             &expected.kind,
         ));
-        let file = File::open(&path).map_err(io_error(&path, "open key index"))?;
+        let file = storage
+            .open(&path, OpenOptions::read())
+            .map_err(io_error(&path, "open key index"))?;
         let mut header_bytes = [0u8; HEADER_LENGTH_KIX];
         read_exact_at(&file, &path, &mut header_bytes, 0)?;
         let header = KeyIndexHeader::decode(&header_bytes).map_err(|e| corrupt(&path, e))?;
         expected.check(&header).map_err(|e| corrupt(&path, e))?;
-        let length = file
-            .metadata()
-            .map_err(io_error(&path, "stat key index"))?
-            .len();
+        let length = file.len().map_err(io_error(&path, "stat key index"))?;
         if length != header.file_length() {
             return Err(corrupt(
                 &path,
@@ -635,7 +643,21 @@ pub fn decode_manifest(bytes: &[u8], recording_id: i64) -> Result<Vec<KeyKind>, 
 /// # Errors
 /// The file could not be written.
 pub fn write_manifest(dir: &Path, recording_id: i64, kinds: &[KeyKind]) -> Result<()> {
-    write_atomically(
+    write_manifest_on(&disk(), dir, recording_id, kinds)
+}
+
+/// [`write_manifest`] in `dir` of `storage`.
+///
+/// # Errors
+/// The file could not be written.
+pub fn write_manifest_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+    kinds: &[KeyKind],
+) -> Result<()> {
+    write_atomically_on(
+        storage,
         dir,
         &manifest_file_name(recording_id),
         &encode_manifest(recording_id, kinds),
@@ -648,8 +670,20 @@ pub fn write_manifest(dir: &Path, recording_id: i64, kinds: &[KeyKind]) -> Resul
 /// # Errors
 /// The manifest is unreadable or damaged.
 pub fn read_manifest(dir: &Path, recording_id: i64) -> Result<Vec<KeyKind>> {
+    read_manifest_on(&disk(), dir, recording_id)
+}
+
+/// [`read_manifest`] in `dir` of `storage`.
+///
+/// # Errors
+/// The manifest is unreadable or damaged.
+pub fn read_manifest_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: i64,
+) -> Result<Vec<KeyKind>> {
     let path = dir.join(manifest_file_name(recording_id));
-    match std::fs::read(&path) {
+    match read_all(storage.as_ref(), &path) {
         Ok(bytes) => decode_manifest(&bytes, recording_id).map_err(|e| corrupt(&path, e)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(error) => Err(io_error(&path, "read key index manifest")(error)),
@@ -663,32 +697,45 @@ pub fn read_manifest(dir: &Path, recording_id: i64) -> Result<Vec<KeyKind>> {
 /// # Errors
 /// A write, sync or rename failed (the temporary file is removed).
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<()> {
-    use std::io::Write;
+    write_atomically_on(&disk(), dir, name, bytes, sync)
+}
+
+/// [`write_atomically`] in `dir` of `storage`.
+///
+/// # Errors
+/// A write, sync or rename failed (the temporary file is removed).
+pub fn write_atomically_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<()> {
     static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let temporary = dir.join(format!(".{name}.{}-{sequence}.tmp", std::process::id()));
     let path = dir.join(name);
     let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temporary)
+        let file = storage
+            .open(&temporary, OpenOptions::create())
             .map_err(io_error(&temporary, "create key index"))?;
-        file.write_all(bytes)
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(bytes, 0))
             .map_err(io_error(&temporary, "write key index"))?;
         if sync {
             file.sync_data()
                 .map_err(io_error(&temporary, "sync key index"))?;
         }
-        std::fs::rename(&temporary, &path).map_err(io_error(&path, "rename key index"))?;
+        storage
+            .rename(&temporary, &path)
+            .map_err(io_error(&path, "rename key index"))?;
         if sync {
-            crate::catalog::sync_directory(dir)?;
+            crate::catalog::sync_directory_on(storage, dir)?;
         }
         Ok(())
     })();
     if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+        let _ = storage.remove_file(&temporary);
     }
     written
 }

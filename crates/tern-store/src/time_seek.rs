@@ -5,7 +5,9 @@
 use crate::descriptor::RecordingDescriptor;
 use crate::error::{Result, StoreError};
 use crate::recording_reader::RecordingReader;
+use crate::storage::{disk, Storage};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The most payload a message's first fragment can carry in `descriptor`'s recording: the MTU
 /// less the frame header.
@@ -47,7 +49,22 @@ pub fn position_at_time(
     end: i64,
     timestamp_ns: i64,
 ) -> Result<i64> {
-    let reader = crate::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
+    position_at_time_on(&disk(), dir, descriptor, end, timestamp_ns)
+}
+
+/// [`position_at_time`] in `dir` of `storage`.
+///
+/// # Errors
+/// A missing or unreadable time index.
+pub fn position_at_time_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    end: i64,
+    timestamp_ns: i64,
+) -> Result<i64> {
+    let reader =
+        crate::time_index::TimeIndexReader::open_on(storage, dir, descriptor.recording_id)?;
     Ok(match reader.seek(timestamp_ns, end)? {
         crate::time_index::TimeSeek::At(entry) => entry.position.max(descriptor.start_position),
         crate::time_index::TimeSeek::AfterLast => end,
@@ -92,12 +109,27 @@ pub fn position_at_message_time(
     timestamp_ns: i64,
     source: crate::message_time::TimeSource,
 ) -> Result<i64> {
+    position_at_message_time_on(&disk(), dir, descriptor, end, timestamp_ns, source)
+}
+
+/// [`position_at_message_time`] in `dir` of `storage`.
+///
+/// # Errors
+/// An unreadable time index or segment.
+pub fn position_at_message_time_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    descriptor: &RecordingDescriptor,
+    end: i64,
+    timestamp_ns: i64,
+    source: crate::message_time::TimeSource,
+) -> Result<i64> {
     if !source.is_in_message() {
-        return position_at_time(dir, descriptor, end, timestamp_ns);
+        return position_at_time_on(storage, dir, descriptor, end, timestamp_ns);
     }
     check_time_source(descriptor, source)?;
-    let index = crate::time_index::TimeIndexReader::open(dir, descriptor.recording_id)?;
-    let mut reader = RecordingReader::new(dir, descriptor);
+    let index = crate::time_index::TimeIndexReader::open_on(storage, dir, descriptor.recording_id)?;
+    let mut reader = RecordingReader::new_on(storage, dir, descriptor);
     let usable = index.first_after_position(end - 1)?;
     // The first entry whose first readable message is at or after the time.
     let (mut low, mut high) = (0u64, usable);

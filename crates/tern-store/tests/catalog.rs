@@ -183,3 +183,76 @@ fn a_crash_after_any_sync_keeps_every_acknowledged_cursor_and_never_a_damaged_fi
         }
     }
 }
+
+/// A key index file (and a recording's manifest) replaced on a disk that crashes after any of
+/// its syncs, with the write in flight torn: a restarted reader finds the old file or the new
+/// one under the index's name, whole, never a part of one (a torn temporary file is not an
+/// index: the next launch removes it as a leftover).
+#[test]
+fn a_crash_during_a_key_index_or_manifest_write_leaves_the_old_file_or_the_new_one_whole() {
+    use tern_store::key::KeyKind;
+    use tern_store::key_index::{
+        encode_key_index, key_index_file_name, read_manifest_on, write_atomically_on,
+        write_manifest_on, Expected, KeyIndexReader,
+    };
+    let expected = |end_position| Expected {
+        kind: KeyKind::Reserved,
+        recording_id: 4,
+        segment_base: 0,
+        end_position,
+    };
+    let name = key_index_file_name(4, 0, &KeyKind::Reserved);
+    let old = encode_key_index(KeyKind::Reserved, 4, 0, 4096, &mut [(7, 0), (9, 64)]);
+    let mut entries: Vec<(i64, u32)> = (0..2000).map(|n| (n % 37, n as u32 * 64)).collect();
+    let new = encode_key_index(KeyKind::Reserved, 4, 0, 128_000, &mut entries);
+    let mut outcomes = std::collections::HashSet::new();
+    for freeze in 0..=4 {
+        for torn in [0, 1, 100, 4096, 20_000] {
+            let disk = disk();
+            let storage: Arc<dyn Storage> = Arc::new(disk.clone());
+            write_atomically_on(&storage, Path::new(DIR), &name, &old, true).expect("old");
+            write_manifest_on(&storage, Path::new(DIR), 4, &[KeyKind::Reserved]).expect("manifest");
+            disk.freeze_after_syncs(freeze);
+            let _ = write_atomically_on(&storage, Path::new(DIR), &name, &new, true);
+            let _ = write_manifest_on(
+                &storage,
+                Path::new(DIR),
+                4,
+                &[KeyKind::Reserved, KeyKind::ClusterEgress],
+            );
+            let crashed: Arc<dyn Storage> = Arc::new(disk.crash_torn(torn));
+            let what = format!("crash after {freeze} syncs, {torn} bytes torn");
+            let found = match KeyIndexReader::open_on(&crashed, Path::new(DIR), &expected(128_000))
+            {
+                Ok(mut reader) => {
+                    assert_eq!(
+                        reader.positions_of(7).expect("looked up").len(),
+                        54,
+                        "{what}"
+                    );
+                    "new"
+                }
+                Err(_) => {
+                    let mut reader =
+                        KeyIndexReader::open_on(&crashed, Path::new(DIR), &expected(4096))
+                            .unwrap_or_else(|error| panic!("{what}: neither file: {error}"));
+                    assert_eq!(
+                        reader.positions_of(7).expect("looked up"),
+                        vec![0],
+                        "{what}"
+                    );
+                    "old"
+                }
+            };
+            let kinds = read_manifest_on(&crashed, Path::new(DIR), 4)
+                .unwrap_or_else(|error| panic!("{what}: manifest unreadable: {error}"));
+            assert!(
+                kinds == vec![KeyKind::Reserved]
+                    || kinds == vec![KeyKind::Reserved, KeyKind::ClusterEgress],
+                "{what}: manifest {kinds:?}"
+            );
+            outcomes.insert(found);
+        }
+    }
+    assert_eq!(outcomes.len(), 2, "both outcomes were seen: {outcomes:?}");
+}

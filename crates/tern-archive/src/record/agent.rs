@@ -590,7 +590,12 @@ impl Recorder {
         sync_time_index_with(&mut writer, &time_index);
         writer.watch_io(progress.io_watch());
         if !config.key_index.is_empty() {
-            match tern_store::key_index::write_manifest(&config.dir, recording_id, &config.key_index) {
+            match tern_store::key_index::write_manifest_on(
+                &config.io.storage,
+                &config.dir,
+                recording_id,
+                &config.key_index,
+            ) {
                 Ok(()) => writer.index_keys(&config.key_index, self.indexer.clone(), &descriptor),
                 Err(error) => tracing::warn!(
                     "recording {recording_id}: not indexed by key (filtered replays scan it): {error}"

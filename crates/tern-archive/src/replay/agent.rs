@@ -235,6 +235,7 @@ impl Replayer {
         );
         let keys = plan.key.map(|filter| KeyReplay {
             search: KeySearch::new(
+                &self.shared.config.io.storage,
                 self.shared.config.dir.clone(),
                 &plan.descriptor,
                 filter,

@@ -6,11 +6,13 @@
 use crate::error::{ArchiveError, Result};
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::key::KeyFilter;
 use tern_store::key_index::{Expected, KeyIndexReader};
 use tern_store::recording_reader::RecordingReader;
 use tern_store::segment::segment_base;
+use tern_store::storage::Storage;
 
 /// What a search found next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,7 @@ pub struct SearchStats {
 }
 
 pub(crate) struct KeySearch {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     /// Its own reader: a scan reads the segment in order, and reads of the messages found (with
     /// another reader) must not break the kernel's read-ahead of it.
@@ -66,13 +69,15 @@ const READ_AHEAD_BYTES: usize = 4096;
 
 impl KeySearch {
     pub(crate) fn new(
+        storage: &Arc<dyn Storage>,
         dir: PathBuf,
         descriptor: &RecordingDescriptor,
         filter: KeyFilter,
         from: i64,
     ) -> Self {
         Self {
-            reader: RecordingReader::new(&dir, descriptor),
+            reader: RecordingReader::new_on(storage, &dir, descriptor),
+            storage: storage.clone(),
             dir,
             descriptor: descriptor.clone(),
             filter,
@@ -246,10 +251,11 @@ impl KeySearch {
             segment_base: base,
             end_position: data_end,
         };
-        let looked_up = KeyIndexReader::open(&self.dir, &expected).and_then(|mut reader| {
-            let positions = reader.positions_of(self.filter.value)?;
-            Ok((positions, reader.bytes_read()))
-        });
+        let looked_up =
+            KeyIndexReader::open_on(&self.storage, &self.dir, &expected).and_then(|mut reader| {
+                let positions = reader.positions_of(self.filter.value)?;
+                Ok((positions, reader.bytes_read()))
+            });
         match looked_up {
             Ok((positions, bytes)) => {
                 self.stats.index_segments += 1;
