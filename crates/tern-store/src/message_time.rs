@@ -134,9 +134,8 @@ impl std::str::FromStr for TimeSource {
                     .map_err(|_| format!("field offset {offset:?} is not a byte offset"))?,
                 unit: unit.parse()?,
             }),
-            _ => Err(format!(
-                "time source {text:?}: expected capture, cluster-egress[:UNIT] or field:OFFSET:UNIT"
-            )),
+            // Without the text: the caller says which value it was (the control server, clap).
+            _ => Err("expected capture, cluster-egress[:UNIT] or field:OFFSET:UNIT".into()),
         }
     }
 }

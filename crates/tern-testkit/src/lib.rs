@@ -1,20 +1,26 @@
 //! Fixtures every tern test binary shares: a media driver in a fresh directory, an archive on
-//! it, waiting with a deadline, offering until a message goes through, a reproducible seed, a
-//! free UDP port and the CLI runner. A dev-dependency only: nothing here is product code.
+//! it (alone, or served by its control server: [`ServedArchive`]), waiting with a deadline,
+//! offering until a message goes through, a reproducible seed, a free UDP port and the CLI
+//! runner. A dev-dependency only: nothing here is product code.
 //!
 //! Every wait has a deadline and backs off (the test machines have 2 cores and the media driver
 //! needs one); every failure panics with what was awaited, which is how a test reports it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tern_archive::control::{ControlChannel, ControlConfig, ControlServer};
 use tern_archive::{Archive, ArchiveConfig, RecordingDescriptor, RecordingInfo};
 use tern_transport::{
     BackoffIdle, Client, DriverConfig, Idle, MediaDriver, OfferError, Publication,
 };
+
+/// The archive crate, for the test binaries of crates that do not depend on it (tern-client's):
+/// they reach the real archive's types (`SourceLocation`, `ReplayState`, ...) through the kit.
+pub use tern_archive;
 
 /// The term length of the test drivers' publications (IPC and UDP): small, so tests roll over
 /// terms and segments quickly.
@@ -69,6 +75,107 @@ pub fn archive_config(dir: &Path, aeron_dir: &str, segment_length: i32) -> Archi
 /// An archive on `dir` with segments of two terms ([`TERM`]), so tests cross segment files.
 pub fn archive(dir: &Path, aeron_dir: &str) -> Archive {
     Archive::launch(archive_config(dir, aeron_dir, 2 * TERM as i32)).expect("the archive starts")
+}
+
+/// An archive (as [`archive`], on a fresh directory of its own) with its control server
+/// answering on `channels`, as `tern archive` runs them: what a client test talks to. It derefs
+/// to the [`Archive`], so a test records, replays and inspects through it directly. Dropping it
+/// (or [`ServedArchive::stop`]) stops the control server (its sessions end, clients see the
+/// archive go), then the archive, then deletes the directory.
+pub struct ServedArchive {
+    server: Option<ControlServer>,
+    archive: Option<Arc<Archive>>,
+    dir: PathBuf,
+}
+
+impl ServedArchive {
+    /// Launches the archive on the driver in `aeron_dir` and its control server on `channels`
+    /// (channel, stream id); `tag` names the directory.
+    pub fn start(tag: &str, aeron_dir: &str, channels: &[(&str, i32)]) -> Self {
+        let dir = PathBuf::from(temp_aeron_dir(&format!("{tag}-archive")));
+        let archive = Arc::new(
+            Archive::launch(archive_config(&dir, aeron_dir, 2 * TERM as i32))
+                .expect("the archive starts"),
+        );
+        let server = ControlServer::start(
+            archive.clone(),
+            ControlConfig {
+                channels: channels
+                    .iter()
+                    .map(|(channel, stream_id)| ControlChannel::new(*channel, *stream_id))
+                    .collect(),
+                ..ControlConfig::default()
+            },
+        )
+        .expect("the control server starts");
+        Self {
+            server: Some(server),
+            archive: Some(archive),
+            dir,
+        }
+    }
+
+    /// The archive's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The control server (its counts of sessions and requests).
+    pub fn server(&self) -> &ControlServer {
+        self.server.as_ref().expect("the archive is running")
+    }
+
+    /// How many control requests named `request` (a message name: `ReplayRequest`,
+    /// `PositionAtTimeRequest`, ...) the control server has received (see [`control_requests`]).
+    pub fn control_requests(&self, request: &str) -> u64 {
+        control_requests(self, request)
+    }
+
+    /// Stops the control server, then the archive (everything recorded is written); the
+    /// directory goes when this is dropped.
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        self.archive.take();
+    }
+}
+
+impl std::ops::Deref for ServedArchive {
+    type Target = Archive;
+
+    fn deref(&self) -> &Archive {
+        self.archive.as_ref().expect("the archive is running")
+    }
+}
+
+impl Drop for ServedArchive {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How many control requests named `request` (a message name: `ReplayRequest`,
+/// `StopReplayRequest`, `PositionAtTimeRequest`, ...) `archive`'s control servers have received
+/// so far, read from its metrics (`tern_archive_control_requests_total`); 0 for none.
+pub fn control_requests(archive: &Archive, request: &str) -> u64 {
+    let text = archive
+        .metrics_exporter()
+        .encode()
+        .expect("the metrics encode");
+    let prefix = format!(
+        "{}_control_requests_total{{request=\"{request}\"}} ",
+        tern_archive::METRICS_PREFIX
+    );
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |value| {
+            value
+                .trim()
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("a count in {value:?}")) as u64
+        })
 }
 
 /// Polls `condition` until it holds; fails the test naming `what` once `timeout` has passed.

@@ -1,9 +1,7 @@
-//! Test support: a media driver per test, and archives played by a thread of the test: a
-//! scripted one that answers as a test says ([`MockArchive`]), and a small one that records a
-//! live stream in memory and replays it at its recorded positions ([`MiniArchive`]).
+//! Test support: a media driver per test, and a scripted archive played by a thread of the
+//! test that answers as a test says ([`MockArchive`]). Tests against the real archive (the
+//! replay-merge's) use `tern_testkit::ServedArchive` instead.
 #![allow(dead_code)]
-
-pub mod mini;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,10 +120,6 @@ impl ControlServer {
             sessions: HashMap::new(),
             next_control_session_id: 1000,
         }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// Polls requests of either schema (decoded byte-exact with tern-protocol); for each,
