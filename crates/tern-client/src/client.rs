@@ -1065,7 +1065,9 @@ fn recording_descriptors(listed: Vec<Incoming>) -> Vec<RecordingDescriptor> {
     listed
         .into_iter()
         .filter_map(|incoming| match incoming {
-            Incoming::Descriptor(descriptor) => Some(descriptor.into()),
+            Incoming::Descriptor(descriptor) => {
+                Some(crate::types::descriptor_from_wire(descriptor))
+            }
             _ => None,
         })
         .collect()

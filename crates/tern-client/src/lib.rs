@@ -68,6 +68,7 @@ pub use merge::{
     ReplayMergeConfig, StreamAssembler, DEFAULT_MERGE_PROGRESS_TIMEOUT,
 };
 pub use tern_protocol::{ControlResponse, ControlResponseCode, RecordingSignal, SourceLocation};
+pub use tern_store::{RecordState, NULL_POSITION};
 pub use types::{
     RecordingDescriptor, RecordingSignalEvent, RecordingSubscription, StrayError, NULL_VALUE,
     REPLAY_FOLLOW,

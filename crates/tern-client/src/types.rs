@@ -8,61 +8,49 @@ pub use tern_protocol::NULL_VALUE;
 /// the archive).
 pub const REPLAY_FOLLOW: i64 = i64::MAX;
 
-/// One recording, as a listing describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingDescriptor {
-    /// The recording's id.
-    pub recording_id: i64,
-    /// When it started, ms since the epoch.
-    pub start_timestamp: i64,
-    /// When it stopped, ms since the epoch; `None` while active.
-    pub stop_timestamp: Option<i64>,
-    /// Stream position of the first recorded byte.
-    pub start_position: i64,
-    /// Stream position after the last recorded byte; `None` while active.
-    pub stop_position: Option<i64>,
-    /// Initial term id of the recorded stream.
-    pub initial_term_id: i32,
-    /// Length of the archive's segment files.
-    pub segment_file_length: i32,
-    /// Term length of the recorded stream.
-    pub term_buffer_length: i32,
-    /// MTU of the recorded stream.
-    pub mtu_length: i32,
-    /// Session id of the recorded publication.
-    pub session_id: i32,
-    /// Stream id of the recorded publication.
-    pub stream_id: i32,
-    /// The channel without session-specific parameters.
-    pub stripped_channel: String,
-    /// The channel the recording was started with.
-    pub original_channel: String,
-    /// Where the recorded stream came from (`aeron:ipc`, or a source address).
-    pub source_identity: String,
-}
+/// One recording, as a listing describes it: the archive's own descriptor type (the one the
+/// catalog keeps), so a recording reads the same whether it was listed by a remote archive or
+/// read from a directory. From a listing: times in nanoseconds at millisecond precision (the
+/// protocol's), `stop_position` and `stop_timestamp_ns` [`NULL_POSITION`](tern_store::NULL_POSITION)
+/// while active ([`RecordingDescriptor::is_active`]), the state valid (a listing never shows
+/// deleted ones).
+pub use tern_store::RecordingDescriptor;
 
 fn optional(value: i64) -> Option<i64> {
     (value != NULL_VALUE).then_some(value)
 }
 
-impl From<tern_protocol::RecordingDescriptor> for RecordingDescriptor {
-    fn from(message: tern_protocol::RecordingDescriptor) -> Self {
-        Self {
-            recording_id: message.recording_id,
-            start_timestamp: message.start_timestamp,
-            stop_timestamp: optional(message.stop_timestamp),
-            start_position: message.start_position,
-            stop_position: optional(message.stop_position),
-            initial_term_id: message.initial_term_id,
-            segment_file_length: message.segment_file_length,
-            term_buffer_length: message.term_buffer_length,
-            mtu_length: message.mtu_length,
-            session_id: message.session_id,
-            stream_id: message.stream_id,
-            stripped_channel: message.stripped_channel,
-            original_channel: message.original_channel,
-            source_identity: message.source_identity,
+/// The descriptor a listing's `RecordingDescriptor` message describes.
+pub(crate) fn descriptor_from_wire(
+    message: tern_protocol::RecordingDescriptor,
+) -> RecordingDescriptor {
+    let nanos = |ms: i64| {
+        if ms == NULL_VALUE {
+            tern_store::NULL_POSITION
+        } else {
+            ms.saturating_mul(1_000_000)
         }
+    };
+    RecordingDescriptor {
+        recording_id: message.recording_id,
+        state: tern_store::RecordState::Valid,
+        start_timestamp_ns: nanos(message.start_timestamp),
+        stop_timestamp_ns: nanos(message.stop_timestamp),
+        start_position: message.start_position,
+        stop_position: if message.stop_position == NULL_VALUE {
+            tern_store::NULL_POSITION
+        } else {
+            message.stop_position
+        },
+        initial_term_id: message.initial_term_id,
+        segment_length: message.segment_file_length,
+        term_length: message.term_buffer_length,
+        mtu_length: message.mtu_length,
+        session_id: message.session_id,
+        stream_id: message.stream_id,
+        stripped_channel: message.stripped_channel,
+        original_channel: message.original_channel,
+        source_identity: message.source_identity,
     }
 }
 

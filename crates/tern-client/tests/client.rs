@@ -549,9 +549,15 @@ fn listings_collect_descriptors_until_the_count_or_the_end_marker() {
     let listed = client.list_recordings(10, 100).expect("list");
     let ids: Vec<i64> = listed.iter().map(|d| d.recording_id).collect();
     assert_eq!(ids, vec![10, 11, 12], "ended by RECORDING_UNKNOWN");
-    assert_eq!(listed[0].stop_position, None, "active");
-    assert_eq!(listed[1].stop_position, Some(4096));
-    assert_eq!(listed[1].stop_timestamp, Some(1_700_000_001_000));
+    assert!(listed[0].is_active(), "active");
+    assert_eq!(listed[0].stop_position, tern_client::NULL_POSITION);
+    assert_eq!(listed[0].stop_timestamp_ns, tern_client::NULL_POSITION);
+    assert_eq!(listed[1].stop_position, 4096);
+    // The protocol's milliseconds, as nanoseconds.
+    assert_eq!(listed[1].stop_timestamp_ns, 1_700_000_001_000 * 1_000_000);
+    assert_eq!(listed[1].start_timestamp_ns, 1_700_000_000_011 * 1_000_000);
+    assert_eq!(listed[1].term_length, 1 << 16);
+    assert_eq!(listed[1].segment_length, 1 << 27);
     assert_eq!(listed[0].session_id, 110);
     assert_eq!(listed[0].original_channel, "aeron:ipc?term-length=64k");
 

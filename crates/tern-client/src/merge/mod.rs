@@ -227,7 +227,7 @@ impl<'a> ReplayMerge<'a> {
         );
         let live_add_window = config
             .live_add_window
-            .unwrap_or_else(|| MergeDecider::default_live_add_window(recording.term_buffer_length));
+            .unwrap_or_else(|| MergeDecider::default_live_add_window(recording.term_length));
 
         let replay_uri = ChannelUri::parse(&config.replay_channel);
         let wildcard_port = !replay_uri.is_ipc()

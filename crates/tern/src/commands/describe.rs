@@ -28,47 +28,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let view = args.dir.open()?;
     let recording = view.recording(args.id)?;
     let d = &recording.descriptor;
-    let bytes = recording.end_position - d.start_position;
-    println!("recording {}", d.recording_id);
-    println!(
-        "  state             {}",
-        if recording.active {
-            "active (or interrupted)"
-        } else {
-            d.state.name()
-        }
-    );
-    println!("  channel           {}", d.stripped_channel);
-    println!("  original channel  {}", d.original_channel);
-    println!("  stream id         {}", d.stream_id);
-    println!("  session id        {}", d.session_id);
-    println!("  source identity   {}", d.source_identity);
-    println!("  start position    {}", d.start_position);
-    if recording.active {
-        println!(
-            "  end position      {} (scanned; the recording has not stopped)",
-            recording.end_position
-        );
+    let state = if recording.active {
+        "active (or interrupted)"
     } else {
-        println!("  stop position     {}", d.stop_position);
-    }
-    println!(
-        "  recorded          {} ({bytes} bytes)",
-        format_bytes(bytes as f64)
+        d.state.name()
+    };
+    let end_line = if recording.active {
+        format!(
+            "end position      {} (scanned; the recording has not stopped)",
+            recording.end_position
+        )
+    } else {
+        format!("stop position     {}", d.stop_position)
+    };
+    print_descriptor(
+        d,
+        state,
+        &end_line,
+        recording.end_position,
+        recording.active,
     );
-    println!("  started           {}", format_time(d.start_timestamp_ns));
-    println!(
-        "  stopped           {}",
-        if recording.active {
-            "-".into()
-        } else {
-            format_time(d.stop_timestamp_ns)
-        }
-    );
-    println!("  initial term id   {}", d.initial_term_id);
-    println!("  term length       {}", d.term_length);
-    println!("  segment length    {}", d.segment_length);
-    println!("  mtu               {}", d.mtu_length);
     match view.time_index(&recording) {
         Ok(index) => match (index.first(), index.last()) {
             (Some(first), Some(last)) => println!(
@@ -112,4 +91,43 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lines every description of a recording has, for a directory or a remote archive alike:
+/// `state` and `end_line` (what is known of its end) as the caller can tell them; `end` where
+/// its data ends now.
+pub(super) fn print_descriptor(
+    d: &tern_archive::RecordingDescriptor,
+    state: &str,
+    end_line: &str,
+    end: i64,
+    active: bool,
+) {
+    let bytes = end - d.start_position;
+    println!("recording {}", d.recording_id);
+    println!("  state             {state}");
+    println!("  channel           {}", d.stripped_channel);
+    println!("  original channel  {}", d.original_channel);
+    println!("  stream id         {}", d.stream_id);
+    println!("  session id        {}", d.session_id);
+    println!("  source identity   {}", d.source_identity);
+    println!("  start position    {}", d.start_position);
+    println!("  {end_line}");
+    println!(
+        "  recorded          {} ({bytes} bytes)",
+        format_bytes(bytes as f64)
+    );
+    println!("  started           {}", format_time(d.start_timestamp_ns));
+    println!(
+        "  stopped           {}",
+        if active {
+            "-".into()
+        } else {
+            format_time(d.stop_timestamp_ns)
+        }
+    );
+    println!("  initial term id   {}", d.initial_term_id);
+    println!("  term length       {}", d.term_length);
+    println!("  segment length    {}", d.segment_length);
+    println!("  mtu               {}", d.mtu_length);
 }

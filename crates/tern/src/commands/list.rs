@@ -4,7 +4,7 @@ use super::settings::DirArg;
 use crate::util::{format_bytes, format_time};
 use anyhow::Result;
 use std::process::ExitCode;
-use tern_archive::{CatalogEntry, RecordState};
+use tern_archive::{CatalogEntry, RecordState, RecordingDescriptor};
 
 /// Arguments of `tern list`.
 #[derive(Debug, clap::Args)]
@@ -42,19 +42,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     continue;
                 }
                 let recording = view.recording(descriptor.recording_id)?;
-                rows.push(serde_json::json!({
-                    "recording_id": descriptor.recording_id,
-                    "state": if recording.active { "active" } else { descriptor.state.name() },
-                    "session_id": descriptor.session_id,
-                    "stream_id": descriptor.stream_id,
-                    "channel": descriptor.stripped_channel,
-                    "source_identity": descriptor.source_identity,
-                    "start_position": descriptor.start_position,
-                    "end_position": recording.end_position,
-                    "bytes": recording.end_position - descriptor.start_position,
-                    "start_time": format_time(descriptor.start_timestamp_ns),
-                    "stop_time": if recording.active { "-".to_string() } else { format_time(descriptor.stop_timestamp_ns) },
-                }));
+                rows.push(row(descriptor, recording.active, recording.end_position));
             }
             CatalogEntry::Damaged { recording_id, offset, reason } => rows.push(serde_json::json!({
                 "recording_id": recording_id,
@@ -64,6 +52,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     print_rows(rows, args.json, &dir.display().to_string())
+}
+
+/// The row of one recording (`end`: where its data ends now), in a directory or a remote
+/// archive alike.
+pub(super) fn row(descriptor: &RecordingDescriptor, active: bool, end: i64) -> serde_json::Value {
+    serde_json::json!({
+        "recording_id": descriptor.recording_id,
+        "state": if active { "active" } else { descriptor.state.name() },
+        "session_id": descriptor.session_id,
+        "stream_id": descriptor.stream_id,
+        "channel": descriptor.stripped_channel,
+        "source_identity": descriptor.source_identity,
+        "start_position": descriptor.start_position,
+        "end_position": end,
+        "bytes": end - descriptor.start_position,
+        "start_time": format_time(descriptor.start_timestamp_ns),
+        "stop_time": if active { "-".to_string() } else { format_time(descriptor.stop_timestamp_ns) },
+    })
 }
 
 fn print_rows(rows: Vec<serde_json::Value>, json: bool, place: &str) -> Result<ExitCode> {

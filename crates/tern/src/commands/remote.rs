@@ -1,7 +1,7 @@
 //! Commands against a running archive over the control protocol (`--archive CHANNEL`), with
 //! tern's `ArchiveClient`.
 
-use crate::util::{format_bytes, format_time, DriverArgs, DriverHandle};
+use crate::util::{DriverArgs, DriverHandle};
 use anyhow::{Context, Result};
 use std::time::Duration;
 use tern_client::{ArchiveClient, ArchiveClientConfig, RecordingDescriptor};
@@ -73,29 +73,14 @@ pub fn list_rows(
     };
     let mut rows = Vec::new();
     for d in recordings {
-        let active = d.stop_position.is_none();
-        let end = match d.stop_position {
-            Some(stop) => stop,
-            None => client
+        let active = d.is_active();
+        let end = match active {
+            false => d.stop_position,
+            true => client
                 .recording_position(d.recording_id)?
                 .unwrap_or(d.start_position),
         };
-        rows.push(serde_json::json!({
-            "recording_id": d.recording_id,
-            "state": if active { "active" } else { "valid" },
-            "session_id": d.session_id,
-            "stream_id": d.stream_id,
-            "channel": d.stripped_channel,
-            "source_identity": d.source_identity,
-            "start_position": d.start_position,
-            "end_position": end,
-            "bytes": end - d.start_position,
-            "start_time": format_time(d.start_timestamp.saturating_mul(1_000_000)),
-            "stop_time": match d.stop_timestamp {
-                Some(ms) if !active => format_time(ms.saturating_mul(1_000_000)),
-                _ => "-".to_string(),
-            },
-        }));
+        rows.push(super::list::row(&d, active, end));
     }
     Ok(rows)
 }
@@ -105,49 +90,20 @@ pub fn describe(client: &mut ArchiveClient, recording_id: i64) -> Result<()> {
     let Some(d): Option<RecordingDescriptor> = client.list_recording(recording_id)? else {
         anyhow::bail!("the archive has no recording {recording_id}");
     };
-    let active = d.stop_position.is_none();
-    let end = match d.stop_position {
-        Some(stop) => stop,
-        None => client
+    let active = d.is_active();
+    let end = match active {
+        false => d.stop_position,
+        true => client
             .recording_position(recording_id)?
             .unwrap_or(d.start_position),
     };
-    println!("recording {}", d.recording_id);
-    println!(
-        "  state             {}",
-        if active { "active" } else { "valid" }
-    );
-    println!("  channel           {}", d.stripped_channel);
-    println!("  original channel  {}", d.original_channel);
-    println!("  stream id         {}", d.stream_id);
-    println!("  session id        {}", d.session_id);
-    println!("  source identity   {}", d.source_identity);
-    println!("  start position    {}", d.start_position);
-    if active {
-        println!("  recorded position {end} (active)");
+    let state = if active { "active" } else { "valid" };
+    let end_line = if active {
+        format!("recorded position {end} (active)")
     } else {
-        println!("  stop position     {end}");
-    }
-    let bytes = end - d.start_position;
-    println!(
-        "  recorded          {} ({bytes} bytes)",
-        format_bytes(bytes as f64)
-    );
-    println!(
-        "  started           {}",
-        format_time(d.start_timestamp.saturating_mul(1_000_000))
-    );
-    println!(
-        "  stopped           {}",
-        match d.stop_timestamp {
-            Some(ms) if !active => format_time(ms.saturating_mul(1_000_000)),
-            _ => "-".into(),
-        }
-    );
-    println!("  initial term id   {}", d.initial_term_id);
-    println!("  term length       {}", d.term_buffer_length);
-    println!("  segment length    {}", d.segment_file_length);
-    println!("  mtu               {}", d.mtu_length);
+        format!("stop position     {end}")
+    };
+    super::describe::print_descriptor(&d, state, &end_line, end, active);
     Ok(())
 }
 
