@@ -304,6 +304,34 @@ impl ArchiveState {
         &self.shared.metrics
     }
 
+    fn to_recorder(&self, command: RecorderCommand) -> Result<()> {
+        self.recorder
+            .send(command)
+            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))
+    }
+
+    fn to_replayer(&self, command: ReplayerCommand) -> Result<()> {
+        self.replayer
+            .send(command)
+            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+    }
+
+    /// That `position` is a frame start of the recording between its start and `end`.
+    fn check_position(
+        &self,
+        descriptor: &RecordingDescriptor,
+        position: i64,
+        end: i64,
+    ) -> Result<()> {
+        Ok(check_replay_position_on(
+            &self.shared.config.io.storage,
+            &self.shared.config.dir,
+            descriptor,
+            position,
+            end,
+        )?)
+    }
+
     fn next_id(&mut self) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -532,17 +560,15 @@ impl ArchiveState {
     ) -> Result<PendingRecording> {
         let subscription_id = self.next_id();
         let (reply, wait) = mpsc::channel();
-        self.recorder
-            .send(RecorderCommand::Start {
-                subscription_id,
-                channel: channel.to_string(),
-                stream_id,
-                source,
-                auto_stop,
-                extend,
-                reply,
-            })
-            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
+        self.to_recorder(RecorderCommand::Start {
+            subscription_id,
+            channel: channel.to_string(),
+            stream_id,
+            source,
+            auto_stop,
+            extend,
+            reply,
+        })?;
         Ok(Begun::new(subscription_id, Pending::new(wait, "recorder")))
     }
 
@@ -592,12 +618,10 @@ impl ArchiveState {
         subscription_id: i64,
     ) -> Result<Pending<Vec<i64>>> {
         let (reply, wait) = mpsc::channel();
-        self.recorder
-            .send(RecorderCommand::Stop {
-                subscription_id,
-                reply,
-            })
-            .map_err(|_| ArchiveError::NotRunning("recorder stopped".into()))?;
+        self.to_recorder(RecorderCommand::Stop {
+            subscription_id,
+            reply,
+        })?;
         Ok(Pending::new(wait, "recorder"))
     }
 
@@ -721,13 +745,7 @@ impl ArchiveState {
         tern_store::time_seek::check_time_source(&descriptor, request.time_source)?;
         let end = info.recorded_position;
         let position = request.position.unwrap_or(descriptor.start_position);
-        check_replay_position_on(
-            &self.shared.config.io.storage,
-            &self.shared.config.dir,
-            &descriptor,
-            position,
-            end,
-        )?;
+        self.check_position(&descriptor, position, end)?;
         if let Some(length) = request.length {
             if length < 0 {
                 return Err(ArchiveError::Invalid(format!(
@@ -777,16 +795,13 @@ impl ArchiveState {
         // Known from now, so the limit counts it and a truncate or purge stops it; the replayer
         // takes its commands in order, so a stop sent now comes after the start.
         self.replays.insert(replay_id, status);
-        if self
-            .replayer
-            .send(ReplayerCommand::Start {
-                plan: Box::new(plan),
-                reply,
-            })
-            .is_err()
-        {
+        let started = self.to_replayer(ReplayerCommand::Start {
+            plan: Box::new(plan),
+            reply,
+        });
+        if let Err(error) = started {
             self.replays.remove(&replay_id);
-            return Err(ArchiveError::NotRunning("replayer stopped".into()));
+            return Err(error);
         }
         Ok(Begun::new(replay_id, Pending::new(wait, "replayer")))
     }
@@ -865,7 +880,7 @@ impl ArchiveState {
         };
         let replays = self.running_replays(Some(recording_id));
         for (replay_id, _) in &replays {
-            let _ = self.replayer.send(ReplayerCommand::Stop {
+            let _ = self.to_replayer(ReplayerCommand::Stop {
                 replay_id: *replay_id,
             });
         }
@@ -1036,24 +1051,16 @@ impl ArchiveState {
         self.running_replay(replay_id)?;
         let status = self.replay_status(replay_id)?;
         let info = self.recording(status.recording_id())?;
-        check_replay_position_on(
-            &self.shared.config.io.storage,
-            &self.shared.config.dir,
-            &info.descriptor,
-            position,
-            info.recorded_position,
-        )?;
+        self.check_position(&info.descriptor, position, info.recorded_position)?;
         let sequence = self.next_id();
         let session_id = new_session_id(sequence);
         let (reply, wait) = mpsc::channel();
-        self.replayer
-            .send(ReplayerCommand::Seek {
-                replay_id,
-                position,
-                session_id,
-                reply,
-            })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))?;
+        self.to_replayer(ReplayerCommand::Seek {
+            replay_id,
+            position,
+            session_id,
+            reply,
+        })?;
         Ok(Begun::new(session_id, Pending::new(wait, "replayer")))
     }
 
@@ -1077,16 +1084,12 @@ impl ArchiveState {
 
     pub(crate) fn pause_replay(&self, replay_id: i64) -> Result<()> {
         self.running_replay(replay_id)?;
-        self.replayer
-            .send(ReplayerCommand::Pause { replay_id })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+        self.to_replayer(ReplayerCommand::Pause { replay_id })
     }
 
     pub(crate) fn resume_replay(&self, replay_id: i64) -> Result<()> {
         self.running_replay(replay_id)?;
-        self.replayer
-            .send(ReplayerCommand::Resume { replay_id })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+        self.to_replayer(ReplayerCommand::Resume { replay_id })
     }
 
     fn running_replay(&self, replay_id: i64) -> Result<()> {
@@ -1102,9 +1105,7 @@ impl ArchiveState {
 
     pub(crate) fn stop_replay(&self, replay_id: i64) -> Result<()> {
         self.replay_status(replay_id)?;
-        self.replayer
-            .send(ReplayerCommand::Stop { replay_id })
-            .map_err(|_| ArchiveError::NotRunning("replayer stopped".into()))
+        self.to_replayer(ReplayerCommand::Stop { replay_id })
     }
 
     pub(crate) fn stop_all_replays(&self, recording_id: Option<i64>) -> usize {
@@ -1123,13 +1124,7 @@ impl ArchiveState {
         tern_store::cursors::check_cursor_name(name)?;
         let info = self.recording(recording_id)?;
         // Up to what is durable: a cursor must not outlive the data it points at in a crash.
-        check_replay_position_on(
-            &self.shared.config.io.storage,
-            &self.shared.config.dir,
-            &info.descriptor,
-            position,
-            info.durable_position,
-        )?;
+        self.check_position(&info.descriptor, position, info.durable_position)?;
         let cursor = Cursor {
             name: name.to_string(),
             recording_id,

@@ -98,6 +98,33 @@ fn receive_positions(positions_rx: &mpsc::Receiver<i64>, positions: &mut Vec<i64
     }
 }
 
+/// Poll `merge` (each message checked) with a backing-off idle until `done` holds; fails naming
+/// `what` after `timeout`. Notes where the merge went live.
+fn drive(
+    merge: &mut ReplayMerge<'_>,
+    checker: &mut Checker,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&ReplayMerge<'_>, &Checker) -> bool,
+) {
+    let mut idle = BackoffIdle::new();
+    let deadline = Instant::now() + timeout;
+    while !done(merge, checker) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: at message {}: {merge:?}",
+            checker.next
+        );
+        let work = merge
+            .poll(|bytes, header| checker.on_message(bytes, header), 64)
+            .expect("merge polls");
+        if merge.is_merged() && checker.merged_at.is_none() {
+            checker.merged_at = Some(checker.next);
+        }
+        idle.idle(work);
+    }
+}
+
 /// Checks each delivered message against the expected sequence.
 struct Checker {
     next: u64,
@@ -361,22 +388,13 @@ fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: Star
     );
 
     let mut checker = Checker::new(first);
-    let mut idle = BackoffIdle::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while checker.next < count {
-        assert!(
-            Instant::now() < deadline,
-            "stuck at message {} of {count}: {merge:?}",
-            checker.next
-        );
-        let work = merge
-            .poll(|bytes, header| checker.on_message(bytes, header), 64)
-            .expect("merge polls");
-        if merge.is_merged() && checker.merged_at.is_none() {
-            checker.merged_at = Some(checker.next);
-        }
-        idle.idle(work);
-    }
+    drive(
+        &mut merge,
+        &mut checker,
+        Duration::from_secs(90),
+        "every message",
+        |_, checker| checker.next >= count,
+    );
     // The replay started exactly at message `first`: it came first, whole, ending where the
     // publisher's offer of it ended.
     assert_eq!(
@@ -589,15 +607,13 @@ fn a_merge_of_a_finished_recording_delivers_all_of_it_and_ends() {
     .expect("merge starts");
     let replay_session_id = merge.replay_session_id();
     let mut checker = Checker::new(0);
-    let mut idle = BackoffIdle::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !merge.is_ended() {
-        assert!(Instant::now() < deadline, "never ended: {merge:?}");
-        let work = merge
-            .poll(|bytes, header| checker.on_message(bytes, header), 64)
-            .expect("merge polls");
-        idle.idle(work);
-    }
+    drive(
+        &mut merge,
+        &mut checker,
+        Duration::from_secs(60),
+        "the end",
+        |merge, _| merge.is_ended(),
+    );
     assert_eq!(checker.next, count);
     assert!(!merge.is_merged(), "there was no live stream to merge with");
     assert_eq!(merge.position(), Some(end));
@@ -759,15 +775,13 @@ fn a_merge_from_an_unknown_time_or_cursor_or_a_cursor_elsewhere_fails_at_once() 
     assert_eq!(archive.control_requests("PositionAtTimeRequest"), 2);
     assert_eq!(archive.control_requests("ReplayRequest"), 1);
     let mut checker = Checker::new(0);
-    let mut idle = BackoffIdle::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !merge.is_ended() {
-        assert!(Instant::now() < deadline, "never ended: {merge:?}");
-        let work = merge
-            .poll(|bytes, header| checker.on_message(bytes, header), 64)
-            .expect("merge polls");
-        idle.idle(work);
-    }
+    drive(
+        &mut merge,
+        &mut checker,
+        Duration::from_secs(30),
+        "the end",
+        |merge, _| merge.is_ended(),
+    );
     assert_eq!(checker.first_end, Some(positions[0]), "from the start");
     assert_eq!(checker.next, 100);
     assert_eq!(merge.position(), Some(end));

@@ -13,7 +13,7 @@ use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use tern_store::indexer::IndexJob;
 use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
 use tern_store::time_index::TimeIndexWriter;
-use tern_transport::{BackoffIdle, Client, Idle, Image, Subscription};
+use tern_transport::{BackoffIdle, Client, Counter, Idle, Image, Subscription};
 
 /// How long a spied publication may stay unconnected before the recorder says why: long enough
 /// for a network subscriber to connect.
@@ -457,21 +457,7 @@ impl Recorder {
         sync_time_index_with(&mut extension_writer, &extension.time_index);
         extension_writer.watch_io(extension.progress.io_watch());
         let position = extension_writer.position();
-        let mut key = Vec::with_capacity(16);
-        key.extend_from_slice(&recording_id.to_le_bytes());
-        key.extend_from_slice(&info.session_id.to_le_bytes());
-        let label = format!(
-            "rec-pos: {recording_id} {} {} {}",
-            info.session_id, descriptor.stream_id, descriptor.stripped_channel
-        );
-        let counter = self
-            .client
-            .add_counter(RECORDING_POSITION_TYPE_ID, &key, &label)
-            .inspect(|counter| counter.set(position))
-            .inspect_err(|error| {
-                tracing::warn!("recording {recording_id}: no position counter: {error}")
-            })
-            .ok();
+        let counter = self.position_counter(&descriptor, info.session_id, position);
         tracing::info!(
             "recording {recording_id} extended: session {} stream {} {} from position {position}",
             info.session_id,
@@ -602,26 +588,7 @@ impl Recorder {
                 ),
             }
         }
-        let mut key = Vec::with_capacity(16);
-        key.extend_from_slice(&recording_id.to_le_bytes());
-        key.extend_from_slice(&info.session_id.to_le_bytes());
-        let label = format!(
-            "rec-pos: {recording_id} {} {} {}",
-            info.session_id, descriptor.stream_id, descriptor.stripped_channel
-        );
-        let counter = match self
-            .client
-            .add_counter(RECORDING_POSITION_TYPE_ID, &key, &label)
-        {
-            Ok(counter) => {
-                counter.set(start_position);
-                Some(counter)
-            }
-            Err(error) => {
-                tracing::warn!("recording {recording_id}: no position counter: {error}");
-                None
-            }
-        };
+        let counter = self.position_counter(&descriptor, info.session_id, start_position);
         tracing::info!(
             "recording {recording_id} started: session {} stream {} {} from position {start_position} ({})",
             info.session_id,
@@ -651,6 +618,32 @@ impl Recorder {
             session.finish(&self.report, outcome.as_ref().err());
         }
         stopped
+    }
+
+    /// A recording's position counter in the driver (Aeron's `rec-pos` type and label, keyed by
+    /// recording id and the image's session id), set to `position`; none if the driver refuses
+    /// one.
+    fn position_counter(
+        &self,
+        descriptor: &RecordingDescriptor,
+        session_id: i32,
+        position: i64,
+    ) -> Option<Counter> {
+        let recording_id = descriptor.recording_id;
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&recording_id.to_le_bytes());
+        key.extend_from_slice(&session_id.to_le_bytes());
+        let label = format!(
+            "rec-pos: {recording_id} {session_id} {} {}",
+            descriptor.stream_id, descriptor.stripped_channel
+        );
+        self.client
+            .add_counter(RECORDING_POSITION_TYPE_ID, &key, &label)
+            .inspect(|counter| counter.set(position))
+            .inspect_err(|error| {
+                tracing::warn!("recording {recording_id}: no position counter: {error}")
+            })
+            .ok()
     }
 
     /// How many recordings are being recorded.

@@ -101,6 +101,17 @@ pub(super) enum Step {
 }
 
 impl<P: BlockSink> ReplaySession<P> {
+    /// What a replay that meets a bad frame at `position` says: the file, offset and problem.
+    fn frame_error(&self, position: i64, problem: FrameProblem) -> String {
+        let path = self.reader.segment_path(position);
+        let base = self.reader.segment_base(position);
+        format!(
+            "{} at offset {} (position {position}): {problem}",
+            path.display(),
+            position - base,
+        )
+    }
+
     /// A replay of `plan` from `reader` to `publication`, unpaced, unfiltered and unbounded until
     /// told otherwise; it waits for a subscriber up to the configured connect timeout.
     pub(super) fn new(
@@ -621,15 +632,7 @@ impl<P: BlockSink> ReplaySession<P> {
                     cut_by_read = read == length;
                     break;
                 }
-                Err(problem) => {
-                    let path = self.reader.segment_path(position);
-                    let base = self.reader.segment_base(position);
-                    return Err(format!(
-                        "{} at offset {} (position {position}): {problem}",
-                        path.display(),
-                        position - base,
-                    ));
-                }
+                Err(problem) => return Err(self.frame_error(position, problem)),
             }
         }
         // The read ended inside the message: read more first when little of it was read.
@@ -710,15 +713,7 @@ impl<P: BlockSink> ReplaySession<P> {
                 // Send the good frames before a bad one first: the next block starts at the bad
                 // frame and fails there, naming it.
                 Err(_) if offset > 0 => break,
-                Err(problem) => {
-                    let path = self.reader.segment_path(position);
-                    let base = self.reader.segment_base(position);
-                    return Err(format!(
-                        "{} at offset {} (position {position}): {problem}",
-                        path.display(),
-                        position - base,
-                    ));
-                }
+                Err(problem) => return Err(self.frame_error(position, problem)),
             }
         }
         if offset == 0 {

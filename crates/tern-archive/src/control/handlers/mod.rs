@@ -98,7 +98,13 @@ impl Context<'_> {
         }
     }
 
-    fn start_listing(&self, session: &mut ControlSession, correlation_id: i64, listing: Listing) {
+    /// Whether the session has a listing going: then the request is answered with Aeron's
+    /// `ActiveListing` error (one listing at a time per session).
+    pub(super) fn listing_in_progress(
+        &self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+    ) -> bool {
         if session.listing.is_some() {
             self.error(
                 session,
@@ -106,7 +112,12 @@ impl Context<'_> {
                 ArchiveErrorCode::ActiveListing,
                 "active listing already in progress",
             );
-        } else {
+        }
+        session.listing.is_some()
+    }
+
+    fn start_listing(&self, session: &mut ControlSession, correlation_id: i64, listing: Listing) {
+        if !self.listing_in_progress(session, correlation_id) {
             session.listing = Some(listing);
         }
     }
@@ -199,14 +210,7 @@ impl Context<'_> {
                 },
             ),
             Message::ListRecordingRequest(request) => {
-                if session.listing.is_some() {
-                    self.error(
-                        session,
-                        correlation_id,
-                        ArchiveErrorCode::ActiveListing,
-                        "active listing already in progress",
-                    );
-                } else {
+                if !self.listing_in_progress(session, correlation_id) {
                     match self.state.recording(request.recording_id) {
                         Ok(info) => {
                             let message = descriptor_message(session.id, correlation_id, &info);

@@ -5,7 +5,6 @@ use crate::control::session::ControlSession;
 use crate::error::Result;
 use crate::types::{Pending, PendingRecording};
 use tern_protocol as proto;
-use tern_protocol::ArchiveErrorCode;
 use tern_protocol::{ControlResponseCode, Message};
 
 use super::Context;
@@ -99,13 +98,7 @@ impl Context<'_> {
         correlation_id: i64,
         request: &proto::ListRecordingSubscriptionsRequest,
     ) {
-        if session.listing.is_some() {
-            self.error(
-                session,
-                correlation_id,
-                ArchiveErrorCode::ActiveListing,
-                "active listing already in progress",
-            );
+        if self.listing_in_progress(session, correlation_id) {
             return;
         }
         let subscriptions = self.state.recording_subscriptions();
