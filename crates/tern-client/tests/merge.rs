@@ -429,9 +429,10 @@ fn merge_while_publishing(setup: Setup, count: u64, start_after: u64, from: Star
     drop(merge);
     assert_eq!(archive.control_requests("ReplayRequest"), 1, "one replay");
     // The merge stopped its replay when it went live: it asked the archive to, once, and let go
-    // of the replay's subscription at the same time, so the replay ends by the one or by the
-    // other, whichever the replayer sees first. It did not run on to the recording's end (a
-    // follow replay would have: Done).
+    // of the replay's subscription once that was answered. The archive answers as soon as it has
+    // told its replayer, so the replayer can still (rarely) find the subscriber gone before it
+    // takes the stop: the replay ends by the one or by the other. It did not run on to the
+    // recording's end (a follow replay would have: Done).
     let waited = Instant::now();
     while !replay.is_finished() {
         client.poll().ok();

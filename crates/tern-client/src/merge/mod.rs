@@ -440,7 +440,7 @@ impl<'a> ReplayMerge<'a> {
                     "replay-merge of recording {}: archive error after the merge: {error}",
                     self.recording.recording_id
                 );
-                self.stop_request = None;
+                self.stopped();
                 Ok(0)
             }
             other => other,
@@ -452,12 +452,12 @@ impl<'a> ReplayMerge<'a> {
         let mut work = 0;
         if let Some(correlation_id) = self.stop_request {
             match self.client.poll_response(correlation_id) {
-                Ok(Some(_)) => self.stop_request = None,
+                Ok(Some(_)) => self.stopped(),
                 Ok(None) => {}
                 // The replay may have ended on its own meanwhile (UNKNOWN_REPLAY): nothing lost.
                 Err(ClientError::Archive { message, .. }) => {
                     tracing::debug!("stopping the merge's replay: {message}");
-                    self.stop_request = None;
+                    self.stopped();
                 }
                 Err(error) => return Err(error),
             }
@@ -533,7 +533,8 @@ impl<'a> ReplayMerge<'a> {
         self.stop_request = Some(correlation_id);
         self.replay_active = false;
         self.replay_image = None;
-        self.replay_subscription = None;
+        // The replay's subscription stays until the stop is answered: the archive stops the
+        // replay as asked, rather than finding its subscriber gone first (a failed replay).
         self.decider.on_switch();
         tracing::debug!(
             "replay-merge of recording {}: merged at position {:?} (live joined at {:?})",
@@ -542,6 +543,12 @@ impl<'a> ReplayMerge<'a> {
             self.decider.live_join()
         );
         Ok(())
+    }
+
+    /// The replay's stop was answered (or need not be any more): its subscription goes.
+    fn stopped(&mut self) {
+        self.stop_request = None;
+        self.replay_subscription = None;
     }
 
     /// The replay's image ended before the merge: fine if the recording stopped (the stream is
