@@ -220,6 +220,11 @@ pub(crate) struct Parts {
 /// The conductor's duty cycle: commands in order, pending truncates, then each room.
 pub(crate) fn run(parts: Parts, commands: Receiver<Command>) {
     let mut state = ArchiveState::new(parts);
+    loop_on(&mut state, commands);
+}
+
+/// The duty cycle on `state` until a `Shutdown`.
+fn loop_on(state: &mut ArchiveState, commands: Receiver<Command>) {
     let mut rooms: Vec<Box<dyn Room>> = Vec::new();
     let mut idle = BackoffIdle::new();
     loop {
@@ -227,11 +232,18 @@ pub(crate) fn run(parts: Parts, commands: Receiver<Command>) {
         loop {
             match commands.try_recv() {
                 Ok(Command::Call(call)) => {
-                    call(&mut state);
+                    // A bug in one command must not take the archive's state owner down with
+                    // it: the command's caller gets no answer (its channel closes: "stopped"),
+                    // the archive reports the bug in `health`, and the next command is served.
+                    let called =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(state)));
+                    if let Err(panic) = called {
+                        state.command_failed(panic_message(panic.as_ref()));
+                    }
                     work += 1;
                 }
                 Ok(Command::Room(make)) => {
-                    if let Some(room) = make(&mut state) {
+                    if let Some(room) = make(state) {
                         rooms.push(room);
                     }
                     work += 1;
@@ -244,9 +256,8 @@ pub(crate) fn run(parts: Parts, commands: Receiver<Command>) {
         work += state.finish_changes(now);
         let mut failed = Vec::new();
         for (index, room) in rooms.iter_mut().enumerate() {
-            let cycle = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                room.do_work(&mut state, now)
-            }));
+            let cycle =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| room.do_work(state, now)));
             match cycle {
                 Ok(done) => work += done,
                 Err(panic) => {
@@ -413,6 +424,13 @@ impl ArchiveState {
     }
 
     /// An agent thread stopped: its recordings stop where they got to.
+    /// A command panicked (a bug): reported by `health`; the agents go on.
+    fn command_failed(&mut self, what: String) {
+        let message = format!("the archive conductor: a command panicked: {what}");
+        tracing::error!("{message}");
+        self.agent_failure.get_or_insert(message);
+    }
+
     pub(crate) fn agent_failed(&mut self, message: String) {
         tracing::error!("{message}");
         for progress in self.progress.values() {
@@ -1223,6 +1241,39 @@ mod tests {
         fixture.frames = written.frames;
         fixture._dir = Some(dir);
         fixture
+    }
+
+    /// The conductor's loop on its own thread: a command that panics (a bug) gets no answer and
+    /// is reported by `health`, and the next command is served.
+    #[test]
+    fn a_command_that_panics_is_reported_and_the_conductor_serves_on() {
+        let fixture = fixture();
+        let (mailbox, commands) = Mailbox::new();
+        let state = fixture.state;
+        let thread = std::thread::spawn(move || {
+            let mut state = state;
+            // The loop as `run` has it, on a state the test built.
+            loop_on(&mut state, commands);
+        });
+        mailbox.set_thread(thread.thread().clone());
+        let error = mailbox
+            .ask(|_| -> i64 { panic!("a bug") })
+            .expect_err("no answer");
+        assert!(error.to_string().contains("stopped"), "{error}");
+        let health = mailbox.ask(|state| state.health()).expect("served");
+        let health = health.expect_err("the bug is reported");
+        assert!(
+            health.to_string().contains("a command panicked: a bug"),
+            "{health}"
+        );
+        assert_eq!(
+            mailbox
+                .ask(|state| state.recording_id_limit())
+                .expect("served"),
+            1
+        );
+        mailbox.send(Command::Shutdown).expect("sent");
+        thread.join().expect("the conductor ends");
     }
 
     /// The running archive's truncate and purge (the conductor's part, then the deleter's) on a
