@@ -286,7 +286,7 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl ArchiveState {
-    fn new(parts: Parts) -> Self {
+    pub(crate) fn new(parts: Parts) -> Self {
         let next_id = (parts.catalog.entries().len() as i64).max(1) << 20;
         Self {
             shared: parts.shared,

@@ -25,6 +25,9 @@ pub use header::{Header, BEGIN_FLAG, END_FLAG, UNFRAGMENTED};
 pub use idle::{BackoffIdle, Idle, SleepingIdle};
 pub use logbuffer::{spied_publication, SpiedPublication};
 pub use publication::{ExclusivePublication, OfferError, Publication};
-pub use sim::{BlockSink, BlockSource, SimImage, SimLog, SimStream};
+pub use sim::{
+    BlockSink, BlockSource, ImageSubscription, PositionCounter, RecordingImage, SimCounter,
+    SimImage, SimLog, SimStream, SimSubscription, SimTransport, Transport,
+};
 pub use subscription::{Image, ImageEvent, ImageInfo, Subscription};
 pub use uri::{check_channel, ChannelUse};

@@ -4,12 +4,19 @@
 //! out as an Aeron log is (frames with their headers, 32-byte aligned, a padding frame where a
 //! frame does not fit in the rest of its term, messages longer than the MTU fragmented with the
 //! BEGIN/END flags). With it a recording and a replay run in one test thread, with no media driver.
+//!
+//! What a recorder needs of the transport besides the frames is a seam too ([`Transport`]:
+//! subscriptions, their images, position counters), implemented by the real [`Client`] and by
+//! [`SimTransport`], where the test adds streams ([`SimTransport::publish`]) and ends them
+//! ([`SimLog::close`]), so the recorder agent runs in one test thread as well.
 
+use crate::client::{Client, Counter};
 use crate::error::TransportError;
 use crate::header::Header;
+use crate::logbuffer::SpiedPublication;
 use crate::publication::{ExclusivePublication, OfferError};
-use crate::subscription::Image;
-use std::cell::RefCell;
+use crate::subscription::{Image, ImageEvent, ImageInfo, Subscription};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tern_store::frame::{
     align_frame, term_of, FrameHeader, BEGIN_FLAG, END_FLAG, HEADER_LENGTH, TYPE_DATA, TYPE_PAD,
@@ -77,6 +84,134 @@ impl BlockSink for ExclusivePublication {
     }
 }
 
+/// An image a recorder reads: its frames, what it is, where it is, whether it has ended.
+pub trait RecordingImage: BlockSource + Clone {
+    /// What the image is (its correlation id, session, geometry).
+    fn info(&self) -> &ImageInfo;
+    /// The position consumed so far.
+    fn position(&self) -> i64;
+    /// Whether the image was closed (its subscription let it go).
+    fn is_closed(&self) -> bool;
+    /// Whether its publication ended and everything was consumed.
+    fn is_end_of_stream(&self) -> bool;
+}
+
+/// A subscription a recorder lists images of.
+pub trait ImageSubscription {
+    /// Its images.
+    type Image: RecordingImage;
+    /// The images it has now.
+    fn images(&self) -> Vec<Self::Image>;
+    /// The images that came and went since the last call.
+    fn take_image_events(&self) -> Vec<ImageEvent>;
+    /// Its stream id.
+    fn stream_id(&self) -> i32;
+}
+
+/// A counter a recorder publishes a recording's position on.
+pub trait PositionCounter {
+    /// Set its value.
+    fn set(&self, value: i64);
+}
+
+/// What a recorder asks of the transport: subscriptions and counters, and whether a spied
+/// publication is connected.
+pub trait Transport {
+    /// Its subscriptions.
+    type Subscription: ImageSubscription;
+    /// Its counters.
+    type Counter: PositionCounter;
+    /// Subscribe to `channel` and `stream_id`.
+    ///
+    /// # Errors
+    /// The channel is refused.
+    fn add_subscription(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<Self::Subscription, TransportError>;
+    /// A counter of `type_id` with `key` and `label`.
+    ///
+    /// # Errors
+    /// The driver refuses one.
+    fn add_counter(
+        &self,
+        type_id: i32,
+        key: &[u8],
+        label: &str,
+    ) -> Result<Self::Counter, TransportError>;
+    /// The state of the publication a spy image reads.
+    ///
+    /// # Errors
+    /// Its log cannot be read.
+    fn spied_publication(
+        &self,
+        aeron_dir: &str,
+        image: &ImageInfo,
+    ) -> Result<SpiedPublication, TransportError>;
+}
+
+impl RecordingImage for Image {
+    fn info(&self) -> &ImageInfo {
+        Image::info(self)
+    }
+    fn position(&self) -> i64 {
+        Image::position(self)
+    }
+    fn is_closed(&self) -> bool {
+        Image::is_closed(self)
+    }
+    fn is_end_of_stream(&self) -> bool {
+        Image::is_end_of_stream(self)
+    }
+}
+
+impl ImageSubscription for Subscription {
+    type Image = Image;
+    fn images(&self) -> Vec<Image> {
+        Subscription::images(self)
+    }
+    fn take_image_events(&self) -> Vec<ImageEvent> {
+        Subscription::take_image_events(self)
+    }
+    fn stream_id(&self) -> i32 {
+        Subscription::stream_id(self)
+    }
+}
+
+impl PositionCounter for Counter {
+    fn set(&self, value: i64) {
+        Counter::set(self, value);
+    }
+}
+
+impl Transport for Client {
+    type Subscription = Subscription;
+    type Counter = Counter;
+    fn add_subscription(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<Subscription, TransportError> {
+        Client::add_subscription(self, channel, stream_id)
+    }
+    fn add_counter(
+        &self,
+        type_id: i32,
+        key: &[u8],
+        label: &str,
+    ) -> Result<Counter, TransportError> {
+        Client::add_counter(self, type_id, key, label)
+    }
+    fn spied_publication(
+        &self,
+        aeron_dir: &str,
+        image: &ImageInfo,
+    ) -> Result<SpiedPublication, TransportError> {
+        crate::logbuffer::spied_publication(aeron_dir, image)
+    }
+}
+
 /// The constants of a simulated stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimStream {
@@ -104,6 +239,8 @@ struct LogState {
     window: usize,
     /// Consumed positions of the images.
     images: Vec<i64>,
+    /// The publication closed: its images end once they have consumed everything.
+    closed: bool,
 }
 
 impl LogState {
@@ -182,6 +319,7 @@ impl SimLog {
                 connected: true,
                 window: 2 * stream.term_length as usize,
                 images: Vec::new(),
+                closed: false,
             })),
         }
     }
@@ -237,13 +375,36 @@ impl SimLog {
 
     /// A new image reading from the current position.
     pub fn image(&self) -> SimImage {
+        self.image_with(0, "aeron:ipc")
+    }
+
+    /// A new image reading from the current position, with this correlation id and source.
+    fn image_with(&self, correlation_id: i64, source_identity: &str) -> SimImage {
         let mut state = self.state.borrow_mut();
         let position = state.end();
         state.images.push(position);
+        let stream = state.stream;
         SimImage {
             log: self.clone(),
             index: state.images.len() - 1,
+            info: Rc::new(ImageInfo {
+                correlation_id,
+                session_id: stream.session_id,
+                source_identity: source_identity.to_string(),
+                join_position: position,
+                initial_term_id: stream.initial_term_id,
+                term_length: stream.term_length,
+                mtu_length: stream.mtu as i32,
+            }),
         }
+    }
+
+    /// Close the publication: its images end (end of stream) once they have consumed all of it,
+    /// and no more is offered.
+    pub fn close(&self) {
+        let mut state = self.state.borrow_mut();
+        state.closed = true;
+        state.connected = false;
     }
 }
 
@@ -295,11 +456,13 @@ impl BlockSink for SimLog {
     }
 }
 
-/// One subscriber's view of a [`SimLog`].
-#[derive(Debug)]
+/// One subscriber's view of a [`SimLog`]. Clones share the view (its position), as an
+/// [`Image`]'s do.
+#[derive(Debug, Clone)]
 pub struct SimImage {
     log: SimLog,
     index: usize,
+    info: Rc<ImageInfo>,
 }
 
 impl SimImage {
@@ -371,6 +534,155 @@ impl BlockSource for SimImage {
         handler(&block, position);
         self.log.state.borrow_mut().images[self.index] = position + block.len() as i64;
         Ok(block.len())
+    }
+}
+
+impl RecordingImage for SimImage {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+    fn position(&self) -> i64 {
+        SimImage::position(self)
+    }
+    fn is_closed(&self) -> bool {
+        false
+    }
+    fn is_end_of_stream(&self) -> bool {
+        let state = self.log.state.borrow();
+        state.closed && state.images[self.index] >= state.end()
+    }
+}
+
+/// A simulated transport for a recorder: the streams the test publishes, by channel and stream
+/// id; a subscription sees an image of each stream on its channel and stream id, joining where
+/// the stream is when the subscription first lists it. Counters keep their last value.
+#[derive(Debug, Clone, Default)]
+pub struct SimTransport {
+    streams: Rc<RefCell<Vec<(String, SimLog)>>>,
+    next_correlation_id: Rc<Cell<i64>>,
+    counters: Rc<RefCell<Vec<(String, SimCounter)>>>,
+}
+
+impl SimTransport {
+    /// A transport with no streams.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new stream on `channel`, seen by the subscriptions to its channel and stream id.
+    pub fn publish(&self, channel: &str, stream: SimStream) -> SimLog {
+        let log = SimLog::new(stream);
+        self.streams
+            .borrow_mut()
+            .push((channel.to_string(), log.clone()));
+        log
+    }
+
+    /// The last value of each counter added, by label, in the order they were added.
+    pub fn counters(&self) -> Vec<(String, i64)> {
+        self.counters
+            .borrow()
+            .iter()
+            .map(|(label, counter)| (label.clone(), counter.0.get()))
+            .collect()
+    }
+}
+
+/// A subscription of a [`SimTransport`].
+#[derive(Debug)]
+pub struct SimSubscription {
+    transport: SimTransport,
+    channel: String,
+    stream_id: i32,
+    /// The image of each stream seen so far (by its index in the transport), and whether it was
+    /// reported.
+    images: RefCell<Vec<(usize, SimImage)>>,
+    events: RefCell<Vec<ImageEvent>>,
+}
+
+impl SimSubscription {
+    fn refresh(&self) {
+        let streams = self.transport.streams.borrow();
+        let mut images = self.images.borrow_mut();
+        for (index, (channel, log)) in streams.iter().enumerate() {
+            if *channel != self.channel
+                || log.stream().stream_id != self.stream_id
+                || images.iter().any(|(seen, _)| *seen == index)
+            {
+                continue;
+            }
+            let correlation_id = self.transport.next_correlation_id.get() + 1;
+            self.transport.next_correlation_id.set(correlation_id);
+            let image = log.image_with(correlation_id, "aeron:ipc");
+            self.events
+                .borrow_mut()
+                .push(ImageEvent::Available(image.info().clone()));
+            images.push((index, image));
+        }
+    }
+}
+
+impl ImageSubscription for SimSubscription {
+    type Image = SimImage;
+    fn images(&self) -> Vec<SimImage> {
+        self.refresh();
+        self.images
+            .borrow()
+            .iter()
+            .map(|(_, image)| image.clone())
+            .collect()
+    }
+    fn take_image_events(&self) -> Vec<ImageEvent> {
+        self.refresh();
+        std::mem::take(&mut *self.events.borrow_mut())
+    }
+    fn stream_id(&self) -> i32 {
+        self.stream_id
+    }
+}
+
+/// A counter of a [`SimTransport`].
+#[derive(Debug, Clone)]
+pub struct SimCounter(Rc<Cell<i64>>);
+
+impl PositionCounter for SimCounter {
+    fn set(&self, value: i64) {
+        self.0.set(value);
+    }
+}
+
+impl Transport for SimTransport {
+    type Subscription = SimSubscription;
+    type Counter = SimCounter;
+    fn add_subscription(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<SimSubscription, TransportError> {
+        Ok(SimSubscription {
+            transport: self.clone(),
+            channel: channel.to_string(),
+            stream_id,
+            images: RefCell::new(Vec::new()),
+            events: RefCell::new(Vec::new()),
+        })
+    }
+    fn add_counter(&self, _: i32, _: &[u8], label: &str) -> Result<SimCounter, TransportError> {
+        let counter = SimCounter(Rc::new(Cell::new(0)));
+        self.counters
+            .borrow_mut()
+            .push((label.to_string(), counter.clone()));
+        Ok(counter)
+    }
+    fn spied_publication(
+        &self,
+        _: &str,
+        _: &ImageInfo,
+    ) -> Result<SpiedPublication, TransportError> {
+        Ok(SpiedPublication {
+            connected: true,
+            spies_simulate_connection: true,
+        })
     }
 }
 

@@ -13,7 +13,10 @@ use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use tern_store::indexer::IndexJob;
 use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
 use tern_store::time_index::TimeIndexWriter;
-use tern_transport::{BackoffIdle, Client, Counter, Idle, Image, Subscription};
+use tern_transport::{
+    BackoffIdle, BlockSource, Client, Idle, ImageSubscription, PositionCounter, RecordingImage,
+    Transport,
+};
 
 /// How long a spied publication may stay unconnected before the recorder says why: long enough
 /// for a network subscriber to connect.
@@ -26,19 +29,22 @@ const DISCARD_LIMIT: usize = 4 << 20;
 const MAX_CATALOG_STRINGS: usize = tern_store::descriptor::RECORD_LENGTH - 80 - 6;
 const MAX_SOURCE_IDENTITY: usize = 128;
 
-struct RecordingSubscription {
+/// The images of a transport's subscriptions.
+type Img<T> = <<T as Transport>::Subscription as ImageSubscription>::Image;
+
+struct RecordingSubscription<T: Transport> {
     id: i64,
     original_channel: String,
     stripped_channel: String,
-    subscription: Subscription,
+    subscription: T::Subscription,
     /// Recording sessions by image correlation id.
-    sessions: HashMap<i64, RecordingSession>,
+    sessions: HashMap<i64, RecordingSession<Img<T>, T::Counter>>,
     /// Images whose recording ended but which the subscription still lists (lingering): never
     /// recorded twice.
     finished: HashSet<i64>,
     /// Images whose recording failed (a full disk, say): read and dropped, so their publishers
     /// are not held back by a subscriber that no longer moves.
-    discarding: HashMap<i64, Image>,
+    discarding: HashMap<i64, Img<T>>,
     /// The channel actually subscribed to (with `aeron-spy:` for a local UDP recording).
     subscribed_channel: String,
     stream_id: i32,
@@ -48,20 +54,20 @@ struct RecordingSubscription {
     extend: Option<i64>,
 }
 
-impl RecordingSubscription {
+impl<T: Transport> RecordingSubscription<T> {
     /// Whether its images are spy images (a local recording of a UDP channel).
     fn is_spy(&self) -> bool {
         self.subscribed_channel.starts_with("aeron-spy:")
     }
 }
 
-pub(crate) struct Recorder {
+pub(crate) struct Recorder<T: Transport = Client> {
     shared: Arc<Shared>,
     /// Where what happens goes (the conductor).
     report: Reporter,
-    client: Client,
+    client: T,
     commands: Receiver<RecorderCommand>,
-    subscriptions: Vec<RecordingSubscription>,
+    subscriptions: Vec<RecordingSubscription<T>>,
     /// Where finished segments' key notes go to be indexed.
     indexer: SyncSender<IndexJob>,
 }
@@ -75,52 +81,79 @@ impl Recorder {
     ) -> Result<Self> {
         let client =
             Client::connect_with_idle(&shared.config.aeron_dir, shared.config.client_idle_sleep)?;
-        Ok(Self {
+        Ok(Self::on(client, shared, report, commands, indexer))
+    }
+}
+
+impl<T: Transport> Recorder<T> {
+    /// A recorder on `transport` (the real one: [`Recorder::new`]; a simulated one in tests).
+    pub(crate) fn on(
+        transport: T,
+        shared: Arc<Shared>,
+        report: Reporter,
+        commands: Receiver<RecorderCommand>,
+        indexer: SyncSender<IndexJob>,
+    ) -> Self {
+        Self {
             shared,
             report,
-            client,
+            client: transport,
             commands,
             subscriptions: Vec::new(),
             indexer,
-        })
+        }
     }
 
     pub(crate) fn run(mut self) {
         let max_park = self.shared.config.recorder_idle_max;
         let mut idle = BackoffIdle::with(10, 20, Duration::from_micros(1).min(max_park), max_park);
         let mut next_image_scan = Instant::now();
-        loop {
-            let mut work = 0;
-            loop {
-                match self.commands.try_recv() {
-                    Ok(RecorderCommand::Shutdown)
-                    | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        self.stop_all();
-                        return;
-                    }
-                    Ok(command) => {
-                        self.on_command(command);
-                        work += 1;
-                    }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                }
-            }
-            let now = Instant::now();
-            let timestamp_ns = tern_store::epoch_nanos();
-            work += self.record(timestamp_ns, now);
-            // Drain every subscription's queue (no short-circuit): any event means look now.
-            let mut events = false;
-            for entry in &self.subscriptions {
-                events |= !entry.subscription.take_image_events().is_empty();
-            }
-            // New images come as events; the scan every 5 ms catches ends (and any missed event).
-            // Not on every idle turn: listing images costs the client conductor, in proportion.
-            if events || now >= next_image_scan {
-                work += self.scan_images(now);
-                next_image_scan = now + Duration::from_millis(5);
-            }
+        while let Some(work) = self.do_work(
+            tern_store::epoch_nanos(),
+            Instant::now(),
+            &mut next_image_scan,
+        ) {
             idle.idle(work);
         }
+    }
+
+    /// One duty cycle at `now` (capture times `timestamp_ns`): commands, then the images'
+    /// frames, then new and ended images when an image event came or `next_image_scan` is due.
+    /// `None` once told to shut down (every recording stopped).
+    pub(crate) fn do_work(
+        &mut self,
+        timestamp_ns: i64,
+        now: Instant,
+        next_image_scan: &mut Instant,
+    ) -> Option<usize> {
+        let mut work = 0;
+        loop {
+            match self.commands.try_recv() {
+                Ok(RecorderCommand::Shutdown)
+                | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.stop_all();
+                    return None;
+                }
+                Ok(command) => {
+                    self.on_command(command);
+                    work += 1;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        work += self.record(timestamp_ns, now);
+        // Drain every subscription's queue (no short-circuit): any event means look now.
+        let mut events = false;
+        for entry in &self.subscriptions {
+            events |= !entry.subscription.take_image_events().is_empty();
+        }
+        // New images come as events; the scan every 5 ms catches ends (and any missed event).
+        // Not on every idle turn: listing images costs the client conductor, in proportion.
+        if events || now >= *next_image_scan {
+            work += self.scan_images(now);
+            *next_image_scan = now + Duration::from_millis(5);
+        }
+        Some(work)
     }
 
     fn on_command(&mut self, command: RecorderCommand) {
@@ -362,7 +395,10 @@ impl Recorder {
                     continue;
                 }
                 session.spy_check = None;
-                match tern_transport::spied_publication(aeron_dir, session.image.info()) {
+                match self
+                    .client
+                    .spied_publication(aeron_dir, session.image.info())
+                {
                     Ok(publication)
                         if !publication.connected && !publication.spies_simulate_connection =>
                     {
@@ -390,9 +426,9 @@ impl Recorder {
     fn open_image(
         &mut self,
         index: usize,
-        image: Image,
+        image: Img<T>,
         now: Instant,
-    ) -> std::result::Result<RecordingSession, (i64, ArchiveError)> {
+    ) -> std::result::Result<RecordingSession<Img<T>, T::Counter>, (i64, ArchiveError)> {
         let max = self.shared.config.max_concurrent_recordings;
         if self.active_count() >= max {
             return Err((-1, ArchiveError::MaxRecordings(max)));
@@ -433,9 +469,9 @@ impl Recorder {
         &mut self,
         index: usize,
         recording_id: i64,
-        image: Image,
+        image: Img<T>,
         now: Instant,
-    ) -> Result<RecordingSession> {
+    ) -> Result<RecordingSession<Img<T>, T::Counter>> {
         let subscription_id = self.subscriptions[index].id;
         let info = image.info().clone();
         let extension = super::extend::open_extension(
@@ -492,9 +528,9 @@ impl Recorder {
     fn open_session(
         &mut self,
         index: usize,
-        image: Image,
+        image: Img<T>,
         now: Instant,
-    ) -> std::result::Result<RecordingSession, (i64, ArchiveError)> {
+    ) -> std::result::Result<RecordingSession<Img<T>, T::Counter>, (i64, ArchiveError)> {
         let entry = &self.subscriptions[index];
         let info = image.info().clone();
         let config = &self.shared.config;
@@ -609,7 +645,7 @@ impl Recorder {
         })
     }
 
-    fn stop_subscription(&mut self, mut entry: RecordingSubscription) -> Vec<i64> {
+    fn stop_subscription(&mut self, mut entry: RecordingSubscription<T>) -> Vec<i64> {
         let now = Instant::now();
         let mut stopped = Vec::new();
         for (_, mut session) in entry.sessions.drain() {
@@ -628,7 +664,7 @@ impl Recorder {
         descriptor: &RecordingDescriptor,
         session_id: i32,
         position: i64,
-    ) -> Option<Counter> {
+    ) -> Option<T::Counter> {
         let recording_id = descriptor.recording_id;
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&recording_id.to_le_bytes());
@@ -658,5 +694,250 @@ impl Recorder {
         for entry in std::mem::take(&mut self.subscriptions) {
             self.stop_subscription(entry);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The recorder agent in one test thread: a simulated transport (streams the test publishes
+    //! and ends), a simulated disk with its jobs inline, and the archive's state taking the
+    //! agent's reports as the conductor would (synchronously). No media driver.
+    use super::*;
+    use crate::conductor::{ArchiveState, Parts};
+    use crate::config::{ArchiveConfig, FsyncPolicy};
+    use crate::events::RecordingSignalKind;
+    use std::path::Path;
+    use std::sync::{mpsc, Mutex};
+    use tern_store::recording_reader::RecordingReader;
+    use tern_store::{Io, SimDisk, Storage};
+    use tern_transport::{SimLog, SimStream, SimTransport};
+
+    const DIR: &str = "/archive";
+    const TERM: i32 = 64 * 1024;
+
+    struct Rig {
+        recorder: Recorder<SimTransport>,
+        transport: SimTransport,
+        commands: mpsc::Sender<RecorderCommand>,
+        state: Arc<Mutex<ArchiveState>>,
+        storage: Arc<dyn Storage>,
+        now: Instant,
+        timestamp_ns: i64,
+        next_scan: Instant,
+        _agents: (
+            mpsc::Receiver<crate::replay::ReplayerCommand>,
+            mpsc::Receiver<crate::conductor::DeleteJob>,
+        ),
+    }
+
+    fn rig(max_recordings: usize) -> Rig {
+        let disk = SimDisk::new();
+        disk.create_dir_all(Path::new(DIR)).expect("dir");
+        let storage: Arc<dyn Storage> = Arc::new(disk);
+        let mut config = ArchiveConfig::new(DIR, "/no-aeron-dir");
+        config.io = Io::inline(storage.clone());
+        config.segment_length = 2 * TERM;
+        config.max_concurrent_recordings = max_recordings;
+        config.fsync = FsyncPolicy::Always;
+        let catalog =
+            tern_store::rebuild::open_for_recording_on(&storage, Path::new(DIR)).expect("catalog");
+        let cursors =
+            tern_store::cursors::CursorStore::open_on(&storage, Path::new(DIR)).expect("cursors");
+        let shared = Arc::new(Shared {
+            config,
+            metrics: crate::metrics::Metrics::default(),
+        });
+        let (recorder_commands, _) = mpsc::channel();
+        let (replayer, replayer_commands) = mpsc::channel();
+        let (deleter, delete_jobs) = mpsc::channel();
+        let state = Arc::new(Mutex::new(ArchiveState::new(Parts {
+            shared: shared.clone(),
+            catalog,
+            cursors,
+            recorder: recorder_commands,
+            replayer,
+            deleter,
+        })));
+        let reports = state.clone();
+        let reporter: Reporter = Arc::new(move |report| {
+            reports.lock().expect("state").on_report(report);
+        });
+        let (commands, received) = mpsc::channel();
+        let (indexer, _) = mpsc::sync_channel(8);
+        let transport = SimTransport::new();
+        let now = Instant::now();
+        Rig {
+            recorder: Recorder::on(transport.clone(), shared, reporter, received, indexer),
+            transport,
+            commands,
+            state,
+            storage,
+            now,
+            timestamp_ns: 1_700_000_000_000_000_000,
+            next_scan: now,
+            _agents: (replayer_commands, delete_jobs),
+        }
+    }
+
+    impl Rig {
+        /// One duty cycle, 1 ms of simulated time after the last.
+        fn step(&mut self) -> usize {
+            self.now += Duration::from_millis(1);
+            self.timestamp_ns += 1_000_000;
+            self.recorder
+                .do_work(self.timestamp_ns, self.now, &mut self.next_scan)
+                .expect("running")
+        }
+
+        fn start(&mut self, subscription_id: i64, auto_stop: bool) -> Result<()> {
+            let (reply, answer) = mpsc::channel();
+            self.commands
+                .send(RecorderCommand::Start {
+                    subscription_id,
+                    channel: "aeron:ipc".into(),
+                    stream_id: 1001,
+                    source: SourceLocation::Remote,
+                    auto_stop,
+                    extend: None,
+                    reply,
+                })
+                .expect("sent");
+            self.step();
+            answer.try_recv().expect("answered at once")
+        }
+
+        /// Offer `count` messages of `length` bytes (the nth filled with `n`) to `log`, a
+        /// duty cycle after each.
+        fn publish(&mut self, log: &SimLog, count: u32, length: usize) {
+            for index in 0..count {
+                log.offer(&vec![index as u8; length])
+                    .expect("never held back");
+                self.step();
+            }
+        }
+    }
+
+    fn stream(session_id: i32) -> SimStream {
+        SimStream {
+            session_id,
+            stream_id: 1001,
+            initial_term_id: 11,
+            term_length: TERM,
+            mtu: 1408,
+            start_position: 0,
+        }
+    }
+
+    #[test]
+    fn an_image_is_recorded_whole_and_an_auto_stop_subscription_goes_when_it_ends() {
+        let mut rig = rig(4);
+        let events = rig.state.lock().expect("state").subscribe_events();
+        rig.start(7, true).expect("subscribed");
+        let log = rig.transport.publish("aeron:ipc", stream(5));
+        // The recorder sees the new image (joining at the stream's start) before it carries
+        // anything.
+        rig.step();
+        // 600 messages of 1 KiB and some of 3 KiB (fragmented): 10 segment files of 128 KiB.
+        rig.publish(&log, 600, 1000);
+        rig.publish(&log, 50, 3000);
+        log.close();
+        for _ in 0..20 {
+            rig.step();
+        }
+        let state = rig.state.lock().expect("state");
+        let info = state.recording(0).expect("recording 0");
+        assert!(!info.active, "stopped when its image ended");
+        assert_eq!(info.descriptor.session_id, 5);
+        assert_eq!(info.descriptor.stop_position, log.position(), "all of it");
+        assert!(state.recording_subscriptions().is_empty(), "auto-stopped");
+        // The segment files hold the stream byte for byte.
+        let mut reader = RecordingReader::new_on(&rig.storage, Path::new(DIR), &info.descriptor);
+        assert_eq!(info.descriptor.start_position, 0);
+        let original = log.bytes();
+        let mut frames = 0;
+        let (end, damage) = reader
+            .scan(0, info.descriptor.stop_position, |frame| {
+                // On disk a frame's session id field holds its checksum; the rest is the
+                // stream's, byte for byte.
+                let at = frame.position as usize;
+                let sent = &original[at..at + frame.bytes.len()];
+                assert_eq!(frame.bytes[..12], sent[..12], "frame at {at}");
+                assert_eq!(frame.bytes[16..], sent[16..], "frame at {at}");
+                frames += 1;
+                true
+            })
+            .expect("read back");
+        assert_eq!((end, damage), (log.position(), None));
+        assert!(frames > 650, "{frames} frames");
+        let signals: Vec<RecordingSignalKind> = events.try_iter().map(|e| e.signal).collect();
+        assert_eq!(
+            signals,
+            vec![RecordingSignalKind::Start, RecordingSignalKind::Stop]
+        );
+        let counters = rig.transport.counters();
+        assert_eq!(counters.len(), 1, "{counters:?}");
+        assert_eq!(
+            counters[0].1,
+            log.position(),
+            "the position counter followed"
+        );
+        assert!(
+            counters[0].0.starts_with("rec-pos: 0 5 1001 aeron:ipc"),
+            "{counters:?}"
+        );
+    }
+
+    #[test]
+    fn an_image_past_the_most_recordings_is_refused_and_its_publisher_not_held_back() {
+        let mut rig = rig(1);
+        rig.start(7, false).expect("subscribed");
+        let first = rig.transport.publish("aeron:ipc", stream(5));
+        rig.publish(&first, 10, 100);
+        let second = rig.transport.publish("aeron:ipc", stream(6));
+        // Several windows' worth: the refused image is read and dropped, never a brake.
+        rig.publish(&second, 1000, 1000);
+        let state = rig.state.lock().expect("state");
+        let failures = state.recording_failures();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].session_id, 6);
+        assert_eq!(failures[0].recording_id, -1, "refused before it had an id");
+        assert!(
+            failures[0]
+                .error
+                .contains("max concurrent recordings reached at 1"),
+            "{}",
+            failures[0].error
+        );
+        assert!(state.recording(0).expect("recording 0").active);
+        assert!(state.recording(1).is_err(), "no second recording");
+    }
+
+    #[test]
+    fn a_second_subscription_to_the_same_stream_is_refused_as_a_duplicate() {
+        let mut rig = rig(4);
+        rig.start(7, false).expect("subscribed");
+        let error = rig.start(8, false).expect_err("a duplicate");
+        assert!(
+            matches!(
+                error,
+                ArchiveError::DuplicateSubscription {
+                    subscription_id: 7,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let (reply, answer) = mpsc::channel();
+        rig.commands
+            .send(RecorderCommand::Stop {
+                subscription_id: 9,
+                reply,
+            })
+            .expect("sent");
+        rig.step();
+        assert!(matches!(
+            answer.try_recv().expect("answered"),
+            Err(ArchiveError::UnknownSubscription(9))
+        ));
     }
 }

@@ -11,17 +11,17 @@ use tern_store::descriptor::RecordingDescriptor;
 use tern_store::progress::RecordingProgress;
 use tern_store::segment_writer::SegmentWriter;
 use tern_store::time_index::TimeIndexWriter;
-use tern_transport::{BlockSource, Counter, Image};
+use tern_transport::{BlockSource, Counter, Image, PositionCounter};
 
 /// One image being recorded: generic over where its frames come from (an Aeron [`Image`], or a
 /// simulated one in tests).
-pub(crate) struct RecordingSession<I = Image> {
+pub(crate) struct RecordingSession<I = Image, C = Counter> {
     pub(crate) descriptor: RecordingDescriptor,
     pub(crate) image: I,
     pub(crate) writer: SegmentWriter,
     pub(crate) time_index: TimeIndexWriter,
     pub(crate) progress: Arc<RecordingProgress>,
-    pub(crate) counter: Option<Counter>,
+    pub(crate) counter: Option<C>,
     pub(crate) last_sync: Instant,
     /// The recording subscription the image came through.
     pub(crate) subscription_id: i64,
@@ -38,7 +38,7 @@ pub(super) fn sync_time_index_with(writer: &mut SegmentWriter, time_index: &Time
     writer.sync_with(path, file);
 }
 
-impl<I: BlockSource> RecordingSession<I> {
+impl<I: BlockSource, C: PositionCounter> RecordingSession<I, C> {
     /// Copy what the image has into the segments, hand full buffers to the I/O thread, take in
     /// finished writes and syncs, and ask for syncs as the policy says.
     pub(crate) fn do_work(
