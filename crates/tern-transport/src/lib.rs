@@ -26,8 +26,9 @@ pub use idle::{BackoffIdle, Idle, SleepingIdle};
 pub use logbuffer::{spied_publication, SpiedPublication};
 pub use publication::{ExclusivePublication, OfferError, Publication};
 pub use sim::{
-    BlockSink, BlockSource, ImageSubscription, PositionCounter, RecordingImage, SimCounter,
-    SimImage, SimLog, SimStream, SimSubscription, SimTransport, Transport,
+    BlockSink, BlockSource, CounterValues, ImageSubscription, PositionCounter, RecordingImage,
+    ReplayTransport, SimCounter, SimImage, SimLog, SimStream, SimSubscription, SimTransport,
+    Transport,
 };
 pub use subscription::{Image, ImageEvent, ImageInfo, Subscription};
 pub use uri::{check_channel, ChannelUse};

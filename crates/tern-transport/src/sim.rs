@@ -10,7 +10,7 @@
 //! [`SimTransport`], where the test adds streams ([`SimTransport::publish`]) and ends them
 //! ([`SimLog::close`]), so the recorder agent runs in one test thread as well.
 
-use crate::client::{Client, Counter};
+use crate::client::{Client, Counter, CountersReader};
 use crate::error::TransportError;
 use crate::header::Header;
 use crate::logbuffer::SpiedPublication;
@@ -151,6 +151,67 @@ pub trait Transport {
     ) -> Result<SpiedPublication, TransportError>;
 }
 
+/// The driver's counters, read by id (what bounds a replay).
+pub trait CounterValues {
+    /// Whether `counter_id` is allocated.
+    fn is_allocated(&self, counter_id: i32) -> bool;
+    /// The registration id of counter `counter_id`.
+    ///
+    /// # Errors
+    /// It is not allocated.
+    fn registration_id(&self, counter_id: i32) -> Result<i64, TransportError>;
+    /// The value of counter `counter_id`.
+    ///
+    /// # Errors
+    /// It is not allocated.
+    fn value(&self, counter_id: i32) -> Result<i64, TransportError>;
+}
+
+/// What a replayer asks of the transport: exclusive publications (placed at a recorded position
+/// by their channel's `init-term-id`, `term-id`, `term-offset`, `term-length`, `mtu` and
+/// `session-id`), and the driver's counters.
+pub trait ReplayTransport {
+    /// Its publications.
+    type Publication: BlockSink;
+    /// Add an exclusive publication on `channel` and `stream_id`.
+    ///
+    /// # Errors
+    /// The channel is refused.
+    fn add_exclusive_publication(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<Self::Publication, TransportError>;
+    /// The driver's counters.
+    fn counter_values(&self) -> Box<dyn CounterValues>;
+}
+
+impl CounterValues for CountersReader {
+    fn is_allocated(&self, counter_id: i32) -> bool {
+        CountersReader::is_allocated(self, counter_id)
+    }
+    fn registration_id(&self, counter_id: i32) -> Result<i64, TransportError> {
+        CountersReader::registration_id(self, counter_id)
+    }
+    fn value(&self, counter_id: i32) -> Result<i64, TransportError> {
+        CountersReader::value(self, counter_id)
+    }
+}
+
+impl ReplayTransport for Client {
+    type Publication = ExclusivePublication;
+    fn add_exclusive_publication(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<ExclusivePublication, TransportError> {
+        Client::add_exclusive_publication(self, channel, stream_id)
+    }
+    fn counter_values(&self) -> Box<dyn CounterValues> {
+        Box::new(self.counters_reader())
+    }
+}
+
 impl RecordingImage for Image {
     fn info(&self) -> &ImageInfo {
         Image::info(self)
@@ -241,6 +302,9 @@ struct LogState {
     images: Vec<i64>,
     /// The publication closed: its images end once they have consumed everything.
     closed: bool,
+    /// A publication that is connected once an image reads it (an exclusive publication a
+    /// replay adds), rather than from the start.
+    connects_on_image: bool,
 }
 
 impl LogState {
@@ -320,6 +384,7 @@ impl SimLog {
                 window: 2 * stream.term_length as usize,
                 images: Vec::new(),
                 closed: false,
+                connects_on_image: false,
             })),
         }
     }
@@ -383,6 +448,9 @@ impl SimLog {
         let mut state = self.state.borrow_mut();
         let position = state.end();
         state.images.push(position);
+        if state.connects_on_image {
+            state.connected = true;
+        }
         let stream = state.stream;
         SimImage {
             log: self.clone(),
@@ -583,7 +651,7 @@ impl SimTransport {
         self.counters
             .borrow()
             .iter()
-            .map(|(label, counter)| (label.clone(), counter.0.get()))
+            .map(|(label, counter)| (label.clone(), counter.value.get()))
             .collect()
     }
 }
@@ -643,11 +711,94 @@ impl ImageSubscription for SimSubscription {
 
 /// A counter of a [`SimTransport`].
 #[derive(Debug, Clone)]
-pub struct SimCounter(Rc<Cell<i64>>);
+pub struct SimCounter {
+    id: i32,
+    value: Rc<Cell<i64>>,
+}
+
+impl SimCounter {
+    /// Its counter id (what a bounded replay names).
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+}
 
 impl PositionCounter for SimCounter {
     fn set(&self, value: i64) {
-        self.0.set(value);
+        self.value.set(value);
+    }
+}
+
+/// The counters of a [`SimTransport`], by id.
+#[derive(Debug, Clone)]
+struct SimCounters(SimTransport);
+
+impl CounterValues for SimCounters {
+    fn is_allocated(&self, counter_id: i32) -> bool {
+        usize::try_from(counter_id).is_ok_and(|id| id < self.0.counters.borrow().len())
+    }
+    fn registration_id(&self, counter_id: i32) -> Result<i64, TransportError> {
+        self.value(counter_id).map(|_| i64::from(counter_id))
+    }
+    fn value(&self, counter_id: i32) -> Result<i64, TransportError> {
+        usize::try_from(counter_id)
+            .ok()
+            .and_then(|id| self.0.counters.borrow().get(id).map(|(_, c)| c.value.get()))
+            .ok_or_else(|| {
+                TransportError::Invalid(format!("counter {counter_id} is not allocated"))
+            })
+    }
+}
+
+/// A channel parameter's value (`name=value` after `?`, separated by `|`).
+fn channel_param<T: std::str::FromStr>(channel: &str, name: &str) -> Option<T> {
+    let (_, params) = channel.split_once('?')?;
+    params
+        .split('|')
+        .find_map(|param| param.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|value| value.parse().ok())
+}
+
+/// A replay's exclusive publication is a new stream, placed where its channel says, on the
+/// channel's media (the part before `?`: `aeron:ipc`, `aeron:udp`), connected once a
+/// subscription lists its image.
+impl ReplayTransport for SimTransport {
+    type Publication = SimLog;
+    fn add_exclusive_publication(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<SimLog, TransportError> {
+        let param = |name: &str| {
+            channel_param::<i64>(channel, name)
+                .ok_or_else(|| TransportError::Invalid(format!("{channel}: no {name}")))
+        };
+        let initial_term_id = param("init-term-id")? as i32;
+        let term_length = param("term-length")? as i32;
+        let start_position = (param("term-id")? - i64::from(initial_term_id))
+            * i64::from(term_length)
+            + param("term-offset")?;
+        let log = SimLog::new(SimStream {
+            session_id: param("session-id")? as i32,
+            stream_id,
+            initial_term_id,
+            term_length,
+            mtu: param("mtu")? as usize,
+            start_position,
+        });
+        {
+            let mut state = log.state.borrow_mut();
+            state.connected = false;
+            state.connects_on_image = true;
+        }
+        let media = channel.split('?').next().unwrap_or(channel);
+        self.streams
+            .borrow_mut()
+            .push((media.to_string(), log.clone()));
+        Ok(log)
+    }
+    fn counter_values(&self) -> Box<dyn CounterValues> {
+        Box::new(SimCounters(self.clone()))
     }
 }
 
@@ -668,7 +819,10 @@ impl Transport for SimTransport {
         })
     }
     fn add_counter(&self, _: i32, _: &[u8], label: &str) -> Result<SimCounter, TransportError> {
-        let counter = SimCounter(Rc::new(Cell::new(0)));
+        let counter = SimCounter {
+            id: self.counters.borrow().len() as i32,
+            value: Rc::new(Cell::new(0)),
+        };
         self.counters
             .borrow_mut()
             .push((label.to_string(), counter.clone()));

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Instant;
 use tern_store::clock::Clock;
 use tern_store::recording_reader::RecordingReader;
-use tern_transport::{BackoffIdle, Client, Idle};
+use tern_transport::{BackoffIdle, Client, Idle, ReplayTransport};
 
-pub(crate) struct Replayer {
+pub(crate) struct Replayer<T: ReplayTransport = Client> {
     shared: Arc<Shared>,
-    client: Client,
+    client: T,
     commands: Receiver<ReplayerCommand>,
-    sessions: Vec<ReplaySession>,
+    sessions: Vec<ReplaySession<T::Publication>>,
     /// The time its sessions keep (deadlines, pauses, pacing).
     clock: Arc<dyn Clock>,
 }
@@ -28,19 +28,48 @@ impl Replayer {
     pub(crate) fn new(shared: Arc<Shared>, commands: Receiver<ReplayerCommand>) -> Result<Self> {
         let client =
             Client::connect_with_idle(&shared.config.aeron_dir, shared.config.client_idle_sleep)?;
-        Ok(Self {
-            shared,
+        Ok(Self::on(
             client,
+            shared,
+            commands,
+            tern_store::system_clock(),
+        ))
+    }
+}
+
+impl<T: ReplayTransport> Replayer<T> {
+    /// A replayer on `transport` keeping `clock`'s time (the real ones: [`Replayer::new`];
+    /// simulated ones in tests).
+    pub(crate) fn on(
+        transport: T,
+        shared: Arc<Shared>,
+        commands: Receiver<ReplayerCommand>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            shared,
+            client: transport,
             commands,
             sessions: Vec::new(),
-            clock: tern_store::system_clock(),
-        })
+            clock,
+        }
     }
 
     pub(crate) fn run(mut self) {
         precise_sleeps();
         let mut idle = BackoffIdle::new();
-        loop {
+        while let Some((work, next_due)) = self.do_work() {
+            match next_due {
+                Some(due) if work == 0 => wait_until(due),
+                _ => idle.idle(work),
+            }
+        }
+    }
+
+    /// One duty cycle: commands, then a step of each replay. The work done and the earliest
+    /// time a paced replay waits for; `None` once told to shut down (every replay stopped).
+    pub(crate) fn do_work(&mut self) -> Option<(usize, Option<Instant>)> {
+        {
             let mut work = 0;
             loop {
                 match self.commands.try_recv() {
@@ -50,7 +79,7 @@ impl Replayer {
                             session.plan.status.set_state(ReplayState::Stopped);
                         }
                         self.shared.metrics.replays_running.set(0);
-                        return;
+                        return None;
                     }
                     Ok(ReplayerCommand::Start { plan, reply }) => {
                         let status = plan.status.clone();
@@ -140,10 +169,7 @@ impl Replayer {
                 .metrics
                 .replays_running
                 .set(self.sessions.len() as i64);
-            match next_due {
-                Some(due) if work == 0 => wait_until(due),
-                _ => idle.idle(work),
-            }
+            Some((work, next_due))
         }
     }
 
@@ -206,7 +232,9 @@ impl Replayer {
         );
         let limit = plan
             .limit_counter_id
-            .map(|counter_id| crate::replay::limit::LimitCounter::open(&self.client, counter_id))
+            .map(|counter_id| {
+                crate::replay::limit::LimitCounter::open(self.client.counter_values(), counter_id)
+            })
             .transpose()?;
         let publication = self
             .client
@@ -257,5 +285,216 @@ impl Replayer {
         session.limit = limit;
         self.sessions.push(session);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The replayer agent in one test thread: a recording on a simulated disk, replays on a
+    //! simulated transport (a subscriber the test polls), a simulated clock. No media driver.
+    use super::*;
+    use crate::config::ArchiveConfig;
+    use crate::replay::{ReplayEnd, ReplayStatus};
+    use std::path::Path;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    use tern_store::{Io, SimClock, SimDisk, Storage};
+    use tern_transport::{
+        ImageSubscription, PositionCounter, RecordingImage, SimSubscription, SimTransport,
+        Transport,
+    };
+
+    const DIR: &str = "/archive";
+
+    struct Rig {
+        replayer: Replayer<SimTransport>,
+        transport: SimTransport,
+        commands: mpsc::Sender<ReplayerCommand>,
+        clock: SimClock,
+        subscriber: SimSubscription,
+        written: crate::testing::Written,
+        /// (image session id, message) as delivered to the subscriber.
+        delivered: Vec<(i32, Vec<u8>)>,
+    }
+
+    fn rig() -> Rig {
+        let disk = SimDisk::new();
+        disk.create_dir_all(Path::new(DIR)).expect("dir");
+        let storage: Arc<dyn Storage> = Arc::new(disk);
+        let io = Io::inline(storage);
+        let written = crate::testing::stopped_recording(&io, Path::new(DIR), 300);
+        let mut config = ArchiveConfig::new(DIR, "/no-aeron-dir");
+        config.io = io;
+        let shared = Arc::new(Shared {
+            config,
+            metrics: crate::metrics::Metrics::default(),
+        });
+        let transport = SimTransport::new();
+        let subscriber = transport
+            .add_subscription("aeron:ipc", 2)
+            .expect("subscribed");
+        let clock = SimClock::new(1_700_000_000_000_000_000);
+        let (commands, received) = mpsc::channel();
+        Rig {
+            replayer: Replayer::on(transport.clone(), shared, received, Arc::new(clock.clone())),
+            transport,
+            commands,
+            clock,
+            subscriber,
+            written,
+            delivered: Vec::new(),
+        }
+    }
+
+    impl Rig {
+        /// Start a replay of the whole recording (bounded by `limit`, a counter id) as image
+        /// session `session_id`; its status.
+        fn start(&mut self, session_id: i32, limit: Option<i32>) -> Arc<ReplayStatus> {
+            let descriptor = self.written.descriptor.clone();
+            let status = Arc::new(ReplayStatus::new_at(0, 0, session_id));
+            let (reply, answer) = mpsc::channel();
+            self.commands
+                .send(ReplayerCommand::Start {
+                    plan: Box::new(ReplayPlan {
+                        replay_id: i64::from(session_id),
+                        end: ReplayEnd::At(descriptor.stop_position),
+                        descriptor,
+                        position: 0,
+                        channel: "aeron:ipc".into(),
+                        stream_id: 2,
+                        session_id,
+                        progress: None,
+                        status: status.clone(),
+                        speed: None,
+                        time_source: Default::default(),
+                        limit_counter_id: limit,
+                        key: None,
+                        keep_positions: false,
+                    }),
+                    reply,
+                })
+                .expect("sent");
+            self.step();
+            answer.try_recv().expect("answered").expect("started");
+            status
+        }
+
+        /// A duty cycle of the replayer, 1 ms of simulated time on, then the subscriber polls.
+        fn step(&mut self) {
+            self.clock.advance(Duration::from_millis(1));
+            self.replayer.do_work().expect("running");
+            for image in self.subscriber.images() {
+                let session = image.info().session_id;
+                let delivered = &mut self.delivered;
+                while image.poll(|message, _| delivered.push((session, message.to_vec())), 64) > 0 {
+                }
+            }
+        }
+
+        fn steps(&mut self, count: usize) {
+            for _ in 0..count {
+                self.step();
+            }
+        }
+
+        /// The messages delivered so far, each checked: the nth is 400 bytes of `n`.
+        fn messages(&self) -> Vec<u32> {
+            self.delivered
+                .iter()
+                .map(|(_, message)| {
+                    assert_eq!(message.len(), 400);
+                    assert!(message.iter().all(|byte| *byte == message[0]));
+                    u32::from(message[0])
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_replay_delivers_the_recording_in_order_on_its_own_image_and_is_done() {
+        let mut rig = rig();
+        let status = rig.start(77, None);
+        rig.steps(50);
+        assert_eq!(status.state(), ReplayState::Done);
+        let messages = rig.messages();
+        assert_eq!(messages.len(), 300);
+        assert!(messages
+            .iter()
+            .enumerate()
+            .all(|(n, m)| *m == n as u32 % 256));
+        assert!(rig.delivered.iter().all(|(session, _)| *session == 77));
+        assert_eq!(status.position(), rig.written.descriptor.stop_position);
+    }
+
+    #[test]
+    fn a_bounded_replay_waits_at_its_counter_pauses_resumes_and_stops() {
+        let mut rig = rig();
+        let limit = rig.transport.add_counter(0, &[], "limit").expect("counter");
+        limit.set(rig.written.frames[50]);
+        let status = rig.start(78, Some(limit.id()));
+        rig.steps(20);
+        assert_eq!(rig.messages().len(), 50, "up to the counter, not past it");
+        assert_ne!(
+            status.state(),
+            ReplayState::Done,
+            "it waits for the counter"
+        );
+        limit.set(rig.written.frames[120]);
+        rig.steps(20);
+        assert_eq!(rig.messages().len(), 120);
+        rig.commands
+            .send(ReplayerCommand::Pause { replay_id: 78 })
+            .expect("sent");
+        limit.set(rig.written.frames[200]);
+        rig.steps(20);
+        assert_eq!(rig.messages().len(), 120, "paused: nothing more");
+        assert_eq!(status.state(), ReplayState::Paused);
+        rig.commands
+            .send(ReplayerCommand::Resume { replay_id: 78 })
+            .expect("sent");
+        rig.steps(20);
+        assert_eq!(rig.messages().len(), 200, "resumed, up to the counter");
+        rig.commands
+            .send(ReplayerCommand::Stop { replay_id: 78 })
+            .expect("sent");
+        rig.steps(5);
+        assert_eq!(status.state(), ReplayState::Stopped);
+        limit.set(rig.written.descriptor.stop_position);
+        rig.steps(20);
+        assert_eq!(rig.messages().len(), 200, "stopped: nothing more");
+        let messages = rig.messages();
+        assert!(messages
+            .iter()
+            .enumerate()
+            .all(|(n, m)| *m == n as u32 % 256));
+    }
+
+    #[test]
+    fn a_seek_moves_a_replay_to_a_new_image_at_the_recorded_position() {
+        let mut rig = rig();
+        let limit = rig.transport.add_counter(0, &[], "limit").expect("counter");
+        limit.set(rig.written.frames[30]);
+        let status = rig.start(79, Some(limit.id()));
+        rig.steps(10);
+        assert_eq!(rig.messages().len(), 30);
+        let (reply, answer) = mpsc::channel();
+        rig.commands
+            .send(ReplayerCommand::Seek {
+                replay_id: 79,
+                position: rig.written.frames[250],
+                session_id: 81,
+                reply,
+            })
+            .expect("sent");
+        limit.set(rig.written.descriptor.stop_position);
+        rig.steps(30);
+        answer.try_recv().expect("answered").expect("moved");
+        assert_eq!(status.state(), ReplayState::Done);
+        let messages = rig.messages();
+        let expected: Vec<u32> = (0..30).chain(250..300).map(|n| n % 256).collect();
+        assert_eq!(messages, expected);
+        let sessions: Vec<i32> = rig.delivered.iter().map(|(session, _)| *session).collect();
+        assert!(sessions[..30].iter().all(|s| *s == 79));
+        assert!(sessions[30..].iter().all(|s| *s == 81), "{sessions:?}");
     }
 }

@@ -2,11 +2,11 @@
 //! the replay never goes past.
 
 use crate::error::{ArchiveError, Result};
-use tern_transport::{Client, CountersReader};
+use tern_transport::CounterValues;
 
 /// A counter that bounds a replay, read by id in the driver's counters.
 pub(crate) struct LimitCounter {
-    reader: CountersReader,
+    reader: Box<dyn CounterValues>,
     counter_id: i32,
     registration_id: i64,
     /// The value last read while the counter was allocated.
@@ -20,8 +20,7 @@ impl LimitCounter {
     ///
     /// # Errors
     /// The counter is not allocated.
-    pub(crate) fn open(client: &Client, counter_id: i32) -> Result<Self> {
-        let reader = client.counters_reader();
+    pub(crate) fn open(reader: Box<dyn CounterValues>, counter_id: i32) -> Result<Self> {
         if !reader.is_allocated(counter_id) {
             return Err(ArchiveError::Invalid(format!(
                 "replay limit counter {counter_id} is not an allocated counter"
