@@ -9,6 +9,8 @@ use std::time::Duration;
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::key::KeyFilter;
 
+/// How long an agent has to answer a request (and a launch to start an agent) before the asker
+/// hears that it did not.
 pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The answer an agent (the recorder, the replayer) owes to a request handed to it: polled, so
