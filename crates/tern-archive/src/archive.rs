@@ -745,6 +745,12 @@ impl Archive {
 
     fn stop_agents(&mut self) {
         self.stop_agents_but_conductor();
+        // Deletions asked for are finished before the archive stops, and reported to the
+        // conductor (the recording released, `Delete` signalled) while it still runs.
+        let _ = self.mailbox.ask(|state| state.close_deleter());
+        if let Some(thread) = self.deleter_thread.take() {
+            let _ = thread.join();
+        }
         // Then the conductor, once it has taken in what they sent (its queue is in order).
         let _ = self.mailbox.send(Command::Shutdown);
         if let Some(thread) = self.conductor_thread.take() {
@@ -757,8 +763,7 @@ impl Archive {
         if let Some(thread) = self.indexer_thread.take() {
             let _ = thread.join();
         }
-        // Deletions asked for are finished before the archive stops (the conductor held the
-        // deleter's queue: it ends once the queue is empty).
+        // A deleter left (the conductor could not be asked): it ends with the conductor's state.
         if let Some(thread) = self.deleter_thread.take() {
             let _ = thread.join();
         }

@@ -36,6 +36,9 @@ use tern_store::progress::RecordingProgress;
 use tern_store::recording_reader::check_replay_position_on;
 use tern_transport::{BackoffIdle, Idle};
 
+/// Most commands taken from the mailbox in one duty cycle.
+const COMMANDS_PER_CYCLE: usize = 1024;
+
 /// How long a truncate waits for the replays of its recording to stop.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -204,7 +207,8 @@ pub(crate) struct ArchiveState {
     next_id: i64,
     recorder: Sender<RecorderCommand>,
     replayer: Sender<ReplayerCommand>,
-    deleter: Sender<DeleteJob>,
+    /// `None` once closed at shutdown (files are deleted here then).
+    deleter: Option<Sender<DeleteJob>>,
 }
 
 /// The parts the conductor is launched with.
@@ -229,7 +233,9 @@ fn loop_on(state: &mut ArchiveState, commands: Receiver<Command>) {
     let mut idle = BackoffIdle::new();
     loop {
         let mut work = 0;
-        loop {
+        // At most so many commands a cycle: the rooms and the truncates' deadlines are served
+        // between them however many come.
+        for _ in 0..COMMANDS_PER_CYCLE {
             match commands.try_recv() {
                 Ok(Command::Call(call)) => {
                     // A bug in one command must not take the archive's state owner down with
@@ -243,8 +249,10 @@ fn loop_on(state: &mut ArchiveState, commands: Receiver<Command>) {
                     work += 1;
                 }
                 Ok(Command::Room(make)) => {
-                    if let Some(room) = make(state) {
-                        rooms.push(room);
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(state))) {
+                        Ok(Some(room)) => rooms.push(room),
+                        Ok(None) => {}
+                        Err(panic) => state.command_failed(panic_message(panic.as_ref())),
                     }
                     work += 1;
                 }
@@ -253,7 +261,10 @@ fn loop_on(state: &mut ArchiveState, commands: Receiver<Command>) {
             }
         }
         let now = Instant::now();
-        work += state.finish_changes(now);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.finish_changes(now))) {
+            Ok(done) => work += done,
+            Err(panic) => state.command_failed(panic_message(panic.as_ref())),
+        }
         let mut failed = Vec::new();
         for (index, room) in rooms.iter_mut().enumerate() {
             let cycle =
@@ -303,7 +314,7 @@ impl ArchiveState {
             next_id,
             recorder: parts.recorder,
             replayer: parts.replayer,
-            deleter: parts.deleter,
+            deleter: Some(parts.deleter),
         }
     }
 
@@ -400,6 +411,7 @@ impl ArchiveState {
                 signal,
             ),
             Report::Failed(failure) => self.recording_failed(failure),
+            Report::Answer(answer) => answer(),
             Report::Signal {
                 signal,
                 recording_id,
@@ -532,6 +544,12 @@ impl ArchiveState {
         let progress = Arc::new(RecordingProgress::new(position));
         self.progress.insert(recording_id, progress.clone());
         Ok(progress)
+    }
+
+    /// Let the deleter finish what it has and end (at shutdown, while this still takes in its
+    /// reports: each deletion's recording released and its `Delete` signalled).
+    pub(crate) fn close_deleter(&mut self) {
+        self.deleter = None;
     }
 
     /// The deleter is done with a truncate's or purge's files.
@@ -913,7 +931,7 @@ impl ArchiveState {
             reply,
         });
         self.finish_changes(Instant::now());
-        Ok(Pending::new(answer, "archive conductor"))
+        Ok(Pending::unbounded(answer, "archive conductor"))
     }
 
     /// Make the truncates whose replays have stopped.
@@ -1011,7 +1029,11 @@ impl ArchiveState {
             files,
             done,
         };
-        if let Err(mpsc::SendError(job)) = self.deleter.send(job) {
+        let unsent = match &self.deleter {
+            Some(deleter) => deleter.send(job).err().map(|mpsc::SendError(job)| job),
+            None => Some(job),
+        };
+        if let Some(job) = unsent {
             if let Err(error) = crate::operations::delete_named(
                 &self.shared.config.io.storage,
                 &self.shared.config.dir,
@@ -1039,7 +1061,7 @@ impl ArchiveState {
         match purged {
             Ok((files, segments)) => {
                 self.delete_later(recording_id, "purge", files, segments, wait, reply);
-                Ok(Pending::new(answer, "archive conductor"))
+                Ok(Pending::unbounded(answer, "archive conductor"))
             }
             Err(error) => {
                 self.activity.busy.remove(&recording_id);

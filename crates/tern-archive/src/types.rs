@@ -18,17 +18,38 @@ pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Pending<T> {
     wait: mpsc::Receiver<Result<T>>,
-    deadline: std::time::Instant,
+    /// `None`: the one answering always answers (or goes away), so there is no deadline.
+    deadline: Option<std::time::Instant>,
     agent: &'static str,
 }
 
 impl<T> Pending<T> {
+    /// An answer due within 30 s.
     pub(crate) fn new(wait: mpsc::Receiver<Result<T>>, agent: &'static str) -> Self {
         Self {
             wait,
-            deadline: std::time::Instant::now() + REPLY_TIMEOUT,
+            deadline: Some(std::time::Instant::now() + REPLY_TIMEOUT),
             agent,
         }
+    }
+
+    /// An answer with no deadline: the archive's own change (a truncate or purge), which the
+    /// conductor answers once done (a truncate waits 30 s at most for its replays), however
+    /// long its files take; a deadline could say it failed when it was made.
+    pub(crate) fn unbounded(wait: mpsc::Receiver<Result<T>>, agent: &'static str) -> Self {
+        Self {
+            wait,
+            deadline: None,
+            agent,
+        }
+    }
+
+    fn did_not_answer(&self) -> ArchiveError {
+        ArchiveError::NotRunning(format!("{} did not answer", self.agent))
+    }
+
+    fn stopped(&self) -> ArchiveError {
+        ArchiveError::NotRunning(format!("{} stopped", self.agent))
     }
 
     /// `None` while the agent has not answered; then its answer (an error if it stopped, or did
@@ -36,35 +57,31 @@ impl<T> Pending<T> {
     pub fn poll(&self) -> Option<Result<T>> {
         match self.wait.try_recv() {
             Ok(outcome) => Some(outcome),
-            Err(mpsc::TryRecvError::Empty) if std::time::Instant::now() < self.deadline => None,
-            Err(mpsc::TryRecvError::Empty) => Some(Err(ArchiveError::NotRunning(format!(
-                "{} did not answer",
-                self.agent
-            )))),
-            Err(mpsc::TryRecvError::Disconnected) => Some(Err(ArchiveError::NotRunning(format!(
-                "{} stopped",
-                self.agent
-            )))),
+            Err(mpsc::TryRecvError::Empty)
+                if self
+                    .deadline
+                    .is_none_or(|deadline| std::time::Instant::now() < deadline) =>
+            {
+                None
+            }
+            Err(mpsc::TryRecvError::Empty) => Some(Err(self.did_not_answer())),
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(self.stopped())),
         }
     }
 
-    /// Wait for the answer (30 s at most).
+    /// Wait for the answer (30 s at most, unless it has no deadline).
     ///
     /// # Errors
     /// The agent's error, or it stopped or did not answer.
     pub fn wait(self) -> Result<T> {
-        let timeout = self
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
+        let Some(deadline) = self.deadline else {
+            return self.wait.recv().unwrap_or_else(|_| Err(self.stopped()));
+        };
+        let timeout = deadline.saturating_duration_since(std::time::Instant::now());
         match self.wait.recv_timeout(timeout) {
             Ok(outcome) => outcome,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(ArchiveError::NotRunning(format!(
-                "{} did not answer",
-                self.agent
-            ))),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(ArchiveError::NotRunning(format!("{} stopped", self.agent)))
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(self.did_not_answer()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(self.stopped()),
         }
     }
 }

@@ -27,8 +27,8 @@ pub use logbuffer::{spied_publication, SpiedPublication};
 pub use publication::{ExclusivePublication, OfferError, Publication};
 pub use sim::{
     BlockSink, BlockSource, CounterValues, ImageSubscription, PositionCounter, RecordingImage,
-    ReplayTransport, SimCounter, SimImage, SimLog, SimStream, SimSubscription, SimTransport,
-    Transport,
+    ReplayTransport, SimCounter, SimImage, SimLog, SimPublication, SimStream, SimSubscription,
+    SimTransport, Transport,
 };
 pub use subscription::{Image, ImageEvent, ImageInfo, Subscription};
 pub use uri::{check_channel, ChannelUse};

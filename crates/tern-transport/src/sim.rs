@@ -19,7 +19,8 @@ use crate::subscription::{Image, ImageEvent, ImageInfo, Subscription};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tern_store::frame::{
-    align_frame, term_of, FrameHeader, BEGIN_FLAG, END_FLAG, HEADER_LENGTH, TYPE_DATA, TYPE_PAD,
+    align_frame, term_of, FrameHeader, BEGIN_FLAG, END_FLAG, FRAME_ALIGNMENT, HEADER_LENGTH,
+    TYPE_DATA, TYPE_PAD,
 };
 
 /// Raw frames of one stream, as a recording reads them.
@@ -350,12 +351,14 @@ impl LogState {
         }
     }
 
-    fn check_offer(&self, length: usize) -> Result<(), OfferError> {
+    fn check_offer(&self) -> Result<(), OfferError> {
         if !self.connected {
             return Err(OfferError::NotConnected);
         }
+        // As Aeron's publications: refused once the position has reached the limit (the slowest
+        // image plus the window), whatever the length; an offer below it may cross it.
         let slowest = self.images.iter().copied().min().unwrap_or(self.end());
-        if (self.end() - slowest) as usize + length > self.window {
+        if (self.end() - slowest) as usize >= self.window {
             return Err(OfferError::BackPressured);
         }
         Ok(())
@@ -370,7 +373,7 @@ pub struct SimLog {
 
 impl SimLog {
     /// An empty, connected stream; offers are back-pressured when the slowest image is more than
-    /// two terms behind.
+    /// half a term behind (Aeron's default publication window).
     pub fn new(stream: SimStream) -> Self {
         assert!(
             stream.term_length.count_ones() == 1 && stream.term_length >= 64 * 1024,
@@ -381,7 +384,7 @@ impl SimLog {
                 stream,
                 bytes: Vec::new(),
                 connected: true,
-                window: 2 * stream.term_length as usize,
+                window: stream.term_length as usize / 2,
                 images: Vec::new(),
                 closed: false,
                 connects_on_image: false,
@@ -416,7 +419,7 @@ impl SimLog {
     pub fn offer(&self, message: &[u8]) -> Result<i64, OfferError> {
         let mut state = self.state.borrow_mut();
         let chunk = state.stream.mtu - HEADER_LENGTH;
-        state.check_offer(message.len() + HEADER_LENGTH * message.len().div_ceil(chunk).max(1))?;
+        state.check_offer()?;
         let fragments: Vec<&[u8]> = if message.is_empty() {
             vec![message]
         } else {
@@ -467,6 +470,14 @@ impl SimLog {
         }
     }
 
+    /// Not connected until an image reads it (as an Aeron publication with no subscriber: offers
+    /// are refused as not connected, and the first image joins where the stream is, its start).
+    fn connect_on_image(&self) {
+        let mut state = self.state.borrow_mut();
+        state.connected = !state.images.is_empty();
+        state.connects_on_image = true;
+    }
+
     /// Close the publication: its images end (end of stream) once they have consumed all of it,
     /// and no more is offered.
     pub fn close(&self) {
@@ -483,8 +494,19 @@ impl BlockSink for SimLog {
 
     fn offer_block(&self, block: &[u8]) -> Result<i64, OfferError> {
         let mut state = self.state.borrow_mut();
-        state.check_offer(block.len())?;
+        state.check_offer()?;
+        if block.len() < HEADER_LENGTH || !block.len().is_multiple_of(FRAME_ALIGNMENT) {
+            return Err(OfferError::Failed(format!(
+                "block of {} bytes is not whole aligned frames",
+                block.len()
+            )));
+        }
         let first = FrameHeader::decode(block);
+        if first.frame_type != TYPE_DATA {
+            return Err(OfferError::Failed(format!(
+                "a block must start with a data frame: {first:?}"
+            )));
+        }
         let (term_id, term_offset) = term_of(
             state.end(),
             state.stream.initial_term_id,
@@ -507,7 +529,7 @@ impl BlockSink for SimLog {
     fn append_padding(&self, length: usize) -> Result<i64, OfferError> {
         let mut state = self.state.borrow_mut();
         let frame_length = HEADER_LENGTH + length;
-        state.check_offer(frame_length)?;
+        state.check_offer()?;
         state.pad_if_needed(align_frame(frame_length));
         state.frame(
             frame_length,
@@ -583,16 +605,21 @@ impl BlockSource for SimImage {
             let term_end = start + (term - position.rem_euclid(term)) as usize;
             let available = state.bytes.len().min(term_end);
             let mut end = start;
+            // As Aeron's block scanner: whole frames up to `limit`; a padding frame ends the
+            // block before it, or is the block alone when it comes first (whatever its length).
             while end < available {
                 let frame = FrameHeader::decode(&state.bytes[end..]);
                 let next = end + frame.aligned_length();
-                if end > start && next - start > limit {
+                if frame.frame_type == TYPE_PAD {
+                    if end == start {
+                        end = next;
+                    }
+                    break;
+                }
+                if next - start > limit {
                     break;
                 }
                 end = next;
-                if frame.frame_type == TYPE_PAD {
-                    break;
-                }
             }
             (state.bytes[start..end].to_vec(), position)
         };
@@ -640,6 +667,7 @@ impl SimTransport {
     /// A new stream on `channel`, seen by the subscriptions to its channel and stream id.
     pub fn publish(&self, channel: &str, stream: SimStream) -> SimLog {
         let log = SimLog::new(stream);
+        log.connect_on_image();
         self.streams
             .borrow_mut()
             .push((channel.to_string(), log.clone()));
@@ -759,16 +787,82 @@ fn channel_param<T: std::str::FromStr>(channel: &str, name: &str) -> Option<T> {
         .and_then(|value| value.parse().ok())
 }
 
-/// A replay's exclusive publication is a new stream, placed where its channel says, on the
-/// channel's media (the part before `?`: `aeron:ipc`, `aeron:udp`), connected once a
-/// subscription lists its image.
+/// The parameters that place an exclusive publication (and name its session): not part of the
+/// channel its subscribers name.
+const PLACEMENT: [&str; 6] = [
+    "init-term-id",
+    "term-id",
+    "term-offset",
+    "term-length",
+    "mtu",
+    "session-id",
+];
+
+/// `channel` without its placement parameters: what a subscriber to it names.
+fn subscribed_channel(channel: &str) -> String {
+    let Some((media, params)) = channel.split_once('?') else {
+        return channel.to_string();
+    };
+    let kept: Vec<&str> = params
+        .split('|')
+        .filter(|param| {
+            let name = param.split('=').next().unwrap_or_default();
+            !PLACEMENT.contains(&name)
+        })
+        .collect();
+    if kept.is_empty() {
+        media.to_string()
+    } else {
+        format!("{media}?{}", kept.join("|"))
+    }
+}
+
+/// An exclusive publication of a [`SimTransport`]: a stream of its own; dropping it closes the
+/// stream (its images reach end of stream once they have read it all), as closing an Aeron
+/// publication does.
+#[derive(Debug)]
+pub struct SimPublication {
+    log: SimLog,
+}
+
+impl SimPublication {
+    /// Its stream.
+    pub fn log(&self) -> &SimLog {
+        &self.log
+    }
+}
+
+impl Drop for SimPublication {
+    fn drop(&mut self) {
+        self.log.close();
+    }
+}
+
+impl BlockSink for SimPublication {
+    fn is_connected(&self) -> bool {
+        self.log.is_connected()
+    }
+    fn offer_block(&self, block: &[u8]) -> Result<i64, OfferError> {
+        self.log.offer_block(block)
+    }
+    fn append_padding(&self, length: usize) -> Result<i64, OfferError> {
+        self.log.append_padding(length)
+    }
+    fn max_message_length(&self) -> usize {
+        self.log.max_message_length()
+    }
+}
+
+/// A replay's exclusive publication is a new stream, placed where its channel says, seen by the
+/// subscriptions to its channel without the placement parameters (`aeron:ipc`,
+/// `aeron:udp?endpoint=...`) and its stream id; connected once one of them lists its image.
 impl ReplayTransport for SimTransport {
-    type Publication = SimLog;
+    type Publication = SimPublication;
     fn add_exclusive_publication(
         &self,
         channel: &str,
         stream_id: i32,
-    ) -> Result<SimLog, TransportError> {
+    ) -> Result<SimPublication, TransportError> {
         let param = |name: &str| {
             channel_param::<i64>(channel, name)
                 .ok_or_else(|| TransportError::Invalid(format!("{channel}: no {name}")))
@@ -786,16 +880,11 @@ impl ReplayTransport for SimTransport {
             mtu: param("mtu")? as usize,
             start_position,
         });
-        {
-            let mut state = log.state.borrow_mut();
-            state.connected = false;
-            state.connects_on_image = true;
-        }
-        let media = channel.split('?').next().unwrap_or(channel);
+        log.connect_on_image();
         self.streams
             .borrow_mut()
-            .push((media.to_string(), log.clone()));
-        Ok(log)
+            .push((subscribed_channel(channel), log.clone()));
+        Ok(SimPublication { log })
     }
     fn counter_values(&self) -> Box<dyn CounterValues> {
         Box::new(SimCounters(self.clone()))
@@ -904,7 +993,9 @@ mod tests {
         while log.offer(&[1; 1000]).is_ok() {
             offered += 1;
         }
-        assert!(offered > 100, "{offered} before back pressure");
+        // Half a term (Aeron's default window): offers go on while the position is below it, the
+        // last one crossing it (31 frames of 1056 bytes end at 32736, the 32nd at 33792).
+        assert_eq!(offered, 32, "{offered} before back pressure");
         let mut read = Vec::new();
         loop {
             let consumed = image

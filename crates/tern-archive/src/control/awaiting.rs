@@ -198,14 +198,22 @@ impl Conductor {
                 holding.insert(event.subscription_id);
                 held.push((number, event));
             } else {
-                ready.push(event);
+                ready.push((number, event));
             }
         }
         self.held_events = held;
-        for event in ready {
+        for (number, event) in ready {
             work += 1;
             let owner = match event.signal {
-                RecordingSignalKind::Delete => self.delete_owners.remove(&event.recording_id),
+                // Only a Delete that came after the request is its answer's: an earlier one ends
+                // an operation before it (another session's, or the embedded handle's).
+                RecordingSignalKind::Delete => match self.delete_owners.get(&event.recording_id) {
+                    Some(&(session_id, correlation_id, after)) if number >= after => {
+                        self.delete_owners.remove(&event.recording_id);
+                        Some((session_id, correlation_id))
+                    }
+                    _ => None,
+                },
                 _ => self.recording_owners.get(&event.subscription_id).copied(),
             };
             let Some((session_id, correlation_id)) = owner else {

@@ -47,7 +47,7 @@ pub(crate) struct Conductor {
     /// Which session (and request) started each recording subscription, for its signals.
     pub(super) recording_owners: HashMap<i64, (i64, i64)>,
     /// Which session asked to truncate or purge each recording, for the DELETE signal.
-    pub(super) delete_owners: HashMap<i64, (i64, i64)>,
+    pub(super) delete_owners: HashMap<i64, (i64, i64, u64)>,
     pub(super) events: Receiver<RecordingEvent>,
     /// Recording events taken in and not signalled yet, numbered in the order they came; those
     /// that came after a request about their subscription wait for its answer.

@@ -172,7 +172,11 @@ impl<T: Transport> Recorder<T> {
                     entry.auto_stop = auto_stop;
                     entry.extend = extend;
                 }
-                let _ = reply.send(result);
+                // Through the conductor, after the reports before it: whoever reads the answer
+                // finds its signals (a stopped recording's Stop) already sent.
+                (self.report)(Report::Answer(Box::new(move || {
+                    let _ = reply.send(result);
+                })));
             }
             RecorderCommand::Stop {
                 subscription_id,
@@ -186,7 +190,11 @@ impl<T: Transport> Recorder<T> {
                     Some(index) => Ok(self.remove_subscription(index)),
                     None => Err(ArchiveError::UnknownSubscription(subscription_id)),
                 };
-                let _ = reply.send(result);
+                // Through the conductor, after the reports before it: whoever reads the answer
+                // finds its signals (a stopped recording's Stop) already sent.
+                (self.report)(Report::Answer(Box::new(move || {
+                    let _ = reply.send(result);
+                })));
             }
             RecorderCommand::Shutdown => {}
         }
@@ -834,8 +842,8 @@ mod tests {
         let events = rig.state.lock().expect("state").subscribe_events();
         rig.start(7, true).expect("subscribed");
         let log = rig.transport.publish("aeron:ipc", stream(5));
-        // The recorder sees the new image (joining at the stream's start) before it carries
-        // anything.
+        // Not connected (nothing can be offered) until the recorder's subscription sees it.
+        assert!(log.offer(b"early").is_err());
         rig.step();
         // 600 messages of 1 KiB and some of 3 KiB (fragmented): 10 segment files of 128 KiB.
         rig.publish(&log, 600, 1000);
@@ -892,8 +900,10 @@ mod tests {
         let mut rig = rig(1);
         rig.start(7, false).expect("subscribed");
         let first = rig.transport.publish("aeron:ipc", stream(5));
+        rig.step();
         rig.publish(&first, 10, 100);
         let second = rig.transport.publish("aeron:ipc", stream(6));
+        rig.step();
         // Several windows' worth: the refused image is read and dropped, never a brake.
         rig.publish(&second, 1000, 1000);
         let state = rig.state.lock().expect("state");

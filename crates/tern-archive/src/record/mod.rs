@@ -82,6 +82,8 @@ pub(crate) enum Report {
     },
     /// An image could not be recorded.
     Failed(RecordingFailure),
+    /// The answer to a command, sent once everything reported before it is taken in.
+    Answer(Box<dyn FnOnce() + Send>),
     /// A recording started or was extended.
     Signal {
         signal: RecordingSignalKind,

@@ -397,6 +397,14 @@ mod tests {
             }
         }
 
+        /// Whether the subscriber's image of session `session_id` has reached end of stream.
+        fn image_ended(&self, session_id: i32) -> bool {
+            self.subscriber
+                .images()
+                .iter()
+                .any(|image| image.info().session_id == session_id && image.is_end_of_stream())
+        }
+
         /// The messages delivered so far, each checked: the nth is 400 bytes of `n`.
         fn messages(&self) -> Vec<u32> {
             self.delivered
@@ -459,6 +467,10 @@ mod tests {
             .expect("sent");
         rig.steps(5);
         assert_eq!(status.state(), ReplayState::Stopped);
+        assert!(
+            rig.image_ended(78),
+            "the stopped replay's publication is closed: its image ends"
+        );
         limit.set(rig.written.descriptor.stop_position);
         rig.steps(20);
         assert_eq!(rig.messages().len(), 200, "stopped: nothing more");
@@ -496,5 +508,6 @@ mod tests {
         let sessions: Vec<i32> = rig.delivered.iter().map(|(session, _)| *session).collect();
         assert!(sessions[..30].iter().all(|s| *s == 79));
         assert!(sessions[30..].iter().all(|s| *s == 81), "{sessions:?}");
+        assert!(rig.image_ended(79), "the old image ends after what it sent");
     }
 }

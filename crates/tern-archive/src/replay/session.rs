@@ -845,7 +845,14 @@ mod tests {
             let started = clock.now();
             for index in 0..2000usize {
                 let message = vec![(index % 251) as u8; 1 + (index * 131) % 3000];
-                log.offer(&message).expect("room: the recorder keeps up");
+                // Back-pressured (half a term ahead of the recording): the recorder polls, at the
+                // same simulated instant, and the offer goes again.
+                while let Err(error) = log.offer(&message) {
+                    assert_eq!(error, OfferError::BackPressured);
+                    session
+                        .do_work(&config, clock.epoch_nanos(), clock.now())
+                        .expect("record");
+                }
                 if index % 20 == 19 {
                     session
                         .do_work(&config, clock.epoch_nanos(), clock.now())

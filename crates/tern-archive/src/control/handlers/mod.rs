@@ -31,7 +31,9 @@ pub(super) struct Context<'a> {
     pub(super) stats: &'a ControlStats,
     pub(super) archive_id: i64,
     pub(super) recording_owners: &'a mut HashMap<i64, (i64, i64)>,
-    pub(super) delete_owners: &'a mut HashMap<i64, (i64, i64)>,
+    /// Which session (and request) asked to truncate or purge each recording, and from which
+    /// recording event on its `Delete` may come (an earlier one is another operation's).
+    pub(super) delete_owners: &'a mut HashMap<i64, (i64, i64, u64)>,
     /// Where a request waits for the agent that answers it.
     pub(super) awaiting: &'a mut Vec<Awaiting>,
     /// How many recording events the conductor has taken in so far.

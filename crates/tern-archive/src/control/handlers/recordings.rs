@@ -42,7 +42,7 @@ impl Context<'_> {
         match begun {
             Ok(pending) => {
                 self.delete_owners
-                    .insert(recording_id, (session.id, correlation_id));
+                    .insert(recording_id, (session.id, correlation_id, self.events_seen));
                 self.wait_for(
                     session.id,
                     correlation_id,
