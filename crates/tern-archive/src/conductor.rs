@@ -36,6 +36,9 @@ use tern_store::progress::RecordingProgress;
 use tern_store::recording_reader::check_replay_position_on;
 use tern_transport::{BackoffIdle, Idle};
 
+/// Finished replays whose statuses are kept (the most recent).
+const FINISHED_REPLAYS_KEPT: usize = 1024;
+
 /// Most commands taken from the mailbox in one duty cycle.
 const COMMANDS_PER_CYCLE: usize = 1024;
 
@@ -746,7 +749,28 @@ impl ArchiveState {
             .map(|descriptor| self.info(descriptor))
     }
 
+    /// Forget the oldest finished replays past [`FINISHED_REPLAYS_KEPT`]: their statuses stay
+    /// readable for a while (a client reads how its replay ended), the table does not grow
+    /// without bound in an archive that runs for months.
+    fn forget_finished_replays(&mut self) {
+        let mut finished: Vec<i64> = self
+            .replays
+            .iter()
+            .filter(|(_, status)| status.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        if finished.len() <= FINISHED_REPLAYS_KEPT {
+            return;
+        }
+        // Replay ids grow with their sequence (the high 32 bits): the lowest are the oldest.
+        finished.sort_unstable();
+        for id in &finished[..finished.len() - FINISHED_REPLAYS_KEPT] {
+            self.replays.remove(id);
+        }
+    }
+
     pub(crate) fn begin_replay(&mut self, request: &ReplayRequest) -> Result<PendingReplay> {
+        self.forget_finished_replays();
         let max = self.shared.config.max_concurrent_replays;
         if self.running_replays(None).len() >= max {
             return Err(ArchiveError::MaxReplays(max));
@@ -1263,6 +1287,33 @@ mod tests {
         fixture.frames = written.frames;
         fixture._dir = Some(dir);
         fixture
+    }
+
+    #[test]
+    fn finished_replays_are_forgotten_past_the_most_recent_ones_and_running_ones_never() {
+        let mut fixture = fixture();
+        let running = Arc::new(ReplayStatus::new_at(0, 0, 1));
+        fixture.state.replays.insert(1 << 50, running);
+        for sequence in 0..(FINISHED_REPLAYS_KEPT as i64 + 10) {
+            let status = Arc::new(ReplayStatus::new_at(0, 0, 3));
+            status.set_state(ReplayState::Done);
+            fixture.state.replays.insert(sequence << 32, status);
+        }
+        fixture.state.forget_finished_replays();
+        assert_eq!(fixture.state.replays.len(), FINISHED_REPLAYS_KEPT + 1);
+        assert!(
+            fixture.state.replays.contains_key(&(1 << 40)),
+            "the running one stays"
+        );
+        assert!(
+            !fixture.state.replays.contains_key(&0),
+            "the oldest finished goes"
+        );
+        assert!(
+            fixture.state.replays.contains_key(&(10 << 32)),
+            "the 1024 most recent stay"
+        );
+        assert!(!fixture.state.replays.contains_key(&(9 << 32)));
     }
 
     /// The conductor's loop on its own thread: a command that panics (a bug) gets no answer and
