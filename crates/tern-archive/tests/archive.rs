@@ -67,16 +67,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
         &client,
         ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
-            follow: false,
-            channel: String::new(),
-            stream_id: 0,
-            speed: None,
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         },
         sent.len(),
     );
@@ -115,14 +106,7 @@ fn random_sizes_from_many_publishers_round_trip_with_positions_and_segment_rollo
             recording_id,
             position: Some(middle),
             length: Some(end - middle),
-            follow: false,
-            channel: String::new(),
-            stream_id: 0,
-            speed: None,
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         },
         sent.len() - 701,
     );
@@ -225,16 +209,10 @@ fn replay_follows_a_live_recording_while_it_grows() {
     let replay_id = archive
         .start_replay(&ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
             follow: true,
             channel: "aeron:ipc".into(),
             stream_id: 4242,
-            speed: None,
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect("follow replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -286,15 +264,9 @@ fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
     let request = |position: Option<i64>| ReplayRequest {
         recording_id,
         position,
-        length: None,
-        follow: false,
         channel: "aeron:ipc".into(),
         stream_id: 5,
-        speed: None,
-        time_source: Default::default(),
-        limit_counter_id: None,
-        key: None,
-        keep_positions: false,
+        ..ReplayRequest::default()
     };
     let error_of = |position: i64| {
         archive
@@ -406,16 +378,9 @@ fn a_flipped_byte_in_a_segment_is_found_by_verify_and_stops_a_replay_there() {
     let replay_id = archive
         .start_replay(&ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
-            follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 77,
-            speed: None,
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect("replay starts");
     let status = archive.replay_status(replay_id).expect("status");
@@ -474,16 +439,9 @@ fn several_replays_of_one_recording_run_at_once() {
             archive
                 .start_replay(&ReplayRequest {
                     recording_id,
-                    position: None,
-                    length: None,
-                    follow: false,
                     channel: "aeron:ipc".into(),
                     stream_id: *stream,
-                    speed: None,
-                    time_source: Default::default(),
-                    limit_counter_id: None,
-                    key: None,
-                    keep_positions: false,
+                    ..ReplayRequest::default()
                 })
                 .expect("replay")
         })
@@ -585,16 +543,9 @@ fn a_replay_ends_when_its_subscriber_goes_away() {
     let replay_id = archive
         .start_replay(&ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
-            follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 7007,
-            speed: None,
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect("replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -622,16 +573,8 @@ fn a_replay_length_that_ends_inside_a_frame_stops_before_it() {
     let (recording_id, _) = record_and_stop(&archive, &client, 1008, 20, |_| 200);
     let request = ReplayRequest {
         recording_id,
-        position: None,
         length: Some(5 * 256 + 100),
-        follow: false,
-        channel: String::new(),
-        stream_id: 0,
-        speed: None,
-        time_source: Default::default(),
-        limit_counter_id: None,
-        key: None,
-        keep_positions: false,
+        ..ReplayRequest::default()
     };
     let replayed = replay_messages(&archive, &client, request, 5);
     assert_eq!(replayed.len(), 5);
@@ -700,16 +643,7 @@ fn a_term_end_padding_longer_than_the_longest_message_is_replayed() {
     assert!(padding > longest + 32, "a padding of {padding} bytes");
     let request = ReplayRequest {
         recording_id,
-        position: None,
-        length: None,
-        follow: false,
-        channel: String::new(),
-        stream_id: 0,
-        speed: None,
-        time_source: Default::default(),
-        limit_counter_id: None,
-        key: None,
-        keep_positions: false,
+        ..ReplayRequest::default()
     };
     let replayed = replay_messages(&archive, &client, request, sent.len());
     let messages: Vec<Vec<u8>> = replayed.into_iter().map(|(bytes, _)| bytes).collect();

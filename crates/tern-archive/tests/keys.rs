@@ -135,16 +135,9 @@ fn replay_keyed(
 fn keyed_request(recording_id: i64, key: &str) -> ReplayRequest {
     ReplayRequest {
         recording_id,
-        position: None,
-        length: None,
-        follow: false,
-        channel: String::new(),
-        stream_id: 0,
-        speed: None,
-        time_source: Default::default(),
         key: Some(key.parse().expect("key")),
         keep_positions: true,
-        limit_counter_id: None,
+        ..ReplayRequest::default()
     }
 }
 

@@ -65,15 +65,7 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
         ReplayRequest {
             recording_id,
             position: Some(at(times[5])),
-            length: None,
-            follow: false,
-            channel: String::new(),
-            stream_id: 0,
-            speed: None,
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         },
         3,
     );
@@ -85,15 +77,10 @@ fn replay_from_a_time_starts_at_the_first_message_captured_at_or_after_it() {
         .start_replay(&ReplayRequest {
             recording_id,
             position: Some(at(i64::MAX)),
-            length: None,
             follow: true,
             channel: "aeron:ipc".into(),
             stream_id: 4343,
-            speed: None,
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect("follow from the end");
     offer(&publication, &message(0, 8, 100));
@@ -148,16 +135,10 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
     let too_fast = archive
         .start_replay(&ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
-            follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 5,
             speed: Some(5000.0),
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect_err("out of range");
     assert!(
@@ -169,16 +150,10 @@ fn a_paced_replay_keeps_the_original_timing_divided_by_the_speed() {
         archive
             .start_replay(&ReplayRequest {
                 recording_id,
-                position: None,
-                length: None,
-                follow: false,
                 channel: "aeron:ipc".into(),
                 stream_id: stream,
                 speed: Some(speed),
-                time_source: Default::default(),
-                limit_counter_id: None,
-                key: None,
-                keep_positions: false,
+                ..ReplayRequest::default()
             })
             .expect("paced replay");
         let mut arrivals: Vec<(u32, Instant)> = Vec::new();
@@ -248,16 +223,10 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
     let replay_id = archive
         .start_replay(&ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
-            follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 8200,
             speed: Some(1.0),
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -330,16 +299,10 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
     let replay_id = archive
         .start_replay(&ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
-            follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 8300,
             speed: Some(1.0),
-            time_source: Default::default(),
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
@@ -443,16 +406,11 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
     archive
         .start_replay(&ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
-            follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 8400,
             speed: Some(1.0),
             time_source: source,
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect("paced by message time");
     let mut arrivals: Vec<(u32, Instant)> = Vec::new();
@@ -484,16 +442,11 @@ fn pacing_and_time_seek_can_use_a_timestamp_inside_each_message() {
     let replay_id = archive
         .start_replay(&ReplayRequest {
             recording_id,
-            position: None,
-            length: None,
-            follow: false,
             channel: "aeron:ipc".into(),
             stream_id: 8401,
             speed: Some(0.1),
             time_source: source,
-            limit_counter_id: None,
-            key: None,
-            keep_positions: false,
+            ..ReplayRequest::default()
         })
         .expect("slow replay");
     let mut seen: Vec<(i32, u32)> = Vec::new();

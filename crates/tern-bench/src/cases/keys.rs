@@ -178,19 +178,14 @@ fn replay(
     let started = Instant::now();
     let request = ReplayRequest {
         recording_id: recording.recording_id,
-        position: None,
-        length: None,
-        follow: false,
         channel: CHANNEL.into(),
         stream_id: stream,
-        speed: None,
-        time_source: Default::default(),
         key: filtered.then_some(KeyFilter {
             kind: KeyKind::Reserved,
             value: key,
         }),
         keep_positions,
-        limit_counter_id: None,
+        ..ReplayRequest::default()
     };
     let replay_id = match recording.archive.start_replay(&request) {
         Ok(id) => id,

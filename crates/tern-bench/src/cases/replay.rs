@@ -106,16 +106,9 @@ pub fn run(
     let started = Instant::now();
     let request = ReplayRequest {
         recording_id: recording.recording_id,
-        position: None,
-        length: None,
-        follow: false,
         channel: CHANNEL.into(),
         stream_id: stream,
-        speed: None,
-        time_source: Default::default(),
-        limit_counter_id: None,
-        key: None,
-        keep_positions: false,
+        ..ReplayRequest::default()
     };
     let replay_id = match recording.archive.start_replay(&request) {
         Ok(id) => id,

@@ -108,16 +108,9 @@ fn replay_and_check(
     let started = Instant::now();
     let replay_id = archive.start_replay(&ReplayRequest {
         recording_id,
-        position: None,
-        length: None,
-        follow: false,
         channel: "aeron:ipc".into(),
         stream_id: stream,
-        speed: None,
-        time_source: Default::default(),
-        limit_counter_id: None,
-        key: None,
-        keep_positions: false,
+        ..ReplayRequest::default()
     })?;
     let status = archive.replay_status(replay_id)?;
     let total: u64 = expected.values().sum();
