@@ -823,6 +823,41 @@ fn auto_stop_removes_the_subscription_and_stop_by_identity_stops_a_recordings_su
     );
 }
 
+/// A replay of the whole recording bounded by counter `counter_id`, its subscription made
+/// first; the subscription, the replay's status and the request (its channel and stream).
+fn start_bounded(
+    archive: &Archive,
+    client: &Client,
+    recording_id: i64,
+    counter_id: i32,
+) -> (
+    tern_transport::Subscription,
+    std::sync::Arc<tern_archive::ReplayStatus>,
+    ReplayRequest,
+) {
+    let request = ReplayRequest {
+        limit_counter_id: Some(counter_id),
+        ..replay_request(recording_id)
+    };
+    let subscription = client
+        .add_subscription(&request.channel, request.stream_id)
+        .expect("sub");
+    let replay_id = archive.start_replay(&request).expect("bounded replay");
+    let status = archive.replay_status(replay_id).expect("status");
+    (subscription, status, request)
+}
+
+/// Wait `wait`, then take whatever arrived: each fragment appends `u32::MAX` to `seen`, so a
+/// check of `seen` fails if anything came.
+fn nothing_more(subscription: &tern_transport::Subscription, seen: &mut Vec<u32>, wait: Duration) {
+    std::thread::sleep(wait);
+    while subscription
+        .poll(|_, _| seen.push(u32::MAX), 16)
+        .expect("poll")
+        > 0
+    {}
+}
+
 /// Poll until `count` messages arrived (their sequences appended to `seen`).
 fn receive(
     subscription: &tern_transport::Subscription,
@@ -867,23 +902,11 @@ fn a_bounded_replay_stops_at_its_counter_and_goes_on_when_it_grows() {
         .add_counter(1001, &[], "replay limit")
         .expect("counter");
     limit.set(messages[39].1);
-    let request = ReplayRequest {
-        limit_counter_id: Some(limit.id()),
-        ..replay_request(recording_id)
-    };
-    let subscription = client
-        .add_subscription(&request.channel, request.stream_id)
-        .expect("sub");
-    let replay_id = archive.start_replay(&request).expect("bounded replay");
-    let status = archive.replay_status(replay_id).expect("status");
+    let (subscription, status, request) =
+        start_bounded(&archive, &client, recording_id, limit.id());
     let mut seen = Vec::new();
     receive(&subscription, &mut seen, 40, &status);
-    std::thread::sleep(Duration::from_millis(300));
-    while subscription
-        .poll(|_, _| seen.push(u32::MAX), 16)
-        .expect("poll")
-        > 0
-    {}
+    nothing_more(&subscription, &mut seen, Duration::from_millis(300));
     assert_eq!(
         seen,
         (0..40).collect::<Vec<_>>(),
@@ -965,23 +988,11 @@ fn a_bounded_replay_of_a_live_recording_follows_it_up_to_the_counter() {
         ends.push(publication.position());
     }
     limit.set(ends[9]);
-    let request = ReplayRequest {
-        limit_counter_id: Some(limit.id()),
-        ..replay_request(recording_id)
-    };
-    let replay_subscription = client
-        .add_subscription(&request.channel, request.stream_id)
-        .expect("sub");
-    let replay_id = archive.start_replay(&request).expect("bounded replay");
-    let status = archive.replay_status(replay_id).expect("status");
+    let (replay_subscription, status, _) =
+        start_bounded(&archive, &client, recording_id, limit.id());
     let mut seen = Vec::new();
     receive(&replay_subscription, &mut seen, 10, &status);
-    std::thread::sleep(Duration::from_millis(200));
-    while replay_subscription
-        .poll(|_, _| seen.push(u32::MAX), 16)
-        .expect("poll")
-        > 0
-    {}
+    nothing_more(&replay_subscription, &mut seen, Duration::from_millis(200));
     assert_eq!(
         seen.len(),
         10,
