@@ -18,7 +18,7 @@
 use crate::error::{ArchiveError, Result};
 use crate::events::{EventBus, RecordingEvent, RecordingSignalKind};
 use crate::operations::Activity;
-use crate::record::{RecorderCommand, Report};
+use crate::record::{RecorderCommand, RecordingStop, Report};
 use crate::replay::{ReplayEnd, ReplayPlan, ReplayStatus, ReplayerCommand};
 use crate::types::{
     Begun, Pending, PendingRecording, PendingReplay, PendingSeek, RecordingFailure, RecordingInfo,
@@ -398,21 +398,7 @@ impl ArchiveState {
             Report::ReleaseExtension(recording_id) => {
                 self.activity.active.remove(&recording_id);
             }
-            Report::Stopped {
-                recording_id,
-                subscription_id,
-                stopped,
-                stop,
-                failure,
-                signal,
-            } => self.recording_stopped(
-                recording_id,
-                subscription_id,
-                stopped,
-                stop,
-                failure,
-                signal,
-            ),
+            Report::Stopped(stopped) => self.recording_stopped(stopped),
             Report::Failed(failure) => self.recording_failed(failure),
             Report::Answer(answer) => answer(),
             Report::Signal {
@@ -474,16 +460,16 @@ impl ArchiveState {
     /// A recording stopped (or could not start): its stop in the catalog (`None`: its end
     /// could not be saved, the next start recovers it), then its live positions, then it is no
     /// longer active; its failure, then the `Stop` signal (`signal`: it had started).
-    fn recording_stopped(
-        &mut self,
-        recording_id: i64,
-        subscription_id: i64,
-        stopped: Option<RecordingDescriptor>,
-        stop: i64,
-        failure: Option<RecordingFailure>,
-        signal: bool,
-    ) {
-        if let Some(stopped) = stopped {
+    fn recording_stopped(&mut self, stopped: RecordingStop) {
+        let RecordingStop {
+            recording_id,
+            subscription_id,
+            record,
+            stop,
+            failure,
+            signal,
+        } = stopped;
+        if let Some(stopped) = record {
             if let Err(error) = self.catalog.update(&stopped) {
                 tracing::error!(
                     "recording {recording_id}: could not record its stop at {stop}; the next start recovers it: {error}"

@@ -7,9 +7,7 @@ mod control_support;
 use std::time::{Duration, Instant};
 use tern_archive::control::Authenticator;
 use tern_archive::{Archive, ArchiveConfig};
-use tern_protocol::{
-    self as proto, AnyMessage, ControlResponseCode, Message, SourceLocation, TernMessage,
-};
+use tern_protocol::{self as proto, AnyMessage, ControlResponseCode, Message, TernMessage};
 use tern_transport::{BackoffIdle, Client, Idle, Subscription};
 
 use control_support::*;
@@ -18,28 +16,7 @@ use tern_testkit::{driver, wait_until, TERM};
 /// Record two bursts of 20 messages 250 ms apart on `stream`; returns (recording id, start
 /// position, frame length, a time between the bursts).
 fn record_two_bursts(fixture: &Fixture, raw: &mut Raw, stream: i32) -> (i64, i64, i64, i64) {
-    ok(&raw.call(|s, c| {
-        Message::StartRecordingRequest2(proto::StartRecordingRequest2 {
-            control_session_id: s,
-            correlation_id: c,
-            stream_id: stream,
-            source_location: SourceLocation::Local,
-            auto_stop: false,
-            channel: "aeron:ipc".into(),
-        })
-    }));
-    let client = Client::connect(fixture.driver.dir()).expect("client");
-    let publication = client
-        .add_exclusive_publication("aeron:ipc", stream)
-        .expect("publication");
-    wait_until("the recording to start", TIMEOUT, || {
-        fixture
-            .archive
-            .recordings()
-            .iter()
-            .any(|r| r.descriptor.stream_id == stream)
-    });
-    let mut idle = BackoffIdle::new();
+    let (_, publication, _client) = start_protocol_recording(fixture, raw, stream);
     let mut between = 0;
     for sequence in 0..40u32 {
         if sequence == 20 {
@@ -49,13 +26,7 @@ fn record_two_bursts(fixture: &Fixture, raw: &mut Raw, stream: i32) -> (i64, i64
         }
         let mut body = sequence.to_le_bytes().to_vec();
         body.resize(100, 0);
-        loop {
-            match publication.offer(&body) {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
+        tern_testkit::offer_with(|| publication.offer(&body));
     }
     let end = publication.position();
     let info = fixture

@@ -2,7 +2,9 @@
 //! of them to its own recording.
 
 use super::session::sync_time_index_with;
-use super::{RecorderCommand, RecordingSession, Report, Reporter, RECORDING_POSITION_TYPE_ID};
+use super::{
+    RecorderCommand, RecordingSession, RecordingStop, Report, Reporter, RECORDING_POSITION_TYPE_ID,
+};
 use crate::error::{ArchiveError, Result};
 use crate::types::{RecordingFailure, RecordingSubscriptionInfo, Shared, SourceLocation};
 use std::collections::{HashMap, HashSet};
@@ -575,14 +577,14 @@ impl<T: Transport> Recorder<T> {
             let mut stopped = descriptor.clone();
             stopped.stop_position = stopped.start_position;
             stopped.stop_timestamp_ns = tern_store::epoch_nanos();
-            report(Report::Stopped {
+            report(Report::Stopped(RecordingStop {
                 recording_id,
                 subscription_id,
                 stop: stopped.stop_position,
-                stopped: Some(stopped),
+                record: Some(stopped),
                 failure: None,
                 signal: false,
-            });
+            }));
         };
         let geometry = SegmentGeometry {
             dir: config.dir.clone(),

@@ -72,14 +72,7 @@ pub(crate) enum Report {
     ReleaseExtension(i64),
     /// A recording stopped (or could not start): its stop record (`None`: its end could not be
     /// saved), its failure, and whether a `Stop` signal goes out.
-    Stopped {
-        recording_id: i64,
-        subscription_id: i64,
-        stopped: Option<RecordingDescriptor>,
-        stop: i64,
-        failure: Option<RecordingFailure>,
-        signal: bool,
-    },
+    Stopped(RecordingStop),
     /// An image could not be recorded.
     Failed(RecordingFailure),
     /// The answer to a command, sent once everything reported before it is taken in.
@@ -91,6 +84,20 @@ pub(crate) enum Report {
         subscription_id: i64,
         position: i64,
     },
+}
+
+/// A recording that stopped (or could not start).
+pub(crate) struct RecordingStop {
+    pub recording_id: i64,
+    pub subscription_id: i64,
+    /// Its stop record; `None`: its end could not be saved (the next start recovers it).
+    pub record: Option<RecordingDescriptor>,
+    /// Where it stopped.
+    pub stop: i64,
+    /// Why, if it failed.
+    pub failure: Option<RecordingFailure>,
+    /// Whether a `Stop` signal goes out (it had started).
+    pub signal: bool,
 }
 
 /// Where the recorder sends its reports (the conductor's mailbox).

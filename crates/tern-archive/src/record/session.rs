@@ -1,7 +1,7 @@
 //! One image being recorded: frames to the segment writer, the time index, fsync by policy,
 //! and the stop.
 
-use super::{Report, Reporter};
+use super::{RecordingStop, Report, Reporter};
 use crate::config::{ArchiveConfig, FsyncPolicy};
 use crate::error::{ArchiveError, Result};
 use crate::types::RecordingFailure;
@@ -159,14 +159,14 @@ impl<I: BlockSource, C: PositionCounter> RecordingSession<I, C> {
             error: error.to_string(),
         });
         let subscription_id = self.subscription_id;
-        report(Report::Stopped {
+        report(Report::Stopped(RecordingStop {
             recording_id,
             subscription_id,
-            stopped,
+            record: stopped,
             stop,
             failure,
             signal: true,
-        });
+        }));
         match error {
             Some(error) => tracing::error!(
                 "recording {recording_id} stopped at position {stop} after an error: {error}"

@@ -97,11 +97,7 @@ impl<T: ReplayTransport> Replayer<T> {
                         session_id,
                         reply,
                     }) => {
-                        let result = match self
-                            .sessions
-                            .iter()
-                            .position(|s| s.plan.replay_id == replay_id)
-                        {
+                        let result = match self.session_index(replay_id) {
                             Some(index) => self.seek(index, position, session_id),
                             None => Err(crate::error::ArchiveError::UnknownReplay(replay_id)),
                         };
@@ -109,31 +105,19 @@ impl<T: ReplayTransport> Replayer<T> {
                         work += 1;
                     }
                     Ok(ReplayerCommand::Pause { replay_id }) => {
-                        if let Some(session) = self
-                            .sessions
-                            .iter_mut()
-                            .find(|s| s.plan.replay_id == replay_id)
-                        {
-                            session.pause();
+                        if let Some(index) = self.session_index(replay_id) {
+                            self.sessions[index].pause();
                         }
                         work += 1;
                     }
                     Ok(ReplayerCommand::Resume { replay_id }) => {
-                        if let Some(session) = self
-                            .sessions
-                            .iter_mut()
-                            .find(|s| s.plan.replay_id == replay_id)
-                        {
-                            session.resume();
+                        if let Some(index) = self.session_index(replay_id) {
+                            self.sessions[index].resume();
                         }
                         work += 1;
                     }
                     Ok(ReplayerCommand::Stop { replay_id }) => {
-                        if let Some(index) = self
-                            .sessions
-                            .iter()
-                            .position(|s| s.plan.replay_id == replay_id)
-                        {
+                        if let Some(index) = self.session_index(replay_id) {
                             let session = self.sessions.remove(index);
                             session.plan.status.set_state(ReplayState::Stopped);
                         }
@@ -171,6 +155,13 @@ impl<T: ReplayTransport> Replayer<T> {
                 .set(self.sessions.len() as i64);
             Some((work, next_due))
         }
+    }
+
+    /// Where the replay `replay_id` is among the sessions, if it runs.
+    fn session_index(&self, replay_id: i64) -> Option<usize> {
+        self.sessions
+            .iter()
+            .position(|session| session.plan.replay_id == replay_id)
     }
 
     /// Move a replay to `position` (checked by the caller): the current image ends after what was

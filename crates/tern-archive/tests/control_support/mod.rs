@@ -325,13 +325,14 @@ pub fn error(message: &Message) -> (i64, String) {
     (response.relevant_id, response.error_message.clone())
 }
 
-/// Record `count` messages on `channel`/`stream` through the protocol; returns the recording id.
-pub fn record_over_protocol(
+/// Start recording `aeron:ipc` `stream` through the protocol (a local recording) and an
+/// exclusive publication on it; returns the subscription id and the publication once its
+/// recording has started (the publication's client with it).
+pub fn start_protocol_recording(
     fixture: &Fixture,
     raw: &mut Raw,
     stream: i32,
-    count: u32,
-) -> (i64, i64) {
+) -> (i64, tern_transport::ExclusivePublication, Client) {
     let subscription_id = ok(&raw.call(|s, c| {
         Message::StartRecordingRequest2(proto::StartRecordingRequest2 {
             control_session_id: s,
@@ -346,25 +347,28 @@ pub fn record_over_protocol(
     let publication = client
         .add_exclusive_publication("aeron:ipc", stream)
         .expect("publication");
-    let mut idle = BackoffIdle::new();
     wait_until("the recording to start", TIMEOUT, || {
-        !fixture.archive.recordings().is_empty()
-            && fixture
-                .archive
-                .recordings()
-                .iter()
-                .any(|r| r.descriptor.stream_id == stream)
+        fixture
+            .archive
+            .recordings()
+            .iter()
+            .any(|r| r.descriptor.stream_id == stream)
     });
+    (subscription_id, publication, client)
+}
+
+/// Record `count` messages on `channel`/`stream` through the protocol; returns the recording id.
+pub fn record_over_protocol(
+    fixture: &Fixture,
+    raw: &mut Raw,
+    stream: i32,
+    count: u32,
+) -> (i64, i64) {
+    let (subscription_id, publication, _client) = start_protocol_recording(fixture, raw, stream);
     for sequence in 0..count {
         let mut body = sequence.to_le_bytes().to_vec();
         body.resize(100, sequence as u8);
-        loop {
-            match publication.offer(&body) {
-                Ok(_) => break,
-                Err(error) if error.is_retryable() => idle.idle(0),
-                Err(error) => panic!("offer: {error}"),
-            }
-        }
+        tern_testkit::offer_with(|| publication.offer(&body));
     }
     let end = publication.position();
     let recording_id = fixture

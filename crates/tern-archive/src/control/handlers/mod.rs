@@ -124,6 +124,28 @@ impl Context<'_> {
         }
     }
 
+    /// Start a listing of `count` recordings from id `from` (those on `filter`'s stream whose
+    /// channel holds its text, if given).
+    fn list_recordings(
+        &self,
+        session: &mut ControlSession,
+        correlation_id: i64,
+        from: i64,
+        count: i32,
+        filter: Option<(i32, String)>,
+    ) {
+        self.start_listing(
+            session,
+            correlation_id,
+            Listing::Recordings {
+                correlation_id,
+                next_id: from.max(0),
+                remaining: i64::from(count),
+                filter,
+            },
+        );
+    }
+
     fn start_prepared_listing(
         &self,
         session: &mut ControlSession,
@@ -191,25 +213,19 @@ impl Context<'_> {
             Message::StopRecordingSubscriptionRequest(request) => {
                 self.await_stop(session, correlation_id, request.subscription_id)
             }
-            Message::ListRecordingsRequest(request) => self.start_listing(
+            Message::ListRecordingsRequest(request) => self.list_recordings(
                 session,
                 correlation_id,
-                Listing::Recordings {
-                    correlation_id,
-                    next_id: request.from_recording_id.max(0),
-                    remaining: i64::from(request.record_count),
-                    filter: None,
-                },
+                request.from_recording_id,
+                request.record_count,
+                None,
             ),
-            Message::ListRecordingsForUriRequest(request) => self.start_listing(
+            Message::ListRecordingsForUriRequest(request) => self.list_recordings(
                 session,
                 correlation_id,
-                Listing::Recordings {
-                    correlation_id,
-                    next_id: request.from_recording_id.max(0),
-                    remaining: i64::from(request.record_count),
-                    filter: Some((request.stream_id, request.channel)),
-                },
+                request.from_recording_id,
+                request.record_count,
+                Some((request.stream_id, request.channel)),
             ),
             Message::ListRecordingRequest(request) => {
                 if !self.listing_in_progress(session, correlation_id) {
