@@ -226,7 +226,7 @@ pub(crate) fn cut_in_place(
     plan: &CutPlan,
 ) -> Result<()> {
     if plan.partial {
-        erase_segment_from(
+        tern_store::segment_writer::erase_segment_from(
             storage,
             &dir.join(segment_file_name(descriptor.recording_id, plan.keep_base)),
             (position - plan.keep_base) as u64,
@@ -234,34 +234,6 @@ pub(crate) fn cut_in_place(
         )?;
     }
     truncate_time_index(storage, dir, descriptor.recording_id, position)
-}
-
-/// Zero a segment file from `offset` to its end, keeping its length (and its blocks when it was
-/// preallocated): cut it at `offset`, grow it back, sync.
-fn erase_segment_from(
-    storage: &Arc<dyn Storage>,
-    path: &Path,
-    offset: u64,
-    segment_length: u64,
-) -> Result<()> {
-    let file = match storage.open(path, OpenOptions::read_write()) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(io_error(path, "open segment to erase")(error)),
-    };
-    let length = file.len().map_err(io_error(path, "stat segment"))?;
-    if length <= offset {
-        return Ok(());
-    }
-    file.set_len(offset)
-        .map_err(io_error(path, "erase segment"))?;
-    if length >= segment_length {
-        // It was preallocated: give it its blocks back, reading as zeroes (a plain length
-        // where the file system cannot allocate).
-        file.allocate(segment_length)
-            .map_err(io_error(path, "size segment"))?;
-    }
-    file.sync_data().map_err(io_error(path, "sync segment"))
 }
 
 /// Drop the time index entries at or after `position` (and a torn tail). A missing index is left

@@ -949,6 +949,39 @@ impl SegmentWriter {
     }
 }
 
+/// Zero a segment file from `offset` to its end, keeping its length (and its blocks when it was
+/// preallocated): cut it at `offset`, grow it back, sync. A missing file is left missing. What a
+/// truncate does to the segment it cuts, and what a writer needs before it resumes at `offset`
+/// over a torn tail.
+///
+/// # Errors
+/// The file cannot be opened, changed or synced.
+pub fn erase_segment_from(
+    storage: &Arc<dyn Storage>,
+    path: &Path,
+    offset: u64,
+    segment_length: u64,
+) -> Result<()> {
+    let file = match storage.open(path, OpenOptions::read_write()) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(io_error(path, "open segment to erase")(error)),
+    };
+    let length = file.len().map_err(io_error(path, "stat segment"))?;
+    if length <= offset {
+        return Ok(());
+    }
+    file.set_len(offset)
+        .map_err(io_error(path, "erase segment"))?;
+    if length >= segment_length {
+        // It was preallocated: give it its blocks back, reading as zeroes (a plain length
+        // where the file system cannot allocate).
+        file.allocate(segment_length)
+            .map_err(io_error(path, "size segment"))?;
+    }
+    file.sync_data().map_err(io_error(path, "sync segment"))
+}
+
 impl Drop for SegmentWriter {
     fn drop(&mut self) {
         if let IoQueue::Thread { jobs, worker, .. } = &mut self.io {

@@ -1,0 +1,65 @@
+//! The cluster's errors.
+
+use std::path::PathBuf;
+
+/// What went wrong in the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A file of the log, the state or a snapshot could not be read or written.
+    #[error(transparent)]
+    Store(#[from] tern_store::StoreError),
+    /// The log's frames do not form one log (a corrupt entry found on restart).
+    #[error("cluster log damaged at position {position}: {reason}")]
+    CorruptLog {
+        /// Stream position of the frame.
+        position: i64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A committed entry that is no batch (every node finds the same).
+    #[error("cluster log entry {index} cannot be applied: {reason}")]
+    BadEntry {
+        /// The entry's index.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An earlier write or sync of the log failed: the node takes no more entries.
+    #[error("the cluster log failed earlier and takes no more entries")]
+    LogBroken,
+    /// Entries that do not follow the log.
+    #[error("entry {index} does not follow the log (entries {first}..={last})")]
+    Gap {
+        /// The first new entry's index.
+        index: u64,
+        /// The log's first index.
+        first: u64,
+        /// The log's last index.
+        last: u64,
+    },
+    /// An entry longer than a log frame holds.
+    #[error("a log entry of {length} bytes is longer than the {max} a log frame holds")]
+    EntryTooLong {
+        /// Its length.
+        length: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The node's state file or a snapshot is damaged or missing.
+    #[error("{}: {reason}", path.display())]
+    CorruptState {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The consensus module refused something.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// A configuration that cannot work.
+    #[error("cluster config: {0}")]
+    Config(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;

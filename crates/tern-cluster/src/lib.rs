@@ -1,0 +1,27 @@
+//! tern's cluster: a deterministic service replicated with Raft (tikv's `raft` crate, sans
+//! I/O), its log on tern's segment files, client sessions, timers and snapshots.
+//!
+//! Where to look: [`node`] (one member: consensus, ingress, the duty cycle's work), [`service`]
+//! (the [`ClusteredService`] trait and the container that applies the log), [`command`] (what a
+//! log entry carries), [`log`] (the log's files), [`state`] (term, vote, snapshot index),
+//! [`snapshot`] (snapshot files), [`storage`] (`raft::Storage` over them), [`wire`] (consensus
+//! messages), [`kv`] (the example service), [`sim`] (the deterministic simulation).
+
+pub mod command;
+pub mod error;
+pub mod kv;
+pub mod log;
+pub mod node;
+pub mod service;
+pub mod sim;
+pub mod snapshot;
+pub mod state;
+pub mod storage;
+pub mod wire;
+
+pub use command::CloseReason;
+pub use error::{ClusterError, Result};
+pub use kv::KvService;
+pub use log::LogConfig;
+pub use node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, NodeStatus};
+pub use service::{ClientSession, Cluster, ClusteredService, Egress, OfferError, Output, Role};

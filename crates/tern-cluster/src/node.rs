@@ -1,0 +1,743 @@
+//! One cluster member's consensus and service, sans I/O: it takes `now`, peer messages and client
+//! ingress, and gives back [`Action`]s (messages to peers, what applying produced). Files are
+//! reached only through its [`NodeStorage`] (on the [`Io`] it was given); the network and the
+//! clock are the caller's. The node process (over Aeron) and the simulation drive the same type.
+//!
+//! What goes through the log: session opens and closes, every ingress message and due timers,
+//! batched by the leader into one entry per duty cycle and stamped with its clock (never going
+//! back), so applying is deterministic. Keep-alives and session timeouts are the leader's
+//! (a timeout is logged as a close); a new leader starts every session's timeout afresh.
+
+use crate::command::{Batch, CloseReason, Command};
+use crate::error::{ClusterError, Result};
+use crate::log::LogConfig;
+use crate::service::{ClusteredService, Output, Role, ServiceContainer};
+use crate::storage::{NodeStorage, Opened};
+use crate::wire;
+use raft::prelude::{Entry, EntryType, Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tern_store::Io;
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This member's id (1..).
+    pub member_id: u64,
+    /// Every member's id, this one's included (3 or 5; 1 for a single-node cluster).
+    pub members: Vec<u64>,
+    /// The node's directory (state file, snapshots, `log/`).
+    pub dir: PathBuf,
+    /// The log's files.
+    pub log: LogConfig,
+    /// Nanoseconds per Raft tick.
+    pub tick_ns: i64,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// A follower's election timeout, in ticks, is drawn from `min..max` after each reset.
+    pub min_election_ticks: usize,
+    /// See [`Self::min_election_ticks`] (exclusive).
+    pub max_election_ticks: usize,
+    /// A session with no message or keep-alive for this long is closed by the leader.
+    pub session_timeout_ns: i64,
+    /// The largest ingress message payload.
+    pub max_message_length: usize,
+    /// The largest batch (one log entry) the leader builds.
+    pub max_batch_length: usize,
+    /// Take a snapshot after this many applied entries (0: only when asked).
+    pub snapshot_every: u64,
+    /// Credentials a client must present to connect (None: anyone may).
+    pub credentials: Option<Vec<u8>>,
+}
+
+impl NodeConfig {
+    /// LAN defaults for member `member_id` of `members`, in `dir`: 10 ms ticks, heartbeats every
+    /// 20 ms, elections after 200 to 400 ms, sessions timing out after 10 s.
+    pub fn new(member_id: u64, members: Vec<u64>, dir: PathBuf) -> Self {
+        Self {
+            member_id,
+            members,
+            dir,
+            log: LogConfig::default(),
+            tick_ns: 10_000_000,
+            heartbeat_ticks: 2,
+            min_election_ticks: 20,
+            max_election_ticks: 40,
+            session_timeout_ns: 10_000_000_000,
+            max_message_length: 1 << 20,
+            max_batch_length: 1 << 20,
+            snapshot_every: 1_000_000,
+            credentials: None,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let problem = if !self.members.contains(&self.member_id) {
+            Some(format!(
+                "member id {} is not one of the members {:?}",
+                self.member_id, self.members
+            ))
+        } else if self.members.contains(&0) {
+            Some("member ids start at 1".into())
+        } else if self.members.len() > crate::state::MAX_MEMBERS {
+            Some(format!(
+                "{} members (at most {})",
+                self.members.len(),
+                crate::state::MAX_MEMBERS
+            ))
+        } else if self.min_election_ticks <= self.heartbeat_ticks
+            || self.max_election_ticks <= self.min_election_ticks
+        {
+            Some(format!(
+                "election ticks {}..{} must be above the heartbeat's {}",
+                self.min_election_ticks, self.max_election_ticks, self.heartbeat_ticks
+            ))
+        } else if self.tick_ns <= 0 {
+            Some("the tick must be positive".into())
+        } else if self.max_batch_length > self.log.max_entry_length()
+            || self.max_message_length + 64 > self.max_batch_length
+        {
+            Some(format!(
+                "a message of {} bytes must fit a batch of {}, and the batch a log frame of {}",
+                self.max_message_length,
+                self.max_batch_length,
+                self.log.max_entry_length()
+            ))
+        } else {
+            None
+        };
+        problem.map_or(Ok(()), |problem| Err(ClusterError::Config(problem)))
+    }
+}
+
+/// What a client asks of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingress {
+    /// Open a session.
+    Connect {
+        /// Echoed in the session event.
+        correlation_id: i64,
+        /// Where the client reads egress.
+        response_stream_id: i32,
+        /// The client's egress channel.
+        response_channel: String,
+        /// What the cluster's credentials are checked against.
+        credentials: Vec<u8>,
+    },
+    /// A message to the service.
+    Message {
+        /// The client's session.
+        session_id: i64,
+        /// The message.
+        payload: Vec<u8>,
+    },
+    /// The client is alive.
+    KeepAlive {
+        /// The client's session.
+        session_id: i64,
+    },
+    /// Close the session.
+    Close {
+        /// The client's session.
+        session_id: i64,
+    },
+}
+
+/// The node's immediate answer to ingress (what it produces once applied comes as an
+/// [`Action::Applied`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressReply {
+    /// Taken: it goes into the log (a message is not acknowledged until it is applied).
+    Accepted,
+    /// This node is not the leader; `leader` is the one it knows.
+    NotLeader {
+        /// The leader's member id, if known.
+        leader: Option<u64>,
+    },
+    /// Refused, and why (unknown session, too long, bad credentials).
+    Rejected(String),
+}
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send `bytes` (a [`wire`] consensus message) to member `to`.
+    Peer {
+        /// The member.
+        to: u64,
+        /// The encoded message.
+        bytes: Vec<u8>,
+    },
+    /// Applying the entry at `log_index` produced `output` (on every node; only a leader sends
+    /// it to clients, `leader` says whether this node was the leader then).
+    Applied {
+        /// What it produced.
+        output: Output,
+        /// Whether this node leads.
+        leader: bool,
+    },
+    /// The node's role or its leader changed.
+    RoleChanged {
+        /// The role now.
+        role: Role,
+        /// The leader known now.
+        leader: Option<u64>,
+        /// The term.
+        term: u64,
+    },
+}
+
+/// What `tern cluster status` shows of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The member id.
+    pub member_id: u64,
+    /// Its role.
+    pub role: Role,
+    /// The leader it knows.
+    pub leader: Option<u64>,
+    /// The Raft term.
+    pub term: u64,
+    /// The highest index known committed.
+    pub commit_index: u64,
+    /// The last index applied to the service.
+    pub applied_index: u64,
+    /// The log's last index.
+    pub last_index: u64,
+    /// The last snapshot's index.
+    pub snapshot_index: u64,
+    /// Open sessions.
+    pub sessions: usize,
+    /// The log's end position in its files.
+    pub log_position: i64,
+    /// The cluster time of the last entry applied.
+    pub cluster_time_ns: i64,
+}
+
+/// One member: Raft and the service container.
+pub struct ConsensusNode<S: ClusteredService> {
+    config: NodeConfig,
+    raw: RawNode<NodeStorage>,
+    container: ServiceContainer<S>,
+    pending: Vec<Command>,
+    pending_length: usize,
+    next_tick_ns: i64,
+    last_stamp_ns: i64,
+    role: Role,
+    leader: Option<u64>,
+    /// Leader only: each session's last activity.
+    activity: BTreeMap<i64, i64>,
+    /// Leader only: sessions whose close is in the log's hands.
+    closing: BTreeMap<i64, CloseReason>,
+    /// Leader only: timers whose firing was proposed, with the deadline proposed.
+    timers_proposed: BTreeMap<i64, i64>,
+    outputs: Vec<Output>,
+    /// Proposals raft dropped (no leader, or leadership lost on the way).
+    dropped: u64,
+    /// Members a snapshot was sent to in this cycle.
+    snapshots_sent: Vec<u64>,
+}
+
+impl<S: ClusteredService> std::fmt::Debug for ConsensusNode<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsensusNode")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+fn logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+impl<S: ClusteredService> ConsensusNode<S> {
+    /// Start member `config.member_id` from its directory (a new one if empty) at `now_ns`.
+    ///
+    /// # Errors
+    /// The config cannot work, a file is damaged or unreadable, or the service refuses its
+    /// snapshot.
+    pub fn open(config: NodeConfig, io: Io, service: S, now_ns: i64) -> Result<Self> {
+        config.check()?;
+        let Opened {
+            storage, snapshot, ..
+        } = NodeStorage::open(io, &config.dir, config.log, &config.members)?;
+        let applied = storage.state().snapshot_index;
+        let mut outputs = Vec::new();
+        let container =
+            ServiceContainer::start(service, config.member_id, snapshot.as_deref(), &mut outputs)
+                .map_err(|reason| ClusterError::CorruptState {
+                path: config.dir.clone(),
+                reason: format!("the service refused its snapshot: {reason}"),
+            })?;
+        let raft_config = raft::Config {
+            id: config.member_id,
+            election_tick: config.min_election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            min_election_tick: config.min_election_ticks,
+            max_election_tick: config.max_election_ticks,
+            applied,
+            max_size_per_msg: (config.max_batch_length as u64).max(1 << 20),
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..raft::Config::default()
+        };
+        let raw = RawNode::new(&raft_config, storage, &logger())?;
+        Ok(Self {
+            next_tick_ns: now_ns + config.tick_ns,
+            config,
+            raw,
+            container,
+            pending: Vec::new(),
+            pending_length: 0,
+            last_stamp_ns: 0,
+            role: Role::Follower,
+            leader: None,
+            activity: BTreeMap::new(),
+            closing: BTreeMap::new(),
+            timers_proposed: BTreeMap::new(),
+            outputs,
+            dropped: 0,
+            snapshots_sent: Vec::new(),
+        })
+    }
+
+    /// The member id.
+    pub fn member_id(&self) -> u64 {
+        self.config.member_id
+    }
+
+    /// The config it runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The service container (the service and the sessions).
+    pub fn container(&self) -> &ServiceContainer<S> {
+        &self.container
+    }
+
+    /// The role now.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The leader this node knows.
+    pub fn leader(&self) -> Option<u64> {
+        self.leader
+    }
+
+    /// Proposals dropped so far (their clients got no reply and may send again).
+    pub fn dropped_proposals(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The node's consensus storage (its log and state).
+    pub fn storage(&self) -> &NodeStorage {
+        self.raw.store()
+    }
+
+    /// The node's status.
+    pub fn status(&self) -> NodeStatus {
+        let raft = &self.raw.raft;
+        let storage = self.raw.store();
+        NodeStatus {
+            member_id: self.config.member_id,
+            role: self.role,
+            leader: self.leader,
+            term: raft.term,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.container.applied_index(),
+            last_index: raft.raft_log.last_index(),
+            snapshot_index: storage.state().snapshot_index,
+            sessions: self.container.sessions().count(),
+            log_position: storage.log().end_position(),
+            cluster_time_ns: self.container.time_ns(),
+        }
+    }
+
+    /// Take in a consensus message from a peer.
+    ///
+    /// # Errors
+    /// The bytes are no message, or it is not from another member to this one.
+    pub fn on_peer(&mut self, bytes: &[u8]) -> Result<()> {
+        let message = wire::decode(bytes).map_err(ClusterError::Config)?;
+        if message.from == self.config.member_id || !self.config.members.contains(&message.from) {
+            return Err(ClusterError::Config(format!(
+                "a consensus message from {}, not a member (members {:?})",
+                message.from, self.config.members
+            )));
+        }
+        if message.to != self.config.member_id {
+            return Err(ClusterError::Config(format!(
+                "a consensus message for member {} reached member {}",
+                message.to, self.config.member_id
+            )));
+        }
+        if raft::raw_node::is_local_msg(message.get_msg_type()) {
+            return Err(ClusterError::Config(format!(
+                "a local raft message ({:?}) from member {}",
+                message.get_msg_type(),
+                message.from
+            )));
+        }
+        self.raw.step(message)?;
+        Ok(())
+    }
+
+    /// Take in a client's request at `now_ns`.
+    pub fn on_ingress(&mut self, now_ns: i64, ingress: Ingress) -> IngressReply {
+        if self.role != Role::Leader {
+            return IngressReply::NotLeader {
+                leader: self.leader,
+            };
+        }
+        let command = match ingress {
+            Ingress::Connect {
+                correlation_id,
+                response_stream_id,
+                response_channel,
+                credentials,
+            } => {
+                if let Some(expected) = &self.config.credentials {
+                    if *expected != credentials {
+                        return IngressReply::Rejected("authentication failed".into());
+                    }
+                }
+                if response_channel.len() > 4096 {
+                    return IngressReply::Rejected(format!(
+                        "a response channel of {} bytes (at most 4096)",
+                        response_channel.len()
+                    ));
+                }
+                Command::SessionOpen {
+                    correlation_id,
+                    response_stream_id,
+                    response_channel,
+                }
+            }
+            Ingress::Message {
+                session_id,
+                payload,
+            } => {
+                if let Some(reply) = self.check_session(session_id) {
+                    return reply;
+                }
+                if payload.len() > self.config.max_message_length {
+                    return IngressReply::Rejected(format!(
+                        "a message of {} bytes (at most {})",
+                        payload.len(),
+                        self.config.max_message_length
+                    ));
+                }
+                self.activity.insert(session_id, now_ns);
+                Command::SessionMessage {
+                    session_id,
+                    payload,
+                }
+            }
+            Ingress::KeepAlive { session_id } => {
+                if let Some(reply) = self.check_session(session_id) {
+                    return reply;
+                }
+                self.activity.insert(session_id, now_ns);
+                return IngressReply::Accepted;
+            }
+            Ingress::Close { session_id } => {
+                if let Some(reply) = self.check_session(session_id) {
+                    return reply;
+                }
+                self.closing.insert(session_id, CloseReason::ClientAction);
+                Command::SessionClose {
+                    session_id,
+                    reason: CloseReason::ClientAction,
+                }
+            }
+        };
+        self.queue(command);
+        IngressReply::Accepted
+    }
+
+    fn check_session(&self, session_id: i64) -> Option<IngressReply> {
+        if !self.container.has_session(session_id) || self.closing.contains_key(&session_id) {
+            return Some(IngressReply::Rejected(format!(
+                "unknown session {session_id}"
+            )));
+        }
+        None
+    }
+
+    fn queue(&mut self, command: Command) {
+        self.pending_length += command.encoded_length();
+        self.pending.push(command);
+    }
+
+    /// One duty cycle at `now_ns`: ticks, the leader's timeouts and timers, proposals, and what
+    /// Raft has ready (persisted before anything that acknowledges it is sent). Returns how much
+    /// work was done (0: idle).
+    ///
+    /// # Errors
+    /// The log or state file could not be written (the node must stop: nothing unsynced was
+    /// acknowledged), or a committed entry is damaged.
+    pub fn do_work(&mut self, now_ns: i64, actions: &mut Vec<Action>) -> Result<usize> {
+        let mut work = 0;
+        if now_ns - self.next_tick_ns > 10 * self.config.tick_ns {
+            // Paused (a stopped process, a slow disk): do not fire a burst of ticks.
+            self.next_tick_ns = now_ns;
+        }
+        while now_ns >= self.next_tick_ns {
+            self.raw.tick();
+            self.next_tick_ns += self.config.tick_ns;
+            work += 1;
+        }
+        if self.role == Role::Leader {
+            self.leader_duties(now_ns);
+            work += self.propose(now_ns);
+        }
+        work += self.on_ready(now_ns, actions)?;
+        self.maybe_snapshot()?;
+        Ok(work)
+    }
+
+    fn leader_duties(&mut self, now_ns: i64) {
+        let timeout = self.config.session_timeout_ns;
+        let expired: Vec<i64> = self
+            .activity
+            .iter()
+            .filter(|(id, last)| now_ns - **last > timeout && !self.closing.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for session_id in expired {
+            self.closing.insert(session_id, CloseReason::Timeout);
+            self.queue(Command::SessionClose {
+                session_id,
+                reason: CloseReason::Timeout,
+            });
+        }
+        let due: Vec<(i64, i64)> = self
+            .container
+            .timers()
+            .filter(|(id, deadline)| {
+                *deadline <= now_ns && self.timers_proposed.get(id) != Some(deadline)
+            })
+            .collect();
+        for (correlation_id, deadline) in due {
+            self.timers_proposed.insert(correlation_id, deadline);
+            self.queue(Command::Timer { correlation_id });
+        }
+    }
+
+    fn propose(&mut self, now_ns: i64) -> usize {
+        if self.pending.is_empty() {
+            return 0;
+        }
+        let stamp = now_ns.max(self.last_stamp_ns);
+        self.last_stamp_ns = stamp;
+        let mut proposed = 0;
+        let mut commands = std::mem::take(&mut self.pending).into_iter().peekable();
+        self.pending_length = 0;
+        while commands.peek().is_some() {
+            let mut batch = Batch {
+                timestamp_ns: stamp,
+                commands: Vec::new(),
+            };
+            let mut length = crate::command::BATCH_HEADER_LENGTH;
+            while let Some(command) = commands.peek() {
+                let next = command.encoded_length();
+                if !batch.commands.is_empty()
+                    && (length + next > self.config.max_batch_length
+                        || batch.commands.len() == usize::from(u16::MAX))
+                {
+                    break;
+                }
+                length += next;
+                batch.commands.push(commands.next().expect("peeked"));
+            }
+            if self.raw.propose(Vec::new(), batch.encode()).is_err() {
+                self.dropped += 1;
+            }
+            proposed += 1;
+        }
+        proposed
+    }
+
+    fn send(&mut self, messages: Vec<Message>, actions: &mut Vec<Action>) {
+        for message in messages {
+            if message.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots_sent.push(message.to);
+            }
+            actions.push(Action::Peer {
+                to: message.to,
+                bytes: wire::encode(&message),
+            });
+        }
+    }
+
+    fn on_ready(&mut self, now_ns: i64, actions: &mut Vec<Action>) -> Result<usize> {
+        if !self.raw.has_ready() {
+            return Ok(0);
+        }
+        let mut ready = self.raw.ready();
+        if let Some(soft) = ready.ss() {
+            let role = match soft.raft_state {
+                StateRole::Leader => Role::Leader,
+                StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+                StateRole::Follower => Role::Follower,
+            };
+            let leader = (soft.leader_id != raft::INVALID_ID).then_some(soft.leader_id);
+            self.change_role(now_ns, role, leader, actions);
+        }
+        self.send(ready.take_messages(), actions);
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            self.raw.mut_store().install(&snapshot)?;
+            let mut outputs = std::mem::take(&mut self.outputs);
+            self.container
+                .restore(&snapshot.data, &mut outputs)
+                .map_err(|reason| ClusterError::CorruptState {
+                    path: self.config.dir.clone(),
+                    reason: format!("the leader's snapshot: {reason}"),
+                })?;
+            outputs.clear();
+            self.outputs = outputs;
+        }
+        let committed = ready.take_committed_entries();
+        self.apply(now_ns, &committed, actions)?;
+        let hard_state = ready.hs().cloned();
+        self.raw
+            .mut_store()
+            .persist(ready.entries(), hard_state.as_ref())?;
+        self.send(ready.take_persisted_messages(), actions);
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+        }
+        self.send(light.take_messages(), actions);
+        let committed = light.take_committed_entries();
+        self.apply(now_ns, &committed, actions)?;
+        self.raw.advance_apply();
+        // A snapshot handed to the network counts as delivered: the follower's next answer (or
+        // its silence, then a probe) tells whether it arrived, and another goes when it did not.
+        // Raft would otherwise wait for it forever when the network lost it.
+        for to in std::mem::take(&mut self.snapshots_sent) {
+            self.raw.report_snapshot(to, SnapshotStatus::Finish);
+        }
+        Ok(1)
+    }
+
+    fn change_role(
+        &mut self,
+        now_ns: i64,
+        role: Role,
+        leader: Option<u64>,
+        actions: &mut Vec<Action>,
+    ) {
+        if role == self.role && leader == self.leader {
+            return;
+        }
+        if role == Role::Leader && self.role != Role::Leader {
+            // Every session's timeout starts afresh with a new leader.
+            self.activity = self
+                .container
+                .sessions()
+                .map(|session| (session.id, now_ns))
+                .collect();
+            self.closing.clear();
+            self.timers_proposed.clear();
+            self.last_stamp_ns = self.last_stamp_ns.max(self.container.time_ns());
+        }
+        if role != Role::Leader {
+            // Not in the log: never acknowledged; their clients send again.
+            self.dropped += self.pending.len() as u64;
+            self.pending.clear();
+            self.pending_length = 0;
+            self.activity.clear();
+            self.closing.clear();
+            self.timers_proposed.clear();
+        }
+        self.role = role;
+        self.leader = leader;
+        self.container.set_role(role);
+        actions.push(Action::RoleChanged {
+            role,
+            leader,
+            term: self.raw.raft.term,
+        });
+    }
+
+    fn apply(&mut self, now_ns: i64, entries: &[Entry], actions: &mut Vec<Action>) -> Result<()> {
+        let leader = self.role == Role::Leader;
+        for entry in entries {
+            if entry.index <= self.container.applied_index() {
+                continue;
+            }
+            let data: &[u8] = match entry.get_entry_type() {
+                EntryType::EntryNormal => &entry.data,
+                // Membership is static: a conf change entry carries nothing to apply.
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => &[],
+            };
+            let mut outputs = std::mem::take(&mut self.outputs);
+            let result = self.container.apply(entry.index, data, &mut outputs);
+            for output in outputs.drain(..) {
+                if leader {
+                    match &output {
+                        Output::SessionOpened { session, .. } => {
+                            self.activity.insert(session.id, now_ns);
+                        }
+                        Output::SessionClosed { session, .. } => {
+                            self.activity.remove(&session.id);
+                            self.closing.remove(&session.id);
+                        }
+                        Output::Egress(_) => {}
+                    }
+                }
+                actions.push(Action::Applied { output, leader });
+            }
+            self.outputs = outputs;
+            result.map_err(|reason| ClusterError::BadEntry {
+                index: entry.index,
+                reason,
+            })?;
+        }
+        if leader {
+            let timers: BTreeMap<i64, i64> = self.container.timers().collect();
+            self.timers_proposed
+                .retain(|id, deadline| timers.get(id) == Some(deadline));
+        }
+        Ok(())
+    }
+
+    fn maybe_snapshot(&mut self) -> Result<()> {
+        let every = self.config.snapshot_every;
+        let applied = self.container.applied_index();
+        if every > 0 && applied >= self.raw.store().state().snapshot_index + every {
+            self.take_snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Snapshot the service at the applied index and drop the log before it. Returns the
+    /// snapshot's index.
+    ///
+    /// # Errors
+    /// A file cannot be written.
+    pub fn take_snapshot(&mut self) -> Result<u64> {
+        let applied = self.container.applied_index();
+        if applied == 0 || applied == self.raw.store().state().snapshot_index {
+            return Ok(self.raw.store().state().snapshot_index);
+        }
+        let term = raft::Storage::term(self.raw.store(), applied)?;
+        let data = self.container.snapshot();
+        self.raw.mut_store().save_snapshot(applied, term, &data)?;
+        Ok(applied)
+    }
+
+    /// Store the commit index (a clean stop).
+    ///
+    /// # Errors
+    /// The state file cannot be written.
+    pub fn close(mut self) -> Result<()> {
+        self.raw.mut_store().flush_state()
+    }
+}

@@ -1,0 +1,573 @@
+//! The service container: a [`ClusteredService`] applied to the committed log, deterministically,
+//! with the session table, the timers and the egress sequences beside it (pure, no I/O).
+//!
+//! Every node applies the same entries in the same order and the service sees only what the log
+//! holds (the cluster time included), so every node's service reaches the same state and offers
+//! the same egress. What the container does with a batch is the same on every node; what only the
+//! leader does (sending egress and session events to clients) is the node's business.
+
+use crate::command::{Batch, CloseReason, Command};
+use std::collections::BTreeMap;
+
+/// A node's part in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks for votes.
+    Candidate,
+    /// Takes in ingress and sends egress.
+    Leader,
+}
+
+impl Role {
+    /// A lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Follower => "follower",
+            Self::Candidate => "candidate",
+            Self::Leader => "leader",
+        }
+    }
+}
+
+/// A client connected to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSession {
+    /// The cluster session id, given in log order (1, 2, ...).
+    pub id: i64,
+    /// Where the client reads its egress.
+    pub response_stream_id: i32,
+    /// The client's egress channel.
+    pub response_channel: String,
+    /// Cluster time of the open.
+    pub opened_at_ns: i64,
+}
+
+/// A message the service offered to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    /// The cluster session.
+    pub session_id: i64,
+    /// The session's egress sequence: 1 for its first message, then one more for each.
+    pub sequence: u64,
+    /// The log entry whose applying produced it.
+    pub log_index: u64,
+    /// The cluster time then.
+    pub timestamp_ns: i64,
+    /// What the service sent.
+    pub payload: Vec<u8>,
+}
+
+/// What applying an entry produced, for the node to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A message to a session.
+    Egress(Egress),
+    /// A session was opened: its client is told its id.
+    SessionOpened {
+        /// The client's correlation id of its connect.
+        correlation_id: i64,
+        /// The session.
+        session: ClientSession,
+    },
+    /// A session was closed.
+    SessionClosed {
+        /// The session.
+        session: ClientSession,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why an offer to a session was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OfferError {
+    /// No open session has this id.
+    #[error("no open session {0}")]
+    UnknownSession(i64),
+}
+
+/// A deterministic service replicated by the cluster.
+///
+/// Every callback runs on every node, in log order, with the cluster time of the entry; the
+/// service must not read clocks, random numbers or anything else outside what it is given.
+pub trait ClusteredService: Send {
+    /// The service starts: from its snapshot's bytes (from [`Self::on_take_snapshot`]), or
+    /// empty when there is none.
+    ///
+    /// # Errors
+    /// The snapshot cannot be read: the node does not start.
+    fn on_start(
+        &mut self,
+        cluster: &mut Cluster<'_>,
+        snapshot: Option<&[u8]>,
+    ) -> Result<(), String>;
+    /// A session was opened.
+    fn on_session_open(&mut self, _cluster: &mut Cluster<'_>, _session: &ClientSession) {}
+    /// A session was closed (its egress can no longer be offered).
+    fn on_session_close(
+        &mut self,
+        _cluster: &mut Cluster<'_>,
+        _session: &ClientSession,
+        _reason: CloseReason,
+    ) {
+    }
+    /// A message from a session.
+    fn on_session_message(&mut self, cluster: &mut Cluster<'_>, session_id: i64, payload: &[u8]);
+    /// A timer it scheduled is due.
+    fn on_timer(&mut self, _cluster: &mut Cluster<'_>, _correlation_id: i64) {}
+    /// Its state as bytes, for a snapshot.
+    fn on_take_snapshot(&mut self) -> Vec<u8>;
+    /// This node's role changed (not replicated: each node sees its own).
+    fn on_role_change(&mut self, _role: Role) {}
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionState {
+    session: ClientSession,
+    next_egress: u64,
+}
+
+/// The replicated state around the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Replicated {
+    time_ns: i64,
+    log_index: u64,
+    next_session_id: i64,
+    sessions: BTreeMap<i64, SessionState>,
+    timers: BTreeMap<i64, i64>,
+}
+
+/// What the service can do and see while a callback runs.
+pub struct Cluster<'a> {
+    member_id: u64,
+    role: Role,
+    state: &'a mut Replicated,
+    out: &'a mut Vec<Output>,
+}
+
+impl Cluster<'_> {
+    /// The cluster time of the entry being applied (epoch nanoseconds).
+    pub fn time_ns(&self) -> i64 {
+        self.state.time_ns
+    }
+
+    /// The index of the entry being applied.
+    pub fn log_index(&self) -> u64 {
+        self.state.log_index
+    }
+
+    /// This node's member id (differs per node: do not let it change the service's state).
+    pub fn member_id(&self) -> u64 {
+        self.member_id
+    }
+
+    /// This node's role (differs per node: do not let it change the service's state).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Offer `payload` to a session. Returns the message's egress sequence.
+    ///
+    /// # Errors
+    /// The session is not open.
+    pub fn offer(&mut self, session_id: i64, payload: &[u8]) -> Result<u64, OfferError> {
+        let session = self
+            .state
+            .sessions
+            .get_mut(&session_id)
+            .ok_or(OfferError::UnknownSession(session_id))?;
+        let sequence = session.next_egress;
+        session.next_egress += 1;
+        self.out.push(Output::Egress(Egress {
+            session_id,
+            sequence,
+            log_index: self.state.log_index,
+            timestamp_ns: self.state.time_ns,
+            payload: payload.to_vec(),
+        }));
+        Ok(sequence)
+    }
+
+    /// Schedule (or move) the timer `correlation_id` to fire at cluster time `deadline_ns`.
+    pub fn schedule_timer(&mut self, correlation_id: i64, deadline_ns: i64) {
+        self.state.timers.insert(correlation_id, deadline_ns);
+    }
+
+    /// Cancel a timer; whether it was scheduled.
+    pub fn cancel_timer(&mut self, correlation_id: i64) -> bool {
+        self.state.timers.remove(&correlation_id).is_some()
+    }
+
+    /// An open session.
+    pub fn session(&self, session_id: i64) -> Option<&ClientSession> {
+        self.state
+            .sessions
+            .get(&session_id)
+            .map(|state| &state.session)
+    }
+
+    /// The open sessions' ids, in order.
+    pub fn session_ids(&self) -> Vec<i64> {
+        self.state.sessions.keys().copied().collect()
+    }
+
+    /// Close a session (it gets no more egress). Whether it was open.
+    pub fn close_session(&mut self, session_id: i64) -> bool {
+        match self.state.sessions.remove(&session_id) {
+            Some(state) => {
+                self.out.push(Output::SessionClosed {
+                    session: state.session,
+                    reason: CloseReason::ServiceAction,
+                });
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The service and the replicated state around it.
+pub struct ServiceContainer<S> {
+    service: S,
+    member_id: u64,
+    role: Role,
+    state: Replicated,
+}
+
+impl<S: ClusteredService> std::fmt::Debug for ServiceContainer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceContainer")
+            .field("member_id", &self.member_id)
+            .field("role", &self.role)
+            .field("log_index", &self.state.log_index)
+            .field("sessions", &self.state.sessions.len())
+            .finish()
+    }
+}
+
+/// The version of the container's snapshot layout.
+pub const CONTAINER_SNAPSHOT_VERSION: u8 = 1;
+
+impl<S: ClusteredService> ServiceContainer<S> {
+    /// A container for `service` on member `member_id`, started from a snapshot's bytes (as
+    /// [`Self::snapshot`] made them) or empty.
+    ///
+    /// # Errors
+    /// The snapshot is damaged, or the service refuses its part.
+    pub fn start(
+        service: S,
+        member_id: u64,
+        snapshot: Option<&[u8]>,
+        out: &mut Vec<Output>,
+    ) -> Result<Self, String> {
+        let mut container = Self {
+            service,
+            member_id,
+            role: Role::Follower,
+            state: Replicated {
+                next_session_id: 1,
+                ..Replicated::default()
+            },
+        };
+        let service_part = match snapshot {
+            Some(bytes) => {
+                let (state, service_part) = decode_container(bytes)?;
+                container.state = state;
+                Some(service_part)
+            }
+            None => None,
+        };
+        let mut cluster = Cluster {
+            member_id,
+            role: container.role,
+            state: &mut container.state,
+            out,
+        };
+        container.service.on_start(&mut cluster, service_part)?;
+        Ok(container)
+    }
+
+    /// Replace the state with a snapshot's (one from the leader), the service's included.
+    ///
+    /// # Errors
+    /// The snapshot is damaged, or the service refuses its part.
+    pub fn restore(&mut self, snapshot: &[u8], out: &mut Vec<Output>) -> Result<(), String> {
+        let (state, service_part) = decode_container(snapshot)?;
+        self.state = state;
+        let mut cluster = Cluster {
+            member_id: self.member_id,
+            role: self.role,
+            state: &mut self.state,
+            out,
+        };
+        self.service.on_start(&mut cluster, Some(service_part))
+    }
+
+    /// The index of the last entry applied.
+    pub fn applied_index(&self) -> u64 {
+        self.state.log_index
+    }
+
+    /// The cluster time of the last entry applied.
+    pub fn time_ns(&self) -> i64 {
+        self.state.time_ns
+    }
+
+    /// The open sessions, in id order.
+    pub fn sessions(&self) -> impl Iterator<Item = &ClientSession> {
+        self.state.sessions.values().map(|state| &state.session)
+    }
+
+    /// Whether a session is open.
+    pub fn has_session(&self, session_id: i64) -> bool {
+        self.state.sessions.contains_key(&session_id)
+    }
+
+    /// The scheduled timers: (correlation id, deadline), in id order.
+    pub fn timers(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.state
+            .timers
+            .iter()
+            .map(|(id, deadline)| (*id, *deadline))
+    }
+
+    /// The service.
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+
+    /// Tell the service this node's role changed.
+    pub fn set_role(&mut self, role: Role) {
+        if role != self.role {
+            self.role = role;
+            self.service.on_role_change(role);
+        }
+    }
+
+    /// Apply the entry at `index` with `data` (empty: an entry with no batch, such as a new
+    /// leader's). What it produces goes to `out`.
+    ///
+    /// # Errors
+    /// The data is no batch (a corrupt entry; every node finds the same).
+    pub fn apply(&mut self, index: u64, data: &[u8], out: &mut Vec<Output>) -> Result<(), String> {
+        self.state.log_index = index;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch::decode(data).map_err(|error| format!("log entry {index}: {error}"))?;
+        self.state.time_ns = self.state.time_ns.max(batch.timestamp_ns);
+        for command in batch.commands {
+            self.apply_command(command, out);
+        }
+        Ok(())
+    }
+
+    fn apply_command(&mut self, command: Command, out: &mut Vec<Output>) {
+        let member_id = self.member_id;
+        let role = self.role;
+        match command {
+            Command::SessionOpen {
+                correlation_id,
+                response_stream_id,
+                response_channel,
+            } => {
+                let id = self.state.next_session_id;
+                self.state.next_session_id += 1;
+                let session = ClientSession {
+                    id,
+                    response_stream_id,
+                    response_channel,
+                    opened_at_ns: self.state.time_ns,
+                };
+                self.state.sessions.insert(
+                    id,
+                    SessionState {
+                        session: session.clone(),
+                        next_egress: 1,
+                    },
+                );
+                out.push(Output::SessionOpened {
+                    correlation_id,
+                    session: session.clone(),
+                });
+                let mut cluster = Cluster {
+                    member_id,
+                    role,
+                    state: &mut self.state,
+                    out,
+                };
+                self.service.on_session_open(&mut cluster, &session);
+            }
+            Command::SessionMessage {
+                session_id,
+                payload,
+            } => {
+                // A message that was in flight when its session closed goes nowhere, on every node.
+                if self.state.sessions.contains_key(&session_id) {
+                    let mut cluster = Cluster {
+                        member_id,
+                        role,
+                        state: &mut self.state,
+                        out,
+                    };
+                    self.service
+                        .on_session_message(&mut cluster, session_id, &payload);
+                }
+            }
+            Command::SessionClose { session_id, reason } => {
+                if let Some(state) = self.state.sessions.remove(&session_id) {
+                    out.push(Output::SessionClosed {
+                        session: state.session.clone(),
+                        reason,
+                    });
+                    let mut cluster = Cluster {
+                        member_id,
+                        role,
+                        state: &mut self.state,
+                        out,
+                    };
+                    self.service
+                        .on_session_close(&mut cluster, &state.session, reason);
+                }
+            }
+            Command::Timer { correlation_id } => {
+                // A timer fired twice (a leader change between the two) or cancelled since runs
+                // once, or not at all, on every node.
+                if self.state.timers.remove(&correlation_id).is_some() {
+                    let mut cluster = Cluster {
+                        member_id,
+                        role,
+                        state: &mut self.state,
+                        out,
+                    };
+                    self.service.on_timer(&mut cluster, correlation_id);
+                }
+            }
+        }
+    }
+
+    /// The container's state and the service's, as snapshot bytes.
+    pub fn snapshot(&mut self) -> Vec<u8> {
+        let service = self.service.on_take_snapshot();
+        encode_container(&self.state, &service)
+    }
+}
+
+// Container snapshot: version u8, 7 zero bytes, time i64, log index u64, next session id i64,
+// session count u32, timer count u32, sessions (id i64, next egress u64, opened at i64, response
+// stream id i32, channel length u32, channel), timers (correlation id i64, deadline i64), service
+// length u64, service bytes.
+fn encode_container(state: &Replicated, service: &[u8]) -> Vec<u8> {
+    let mut out = vec![CONTAINER_SNAPSHOT_VERSION, 0, 0, 0, 0, 0, 0, 0];
+    out.extend_from_slice(&state.time_ns.to_le_bytes());
+    out.extend_from_slice(&state.log_index.to_le_bytes());
+    out.extend_from_slice(&state.next_session_id.to_le_bytes());
+    out.extend_from_slice(&(state.sessions.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(state.timers.len() as u32).to_le_bytes());
+    for session in state.sessions.values() {
+        out.extend_from_slice(&session.session.id.to_le_bytes());
+        out.extend_from_slice(&session.next_egress.to_le_bytes());
+        out.extend_from_slice(&session.session.opened_at_ns.to_le_bytes());
+        out.extend_from_slice(&session.session.response_stream_id.to_le_bytes());
+        out.extend_from_slice(&(session.session.response_channel.len() as u32).to_le_bytes());
+        out.extend_from_slice(session.session.response_channel.as_bytes());
+    }
+    for (id, deadline) in &state.timers {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&deadline.to_le_bytes());
+    }
+    out.extend_from_slice(&(service.len() as u64).to_le_bytes());
+    out.extend_from_slice(service);
+    out
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, length: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(length)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "container snapshot cut short at byte {} of {}",
+                    self.at,
+                    self.bytes.len()
+                )
+            })?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(self.u64()? as i64)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+}
+
+fn decode_container(bytes: &[u8]) -> Result<(Replicated, &[u8]), String> {
+    let mut reader = Reader { bytes, at: 0 };
+    let version = reader.take(8)?[0];
+    if version != CONTAINER_SNAPSHOT_VERSION {
+        return Err(format!(
+            "container snapshot version {version} (this build reads {CONTAINER_SNAPSHOT_VERSION})"
+        ));
+    }
+    let mut state = Replicated {
+        time_ns: reader.i64()?,
+        log_index: reader.u64()?,
+        next_session_id: reader.i64()?,
+        ..Replicated::default()
+    };
+    let sessions = reader.u32()?;
+    let timers = reader.u32()?;
+    for _ in 0..sessions {
+        let id = reader.i64()?;
+        let next_egress = reader.u64()?;
+        let opened_at_ns = reader.i64()?;
+        let response_stream_id = reader.u32()? as i32;
+        let length = reader.u32()? as usize;
+        let channel = String::from_utf8(reader.take(length)?.to_vec())
+            .map_err(|_| "container snapshot: a session channel is not UTF-8".to_string())?;
+        state.sessions.insert(
+            id,
+            SessionState {
+                session: ClientSession {
+                    id,
+                    response_stream_id,
+                    response_channel: channel,
+                    opened_at_ns,
+                },
+                next_egress,
+            },
+        );
+    }
+    for _ in 0..timers {
+        let id = reader.i64()?;
+        let deadline = reader.i64()?;
+        state.timers.insert(id, deadline);
+    }
+    let length = reader.u64()? as usize;
+    let service = reader.take(length)?;
+    if reader.at != bytes.len() {
+        return Err(format!(
+            "container snapshot: {} bytes after the service's",
+            bytes.len() - reader.at
+        ));
+    }
+    Ok((state, service))
+}

@@ -1,0 +1,361 @@
+//! One node driven by hand: what a vote survives, what ingress gets, what bad input gets, and a
+//! restart from snapshot plus log. On a simulated disk and clock, in one thread.
+
+use raft::prelude::{Message, MessageType};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tern_cluster::log::LogConfig;
+use tern_cluster::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
+use tern_cluster::wire;
+use tern_cluster::{CloseReason, KvService, Output, Role};
+use tern_store::{Io, SimDisk, Storage, WriteMode};
+
+const MS: i64 = 1_000_000;
+const START: i64 = 1_700_000_000_000_000_000;
+
+fn config(member_id: u64, members: Vec<u64>) -> NodeConfig {
+    let mut config = NodeConfig::new(member_id, members, PathBuf::from("/node"));
+    config.log = LogConfig {
+        term_length: 64 << 10,
+        segment_length: 128 << 10,
+        mode: WriteMode::Buffered,
+        buffer_length: (64 << 10) + 4096,
+    };
+    config.max_message_length = 1024;
+    config.max_batch_length = 32 << 10;
+    config.session_timeout_ns = 500 * MS;
+    config
+}
+
+fn open(disk: &Arc<SimDisk>, config: NodeConfig, now: i64) -> ConsensusNode<KvService> {
+    let storage: Arc<dyn Storage> = disk.clone();
+    ConsensusNode::open(config, Io::inline(storage), KvService::new(), now).expect("open")
+}
+
+fn vote_request(from: u64, to: u64, term: u64) -> Vec<u8> {
+    let mut message = Message::default();
+    message.set_msg_type(MessageType::MsgRequestVote);
+    message.from = from;
+    message.to = to;
+    message.term = term;
+    wire::encode(&message)
+}
+
+fn vote_answers(actions: &[Action]) -> Vec<(u64, bool)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Peer { to, bytes } => {
+                let message = wire::decode(bytes).expect("decodes");
+                (message.get_msg_type() == MessageType::MsgRequestVoteResponse)
+                    .then_some((*to, !message.reject))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_vote_is_durable_before_it_is_sent_and_survives_a_crash() {
+    let disk = Arc::new(SimDisk::new());
+    let mut node = open(&disk, config(3, vec![1, 2, 3]), START);
+    node.on_peer(&vote_request(1, 3, 2)).expect("step");
+    let mut actions = Vec::new();
+    node.do_work(START, &mut actions).expect("work");
+    assert_eq!(vote_answers(&actions), vec![(1, true)]);
+    // The power goes right after the answer was sent: the vote was synced before it.
+    drop(node);
+    let disk = Arc::new(disk.crash());
+    let mut node = open(&disk, config(3, vec![1, 2, 3]), START + MS);
+    node.on_peer(&vote_request(2, 3, 2)).expect("step");
+    let mut actions = Vec::new();
+    node.do_work(START + MS, &mut actions).expect("work");
+    assert_eq!(
+        vote_answers(&actions),
+        vec![(2, false)],
+        "no second vote in term 2"
+    );
+    assert_eq!(node.status().term, 2);
+}
+
+#[test]
+fn messages_from_non_members_for_others_or_garbage_are_refused_and_the_node_goes_on() {
+    let disk = Arc::new(SimDisk::new());
+    let mut node = open(&disk, config(3, vec![1, 2, 3]), START);
+    let refused = [
+        (vote_request(9, 3, 2), "not a member"),
+        (vote_request(3, 3, 2), "not a member"),
+        (vote_request(1, 2, 2), "for member 2 reached member 3"),
+        (vec![1, 1, 0, 0, 9, 0, 0, 0, 1], "where the header says"),
+        (vec![7; 40], "version 7"),
+    ];
+    for (bytes, expected) in refused {
+        let error = node.on_peer(&bytes).expect_err("refused");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+    let mut local = Message::default();
+    local.set_msg_type(MessageType::MsgHup);
+    local.from = 1;
+    local.to = 3;
+    let error = node.on_peer(&wire::encode(&local)).expect_err("local");
+    assert!(error.to_string().contains("local raft message"), "{error}");
+    // A stale term is no error: Raft answers or ignores it.
+    node.on_peer(&vote_request(1, 3, 5)).expect("step");
+    let mut stale = Message::default();
+    stale.set_msg_type(MessageType::MsgAppend);
+    stale.from = 2;
+    stale.to = 3;
+    stale.term = 1;
+    node.on_peer(&wire::encode(&stale)).expect("stale term");
+    let mut actions = Vec::new();
+    node.do_work(START, &mut actions).expect("the node goes on");
+    assert_eq!(node.status().term, 5);
+}
+
+/// A single-member cluster elects itself: the node and its ingress, with no network.
+fn leader(disk: &Arc<SimDisk>, mut config: NodeConfig, now: &mut i64) -> ConsensusNode<KvService> {
+    config.members = vec![1];
+    config.member_id = 1;
+    let mut node = open(disk, config, *now);
+    let mut actions = Vec::new();
+    for _ in 0..200 {
+        *now += 10 * MS;
+        node.do_work(*now, &mut actions).expect("work");
+        if node.role() == Role::Leader {
+            return node;
+        }
+    }
+    panic!("no leader: {:?}", node.status());
+}
+
+fn run(node: &mut ConsensusNode<KvService>, now: &mut i64) -> Vec<Output> {
+    let mut outputs = Vec::new();
+    for _ in 0..5 {
+        *now += MS;
+        let mut actions = Vec::new();
+        node.do_work(*now, &mut actions).expect("work");
+        outputs.extend(actions.into_iter().filter_map(|action| match action {
+            Action::Applied { output, leader } => {
+                assert!(leader);
+                Some(output)
+            }
+            _ => None,
+        }));
+    }
+    outputs
+}
+
+fn connect(node: &mut ConsensusNode<KvService>, now: &mut i64, correlation_id: i64) -> i64 {
+    let reply = node.on_ingress(
+        *now,
+        Ingress::Connect {
+            correlation_id,
+            response_stream_id: 102,
+            response_channel: "aeron:udp?endpoint=localhost:9020".into(),
+            credentials: Vec::new(),
+        },
+    );
+    assert_eq!(reply, IngressReply::Accepted);
+    match run(node, now).as_slice() {
+        [Output::SessionOpened {
+            correlation_id: echoed,
+            session,
+        }] => {
+            assert_eq!(*echoed, correlation_id);
+            session.id
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn send(node: &mut ConsensusNode<KvService>, now: &mut i64, session_id: i64, text: &str) -> String {
+    let reply = node.on_ingress(
+        *now,
+        Ingress::Message {
+            session_id,
+            payload: text.as_bytes().to_vec(),
+        },
+    );
+    assert_eq!(reply, IngressReply::Accepted, "{text}");
+    match run(node, now).as_slice() {
+        [Output::Egress(egress)] => {
+            assert_eq!(egress.session_id, session_id);
+            String::from_utf8(egress.payload.clone()).expect("text")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sessions_open_send_time_out_and_close_through_the_log() {
+    let disk = Arc::new(SimDisk::new());
+    let mut now = START;
+    let mut node = leader(&disk, config(1, vec![1]), &mut now);
+    let first = connect(&mut node, &mut now, 77);
+    let second = connect(&mut node, &mut now, 78);
+    assert_eq!((first, second), (1, 2));
+    assert_eq!(send(&mut node, &mut now, first, "put a 1"), "ok a");
+    assert_eq!(send(&mut node, &mut now, second, "get a"), "value 1");
+    assert_eq!(send(&mut node, &mut now, second, "hello"), "hello");
+    // Bad ingress is refused with a reason; the sessions go on.
+    let refused = [
+        (
+            Ingress::Message {
+                session_id: 99,
+                payload: b"x".to_vec(),
+            },
+            "unknown session 99",
+        ),
+        (
+            Ingress::Message {
+                session_id: first,
+                payload: vec![0; 1025],
+            },
+            "a message of 1025 bytes (at most 1024)",
+        ),
+        (Ingress::KeepAlive { session_id: 99 }, "unknown session 99"),
+    ];
+    for (ingress, expected) in refused {
+        assert_eq!(
+            node.on_ingress(now, ingress),
+            IngressReply::Rejected(expected.into())
+        );
+    }
+    assert_eq!(send(&mut node, &mut now, first, "get a"), "value 1");
+    // The first keeps alive, the second says nothing: it times out, in the log.
+    let mut closed = Vec::new();
+    for _ in 0..8 {
+        assert_eq!(
+            node.on_ingress(now, Ingress::KeepAlive { session_id: first }),
+            IngressReply::Accepted
+        );
+        now += 100 * MS;
+        closed.extend(run(&mut node, &mut now));
+    }
+    assert!(
+        matches!(closed.as_slice(), [Output::SessionClosed { session, reason: CloseReason::Timeout }] if session.id == second),
+        "{closed:?}"
+    );
+    assert_eq!(
+        node.on_ingress(now, Ingress::KeepAlive { session_id: second }),
+        IngressReply::Rejected("unknown session 2".into())
+    );
+    assert_eq!(
+        node.on_ingress(now, Ingress::Close { session_id: first }),
+        IngressReply::Accepted
+    );
+    assert!(matches!(
+        run(&mut node, &mut now).as_slice(),
+        [Output::SessionClosed {
+            reason: CloseReason::ClientAction,
+            ..
+        }]
+    ));
+    assert_eq!(node.status().sessions, 0);
+}
+
+#[test]
+fn credentials_are_checked_and_a_follower_names_its_leader() {
+    let disk = Arc::new(SimDisk::new());
+    let mut now = START;
+    let mut with_credentials = config(1, vec![1]);
+    with_credentials.credentials = Some(b"secret".to_vec());
+    let mut node = leader(&disk, with_credentials, &mut now);
+    let connect = |credentials: &[u8]| Ingress::Connect {
+        correlation_id: 1,
+        response_stream_id: 102,
+        response_channel: "aeron:ipc".into(),
+        credentials: credentials.to_vec(),
+    };
+    assert_eq!(
+        node.on_ingress(now, connect(b"wrong")),
+        IngressReply::Rejected("authentication failed".into())
+    );
+    assert_eq!(
+        node.on_ingress(now, connect(b"secret")),
+        IngressReply::Accepted
+    );
+    let follower_disk = Arc::new(SimDisk::new());
+    let mut follower = open(&follower_disk, config(2, vec![1, 2, 3]), START);
+    assert_eq!(
+        follower.on_ingress(START, connect(b"")),
+        IngressReply::NotLeader { leader: None }
+    );
+}
+
+#[test]
+fn a_restart_comes_back_from_snapshot_plus_log_and_timers_fire_through_the_log() {
+    let disk = Arc::new(SimDisk::new());
+    let mut now = START;
+    let mut node = leader(&disk, config(1, vec![1]), &mut now);
+    let session = connect(&mut node, &mut now, 1);
+    for i in 0..30 {
+        assert_eq!(
+            send(&mut node, &mut now, session, &format!("put k{i} {i}")),
+            format!("ok k{i}")
+        );
+    }
+    let snapshot_index = node.take_snapshot().expect("snapshot");
+    assert_eq!(node.status().snapshot_index, snapshot_index);
+    for i in 30..40 {
+        send(&mut node, &mut now, session, &format!("put k{i} {i}"));
+    }
+    assert_eq!(send(&mut node, &mut now, session, "expire k0 50"), "ok");
+    let before = node.status();
+    drop(node);
+    let disk = Arc::new(disk.crash());
+    let mut node = leader(&disk, config(1, vec![1]), &mut now);
+    run(&mut node, &mut now);
+    let after = node.status();
+    assert!(after.applied_index >= before.applied_index, "{after:?}");
+    assert_eq!(after.snapshot_index, snapshot_index);
+    assert_eq!(after.sessions, 1);
+    assert_eq!(
+        node.container().service().get(b"k35"),
+        Some(b"35".as_slice())
+    );
+    // The timer scheduled before the crash fires (the new leader proposes it) and removes k0.
+    now += 100 * MS;
+    run(&mut node, &mut now);
+    assert_eq!(node.container().service().get(b"k0"), None);
+    assert_eq!(node.container().service().len(), 39);
+}
+
+#[test]
+fn a_corrupt_log_entry_on_restart_is_refused_with_its_position() {
+    let disk = Arc::new(SimDisk::new());
+    let mut now = START;
+    let mut node = leader(&disk, config(1, vec![1]), &mut now);
+    let session = connect(&mut node, &mut now, 1);
+    for i in 0..200 {
+        send(
+            &mut node,
+            &mut now,
+            session,
+            &format!("put key-{i} {}", "v".repeat(900)),
+        );
+    }
+    drop(node);
+    let storage: Arc<dyn Storage> = disk.clone();
+    let segment = storage
+        .open(
+            std::path::Path::new("/node/log/0-0.rec"),
+            tern_store::OpenOptions::read_write(),
+        )
+        .expect("first segment");
+    segment.write_all_at(&[0x5A; 4], 4096).expect("damage");
+    segment.sync_data().expect("sync");
+    let error = ConsensusNode::open(
+        config(1, vec![1]),
+        Io::inline(storage),
+        KvService::new(),
+        now,
+    )
+    .expect_err("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("cluster log damaged at position"),
+        "{error}"
+    );
+}
