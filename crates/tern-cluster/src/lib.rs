@@ -5,13 +5,18 @@
 //! (the [`ClusteredService`] trait and the container that applies the log), [`command`] (what a
 //! log entry carries), [`log`] (the log's files), [`state`] (term, vote, snapshot index),
 //! [`snapshot`] (snapshot files), [`storage`] (`raft::Storage` over them), [`wire`] (consensus
-//! messages), [`kv`] (the example service), [`sim`] (the deterministic simulation).
+//! messages), [`protocol`] (what clients send and get), [`agent`] (the node over Aeron),
+//! [`client`] (a client over Aeron), [`kv`] (the example service), [`sim`] (the deterministic
+//! simulation).
 
+pub mod agent;
+pub mod client;
 pub mod command;
 pub mod error;
 pub mod kv;
 pub mod log;
 pub mod node;
+pub mod protocol;
 pub mod service;
 pub mod sim;
 pub mod snapshot;

@@ -53,7 +53,8 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// LAN defaults for member `member_id` of `members`, in `dir`: 10 ms ticks, heartbeats every
-    /// 20 ms, elections after 200 to 400 ms, sessions timing out after 10 s.
+    /// 20 ms, elections after 200 to 400 ms, sessions timing out after 10 s, messages up to
+    /// 512 KiB, batches (log entries) up to 1 MiB.
     pub fn new(member_id: u64, members: Vec<u64>, dir: PathBuf) -> Self {
         Self {
             member_id,
@@ -65,7 +66,7 @@ impl NodeConfig {
             min_election_ticks: 20,
             max_election_ticks: 40,
             session_timeout_ns: 10_000_000_000,
-            max_message_length: 1 << 20,
+            max_message_length: 512 << 10,
             max_batch_length: 1 << 20,
             snapshot_every: 1_000_000,
             credentials: None,

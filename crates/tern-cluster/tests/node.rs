@@ -56,6 +56,32 @@ fn vote_answers(actions: &[Action]) -> Vec<(u64, bool)> {
 }
 
 #[test]
+fn the_default_config_is_one_a_node_starts_with() {
+    let disk = Arc::new(SimDisk::new());
+    let storage: Arc<dyn Storage> = disk.clone();
+    let defaults = NodeConfig::new(1, vec![1, 2, 3], PathBuf::from("/node"));
+    ConsensusNode::open(defaults, Io::inline(storage), KvService::new(), START).expect("opens");
+    let mut bad = NodeConfig::new(4, vec![1, 2, 3], PathBuf::from("/node"));
+    let storage: Arc<dyn Storage> = disk.clone();
+    let error = ConsensusNode::open(
+        bad.clone(),
+        Io::inline(storage.clone()),
+        KvService::new(),
+        START,
+    )
+    .expect_err("not a member");
+    assert!(
+        error.to_string().contains("member id 4 is not one of"),
+        "{error}"
+    );
+    bad.member_id = 1;
+    bad.max_message_length = 4 << 20;
+    let error = ConsensusNode::open(bad, Io::inline(storage), KvService::new(), START)
+        .expect_err("too long");
+    assert!(error.to_string().contains("must fit a batch"), "{error}");
+}
+
+#[test]
 fn a_vote_is_durable_before_it_is_sent_and_survives_a_crash() {
     let disk = Arc::new(SimDisk::new());
     let mut node = open(&disk, config(3, vec![1, 2, 3]), START);

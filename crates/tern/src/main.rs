@@ -44,6 +44,8 @@ enum Command {
     /// Repair an archive directory's catalog: `tern catalog rebuild` reconstructs it from the
     /// segment files when it is lost or damaged.
     Catalog(commands::catalog::Args),
+    /// Run a cluster member, ask members for their status, snapshot, or send as a client.
+    Cluster(commands::cluster::Args),
     /// Record a shared stream fed by several publishers, replay it and check every message.
     Demo(commands::demo::Args),
 }
@@ -82,6 +84,11 @@ fn parse() -> Result<Cli, ExitCode> {
     })
 }
 
+/// Whether the command is `tern cluster node` (long-running: logs at info).
+fn cli_is_node(command: &Command) -> bool {
+    matches!(command, Command::Cluster(args) if args.is_node())
+}
+
 fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
@@ -90,7 +97,7 @@ fn main() -> ExitCode {
     let long_running = matches!(
         cli.command,
         Command::Driver(_) | Command::Archive(_) | Command::Record(_)
-    );
+    ) || cli_is_node(&cli.command);
     init_logging(if long_running { "info" } else { "warn" });
     let result = match cli.command {
         Command::Driver(args) => commands::driver::run(args),
@@ -105,6 +112,7 @@ fn main() -> ExitCode {
         Command::Truncate(args) => commands::truncate::run(args),
         Command::Purge(args) => commands::purge::run(args),
         Command::Catalog(args) => commands::catalog::run(args),
+        Command::Cluster(args) => commands::cluster::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {

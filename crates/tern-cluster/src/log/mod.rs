@@ -42,7 +42,7 @@ impl Default for LogConfig {
             term_length: 16 << 20,
             segment_length: 128 << 20,
             mode: WriteMode::Buffered,
-            buffer_length: 1 << 20,
+            buffer_length: (2 << 20) + 4096,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod cluster;
 pub mod demo;
 pub mod describe;
 pub mod driver;

@@ -1,0 +1,471 @@
+//! The node over Aeron: the I/O shell around a [`ConsensusNode`]. One thread, one duty cycle:
+//! poll the consensus subscription (peers' Raft messages) and the ingress subscription
+//! (clients' requests), let the node work at the wall clock's time, then carry out its actions
+//! (a publication per peer; a publication per client response channel, used by the leader).
+//! The loop idles with [`BackoffIdle`] (never a busy spin: the machine has 2 cores).
+
+use crate::error::{ClusterError, Result};
+use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
+use crate::protocol::{EventCode, Request, Response, CONSENSUS_STREAM_ID, INGRESS_STREAM_ID};
+use crate::service::{ClusteredService, Output};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tern_store::Io;
+use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication};
+
+/// Where a member is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEndpoints {
+    /// The member id.
+    pub id: u64,
+    /// `host:port` of its consensus subscription (UDP).
+    pub consensus: String,
+    /// `host:port` of its ingress subscription (UDP).
+    pub ingress: String,
+}
+
+/// The UDP channel of `endpoint`.
+pub fn udp_channel(endpoint: &str) -> String {
+    format!("aeron:udp?endpoint={endpoint}")
+}
+
+/// Counts of what the agent refused or could not send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentCounts {
+    /// Peer messages refused (not decodable, not from a member, not for this one).
+    pub bad_peer_messages: u64,
+    /// Ingress requests refused as malformed.
+    pub bad_requests: u64,
+    /// Messages to peers or clients a publication did not take (back pressure, not connected).
+    pub dropped_sends: u64,
+}
+
+/// One member's node on Aeron.
+pub struct NodeAgent<S: ClusteredService> {
+    node: ConsensusNode<S>,
+    client: Client,
+    members: Vec<MemberEndpoints>,
+    consensus: tern_transport::Subscription,
+    ingress: tern_transport::Subscription,
+    peers: BTreeMap<u64, Publication>,
+    responses: HashMap<(String, i32), Publication>,
+    consensus_assembler: FragmentAssembler,
+    ingress_assembler: FragmentAssembler,
+    received: Vec<Vec<u8>>,
+    actions: Vec<Action>,
+    counts: AgentCounts,
+}
+
+impl<S: ClusteredService> NodeAgent<S> {
+    /// Open the node in `config.dir` and its Aeron side on `client`: subscriptions on this
+    /// member's consensus and ingress endpoints, a publication to each peer's consensus endpoint.
+    ///
+    /// # Errors
+    /// The node cannot open, a member is missing from `members`, or Aeron refused a channel.
+    pub fn new(
+        config: NodeConfig,
+        members: Vec<MemberEndpoints>,
+        client: Client,
+        service: S,
+    ) -> Result<Self> {
+        let me = members
+            .iter()
+            .find(|member| member.id == config.member_id)
+            .cloned()
+            .ok_or_else(|| {
+                ClusterError::Config(format!("member {} has no endpoints", config.member_id))
+            })?;
+        let transport =
+            |error: tern_transport::TransportError| ClusterError::Config(error.to_string());
+        let consensus = client
+            .add_subscription(&udp_channel(&me.consensus), CONSENSUS_STREAM_ID)
+            .map_err(transport)?;
+        let ingress = client
+            .add_subscription(&udp_channel(&me.ingress), INGRESS_STREAM_ID)
+            .map_err(transport)?;
+        let mut peers = BTreeMap::new();
+        for member in members.iter().filter(|member| member.id != me.id) {
+            let publication = client
+                .add_publication(&udp_channel(&member.consensus), CONSENSUS_STREAM_ID)
+                .map_err(transport)?;
+            peers.insert(member.id, publication);
+        }
+        let node = ConsensusNode::open(config, Io::default(), service, tern_store::epoch_nanos())?;
+        Ok(Self {
+            node,
+            client,
+            members,
+            consensus,
+            ingress,
+            peers,
+            responses: HashMap::new(),
+            consensus_assembler: FragmentAssembler::new(),
+            ingress_assembler: FragmentAssembler::new(),
+            received: Vec::new(),
+            actions: Vec::new(),
+            counts: AgentCounts::default(),
+        })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &ConsensusNode<S> {
+        &self.node
+    }
+
+    /// What was refused or dropped so far.
+    pub fn counts(&self) -> AgentCounts {
+        self.counts
+    }
+
+    /// One duty cycle. Returns the work done (0: idle).
+    ///
+    /// # Errors
+    /// The node's storage failed: the node must stop.
+    pub fn do_work(&mut self) -> Result<usize> {
+        let mut work = 0;
+        let mut received = std::mem::take(&mut self.received);
+        let assembler = &mut self.consensus_assembler;
+        let _ = self.consensus.poll(
+            |fragment, header| {
+                assembler.on_fragment(fragment, header, &mut |message, _| {
+                    received.push(message.to_vec());
+                });
+            },
+            64,
+        );
+        for message in received.drain(..) {
+            work += 1;
+            if let Err(error) = self.node.on_peer(&message) {
+                self.counts.bad_peer_messages += 1;
+                tracing::warn!("member {}: {error}", self.node.member_id());
+            }
+        }
+        let assembler = &mut self.ingress_assembler;
+        let _ = self.ingress.poll(
+            |fragment, header| {
+                assembler.on_fragment(fragment, header, &mut |message, _| {
+                    received.push(message.to_vec());
+                });
+            },
+            256,
+        );
+        let now = tern_store::epoch_nanos();
+        for message in received.drain(..) {
+            work += 1;
+            self.on_request(now, &message);
+        }
+        self.received = received;
+        work += self.node.do_work(now, &mut self.actions)?;
+        let actions = std::mem::take(&mut self.actions);
+        for action in &actions {
+            self.act(action);
+        }
+        self.actions = actions;
+        self.actions.clear();
+        Ok(work)
+    }
+
+    /// Run duty cycles until `stop` is set (then store the commit index) or the storage fails.
+    ///
+    /// # Errors
+    /// The node's storage failed.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<()> {
+        let mut idle = BackoffIdle::new();
+        while !stop.load(Ordering::Acquire) {
+            let work = self.do_work()?;
+            idle.idle(work);
+        }
+        self.node.close()
+    }
+
+    fn on_request(&mut self, now: i64, bytes: &[u8]) {
+        let request = match Request::decode(bytes) {
+            Ok(request) => request,
+            Err(error) => {
+                self.counts.bad_requests += 1;
+                tracing::debug!("member {}: a bad request: {error}", self.node.member_id());
+                return;
+            }
+        };
+        match request {
+            Request::Connect {
+                correlation_id,
+                response_stream_id,
+                response_channel,
+                credentials,
+            } => {
+                let reply = self.node.on_ingress(
+                    now,
+                    Ingress::Connect {
+                        correlation_id,
+                        response_stream_id,
+                        response_channel: response_channel.clone(),
+                        credentials,
+                    },
+                );
+                self.reply(
+                    &response_channel,
+                    response_stream_id,
+                    correlation_id,
+                    0,
+                    reply,
+                );
+            }
+            Request::Message {
+                session_id,
+                payload,
+            } => {
+                let reply = self.node.on_ingress(
+                    now,
+                    Ingress::Message {
+                        session_id,
+                        payload,
+                    },
+                );
+                self.reply_to_session(session_id, reply);
+            }
+            Request::KeepAlive { session_id } => {
+                let reply = self.node.on_ingress(now, Ingress::KeepAlive { session_id });
+                self.reply_to_session(session_id, reply);
+            }
+            Request::Close { session_id } => {
+                let reply = self.node.on_ingress(now, Ingress::Close { session_id });
+                self.reply_to_session(session_id, reply);
+            }
+            Request::Status {
+                correlation_id,
+                response_stream_id,
+                response_channel,
+            } => {
+                let status = self.node.status();
+                self.send_response(
+                    &response_channel,
+                    response_stream_id,
+                    &Response::Status {
+                        correlation_id,
+                        status,
+                    },
+                );
+            }
+            Request::Snapshot {
+                correlation_id,
+                response_stream_id,
+                response_channel,
+            } => {
+                if let Err(error) = self.node.take_snapshot() {
+                    tracing::error!("member {}: snapshot failed: {error}", self.node.member_id());
+                }
+                let status = self.node.status();
+                self.send_response(
+                    &response_channel,
+                    response_stream_id,
+                    &Response::Status {
+                        correlation_id,
+                        status,
+                    },
+                );
+            }
+        }
+    }
+
+    fn leader_detail(&self, leader: Option<u64>) -> String {
+        leader
+            .and_then(|leader| self.members.iter().find(|member| member.id == leader))
+            .map(|member| member.ingress.clone())
+            .unwrap_or_default()
+    }
+
+    fn reply(
+        &mut self,
+        channel: &str,
+        stream_id: i32,
+        correlation_id: i64,
+        session_id: i64,
+        reply: IngressReply,
+    ) {
+        let response = match reply {
+            IngressReply::Accepted => return,
+            IngressReply::NotLeader { leader } => Response::SessionEvent {
+                correlation_id,
+                session_id,
+                code: EventCode::Redirect,
+                leader: leader.unwrap_or(0),
+                detail: self.leader_detail(leader),
+            },
+            IngressReply::Rejected(reason) => Response::SessionEvent {
+                correlation_id,
+                session_id,
+                code: EventCode::Error,
+                leader: self.node.leader().unwrap_or(0),
+                detail: reason,
+            },
+        };
+        self.send_response(channel, stream_id, &response);
+    }
+
+    fn reply_to_session(&mut self, session_id: i64, reply: IngressReply) {
+        if reply == IngressReply::Accepted {
+            return;
+        }
+        // A known session's client is told (its channel is in the replicated session table); an
+        // unknown one cannot be answered.
+        let Some(session) = self
+            .node
+            .container()
+            .sessions()
+            .find(|session| session.id == session_id)
+            .cloned()
+        else {
+            tracing::debug!(
+                "member {}: {reply:?} for session {session_id}",
+                self.node.member_id()
+            );
+            return;
+        };
+        self.reply(
+            &session.response_channel,
+            session.response_stream_id,
+            0,
+            session_id,
+            reply,
+        );
+    }
+
+    fn act(&mut self, action: &Action) {
+        match action {
+            Action::Peer { to, bytes } => {
+                let sent = self
+                    .peers
+                    .get(to)
+                    .is_some_and(|publication| publication.offer(bytes).is_ok());
+                if !sent {
+                    // Raft sends again (heartbeats, probes): a lost message costs a round.
+                    self.counts.dropped_sends += 1;
+                }
+            }
+            Action::Applied { output, leader } => {
+                if !*leader {
+                    return;
+                }
+                let (channel, stream_id, response) = match output {
+                    Output::SessionOpened {
+                        correlation_id,
+                        session,
+                    } => (
+                        session.response_channel.clone(),
+                        session.response_stream_id,
+                        Response::SessionEvent {
+                            correlation_id: *correlation_id,
+                            session_id: session.id,
+                            code: EventCode::Ok,
+                            leader: self.node.member_id(),
+                            detail: String::new(),
+                        },
+                    ),
+                    Output::SessionClosed { session, reason } => (
+                        session.response_channel.clone(),
+                        session.response_stream_id,
+                        Response::SessionEvent {
+                            correlation_id: 0,
+                            session_id: session.id,
+                            code: EventCode::Closed,
+                            leader: self.node.member_id(),
+                            detail: reason.name().into(),
+                        },
+                    ),
+                    Output::Egress(egress) => {
+                        let Some(session) = self
+                            .node
+                            .container()
+                            .sessions()
+                            .find(|session| session.id == egress.session_id)
+                        else {
+                            return;
+                        };
+                        (
+                            session.response_channel.clone(),
+                            session.response_stream_id,
+                            Response::Egress {
+                                session_id: egress.session_id,
+                                sequence: egress.sequence,
+                                log_index: egress.log_index,
+                                timestamp_ns: egress.timestamp_ns,
+                                payload: egress.payload.clone(),
+                            },
+                        )
+                    }
+                };
+                self.send_response(&channel, stream_id, &response);
+                if let Output::SessionClosed { session, .. } = output {
+                    self.responses
+                        .remove(&(session.response_channel.clone(), session.response_stream_id));
+                }
+            }
+            Action::RoleChanged { role, leader, term } => {
+                if *role == crate::service::Role::Leader {
+                    // Every session's client is told where to send from now on.
+                    let sessions: Vec<_> = self.node.container().sessions().cloned().collect();
+                    for session in sessions {
+                        let event = Response::SessionEvent {
+                            correlation_id: 0,
+                            session_id: session.id,
+                            code: EventCode::NewLeader,
+                            leader: self.node.member_id(),
+                            detail: self.leader_detail(Some(self.node.member_id())),
+                        };
+                        self.send_response(
+                            &session.response_channel,
+                            session.response_stream_id,
+                            &event,
+                        );
+                    }
+                }
+                tracing::info!(
+                    "member {}: {} in term {term}, leader {}",
+                    self.node.member_id(),
+                    role.name(),
+                    leader.map_or("unknown".to_string(), |leader| leader.to_string())
+                );
+            }
+        }
+    }
+
+    fn send_response(&mut self, channel: &str, stream_id: i32, response: &Response) {
+        let key = (channel.to_string(), stream_id);
+        let fresh = !self.responses.contains_key(&key);
+        if fresh {
+            // Once per client channel; the driver answers in well under a millisecond.
+            match self.client.add_publication(channel, stream_id) {
+                Ok(publication) => {
+                    self.responses.insert(key.clone(), publication);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        "member {}: cannot answer on {channel} stream {stream_id}: {error}",
+                        self.node.member_id()
+                    );
+                    self.counts.dropped_sends += 1;
+                    return;
+                }
+            }
+        }
+        let bytes = response.encode();
+        let publication = &self.responses[&key];
+        // A new publication connects within a few ms: give it that long, no more; a known one
+        // that is not connected (its client is gone) is not waited for.
+        let wait = if fresh { 20 } else { 0 };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait);
+        loop {
+            match publication.offer(&bytes) {
+                Ok(_) => return,
+                Err(error) if error.is_retryable() && std::time::Instant::now() < deadline => {
+                    std::thread::yield_now();
+                }
+                Err(_) => {
+                    self.counts.dropped_sends += 1;
+                    return;
+                }
+            }
+        }
+    }
+}

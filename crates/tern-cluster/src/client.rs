@@ -1,0 +1,345 @@
+//! A cluster client over Aeron: connects (to every member; the leader opens the session,
+//! followers name the leader), sends messages to the leader, keeps the session alive, polls
+//! egress, and asks members for their status. Used by `tern cluster send` and `status`.
+//!
+//! Recovery of missed egress after a leader change is the next step (issue 11): this client
+//! follows redirects but does not ask for what it missed.
+
+use crate::agent::{udp_channel, MemberEndpoints};
+use crate::error::{ClusterError, Result};
+use crate::node::NodeStatus;
+use crate::protocol::{EventCode, Request, Response, EGRESS_STREAM_ID, INGRESS_STREAM_ID};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication, Subscription};
+
+/// A message the client got from the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressMessage {
+    /// The session's egress sequence.
+    pub sequence: u64,
+    /// The log entry that produced it.
+    pub log_index: u64,
+    /// The cluster time then.
+    pub timestamp_ns: i64,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// A connection to a cluster's members.
+pub struct ClusterClient {
+    client: Client,
+    members: Vec<MemberEndpoints>,
+    ingress: BTreeMap<u64, Publication>,
+    responses: Subscription,
+    response_channel: String,
+    assembler: FragmentAssembler,
+    session_id: Option<i64>,
+    leader: Option<u64>,
+    next_correlation: i64,
+    egress: Vec<EgressMessage>,
+    events: Vec<Response>,
+    last_keep_alive: Instant,
+}
+
+fn transport(error: tern_transport::TransportError) -> ClusterError {
+    ClusterError::Config(error.to_string())
+}
+
+impl ClusterClient {
+    /// A client of `members` on `client`, reading responses on `response_endpoint` (`host:port`;
+    /// port 0 picks a free one).
+    ///
+    /// # Errors
+    /// Aeron refused a channel.
+    pub fn new(
+        client: Client,
+        members: Vec<MemberEndpoints>,
+        response_endpoint: &str,
+    ) -> Result<Self> {
+        let responses = client
+            .add_subscription(&udp_channel(response_endpoint), EGRESS_STREAM_ID)
+            .map_err(transport)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let response_channel = loop {
+            if let Some(channel) = responses
+                .try_resolve_channel_endpoint_port()
+                .map_err(transport)?
+            {
+                break channel;
+            }
+            if Instant::now() > deadline {
+                return Err(ClusterError::Config(
+                    "the response channel's port was not bound in 5 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let mut ingress = BTreeMap::new();
+        for member in &members {
+            ingress.insert(
+                member.id,
+                client
+                    .add_publication(&udp_channel(&member.ingress), INGRESS_STREAM_ID)
+                    .map_err(transport)?,
+            );
+        }
+        Ok(Self {
+            client,
+            members,
+            ingress,
+            responses,
+            response_channel,
+            assembler: FragmentAssembler::new(),
+            session_id: None,
+            leader: None,
+            next_correlation: 1,
+            egress: Vec::new(),
+            events: Vec::new(),
+            last_keep_alive: Instant::now(),
+        })
+    }
+
+    /// The session id, once connected.
+    pub fn session_id(&self) -> Option<i64> {
+        self.session_id
+    }
+
+    /// The leader, once known.
+    pub fn leader(&self) -> Option<u64> {
+        self.leader
+    }
+
+    fn correlation(&mut self) -> i64 {
+        let id = self.next_correlation;
+        self.next_correlation += 1;
+        id ^ (self.client.client_id() << 20)
+    }
+
+    fn offer_to(&self, member: u64, bytes: &[u8]) -> bool {
+        self.ingress
+            .get(&member)
+            .is_some_and(|publication| publication.offer(bytes).is_ok())
+    }
+
+    /// Take in what arrived; returns how many responses.
+    pub fn poll(&mut self) -> usize {
+        let mut arrived = Vec::new();
+        let assembler = &mut self.assembler;
+        let _ = self.responses.poll(
+            |fragment, header| {
+                assembler.on_fragment(fragment, header, &mut |message, _| {
+                    arrived.push(message.to_vec());
+                })
+            },
+            64,
+        );
+        let count = arrived.len();
+        for bytes in arrived {
+            let Ok(response) = Response::decode(&bytes) else {
+                continue;
+            };
+            match &response {
+                Response::Egress {
+                    session_id,
+                    sequence,
+                    log_index,
+                    timestamp_ns,
+                    payload,
+                } if Some(*session_id) == self.session_id => {
+                    self.egress.push(EgressMessage {
+                        sequence: *sequence,
+                        log_index: *log_index,
+                        timestamp_ns: *timestamp_ns,
+                        payload: payload.clone(),
+                    });
+                }
+                Response::SessionEvent {
+                    session_id,
+                    code,
+                    leader,
+                    ..
+                } => {
+                    if *leader != 0 {
+                        self.leader = Some(*leader);
+                    }
+                    if *code == EventCode::Closed && Some(*session_id) == self.session_id {
+                        self.session_id = None;
+                    }
+                    self.events.push(response);
+                }
+                _ => self.events.push(response),
+            }
+        }
+        if let Some(session_id) = self.session_id {
+            if self.last_keep_alive.elapsed() > Duration::from_millis(500) {
+                self.last_keep_alive = Instant::now();
+                if let Some(leader) = self.leader {
+                    self.offer_to(leader, &Request::KeepAlive { session_id }.encode());
+                }
+            }
+        }
+        count
+    }
+
+    fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut found: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let mut idle = BackoffIdle::new();
+        loop {
+            let work = self.poll();
+            if let Some(value) = found(self) {
+                return Some(value);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            idle.idle(work);
+        }
+    }
+
+    /// Open a session: ask every member (the leader opens it) until one does, or `timeout`.
+    ///
+    /// # Errors
+    /// A member refused (credentials), or no session was opened in time.
+    pub fn connect(&mut self, credentials: &[u8], timeout: Duration) -> Result<i64> {
+        let correlation_id = self.correlation();
+        let request = Request::Connect {
+            correlation_id,
+            response_stream_id: EGRESS_STREAM_ID,
+            response_channel: self.response_channel.clone(),
+            credentials: credentials.to_vec(),
+        }
+        .encode();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let members: Vec<u64> = self.members.iter().map(|member| member.id).collect();
+            for member in members {
+                self.offer_to(member, &request);
+            }
+            let outcome = self.wait_for(Duration::from_millis(250), |client| {
+                let index = client.events.iter().position(|event| {
+                    matches!(event, Response::SessionEvent { correlation_id: id, code, .. }
+                        if *id == correlation_id && matches!(code, EventCode::Ok | EventCode::Error))
+                })?;
+                Some(client.events.remove(index))
+            });
+            match outcome {
+                Some(Response::SessionEvent {
+                    code: EventCode::Ok,
+                    session_id,
+                    leader,
+                    ..
+                }) => {
+                    self.session_id = Some(session_id);
+                    self.leader = Some(leader);
+                    return Ok(session_id);
+                }
+                Some(Response::SessionEvent { detail, .. }) => {
+                    return Err(ClusterError::Config(format!("connect refused: {detail}")));
+                }
+                _ => {}
+            }
+        }
+        Err(ClusterError::Config(format!(
+            "no member opened a session in {} ms (members reachable? a leader elected?)",
+            timeout.as_millis()
+        )))
+    }
+
+    /// Send a message to the service on the session (to the leader). Whether the leader's
+    /// publication took it.
+    pub fn offer(&mut self, payload: &[u8]) -> bool {
+        let (Some(session_id), Some(leader)) = (self.session_id, self.leader) else {
+            return false;
+        };
+        self.offer_to(
+            leader,
+            &Request::Message {
+                session_id,
+                payload: payload.to_vec(),
+            }
+            .encode(),
+        )
+    }
+
+    /// The egress that arrived since the last call.
+    pub fn take_egress(&mut self) -> Vec<EgressMessage> {
+        std::mem::take(&mut self.egress)
+    }
+
+    /// Send `payload` and wait for the next egress message (the service's reply).
+    ///
+    /// # Errors
+    /// Not connected, or no reply within `timeout`.
+    pub fn request(&mut self, payload: &[u8], timeout: Duration) -> Result<EgressMessage> {
+        let deadline = Instant::now() + timeout;
+        while !self.offer(payload) {
+            if Instant::now() > deadline || self.session_id.is_none() {
+                return Err(ClusterError::Config(
+                    "the leader did not take the message".into(),
+                ));
+            }
+            self.poll();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.wait_for(left, |client| {
+            (!client.egress.is_empty()).then(|| client.egress.remove(0))
+        })
+        .ok_or_else(|| ClusterError::Config(format!("no reply in {} ms", timeout.as_millis())))
+    }
+
+    /// Close the session.
+    pub fn close(&mut self) {
+        if let (Some(session_id), Some(leader)) = (self.session_id.take(), self.leader) {
+            self.offer_to(leader, &Request::Close { session_id }.encode());
+        }
+    }
+
+    /// Ask a member for its status (or a snapshot first, with `snapshot`); `None` when it does
+    /// not answer within `timeout`.
+    pub fn status_of(
+        &mut self,
+        member: u64,
+        snapshot: bool,
+        timeout: Duration,
+    ) -> Option<NodeStatus> {
+        let correlation_id = self.correlation();
+        let request = if snapshot {
+            Request::Snapshot {
+                correlation_id,
+                response_stream_id: EGRESS_STREAM_ID,
+                response_channel: self.response_channel.clone(),
+            }
+        } else {
+            Request::Status {
+                correlation_id,
+                response_stream_id: EGRESS_STREAM_ID,
+                response_channel: self.response_channel.clone(),
+            }
+        }
+        .encode();
+        let deadline = Instant::now() + timeout;
+        while !self.offer_to(member, &request) {
+            if Instant::now() > deadline {
+                return None;
+            }
+            self.poll();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.wait_for(left, |client| {
+            let index = client.events.iter().position(|event| {
+                matches!(event, Response::Status { correlation_id: id, .. } if *id == correlation_id)
+            })?;
+            match client.events.remove(index) {
+                Response::Status { status, .. } => Some(status),
+                _ => None,
+            }
+        })
+    }
+}

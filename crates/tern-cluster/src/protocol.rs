@@ -1,0 +1,577 @@
+//! The client protocol (pure, no I/O): what clients send on a member's ingress stream and what
+//! they get on their response channel. Drawn byte by byte in `docs/cluster.md` §8.
+//!
+//! Every message starts with a 4-byte header: version u8 (1), kind u8, zero u16.
+
+use crate::node::NodeStatus;
+use crate::service::Role;
+
+/// The header's version.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Bytes of the header.
+pub const PROTOCOL_HEADER_LENGTH: usize = 4;
+/// Aeron Cluster's default ingress stream id.
+pub const INGRESS_STREAM_ID: i32 = 101;
+/// Aeron Cluster's default egress stream id.
+pub const EGRESS_STREAM_ID: i32 = 102;
+/// Aeron Cluster's default consensus stream id.
+pub const CONSENSUS_STREAM_ID: i32 = 108;
+
+/// A client's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Kind 1: open a session. Body: correlation id i64, response stream id i32, channel length
+    /// u32, channel, credentials length u32, credentials.
+    Connect {
+        /// Echoed in the session event.
+        correlation_id: i64,
+        /// Where the client reads.
+        response_stream_id: i32,
+        /// The client's response channel.
+        response_channel: String,
+        /// Checked against the cluster's.
+        credentials: Vec<u8>,
+    },
+    /// Kind 2: a message to the service. Body: session id i64, payload.
+    Message {
+        /// The session.
+        session_id: i64,
+        /// The message.
+        payload: Vec<u8>,
+    },
+    /// Kind 3: the client is alive. Body: session id i64.
+    KeepAlive {
+        /// The session.
+        session_id: i64,
+    },
+    /// Kind 4: close the session. Body: session id i64.
+    Close {
+        /// The session.
+        session_id: i64,
+    },
+    /// Kind 5: the member's status (answered by any member, not through the log). Body:
+    /// correlation id i64, response stream id i32, channel length u32, channel.
+    Status {
+        /// Echoed in the answer.
+        correlation_id: i64,
+        /// Where the client reads.
+        response_stream_id: i32,
+        /// The client's response channel.
+        response_channel: String,
+    },
+    /// Kind 6: take a snapshot now, then answer with the status. Body as [`Self::Status`].
+    Snapshot {
+        /// Echoed in the answer.
+        correlation_id: i64,
+        /// Where the client reads.
+        response_stream_id: i32,
+        /// The client's response channel.
+        response_channel: String,
+    },
+}
+
+/// What a session event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EventCode {
+    /// The session is open.
+    Ok = 0,
+    /// Refused (the detail says why).
+    Error = 1,
+    /// This member is not the leader: ask the one named.
+    Redirect = 2,
+    /// The session was closed (the detail says why).
+    Closed = 3,
+    /// A new leader took over: send to the member named from now on.
+    NewLeader = 4,
+}
+
+/// What a client gets on its response channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Kind 11. Body: correlation id i64, session id i64, code u8 (0 ok, 1 error, 2 redirect, 3
+    /// closed, 4 new leader), 7 zero bytes, leader
+    /// member id u64 (0: unknown), detail length u32, detail (UTF-8).
+    SessionEvent {
+        /// The request's correlation id (0 for a close the client did not ask for).
+        correlation_id: i64,
+        /// The session (0 when none was opened).
+        session_id: i64,
+        /// What happened.
+        code: EventCode,
+        /// The leader this member knows.
+        leader: u64,
+        /// Why, for errors and closes.
+        detail: String,
+    },
+    /// Kind 12: a message from the service. Body: session id i64, egress sequence u64, log index
+    /// u64, cluster timestamp ns i64, payload.
+    Egress {
+        /// The session.
+        session_id: i64,
+        /// 1 for the session's first egress message, one more for each.
+        sequence: u64,
+        /// The log entry whose applying produced it.
+        log_index: u64,
+        /// The cluster time then.
+        timestamp_ns: i64,
+        /// What the service sent.
+        payload: Vec<u8>,
+    },
+    /// Kind 13: a member's status. Body: correlation id i64, member id u64, role u8 (0 follower,
+    /// 1 candidate, 2 leader), 7 zero bytes, leader u64, term u64, commit index u64, applied
+    /// index u64, last index u64, snapshot index u64, sessions u64, log position i64, cluster time
+    /// ns i64.
+    Status {
+        /// The request's correlation id.
+        correlation_id: i64,
+        /// The status.
+        status: NodeStatus,
+    },
+}
+
+const CONNECT: u8 = 1;
+const MESSAGE: u8 = 2;
+const KEEP_ALIVE: u8 = 3;
+const CLOSE: u8 = 4;
+const STATUS: u8 = 5;
+const SNAPSHOT: u8 = 6;
+const SESSION_EVENT: u8 = 11;
+const EGRESS: u8 = 12;
+const STATUS_ANSWER: u8 = 13;
+
+fn header(kind: u8) -> Vec<u8> {
+    vec![PROTOCOL_VERSION, kind, 0, 0]
+}
+
+fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, length: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(length)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| format!("a message of {} bytes is cut short", self.bytes.len()))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(self.u64()? as i64)
+    }
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn bytes(&mut self, limit: usize) -> Result<&'a [u8], String> {
+        let length = self.i32()? as u32 as usize;
+        if length > limit {
+            return Err(format!("a field of {length} bytes (at most {limit})"));
+        }
+        self.take(length)
+    }
+    fn text(&mut self, limit: usize) -> Result<String, String> {
+        String::from_utf8(self.bytes(limit)?.to_vec())
+            .map_err(|_| "a text field is not UTF-8".into())
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        let rest = &self.bytes[self.at..];
+        self.at = self.bytes.len();
+        rest
+    }
+    fn end(&self) -> Result<(), String> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} bytes after the message",
+                self.bytes.len() - self.at
+            ))
+        }
+    }
+}
+
+fn open(bytes: &[u8]) -> Result<(u8, Reader<'_>), String> {
+    if bytes.len() < PROTOCOL_HEADER_LENGTH {
+        return Err(format!("a message of {} bytes has no header", bytes.len()));
+    }
+    if bytes[0] != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {} (this build speaks {PROTOCOL_VERSION})",
+            bytes[0]
+        ));
+    }
+    Ok((
+        bytes[1],
+        Reader {
+            bytes,
+            at: PROTOCOL_HEADER_LENGTH,
+        },
+    ))
+}
+
+/// The longest channel or credentials a request may carry.
+pub const MAX_FIELD_LENGTH: usize = 4096;
+
+impl Request {
+    /// The request's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out;
+        match self {
+            Self::Connect {
+                correlation_id,
+                response_stream_id,
+                response_channel,
+                credentials,
+            } => {
+                out = header(CONNECT);
+                out.extend_from_slice(&correlation_id.to_le_bytes());
+                out.extend_from_slice(&response_stream_id.to_le_bytes());
+                put_string(&mut out, response_channel.as_bytes());
+                put_string(&mut out, credentials);
+            }
+            Self::Message {
+                session_id,
+                payload,
+            } => {
+                out = header(MESSAGE);
+                out.extend_from_slice(&session_id.to_le_bytes());
+                out.extend_from_slice(payload);
+            }
+            Self::KeepAlive { session_id } | Self::Close { session_id } => {
+                out = header(if matches!(self, Self::Close { .. }) {
+                    CLOSE
+                } else {
+                    KEEP_ALIVE
+                });
+                out.extend_from_slice(&session_id.to_le_bytes());
+            }
+            Self::Status {
+                correlation_id,
+                response_stream_id,
+                response_channel,
+            }
+            | Self::Snapshot {
+                correlation_id,
+                response_stream_id,
+                response_channel,
+            } => {
+                out = header(if matches!(self, Self::Snapshot { .. }) {
+                    SNAPSHOT
+                } else {
+                    STATUS
+                });
+                out.extend_from_slice(&correlation_id.to_le_bytes());
+                out.extend_from_slice(&response_stream_id.to_le_bytes());
+                put_string(&mut out, response_channel.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// The request in `bytes`.
+    ///
+    /// # Errors
+    /// What is wrong with them.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (kind, mut reader) = open(bytes)?;
+        let request = match kind {
+            CONNECT => Self::Connect {
+                correlation_id: reader.i64()?,
+                response_stream_id: reader.i32()?,
+                response_channel: reader.text(MAX_FIELD_LENGTH)?,
+                credentials: reader.bytes(MAX_FIELD_LENGTH)?.to_vec(),
+            },
+            MESSAGE => Self::Message {
+                session_id: reader.i64()?,
+                payload: reader.rest().to_vec(),
+            },
+            KEEP_ALIVE => Self::KeepAlive {
+                session_id: reader.i64()?,
+            },
+            CLOSE => Self::Close {
+                session_id: reader.i64()?,
+            },
+            STATUS | SNAPSHOT => {
+                let correlation_id = reader.i64()?;
+                let response_stream_id = reader.i32()?;
+                let response_channel = reader.text(MAX_FIELD_LENGTH)?;
+                if kind == STATUS {
+                    Self::Status {
+                        correlation_id,
+                        response_stream_id,
+                        response_channel,
+                    }
+                } else {
+                    Self::Snapshot {
+                        correlation_id,
+                        response_stream_id,
+                        response_channel,
+                    }
+                }
+            }
+            other => return Err(format!("request kind {other}")),
+        };
+        reader.end()?;
+        Ok(request)
+    }
+}
+
+fn role_code(role: Role) -> u8 {
+    match role {
+        Role::Follower => 0,
+        Role::Candidate => 1,
+        Role::Leader => 2,
+    }
+}
+
+impl Response {
+    /// The response's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out;
+        match self {
+            Self::SessionEvent {
+                correlation_id,
+                session_id,
+                code,
+                leader,
+                detail,
+            } => {
+                out = header(SESSION_EVENT);
+                out.extend_from_slice(&correlation_id.to_le_bytes());
+                out.extend_from_slice(&session_id.to_le_bytes());
+                out.extend_from_slice(&[*code as u8, 0, 0, 0, 0, 0, 0, 0]);
+                out.extend_from_slice(&leader.to_le_bytes());
+                put_string(&mut out, detail.as_bytes());
+            }
+            Self::Egress {
+                session_id,
+                sequence,
+                log_index,
+                timestamp_ns,
+                payload,
+            } => {
+                out = header(EGRESS);
+                out.extend_from_slice(&session_id.to_le_bytes());
+                out.extend_from_slice(&sequence.to_le_bytes());
+                out.extend_from_slice(&log_index.to_le_bytes());
+                out.extend_from_slice(&timestamp_ns.to_le_bytes());
+                out.extend_from_slice(payload);
+            }
+            Self::Status {
+                correlation_id,
+                status,
+            } => {
+                out = header(STATUS_ANSWER);
+                out.extend_from_slice(&correlation_id.to_le_bytes());
+                out.extend_from_slice(&status.member_id.to_le_bytes());
+                out.extend_from_slice(&[role_code(status.role), 0, 0, 0, 0, 0, 0, 0]);
+                for value in [
+                    status.leader.unwrap_or(0),
+                    status.term,
+                    status.commit_index,
+                    status.applied_index,
+                    status.last_index,
+                    status.snapshot_index,
+                    status.sessions as u64,
+                    status.log_position as u64,
+                    status.cluster_time_ns as u64,
+                ] {
+                    out.extend_from_slice(&value.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// The response in `bytes`.
+    ///
+    /// # Errors
+    /// What is wrong with them.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (kind, mut reader) = open(bytes)?;
+        let response = match kind {
+            SESSION_EVENT => {
+                let correlation_id = reader.i64()?;
+                let session_id = reader.i64()?;
+                let code = match reader.take(8)?[0] {
+                    0 => EventCode::Ok,
+                    1 => EventCode::Error,
+                    2 => EventCode::Redirect,
+                    3 => EventCode::Closed,
+                    4 => EventCode::NewLeader,
+                    other => return Err(format!("session event code {other}")),
+                };
+                Self::SessionEvent {
+                    correlation_id,
+                    session_id,
+                    code,
+                    leader: reader.u64()?,
+                    detail: reader.text(usize::MAX)?,
+                }
+            }
+            EGRESS => Self::Egress {
+                session_id: reader.i64()?,
+                sequence: reader.u64()?,
+                log_index: reader.u64()?,
+                timestamp_ns: reader.i64()?,
+                payload: reader.rest().to_vec(),
+            },
+            STATUS_ANSWER => {
+                let correlation_id = reader.i64()?;
+                let member_id = reader.u64()?;
+                let role = match reader.take(8)?[0] {
+                    0 => Role::Follower,
+                    1 => Role::Candidate,
+                    2 => Role::Leader,
+                    other => return Err(format!("role {other}")),
+                };
+                let leader = reader.u64()?;
+                Self::Status {
+                    correlation_id,
+                    status: NodeStatus {
+                        member_id,
+                        role,
+                        leader: (leader != 0).then_some(leader),
+                        term: reader.u64()?,
+                        commit_index: reader.u64()?,
+                        applied_index: reader.u64()?,
+                        last_index: reader.u64()?,
+                        snapshot_index: reader.u64()?,
+                        sessions: reader.u64()? as usize,
+                        log_position: reader.i64()?,
+                        cluster_time_ns: reader.i64()?,
+                    },
+                }
+            }
+            other => return Err(format!("response kind {other}")),
+        };
+        reader.end()?;
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests() -> Vec<Request> {
+        vec![
+            Request::Connect {
+                correlation_id: 5,
+                response_stream_id: 102,
+                response_channel: "aeron:udp?endpoint=localhost:9020".into(),
+                credentials: b"secret".to_vec(),
+            },
+            Request::Message {
+                session_id: 3,
+                payload: b"put a 1".to_vec(),
+            },
+            Request::KeepAlive { session_id: 3 },
+            Request::Close { session_id: 3 },
+            Request::Status {
+                correlation_id: 9,
+                response_stream_id: 102,
+                response_channel: "aeron:ipc".into(),
+            },
+            Request::Snapshot {
+                correlation_id: 10,
+                response_stream_id: 102,
+                response_channel: "aeron:ipc".into(),
+            },
+        ]
+    }
+
+    fn responses() -> Vec<Response> {
+        vec![
+            Response::SessionEvent {
+                correlation_id: 5,
+                session_id: 1,
+                code: EventCode::Redirect,
+                leader: 2,
+                detail: "not the leader".into(),
+            },
+            Response::Egress {
+                session_id: 1,
+                sequence: 4,
+                log_index: 77,
+                timestamp_ns: 1_700_000_000_000_000_000,
+                payload: b"ok a".to_vec(),
+            },
+            Response::Status {
+                correlation_id: 9,
+                status: NodeStatus {
+                    member_id: 2,
+                    role: Role::Leader,
+                    leader: Some(2),
+                    term: 3,
+                    commit_index: 40,
+                    applied_index: 40,
+                    last_index: 41,
+                    snapshot_index: 10,
+                    sessions: 2,
+                    log_position: 4096,
+                    cluster_time_ns: 17,
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip_and_every_cut_is_an_error() {
+        for request in requests() {
+            let bytes = request.encode();
+            assert_eq!(Request::decode(&bytes), Ok(request.clone()));
+            // A message's payload runs to the end: a cut one is another message, not an error.
+            if !matches!(request, Request::Message { .. }) {
+                for length in 0..bytes.len() {
+                    assert!(
+                        Request::decode(&bytes[..length]).is_err(),
+                        "{request:?} at {length}"
+                    );
+                }
+            }
+        }
+        for response in responses() {
+            let bytes = response.encode();
+            assert_eq!(Response::decode(&bytes), Ok(response.clone()));
+            if !matches!(response, Response::Egress { .. }) {
+                for length in 0..bytes.len() {
+                    assert!(
+                        Response::decode(&bytes[..length]).is_err(),
+                        "{response:?} at {length}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_named() {
+        assert!(Request::decode(&[2, 1, 0, 0])
+            .expect_err("version")
+            .contains("version 2"));
+        assert_eq!(
+            Request::decode(&[1, 99, 0, 0]),
+            Err("request kind 99".into())
+        );
+        let mut long = header(CONNECT);
+        long.extend_from_slice(&1i64.to_le_bytes());
+        long.extend_from_slice(&102i32.to_le_bytes());
+        long.extend_from_slice(&100_000u32.to_le_bytes());
+        assert!(Request::decode(&long)
+            .expect_err("long")
+            .contains("at most 4096"));
+    }
+}

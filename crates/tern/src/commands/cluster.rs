@@ -1,0 +1,344 @@
+//! `tern cluster`: run a member (`node`), ask members for their status (`status`), make them
+//! snapshot (`snapshot`), and try the example service as a client (`send`).
+//!
+//! One config file describes the cluster (every member's endpoints) and, for a node, which member
+//! it is and where its data goes:
+//!
+//! ```toml
+//! member_id = 1                      # for `tern cluster node` (or --member)
+//! data_dir = "data/cluster"          # the node's files go in <data_dir>/node-<id>
+//! [[members]]
+//! id = 1
+//! consensus = "localhost:20110"      # UDP host:port of its consensus subscription
+//! ingress = "localhost:20111"        # UDP host:port of its ingress subscription
+//! ```
+
+use crate::util::{stop_signal, DriverArgs};
+use anyhow::{bail, Context, Result};
+use clap::{Args as ClapArgs, Subcommand};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tern_cluster::agent::{MemberEndpoints, NodeAgent};
+use tern_cluster::client::ClusterClient;
+use tern_cluster::{KvService, NodeConfig, NodeStatus};
+use tern_transport::{default_aeron_dir, Client, DriverConfig, MediaDriver, ThreadingMode};
+
+/// Arguments of `tern cluster`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Run one member of the cluster (the example key-value service) until Ctrl-C.
+    Node(NodeArgs),
+    /// Print each member's role, term, commit and applied index, sessions and log position.
+    Status(ClientArgs),
+    /// Make every member (or --member) take a snapshot now, then print its status.
+    Snapshot(ClientArgs),
+    /// Connect as a client, send each MESSAGE to the service and print its reply.
+    Send(SendArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct NodeArgs {
+    /// The cluster's config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The member to run (default: the config's member_id).
+    #[arg(long, value_name = "ID")]
+    member: Option<u64>,
+    #[command(flatten)]
+    driver: DriverArgs,
+}
+
+#[derive(Debug, ClapArgs)]
+struct ClientArgs {
+    /// The cluster's config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Only this member.
+    #[arg(long, value_name = "ID")]
+    member: Option<u64>,
+    /// How long to wait for each member's answer, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    driver: DriverArgs,
+}
+
+#[derive(Debug, ClapArgs)]
+struct SendArgs {
+    /// The cluster's config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The messages, one request each (`put KEY VALUE`, `get KEY`, `del KEY`, `count`, or any
+    /// text to echo).
+    #[arg(required = true, value_name = "MESSAGE")]
+    messages: Vec<String>,
+    /// How long to wait for the session and for each reply, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    driver: DriverArgs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    member_id: Option<u64>,
+    data_dir: Option<PathBuf>,
+    credentials: Option<String>,
+    session_timeout_ms: Option<u64>,
+    snapshot_every: Option<u64>,
+    members: Vec<MemberFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberFile {
+    id: u64,
+    consensus: String,
+    ingress: String,
+}
+
+fn load(path: &PathBuf) -> Result<(ConfigFile, Vec<MemberEndpoints>)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read cluster config {}", path.display()))?;
+    let file: ConfigFile = toml::from_str(&text).map_err(|error| {
+        // One line: where, and what (TOML's own text draws the line under it).
+        let line = error
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        anyhow::anyhow!(
+            "cluster config {}{}: {}",
+            path.display(),
+            line.map_or(String::new(), |line| format!(" line {line}")),
+            error.message().trim()
+        )
+    })?;
+    if ![1, 3, 5].contains(&file.members.len()) {
+        bail!(
+            "cluster config {}: {} members (1, 3 or 5)",
+            path.display(),
+            file.members.len()
+        );
+    }
+    let mut ids: Vec<u64> = file.members.iter().map(|member| member.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() != file.members.len() || ids.contains(&0) {
+        bail!(
+            "cluster config {}: member ids must be distinct and start at 1",
+            path.display()
+        );
+    }
+    let members = file
+        .members
+        .iter()
+        .map(|member| MemberEndpoints {
+            id: member.id,
+            consensus: member.consensus.clone(),
+            ingress: member.ingress.clone(),
+        })
+        .collect();
+    Ok((file, members))
+}
+
+impl Args {
+    /// Whether this is `tern cluster node` (a long-running process).
+    pub fn is_node(&self) -> bool {
+        matches!(self.command, ClusterCommand::Node(_))
+    }
+}
+
+/// Run `tern cluster`.
+pub fn run(args: Args) -> Result<ExitCode> {
+    match args.command {
+        ClusterCommand::Node(args) => node(args),
+        ClusterCommand::Status(args) => status(args, false),
+        ClusterCommand::Snapshot(args) => status(args, true),
+        ClusterCommand::Send(args) => send(args),
+    }
+}
+
+fn node(args: NodeArgs) -> Result<ExitCode> {
+    let (file, members) = load(&args.config)?;
+    let Some(member_id) = args.member.or(file.member_id) else {
+        bail!(
+            "which member? set member_id in {} or pass --member",
+            args.config.display()
+        );
+    };
+    if !members.iter().any(|member| member.id == member_id) {
+        bail!("member {member_id} is not in {}", args.config.display());
+    }
+    let data_dir = file
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("data/cluster"));
+    let mut config = NodeConfig::new(
+        member_id,
+        members.iter().map(|member| member.id).collect(),
+        data_dir.join(format!("node-{member_id}")),
+    );
+    config.credentials = file.credentials.map(String::into_bytes);
+    if let Some(millis) = file.session_timeout_ms {
+        config.session_timeout_ns = millis as i64 * 1_000_000;
+    }
+    if let Some(every) = file.snapshot_every {
+        config.snapshot_every = every;
+    }
+    // One process per member and data directory: its lock says so (and who holds it).
+    std::fs::create_dir_all(&config.dir)
+        .with_context(|| format!("create {}", config.dir.display()))?;
+    let _lock = tern_store::lock_directory(&config.dir)
+        .with_context(|| format!("member {member_id} runs already"))?;
+    // Members on one machine each embed their own driver, by default in a directory of the
+    // member's: with the lock held, a driver's files there are a dead member's (a kill -9) and
+    // are replaced at once rather than after Aeron's 10 s liveness timeout. --aeron-dir alone
+    // attaches to a running driver.
+    let driver = if args.driver.aeron_dir.is_none() || args.driver.embedded_driver {
+        let dir = args
+            .driver
+            .aeron_dir
+            .clone()
+            .unwrap_or_else(|| format!("{}-cluster-{member_id}", default_aeron_dir()));
+        let embedded = MediaDriver::launch(&DriverConfig {
+            dir: Some(dir.clone()),
+            threading: ThreadingMode::Shared,
+            delete_dir_on_start: true,
+            ..DriverConfig::default()
+        })
+        .with_context(|| format!("start an embedded media driver in {dir}"))?;
+        crate::util::DriverHandle {
+            dir,
+            embedded: Some(embedded),
+        }
+    } else {
+        args.driver.resolve(false)?
+    };
+    let client = Client::connect(&driver.dir).context("connect to the media driver")?;
+    let dir = config.dir.clone();
+    let agent = NodeAgent::new(config, members, client, KvService::new())
+        .with_context(|| format!("start member {member_id} in {}", dir.display()))?;
+    let status = agent.node().status();
+    eprintln!(
+        "member {member_id} running in {} (term {}, log to index {}, snapshot at {}); Ctrl-C to stop",
+        dir.display(),
+        status.term,
+        status.last_index,
+        status.snapshot_index
+    );
+    let stop = stop_signal()?;
+    agent.run(&stop).context("the node stopped")?;
+    drop(driver);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn client_driver(driver: &mut DriverArgs) -> Result<crate::util::DriverHandle> {
+    if driver.aeron_dir.is_none() {
+        driver.aeron_dir = Some(format!(
+            "{}-client-{}",
+            default_aeron_dir(),
+            std::process::id()
+        ));
+        driver.embedded_driver = true;
+    }
+    driver.resolve(true)
+}
+
+fn status(mut args: ClientArgs, snapshot: bool) -> Result<ExitCode> {
+    let (_, members) = load(&args.config)?;
+    if let Some(member) = args.member {
+        if !members.iter().any(|known| known.id == member) {
+            bail!("member {member} is not in {}", args.config.display());
+        }
+    }
+    let driver = client_driver(&mut args.driver)?;
+    let aeron = Client::connect(&driver.dir).context("connect to the media driver")?;
+    let ids: Vec<u64> = members
+        .iter()
+        .map(|member| member.id)
+        .filter(|id| args.member.is_none_or(|only| only == *id))
+        .collect();
+    let mut client = ClusterClient::new(aeron, members, "localhost:0")?;
+    println!(
+        "{:>6}  {:<9}  {:>6}  {:>5}  {:>12}  {:>12}  {:>12}  {:>9}  {:>8}  {:>12}",
+        "member",
+        "role",
+        "leader",
+        "term",
+        "commit",
+        "applied",
+        "last",
+        "snapshot",
+        "sessions",
+        "log_bytes"
+    );
+    let mut missing = 0;
+    for id in ids {
+        match client.status_of(id, snapshot, Duration::from_millis(args.timeout_ms)) {
+            Some(status) => print_status(&status),
+            None => {
+                missing += 1;
+                println!("{id:>6}  no answer in {} ms", args.timeout_ms);
+            }
+        }
+    }
+    drop(client);
+    drop(driver);
+    Ok(if missing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_status(status: &NodeStatus) {
+    println!(
+        "{:>6}  {:<9}  {:>6}  {:>5}  {:>12}  {:>12}  {:>12}  {:>9}  {:>8}  {:>12}",
+        status.member_id,
+        status.role.name(),
+        status
+            .leader
+            .map_or("-".to_string(), |leader| leader.to_string()),
+        status.term,
+        status.commit_index,
+        status.applied_index,
+        status.last_index,
+        status.snapshot_index,
+        status.sessions,
+        status.log_position
+    );
+}
+
+fn send(mut args: SendArgs) -> Result<ExitCode> {
+    let (file, members) = load(&args.config)?;
+    let driver = client_driver(&mut args.driver)?;
+    let aeron = Client::connect(&driver.dir).context("connect to the media driver")?;
+    let mut client = ClusterClient::new(aeron, members, "localhost:0")?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let credentials = file.credentials.unwrap_or_default().into_bytes();
+    let session = client.connect(&credentials, timeout)?;
+    eprintln!(
+        "session {session} with leader {}",
+        client.leader().unwrap_or(0)
+    );
+    for message in &args.messages {
+        let reply = client
+            .request(message.as_bytes(), timeout)
+            .with_context(|| format!("send {message:?}"))?;
+        println!("{}", String::from_utf8_lossy(&reply.payload));
+    }
+    client.close();
+    // Let the close reach the leader before the driver goes.
+    std::thread::sleep(Duration::from_millis(50));
+    drop(client);
+    drop(driver);
+    Ok(ExitCode::SUCCESS)
+}

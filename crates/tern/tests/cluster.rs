@@ -1,0 +1,232 @@
+//! Three `tern cluster node` processes on loopback with a client under load: `kill -9` the
+//! leader, a new one takes over and the client goes on with every acknowledged put kept; the
+//! killed member restarts and catches up. Also what the CLI says to bad cluster configs.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tern_cluster::agent::MemberEndpoints;
+use tern_cluster::client::ClusterClient;
+use tern_cluster::Role;
+use tern_testkit::{driver, free_udp_port, run, wait_until};
+use tern_transport::Client;
+
+const TERN: &str = env!("CARGO_BIN_EXE_tern");
+
+struct Cluster {
+    config: std::path::PathBuf,
+    members: Vec<MemberEndpoints>,
+    nodes: Vec<Option<Child>>,
+    aeron_dirs: Vec<String>,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Self {
+        let members: Vec<MemberEndpoints> = (1..=3)
+            .map(|id| MemberEndpoints {
+                id,
+                consensus: format!("localhost:{}", free_udp_port()),
+                ingress: format!("localhost:{}", free_udp_port()),
+            })
+            .collect();
+        let mut text = format!("data_dir = {:?}\n", dir.join("data"));
+        for member in &members {
+            text.push_str(&format!(
+                "[[members]]\nid = {}\nconsensus = {:?}\ningress = {:?}\n",
+                member.id, member.consensus, member.ingress
+            ));
+        }
+        let config = dir.join("cluster.toml");
+        std::fs::write(&config, text).expect("config");
+        let aeron_dirs = (1..=3)
+            .map(|id| tern_testkit::temp_aeron_dir(&format!("cluster-{id}")))
+            .collect();
+        let mut cluster = Self {
+            config,
+            members,
+            nodes: vec![None, None, None],
+            aeron_dirs,
+        };
+        for id in 1..=3 {
+            cluster.spawn(id);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let index = (id - 1) as usize;
+        let child = Command::new(TERN)
+            .args(["cluster", "node", "--config"])
+            .arg(&self.config)
+            .args([
+                "--member",
+                &id.to_string(),
+                "--embedded-driver",
+                "--aeron-dir",
+            ])
+            .arg(&self.aeron_dirs[index])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn a node");
+        self.nodes[index] = Some(child);
+    }
+
+    fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[(id - 1) as usize].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 1..=3 {
+            self.kill(id);
+        }
+        for dir in &self.aeron_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn leader_of(client: &mut ClusterClient, ids: &[u64]) -> Option<u64> {
+    ids.iter().copied().find(|id| {
+        client
+            .status_of(*id, false, Duration::from_millis(300))
+            .is_some_and(|status| status.role == Role::Leader)
+    })
+}
+
+#[test]
+fn a_killed_leader_is_replaced_the_client_goes_on_and_the_member_catches_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(dir.path());
+    let driver = driver("cluster-client");
+    let aeron = Client::connect(driver.dir()).expect("client");
+    let mut client =
+        ClusterClient::new(aeron, cluster.members.clone(), "localhost:0").expect("cluster client");
+    client
+        .connect(b"", Duration::from_secs(20))
+        .expect("a session");
+    let mut acknowledged = Vec::new();
+    let mut put = |client: &mut ClusterClient, key: String| -> bool {
+        match client.request(
+            format!("put {key} 1").as_bytes(),
+            Duration::from_millis(500),
+        ) {
+            Ok(reply) if reply.payload == format!("ok {key}").as_bytes() => {
+                acknowledged.push(key);
+                true
+            }
+            _ => false,
+        }
+    };
+    for i in 0..200 {
+        assert!(
+            put(&mut client, format!("before-{i}")),
+            "put {i} before the kill"
+        );
+    }
+    let leader = leader_of(&mut client, &[1, 2, 3]).expect("a leader");
+    cluster.kill(leader);
+    let killed_at = Instant::now();
+    // The client goes on: the new leader tells it where to send.
+    let mut resumed = None;
+    for i in 0..2000 {
+        if put(&mut client, format!("after-{i}")) && resumed.is_none() {
+            resumed = Some(killed_at.elapsed());
+        }
+        if resumed.is_some() && i >= 200 {
+            break;
+        }
+    }
+    let resumed = resumed.expect("the client got replies again after the leader was killed");
+    assert!(
+        resumed < Duration::from_secs(5),
+        "replies again after {resumed:?}"
+    );
+    assert_ne!(client.leader(), Some(leader));
+    cluster.spawn(leader);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let new_leader = leader_of(&mut client, &others).expect("a new leader");
+    let target = client
+        .status_of(new_leader, false, Duration::from_secs(1))
+        .expect("status")
+        .commit_index;
+    wait_until(
+        "the restarted member catches up",
+        Duration::from_secs(30),
+        || {
+            client
+                .status_of(leader, false, Duration::from_millis(300))
+                .is_some_and(|status| status.applied_index >= target)
+        },
+    );
+    for key in acknowledged.iter().step_by(37) {
+        let reply = client
+            .request(format!("get {key}").as_bytes(), Duration::from_secs(2))
+            .expect("get");
+        assert_eq!(reply.payload, b"value 1", "{key}");
+    }
+    let count = client
+        .request(b"count", Duration::from_secs(2))
+        .expect("count");
+    assert_eq!(
+        String::from_utf8_lossy(&count.payload),
+        format!("count {}", acknowledged.len())
+    );
+    // The CLI sees the same cluster.
+    let config = cluster.config.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = run(TERN, &["cluster", "status", "--config", &config]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let leaders = stdout
+        .lines()
+        .filter(|line| line.split_whitespace().nth(1) == Some("leader"))
+        .count();
+    assert_eq!(leaders, 1, "{stdout}");
+    let (code, stdout, stderr) = run(
+        TERN,
+        &["cluster", "send", "--config", &config, "get before-0"],
+    );
+    assert_eq!((code, stdout.as_str()), (0, "value 1\n"), "{stderr}");
+}
+
+#[test]
+fn bad_cluster_configs_get_one_line_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("config");
+        path.to_string_lossy().into_owned()
+    };
+    let two = write(
+        "two.toml",
+        "[[members]]\nid = 1\nconsensus = \"localhost:1\"\ningress = \"localhost:2\"\n[[members]]\nid = 2\nconsensus = \"localhost:3\"\ningress = \"localhost:4\"\n",
+    );
+    let unknown = write("unknown.toml", "colour = \"blue\"\nmembers = []\n");
+    let cases = [
+        (
+            vec!["cluster", "node", "--config", two.as_str()],
+            "2 members (1, 3 or 5)",
+        ),
+        (
+            vec!["cluster", "status", "--config", unknown.as_str()],
+            "unknown field `colour`",
+        ),
+        (
+            vec!["cluster", "node", "--config", "/nonexistent.toml"],
+            "read cluster config /nonexistent.toml",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, _, stderr) = run(TERN, &args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("tern: ") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+}
