@@ -45,6 +45,9 @@ pub enum CaseKind {
     Merge,
     /// Replaying one key of many interleaved ones: through the key index against a scan.
     Keys,
+    /// Three `tern cluster node` processes (needs the `tern` binary beside tern-bench): echo
+    /// throughput, round trips at a fixed rate beside a bare UDP round trip, leader failover.
+    Cluster,
 }
 
 /// How the archive writes segments (the `--write-mode` flag).
@@ -133,6 +136,15 @@ pub struct Args {
     /// Payload size of the keys case (at least 8 bytes).
     #[arg(long, default_value_t = 256)]
     pub key_size: usize,
+    /// The cluster case's fixed rate for round trips (msg/s).
+    #[arg(long, default_value_t = 10_000)]
+    pub cluster_rate: u64,
+    /// The cluster case's window of outstanding messages for throughput.
+    #[arg(long, default_value_t = 4096)]
+    pub cluster_window: usize,
+    /// Messages of the cluster case's throughput run (default 2 M, 200 k with --quick).
+    #[arg(long)]
+    pub cluster_messages: Option<u64>,
     /// Payload bytes recorded for the keys case (default: 4 GiB, 64 MiB with --quick).
     #[arg(long)]
     pub key_bytes: Option<u64>,

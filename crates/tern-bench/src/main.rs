@@ -308,6 +308,21 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             out.add(rows);
         }
     }
+    if args.wants(CaseKind::Cluster) {
+        let messages = args
+            .cluster_messages
+            .unwrap_or(if args.quick { 200_000 } else { 2_000_000 });
+        eprintln!(
+            "== cluster: 3 node processes, 64 B echo ({messages} messages, window {}), round trips at {} msg/s, leader failover",
+            args.cluster_window, args.cluster_rate
+        );
+        if let Some(rows) = out.keep(
+            "cluster",
+            cases::cluster::run(&bench, 64, messages, args.cluster_rate, args.cluster_window),
+        ) {
+            out.add(rows);
+        }
+    }
     if args.wants(CaseKind::Merge) {
         // The smoke run checks the merge (no gap, no duplicate) at a rate a loaded CI machine's
         // replay outruns (one such run replayed 0.8 M msg/s, short of a 1 M msg/s stream).

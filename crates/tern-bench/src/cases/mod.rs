@@ -1,6 +1,7 @@
 //! The measurements, and what they share: the embedded media driver, the archive settings, stream
 //! ids, scratch directories, and threads that stop each other when one fails.
 
+pub mod cluster;
 pub mod control;
 pub mod disk;
 pub mod ipc;
