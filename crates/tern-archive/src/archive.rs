@@ -24,6 +24,7 @@ use tern_store::descriptor::RecordingDescriptor;
 use tern_store::indexer::{run_indexer_on, IndexJob};
 use tern_store::recording_reader::{find_end_on, list_segments_on};
 use tern_store::storage::{OpenOptions, Storage};
+use tern_store::{RecordingId, ReplayId};
 
 /// A running archive. Dropping it stops recording (what was received is written and synced) and
 /// replaying.
@@ -54,7 +55,7 @@ fn recover(
     storage: &Arc<dyn Storage>,
     dir: &Path,
     catalog: &mut Catalog,
-) -> Result<Vec<(i64, i64, Option<String>)>> {
+) -> Result<Vec<(RecordingId, i64, Option<String>)>> {
     let interrupted: Vec<RecordingDescriptor> = catalog
         .recordings()
         .filter(|d| d.is_active())
@@ -342,7 +343,7 @@ impl Archive {
     /// as [`Self::start_recording_with`].
     pub fn extend_recording(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         channel: &str,
         stream_id: i32,
         source: SourceLocation,
@@ -358,7 +359,7 @@ impl Archive {
     /// What [`Self::extend_recording`] can tell before the recorder has the request.
     pub fn begin_extend(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         channel: &str,
         stream_id: i32,
         source: SourceLocation,
@@ -378,7 +379,7 @@ impl Archive {
     }
 
     /// The recording subscription through which `recording_id` is being recorded now, if it is.
-    pub fn recording_subscription_of(&self, recording_id: i64) -> Option<i64> {
+    pub fn recording_subscription_of(&self, recording_id: RecordingId) -> Option<i64> {
         self.ask(move |state| state.recording_subscription_of(recording_id))
             .ok()
             .flatten()
@@ -390,7 +391,7 @@ impl Archive {
     ///
     /// # Errors
     /// Unknown recording, or the archive is not running.
-    pub fn stop_recording_by_identity(&self, recording_id: i64) -> Result<bool> {
+    pub fn stop_recording_by_identity(&self, recording_id: RecordingId) -> Result<bool> {
         match self.begin_stop_by_identity(recording_id)? {
             Some((_, pending)) => stopped_by_identity(pending.wait()),
             None => Ok(false),
@@ -405,8 +406,8 @@ impl Archive {
     /// Unknown recording, or the archive is not running.
     pub fn begin_stop_by_identity(
         &self,
-        recording_id: i64,
-    ) -> Result<Option<(i64, Pending<Vec<i64>>)>> {
+        recording_id: RecordingId,
+    ) -> Result<Option<(i64, Pending<Vec<RecordingId>>)>> {
         self.ask(move |state| state.begin_stop_by_identity(recording_id))?
     }
 
@@ -415,7 +416,7 @@ impl Archive {
     ///
     /// # Errors
     /// The id is unknown, or the archive is not running.
-    pub fn stop_recording(&self, subscription_id: i64) -> Result<Vec<i64>> {
+    pub fn stop_recording(&self, subscription_id: i64) -> Result<Vec<RecordingId>> {
         self.begin_stop_recording(subscription_id)?.wait()
     }
 
@@ -424,7 +425,7 @@ impl Archive {
     ///
     /// # Errors
     /// The archive is not running.
-    pub fn begin_stop_recording(&self, subscription_id: i64) -> Result<Pending<Vec<i64>>> {
+    pub fn begin_stop_recording(&self, subscription_id: i64) -> Result<Pending<Vec<RecordingId>>> {
         self.ask(move |state| state.begin_stop_recording(subscription_id))?
     }
 
@@ -443,7 +444,7 @@ impl Archive {
     ///
     /// # Errors
     /// Unknown id, or a damaged catalog entry.
-    pub fn recording(&self, recording_id: i64) -> Result<RecordingInfo> {
+    pub fn recording(&self, recording_id: RecordingId) -> Result<RecordingInfo> {
         self.ask(move |state| state.recording(recording_id))?
     }
 
@@ -453,7 +454,7 @@ impl Archive {
     ///
     /// # Errors
     /// Unknown id, or a missing or unreadable time index.
-    pub fn position_at_time(&self, recording_id: i64, timestamp_ns: i64) -> Result<i64> {
+    pub fn position_at_time(&self, recording_id: RecordingId, timestamp_ns: i64) -> Result<i64> {
         self.position_at_time_from(recording_id, timestamp_ns, Default::default())
     }
 
@@ -463,7 +464,7 @@ impl Archive {
     /// Unknown id, an unreadable time index or segment.
     pub fn position_at_time_from(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
@@ -483,7 +484,7 @@ impl Archive {
     /// # Errors
     /// Unknown recording; a position before the start, past the end or not at a frame start; a
     /// replay channel the driver refuses.
-    pub fn start_replay(&self, request: &ReplayRequest) -> Result<i64> {
+    pub fn start_replay(&self, request: &ReplayRequest) -> Result<ReplayId> {
         let pending = self.begin_replay(request)?;
         let replay_id = pending.id();
         let outcome = pending.wait();
@@ -503,12 +504,12 @@ impl Archive {
 
     /// Whether a replay begun with [`Self::begin_replay`] has started: `None` while the replayer
     /// has not answered; then its replay id, or why it could not start.
-    pub fn poll_replay_start(&self, pending: &PendingReplay) -> Option<Result<i64>> {
+    pub fn poll_replay_start(&self, pending: &PendingReplay) -> Option<Result<ReplayId>> {
         let outcome = pending.poll()?;
         Some(self.end_replay_start(pending.id(), outcome))
     }
 
-    fn end_replay_start(&self, replay_id: i64, outcome: Result<i64>) -> Result<i64> {
+    fn end_replay_start(&self, replay_id: ReplayId, outcome: Result<ReplayId>) -> Result<ReplayId> {
         if outcome.is_ok() {
             return outcome;
         }
@@ -529,7 +530,7 @@ impl Archive {
     /// Unknown recording; [`ArchiveError::Active`] if it is being recorded;
     /// [`StoreError::BadPosition`](tern_store::StoreError::BadPosition) for a position outside `[start, stop]`, not a multiple of
     /// 32, or not the start of a frame; a file error.
-    pub fn truncate_recording(&self, recording_id: i64, position: i64) -> Result<usize> {
+    pub fn truncate_recording(&self, recording_id: RecordingId, position: i64) -> Result<usize> {
         self.begin_truncate(recording_id, position, true)?.wait()
     }
 
@@ -542,7 +543,7 @@ impl Archive {
     /// As [`Self::truncate_recording`].
     pub fn truncate_recording_in_background(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
     ) -> Result<usize> {
         self.begin_truncate(recording_id, position, false)?.wait()
@@ -557,7 +558,7 @@ impl Archive {
     /// What can be told at once: unknown recording, active or busy, a bad position.
     pub fn begin_truncate(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
         wait: bool,
     ) -> Result<Pending<usize>> {
@@ -573,7 +574,7 @@ impl Archive {
     /// # Errors
     /// Unknown recording; [`ArchiveError::Active`] if it is being recorded;
     /// [`ArchiveError::ReplayRunning`] if a replay reads it; a file error.
-    pub fn purge_recording(&self, recording_id: i64) -> Result<usize> {
+    pub fn purge_recording(&self, recording_id: RecordingId) -> Result<usize> {
         self.ask(move |state| state.begin_purge(recording_id, true))??
             .wait()
     }
@@ -584,7 +585,7 @@ impl Archive {
     ///
     /// # Errors
     /// As [`Self::purge_recording`].
-    pub fn purge_recording_in_background(&self, recording_id: i64) -> Result<usize> {
+    pub fn purge_recording_in_background(&self, recording_id: RecordingId) -> Result<usize> {
         self.ask(move |state| state.begin_purge(recording_id, false))??
             .wait()
     }
@@ -597,7 +598,7 @@ impl Archive {
     /// # Errors
     /// Unknown or ended replay; a position that is not a frame start of the recording; a replay
     /// channel the driver refuses.
-    pub fn seek_replay(&self, replay_id: i64, position: i64) -> Result<i32> {
+    pub fn seek_replay(&self, replay_id: ReplayId, position: i64) -> Result<i32> {
         self.begin_seek(replay_id, position)?.wait()
     }
 
@@ -606,7 +607,7 @@ impl Archive {
     ///
     /// # Errors
     /// What [`Self::seek_replay`] can tell before the replayer has the request.
-    pub fn begin_seek(&self, replay_id: i64, position: i64) -> Result<PendingSeek> {
+    pub fn begin_seek(&self, replay_id: ReplayId, position: i64) -> Result<PendingSeek> {
         self.ask(move |state| state.begin_seek(replay_id, position))?
     }
 
@@ -617,7 +618,7 @@ impl Archive {
     /// As [`Self::seek_replay`], and a missing or unreadable time index.
     pub fn seek_replay_to_time(
         &self,
-        replay_id: i64,
+        replay_id: ReplayId,
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<i32> {
@@ -631,7 +632,7 @@ impl Archive {
     /// As [`Self::begin_seek`], and a missing or unreadable time index.
     pub fn begin_seek_to_time(
         &self,
-        replay_id: i64,
+        replay_id: ReplayId,
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<PendingSeek> {
@@ -642,7 +643,7 @@ impl Archive {
     ///
     /// # Errors
     /// The replay id is unknown.
-    pub fn replay_status(&self, replay_id: i64) -> Result<Arc<ReplayStatus>> {
+    pub fn replay_status(&self, replay_id: ReplayId) -> Result<Arc<ReplayStatus>> {
         self.ask(move |state| state.replay_status(replay_id))?
     }
 
@@ -651,7 +652,7 @@ impl Archive {
     ///
     /// # Errors
     /// The replay id is unknown or the replay has ended, or the archive is not running.
-    pub fn pause_replay(&self, replay_id: i64) -> Result<()> {
+    pub fn pause_replay(&self, replay_id: ReplayId) -> Result<()> {
         self.ask(move |state| state.pause_replay(replay_id))?
     }
 
@@ -659,7 +660,7 @@ impl Archive {
     ///
     /// # Errors
     /// The replay id is unknown or the replay has ended, or the archive is not running.
-    pub fn resume_replay(&self, replay_id: i64) -> Result<()> {
+    pub fn resume_replay(&self, replay_id: ReplayId) -> Result<()> {
         self.ask(move |state| state.resume_replay(replay_id))?
     }
 
@@ -667,13 +668,13 @@ impl Archive {
     ///
     /// # Errors
     /// The replay id is unknown, or the archive is not running.
-    pub fn stop_replay(&self, replay_id: i64) -> Result<()> {
+    pub fn stop_replay(&self, replay_id: ReplayId) -> Result<()> {
         self.ask(move |state| state.stop_replay(replay_id))?
     }
 
     /// Stop every running replay of `recording_id` (of every recording for `None`); returns how
     /// many were asked to stop.
-    pub fn stop_all_replays(&self, recording_id: Option<i64>) -> usize {
+    pub fn stop_all_replays(&self, recording_id: Option<RecordingId>) -> usize {
         self.ask(move |state| state.stop_all_replays(recording_id))
             .unwrap_or(0)
     }
@@ -685,7 +686,12 @@ impl Archive {
     /// # Errors
     /// A bad name, an unknown recording, a position that is not a frame start, too many
     /// cursors, or the cursor file cannot be written (the cursor keeps its old value).
-    pub fn set_cursor(&self, name: &str, recording_id: i64, position: i64) -> Result<Cursor> {
+    pub fn set_cursor(
+        &self,
+        name: &str,
+        recording_id: RecordingId,
+        position: i64,
+    ) -> Result<Cursor> {
         let name = name.to_string();
         self.ask(move |state| state.set_cursor(&name, recording_id, position))?
     }

@@ -34,6 +34,7 @@ use tern_store::descriptor::RecordingDescriptor;
 use tern_store::key::KeyKind;
 use tern_store::progress::RecordingProgress;
 use tern_store::recording_reader::check_replay_position_on;
+use tern_store::{RecordingId, ReplayId};
 use tern_transport::{BackoffIdle, Idle};
 
 /// Finished replays whose statuses are kept (the most recent).
@@ -135,7 +136,7 @@ impl Mailbox {
 /// Files a truncate or purge deletes in the background (Aeron's way: the request is answered
 /// with the count, the `Delete` signal follows when they are gone).
 pub(crate) struct DeleteJob {
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     pub operation: &'static str,
     pub files: Vec<String>,
     /// Answered with the count when the files are gone, for a caller that waits.
@@ -181,7 +182,7 @@ struct Change {
     descriptor: RecordingDescriptor,
     truncated: RecordingDescriptor,
     position: i64,
-    replays: Vec<(i64, Arc<ReplayStatus>)>,
+    replays: Vec<(ReplayId, Arc<ReplayStatus>)>,
     deadline: Instant,
     /// Answer when the files are gone too, not only the record changed.
     wait: bool,
@@ -193,7 +194,7 @@ pub(crate) struct ArchiveState {
     shared: Arc<Shared>,
     catalog: Catalog,
     /// Live positions of every recording recorded since launch.
-    progress: HashMap<i64, Arc<RecordingProgress>>,
+    progress: HashMap<RecordingId, Arc<RecordingProgress>>,
     /// Why an agent thread stopped, if one did.
     agent_failure: Option<String>,
     /// Recordings that could not be written, in the order they failed.
@@ -203,7 +204,7 @@ pub(crate) struct ArchiveState {
     activity: Activity,
     /// The recording subscriptions in force (as the recorder reports them).
     subscriptions: BTreeMap<i64, RecordingSubscriptionInfo>,
-    replays: HashMap<i64, Arc<ReplayStatus>>,
+    replays: HashMap<ReplayId, Arc<ReplayStatus>>,
     cursors: CursorStore,
     /// Truncates waiting for replays to stop.
     changes: Vec<Change>,
@@ -415,12 +416,12 @@ impl ArchiveState {
     /// Note that a recording could not be written, and signal it.
     fn recording_failed(&mut self, failure: RecordingFailure) {
         tracing::error!("{failure}");
-        self.events.signal(
-            RecordingSignalKind::Failed,
-            failure.recording_id,
-            failure.subscription_id,
-            failure.position,
-        );
+        self.events.send(RecordingEvent {
+            signal: RecordingSignalKind::Failed,
+            recording_id: failure.recording_id,
+            subscription_id: failure.subscription_id,
+            position: failure.position,
+        });
         self.failures.push(failure);
     }
 
@@ -498,7 +499,7 @@ impl ArchiveState {
     /// active, busy or not valid. Returns its descriptor.
     fn reserve_extension(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         subscription_id: i64,
     ) -> Result<RecordingDescriptor> {
         if self.activity.active.contains_key(&recording_id) {
@@ -542,7 +543,7 @@ impl ArchiveState {
     }
 
     /// The deleter is done with a truncate's or purge's files.
-    fn deleted(&mut self, recording_id: i64) {
+    fn deleted(&mut self, recording_id: RecordingId) {
         self.activity.busy.remove(&recording_id);
         self.events
             .signal(RecordingSignalKind::Delete, recording_id, -1, -1);
@@ -581,7 +582,7 @@ impl ArchiveState {
         stream_id: i32,
         source: SourceLocation,
         auto_stop: bool,
-        extend: Option<i64>,
+        extend: Option<RecordingId>,
     ) -> Result<PendingRecording> {
         let subscription_id = self.next_id();
         let (reply, wait) = mpsc::channel();
@@ -599,7 +600,7 @@ impl ArchiveState {
 
     pub(crate) fn begin_extend(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         channel: &str,
         stream_id: i32,
         source: SourceLocation,
@@ -621,14 +622,14 @@ impl ArchiveState {
         self.add_recording_subscription(channel, stream_id, source, auto_stop, Some(recording_id))
     }
 
-    pub(crate) fn recording_subscription_of(&self, recording_id: i64) -> Option<i64> {
+    pub(crate) fn recording_subscription_of(&self, recording_id: RecordingId) -> Option<i64> {
         self.activity.active.get(&recording_id).copied()
     }
 
     pub(crate) fn begin_stop_by_identity(
         &mut self,
-        recording_id: i64,
-    ) -> Result<Option<(i64, Pending<Vec<i64>>)>> {
+        recording_id: RecordingId,
+    ) -> Result<Option<(i64, Pending<Vec<RecordingId>>)>> {
         self.catalog.get(recording_id)?;
         match self.recording_subscription_of(recording_id) {
             Some(subscription_id) => self
@@ -641,7 +642,7 @@ impl ArchiveState {
     pub(crate) fn begin_stop_recording(
         &mut self,
         subscription_id: i64,
-    ) -> Result<Pending<Vec<i64>>> {
+    ) -> Result<Pending<Vec<RecordingId>>> {
         let (reply, wait) = mpsc::channel();
         self.to_recorder(RecorderCommand::Stop {
             subscription_id,
@@ -690,15 +691,15 @@ impl ArchiveState {
             .collect()
     }
 
-    pub(crate) fn recording(&self, recording_id: i64) -> Result<RecordingInfo> {
+    pub(crate) fn recording(&self, recording_id: RecordingId) -> Result<RecordingInfo> {
         let descriptor = self.catalog.get(recording_id)?;
         Ok(self.info(descriptor))
     }
 
     /// The recordings recorded since launch with their stream ids and live positions (for the
     /// metrics), in id order.
-    pub(crate) fn progress_samples(&self) -> Vec<(i64, i32, Arc<RecordingProgress>)> {
-        let mut samples: Vec<(i64, i32, Arc<RecordingProgress>)> = self
+    pub(crate) fn progress_samples(&self) -> Vec<(RecordingId, i32, Arc<RecordingProgress>)> {
+        let mut samples: Vec<(RecordingId, i32, Arc<RecordingProgress>)> = self
             .progress
             .iter()
             .filter_map(|(id, progress)| {
@@ -712,7 +713,7 @@ impl ArchiveState {
 
     pub(crate) fn position_at_time_from(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
@@ -739,7 +740,7 @@ impl ArchiveState {
     /// readable for a while (a client reads how its replay ended), the table does not grow
     /// without bound in an archive that runs for months.
     fn forget_finished_replays(&mut self) {
-        let mut finished: Vec<i64> = self
+        let mut finished: Vec<ReplayId> = self
             .replays
             .iter()
             .filter(|(_, status)| status.is_finished())
@@ -815,7 +816,7 @@ impl ArchiveState {
         }
         let sequence = self.next_id();
         let session_id = new_session_id(sequence);
-        let replay_id = (sequence << 32) | i64::from(session_id as u32);
+        let replay_id = ReplayId::new((sequence << 32) | i64::from(session_id as u32));
         let status = Arc::new(ReplayStatus::new_at(
             request.recording_id,
             position,
@@ -854,13 +855,20 @@ impl ArchiveState {
 
     /// Whether a begun replay has started (`None`: not answered yet); a refused one is
     /// forgotten.
-    pub(crate) fn poll_replay_start(&mut self, pending: &PendingReplay) -> Option<Result<i64>> {
+    pub(crate) fn poll_replay_start(
+        &mut self,
+        pending: &PendingReplay,
+    ) -> Option<Result<ReplayId>> {
         let outcome = pending.poll()?;
         Some(self.end_replay_start(pending.id(), outcome))
     }
 
     /// Take in the outcome of a begun replay's start: a refused one is forgotten.
-    pub(crate) fn end_replay_start(&mut self, replay_id: i64, outcome: Result<i64>) -> Result<i64> {
+    pub(crate) fn end_replay_start(
+        &mut self,
+        replay_id: ReplayId,
+        outcome: Result<ReplayId>,
+    ) -> Result<ReplayId> {
         if outcome.is_err() {
             self.replays.remove(&replay_id);
         }
@@ -868,7 +876,10 @@ impl ArchiveState {
     }
 
     /// Replays not yet ended, of one recording or of all.
-    fn running_replays(&self, recording_id: Option<i64>) -> Vec<(i64, Arc<ReplayStatus>)> {
+    fn running_replays(
+        &self,
+        recording_id: Option<RecordingId>,
+    ) -> Vec<(ReplayId, Arc<ReplayStatus>)> {
         self.replays
             .iter()
             .filter(|(_, status)| !status.is_finished())
@@ -878,7 +889,7 @@ impl ArchiveState {
     }
 
     /// Mark a recording busy for a truncate or purge: refused if it is active or busy.
-    fn begin_change(&mut self, recording_id: i64, operation: &'static str) -> Result<()> {
+    fn begin_change(&mut self, recording_id: RecordingId, operation: &'static str) -> Result<()> {
         if self.activity.active.contains_key(&recording_id) {
             return Err(ArchiveError::Active {
                 recording_id,
@@ -898,7 +909,7 @@ impl ArchiveState {
     /// delete, once the record is changed (`wait`: once they are deleted too).
     pub(crate) fn begin_truncate(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
         wait: bool,
     ) -> Result<Pending<usize>> {
@@ -1021,7 +1032,7 @@ impl ArchiveState {
     /// (`segments`) goes now, or then if the caller waits.
     fn delete_later(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         operation: &'static str,
         files: Vec<String>,
         segments: usize,
@@ -1064,7 +1075,11 @@ impl ArchiveState {
     }
 
     /// Purge a stopped recording no replay reads; the answer as for a truncate.
-    pub(crate) fn begin_purge(&mut self, recording_id: i64, wait: bool) -> Result<Pending<usize>> {
+    pub(crate) fn begin_purge(
+        &mut self,
+        recording_id: RecordingId,
+        wait: bool,
+    ) -> Result<Pending<usize>> {
         self.begin_change(recording_id, "purge")?;
         let purged = self.purge(recording_id);
         let (reply, answer) = mpsc::channel();
@@ -1080,7 +1095,7 @@ impl ArchiveState {
         }
     }
 
-    fn purge(&mut self, recording_id: i64) -> Result<(Vec<String>, usize)> {
+    fn purge(&mut self, recording_id: RecordingId) -> Result<(Vec<String>, usize)> {
         let descriptor = self.catalog.get(recording_id)?.clone();
         let deleted_record = crate::operations::plan_purge(&descriptor)?;
         if !self.running_replays(Some(recording_id)).is_empty() {
@@ -1097,7 +1112,7 @@ impl ArchiveState {
         Ok((files, segments))
     }
 
-    pub(crate) fn begin_seek(&mut self, replay_id: i64, position: i64) -> Result<PendingSeek> {
+    pub(crate) fn begin_seek(&mut self, replay_id: ReplayId, position: i64) -> Result<PendingSeek> {
         self.running_replay(replay_id)?;
         let status = self.replay_status(replay_id)?;
         let info = self.recording(status.recording_id())?;
@@ -1116,7 +1131,7 @@ impl ArchiveState {
 
     pub(crate) fn begin_seek_to_time(
         &mut self,
-        replay_id: i64,
+        replay_id: ReplayId,
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<PendingSeek> {
@@ -1125,24 +1140,24 @@ impl ArchiveState {
         self.begin_seek(replay_id, position)
     }
 
-    pub(crate) fn replay_status(&self, replay_id: i64) -> Result<Arc<ReplayStatus>> {
+    pub(crate) fn replay_status(&self, replay_id: ReplayId) -> Result<Arc<ReplayStatus>> {
         self.replays
             .get(&replay_id)
             .cloned()
             .ok_or(ArchiveError::UnknownReplay(replay_id))
     }
 
-    pub(crate) fn pause_replay(&self, replay_id: i64) -> Result<()> {
+    pub(crate) fn pause_replay(&self, replay_id: ReplayId) -> Result<()> {
         self.running_replay(replay_id)?;
         self.to_replayer(ReplayerCommand::Pause { replay_id })
     }
 
-    pub(crate) fn resume_replay(&self, replay_id: i64) -> Result<()> {
+    pub(crate) fn resume_replay(&self, replay_id: ReplayId) -> Result<()> {
         self.running_replay(replay_id)?;
         self.to_replayer(ReplayerCommand::Resume { replay_id })
     }
 
-    fn running_replay(&self, replay_id: i64) -> Result<()> {
+    fn running_replay(&self, replay_id: ReplayId) -> Result<()> {
         let status = self.replay_status(replay_id)?;
         if status.is_finished() {
             return Err(ArchiveError::Invalid(format!(
@@ -1153,12 +1168,12 @@ impl ArchiveState {
         Ok(())
     }
 
-    pub(crate) fn stop_replay(&self, replay_id: i64) -> Result<()> {
+    pub(crate) fn stop_replay(&self, replay_id: ReplayId) -> Result<()> {
         self.replay_status(replay_id)?;
         self.to_replayer(ReplayerCommand::Stop { replay_id })
     }
 
-    pub(crate) fn stop_all_replays(&self, recording_id: Option<i64>) -> usize {
+    pub(crate) fn stop_all_replays(&self, recording_id: Option<RecordingId>) -> usize {
         self.running_replays(recording_id)
             .into_iter()
             .filter(|(replay_id, _)| self.stop_replay(*replay_id).is_ok())
@@ -1168,7 +1183,7 @@ impl ArchiveState {
     pub(crate) fn set_cursor(
         &mut self,
         name: &str,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
     ) -> Result<Cursor> {
         tern_store::cursors::check_cursor_name(name)?;
@@ -1224,7 +1239,7 @@ mod tests {
         replayer: Receiver<ReplayerCommand>,
         deleter: Receiver<DeleteJob>,
         _recorder: Receiver<RecorderCommand>,
-        recording_id: i64,
+        recording_id: RecordingId,
         /// Frame starts of the recording.
         frames: Vec<i64>,
         _dir: Option<tempfile::TempDir>,
@@ -1256,7 +1271,7 @@ mod tests {
             replayer: replayer_receiver,
             deleter: deleter_receiver,
             _recorder: recorder_receiver,
-            recording_id: 0,
+            recording_id: RecordingId::new(0),
             frames: Vec::new(),
             _dir: None,
         }
@@ -1278,28 +1293,34 @@ mod tests {
     #[test]
     fn finished_replays_are_forgotten_past_the_most_recent_ones_and_running_ones_never() {
         let mut fixture = fixture();
-        let running = Arc::new(ReplayStatus::new_at(0, 0, 1));
-        fixture.state.replays.insert(1 << 50, running);
+        let running = Arc::new(ReplayStatus::new_at(RecordingId::new(0), 0, 1));
+        fixture
+            .state
+            .replays
+            .insert(ReplayId::new(1 << 50), running);
         for sequence in 0..(FINISHED_REPLAYS_KEPT as i64 + 10) {
-            let status = Arc::new(ReplayStatus::new_at(0, 0, 3));
+            let status = Arc::new(ReplayStatus::new_at(RecordingId::new(0), 0, 3));
             status.set_state(ReplayState::Done);
-            fixture.state.replays.insert(sequence << 32, status);
+            fixture
+                .state
+                .replays
+                .insert(ReplayId::new(sequence << 32), status);
         }
         fixture.state.forget_finished_replays();
         assert_eq!(fixture.state.replays.len(), FINISHED_REPLAYS_KEPT + 1);
         assert!(
-            fixture.state.replays.contains_key(&(1 << 40)),
+            fixture.state.replays.contains_key(&ReplayId::new(1 << 40)),
             "the running one stays"
         );
         assert!(
-            !fixture.state.replays.contains_key(&0),
+            !fixture.state.replays.contains_key(&ReplayId::new(0)),
             "the oldest finished goes"
         );
         assert!(
-            fixture.state.replays.contains_key(&(10 << 32)),
+            fixture.state.replays.contains_key(&ReplayId::new(10 << 32)),
             "the 1024 most recent stay"
         );
-        assert!(!fixture.state.replays.contains_key(&(9 << 32)));
+        assert!(!fixture.state.replays.contains_key(&ReplayId::new(9 << 32)));
     }
 
     /// The conductor's loop on its own thread: a command that panics (a bug) gets no answer and
@@ -1362,7 +1383,10 @@ mod tests {
         };
         truncates_survive_a_crash_after_any_sync(|storage, cut| {
             let mut fixture = running(storage);
-            let pending = fixture.state.begin_truncate(0, cut, false).expect("begun");
+            let pending = fixture
+                .state
+                .begin_truncate(RecordingId::new(0), cut, false)
+                .expect("begun");
             pending
                 .poll()
                 .expect("no replay: at once")
@@ -1371,21 +1395,24 @@ mod tests {
         });
         purges_survive_a_crash_after_any_sync(|storage| {
             let mut fixture = running(storage);
-            let pending = fixture.state.begin_purge(0, false).expect("begun");
+            let pending = fixture
+                .state
+                .begin_purge(RecordingId::new(0), false)
+                .expect("begun");
             pending.poll().expect("at once").expect("purged");
             deleter_part(&fixture, storage);
         });
     }
 
     /// A replay of the recording the replayer has taken (connecting, not finished).
-    fn running_replay(fixture: &mut Fixture) -> (i64, Arc<ReplayStatus>) {
+    fn running_replay(fixture: &mut Fixture) -> (ReplayId, Arc<ReplayStatus>) {
         let status = Arc::new(ReplayStatus::new_at(fixture.recording_id, 0, 7));
-        let replay_id = 0x1234;
+        let replay_id = ReplayId::new(0x1234);
         fixture.state.replays.insert(replay_id, status.clone());
         (replay_id, status)
     }
 
-    fn replay_request(recording_id: i64) -> ReplayRequest {
+    fn replay_request(recording_id: RecordingId) -> ReplayRequest {
         ReplayRequest {
             recording_id,
             channel: "aeron:ipc".into(),
@@ -1471,7 +1498,7 @@ mod tests {
         fixture.state.deleted(recording_id);
         let signal = events.try_recv().expect("Delete signalled");
         assert_eq!(signal.signal, RecordingSignalKind::Delete);
-        assert_eq!(signal.recording_id, recording_id);
+        assert_eq!(signal.recording_id, Some(recording_id));
         let again = fixture
             .state
             .begin_truncate(recording_id, fixture.frames[10], false)

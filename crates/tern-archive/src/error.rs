@@ -2,6 +2,7 @@
 
 use tern_protocol::ArchiveErrorCode;
 use tern_store::StoreError;
+use tern_store::{RecordingId, ReplayId};
 
 /// An archive error. Each names what it was about: the file and offset, the recording, the position.
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +16,7 @@ pub enum ArchiveError {
     Invalid(String),
     /// No replay has this id.
     #[error("unknown replay id {0}")]
-    UnknownReplay(i64),
+    UnknownReplay(ReplayId),
     /// No recording subscription has this id.
     #[error("unknown recording subscription id {0}")]
     UnknownSubscription(i64),
@@ -30,7 +31,7 @@ pub enum ArchiveError {
     #[error("cannot {operation} active recording {recording_id}")]
     Active {
         /// The recording.
-        recording_id: i64,
+        recording_id: RecordingId,
         /// What was asked: "truncate", "purge", "extend".
         operation: &'static str,
     },
@@ -38,7 +39,7 @@ pub enum ArchiveError {
     #[error("cannot purge recording {recording_id} with active replay")]
     ReplayRunning {
         /// The recording.
-        recording_id: i64,
+        recording_id: RecordingId,
     },
     /// A recording subscription already exists for this channel and stream.
     #[error("{channel} stream {stream_id} is already recorded (subscription {subscription_id})")]
@@ -111,17 +112,22 @@ mod tests {
         let cases = [
             (io(libc::ENOSPC), 11),
             (io(libc::EIO), 0),
-            (StoreError::UnknownRecording(1).into(), 5),
-            (ArchiveError::UnknownReplay(1), 6),
+            (StoreError::UnknownRecording(RecordingId::new(1)).into(), 5),
+            (ArchiveError::UnknownReplay(ReplayId::new(1)), 6),
             (ArchiveError::UnknownSubscription(1), 4),
             (
                 ArchiveError::Active {
-                    recording_id: 1,
+                    recording_id: RecordingId::new(1),
                     operation: "truncate",
                 },
                 2,
             ),
-            (ArchiveError::ReplayRunning { recording_id: 1 }, 2),
+            (
+                ArchiveError::ReplayRunning {
+                    recording_id: RecordingId::new(1),
+                },
+                2,
+            ),
             (
                 ArchiveError::DuplicateSubscription {
                     channel: "aeron:ipc".into(),
@@ -134,7 +140,7 @@ mod tests {
             (ArchiveError::MaxRecordings(64), 8),
             (
                 StoreError::BadPosition {
-                    recording_id: 1,
+                    recording_id: RecordingId::new(1),
                     position: 3,
                     reason: "not frame aligned".into(),
                 }
@@ -148,7 +154,7 @@ mod tests {
         }
         assert_eq!(
             ArchiveError::Active {
-                recording_id: 4,
+                recording_id: RecordingId::new(4),
                 operation: "truncate"
             }
             .to_string(),

@@ -2,6 +2,7 @@
 //! subscriber of [`Archive::subscribe_events`](crate::Archive::subscribe_events).
 
 use std::sync::mpsc::{self, Receiver, Sender};
+use tern_store::RecordingId;
 
 /// What happened to a recording (Aeron's `RecordingSignal`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,8 +28,8 @@ pub enum RecordingSignalKind {
 pub struct RecordingEvent {
     /// What happened.
     pub signal: RecordingSignalKind,
-    /// The recording.
-    pub recording_id: i64,
+    /// The recording; `None` only for a [`RecordingSignalKind::Failed`] before it had an id.
+    pub recording_id: Option<RecordingId>,
     /// The recording subscription it came through (-1 for [`RecordingSignalKind::Delete`]).
     pub subscription_id: i64,
     /// The position (see [`RecordingSignalKind`]; -1 for [`RecordingSignalKind::Delete`]).
@@ -60,13 +61,13 @@ impl EventBus {
     pub(crate) fn signal(
         &mut self,
         signal: RecordingSignalKind,
-        recording_id: i64,
+        recording_id: RecordingId,
         subscription_id: i64,
         position: i64,
     ) {
         self.send(RecordingEvent {
             signal,
-            recording_id,
+            recording_id: Some(recording_id),
             subscription_id,
             position,
         });
@@ -82,9 +83,9 @@ mod tests {
         let mut bus = EventBus::default();
         let first = bus.subscribe();
         let second = bus.subscribe();
-        bus.signal(RecordingSignalKind::Start, 3, 7, 64);
+        bus.signal(RecordingSignalKind::Start, RecordingId::new(3), 7, 64);
         drop(second);
-        bus.signal(RecordingSignalKind::Stop, 3, 7, 128);
+        bus.signal(RecordingSignalKind::Stop, RecordingId::new(3), 7, 128);
         assert_eq!(bus.subscribers.len(), 1);
         let seen: Vec<RecordingSignalKind> = first.try_iter().map(|event| event.signal).collect();
         assert_eq!(

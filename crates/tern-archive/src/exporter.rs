@@ -67,7 +67,7 @@ impl Collector for ArchiveCollector {
             .into_iter()
             .map(|(recording_id, stream_id, progress)| RecordingSample {
                 labels: [
-                    ("recording_id", recording_id),
+                    ("recording_id", recording_id.get()),
                     ("stream_id", i64::from(stream_id)),
                 ],
                 progress,

@@ -52,8 +52,8 @@ pub use tern_store::{
     check_cursor_name, check_replay_position, epoch_nanos, find_end, list_segments,
     rebuild_catalog, Catalog, CatalogEntry, Cursor, FieldWidth, FrameRef, KeyFilter, KeyIndexCheck,
     KeyKind, RebuildReport, RebuiltFrom, RebuiltRecording, RecordState, RecordingDescriptor,
-    RecordingProgress, RecordingReader, ScanStop, SegmentGeometry, SegmentWriter, StoreError,
-    TimeEntry, TimeIndexReader, TimeSeek, TimeSource, TimeUnit, WriteMode, CATALOG_FILE,
-    CURSOR_FILE, LOCK_FILE, MAX_CURSORS, MAX_CURSOR_NAME, NULL_POSITION, RECORD_LENGTH,
-    UNKNOWN_CHANNEL,
+    RecordingId, RecordingProgress, RecordingReader, ReplayId, ScanStop, SegmentGeometry,
+    SegmentWriter, StoreError, TimeEntry, TimeIndexReader, TimeSeek, TimeSource, TimeUnit,
+    WriteMode, CATALOG_FILE, CURSOR_FILE, LOCK_FILE, MAX_CURSORS, MAX_CURSOR_NAME, NULL_POSITION,
+    RECORD_LENGTH, UNKNOWN_CHANNEL,
 };

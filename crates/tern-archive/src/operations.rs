@@ -21,15 +21,16 @@ use tern_store::storage::{OpenOptions, Storage};
 use tern_store::time_index::{
     read_time_index_on, time_index_file_name, ENTRY_LENGTH, HEADER_LENGTH,
 };
+use tern_store::RecordingId;
 
 /// Which recordings are being recorded (and through which subscription), and which a truncate,
 /// purge or extension is working on.
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     /// Active recordings: recording id → recording subscription id.
-    pub active: HashMap<i64, i64>,
+    pub active: HashMap<RecordingId, i64>,
     /// Recordings a truncate or purge is changing.
-    pub busy: HashSet<i64>,
+    pub busy: HashSet<RecordingId>,
 }
 
 /// A file of a recording in the archive directory.
@@ -46,7 +47,7 @@ struct RecordingFile {
 fn files_of(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
 ) -> Result<Vec<RecordingFile>> {
     let segment_prefix = format!("{recording_id}-");
     let own_prefix = format!("{recording_id}.");
@@ -241,7 +242,7 @@ pub(crate) fn cut_in_place(
 fn truncate_time_index(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     position: i64,
 ) -> Result<()> {
     let path = dir.join(time_index_file_name(recording_id));
@@ -281,7 +282,7 @@ fn truncate_time_index(
 pub(crate) fn plan_delete(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
 ) -> Result<(Vec<String>, usize)> {
     let mut files = files_of(storage, dir, recording_id)?;
     files.sort_by_key(|file| std::cmp::Reverse(file.base));
@@ -300,7 +301,7 @@ pub(crate) fn plan_delete(
 pub(crate) fn delete_files(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
 ) -> Result<usize> {
     let (files, segments) = plan_delete(storage, dir, recording_id)?;
     delete_named(storage, dir, &files)?;
@@ -318,7 +319,7 @@ pub(crate) fn finish_purges(
     dir: &Path,
     catalog: &Catalog,
 ) -> Result<usize> {
-    let deleted: std::collections::BTreeSet<i64> = catalog
+    let deleted: std::collections::BTreeSet<RecordingId> = catalog
         .entries()
         .iter()
         .filter_map(|entry| match entry {
@@ -339,7 +340,7 @@ pub(crate) fn finish_purges(
         .map_err(io_error(dir, "list archive directory"))?
     {
         let digits = name.bytes().take_while(u8::is_ascii_digit).count();
-        let owner = name[..digits].parse::<i64>().ok();
+        let owner = name[..digits].parse::<RecordingId>().ok();
         let separator = name.as_bytes().get(digits).copied();
         if let (Some(owner), Some(b'-' | b'.')) = (owner, separator) {
             if deleted.contains(&owner) {
@@ -427,7 +428,11 @@ pub(crate) fn plan_purge(descriptor: &RecordingDescriptor) -> Result<RecordingDe
 /// # Errors
 /// The directory is in use by a running archive; the recording is unknown, active or interrupted
 /// (a running archive recovers it first); a bad position; a file error.
-pub fn truncate_recording_offline(dir: &Path, recording_id: i64, position: i64) -> Result<usize> {
+pub fn truncate_recording_offline(
+    dir: &Path,
+    recording_id: RecordingId,
+    position: i64,
+) -> Result<usize> {
     let _lock = tern_store::lock_directory(dir)?;
     truncate_on(&tern_store::disk(), dir, recording_id, position)
 }
@@ -437,7 +442,7 @@ pub fn truncate_recording_offline(dir: &Path, recording_id: i64, position: i64) 
 pub(crate) fn truncate_on(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     position: i64,
 ) -> Result<usize> {
     let mut catalog = Catalog::open_on(storage, dir, true)?;
@@ -454,14 +459,18 @@ pub(crate) fn truncate_on(
 /// # Errors
 /// The directory is in use by a running archive; the recording is unknown, active or interrupted;
 /// a file error.
-pub fn purge_recording_offline(dir: &Path, recording_id: i64) -> Result<usize> {
+pub fn purge_recording_offline(dir: &Path, recording_id: RecordingId) -> Result<usize> {
     let _lock = tern_store::lock_directory(dir)?;
     purge_on(&tern_store::disk(), dir, recording_id)
 }
 
 /// A purge of a stopped recording on `storage`, with no archive running: the record first,
 /// then the files.
-pub(crate) fn purge_on(storage: &Arc<dyn Storage>, dir: &Path, recording_id: i64) -> Result<usize> {
+pub(crate) fn purge_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    recording_id: RecordingId,
+) -> Result<usize> {
     let mut catalog = Catalog::open_on(storage, dir, true)?;
     let descriptor = catalog.get(recording_id)?.clone();
     catalog.update(&plan_purge(&descriptor)?)?;
@@ -490,14 +499,15 @@ pub(crate) mod tests {
     #[test]
     fn cutting_keeps_the_prefix_and_deletes_later_segments_and_the_cut_segments_sidecars() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut descriptor = tern_store::descriptor::sample(7);
+        let mut descriptor = tern_store::descriptor::sample(RecordingId::new(7));
         descriptor.start_position = 0;
         descriptor.segment_length = 1 << 17;
         descriptor.term_length = 1 << 16;
         let segment = 1u64 << 17;
         for base in [0u64, segment, 2 * segment] {
             std::fs::write(
-                dir.path().join(segment_file_name(7, base as i64)),
+                dir.path()
+                    .join(segment_file_name(RecordingId::new(7), base as i64)),
                 vec![0xAB; segment as usize],
             )
             .expect("segment");
@@ -610,7 +620,7 @@ pub(crate) mod tests {
         #[test]
         fn a_crash_after_any_sync_of_a_truncate_leaves_the_old_or_the_new_recording_whole() {
             truncates_survive_a_crash_after_any_sync(|storage, cut| {
-                truncate_on(storage, Path::new(DIR), 0, cut).expect("truncated");
+                truncate_on(storage, Path::new(DIR), RecordingId::new(0), cut).expect("truncated");
             });
         }
 
@@ -659,7 +669,7 @@ pub(crate) mod tests {
                             .expect("listed");
                     assert!(
                         segments
-                            .get(&0)
+                            .get(&RecordingId::new(0))
                             .into_iter()
                             .flatten()
                             .all(|base| *base <= last),
@@ -681,7 +691,7 @@ pub(crate) mod tests {
         #[test]
         fn a_crash_after_any_sync_of_a_purge_leaves_the_recording_whole_or_gone() {
             purges_survive_a_crash_after_any_sync(|storage| {
-                purge_on(storage, Path::new(DIR), 0).expect("purged");
+                purge_on(storage, Path::new(DIR), RecordingId::new(0)).expect("purged");
             });
         }
 

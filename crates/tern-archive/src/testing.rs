@@ -6,7 +6,7 @@ use tern_store::catalog::Catalog;
 use tern_store::descriptor::{RecordState, RecordingDescriptor};
 use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
 use tern_store::time_index::TimeIndexWriter;
-use tern_store::{Io, WriteMode};
+use tern_store::{Io, RecordingId, WriteMode};
 use tern_transport::{BlockSource, SimLog, SimStream};
 
 /// Term and segment length of the recordings written here.
@@ -37,7 +37,7 @@ pub(crate) fn stopped_recording(io: &Io, dir: &Path, messages: u32) -> Written {
         mtu: 1408,
         start_position: 0,
     };
-    let recording_id = catalog.entries().len() as i64;
+    let recording_id = RecordingId::new(catalog.entries().len() as i64);
     let log = SimLog::new(stream);
     let image = log.image();
     let geometry = SegmentGeometry {

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::key::KeyFilter;
+use tern_store::{RecordingId, ReplayId};
 
 /// How long an agent has to answer a request (and a launch to start an agent) before the asker
 /// hears that it did not.
@@ -91,7 +92,7 @@ impl<T> Pending<T> {
 ///
 /// # Errors
 /// The recorder's error.
-pub fn stopped_by_identity(outcome: Result<Vec<i64>>) -> Result<bool> {
+pub fn stopped_by_identity(outcome: Result<Vec<RecordingId>>) -> Result<bool> {
     match outcome {
         Ok(_) => Ok(true),
         Err(ArchiveError::UnknownSubscription(_)) => Ok(false),
@@ -134,7 +135,7 @@ impl<I: Copy> Begun<I> {
 
 /// A replay handed to the replayer and not yet started ([`Archive::begin_replay`](crate::Archive::begin_replay); its outcome
 /// through [`Archive::poll_replay_start`](crate::Archive::poll_replay_start), which also forgets a refused one).
-pub type PendingReplay = Begun<i64>;
+pub type PendingReplay = Begun<ReplayId>;
 /// A seek handed to the replayer ([`Archive::begin_seek`](crate::Archive::begin_seek)): the replay's new image session id.
 pub type PendingSeek = Begun<i32>;
 /// A recording subscription handed to the recorder ([`Archive::begin_recording`](crate::Archive::begin_recording),
@@ -145,7 +146,7 @@ pub type PendingRecording = Begun<i64>;
 #[derive(Debug, Clone, Default)]
 pub struct ReplayRequest {
     /// The recording.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// Where to start (a frame start); `None`: the recording's start.
     pub position: Option<i64>,
     /// How many bytes; `None`: to the end.
@@ -212,8 +213,8 @@ pub struct RecordingInfo {
 /// A recording that could not be written: its messages from `position` on are not stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingFailure {
-    /// The recording, or -1 if it failed before it was given an id.
-    pub recording_id: i64,
+    /// The recording; `None` if it failed before it was given an id.
+    pub recording_id: Option<RecordingId>,
     /// The recording subscription it came through.
     pub subscription_id: i64,
     /// The publisher's session id.
@@ -232,10 +233,9 @@ pub struct RecordingFailure {
 
 impl std::fmt::Display for RecordingFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.recording_id >= 0 {
-            write!(f, "recording {} ", self.recording_id)?;
-        } else {
-            write!(f, "a recording ")?;
+        match self.recording_id {
+            Some(recording_id) => write!(f, "recording {recording_id} ")?,
+            None => write!(f, "a recording ")?,
         }
         write!(
             f,

@@ -12,6 +12,7 @@ use tern_store::key::{KeyFilter, KeyKind};
 use tern_store::key_index::{read_manifest, KeyCollector};
 use tern_store::recording_reader::{find_end, list_segments, FrameRef, RecordingReader, ScanStop};
 use tern_store::time_index::{read_time_index, TimeEntry};
+use tern_store::RecordingId;
 use tern_transport::{FragmentAssembler, Header};
 
 /// Bytes read at first for one message of a filtered read (more if it is longer): one message,
@@ -35,7 +36,7 @@ pub struct RecordingView {
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
     /// The recording.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// Data frames checked.
     pub frames: u64,
     /// Bytes checked.
@@ -75,7 +76,7 @@ pub struct SegmentInfo {
 pub struct ArchiveView {
     dir: PathBuf,
     catalog: Catalog,
-    segments: BTreeMap<i64, Vec<i64>>,
+    segments: BTreeMap<RecordingId, Vec<i64>>,
 }
 
 impl ArchiveView {
@@ -103,7 +104,7 @@ impl ArchiveView {
         self.catalog.entries()
     }
 
-    fn bases(&self, recording_id: i64) -> &[i64] {
+    fn bases(&self, recording_id: RecordingId) -> &[i64] {
         self.segments
             .get(&recording_id)
             .map(Vec::as_slice)
@@ -114,7 +115,7 @@ impl ArchiveView {
     ///
     /// # Errors
     /// Unknown id, damaged entry, unreadable segment.
-    pub fn recording(&self, recording_id: i64) -> Result<RecordingView> {
+    pub fn recording(&self, recording_id: RecordingId) -> Result<RecordingView> {
         let descriptor = self.catalog.get(recording_id)?.clone();
         self.view_of(descriptor)
     }
@@ -146,7 +147,7 @@ impl ArchiveView {
     }
 
     /// The segment files of a recording.
-    pub fn segment_files(&self, recording_id: i64) -> Vec<SegmentInfo> {
+    pub fn segment_files(&self, recording_id: RecordingId) -> Vec<SegmentInfo> {
         self.bases(recording_id)
             .iter()
             .map(|base| {
@@ -181,7 +182,7 @@ impl ArchiveView {
     ///
     /// # Errors
     /// Unknown id, or a missing or unreadable time index.
-    pub fn position_at_time(&self, recording_id: i64, timestamp_ns: i64) -> Result<i64> {
+    pub fn position_at_time(&self, recording_id: RecordingId, timestamp_ns: i64) -> Result<i64> {
         self.position_at_time_from(recording_id, timestamp_ns, Default::default())
     }
 
@@ -191,7 +192,7 @@ impl ArchiveView {
     /// Unknown id, an unreadable time index or segment.
     pub fn position_at_time_from(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         timestamp_ns: i64,
         source: tern_store::message_time::TimeSource,
     ) -> Result<i64> {
@@ -212,7 +213,7 @@ impl ArchiveView {
     /// Unknown id, or [`ArchiveError::Invalid`] saying why.
     pub fn check_time_source(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         source: tern_store::message_time::TimeSource,
     ) -> Result<()> {
         let view = self.recording(recording_id)?;
@@ -229,7 +230,11 @@ impl ArchiveView {
     ///
     /// # Errors
     /// Unknown id, or an unreadable segment or manifest.
-    pub fn verify(&self, recording_id: i64, mut progress: impl FnMut(i64)) -> Result<VerifyReport> {
+    pub fn verify(
+        &self,
+        recording_id: RecordingId,
+        mut progress: impl FnMut(i64),
+    ) -> Result<VerifyReport> {
         let view = self.recording(recording_id)?;
         let descriptor = &view.descriptor;
         let kinds = read_manifest(&self.dir, recording_id)?;
@@ -364,7 +369,10 @@ impl ArchiveView {
     ///
     /// # Errors
     /// Unknown id, an unreadable manifest.
-    pub fn key_indexes(&self, recording_id: i64) -> Result<(Vec<KeyKind>, Vec<KeyIndexCheck>)> {
+    pub fn key_indexes(
+        &self,
+        recording_id: RecordingId,
+    ) -> Result<(Vec<KeyKind>, Vec<KeyIndexCheck>)> {
         let view = self.recording(recording_id)?;
         let kinds = read_manifest(&self.dir, recording_id)?;
         let checks = check_recording(
@@ -386,7 +394,7 @@ impl ArchiveView {
     /// read or written.
     pub fn build_key_index(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         kinds: &[KeyKind],
     ) -> Result<Vec<KeyIndexCheck>> {
         let view = self.recording(recording_id)?;
@@ -424,7 +432,7 @@ impl ArchiveView {
     /// Unknown id, a bad position, an unreadable segment, or a damaged frame.
     pub fn frames(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         from: Option<i64>,
         to: Option<i64>,
         mut visit: impl FnMut(&FrameRef<'_>) -> bool,
@@ -452,7 +460,7 @@ impl ArchiveView {
     /// As [`Self::frames`].
     pub fn messages(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         from: Option<i64>,
         to: Option<i64>,
         mut visit: impl FnMut(&[u8], &Header) -> bool,
@@ -502,7 +510,7 @@ impl ArchiveView {
     /// As [`Self::frames`]; a session key of another session.
     pub fn messages_with_key(
         &self,
-        recording_id: i64,
+        recording_id: RecordingId,
         from: Option<i64>,
         to: Option<i64>,
         filter: &KeyFilter,

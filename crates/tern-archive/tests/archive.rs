@@ -6,8 +6,8 @@ mod support;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 use tern_archive::{
-    Archive, ArchiveConfig, ArchiveError, ArchiveView, ReplayRequest, ReplayState, SourceLocation,
-    StoreError,
+    Archive, ArchiveConfig, ArchiveError, ArchiveView, RecordingId, ReplayId, ReplayRequest,
+    ReplayState, SourceLocation, StoreError,
 };
 use tern_transport::{BackoffIdle, Client, Idle, Publication};
 
@@ -296,14 +296,14 @@ fn misaligned_out_of_range_and_unknown_replays_are_clear_errors() {
     );
     let unknown = archive
         .start_replay(&ReplayRequest {
-            recording_id: 99,
+            recording_id: RecordingId::new(99),
             ..request(None)
         })
         .expect_err("unknown");
     assert!(
         matches!(
             unknown,
-            ArchiveError::Store(StoreError::UnknownRecording(99))
+            ArchiveError::Store(StoreError::UnknownRecording(id)) if id == RecordingId::new(99)
         ),
         "{unknown}"
     );
@@ -433,7 +433,7 @@ fn several_replays_of_one_recording_run_at_once() {
         .iter()
         .map(|stream| client.add_subscription("aeron:ipc", *stream).expect("sub"))
         .collect();
-    let replays: Vec<i64> = streams
+    let replays: Vec<ReplayId> = streams
         .iter()
         .map(|stream| {
             archive
@@ -455,7 +455,7 @@ fn several_replays_of_one_recording_run_at_once() {
             work += subscription
                 .poll(
                     |fragment, header| {
-                        assert_eq!(header.session_id, replays[index] as i32);
+                        assert_eq!(header.session_id, replays[index].image_session_id());
                         assert_eq!(
                             u32::from_le_bytes(fragment[4..8].try_into().unwrap()),
                             counts[index]
@@ -523,7 +523,9 @@ fn a_recording_that_cannot_start_does_not_hold_back_its_publisher() {
     );
     let failures = archive.recording_failures();
     assert!(
-        failures.len() == 1 && failures[0].recording_id == 0 && failures[0].error.contains("0.tix"),
+        failures.len() == 1
+            && failures[0].recording_id == Some(RecordingId::new(0))
+            && failures[0].error.contains("0.tix"),
         "the failure is reported: {failures:?}"
     );
     // Many terms' worth: a subscriber that no longer moves would stop this at half a term.

@@ -8,7 +8,7 @@ mod control_support;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_archive::control::{Authenticator, ControlChannel, ControlConfig, ControlServer};
-use tern_archive::{Archive, ArchiveConfig};
+use tern_archive::{Archive, ArchiveConfig, RecordingId, ReplayId};
 use tern_protocol::{
     self as proto, AnyMessage, ControlResponseCode, Message, SourceLocation, TernMessage,
 };
@@ -229,7 +229,7 @@ fn a_session_lists_records_queries_and_replays_as_aeron_does() {
             min_recording_id: 0,
             session_id: fixture
                 .archive
-                .recording(first)
+                .recording(RecordingId::new(first))
                 .expect("r")
                 .descriptor
                 .session_id,
@@ -518,7 +518,10 @@ fn a_client_that_goes_away_loses_its_session_and_its_replays() {
             replay_channel: "aeron:ipc".into(),
         })
     }));
-    let status = fixture.archive.replay_status(replay_id).expect("replay");
+    let status = fixture
+        .archive
+        .replay_status(ReplayId::new(replay_id))
+        .expect("replay");
     assert!(
         !status.is_finished(),
         "a follow replay of an active recording runs"
@@ -594,7 +597,10 @@ fn signals_follow_recordings_and_truncate_and_purge_delete_over_the_protocol() {
         (start.recording_id, start.subscription_id),
         (recording, subscription_id)
     );
-    let info = fixture.archive.recording(recording).expect("recording");
+    let info = fixture
+        .archive
+        .recording(RecordingId::new(recording))
+        .expect("recording");
     assert_eq!(start.position, info.descriptor.start_position);
 
     // Extending an active recording is refused with ACTIVE_RECORDING.
@@ -622,7 +628,10 @@ fn signals_follow_recordings_and_truncate_and_purge_delete_over_the_protocol() {
     assert_eq!(found, 1);
     let stop = next_signal(&mut raw);
     assert_eq!(stop.signal, proto::RecordingSignal::Stop);
-    let stopped = fixture.archive.recording(recording).expect("recording");
+    let stopped = fixture
+        .archive
+        .recording(RecordingId::new(recording))
+        .expect("recording");
     assert_eq!(stop.position, stopped.descriptor.stop_position);
 
     // Truncate to the tenth message: OK, then DELETE; the stop position moved.
@@ -798,7 +807,7 @@ fn a_recording_that_cannot_be_written_is_an_error_to_the_session_that_started_it
     );
     let failures = fixture.archive.recording_failures();
     assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!(failures[0].recording_id, 0);
+    assert_eq!(failures[0].recording_id, Some(RecordingId::new(0)));
     assert_eq!(failures[0].stream_id, 1311);
     // The archive keeps serving: another stream records.
     std::fs::remove_dir(dir.join("0.tix")).expect("unblock");

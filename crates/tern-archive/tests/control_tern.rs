@@ -51,7 +51,7 @@ fn record_two_bursts(fixture: &Fixture, raw: &mut Raw, stream: i32) -> (i64, i64
         })
     }));
     let start = info.descriptor.start_position;
-    (id, start, (end - start) / 40, between)
+    (id.get(), start, (end - start) / 40, between)
 }
 
 fn tern_replay(recording_id: i64, stream: i32) -> impl FnOnce(i64, i64) -> TernMessage {

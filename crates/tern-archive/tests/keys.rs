@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tern_archive::{
-    Archive, ArchiveConfig, ArchiveView, FieldWidth, KeyFilter, KeyKind, ReplayRequest,
-    ReplayState, SourceLocation,
+    Archive, ArchiveConfig, ArchiveView, FieldWidth, KeyFilter, KeyKind, RecordingId,
+    ReplayRequest, ReplayState, SourceLocation,
 };
 use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication};
 
@@ -110,7 +110,7 @@ fn replay_keyed(
         let work = subscription
             .poll(
                 |fragment, header| {
-                    assert_eq!(header.session_id, replay_id as i32);
+                    assert_eq!(header.session_id, replay_id.image_session_id());
                     assembler.on_fragment(fragment, header, &mut |message, header| {
                         received.push((message.to_vec(), header.position))
                     })
@@ -120,7 +120,7 @@ fn replay_keyed(
             .expect("poll");
         if work == 0 && status.is_finished() {
             let consumed = subscription
-                .image_by_session_id(replay_id as i32)
+                .image_by_session_id(replay_id.image_session_id())
                 .map_or(i64::MIN, |image| image.position());
             if consumed >= status.position() || status.state() != ReplayState::Done {
                 break;
@@ -132,7 +132,7 @@ fn replay_keyed(
     (received, status)
 }
 
-fn keyed_request(recording_id: i64, key: &str) -> ReplayRequest {
+fn keyed_request(recording_id: RecordingId, key: &str) -> ReplayRequest {
     ReplayRequest {
         recording_id,
         key: Some(key.parse().expect("key")),
@@ -141,7 +141,12 @@ fn keyed_request(recording_id: i64, key: &str) -> ReplayRequest {
     }
 }
 
-fn index_file(dir: &Path, recording_id: i64, base: i64, kind: &KeyKind) -> std::path::PathBuf {
+fn index_file(
+    dir: &Path,
+    recording_id: RecordingId,
+    base: i64,
+    kind: &KeyKind,
+) -> std::path::PathBuf {
     dir.join(tern_archive::key_index::key_index_file_name(
         recording_id,
         base,

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use tern_archive::frame::term_of;
 use tern_archive::{
     Archive, ArchiveConfig, ArchiveError, ArchiveErrorCode, ArchiveView, RecordingDescriptor,
-    RecordingEvent, RecordingSignalKind, ReplayRequest, ReplayState, SourceLocation, StoreError,
+    RecordingEvent, RecordingId, RecordingSignalKind, ReplayRequest, ReplayState, SourceLocation,
+    StoreError,
 };
 use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle};
 
@@ -39,7 +40,7 @@ fn record_and_stop(
     client: &Client,
     stream: i32,
     sequences: std::ops::Range<u32>,
-) -> (i64, i64) {
+) -> (RecordingId, i64) {
     let subscription_id = archive
         .start_recording("aeron:ipc", stream, SourceLocation::Remote)
         .expect("record");
@@ -72,7 +73,7 @@ fn continuing_channel(descriptor: &RecordingDescriptor, position: i64) -> String
     )
 }
 
-fn replay_request(recording_id: i64) -> ReplayRequest {
+fn replay_request(recording_id: RecordingId) -> ReplayRequest {
     ReplayRequest {
         recording_id,
         channel: "aeron:ipc".into(),
@@ -82,7 +83,7 @@ fn replay_request(recording_id: i64) -> ReplayRequest {
 }
 
 /// Replay the whole recording and return its messages' sequences with the positions after them.
-fn replay_all(archive: &Archive, client: &Client, recording_id: i64) -> Vec<(u32, i64)> {
+fn replay_all(archive: &Archive, client: &Client, recording_id: RecordingId) -> Vec<(u32, i64)> {
     let request = replay_request(recording_id);
     let subscription = client
         .add_subscription(&request.channel, request.stream_id)
@@ -128,7 +129,7 @@ fn replay_all(archive: &Archive, client: &Client, recording_id: i64) -> Vec<(u32
 }
 
 /// The messages of a recording read from its files, with the positions after them.
-fn messages_on_disk(dir: &Path, recording_id: i64) -> Vec<(u32, i64)> {
+fn messages_on_disk(dir: &Path, recording_id: RecordingId) -> Vec<(u32, i64)> {
     let view = ArchiveView::open(dir).expect("view");
     let mut messages = Vec::new();
     view.messages(recording_id, None, None, |bytes, header| {
@@ -141,7 +142,7 @@ fn messages_on_disk(dir: &Path, recording_id: i64) -> Vec<(u32, i64)> {
     messages
 }
 
-fn segment_files(dir: &Path, recording_id: i64) -> Vec<i64> {
+fn segment_files(dir: &Path, recording_id: RecordingId) -> Vec<i64> {
     tern_archive::list_segments(dir)
         .expect("list")
         .remove(&recording_id)
@@ -154,7 +155,7 @@ fn segment_files(dir: &Path, recording_id: i64) -> Vec<i64> {
 fn extend_with(
     archive: &Archive,
     client: &Client,
-    recording_id: i64,
+    recording_id: RecordingId,
     sequences: std::ops::Range<u32>,
     auto_stop: bool,
 ) -> (i64, i64) {
@@ -195,13 +196,13 @@ fn events_of(receiver: &std::sync::mpsc::Receiver<RecordingEvent>) -> Vec<Record
 
 fn event(
     signal: RecordingSignalKind,
-    recording_id: i64,
+    recording_id: RecordingId,
     subscription_id: i64,
     position: i64,
 ) -> RecordingEvent {
     RecordingEvent {
         signal,
-        recording_id,
+        recording_id: Some(recording_id),
         subscription_id,
         position,
     }
@@ -350,7 +351,11 @@ fn an_image_that_does_not_continue_the_recording_is_refused_and_a_fitting_one_ex
             seen[0].recording_id,
             seen[0].subscription_id
         ),
-        (RecordingSignalKind::Failed, recording_id, subscription_id)
+        (
+            RecordingSignalKind::Failed,
+            Some(recording_id),
+            subscription_id
+        )
     );
     let failures = archive.recording_failures();
     assert!(
@@ -395,8 +400,8 @@ fn an_image_that_does_not_continue_the_recording_is_refused_and_a_fitting_one_ex
     assert!(matches!(active, ArchiveError::Active { .. }), "{active}");
     assert_eq!(active.code(), ArchiveErrorCode::ActiveRecording);
     assert!(matches!(
-        archive.extend_recording(4242, "aeron:ipc", 2002, SourceLocation::Remote, false),
-        Err(ArchiveError::Store(StoreError::UnknownRecording(4242)))
+        archive.extend_recording(RecordingId::new(4242), "aeron:ipc", 2002, SourceLocation::Remote, false),
+        Err(ArchiveError::Store(StoreError::UnknownRecording(id))) if id == RecordingId::new(4242)
     ));
     let end = publication.position();
     archive.stop_recording(subscription_id).expect("stop");
@@ -561,10 +566,12 @@ fn truncate_refuses_active_recordings_bad_positions_and_unknown_ids() {
         assert!(error.to_string().contains(says), "{position}: {error}");
         assert_eq!(error.code(), code);
     }
-    let unknown = archive.truncate_recording(77, 0).expect_err("unknown");
+    let unknown = archive
+        .truncate_recording(RecordingId::new(77), 0)
+        .expect_err("unknown");
     assert!(matches!(
         unknown,
-        ArchiveError::Store(StoreError::UnknownRecording(77))
+        ArchiveError::Store(StoreError::UnknownRecording(id)) if id == RecordingId::new(77)
     ));
     assert_eq!(unknown.code(), ArchiveErrorCode::UnknownRecording);
     // At the stop position: nothing changes.
@@ -676,7 +683,7 @@ fn purge_deletes_the_files_and_the_listing_but_never_the_id() {
             archive.purge_recording(purged),
             Err(ArchiveError::Store(StoreError::UnknownRecording(_)))
         ));
-        let ids: Vec<i64> = archive
+        let ids: Vec<RecordingId> = archive
             .recordings()
             .iter()
             .map(|info| info.descriptor.recording_id)
@@ -691,7 +698,7 @@ fn purge_deletes_the_files_and_the_listing_but_never_the_id() {
         Err(ArchiveError::Store(StoreError::UnknownRecording(_)))
     ));
     let view = ArchiveView::open(data.path()).expect("view");
-    let listed: Vec<i64> = view
+    let listed: Vec<RecordingId> = view
         .recordings()
         .expect("list")
         .iter()
@@ -804,13 +811,16 @@ fn auto_stop_removes_the_subscription_and_stop_by_identity_stops_a_recordings_su
     assert!(!archive.stop_recording_by_identity(second).expect("again"));
     assert!(!archive.stop_recording_by_identity(first).expect("stopped"));
     assert!(matches!(
-        archive.stop_recording_by_identity(999),
-        Err(ArchiveError::Store(StoreError::UnknownRecording(999)))
+        archive.stop_recording_by_identity(RecordingId::new(999)),
+        Err(ArchiveError::Store(StoreError::UnknownRecording(id))) if id == RecordingId::new(999)
     ));
 
-    let seen: Vec<(RecordingSignalKind, i64, i64)> = events_of(&events)
+    let seen: Vec<(RecordingSignalKind, RecordingId, i64)> = events_of(&events)
         .iter()
-        .map(|event| (event.signal, event.recording_id, event.subscription_id))
+        .map(|event| {
+            let recording_id = event.recording_id.expect("a recording's event");
+            (event.signal, recording_id, event.subscription_id)
+        })
         .collect();
     assert_eq!(
         seen,
@@ -828,7 +838,7 @@ fn auto_stop_removes_the_subscription_and_stop_by_identity_stops_a_recordings_su
 fn start_bounded(
     archive: &Archive,
     client: &Client,
-    recording_id: i64,
+    recording_id: RecordingId,
     counter_id: i32,
 ) -> (
     tern_transport::Subscription,
@@ -1204,7 +1214,7 @@ fn extension_child_process() {
     else {
         panic!("bad {CHILD}: {arguments}");
     };
-    let recording_id: i64 = recording_id.parse().expect("id");
+    let recording_id = RecordingId::new(recording_id.parse().expect("id"));
     let archive = archive(Path::new(dir), aeron_dir);
     let stream = archive
         .recording(recording_id)

@@ -5,7 +5,9 @@ mod support;
 
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
-use tern_archive::{ArchiveError, ArchiveView, ReplayRequest, ReplayState, SourceLocation};
+use tern_archive::{
+    ArchiveError, ArchiveView, ReplayId, ReplayRequest, ReplayState, SourceLocation,
+};
 use tern_transport::Client;
 
 use support::*;
@@ -275,8 +277,8 @@ fn a_paused_replay_sends_nothing_until_resumed_and_loses_or_repeats_nothing() {
         .expect_err("an ended replay");
     assert!(ended.to_string().contains("has ended"), "{ended}");
     assert!(matches!(
-        archive.resume_replay(77),
-        Err(ArchiveError::UnknownReplay(77))
+        archive.resume_replay(ReplayId::new(77)),
+        Err(ArchiveError::UnknownReplay(id)) if id == ReplayId::new(77)
     ));
 }
 
@@ -307,7 +309,7 @@ fn a_seek_starts_a_new_image_at_the_target_and_nothing_is_lost_or_repeated() {
         .expect("paced replay");
     let status = archive.replay_status(replay_id).expect("status");
     let first_session = status.session_id();
-    assert_eq!(first_session, replay_id as i32);
+    assert_eq!(first_session, replay_id.image_session_id());
     let mut received: Vec<(i32, u32)> = Vec::new();
     let poll = |received: &mut Vec<(i32, u32)>| poll_sequences(&subscription, received);
     wait_until("30 messages", Duration::from_secs(10), || {

@@ -19,6 +19,7 @@ use tern_protocol::{
     StopRecordingRequest, StopRecordingSubscriptionRequest, StopReplayRequest,
     TruncateRecordingRequest, ARCHIVE_PROTOCOL_VERSION,
 };
+use tern_store::{RecordingId, ReplayId};
 use tern_transport::{BackoffIdle, Client, Idle};
 
 /// The first archive protocol version that answers `ArchiveIdRequest` (Aeron's 1.11.0).
@@ -26,12 +27,6 @@ const PROTOCOL_VERSION_WITH_ARCHIVE_ID: i32 = (1 << 16) | (11 << 8);
 
 /// Offers of a `CloseSessionRequest` when the client is dropped (Aeron's retry attempts).
 const CLOSE_ATTEMPTS: usize = 3;
-
-/// The session id of a replay's image: the low 32 bits of the replay session id the archive
-/// returns (the high bits count replays).
-pub fn replay_image_session_id(replay_session_id: i64) -> i32 {
-    replay_session_id as i32
-}
 
 /// A control session with an archive, used from the thread that made it (its Aeron handles are
 /// not `Send`).
@@ -672,12 +667,15 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// As any request.
-    pub fn stop_recording_by_identity(&mut self, recording_id: i64) -> Result<bool, ClientError> {
+    pub fn stop_recording_by_identity(
+        &mut self,
+        recording_id: RecordingId,
+    ) -> Result<bool, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::StopRecordingByIdentityRequest(StopRecordingByIdentityRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
             })
         })
         .map(|response| response.relevant_id != 0)
@@ -690,7 +688,7 @@ impl ArchiveClient {
     /// As any request.
     pub fn extend_recording(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         channel: &str,
         stream_id: i32,
         source_location: SourceLocation,
@@ -700,7 +698,7 @@ impl ArchiveClient {
             Message::ExtendRecordingRequest2(ExtendRecordingRequest2 {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
                 stream_id,
                 source_location,
                 auto_stop,
@@ -717,14 +715,14 @@ impl ArchiveClient {
     /// As any request.
     pub fn truncate_recording(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
     ) -> Result<i64, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::TruncateRecordingRequest(TruncateRecordingRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
                 position,
             })
         })
@@ -736,12 +734,12 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// As any request.
-    pub fn purge_recording(&mut self, recording_id: i64) -> Result<i64, ClientError> {
+    pub fn purge_recording(&mut self, recording_id: RecordingId) -> Result<i64, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::PurgeRecordingRequest(PurgeRecordingRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
             })
         })
         .map(|response| response.relevant_id)
@@ -754,7 +752,7 @@ impl ArchiveClient {
     /// the previous one.
     pub fn list_recordings(
         &mut self,
-        from_recording_id: i64,
+        from_recording_id: RecordingId,
         count: i32,
     ) -> Result<Vec<RecordingDescriptor>, ClientError> {
         if count <= 0 {
@@ -767,7 +765,7 @@ impl ArchiveClient {
                 Message::ListRecordingsRequest(ListRecordingsRequest {
                     control_session_id: session,
                     correlation_id: correlation,
-                    from_recording_id,
+                    from_recording_id: from_recording_id.get(),
                     record_count: count,
                 })
             },
@@ -782,7 +780,7 @@ impl ArchiveClient {
     /// As [`ArchiveClient::list_recordings`].
     pub fn list_recordings_for_uri(
         &mut self,
-        from_recording_id: i64,
+        from_recording_id: RecordingId,
         count: i32,
         channel_fragment: &str,
         stream_id: i32,
@@ -797,7 +795,7 @@ impl ArchiveClient {
                 Message::ListRecordingsForUriRequest(ListRecordingsForUriRequest {
                     control_session_id: session,
                     correlation_id: correlation,
-                    from_recording_id,
+                    from_recording_id: from_recording_id.get(),
                     record_count: count,
                     stream_id,
                     channel: channel_fragment.to_string(),
@@ -813,13 +811,13 @@ impl ArchiveClient {
     /// As any request.
     pub fn list_recording(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
     ) -> Result<Option<RecordingDescriptor>, ClientError> {
         let listed = self.list(1, ListKind::Recordings, |session, correlation| {
             Message::ListRecordingRequest(ListRecordingRequest {
                 control_session_id: session,
                 correlation_id: correlation,
-                recording_id,
+                recording_id: recording_id.get(),
             })
         })?;
         Ok(recording_descriptors(listed).into_iter().next())
@@ -832,22 +830,24 @@ impl ArchiveClient {
     /// As any request.
     pub fn find_last_matching_recording(
         &mut self,
-        min_recording_id: i64,
+        min_recording_id: RecordingId,
         channel_fragment: &str,
         stream_id: i32,
         session_id: i32,
-    ) -> Result<Option<i64>, ClientError> {
+    ) -> Result<Option<RecordingId>, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::FindLastMatchingRecordingRequest(FindLastMatchingRecordingRequest {
                 control_session_id,
                 correlation_id,
-                min_recording_id,
+                min_recording_id: min_recording_id.get(),
                 session_id,
                 stream_id,
                 channel: channel_fragment.to_string(),
             })
         })
-        .map(|response| (response.relevant_id != NULL_VALUE).then_some(response.relevant_id))
+        .map(|response| {
+            (response.relevant_id != NULL_VALUE).then_some(RecordingId::new(response.relevant_id))
+        })
     }
 
     /// Up to `count` active recording subscriptions from `pseudo_index` on whose channel
@@ -894,12 +894,15 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// As any request.
-    pub fn recording_position(&mut self, recording_id: i64) -> Result<Option<i64>, ClientError> {
+    pub fn recording_position(
+        &mut self,
+        recording_id: RecordingId,
+    ) -> Result<Option<i64>, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::RecordingPositionRequest(RecordingPositionRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
             })
         })
         .map(|response| (response.relevant_id != NULL_VALUE).then_some(response.relevant_id))
@@ -909,12 +912,12 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// As any request.
-    pub fn start_position(&mut self, recording_id: i64) -> Result<i64, ClientError> {
+    pub fn start_position(&mut self, recording_id: RecordingId) -> Result<i64, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::StartPositionRequest(StartPositionRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
             })
         })
         .map(|response| response.relevant_id)
@@ -924,12 +927,12 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// As any request.
-    pub fn stop_position(&mut self, recording_id: i64) -> Result<Option<i64>, ClientError> {
+    pub fn stop_position(&mut self, recording_id: RecordingId) -> Result<Option<i64>, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::StopPositionRequest(StopPositionRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
             })
         })
         .map(|response| (response.relevant_id != NULL_VALUE).then_some(response.relevant_id))
@@ -939,12 +942,12 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// As any request.
-    pub fn max_recorded_position(&mut self, recording_id: i64) -> Result<i64, ClientError> {
+    pub fn max_recorded_position(&mut self, recording_id: RecordingId) -> Result<i64, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::MaxRecordedPositionRequest(MaxRecordedPositionRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
             })
         })
         .map(|response| response.relevant_id)
@@ -953,23 +956,23 @@ impl ArchiveClient {
     /// Replays a recording to `channel` and `stream_id` from `position` (Aeron's -1: the
     /// recording's start) for `length` bytes ([`REPLAY_FOLLOW`](crate::REPLAY_FOLLOW) or -1: follow
     /// a live recording). Returns the replay session id; its low 32 bits are the session id of
-    /// the replay's image ([`replay_image_session_id`]), and its positions are the recording's.
+    /// the replay's image ([`ReplayId::image_session_id`]), and its positions are the recording's.
     ///
     /// # Errors
     /// As any request.
     pub fn replay(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
         length: i64,
         channel: &str,
         stream_id: i32,
-    ) -> Result<i64, ClientError> {
+    ) -> Result<ReplayId, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::ReplayRequest(ReplayRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
                 position,
                 length,
                 replay_stream_id: stream_id,
@@ -978,7 +981,7 @@ impl ArchiveClient {
                 replay_channel: channel.to_string(),
             })
         })
-        .map(|response| response.relevant_id)
+        .map(|response| ReplayId::new(response.relevant_id))
     }
 
     /// A replay that never passes the value of the counter `limit_counter_id`
@@ -988,18 +991,18 @@ impl ArchiveClient {
     /// As any request.
     pub fn bounded_replay(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
         length: i64,
         limit_counter_id: i32,
         channel: &str,
         stream_id: i32,
-    ) -> Result<i64, ClientError> {
+    ) -> Result<ReplayId, ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::BoundedReplayRequest(BoundedReplayRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
                 position,
                 length,
                 limit_counter_id,
@@ -1009,19 +1012,19 @@ impl ArchiveClient {
                 replay_channel: channel.to_string(),
             })
         })
-        .map(|response| response.relevant_id)
+        .map(|response| ReplayId::new(response.relevant_id))
     }
 
     /// Stops a replay session.
     ///
     /// # Errors
     /// As any request (`UNKNOWN_REPLAY`).
-    pub fn stop_replay(&mut self, replay_session_id: i64) -> Result<(), ClientError> {
+    pub fn stop_replay(&mut self, replay_session_id: ReplayId) -> Result<(), ClientError> {
         self.request_message(|control_session_id, correlation_id| {
             Message::StopReplayRequest(StopReplayRequest {
                 control_session_id,
                 correlation_id,
-                replay_session_id,
+                replay_session_id: replay_session_id.get(),
             })
         })
         .map(drop)
@@ -1031,8 +1034,11 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// As any request.
-    pub fn stop_all_replays(&mut self, recording_id: Option<i64>) -> Result<(), ClientError> {
-        let recording_id = recording_id.unwrap_or(NULL_VALUE);
+    pub fn stop_all_replays(
+        &mut self,
+        recording_id: Option<RecordingId>,
+    ) -> Result<(), ClientError> {
+        let recording_id = recording_id.map_or(NULL_VALUE, RecordingId::get);
         self.request_message(|control_session_id, correlation_id| {
             Message::StopAllReplaysRequest(StopAllReplaysRequest {
                 control_session_id,

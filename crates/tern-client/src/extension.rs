@@ -13,6 +13,7 @@ use tern_protocol::{
     RecordingGroupDescriptor, ReplayAction, ReplayControlRequest, SetCursorRequest, TernMessage,
     TernReplayRequest, CURSOR_NAME_MAX_LENGTH,
 };
+use tern_store::{RecordingId, ReplayId};
 
 /// Where a [`TernReplay`] starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +57,9 @@ impl ReplayLength {
 /// A replay with tern's options, for [`ArchiveClient::tern_replay`] (`TernReplayRequest`).
 ///
 /// ```
-/// use tern_client::{ReplayLength, ReplayStart, TernReplay};
+/// use tern_client::{RecordingId, ReplayLength, ReplayStart, TernReplay};
 ///
-/// let replay = TernReplay::new(7, "aeron:ipc", 2002)
+/// let replay = TernReplay::new(RecordingId::new(7), "aeron:ipc", 2002)
 ///     .with_start(ReplayStart::Time(1_764_000_000_000_000_000))
 ///     .with_length(ReplayLength::ToCurrentEnd)
 ///     .with_speed(2.0)
@@ -69,7 +70,7 @@ impl ReplayLength {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TernReplay {
     /// The recording to replay.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// Where to start (default: [`ReplayStart::RecordingStart`]).
     pub start: ReplayStart,
     /// How much (default: [`ReplayLength::Follow`]).
@@ -100,7 +101,7 @@ impl TernReplay {
     /// A replay of `recording_id` to `replay_channel` / `replay_stream_id` from the recording's
     /// start, following it, as fast as possible, every message, times as captured.
     pub fn new(
-        recording_id: i64,
+        recording_id: RecordingId,
         replay_channel: impl Into<String>,
         replay_stream_id: i32,
     ) -> Self {
@@ -189,7 +190,7 @@ impl TernReplay {
         Ok(TernReplayRequest {
             control_session_id,
             correlation_id,
-            recording_id: self.recording_id,
+            recording_id: self.recording_id.get(),
             position,
             length: self.length.value(),
             from_timestamp,
@@ -238,7 +239,7 @@ pub use tern_store::Cursor;
 fn cursor_of(message: CursorDescriptor) -> Cursor {
     Cursor {
         name: message.name,
-        recording_id: message.recording_id,
+        recording_id: RecordingId::new(message.recording_id),
         position: message.position,
         updated_ns: message.updated_timestamp,
     }
@@ -253,9 +254,9 @@ pub struct RecordingGroup {
     /// The group's stream id.
     pub stream_id: i32,
     /// Lowest recording id in the group.
-    pub first_recording_id: i64,
+    pub first_recording_id: RecordingId,
     /// Highest recording id in the group.
-    pub last_recording_id: i64,
+    pub last_recording_id: RecordingId,
     /// Bytes recorded by the group: the sum of stop − start positions (recorded − start for an
     /// active recording).
     pub total_bytes: i64,
@@ -274,8 +275,8 @@ impl From<RecordingGroupDescriptor> for RecordingGroup {
         Self {
             channel: message.channel,
             stream_id: message.stream_id,
-            first_recording_id: message.first_recording_id,
-            last_recording_id: message.last_recording_id,
+            first_recording_id: RecordingId::new(message.first_recording_id),
+            last_recording_id: RecordingId::new(message.last_recording_id),
             total_bytes: message.total_bytes,
             first_start_timestamp: message.first_start_timestamp,
             last_stop_timestamp: (message.last_stop_timestamp != NULL_VALUE)
@@ -303,14 +304,14 @@ impl ArchiveClient {
     /// Replays a recording with tern's options (`TernReplayRequest`): from a position, a time or
     /// a named cursor, for a length, paced, filtered by key. Returns the replay session id, as
     /// [`ArchiveClient::replay`] does; its low 32 bits are the replay image's session id
-    /// ([`replay_image_session_id`](crate::replay_image_session_id)).
+    /// ([`ReplayId::image_session_id`]).
     ///
     /// # Errors
     /// [`ClientError::InvalidArgument`] for a value that cannot be sent (see
     /// [`TernReplay::speed`], [`ReplayStart`], [`ReplayLength::Bytes`]) before anything is sent;
     /// the archive's errors (an unknown recording or cursor, a cursor in another recording, a
     /// time source or key filter it cannot parse, a bad position).
-    pub fn tern_replay(&mut self, request: &TernReplay) -> Result<i64, ClientError> {
+    pub fn tern_replay(&mut self, request: &TernReplay) -> Result<ReplayId, ClientError> {
         // Checked before a correlation id is taken: nothing is sent for a bad request.
         let template = request.to_request(0, 0)?;
         self.request_message(|control_session_id, correlation_id| {
@@ -320,12 +321,12 @@ impl ArchiveClient {
                 ..template
             })
         })
-        .map(|response| response.relevant_id)
+        .map(|response| ReplayId::new(response.relevant_id))
     }
 
     fn control_replay(
         &mut self,
-        replay_session_id: i64,
+        replay_session_id: ReplayId,
         action: ReplayAction,
         value: i64,
         time_source: &str,
@@ -334,7 +335,7 @@ impl ArchiveClient {
             TernMessage::ReplayControlRequest(ReplayControlRequest {
                 control_session_id,
                 correlation_id,
-                replay_session_id,
+                replay_session_id: replay_session_id.get(),
                 value,
                 action,
                 time_source: time_source.to_string(),
@@ -348,7 +349,7 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// The archive's (`UNKNOWN_REPLAY` for a replay this session does not own).
-    pub fn pause_replay(&mut self, replay_session_id: i64) -> Result<(), ClientError> {
+    pub fn pause_replay(&mut self, replay_session_id: ReplayId) -> Result<(), ClientError> {
         self.control_replay(replay_session_id, ReplayAction::Pause, 0, "")
             .map(drop)
     }
@@ -357,7 +358,7 @@ impl ArchiveClient {
     ///
     /// # Errors
     /// As [`ArchiveClient::pause_replay`].
-    pub fn resume_replay(&mut self, replay_session_id: i64) -> Result<(), ClientError> {
+    pub fn resume_replay(&mut self, replay_session_id: ReplayId) -> Result<(), ClientError> {
         self.control_replay(replay_session_id, ReplayAction::Resume, 0, "")
             .map(drop)
     }
@@ -371,7 +372,7 @@ impl ArchiveClient {
     /// on unchanged then.
     pub fn seek_replay(
         &mut self,
-        replay_session_id: i64,
+        replay_session_id: ReplayId,
         position: i64,
     ) -> Result<i32, ClientError> {
         let relevant_id =
@@ -387,7 +388,7 @@ impl ArchiveClient {
     /// As [`ArchiveClient::seek_replay`]; a time source the archive cannot parse.
     pub fn seek_replay_to_time(
         &mut self,
-        replay_session_id: i64,
+        replay_session_id: ReplayId,
         epoch_ns: i64,
         time_source: &str,
     ) -> Result<i32, ClientError> {
@@ -408,7 +409,7 @@ impl ArchiveClient {
     pub fn set_cursor(
         &mut self,
         name: &str,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
     ) -> Result<(), ClientError> {
         check_cursor_name(name)?;
@@ -416,7 +417,7 @@ impl ArchiveClient {
             TernMessage::SetCursorRequest(SetCursorRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
                 position,
                 name: name.to_string(),
             })
@@ -534,7 +535,7 @@ impl ArchiveClient {
     /// The archive's (an unknown recording, a time source it cannot parse).
     pub fn position_at_time(
         &mut self,
-        recording_id: i64,
+        recording_id: RecordingId,
         epoch_ns: i64,
         time_source: &str,
     ) -> Result<i64, ClientError> {
@@ -542,7 +543,7 @@ impl ArchiveClient {
             TernMessage::PositionAtTimeRequest(PositionAtTimeRequest {
                 control_session_id,
                 correlation_id,
-                recording_id,
+                recording_id: recording_id.get(),
                 timestamp: epoch_ns,
                 time_source: time_source.to_string(),
             })
@@ -574,7 +575,7 @@ mod tests {
 
     #[test]
     fn starts_and_lengths_become_the_request_s_fields() {
-        let base = TernReplay::new(3, "aeron:ipc", 9);
+        let base = TernReplay::new(RecordingId::new(3), "aeron:ipc", 9);
         let request = base.to_request(1, 2).expect("default");
         assert_eq!(
             (

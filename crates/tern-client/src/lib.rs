@@ -54,7 +54,7 @@ mod merge;
 mod types;
 mod uri;
 
-pub use client::{replay_image_session_id, ArchiveClient};
+pub use client::ArchiveClient;
 pub use config::{
     ArchiveClientConfig, ChallengeHandler, CONTROL_MTU_LENGTH, CONTROL_TERM_LENGTH,
     DEFAULT_CONTROL_REQUEST_CHANNEL, DEFAULT_CONTROL_REQUEST_STREAM_ID,
@@ -68,7 +68,7 @@ pub use merge::{
     ReplayMergeConfig, StreamAssembler, DEFAULT_MERGE_PROGRESS_TIMEOUT,
 };
 pub use tern_protocol::{ControlResponse, ControlResponseCode, RecordingSignal, SourceLocation};
-pub use tern_store::{RecordState, NULL_POSITION};
+pub use tern_store::{RecordState, RecordingId, ReplayId, NULL_POSITION};
 pub use types::{
     RecordingDescriptor, RecordingSignalEvent, RecordingSubscription, StrayError, NULL_VALUE,
     REPLAY_FOLLOW,

@@ -1,6 +1,7 @@
 //! What the archive answers with: recording descriptors, recording subscriptions, signals.
 
 use tern_protocol::RecordingSignal;
+use tern_store::RecordingId;
 
 pub use tern_protocol::NULL_VALUE;
 
@@ -32,7 +33,7 @@ pub(crate) fn descriptor_from_wire(
         }
     };
     RecordingDescriptor {
-        recording_id: message.recording_id,
+        recording_id: RecordingId::new(message.recording_id),
         state: tern_store::RecordState::Valid,
         start_timestamp_ns: nanos(message.start_timestamp),
         stop_timestamp_ns: nanos(message.stop_timestamp),
@@ -81,7 +82,7 @@ pub struct RecordingSignalEvent {
     /// Correlation id of the request that caused it.
     pub correlation_id: i64,
     /// The recording.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// The recording subscription, if any.
     pub subscription_id: Option<i64>,
     /// The recording's position when it happened.
@@ -94,7 +95,7 @@ impl From<tern_protocol::RecordingSignalEvent> for RecordingSignalEvent {
     fn from(message: tern_protocol::RecordingSignalEvent) -> Self {
         Self {
             correlation_id: message.correlation_id,
-            recording_id: message.recording_id,
+            recording_id: RecordingId::new(message.recording_id),
             subscription_id: optional(message.subscription_id),
             position: message.position,
             signal: message.signal,

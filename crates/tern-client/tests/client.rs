@@ -10,8 +10,8 @@ use support::{
     MockArchive, ARCHIVE_ID,
 };
 use tern_client::{
-    ArchiveClient, ArchiveClientConfig, ArchiveErrorCode, ClientError, RecordingSignal,
-    SourceLocation, REPLAY_FOLLOW,
+    ArchiveClient, ArchiveClientConfig, ArchiveErrorCode, ClientError, RecordingId,
+    RecordingSignal, ReplayId, SourceLocation, REPLAY_FOLLOW,
 };
 use tern_protocol::{
     Challenge, ControlResponseCode, Message, RecordingDescriptor, RecordingSignalEvent,
@@ -366,7 +366,7 @@ fn operations_send_aeron_s_requests_and_return_typed_results() {
     let signals = client.poll_signals().expect("signals");
     assert_eq!(signals.len(), 1, "{signals:?}");
     assert_eq!(signals[0].signal, RecordingSignal::Start);
-    assert_eq!(signals[0].recording_id, 3);
+    assert_eq!(signals[0].recording_id, RecordingId::new(3));
     assert_eq!(signals[0].subscription_id, Some(55));
     assert_eq!(signals[0].correlation_id, client.last_correlation_id());
 
@@ -375,39 +375,72 @@ fn operations_send_aeron_s_requests_and_return_typed_results() {
         .stop_recording_subscription(55)
         .expect("stop subscription");
     assert!(client
-        .stop_recording_by_identity(3)
+        .stop_recording_by_identity(RecordingId::new(3))
         .expect("stop by identity"));
     assert!(!client
-        .stop_recording_by_identity(4)
+        .stop_recording_by_identity(RecordingId::new(4))
         .expect("stop by identity"));
-    assert_eq!(client.recording_position(3).expect("position"), Some(4096));
-    assert_eq!(client.recording_position(4).expect("position"), None);
-    assert_eq!(client.start_position(3).expect("start position"), 1024);
-    assert_eq!(client.stop_position(3).expect("stop position"), None);
-    assert_eq!(client.stop_position(5).expect("stop position"), Some(9000));
-    assert_eq!(client.max_recorded_position(3).expect("max"), 8192);
-    let replay_session_id = client
-        .replay(3, 0, REPLAY_FOLLOW, "aeron:ipc", 2002)
-        .expect("replay");
-    assert_eq!(replay_session_id, (7 << 32) | 0x1234);
     assert_eq!(
-        tern_client::replay_image_session_id(replay_session_id),
-        0x1234
+        client
+            .recording_position(RecordingId::new(3))
+            .expect("position"),
+        Some(4096)
     );
     assert_eq!(
         client
-            .bounded_replay(3, 0, 4096, 42, "aeron:ipc", 2002)
+            .recording_position(RecordingId::new(4))
+            .expect("position"),
+        None
+    );
+    assert_eq!(
+        client
+            .start_position(RecordingId::new(3))
+            .expect("start position"),
+        1024
+    );
+    assert_eq!(
+        client
+            .stop_position(RecordingId::new(3))
+            .expect("stop position"),
+        None
+    );
+    assert_eq!(
+        client
+            .stop_position(RecordingId::new(5))
+            .expect("stop position"),
+        Some(9000)
+    );
+    assert_eq!(
+        client
+            .max_recorded_position(RecordingId::new(3))
+            .expect("max"),
+        8192
+    );
+    let replay_session_id = client
+        .replay(RecordingId::new(3), 0, REPLAY_FOLLOW, "aeron:ipc", 2002)
+        .expect("replay");
+    assert_eq!(replay_session_id, ReplayId::new((7 << 32) | 0x1234));
+    assert_eq!(replay_session_id.image_session_id(), 0x1234);
+    assert_eq!(
+        client
+            .bounded_replay(RecordingId::new(3), 0, 4096, 42, "aeron:ipc", 2002)
             .expect("bounded replay"),
-        (8 << 32) | 42
+        ReplayId::new((8 << 32) | 42)
     );
     client.stop_replay(replay_session_id).expect("stop replay");
     client.stop_all_replays(None).expect("stop all replays");
     client
-        .stop_all_replays(Some(3))
+        .stop_all_replays(Some(RecordingId::new(3)))
         .expect("stop all replays of 3");
     assert_eq!(
         client
-            .extend_recording(3, "aeron:ipc", 1001, SourceLocation::Remote, false)
+            .extend_recording(
+                RecordingId::new(3),
+                "aeron:ipc",
+                1001,
+                SourceLocation::Remote,
+                false
+            )
             .expect("extend"),
         66
     );
@@ -416,19 +449,27 @@ fn operations_send_aeron_s_requests_and_return_typed_results() {
             .await_signal(|s| s.signal == RecordingSignal::Extend)
             .expect("extend signal")
             .recording_id,
-        3
+        RecordingId::new(3)
     );
-    assert_eq!(client.truncate_recording(3, 0).expect("truncate"), 0);
-    assert_eq!(client.purge_recording(3).expect("purge"), 2);
     assert_eq!(
         client
-            .find_last_matching_recording(0, "ipc", 1001, 100)
+            .truncate_recording(RecordingId::new(3), 0)
+            .expect("truncate"),
+        0
+    );
+    assert_eq!(
+        client.purge_recording(RecordingId::new(3)).expect("purge"),
+        2
+    );
+    assert_eq!(
+        client
+            .find_last_matching_recording(RecordingId::new(0), "ipc", 1001, 100)
             .expect("find"),
-        Some(9)
+        Some(RecordingId::new(9))
     );
     assert_eq!(
         client
-            .find_last_matching_recording(0, "ipc", 1001, 101)
+            .find_last_matching_recording(RecordingId::new(0), "ipc", 1001, 101)
             .expect("find"),
         None
     );
@@ -546,8 +587,10 @@ fn listings_collect_descriptors_until_the_count_or_the_end_marker() {
     });
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
 
-    let listed = client.list_recordings(10, 100).expect("list");
-    let ids: Vec<i64> = listed.iter().map(|d| d.recording_id).collect();
+    let listed = client
+        .list_recordings(RecordingId::new(10), 100)
+        .expect("list");
+    let ids: Vec<i64> = listed.iter().map(|d| d.recording_id.get()).collect();
     assert_eq!(ids, vec![10, 11, 12], "ended by RECORDING_UNKNOWN");
     assert!(listed[0].is_active(), "active");
     assert_eq!(listed[0].stop_position, tern_client::NULL_POSITION);
@@ -561,13 +604,18 @@ fn listings_collect_descriptors_until_the_count_or_the_end_marker() {
     assert_eq!(listed[0].session_id, 110);
     assert_eq!(listed[0].original_channel, "aeron:ipc?term-length=64k");
 
-    let two = client.list_recordings(0, 2).expect("list two");
+    let two = client
+        .list_recordings(RecordingId::new(0), 2)
+        .expect("list two");
     assert_eq!(
-        two.iter().map(|d| d.recording_id).collect::<Vec<_>>(),
+        two.iter().map(|d| d.recording_id.get()).collect::<Vec<_>>(),
         vec![0, 1],
         "ended by count"
     );
-    assert!(client.list_recordings(0, 0).expect("none asked").is_empty());
+    assert!(client
+        .list_recordings(RecordingId::new(0), 0)
+        .expect("none asked")
+        .is_empty());
     // The signal that came in the middle of a listing was kept.
     let signals = client.poll_signals().expect("signals");
     assert_eq!(
@@ -579,20 +627,26 @@ fn listings_collect_descriptors_until_the_count_or_the_end_marker() {
     );
 
     let for_uri = client
-        .list_recordings_for_uri(0, 10, "ipc", 1001)
+        .list_recordings_for_uri(RecordingId::new(0), 10, "ipc", 1001)
         .expect("for uri");
     assert_eq!(
-        for_uri.iter().map(|d| d.recording_id).collect::<Vec<_>>(),
+        for_uri
+            .iter()
+            .map(|d| d.recording_id.get())
+            .collect::<Vec<_>>(),
         vec![4]
     );
     assert_eq!(
         client
-            .list_recording(1)
+            .list_recording(RecordingId::new(1))
             .expect("one")
             .map(|d| d.recording_id),
-        Some(1)
+        Some(RecordingId::new(1))
     );
-    assert_eq!(client.list_recording(2).expect("unknown"), None);
+    assert_eq!(
+        client.list_recording(RecordingId::new(2)).expect("unknown"),
+        None
+    );
 
     let subscriptions = client
         .list_recording_subscriptions(0, 5, "ipc", 1001, true)
@@ -651,7 +705,12 @@ fn archive_errors_carry_the_message_and_stray_errors_are_kept() {
         }
         other => panic!("expected the archive's error, got {other:?}"),
     }
-    assert_eq!(client.recording_position(1).expect("position"), Some(77));
+    assert_eq!(
+        client
+            .recording_position(RecordingId::new(1))
+            .expect("position"),
+        Some(77)
+    );
     let stray = client.take_errors();
     assert_eq!(stray.len(), 1, "{stray:?}");
     assert_eq!(stray[0].correlation_id, 424_242);
@@ -659,13 +718,18 @@ fn archive_errors_carry_the_message_and_stray_errors_are_kept() {
     assert!(client.take_errors().is_empty());
     assert_eq!(
         client
-            .list_recordings(0, 10)
+            .list_recordings(RecordingId::new(0), 10)
             .map_err(|e| e.archive_code())
             .err(),
         Some(Some(ArchiveErrorCode::ActiveListing))
     );
     // The client is still usable after errors.
-    assert_eq!(client.recording_position(1).expect("position"), Some(77));
+    assert_eq!(
+        client
+            .recording_position(RecordingId::new(1))
+            .expect("position"),
+        Some(77)
+    );
 }
 
 #[test]
@@ -690,7 +754,7 @@ fn a_request_without_an_answer_times_out_and_its_late_answer_is_not_taken_for_an
     let mut client = ArchiveClient::connect(local(driver.dir()).with_message_timeout(timeout))
         .expect("connects");
     let started = Instant::now();
-    match client.recording_position(1) {
+    match client.recording_position(RecordingId::new(1)) {
         Err(ClientError::Timeout { waiting_for, .. }) => {
             assert!(
                 waiting_for.contains("RecordingPositionRequest"),
@@ -700,7 +764,12 @@ fn a_request_without_an_answer_times_out_and_its_late_answer_is_not_taken_for_an
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(started.elapsed() >= timeout);
-    assert_eq!(client.recording_position(1).expect("second"), Some(222));
+    assert_eq!(
+        client
+            .recording_position(RecordingId::new(1))
+            .expect("second"),
+        Some(222)
+    );
 }
 
 #[test]
@@ -720,7 +789,12 @@ fn answers_for_another_control_session_are_ignored() {
         }
     });
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
-    assert_eq!(client.recording_position(1).expect("position"), Some(2));
+    assert_eq!(
+        client
+            .recording_position(RecordingId::new(1))
+            .expect("position"),
+        Some(2)
+    );
     assert!(client.take_errors().is_empty());
     assert!(client.poll_signals().expect("signals").is_empty());
 }
@@ -744,11 +818,15 @@ fn two_clients_share_the_ipc_response_stream_without_mixing_answers() {
     );
     for _ in 0..5 {
         assert_eq!(
-            first.recording_position(0).expect("first"),
+            first
+                .recording_position(RecordingId::new(0))
+                .expect("first"),
             Some(first.control_session_id() * 10)
         );
         assert_eq!(
-            second.recording_position(0).expect("second"),
+            second
+                .recording_position(RecordingId::new(0))
+                .expect("second"),
             Some(second.control_session_id() * 10)
         );
     }
@@ -776,8 +854,13 @@ fn pings_and_unknown_templates_are_skipped_and_a_malformed_answer_is_a_protocol_
         }
     });
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
-    assert_eq!(client.recording_position(1).expect("after a ping"), Some(5));
-    match client.recording_position(2) {
+    assert_eq!(
+        client
+            .recording_position(RecordingId::new(1))
+            .expect("after a ping"),
+        Some(5)
+    );
+    match client.recording_position(RecordingId::new(2)) {
         Err(ClientError::Protocol(message)) => assert!(message.contains("malformed"), "{message}"),
         other => panic!("expected a protocol error, got {other:?}"),
     }
@@ -796,7 +879,12 @@ fn waiting_calls_keep_the_session_alive() {
     let mut config = local(driver.dir());
     config.keep_alive_interval = Duration::from_millis(100);
     let mut client = ArchiveClient::connect(config).expect("connects");
-    assert_eq!(client.recording_position(1).expect("slow answer"), Some(1));
+    assert_eq!(
+        client
+            .recording_position(RecordingId::new(1))
+            .expect("slow answer"),
+        Some(1)
+    );
     let keep_alives = archive
         .requests()
         .iter()
@@ -830,7 +918,7 @@ fn a_vanished_archive_gives_not_connected() {
         }
     }
     assert!(matches!(
-        client.recording_position(1),
+        client.recording_position(RecordingId::new(1)),
         Err(ClientError::NotConnected(_))
     ));
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use support::{aeron_like, driver, error, ok, response, Answer, MockArchive};
 use tern_client::{
     ArchiveClient, ArchiveClientConfig, ArchiveErrorCode, ClientError, Cursor, RecordingGroup,
-    RecordingSignal, ReplayLength, ReplayStart, TernReplay,
+    RecordingId, RecordingSignal, ReplayId, ReplayLength, ReplayStart, TernReplay,
 };
 use tern_protocol::{
     AnyMessage, ControlResponseCode, CursorDescriptor, Message, RecordingGroupDescriptor,
@@ -137,25 +137,35 @@ fn tern_replay_sends_every_option_and_returns_the_replay_session_id() {
     });
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
 
-    let full = TernReplay::new(3, "aeron:udp?endpoint=localhost:40123", 2002)
-        .with_start(ReplayStart::Time(1_764_000_000_123_456_789))
-        .with_length(ReplayLength::ToCurrentEnd)
-        .with_speed(2.5)
-        .with_time_source("cluster-egress:ms")
-        .with_key_filter("cluster-egress:42");
-    assert_eq!(client.tern_replay(&full).expect("replay"), (9 << 32) | 3);
+    let full = TernReplay::new(
+        RecordingId::new(3),
+        "aeron:udp?endpoint=localhost:40123",
+        2002,
+    )
+    .with_start(ReplayStart::Time(1_764_000_000_123_456_789))
+    .with_length(ReplayLength::ToCurrentEnd)
+    .with_speed(2.5)
+    .with_time_source("cluster-egress:ms")
+    .with_key_filter("cluster-egress:42");
+    assert_eq!(
+        client.tern_replay(&full).expect("replay"),
+        ReplayId::new((9 << 32) | 3)
+    );
     let sent_full = client.last_correlation_id();
-    let plain = TernReplay::new(4, "aeron:ipc", 7);
-    assert_eq!(client.tern_replay(&plain).expect("plain"), (9 << 32) | 4);
+    let plain = TernReplay::new(RecordingId::new(4), "aeron:ipc", 7);
+    assert_eq!(
+        client.tern_replay(&plain).expect("plain"),
+        ReplayId::new((9 << 32) | 4)
+    );
     let sent_plain = client.last_correlation_id();
-    let from_cursor = TernReplay::new(5, "aeron:ipc", 7)
+    let from_cursor = TernReplay::new(RecordingId::new(5), "aeron:ipc", 7)
         .with_start(ReplayStart::Cursor("orders/eu".into()))
         .with_length(ReplayLength::Bytes(65_536))
         .with_speed(0.01)
         .with_key_filter("session:5");
     client.tern_replay(&from_cursor).expect("from a cursor");
     let sent_cursor = client.last_correlation_id();
-    let from_position = TernReplay::new(6, "aeron:ipc", 7)
+    let from_position = TernReplay::new(RecordingId::new(6), "aeron:ipc", 7)
         .with_start(ReplayStart::Position(4096))
         .with_speed(1000.0)
         .with_key_filter("field:16:i64:99");
@@ -231,7 +241,7 @@ fn tern_replay_refuses_values_it_cannot_send_without_sending() {
         vec![ok(s, correlation(message), 1).into()]
     });
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
-    let base = TernReplay::new(3, "aeron:ipc", 7);
+    let base = TernReplay::new(RecordingId::new(3), "aeron:ipc", 7);
     let bad = [
         base.clone().with_speed(0.009),
         base.clone().with_speed(1000.001),
@@ -247,14 +257,14 @@ fn tern_replay_refuses_values_it_cannot_send_without_sending() {
             other => panic!("{request:?}: expected an invalid argument, got {other:?}"),
         }
     }
-    match client.set_cursor("", 3, 0) {
+    match client.set_cursor("", RecordingId::new(3), 0) {
         Err(ClientError::InvalidArgument(message)) => {
             assert!(message.contains("cursor name"), "{message}")
         }
         other => panic!("expected an invalid argument, got {other:?}"),
     }
     // Something valid goes through, and was the only tern request sent.
-    assert_eq!(client.tern_replay(&base).expect("valid"), 1);
+    assert_eq!(client.tern_replay(&base).expect("valid"), ReplayId::new(1));
     let sent = archive.tern_requests();
     assert_eq!(sent.len(), 1, "{sent:?}");
 }
@@ -283,22 +293,25 @@ fn pause_resume_and_seek_send_replay_control_requests() {
         _ => Vec::new(),
     });
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
-    client.pause_replay(77).expect("pause");
-    client.resume_replay(77).expect("resume");
-    assert_eq!(client.seek_replay(77, 8192).expect("seek"), 0x5e01);
+    client.pause_replay(ReplayId::new(77)).expect("pause");
+    client.resume_replay(ReplayId::new(77)).expect("resume");
+    assert_eq!(
+        client.seek_replay(ReplayId::new(77), 8192).expect("seek"),
+        0x5e01
+    );
     assert_eq!(
         client
-            .seek_replay_to_time(77, 1_764_000_000_000_000_000, "field:16:us")
+            .seek_replay_to_time(ReplayId::new(77), 1_764_000_000_000_000_000, "field:16:us")
             .expect("seek to a time"),
         0x5e02
     );
     expect_archive_error(
-        client.pause_replay(78),
+        client.pause_replay(ReplayId::new(78)),
         ArchiveErrorCode::UnknownReplay,
         "unknown replay session: 78",
     );
     expect_archive_error(
-        client.seek_replay(79, 0),
+        client.seek_replay(ReplayId::new(79), 0),
         ArchiveErrorCode::UnknownReplay,
         "unknown replay session: 79",
     );
@@ -374,9 +387,11 @@ fn cursors_are_set_read_deleted_and_listed() {
     });
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
 
-    client.set_cursor("orders", 3, 4096).expect("set");
+    client
+        .set_cursor("orders", RecordingId::new(3), 4096)
+        .expect("set");
     expect_archive_error(
-        client.set_cursor("orders", 9, 0),
+        client.set_cursor("orders", RecordingId::new(9), 0),
         ArchiveErrorCode::UnknownRecording,
         "unknown recording id: 9",
     );
@@ -384,7 +399,7 @@ fn cursors_are_set_read_deleted_and_listed() {
         client.cursor("orders").expect("read"),
         Cursor {
             name: "orders".into(),
-            recording_id: 3,
+            recording_id: RecordingId::new(3),
             position: 4096,
             updated_ns: 1_764_000_000_000_004_096,
         }
@@ -400,7 +415,7 @@ fn cursors_are_set_read_deleted_and_listed() {
     assert_eq!(
         listed
             .iter()
-            .map(|c| (c.name.as_str(), c.recording_id, c.position))
+            .map(|c| (c.name.as_str(), c.recording_id.get(), c.position))
             .collect::<Vec<_>>(),
         vec![("orders", 3, 4096), ("orders/eu", 4, 128)]
     );
@@ -466,7 +481,11 @@ fn a_cursor_descriptor_reaches_the_call_that_asked_for_it_among_other_messages()
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
     let cursor = client.cursor("mine").expect("read");
     assert_eq!(
-        (cursor.name.as_str(), cursor.recording_id, cursor.position),
+        (
+            cursor.name.as_str(),
+            cursor.recording_id.get(),
+            cursor.position
+        ),
         ("mine", 3, 96)
     );
     let listed = client.cursors("").expect("list");
@@ -543,8 +562,8 @@ fn recording_groups_are_listed_with_every_field() {
             RecordingGroup {
                 channel: "aeron:udp?endpoint=localhost:1001".into(),
                 stream_id: 1001,
-                first_recording_id: 1001,
-                last_recording_id: 1005,
+                first_recording_id: RecordingId::new(1001),
+                last_recording_id: RecordingId::new(1005),
                 total_bytes: 1 << 20,
                 first_start_timestamp: 1_764_000_000_000,
                 last_stop_timestamp: Some(1_764_000_100_000),
@@ -554,8 +573,8 @@ fn recording_groups_are_listed_with_every_field() {
             RecordingGroup {
                 channel: "aeron:udp?endpoint=localhost:1002".into(),
                 stream_id: 1002,
-                first_recording_id: 1002,
-                last_recording_id: 1006,
+                first_recording_id: RecordingId::new(1002),
+                last_recording_id: RecordingId::new(1006),
                 total_bytes: 1 << 20,
                 first_start_timestamp: 1_764_000_000_000,
                 last_stop_timestamp: None,
@@ -610,18 +629,18 @@ fn position_at_time_returns_the_archive_s_position_or_its_error() {
     let mut client = ArchiveClient::connect(local(driver.dir())).expect("connects");
     assert_eq!(
         client
-            .position_at_time(3, 5_000, "")
+            .position_at_time(RecordingId::new(3), 5_000, "")
             .expect("position of a time"),
         160
     );
     assert_eq!(
         client
-            .position_at_time(4, 10_000, "cluster-egress:us")
+            .position_at_time(RecordingId::new(4), 10_000, "cluster-egress:us")
             .expect("with a source"),
         320
     );
     expect_archive_error(
-        client.position_at_time(3, 5_000, "nonsense"),
+        client.position_at_time(RecordingId::new(3), 5_000, "nonsense"),
         ArchiveErrorCode::Generic,
         "time source \"nonsense\": unknown time source",
     );
@@ -667,7 +686,12 @@ fn an_archive_that_does_not_answer_extensions_times_out_and_the_client_goes_on()
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert_eq!(client.recording_position(1).expect("still usable"), Some(8));
+    assert_eq!(
+        client
+            .recording_position(RecordingId::new(1))
+            .expect("still usable"),
+        Some(8)
+    );
 }
 
 fn send_ok(session: i64, correlation_id: i64) -> Vec<Answer> {

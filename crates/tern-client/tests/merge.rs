@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use support::{driver, free_udp_port};
 use tern_client::{
     ArchiveClient, ArchiveClientConfig, ArchiveErrorCode, ClientError, MergePhase, MergeStart,
-    ReplayMerge, ReplayMergeConfig,
+    RecordingId, ReplayId, ReplayMerge, ReplayMergeConfig,
 };
 use tern_testkit::tern_archive::{epoch_nanos, Archive, ReplayState, SourceLocation};
 use tern_testkit::{offer, wait_recorded, wait_stopped, wait_until, ServedArchive};
@@ -232,7 +232,7 @@ impl Fixture {
 }
 
 /// Waits for the archive to record the live stream; returns the recording's id.
-fn live_recording(archive: &Archive) -> i64 {
+fn live_recording(archive: &Archive) -> RecordingId {
     let mut found = None;
     wait_until(
         "the live stream's recording",
@@ -250,7 +250,7 @@ fn live_recording(archive: &Archive) -> i64 {
 }
 
 /// Waits until the archive's replay `replay_id` is in `state`.
-fn wait_replay_state(archive: &Archive, replay_id: i64, state: ReplayState) {
+fn wait_replay_state(archive: &Archive, replay_id: ReplayId, state: ReplayState) {
     let status = archive
         .replay_status(replay_id)
         .expect("the archive knows the replay");
@@ -631,7 +631,7 @@ fn an_unknown_recording_or_a_bad_position_fails_the_merge_at_once() {
     let fixture = Fixture::start("bad-start", &setup);
     let (archive, dir) = (&fixture.archive, fixture.dir());
     // Nothing recorded yet: the first recording id the archive will give out is unknown.
-    let recording_id = archive.recording_id_limit();
+    let recording_id = RecordingId::new(archive.recording_id_limit());
     let mut client = ArchiveClient::connect(ArchiveClientConfig::local(&dir)).expect("connects");
     match ReplayMerge::new(
         &mut client,

@@ -3,6 +3,7 @@
 
 use crate::descriptor::{RecordState, RecordingDescriptor, RECORD_LENGTH};
 use crate::error::{io_error, Result, StoreError};
+use crate::ids::RecordingId;
 use crate::storage::{read_all, OpenOptions, Storage, StorageFile};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ pub enum CatalogEntry {
     /// A record that failed its checks; the other recordings are unaffected.
     Damaged {
         /// The slot's recording id.
-        recording_id: i64,
+        recording_id: RecordingId,
         /// Offset of the record in the catalog file.
         offset: u64,
         /// What is wrong.
@@ -48,6 +49,11 @@ const REDO_MAGIC: &[u8; 8] = b"TERNRDO\0";
 const REDO_VERSION: u32 = 1;
 /// Length of the redo file: magic, version, reserved, slot, record, CRC32C.
 pub const REDO_LENGTH: usize = 24 + RECORD_LENGTH + 4;
+
+/// The recording id of catalog slot `slot` (a recording's id is its slot).
+fn slot_id(slot: usize) -> RecordingId {
+    RecordingId::new(slot as i64)
+}
 
 fn encode_redo(slot: i64, record: &[u8; RECORD_LENGTH]) -> [u8; REDO_LENGTH] {
     let mut bytes = [0u8; REDO_LENGTH];
@@ -82,7 +88,7 @@ pub fn read_redo_on(
     let slot = usize::try_from(i64::from_le_bytes(bytes[16..24].try_into().ok()?)).ok()?;
     let record = bytes[24..24 + RECORD_LENGTH].to_vec();
     let descriptor = RecordingDescriptor::decode(&record).ok()?;
-    (descriptor.recording_id == slot as i64).then_some((slot, descriptor, record))
+    (descriptor.recording_id == slot_id(slot)).then_some((slot, descriptor, record))
 }
 
 fn open_redo(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Arc<dyn StorageFile>> {
@@ -212,7 +218,7 @@ pub fn replace_on(
     let mut bytes = Vec::with_capacity(HEADER_LENGTH + records.len() * RECORD_LENGTH);
     bytes.extend_from_slice(&encode_header());
     for (slot, record) in records.iter().enumerate() {
-        if record.recording_id != slot as i64 {
+        if record.recording_id != slot_id(slot) {
             return Err(StoreError::Invalid(format!(
                 "record of recording {} in slot {slot}",
                 record.recording_id
@@ -304,7 +310,7 @@ impl Catalog {
         let mut entries = Vec::new();
         let mut offset = HEADER_LENGTH;
         while offset < bytes.len() {
-            let recording_id = entries.len() as i64;
+            let recording_id = slot_id(entries.len());
             let end = (offset + RECORD_LENGTH).min(bytes.len());
             let record = &bytes[offset..end];
             let entry = match RecordingDescriptor::decode(record) {
@@ -402,8 +408,8 @@ impl Catalog {
     ///
     /// # Errors
     /// The id is unknown or deleted, or its record is damaged.
-    pub fn get(&self, recording_id: i64) -> Result<&RecordingDescriptor> {
-        let slot = usize::try_from(recording_id)
+    pub fn get(&self, recording_id: RecordingId) -> Result<&RecordingDescriptor> {
+        let slot = usize::try_from(recording_id.get())
             .map_err(|_| StoreError::UnknownRecording(recording_id))?;
         match self.entries.get(slot) {
             Some(CatalogEntry::Recording(descriptor))
@@ -427,7 +433,7 @@ impl Catalog {
     /// # Errors
     /// The record cannot be encoded or written.
     pub fn add(&mut self, mut descriptor: RecordingDescriptor) -> Result<RecordingDescriptor> {
-        descriptor.recording_id = self.entries.len() as i64;
+        descriptor.recording_id = slot_id(self.entries.len());
         self.write(&descriptor)?;
         self.entries
             .push(CatalogEntry::Recording(descriptor.clone()));
@@ -439,7 +445,7 @@ impl Catalog {
     /// # Errors
     /// The id is unknown, or the record cannot be written.
     pub fn update(&mut self, descriptor: &RecordingDescriptor) -> Result<()> {
-        let slot = usize::try_from(descriptor.recording_id)
+        let slot = usize::try_from(descriptor.recording_id.get())
             .ok()
             .filter(|slot| *slot < self.entries.len())
             .ok_or(StoreError::UnknownRecording(descriptor.recording_id))?;
@@ -456,12 +462,13 @@ impl Catalog {
             )));
         }
         let record = descriptor.encode().map_err(StoreError::Invalid)?;
-        let offset = (HEADER_LENGTH + descriptor.recording_id as usize * RECORD_LENGTH) as u64;
+        let offset =
+            (HEADER_LENGTH + descriptor.recording_id.get() as usize * RECORD_LENGTH) as u64;
         // The record whole in the redo file first: a crash during the in-place write below leaves
         // a torn record that the next open restores from it.
         if let Some(redo) = &self.redo {
             let redo_path = || self.path.with_file_name(REDO_FILE);
-            redo.write_all_at(&encode_redo(descriptor.recording_id, &record), 0)
+            redo.write_all_at(&encode_redo(descriptor.recording_id.get(), &record), 0)
                 .map_err(|error| io_error(&redo_path(), "write catalog redo file")(error))?;
             redo.sync_data()
                 .map_err(|error| io_error(&redo_path(), "sync catalog redo file")(error))?;
@@ -487,9 +494,9 @@ mod tests {
         {
             let mut catalog = Catalog::open(dir.path(), true).expect("create");
             for _ in 0..3 {
-                catalog.add(sample(0)).expect("add");
+                catalog.add(sample(RecordingId::new(0))).expect("add");
             }
-            let mut stopped = catalog.get(1).expect("1").clone();
+            let mut stopped = catalog.get(RecordingId::new(1)).expect("1").clone();
             stopped.stop_position = 8192;
             catalog.update(&stopped).expect("update");
         }
@@ -498,16 +505,25 @@ mod tests {
         bytes[HEADER_LENGTH + 2 * RECORD_LENGTH + 100] ^= 0xFF;
         std::fs::write(&path, &bytes).expect("write");
         let catalog = Catalog::open(dir.path(), false).expect("reopen");
-        assert_eq!(catalog.get(1).expect("1").stop_position, 8192);
-        assert_eq!(catalog.get(0).expect("0").recording_id, 0);
-        let error = catalog.get(2).expect_err("damaged").to_string();
+        assert_eq!(
+            catalog.get(RecordingId::new(1)).expect("1").stop_position,
+            8192
+        );
+        assert_eq!(
+            catalog.get(RecordingId::new(0)).expect("0").recording_id,
+            RecordingId::new(0)
+        );
+        let error = catalog
+            .get(RecordingId::new(2))
+            .expect_err("damaged")
+            .to_string();
         assert!(
             error.contains("checksum mismatch") && error.contains("offset 3072"),
             "{error}"
         );
         assert!(matches!(
-            catalog.get(3),
-            Err(StoreError::UnknownRecording(3))
+            catalog.get(RecordingId::new(3)),
+            Err(StoreError::UnknownRecording(id)) if id == RecordingId::new(3)
         ));
     }
 
@@ -517,21 +533,27 @@ mod tests {
         {
             let mut catalog = Catalog::open(dir.path(), true).expect("create");
             for _ in 0..3 {
-                catalog.add(sample(0)).expect("add");
+                catalog.add(sample(RecordingId::new(0))).expect("add");
             }
-            let mut deleted = catalog.get(1).expect("1").clone();
+            let mut deleted = catalog.get(RecordingId::new(1)).expect("1").clone();
             deleted.state = RecordState::Deleted;
             catalog.update(&deleted).expect("delete");
         }
         let mut catalog = Catalog::open(dir.path(), true).expect("reopen");
-        let ids: Vec<i64> = catalog.recordings().map(|d| d.recording_id).collect();
+        let ids: Vec<i64> = catalog.recordings().map(|d| d.recording_id.get()).collect();
         assert_eq!(ids, vec![0, 2]);
         assert!(matches!(
-            catalog.get(1),
-            Err(StoreError::UnknownRecording(1))
+            catalog.get(RecordingId::new(1)),
+            Err(StoreError::UnknownRecording(id)) if id == RecordingId::new(1)
         ));
         assert_eq!(catalog.entries().len(), 3);
-        assert_eq!(catalog.add(sample(0)).expect("add").recording_id, 3);
+        assert_eq!(
+            catalog
+                .add(sample(RecordingId::new(0)))
+                .expect("add")
+                .recording_id,
+            RecordingId::new(3)
+        );
     }
 
     #[test]
@@ -559,7 +581,7 @@ mod tests {
         // A crash during an earlier creation leaves only the temporary file.
         std::fs::write(dir.path().join("catalog.tern.new"), b"TERNCAT\0").expect("leftover");
         let mut catalog = Catalog::open(dir.path(), true).expect("create");
-        catalog.add(sample(0)).expect("add");
+        catalog.add(sample(RecordingId::new(0))).expect("add");
         drop(catalog);
         assert!(!dir.path().join("catalog.tern.new").exists());
         let path = dir.path().join(CATALOG_FILE);
@@ -580,8 +602,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let mut catalog = Catalog::open(dir.path(), true).expect("create");
-            catalog.add(sample(0)).expect("add");
-            catalog.add(sample(0)).expect("add");
+            catalog.add(sample(RecordingId::new(0))).expect("add");
+            catalog.add(sample(RecordingId::new(0))).expect("add");
         }
         let path = dir.path().join(CATALOG_FILE);
         let bytes = std::fs::read(&path).expect("read");
@@ -592,16 +614,21 @@ mod tests {
         assert!(matches!(
             catalog.entries()[1],
             CatalogEntry::Damaged {
-                recording_id: 1,
+                recording_id,
                 offset: 2048,
                 ..
-            }
+            } if recording_id == RecordingId::new(1)
         ));
-        let added = catalog.add(sample(0)).expect("add after damage");
-        assert_eq!(added.recording_id, 2);
+        let added = catalog
+            .add(sample(RecordingId::new(0)))
+            .expect("add after damage");
+        assert_eq!(added.recording_id, RecordingId::new(2));
         drop(catalog);
         let catalog = Catalog::open(dir.path(), false).expect("reopen");
-        assert_eq!(catalog.get(2).expect("2").recording_id, 2);
+        assert_eq!(
+            catalog.get(RecordingId::new(2)).expect("2").recording_id,
+            RecordingId::new(2)
+        );
     }
 
     #[test]
@@ -611,10 +638,10 @@ mod tests {
         let before;
         {
             let mut catalog = Catalog::open(dir.path(), true).expect("create");
-            catalog.add(sample(0)).expect("add");
-            catalog.add(sample(0)).expect("add");
+            catalog.add(sample(RecordingId::new(0))).expect("add");
+            catalog.add(sample(RecordingId::new(0))).expect("add");
             before = std::fs::read(&path).expect("read");
-            let mut stopped = catalog.get(0).expect("0").clone();
+            let mut stopped = catalog.get(RecordingId::new(0)).expect("0").clone();
             stopped.stop_position = 4096;
             catalog.update(&stopped).expect("update");
         }
@@ -625,7 +652,10 @@ mod tests {
             .copy_from_slice(&before[HEADER_LENGTH + 512..HEADER_LENGTH + RECORD_LENGTH]);
         std::fs::write(&path, &torn).expect("tear");
         let read_only = Catalog::open(dir.path(), false).expect("read-only open");
-        assert_eq!(read_only.get(0).expect("0").stop_position, 4096);
+        assert_eq!(
+            read_only.get(RecordingId::new(0)).expect("0").stop_position,
+            4096
+        );
         assert_eq!(
             std::fs::read(&path).expect("read"),
             torn,
@@ -633,7 +663,10 @@ mod tests {
         );
         drop(read_only);
         let catalog = Catalog::open(dir.path(), true).expect("writable open");
-        assert_eq!(catalog.get(0).expect("0").stop_position, 4096);
+        assert_eq!(
+            catalog.get(RecordingId::new(0)).expect("0").stop_position,
+            4096
+        );
         assert_eq!(
             std::fs::read(&path).expect("read"),
             after,
@@ -649,16 +682,22 @@ mod tests {
         bytes[REDO_LENGTH - 100] ^= 0xFF;
         std::fs::write(&redo, &bytes).expect("torn redo");
         let catalog = Catalog::open(dir.path(), true).expect("open");
-        assert_eq!(catalog.get(0).expect("0").stop_position, -1);
+        assert_eq!(
+            catalog.get(RecordingId::new(0)).expect("0").stop_position,
+            -1
+        );
         assert_eq!(std::fs::read(&path).expect("read"), before);
 
         // An added record whose append was lost entirely comes back too.
         let mut catalog = catalog;
-        catalog.add(sample(0)).expect("add");
+        catalog.add(sample(RecordingId::new(0))).expect("add");
         drop(catalog);
         std::fs::write(&path, &before).expect("append lost");
         let catalog = Catalog::open(dir.path(), true).expect("open");
         assert_eq!(catalog.entries().len(), 3);
-        assert_eq!(catalog.get(2).expect("2").recording_id, 2);
+        assert_eq!(
+            catalog.get(RecordingId::new(2)).expect("2").recording_id,
+            RecordingId::new(2)
+        );
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::catalog::sync_directory_on;
 use crate::error::{io_error, Result, StoreError};
+use crate::ids::RecordingId;
 use crate::storage::{read_all, write_whole, Storage};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ pub struct Cursor {
     /// Its name.
     pub name: String,
     /// The recording.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// The position (a frame start of the recording).
     pub position: i64,
     /// When it was last set, nanoseconds since the Unix epoch.
@@ -64,7 +65,7 @@ pub fn encode(cursors: &BTreeMap<String, Cursor>) -> Vec<u8> {
     for cursor in cursors.values() {
         bytes.extend_from_slice(&(cursor.name.len() as u16).to_le_bytes());
         bytes.extend_from_slice(cursor.name.as_bytes());
-        bytes.extend_from_slice(&cursor.recording_id.to_le_bytes());
+        bytes.extend_from_slice(&cursor.recording_id.get().to_le_bytes());
         bytes.extend_from_slice(&cursor.position.to_le_bytes());
         bytes.extend_from_slice(&cursor.updated_ns.to_le_bytes());
     }
@@ -122,7 +123,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<BTreeMap<String, Cursor>, (u6
         let name = std::str::from_utf8(take(&mut at, length)?)
             .map_err(|_| (start as u64, "cursor name is not text".to_string()))?
             .to_string();
-        let recording_id = i64_at(take(&mut at, 8)?);
+        let recording_id = RecordingId::new(i64_at(take(&mut at, 8)?));
         let position = i64_at(take(&mut at, 8)?);
         let updated_ns = i64_at(take(&mut at, 8)?);
         cursors.insert(
@@ -248,7 +249,7 @@ impl CursorStore {
 mod tests {
     use super::*;
 
-    fn cursor(name: &str, recording_id: i64, position: i64) -> Cursor {
+    fn cursor(name: &str, recording_id: RecordingId, position: i64) -> Cursor {
         Cursor {
             name: name.into(),
             recording_id,
@@ -261,15 +262,29 @@ mod tests {
     fn cursors_survive_a_reopen_and_deletes_too() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = CursorStore::open(dir.path()).expect("empty store");
-        store.set(cursor("billing", 3, 4096)).expect("set");
-        store.set(cursor("audit/eu", 1, 64)).expect("set");
-        store.set(cursor("audit/us", 1, 128)).expect("set");
-        store.set(cursor("billing", 3, 8192)).expect("update");
+        store
+            .set(cursor("billing", RecordingId::new(3), 4096))
+            .expect("set");
+        store
+            .set(cursor("audit/eu", RecordingId::new(1), 64))
+            .expect("set");
+        store
+            .set(cursor("audit/us", RecordingId::new(1), 128))
+            .expect("set");
+        store
+            .set(cursor("billing", RecordingId::new(3), 8192))
+            .expect("update");
         assert!(store.delete("audit/us").expect("delete"));
         assert!(!store.delete("audit/us").expect("delete again"));
         let reopened = CursorStore::open(dir.path()).expect("reopen");
-        assert_eq!(reopened.get("billing"), Some(&cursor("billing", 3, 8192)));
-        assert_eq!(reopened.list("audit/"), vec![cursor("audit/eu", 1, 64)]);
+        assert_eq!(
+            reopened.get("billing"),
+            Some(&cursor("billing", RecordingId::new(3), 8192))
+        );
+        assert_eq!(
+            reopened.list("audit/"),
+            vec![cursor("audit/eu", RecordingId::new(1), 64)]
+        );
         assert_eq!(reopened.list("").len(), 2);
         assert!(!dir.path().join("cursors.tern.new").exists());
     }
@@ -278,7 +293,9 @@ mod tests {
     fn a_damaged_cursor_file_is_refused_with_where_and_why() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = CursorStore::open(dir.path()).expect("empty store");
-        store.set(cursor("billing", 3, 4096)).expect("set");
+        store
+            .set(cursor("billing", RecordingId::new(3), 4096))
+            .expect("set");
         let path = dir.path().join(CURSOR_FILE);
         let mut bytes = std::fs::read(&path).expect("read");
         bytes[20] ^= 0x40;
@@ -294,7 +311,9 @@ mod tests {
     fn a_leftover_new_file_from_a_torn_write_is_ignored() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = CursorStore::open(dir.path()).expect("empty store");
-        store.set(cursor("billing", 3, 4096)).expect("set");
+        store
+            .set(cursor("billing", RecordingId::new(3), 4096))
+            .expect("set");
         std::fs::write(dir.path().join("cursors.tern.new"), b"torn").expect("write");
         let reopened = CursorStore::open(dir.path()).expect("reopen");
         assert_eq!(reopened.get("billing").map(|c| c.position), Some(4096));
@@ -318,7 +337,7 @@ mod tests {
             let cursors: BTreeMap<String, Cursor> = entries
                 .into_iter()
                 .map(|(name, recording_id, position)| {
-                    (name.clone(), cursor(&name, recording_id, position))
+                    (name.clone(), cursor(&name, RecordingId::new(recording_id), position))
                 })
                 .collect();
             proptest::prop_assert_eq!(decode(&encode(&cursors)).ok(), Some(cursors));

@@ -2,6 +2,8 @@
 //!
 //! See `docs/formats.md` for the layout drawn byte by byte.
 
+use crate::ids::RecordingId;
+
 /// The stop position of a recording that is still being written (or was interrupted by a crash
 /// and not yet recovered).
 pub const NULL_POSITION: i64 = -1;
@@ -46,7 +48,7 @@ impl RecordState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingDescriptor {
     /// The recording's id: its slot in the catalog.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// Record state.
     pub state: RecordState,
     /// When recording started, nanoseconds since the Unix epoch.
@@ -107,7 +109,7 @@ impl RecordingDescriptor {
         let mut put = |offset: usize, bytes: &[u8]| {
             record[offset..offset + bytes.len()].copy_from_slice(bytes)
         };
-        put(8, &self.recording_id.to_le_bytes());
+        put(8, &self.recording_id.get().to_le_bytes());
         put(16, &self.start_timestamp_ns.to_le_bytes());
         put(24, &self.stop_timestamp_ns.to_le_bytes());
         put(32, &self.start_position.to_le_bytes());
@@ -181,7 +183,7 @@ impl RecordingDescriptor {
         let original_channel = strings.pop().unwrap_or_default();
         let stripped_channel = strings.pop().unwrap_or_default();
         let descriptor = Self {
-            recording_id: i64_at(8),
+            recording_id: RecordingId::new(i64_at(8)),
             state,
             start_timestamp_ns: i64_at(16),
             stop_timestamp_ns: i64_at(24),
@@ -239,7 +241,7 @@ impl RecordingDescriptor {
 
 /// A descriptor with plausible values for tests (this crate's and its users').
 #[doc(hidden)]
-pub fn sample(recording_id: i64) -> RecordingDescriptor {
+pub fn sample(recording_id: RecordingId) -> RecordingDescriptor {
     RecordingDescriptor {
         recording_id,
         state: RecordState::Valid,
@@ -265,7 +267,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_damage_is_detected() {
-        let descriptor = sample(3);
+        let descriptor = sample(RecordingId::new(3));
         let record = descriptor.encode().expect("fits");
         assert_eq!(RecordingDescriptor::decode(&record), Ok(descriptor));
         for index in [0, 4, 9, 40, 90, 1023] {
@@ -280,7 +282,7 @@ mod tests {
 
     #[test]
     fn strings_too_long_for_a_record_are_refused() {
-        let mut descriptor = sample(1);
+        let mut descriptor = sample(RecordingId::new(1));
         descriptor.original_channel = "x".repeat(900);
         assert!(descriptor.encode().is_err());
     }

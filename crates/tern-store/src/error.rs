@@ -1,5 +1,6 @@
 //! Errors of tern's storage.
 
+use crate::ids::RecordingId;
 use std::path::PathBuf;
 
 /// A storage error. Each names what it was about: the file and offset, the recording, the position.
@@ -45,7 +46,7 @@ pub enum StoreError {
     },
     /// No recording has this id.
     #[error("unknown recording id {0}")]
-    UnknownRecording(i64),
+    UnknownRecording(RecordingId),
     /// No cursor has this name.
     #[error("unknown cursor {0:?}")]
     UnknownCursor(String),
@@ -53,7 +54,7 @@ pub enum StoreError {
     #[error("recording {recording_id}: catalog entry damaged: {reason}")]
     DamagedRecording {
         /// The recording.
-        recording_id: i64,
+        recording_id: RecordingId,
         /// What is wrong with its entry.
         reason: String,
     },
@@ -61,7 +62,7 @@ pub enum StoreError {
     #[error("recording {recording_id}: position {position}: {reason}")]
     BadPosition {
         /// The recording.
-        recording_id: i64,
+        recording_id: RecordingId,
         /// The position asked for.
         position: i64,
         /// Why it cannot be used.

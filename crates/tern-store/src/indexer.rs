@@ -12,6 +12,7 @@
 
 use crate::descriptor::RecordingDescriptor;
 use crate::error::Result;
+use crate::ids::RecordingId;
 use crate::key::KeyKind;
 use crate::key_index::{
     encode_key_index, key_index_file_name, read_manifest_on, write_atomically_on, Expected,
@@ -32,7 +33,7 @@ pub enum IndexJob {
     /// collector's lists go back through `recycle` once written, for the next segment's notes
     /// (memory already mapped: no page faults on the recorder's thread).
     Segment {
-        recording_id: i64,
+        recording_id: RecordingId,
         end_position: i64,
         collector: KeyCollector,
         recycle: Option<std::sync::mpsc::Sender<Vec<(i64, u32)>>>,
@@ -141,7 +142,7 @@ pub fn run_indexer_on(
 fn write_segment(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     end_position: i64,
     collector: KeyCollector,
     recycle: Option<std::sync::mpsc::Sender<Vec<(i64, u32)>>>,
@@ -206,7 +207,7 @@ impl KeyIndexCheck {
     }
 
     /// The file's name.
-    pub fn file_name(&self, recording_id: i64) -> String {
+    pub fn file_name(&self, recording_id: RecordingId) -> String {
         key_index_file_name(recording_id, self.segment_base, &self.kind)
     }
 }
@@ -366,7 +367,7 @@ pub fn check_recording_on(
 /// reported so, not as an error.
 pub fn check_collected(
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     end: i64,
     collector: KeyCollector,
     found: Option<Vec<String>>,
@@ -378,7 +379,7 @@ pub fn check_collected(
 pub fn check_collected_on(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     end: i64,
     collector: KeyCollector,
     found: Option<Vec<String>>,
@@ -434,7 +435,7 @@ mod tests {
     #[test]
     fn finished_segments_of_stopped_and_active_recordings() {
         let descriptor = RecordingDescriptor {
-            recording_id: 0,
+            recording_id: RecordingId::new(0),
             state: RecordState::Valid,
             start_timestamp_ns: 0,
             stop_timestamp_ns: NULL_POSITION,

@@ -16,6 +16,7 @@
 
 use crate::error::{io_error, Result, StoreError};
 use crate::frame::{align_frame, FrameHeader, FRAME_ALIGNMENT, HEADER_LENGTH};
+use crate::ids::RecordingId;
 use crate::key::KeyKind;
 use crate::storage::{disk, read_all, OpenOptions, Storage, StorageFile};
 use std::path::{Path, PathBuf};
@@ -33,12 +34,12 @@ pub const KEY_ENTRY_LENGTH: usize = 16;
 pub const POSITION_LENGTH: usize = 4;
 
 /// The index file of `kind` for the segment of `recording_id` based at `base`.
-pub fn key_index_file_name(recording_id: i64, base: i64, kind: &KeyKind) -> String {
+pub fn key_index_file_name(recording_id: RecordingId, base: i64, kind: &KeyKind) -> String {
     format!("{recording_id}-{base}.{}.kix", kind.tag())
 }
 
 /// The manifest file of a recording: the kinds indexed for it.
-pub fn manifest_file_name(recording_id: i64) -> String {
+pub fn manifest_file_name(recording_id: RecordingId) -> String {
     format!("{recording_id}.kix")
 }
 
@@ -56,7 +57,7 @@ pub struct KeyIndexHeader {
     /// The kind indexed.
     pub kind: KeyKind,
     /// The recording.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// The segment's base position.
     pub segment_base: i64,
     /// Messages starting before this position (and at or after the segment base) are indexed:
@@ -89,7 +90,7 @@ impl KeyIndexHeader {
         bytes[0..8].copy_from_slice(MAGIC);
         bytes[8..12].copy_from_slice(&VERSION.to_le_bytes());
         bytes[16..24].copy_from_slice(&self.kind.encode().expect("an indexable kind"));
-        bytes[24..32].copy_from_slice(&self.recording_id.to_le_bytes());
+        bytes[24..32].copy_from_slice(&self.recording_id.get().to_le_bytes());
         bytes[32..40].copy_from_slice(&self.segment_base.to_le_bytes());
         bytes[40..48].copy_from_slice(&self.end_position.to_le_bytes());
         bytes[48..52].copy_from_slice(&self.key_count.to_le_bytes());
@@ -130,7 +131,7 @@ impl KeyIndexHeader {
         let kind = KeyKind::decode(&kind_bytes).ok_or((16, "unknown key kind".to_string()))?;
         Ok(Self {
             kind,
-            recording_id: i64_at(bytes, 24),
+            recording_id: RecordingId::new(i64_at(bytes, 24)),
             segment_base: i64_at(bytes, 32),
             end_position: i64_at(bytes, 40),
             key_count: u32_at(bytes, 48),
@@ -169,7 +170,7 @@ pub struct KeyEntry {
 /// The encoding is deterministic: the same messages always give the same bytes.
 pub fn encode_key_index(
     kind: KeyKind,
-    recording_id: i64,
+    recording_id: RecordingId,
     segment_base: i64,
     end_position: i64,
     entries: &mut [(i64, u32)],
@@ -273,7 +274,7 @@ pub struct Expected {
     /// The kind.
     pub kind: KeyKind,
     /// The recording.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// The segment's base.
     pub segment_base: i64,
     /// Where the segment's data ends: its end, or the recording's stop in its last segment.
@@ -573,13 +574,13 @@ impl KeyIndexReader {
 }
 
 /// Encode a manifest: the kinds indexed for `recording_id`.
-pub fn encode_manifest(recording_id: i64, kinds: &[KeyKind]) -> Vec<u8> {
+pub fn encode_manifest(recording_id: RecordingId, kinds: &[KeyKind]) -> Vec<u8> {
     let indexable: Vec<[u8; 8]> = kinds.iter().filter_map(KeyKind::encode).collect();
     let mut bytes = Vec::with_capacity(28 + indexable.len() * 8);
     bytes.extend_from_slice(MANIFEST_MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     bytes.extend_from_slice(&(indexable.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&recording_id.to_le_bytes());
+    bytes.extend_from_slice(&recording_id.get().to_le_bytes());
     for kind in &indexable {
         bytes.extend_from_slice(kind);
     }
@@ -592,7 +593,10 @@ pub fn encode_manifest(recording_id: i64, kinds: &[KeyKind]) -> Vec<u8> {
 ///
 /// # Errors
 /// (file offset, what is wrong).
-pub fn decode_manifest(bytes: &[u8], recording_id: i64) -> Result<Vec<KeyKind>, (u64, String)> {
+pub fn decode_manifest(
+    bytes: &[u8],
+    recording_id: RecordingId,
+) -> Result<Vec<KeyKind>, (u64, String)> {
     if bytes.len() < 28 || &bytes[0..8] != MANIFEST_MAGIC {
         return Err((0, "not a tern key index manifest".into()));
     }
@@ -619,7 +623,7 @@ pub fn decode_manifest(bytes: &[u8], recording_id: i64) -> Result<Vec<KeyKind>, 
             format!("manifest checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"),
         ));
     }
-    let owner = i64_at(bytes, 16);
+    let owner = RecordingId::new(i64_at(bytes, 16));
     if owner != recording_id {
         return Err((
             16,
@@ -642,7 +646,7 @@ pub fn decode_manifest(bytes: &[u8], recording_id: i64) -> Result<Vec<KeyKind>, 
 ///
 /// # Errors
 /// The file could not be written.
-pub fn write_manifest(dir: &Path, recording_id: i64, kinds: &[KeyKind]) -> Result<()> {
+pub fn write_manifest(dir: &Path, recording_id: RecordingId, kinds: &[KeyKind]) -> Result<()> {
     write_manifest_on(&disk(), dir, recording_id, kinds)
 }
 
@@ -653,7 +657,7 @@ pub fn write_manifest(dir: &Path, recording_id: i64, kinds: &[KeyKind]) -> Resul
 pub fn write_manifest_on(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     kinds: &[KeyKind],
 ) -> Result<()> {
     write_atomically_on(
@@ -669,7 +673,7 @@ pub fn write_manifest_on(
 ///
 /// # Errors
 /// The manifest is unreadable or damaged.
-pub fn read_manifest(dir: &Path, recording_id: i64) -> Result<Vec<KeyKind>> {
+pub fn read_manifest(dir: &Path, recording_id: RecordingId) -> Result<Vec<KeyKind>> {
     read_manifest_on(&disk(), dir, recording_id)
 }
 
@@ -680,7 +684,7 @@ pub fn read_manifest(dir: &Path, recording_id: i64) -> Result<Vec<KeyKind>> {
 pub fn read_manifest_on(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
 ) -> Result<Vec<KeyKind>> {
     let path = dir.join(manifest_file_name(recording_id));
     match read_all(storage.as_ref(), &path) {
@@ -849,7 +853,7 @@ mod tests {
     fn expected(end: i64) -> Expected {
         Expected {
             kind: KeyKind::Reserved,
-            recording_id: 3,
+            recording_id: RecordingId::new(3),
             segment_base: BASE,
             end_position: end,
         }
@@ -859,7 +863,7 @@ mod tests {
         let entries: Vec<(i64, u32)> = (0..40u32).map(|i| (i64::from(i % 3) - 1, i * 64)).collect();
         let bytes = encode_key_index(
             KeyKind::Reserved,
-            3,
+            RecordingId::new(3),
             BASE,
             BASE + 4096,
             &mut entries.clone(),
@@ -873,7 +877,13 @@ mod tests {
         let mut shuffled = entries.clone();
         shuffled.reverse();
         assert_eq!(
-            encode_key_index(KeyKind::Reserved, 3, BASE, BASE + 4096, &mut shuffled),
+            encode_key_index(
+                KeyKind::Reserved,
+                RecordingId::new(3),
+                BASE,
+                BASE + 4096,
+                &mut shuffled
+            ),
             bytes,
             "the same messages in another order give the same bytes"
         );
@@ -894,7 +904,13 @@ mod tests {
         assert!(lookup_in(&bytes, &expected(BASE + 4096), 5)
             .expect("lookup")
             .is_empty());
-        let empty = encode_key_index(KeyKind::Reserved, 3, BASE, BASE + 32, &mut []);
+        let empty = encode_key_index(
+            KeyKind::Reserved,
+            RecordingId::new(3),
+            BASE,
+            BASE + 32,
+            &mut [],
+        );
         assert_eq!(empty.len(), HEADER_LENGTH_KIX);
         assert!(lookup_in(&empty, &expected(BASE + 32), 0)
             .expect("empty index")
@@ -946,7 +962,7 @@ mod tests {
     fn a_reader_finds_a_key_reading_only_its_run_and_detects_a_damaged_table() {
         let dir = tempfile::tempdir().expect("dir");
         let (_, bytes) = sample();
-        let name = key_index_file_name(3, BASE, &KeyKind::Reserved);
+        let name = key_index_file_name(RecordingId::new(3), BASE, &KeyKind::Reserved);
         assert_eq!(name, format!("3-{BASE}.reserved.kix"));
         assert_eq!(
             parse_key_index_file_name(&name),
@@ -987,7 +1003,7 @@ mod tests {
     fn the_documented_example_encodes_to_these_bytes() {
         let bytes = encode_key_index(
             KeyKind::Reserved,
-            0,
+            RecordingId::new(0),
             0,
             4096,
             &mut [(7, 0), (3, 96), (7, 224)],
@@ -1014,15 +1030,24 @@ mod tests {
     #[test]
     fn manifests_round_trip_and_damage_is_found() {
         let kinds = [KeyKind::Reserved, KeyKind::ClusterEgress];
-        let bytes = encode_manifest(7, &kinds);
-        assert_eq!(decode_manifest(&bytes, 7).expect("valid"), kinds);
-        assert!(decode_manifest(&bytes, 8).is_err(), "another recording's");
+        let bytes = encode_manifest(RecordingId::new(7), &kinds);
+        assert_eq!(
+            decode_manifest(&bytes, RecordingId::new(7)).expect("valid"),
+            kinds
+        );
+        assert!(
+            decode_manifest(&bytes, RecordingId::new(8)).is_err(),
+            "another recording's"
+        );
         for byte in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[byte] ^= 0x10;
-            assert!(decode_manifest(&damaged, 7).is_err(), "byte {byte}");
+            assert!(
+                decode_manifest(&damaged, RecordingId::new(7)).is_err(),
+                "byte {byte}"
+            );
         }
-        assert!(decode_manifest(&bytes[..bytes.len() - 1], 7).is_err());
+        assert!(decode_manifest(&bytes[..bytes.len() - 1], RecordingId::new(7)).is_err());
     }
 
     #[test]
@@ -1090,7 +1115,7 @@ mod tests {
                 .map(|(i, key)| (*key, i as u32 * 96))
                 .collect();
             let end = BASE + messages.len() as i64 * 96 + 32;
-            let bytes = encode_key_index(KeyKind::Reserved, 3, BASE, end, &mut messages.clone());
+            let bytes = encode_key_index(KeyKind::Reserved, RecordingId::new(3), BASE, end, &mut messages.clone());
             let scanned: Vec<i64> = messages
                 .iter()
                 .filter(|(key, _)| *key == wanted)

@@ -9,7 +9,8 @@
 //! Where to look: [`frame`] (the frame format and checksums), [`segment`] and [`SegmentWriter`] /
 //! [`RecordingReader`] (segment files), [`Catalog`] and [`RecordingDescriptor`] (the catalog),
 //! [`time_index`], [`key`] and [`key_index`] (finding a time or one client's messages),
-//! [`Cursor`] (named positions), [`directory`] (the lock, leftovers), [`rebuild_catalog`].
+//! [`Cursor`] (named positions), [`directory`] (the lock, leftovers), [`rebuild_catalog`];
+//! [`RecordingId`] and [`ReplayId`], the ids the archive and its clients share.
 
 pub mod catalog;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod descriptor;
 pub mod directory;
 pub mod error;
 pub mod frame;
+pub mod ids;
 pub mod indexer;
 pub mod key;
 pub mod key_index;
@@ -38,6 +40,7 @@ pub use cursors::{check_cursor_name, Cursor, CURSOR_FILE, MAX_CURSORS, MAX_CURSO
 pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
 pub use directory::{lock_directory, remove_leftovers, LOCK_FILE};
 pub use error::{io_error, Result, StoreError};
+pub use ids::{RecordingId, ReplayId};
 pub use indexer::KeyIndexCheck;
 pub use key::{FieldWidth, KeyFilter, KeyKind};
 pub use message_time::{TimeSource, TimeUnit};

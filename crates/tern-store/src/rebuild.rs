@@ -12,6 +12,7 @@ use crate::catalog::{self, CATALOG_FILE, HEADER_LENGTH};
 use crate::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
 use crate::error::{io_error, Result, StoreError};
 use crate::frame::{self, FrameHeader, FRAME_ALIGNMENT, HEADER_LENGTH as FRAME_HEADER};
+use crate::ids::RecordingId;
 use crate::recording_reader::{find_end, list_segments};
 use crate::segment::segment_file_name;
 use std::collections::BTreeMap;
@@ -63,7 +64,7 @@ pub struct RebuildReport {
 
 /// Records of the catalog file's slots that still pass their checks, by id, whatever the state
 /// of its header (records sit at fixed offsets; each has its own checksum).
-fn salvage(path: &Path) -> Result<BTreeMap<i64, RecordingDescriptor>> {
+fn salvage(path: &Path) -> Result<BTreeMap<RecordingId, RecordingDescriptor>> {
     let mut kept = BTreeMap::new();
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
@@ -72,7 +73,7 @@ fn salvage(path: &Path) -> Result<BTreeMap<i64, RecordingDescriptor>> {
     };
     let mut offset = HEADER_LENGTH;
     while offset + RECORD_LENGTH <= bytes.len() {
-        let slot = ((offset - HEADER_LENGTH) / RECORD_LENGTH) as i64;
+        let slot = RecordingId::new(((offset - HEADER_LENGTH) / RECORD_LENGTH) as i64);
         if let Ok(descriptor) = RecordingDescriptor::decode(&bytes[offset..offset + RECORD_LENGTH])
         {
             if descriptor.recording_id == slot {
@@ -84,7 +85,7 @@ fn salvage(path: &Path) -> Result<BTreeMap<i64, RecordingDescriptor>> {
     // The last record written, whole in the redo file, is newer than its slot's copy.
     if let Some((slot, descriptor, _)) = path.parent().and_then(catalog::read_redo) {
         if slot as u64 <= (bytes.len().saturating_sub(HEADER_LENGTH) / RECORD_LENGTH) as u64 {
-            kept.insert(slot as i64, descriptor);
+            kept.insert(RecordingId::new(slot as i64), descriptor);
         }
     }
     Ok(kept)
@@ -104,11 +105,11 @@ pub fn rebuild_catalog(dir: &Path) -> Result<RebuildReport> {
     let last = kept
         .keys()
         .chain(segments.keys())
-        .copied()
+        .map(|id| id.get())
         .max()
         .unwrap_or(-1);
     let mut recordings = Vec::new();
-    for recording_id in 0..=last {
+    for recording_id in (0..=last).map(RecordingId::new) {
         let rebuilt = match (kept.get(&recording_id), segments.get(&recording_id)) {
             (Some(descriptor), _) => RebuiltRecording {
                 descriptor: descriptor.clone(),
@@ -151,7 +152,7 @@ pub fn rebuild_catalog(dir: &Path) -> Result<RebuildReport> {
     })
 }
 
-fn placeholder(recording_id: i64) -> RecordingDescriptor {
+fn placeholder(recording_id: RecordingId) -> RecordingDescriptor {
     RecordingDescriptor {
         recording_id,
         state: RecordState::Deleted,
@@ -284,7 +285,7 @@ fn is_power_of_two(value: i64) -> bool {
 /// on what was inferred.
 fn reconstruct(
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     bases: &[i64],
 ) -> Result<(RecordingDescriptor, Vec<String>)> {
     let mut notes = Vec::new();
@@ -465,7 +466,7 @@ fn push_unknowns(notes: &mut Vec<String>) {
 /// modification times.
 fn times(
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     stop_position: i64,
     first: &Path,
     last: &Path,
@@ -490,7 +491,7 @@ fn times(
 }
 
 /// The error for a directory whose catalog does not describe its segment files.
-fn mismatch(dir: &Path, problem: String, orphans: &BTreeMap<i64, Vec<i64>>) -> StoreError {
+fn mismatch(dir: &Path, problem: String, orphans: &BTreeMap<RecordingId, Vec<i64>>) -> StoreError {
     let segments = orphans.values().map(Vec::len).sum();
     let example = orphans
         .iter()
@@ -539,9 +540,9 @@ pub fn open_for_recording_on(
         Err(error) => return Err(error),
     };
     let listed = catalog.entries().len() as i64;
-    let orphans: BTreeMap<i64, Vec<i64>> = segments
+    let orphans: BTreeMap<RecordingId, Vec<i64>> = segments
         .into_iter()
-        .filter(|(id, _)| *id >= listed)
+        .filter(|(id, _)| id.get() >= listed)
         .collect();
     if !orphans.is_empty() {
         let ids: Vec<String> = orphans.keys().take(5).map(ToString::to_string).collect();

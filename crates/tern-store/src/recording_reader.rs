@@ -3,6 +3,7 @@
 use crate::descriptor::RecordingDescriptor;
 use crate::error::{io_error, Result, StoreError};
 use crate::frame::{FrameExpectation, FrameHeader, FrameProblem};
+use crate::ids::RecordingId;
 use crate::segment::{parse_segment_file_name, segment_base, segment_file_name};
 use crate::storage::{Advice, OpenOptions, Storage, StorageFile};
 use std::collections::BTreeMap;
@@ -72,7 +73,7 @@ impl ScanStop {
 pub struct RecordingReader {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
-    recording_id: i64,
+    recording_id: RecordingId,
     start_position: i64,
     term_length: i64,
     segment_length: i64,
@@ -294,7 +295,7 @@ impl RecordingReader {
 ///
 /// # Errors
 /// The directory cannot be listed.
-pub fn list_segments(dir: &Path) -> Result<BTreeMap<i64, Vec<i64>>> {
+pub fn list_segments(dir: &Path) -> Result<BTreeMap<RecordingId, Vec<i64>>> {
     list_segments_on(&crate::storage::disk(), dir)
 }
 
@@ -302,8 +303,11 @@ pub fn list_segments(dir: &Path) -> Result<BTreeMap<i64, Vec<i64>>> {
 ///
 /// # Errors
 /// The directory cannot be listed.
-pub fn list_segments_on(storage: &Arc<dyn Storage>, dir: &Path) -> Result<BTreeMap<i64, Vec<i64>>> {
-    let mut segments: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+pub fn list_segments_on(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+) -> Result<BTreeMap<RecordingId, Vec<i64>>> {
+    let mut segments: BTreeMap<RecordingId, Vec<i64>> = BTreeMap::new();
     let names = storage
         .list(dir)
         .map_err(io_error(dir, "list archive directory"))?;
@@ -364,7 +368,11 @@ pub fn find_end_on(
 }
 
 /// The error for a position that is not the start of a frame of the recording.
-pub fn bad_position(recording_id: i64, position: i64, reason: impl Into<String>) -> StoreError {
+pub fn bad_position(
+    recording_id: RecordingId,
+    position: i64,
+    reason: impl Into<String>,
+) -> StoreError {
     StoreError::BadPosition {
         recording_id,
         position,

@@ -1,18 +1,19 @@
 //! Segment file naming and position arithmetic (pure), and the page-aligned buffer used for
 //! `O_DIRECT` writes.
 
+use crate::ids::RecordingId;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 /// Alignment of `O_DIRECT` writes: offsets, lengths and buffer addresses.
 pub const PAGE: usize = 4096;
 
 /// The file name of the segment of `recording_id` that starts at stream position `base`.
-pub fn segment_file_name(recording_id: i64, base: i64) -> String {
+pub fn segment_file_name(recording_id: RecordingId, base: i64) -> String {
     format!("{recording_id}-{base}.rec")
 }
 
 /// Parse a segment file name into (recording id, base position).
-pub fn parse_segment_file_name(name: &str) -> Option<(i64, i64)> {
+pub fn parse_segment_file_name(name: &str) -> Option<(RecordingId, i64)> {
     let stem = name.strip_suffix(".rec")?;
     let (id, base) = stem.split_once('-')?;
     Some((id.parse().ok()?, base.parse().ok()?))
@@ -102,8 +103,14 @@ mod tests {
         assert_eq!(segment_base(start, start, term, segment), 3 * term);
         assert_eq!(segment_base(start, 7 * term - 32, term, segment), 3 * term);
         assert_eq!(segment_base(start, 7 * term, term, segment), 7 * term);
-        assert_eq!(segment_file_name(5, 7 * term), "5-458752.rec");
-        assert_eq!(parse_segment_file_name("5-458752.rec"), Some((5, 458752)));
+        assert_eq!(
+            segment_file_name(RecordingId::new(5), 7 * term),
+            "5-458752.rec"
+        );
+        assert_eq!(
+            parse_segment_file_name("5-458752.rec"),
+            Some((RecordingId::new(5), 458752))
+        );
         assert_eq!(parse_segment_file_name("catalog.tern"), None);
     }
 

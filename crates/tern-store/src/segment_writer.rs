@@ -18,6 +18,7 @@
 
 use crate::error::{io_error, Result, StoreError};
 use crate::frame::{stamp_checksums, stamp_checksums_visiting, FrameHeader, HEADER_LENGTH};
+use crate::ids::RecordingId;
 use crate::indexer::IndexJob;
 use crate::key::KeyKind;
 use crate::key_index::KeyCollector;
@@ -46,7 +47,7 @@ pub struct SegmentGeometry {
     /// The archive directory.
     pub dir: PathBuf,
     /// The recording.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// The recording's start position.
     pub start_position: i64,
     /// The stream's term length.
@@ -1036,7 +1037,7 @@ mod tests {
     #[test]
     fn a_segment_the_indexer_had_no_room_for_is_indexed_from_its_file_once_it_has() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut descriptor = crate::descriptor::sample(0);
+        let mut descriptor = crate::descriptor::sample(RecordingId::new(0));
         descriptor.start_position = 0;
         descriptor.stop_position = crate::descriptor::NULL_POSITION;
         descriptor.initial_term_id = 0;
@@ -1045,7 +1046,7 @@ mod tests {
         descriptor.stream_id = 1;
         let geometry = SegmentGeometry {
             dir: dir.path().to_path_buf(),
-            recording_id: 0,
+            recording_id: RecordingId::new(0),
             start_position: 0,
             term_length: TERM,
             segment_length: TERM,
@@ -1081,7 +1082,7 @@ mod tests {
                 descriptor: checked,
                 end_position,
             }) => {
-                assert_eq!(checked.recording_id, 0);
+                assert_eq!(checked.recording_id, RecordingId::new(0));
                 assert!(
                     *end_position >= 2 * TERM,
                     "covers segment 1: {end_position}"
@@ -1111,7 +1112,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let geometry = SegmentGeometry {
             dir: dir.path().to_path_buf(),
-            recording_id: 0,
+            recording_id: RecordingId::new(0),
             start_position: 0,
             term_length: TERM,
             segment_length: 4 * TERM,

@@ -6,6 +6,7 @@
 //! non-decreasing. See `docs/formats.md`.
 
 use crate::error::{io_error, Result, StoreError};
+use crate::ids::RecordingId;
 use crate::storage::{disk, read_all, OpenOptions, Storage, StorageFile};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ pub const HEADER_LENGTH: usize = 32;
 pub const ENTRY_LENGTH: usize = 16;
 
 /// The time index file name of a recording.
-pub fn time_index_file_name(recording_id: i64) -> String {
+pub fn time_index_file_name(recording_id: RecordingId) -> String {
     format!("{recording_id}.tix")
 }
 
@@ -45,12 +46,12 @@ pub struct TimeIndexWriter {
     broken: bool,
 }
 
-fn header(recording_id: i64) -> [u8; HEADER_LENGTH] {
+fn header(recording_id: RecordingId) -> [u8; HEADER_LENGTH] {
     let mut header = [0u8; HEADER_LENGTH];
     header[0..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&VERSION.to_le_bytes());
     header[12..16].copy_from_slice(&(ENTRY_LENGTH as u32).to_le_bytes());
-    header[16..24].copy_from_slice(&recording_id.to_le_bytes());
+    header[16..24].copy_from_slice(&recording_id.get().to_le_bytes());
     header
 }
 
@@ -60,7 +61,7 @@ impl TimeIndexWriter {
     ///
     /// # Errors
     /// The file cannot be created.
-    pub fn create(dir: &Path, recording_id: i64, interval_ns: i64) -> Result<Self> {
+    pub fn create(dir: &Path, recording_id: RecordingId, interval_ns: i64) -> Result<Self> {
         Self::create_on(&disk(), dir, recording_id, interval_ns)
     }
 
@@ -71,7 +72,7 @@ impl TimeIndexWriter {
     pub fn create_on(
         storage: &Arc<dyn Storage>,
         dir: &Path,
-        recording_id: i64,
+        recording_id: RecordingId,
         interval_ns: i64,
     ) -> Result<Self> {
         let path = dir.join(time_index_file_name(recording_id));
@@ -101,7 +102,7 @@ impl TimeIndexWriter {
     /// The file cannot be opened, cut or created.
     pub fn resume(
         dir: &Path,
-        recording_id: i64,
+        recording_id: RecordingId,
         interval_ns: i64,
         stop_position: i64,
     ) -> Result<Self> {
@@ -115,7 +116,7 @@ impl TimeIndexWriter {
     pub fn resume_on(
         storage: &Arc<dyn Storage>,
         dir: &Path,
-        recording_id: i64,
+        recording_id: RecordingId,
         interval_ns: i64,
         stop_position: i64,
     ) -> Result<Self> {
@@ -202,7 +203,7 @@ impl TimeIndexWriter {
 ///
 /// # Errors
 /// The file cannot be written.
-pub fn reset_time_index(dir: &Path, recording_id: i64) -> Result<()> {
+pub fn reset_time_index(dir: &Path, recording_id: RecordingId) -> Result<()> {
     reset_time_index_on(&disk(), dir, recording_id)
 }
 
@@ -213,7 +214,7 @@ pub fn reset_time_index(dir: &Path, recording_id: i64) -> Result<()> {
 pub fn reset_time_index_on(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
 ) -> Result<()> {
     let writer = TimeIndexWriter::create_on(storage, dir, recording_id, 0)?;
     writer
@@ -229,7 +230,7 @@ pub fn reset_time_index_on(
 /// The file is missing, unreadable or not a time index.
 pub fn read_time_index(
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     stop_position: i64,
 ) -> Result<Vec<TimeEntry>> {
     read_time_index_on(&disk(), dir, recording_id, stop_position)
@@ -242,7 +243,7 @@ pub fn read_time_index(
 pub fn read_time_index_on(
     storage: &Arc<dyn Storage>,
     dir: &Path,
-    recording_id: i64,
+    recording_id: RecordingId,
     stop_position: i64,
 ) -> Result<Vec<TimeEntry>> {
     let path = dir.join(time_index_file_name(recording_id));
@@ -275,7 +276,7 @@ pub fn read_time_index_on(
     Ok(entries)
 }
 
-fn check_header(path: &Path, bytes: &[u8], recording_id: i64) -> Result<()> {
+fn check_header(path: &Path, bytes: &[u8], recording_id: RecordingId) -> Result<()> {
     let corrupt = |offset: u64, reason: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         offset,
@@ -298,7 +299,9 @@ fn check_header(path: &Path, bytes: &[u8], recording_id: i64) -> Result<()> {
             format!("entry length {entry_length}, expected {ENTRY_LENGTH}"),
         ));
     }
-    let owner = i64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    let owner = RecordingId::new(i64::from_le_bytes(
+        bytes[16..24].try_into().expect("8 bytes"),
+    ));
     if owner != recording_id {
         return Err(corrupt(
             16,
@@ -333,7 +336,7 @@ impl TimeIndexReader {
     ///
     /// # Errors
     /// The file is missing, unreadable or not this recording's time index.
-    pub fn open(dir: &Path, recording_id: i64) -> Result<Self> {
+    pub fn open(dir: &Path, recording_id: RecordingId) -> Result<Self> {
         Self::open_on(&disk(), dir, recording_id)
     }
 
@@ -341,7 +344,11 @@ impl TimeIndexReader {
     ///
     /// # Errors
     /// The file is missing, unreadable or not this recording's time index.
-    pub fn open_on(storage: &Arc<dyn Storage>, dir: &Path, recording_id: i64) -> Result<Self> {
+    pub fn open_on(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        recording_id: RecordingId,
+    ) -> Result<Self> {
         let path = dir.join(time_index_file_name(recording_id));
         let file = storage
             .open(&path, OpenOptions::read())
@@ -527,17 +534,18 @@ mod tests {
     #[test]
     fn entries_closer_than_the_interval_are_skipped_and_stale_ones_dropped() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut writer = TimeIndexWriter::create(dir.path(), 4, 1000).expect("create");
+        let mut writer =
+            TimeIndexWriter::create(dir.path(), RecordingId::new(4), 1000).expect("create");
         writer.record(10_000, 0);
         writer.record(10_500, 64);
         writer.record(11_000, 128);
         writer.record(13_000, 4096);
         writer.flush().expect("flush");
-        let path = dir.path().join(time_index_file_name(4));
+        let path = dir.path().join(time_index_file_name(RecordingId::new(4)));
         let mut bytes = std::fs::read(&path).expect("read");
         bytes.extend_from_slice(&[1, 2, 3]);
         std::fs::write(&path, bytes).expect("torn tail");
-        let entries = read_time_index(dir.path(), 4, 4096).expect("read");
+        let entries = read_time_index(dir.path(), RecordingId::new(4), 4096).expect("read");
         assert_eq!(
             entries,
             vec![
@@ -561,17 +569,19 @@ mod resume_tests {
     #[test]
     fn a_resumed_index_drops_entries_past_the_stop_and_never_goes_back_in_time() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut writer = TimeIndexWriter::create(dir.path(), 2, 0).expect("create");
+        let mut writer =
+            TimeIndexWriter::create(dir.path(), RecordingId::new(2), 0).expect("create");
         writer.record(1_000, 0);
         writer.record(2_000, 640);
         writer.record(3_000, 1280);
         writer.flush().expect("flush");
         drop(writer);
-        let mut resumed = TimeIndexWriter::resume(dir.path(), 2, 0, 1280).expect("resume");
+        let mut resumed =
+            TimeIndexWriter::resume(dir.path(), RecordingId::new(2), 0, 1280).expect("resume");
         resumed.record(1_500, 1280);
         resumed.record(4_000, 1920);
         resumed.flush().expect("flush");
-        let entries = read_time_index(dir.path(), 2, i64::MAX).expect("read");
+        let entries = read_time_index(dir.path(), RecordingId::new(2), i64::MAX).expect("read");
         let pairs: Vec<(i64, i64)> = entries
             .iter()
             .map(|entry| (entry.timestamp_ns, entry.position))
@@ -597,7 +607,7 @@ mod seek_tests {
             limit_fraction in 0.0f64..1.2,
         ) {
             let dir = tempfile::tempdir().expect("temp dir");
-            let mut writer = TimeIndexWriter::create(dir.path(), 1, 0).expect("create");
+            let mut writer = TimeIndexWriter::create(dir.path(), RecordingId::new(1), 0).expect("create");
             let mut time = 1_000_000i64;
             let mut entries = Vec::new();
             for (index, gap) in gaps.iter().enumerate() {
@@ -606,7 +616,7 @@ mod seek_tests {
                 entries.push(TimeEntry { timestamp_ns: time, position: index as i64 * 64 });
             }
             writer.flush().expect("flush");
-            let reader = TimeIndexReader::open(dir.path(), 1).expect("open");
+            let reader = TimeIndexReader::open(dir.path(), RecordingId::new(1)).expect("open");
             let limit = (entries.len() as f64 * 64.0 * limit_fraction) as i64;
             let usable: Vec<TimeEntry> = entries.iter().copied().filter(|e| e.position < limit).collect();
             let span = time - 1_000_000 + 20;
@@ -730,7 +740,11 @@ pub fn check_entries(
 ///
 /// # Errors
 /// A file error.
-pub fn replace_time_index(dir: &Path, recording_id: i64, entries: &[TimeEntry]) -> Result<()> {
+pub fn replace_time_index(
+    dir: &Path,
+    recording_id: RecordingId,
+    entries: &[TimeEntry],
+) -> Result<()> {
     let path = dir.join(time_index_file_name(recording_id));
     let temporary = dir.join(format!("{}.rebuild", time_index_file_name(recording_id)));
     let mut bytes = Vec::with_capacity(HEADER_LENGTH + entries.len() * ENTRY_LENGTH);

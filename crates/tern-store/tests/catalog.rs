@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tern_store::cursors::CursorStore;
 use tern_store::descriptor::sample;
 use tern_store::{
-    Catalog, CatalogEntry, Cursor, FaultDisk, RecordingDescriptor, SimDisk, Storage, WriteFault,
+    Catalog, CatalogEntry, Cursor, FaultDisk, RecordingDescriptor, RecordingId, SimDisk, Storage,
+    WriteFault,
 };
 
 const DIR: &str = "/archive";
@@ -30,7 +31,7 @@ fn churn(disk: &SimDisk) -> Vec<(u64, Vec<RecordingDescriptor>)> {
     let mut records: Vec<RecordingDescriptor> = Vec::new();
     acknowledged.push((disk.syncs(), records.clone()));
     for _ in 0..3 {
-        records.push(catalog.add(sample(0)).expect("add"));
+        records.push(catalog.add(sample(RecordingId::new(0))).expect("add"));
         acknowledged.push((disk.syncs(), records.clone()));
     }
     for index in 0..3 {
@@ -41,7 +42,7 @@ fn churn(disk: &SimDisk) -> Vec<(u64, Vec<RecordingDescriptor>)> {
         records[index] = stopped;
         acknowledged.push((disk.syncs(), records.clone()));
     }
-    records.push(catalog.add(sample(0)).expect("add"));
+    records.push(catalog.add(sample(RecordingId::new(0))).expect("add"));
     acknowledged.push((disk.syncs(), records.clone()));
     acknowledged
 }
@@ -114,7 +115,7 @@ fn a_failed_record_write_or_sync_is_an_error_and_not_taken_in() {
         let base = disk();
         let storage: Arc<dyn Storage> = Arc::new(base.clone());
         let mut catalog = Catalog::open_on(&storage, Path::new(DIR), true).expect("create");
-        catalog.add(sample(0)).expect("add");
+        catalog.add(sample(RecordingId::new(0))).expect("add");
         drop(catalog);
         let faults = FaultDisk::new(storage.clone()).only_files_ending("catalog.tern");
         let faults = match fault {
@@ -123,11 +124,19 @@ fn a_failed_record_write_or_sync_is_an_error_and_not_taken_in() {
         };
         let failing: Arc<dyn Storage> = Arc::new(faults);
         let mut catalog = Catalog::open_on(&failing, Path::new(DIR), true).expect("reopen");
-        let error = catalog.add(sample(0)).expect_err("the write fails");
+        let error = catalog
+            .add(sample(RecordingId::new(0)))
+            .expect_err("the write fails");
         assert!(error.to_string().contains("catalog.tern"), "{error}");
         assert_eq!(catalog.entries().len(), 1, "{fault:?}: not taken in");
         // The next add works and gets the id the failed one would have had.
-        assert_eq!(catalog.add(sample(0)).expect("add").recording_id, 1);
+        assert_eq!(
+            catalog
+                .add(sample(RecordingId::new(0)))
+                .expect("add")
+                .recording_id,
+            RecordingId::new(1)
+        );
         drop(catalog);
         let reopened = Catalog::open_on(&storage, Path::new(DIR), false).expect("reopen");
         assert_eq!(reopened.recordings().count(), 2, "{fault:?}");
@@ -137,7 +146,7 @@ fn a_failed_record_write_or_sync_is_an_error_and_not_taken_in() {
 fn cursor(name: &str, position: i64) -> Cursor {
     Cursor {
         name: name.into(),
-        recording_id: 3,
+        recording_id: RecordingId::new(3),
         position,
         updated_ns: 1_700_000_000_000_000_000 + position,
     }
@@ -197,27 +206,45 @@ fn a_crash_during_a_key_index_or_manifest_write_leaves_the_old_file_or_the_new_o
     };
     let expected = |end_position| Expected {
         kind: KeyKind::Reserved,
-        recording_id: 4,
+        recording_id: RecordingId::new(4),
         segment_base: 0,
         end_position,
     };
-    let name = key_index_file_name(4, 0, &KeyKind::Reserved);
-    let old = encode_key_index(KeyKind::Reserved, 4, 0, 4096, &mut [(7, 0), (9, 64)]);
+    let name = key_index_file_name(RecordingId::new(4), 0, &KeyKind::Reserved);
+    let old = encode_key_index(
+        KeyKind::Reserved,
+        RecordingId::new(4),
+        0,
+        4096,
+        &mut [(7, 0), (9, 64)],
+    );
     let mut entries: Vec<(i64, u32)> = (0..2000).map(|n| (n % 37, n as u32 * 64)).collect();
-    let new = encode_key_index(KeyKind::Reserved, 4, 0, 128_000, &mut entries);
+    let new = encode_key_index(
+        KeyKind::Reserved,
+        RecordingId::new(4),
+        0,
+        128_000,
+        &mut entries,
+    );
     let mut outcomes = std::collections::HashSet::new();
     for freeze in 0..=4 {
         for torn in [0, 1, 100, 4096, 20_000] {
             let disk = disk();
             let storage: Arc<dyn Storage> = Arc::new(disk.clone());
             write_atomically_on(&storage, Path::new(DIR), &name, &old, true).expect("old");
-            write_manifest_on(&storage, Path::new(DIR), 4, &[KeyKind::Reserved]).expect("manifest");
+            write_manifest_on(
+                &storage,
+                Path::new(DIR),
+                RecordingId::new(4),
+                &[KeyKind::Reserved],
+            )
+            .expect("manifest");
             disk.freeze_after_syncs(freeze);
             let _ = write_atomically_on(&storage, Path::new(DIR), &name, &new, true);
             let _ = write_manifest_on(
                 &storage,
                 Path::new(DIR),
-                4,
+                RecordingId::new(4),
                 &[KeyKind::Reserved, KeyKind::ClusterEgress],
             );
             let crashed: Arc<dyn Storage> = Arc::new(disk.crash_torn(torn));
@@ -244,7 +271,7 @@ fn a_crash_during_a_key_index_or_manifest_write_leaves_the_old_file_or_the_new_o
                     "old"
                 }
             };
-            let kinds = read_manifest_on(&crashed, Path::new(DIR), 4)
+            let kinds = read_manifest_on(&crashed, Path::new(DIR), RecordingId::new(4))
                 .unwrap_or_else(|error| panic!("{what}: manifest unreadable: {error}"));
             assert!(
                 kinds == vec![KeyKind::Reserved]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use tern_store::frame::{align_frame, term_of, FrameHeader, HEADER_LENGTH, TYPE_DATA, TYPE_PAD};
 use tern_store::{
     find_end, find_end_on, list_segments, list_segments_on, FaultDisk, Io, RecordState,
-    RecordingDescriptor, RecordingReader, ScanStop, SegmentGeometry, SegmentWriter, SimDisk,
-    Storage, StoreError, WriteFault, WriteMode, NULL_POSITION,
+    RecordingDescriptor, RecordingId, RecordingReader, ScanStop, SegmentGeometry, SegmentWriter,
+    SimDisk, Storage, StoreError, WriteFault, WriteMode, NULL_POSITION,
 };
 
 const TERM: i64 = 64 * 1024;
@@ -21,7 +21,7 @@ const STREAM: i32 = 33;
 
 fn descriptor(start_position: i64) -> RecordingDescriptor {
     RecordingDescriptor {
-        recording_id: 0,
+        recording_id: RecordingId::new(0),
         state: RecordState::Valid,
         start_timestamp_ns: 1,
         stop_timestamp_ns: NULL_POSITION,
@@ -135,7 +135,7 @@ fn check_round_trip(
     let dir = tempfile::tempdir().expect("temp dir");
     let geometry = SegmentGeometry {
         dir: dir.path().to_path_buf(),
-        recording_id: 0,
+        recording_id: RecordingId::new(0),
         start_position: start,
         term_length: TERM,
         segment_length: SEGMENT,
@@ -199,7 +199,7 @@ fn a_truncated_or_missing_segment_is_named_with_its_offset() {
     let (log, _) = lay_out(0, &payloads);
     let geometry = SegmentGeometry {
         dir: dir.path().to_path_buf(),
-        recording_id: 0,
+        recording_id: RecordingId::new(0),
         start_position: 0,
         term_length: TERM,
         segment_length: SEGMENT,
@@ -219,7 +219,7 @@ fn a_truncated_or_missing_segment_is_named_with_its_offset() {
     let mut damaged = original.clone();
     damaged[20] ^= 0x55;
     std::fs::write(&third, damaged).expect("damage");
-    let bases = list_segments(dir.path()).expect("segments")[&0].clone();
+    let bases = list_segments(dir.path()).expect("segments")[&RecordingId::new(0)].clone();
     let (stop_at, damage) = find_end(dir.path(), &descriptor, &bases).expect("find end");
     assert_eq!(
         stop_at,
@@ -258,7 +258,7 @@ fn a_truncated_or_missing_segment_is_named_with_its_offset() {
     // A segment file that already exists is never written over.
     let geometry = SegmentGeometry {
         dir: dir.path().to_path_buf(),
-        recording_id: 0,
+        recording_id: RecordingId::new(0),
         start_position: 0,
         term_length: TERM,
         segment_length: SEGMENT,
@@ -288,7 +288,7 @@ fn check_resume(start: i64, payloads: Vec<Vec<u8>>, split_frame: usize, mode: Wr
     let dir = tempfile::tempdir().expect("temp dir");
     let geometry = SegmentGeometry {
         dir: dir.path().to_path_buf(),
-        recording_id: 0,
+        recording_id: RecordingId::new(0),
         start_position: start,
         term_length: TERM,
         segment_length: SEGMENT,
@@ -361,7 +361,7 @@ proptest! {
 fn sim_geometry(start: i64) -> SegmentGeometry {
     SegmentGeometry {
         dir: PathBuf::from("/archive"),
-        recording_id: 0,
+        recording_id: RecordingId::new(0),
         start_position: start,
         term_length: TERM,
         segment_length: SEGMENT,
@@ -389,7 +389,7 @@ fn recover_in(
     let descriptor = descriptor(start);
     let bases = list_segments_on(storage, dir)
         .expect("segments")
-        .remove(&0)
+        .remove(&RecordingId::new(0))
         .unwrap_or_default();
     let (end, damage) = find_end_on(storage, dir, &descriptor, &bases).expect("find end");
     let mut read = Vec::new();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tern_archive::control::{ControlChannel, ControlConfig, ControlServer};
-use tern_archive::{Archive, ArchiveConfig, RecordingDescriptor, RecordingInfo};
+use tern_archive::{Archive, ArchiveConfig, RecordingDescriptor, RecordingId, RecordingInfo};
 use tern_transport::{
     BackoffIdle, Client, DriverConfig, Idle, MediaDriver, OfferError, Publication,
 };
@@ -190,7 +190,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
 }
 
 /// Waits until `recording_id` has recorded up to `position`; returns what the archive said then.
-pub fn wait_recorded(archive: &Archive, recording_id: i64, position: i64) -> RecordingInfo {
+pub fn wait_recorded(archive: &Archive, recording_id: RecordingId, position: i64) -> RecordingInfo {
     let mut info = archive
         .recording(recording_id)
         .expect("the recording is known");
@@ -204,7 +204,7 @@ pub fn wait_recorded(archive: &Archive, recording_id: i64, position: i64) -> Rec
 }
 
 /// Waits until `recording_id` has stopped; returns its descriptor.
-pub fn wait_stopped(archive: &Archive, recording_id: i64) -> RecordingDescriptor {
+pub fn wait_stopped(archive: &Archive, recording_id: RecordingId) -> RecordingDescriptor {
     wait_until("the recording to stop", Duration::from_secs(20), || {
         !archive
             .recording(recording_id)

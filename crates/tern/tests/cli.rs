@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tern_archive::{Archive, ArchiveConfig, ArchiveView, CATALOG_FILE};
+use tern_archive::{Archive, ArchiveConfig, ArchiveView, RecordingId, CATALOG_FILE};
 use tern_transport::{BackoffIdle, Client, Idle};
 
 use support::*;
@@ -69,7 +69,7 @@ fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64, min_
     assert!(published > last_durable, "the kill came mid-stream");
 
     let view = ArchiveView::open(data.path()).expect("open after the crash");
-    let interrupted = view.recording(0).expect("the recording");
+    let interrupted = view.recording(RecordingId::new(0)).expect("the recording");
     assert!(
         interrupted.active,
         "the catalog still says active: the process died"
@@ -85,7 +85,7 @@ fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64, min_
 
     // Restart: recovery sets the stop position to the last valid frame, at or past the durable one.
     let archive = Archive::launch(ArchiveConfig::new(data.path(), driver.dir())).expect("restart");
-    let recovered = archive.recording(0).expect("recording");
+    let recovered = archive.recording(RecordingId::new(0)).expect("recording");
     assert!(!recovered.active);
     let stop_position = recovered.descriptor.stop_position;
     assert!(
@@ -97,7 +97,7 @@ fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64, min_
     let view = ArchiveView::open(data.path()).expect("reopen");
     let mut expected = 0u64;
     let resumed = view
-        .messages(0, None, None, |bytes, _| {
+        .messages(RecordingId::new(0), None, None, |bytes, _| {
             assert_eq!(bytes, message(expected).as_slice(), "message {expected}");
             expected += 1;
             true
@@ -109,7 +109,7 @@ fn kill_recorder_mid_stream_and_recover(fsync: &str, kill_after_bytes: i64, min_
         "at most one partial message is cut at the end"
     );
     assert!(
-        view.segment_files(0).len() >= min_segments,
+        view.segment_files(RecordingId::new(0)).len() >= min_segments,
         "the recording spans {min_segments} segments or more"
     );
 }
@@ -745,7 +745,10 @@ fn a_directory_with_segments_but_no_usable_catalog_is_refused_until_the_catalog_
         assert!(Instant::now() < deadline, "the new recording starts");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(archive.recordings()[3].descriptor.recording_id, 3);
+    assert_eq!(
+        archive.recordings()[3].descriptor.recording_id,
+        RecordingId::new(3)
+    );
     drop(publication);
     archive.shutdown();
     assert_eq!(printed_recordings(&dir, &[0, 1, 2]), before);
@@ -758,7 +761,10 @@ fn a_purge_cut_short_by_a_crash_finishes_at_the_next_launch() {
     // leaves files no command removes. The catalog half of it, by hand:
     {
         let mut catalog = tern_archive::Catalog::open(data.path(), true).expect("catalog");
-        let mut descriptor = catalog.get(1).expect("recording 1").clone();
+        let mut descriptor = catalog
+            .get(RecordingId::new(1))
+            .expect("recording 1")
+            .clone();
         descriptor.state = tern_archive::RecordState::Deleted;
         catalog.update(&descriptor).expect("mark deleted");
     }
@@ -836,21 +842,24 @@ fn verify_checks_time_indexes_and_rebuilds_a_damaged_one_from_its_sound_entries(
 #[test]
 fn a_truncate_cut_short_by_a_crash_finishes_at_the_next_launch() {
     let (driver, data) = small_archive("truncate-finish");
-    let segments = |id: i64| {
+    let segments = |id: RecordingId| {
         tern_archive::list_segments(data.path())
             .expect("segments")
             .get(&id)
             .cloned()
             .unwrap_or_default()
     };
-    assert!(segments(0).len() > 1, "recording 0 spans segments");
+    assert!(
+        segments(RecordingId::new(0)).len() > 1,
+        "recording 0 spans segments"
+    );
     // A truncate writes the record (stopped at the cut) before it deletes the later segments:
     // the record half of it, by hand, at the 10th frame of the first segment.
     let mut cut = 0;
     let mut seen = 0;
     ArchiveView::open(data.path())
         .expect("view")
-        .frames(0, None, None, |frame| {
+        .frames(RecordingId::new(0), None, None, |frame| {
             seen += 1;
             cut = frame.position;
             seen < 10
@@ -858,15 +867,26 @@ fn a_truncate_cut_short_by_a_crash_finishes_at_the_next_launch() {
         .expect("frames");
     {
         let mut catalog = tern_archive::Catalog::open(data.path(), true).expect("catalog");
-        let mut descriptor = catalog.get(0).expect("recording 0").clone();
+        let mut descriptor = catalog
+            .get(RecordingId::new(0))
+            .expect("recording 0")
+            .clone();
         descriptor.stop_position = cut;
         catalog.update(&descriptor).expect("truncated record");
     }
-    let others = (segments(1), segments(2));
+    let others = (segments(RecordingId::new(1)), segments(RecordingId::new(2)));
     let archive = Archive::launch(ArchiveConfig::new(data.path(), driver.dir())).expect("launch");
     archive.shutdown();
-    assert_eq!(segments(0), vec![0], "the truncate finished");
-    assert_eq!((segments(1), segments(2)), others, "nothing else deleted");
+    assert_eq!(
+        segments(RecordingId::new(0)),
+        vec![0],
+        "the truncate finished"
+    );
+    assert_eq!(
+        (segments(RecordingId::new(1)), segments(RecordingId::new(2))),
+        others,
+        "nothing else deleted"
+    );
     let (code, stdout, _) = tern(&["verify", "--dir", &data.path().to_string_lossy(), "--quiet"]);
     assert_eq!(code, 0, "{stdout}");
 }

@@ -6,7 +6,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tern_archive::{Archive, ArchiveConfig, ArchiveView};
+use tern_archive::{Archive, ArchiveConfig, ArchiveView, RecordingId};
 use tern_transport::{BackoffIdle, Client, Idle, MediaDriver};
 
 use support::*;
@@ -86,8 +86,16 @@ fn keyed_archive(tag: &str) -> (MediaDriver, tempfile::TempDir, Vec<i64>, i32, i
                 idle.idle(0);
             }
         }
-        while archive.recording(0).expect("0").recorded_position < first.position()
-            || archive.recording(1).expect("1").recorded_position < second.position()
+        while archive
+            .recording(RecordingId::new(0))
+            .expect("0")
+            .recorded_position
+            < first.position()
+            || archive
+                .recording(RecordingId::new(1))
+                .expect("1")
+                .recorded_position
+                < second.position()
         {
             idle.idle(0);
         }
@@ -345,12 +353,21 @@ fn key_indexes_lost_in_a_kill_9_are_rebuilt_by_verify_and_by_the_next_start() {
     let kind: tern_archive::KeyKind = "field:8:i64".parse().expect("kind");
     let index = |base: i64| {
         data.path()
-            .join(tern_archive::key_index::key_index_file_name(0, base, &kind))
+            .join(tern_archive::key_index::key_index_file_name(
+                RecordingId::new(0),
+                base,
+                &kind,
+            ))
     };
     let view = ArchiveView::open(data.path()).expect("open after the crash");
-    let end = view.recording(0).expect("recording").end_position;
+    let end = view
+        .recording(RecordingId::new(0))
+        .expect("recording")
+        .end_position;
     assert!(
-        view.recording(0).expect("recording").active,
+        view.recording(RecordingId::new(0))
+            .expect("recording")
+            .active,
         "the catalog still says active: the process died"
     );
     // The segment holding the last frame (the data may end exactly at a segment's end).
@@ -374,7 +391,7 @@ fn key_indexes_lost_in_a_kill_9_are_rebuilt_by_verify_and_by_the_next_start() {
         "{stdout}"
     );
     assert!(index(131072).exists());
-    let (_, checks) = view.key_indexes(0).expect("look");
+    let (_, checks) = view.key_indexes(RecordingId::new(0)).expect("look");
     assert!(
         checks.len() >= 3 && checks.iter().all(|check| check.is_ok()),
         "{checks:?}"
@@ -385,7 +402,7 @@ fn key_indexes_lost_in_a_kill_9_are_rebuilt_by_verify_and_by_the_next_start() {
     config.segment_length = 128 * 1024;
     let archive = Archive::launch(config).expect("restart");
     let stop_position = archive
-        .recording(0)
+        .recording(RecordingId::new(0))
         .expect("recovered")
         .descriptor
         .stop_position;
@@ -407,7 +424,7 @@ fn key_indexes_lost_in_a_kill_9_are_rebuilt_by_verify_and_by_the_next_start() {
                  last segment {live_base}, files {files:?}, {:?}",
                 ArchiveView::open(data.path())
                     .expect("view")
-                    .key_indexes(0)
+                    .key_indexes(RecordingId::new(0))
                     .map(|(_, checks)| checks)
             );
         }
@@ -415,11 +432,11 @@ fn key_indexes_lost_in_a_kill_9_are_rebuilt_by_verify_and_by_the_next_start() {
     }
     drop(archive);
     let view = ArchiveView::open(data.path()).expect("reopen");
-    let (_, checks) = view.key_indexes(0).expect("look");
+    let (_, checks) = view.key_indexes(RecordingId::new(0)).expect("look");
     assert_eq!(checks.len() as u64, (stop_position as u64).div_ceil(131072));
     assert!(checks.iter().all(|check| check.is_ok()), "{checks:?}");
     let mut all = Vec::new();
-    view.messages(0, None, None, |message, _| {
+    view.messages(RecordingId::new(0), None, None, |message, _| {
         all.push(u64::from_le_bytes(
             message[0..8].try_into().expect("8 bytes"),
         ));

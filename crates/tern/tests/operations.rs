@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tern_archive::{Archive, ArchiveConfig, ArchiveView};
+use tern_archive::{Archive, ArchiveConfig, ArchiveView, RecordingId};
 use tern_transport::{BackoffIdle, Client, Idle, MediaDriver};
 
 use tern_testkit::driver;
@@ -77,7 +77,7 @@ fn truncate_and_purge_change_an_offline_directory_and_refuse_bad_requests() {
     let mut ends = Vec::new();
     ArchiveView::open(data.path())
         .expect("view")
-        .messages(0, None, None, |_, header| {
+        .messages(RecordingId::new(0), None, None, |_, header| {
             ends.push(header.position);
             true
         })
@@ -100,7 +100,7 @@ fn truncate_and_purge_change_an_offline_directory_and_refuse_bad_requests() {
     let mut count = 0;
     ArchiveView::open(data.path())
         .expect("view")
-        .messages(0, None, None, |_, _| {
+        .messages(RecordingId::new(0), None, None, |_, _| {
             count += 1;
             true
         })
@@ -138,5 +138,5 @@ fn truncate_and_purge_change_an_offline_directory_and_refuse_bad_requests() {
         stderr.contains("in use by another process") && stderr.contains("stop the archive"),
         "{stderr}"
     );
-    assert!(archive.recording(2).is_ok());
+    assert!(archive.recording(RecordingId::new(2)).is_ok());
 }

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tern_client::{
-    ArchiveClient, ArchiveClientConfig, ArchiveErrorCode, ClientError, MergeStart, ReplayMerge,
-    ReplayMergeConfig,
+    ArchiveClient, ArchiveClientConfig, ArchiveErrorCode, ClientError, MergeStart, RecordingId,
+    ReplayMerge, ReplayMergeConfig,
 };
 use tern_protocol::SourceLocation;
 use tern_transport::{BackoffIdle, Client, Idle, MediaDriver, Subscription};
@@ -163,8 +163,14 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     assert!(client.archive_id().is_some());
 
     // Nothing recorded yet: every listing is empty (its end marker came).
-    assert!(client.list_recordings(0, 10).expect("list").is_empty());
-    assert!(client.list_recording(0).expect("list one").is_none());
+    assert!(client
+        .list_recordings(RecordingId::new(0), 10)
+        .expect("list")
+        .is_empty());
+    assert!(client
+        .list_recording(RecordingId::new(0))
+        .expect("list one")
+        .is_none());
 
     // Record a UDP stream this process publishes to the archive's driver.
     let data_port = free_udp_port();
@@ -190,7 +196,9 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     let recordings = {
         let mut found = Vec::new();
         wait_until("the recording", TIMEOUT, || {
-            found = client.list_recordings(0, 10).expect("list");
+            found = client
+                .list_recordings(RecordingId::new(0), 10)
+                .expect("list");
             !found.is_empty()
         });
         found
@@ -206,18 +214,18 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     });
     assert_eq!(
         client
-            .list_recordings_for_uri(0, 10, &format!("{data_port}"), 1001)
+            .list_recordings_for_uri(RecordingId::new(0), 10, &format!("{data_port}"), 1001)
             .expect("by uri")
             .len(),
         1
     );
     assert!(client
-        .list_recordings_for_uri(0, 10, "nowhere", 1001)
+        .list_recordings_for_uri(RecordingId::new(0), 10, "nowhere", 1001)
         .expect("by uri")
         .is_empty());
     assert_eq!(
         client
-            .find_last_matching_recording(0, "udp", 1001, recording.session_id)
+            .find_last_matching_recording(RecordingId::new(0), "udp", 1001, recording.session_id)
             .expect("find"),
         Some(recording.recording_id)
     );
@@ -243,7 +251,7 @@ fn an_archive_process_serves_a_client_in_another_process_over_udp() {
     );
 
     // Errors come back typed, with the archive's message.
-    match client.start_position(9_999) {
+    match client.start_position(RecordingId::new(9_999)) {
         Err(ClientError::Archive { code, message, .. }) => {
             assert_eq!(code, ArchiveErrorCode::UnknownRecording);
             assert!(message.contains("9999"), "{message}");
@@ -275,7 +283,10 @@ fn credentials_are_accepted_or_refused_across_processes() {
     };
     let mut client = ArchiveClient::connect(config().with_credentials(b"ops:s3cret".to_vec()))
         .expect("the right credentials are accepted");
-    assert!(client.list_recordings(0, 1).expect("list").is_empty());
+    assert!(client
+        .list_recordings(RecordingId::new(0), 1)
+        .expect("list")
+        .is_empty());
     match ArchiveClient::connect(config().with_credentials(b"ops:guess".to_vec())) {
         Err(ClientError::Archive { code, .. }) => {
             assert_eq!(code, ArchiveErrorCode::AuthenticationRejected)
@@ -294,7 +305,7 @@ fn credentials_are_accepted_or_refused_across_processes() {
 /// once and in order, some of them after the merge.
 fn merge_and_check(
     client: &mut ArchiveClient,
-    recording_id: i64,
+    recording_id: RecordingId,
     replay_channel: &str,
     live: Option<(&str, i32)>,
     publisher: &SteadyPublisher,
@@ -356,7 +367,10 @@ fn replay_merge_over_ipc_across_processes_has_no_gap_and_no_duplicate() {
         message(n, 64)
     });
     wait_until("a backlog", TIMEOUT, || publisher.sent() > 20_000);
-    let recording_id = client.list_recordings(0, 1).expect("list")[0].recording_id;
+    let recording_id = client
+        .list_recordings(RecordingId::new(0), 1)
+        .expect("list")[0]
+        .recording_id;
     merge_and_check(&mut client, recording_id, "aeron:ipc", None, &publisher);
     publisher.stop();
 }
@@ -387,7 +401,10 @@ fn replay_merge_over_udp_across_processes_has_no_gap_and_no_duplicate() {
         message(n, 64)
     });
     wait_until("a backlog", TIMEOUT, || publisher.sent() > 20_000);
-    let recording_id = client.list_recordings(0, 1).expect("list")[0].recording_id;
+    let recording_id = client
+        .list_recordings(RecordingId::new(0), 1)
+        .expect("list")[0]
+        .recording_id;
     merge_and_check(
         &mut client,
         recording_id,
@@ -429,7 +446,10 @@ fn garbage_on_the_control_channel_leaves_the_archive_serving() {
     let mut client = archive
         .udp_client(&driver)
         .expect("a client still connects");
-    assert!(client.list_recordings(0, 5).expect("list").is_empty());
+    assert!(client
+        .list_recordings(RecordingId::new(0), 5)
+        .expect("list")
+        .is_empty());
     assert!(archive.is_alive());
 }
 
@@ -444,7 +464,10 @@ fn a_client_killed_mid_replay_leaves_the_archive_serving_others() {
         message(n, 64)
     });
     wait_until("a backlog", TIMEOUT, || publisher.sent() > 5_000);
-    let recording_id = client.list_recordings(0, 1).expect("list")[0].recording_id;
+    let recording_id = client
+        .list_recordings(RecordingId::new(0), 1)
+        .expect("list")[0]
+        .recording_id;
 
     // Another process follows the recording with a replay printed to its stdout; kill -9 it.
     let mut victim = Command::new(TERN)
@@ -511,7 +534,10 @@ fn the_cli_lists_describes_replays_and_truncates_through_a_running_archive() {
         .add_exclusive_publication("aeron:ipc", 1401)
         .expect("publication");
     wait_until("the recording", TIMEOUT, || {
-        !client.list_recordings(0, 1).expect("list").is_empty()
+        !client
+            .list_recordings(RecordingId::new(0), 1)
+            .expect("list")
+            .is_empty()
     });
     let mut idle = BackoffIdle::new();
     for sequence in 0..100u64 {
@@ -525,13 +551,16 @@ fn the_cli_lists_describes_replays_and_truncates_through_a_running_archive() {
     }
     let end = publication.position();
     wait_until("everything recorded", TIMEOUT, || {
-        client.recording_position(0).expect("position") >= Some(end)
+        client
+            .recording_position(RecordingId::new(0))
+            .expect("position")
+            >= Some(end)
     });
     client
         .stop_recording_subscription(subscription)
         .expect("stop");
     wait_until("stopped", TIMEOUT, || {
-        client.stop_position(0).expect("stop") == Some(end)
+        client.stop_position(RecordingId::new(0)).expect("stop") == Some(end)
     });
 
     let udp = archive.control_channel();
@@ -604,5 +633,8 @@ fn the_cli_lists_describes_replays_and_truncates_through_a_running_archive() {
     let (code, out, err) = remote(&["truncate", "0", "640"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("truncated"), "{out}");
-    assert_eq!(client.stop_position(0).expect("stop"), Some(640));
+    assert_eq!(
+        client.stop_position(RecordingId::new(0)).expect("stop"),
+        Some(640)
+    );
 }

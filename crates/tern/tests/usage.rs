@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tern_archive::ArchiveView;
+use tern_archive::{ArchiveView, RecordingId};
 use tern_transport::{BackoffIdle, Client, Idle};
 
 use support::*;
@@ -217,7 +217,7 @@ fn a_time_source_field_past_the_first_fragment_is_refused_like_a_key_field() {
     let dir = data.path().to_string_lossy().into_owned();
     let mtu = ArchiveView::open(data.path())
         .expect("view")
-        .recording(0)
+        .recording(RecordingId::new(0))
         .expect("recording 0")
         .descriptor
         .mtu_length as usize;
@@ -368,7 +368,7 @@ fn a_local_recording_on_a_default_tern_driver_records_and_on_one_without_spies_s
         let recorded = || {
             ArchiveView::open(data.path())
                 .ok()
-                .and_then(|view| view.recording(0).ok())
+                .and_then(|view| view.recording(RecordingId::new(0)).ok())
                 .map_or(0, |recording| recording.end_position)
         };
         let deadline = Instant::now() + Duration::from_secs(10);

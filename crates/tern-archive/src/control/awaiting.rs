@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use tern_protocol as proto;
 use tern_protocol::ArchiveErrorCode;
 use tern_protocol::{ControlResponseCode, Message};
+use tern_store::RecordingId;
 
 use super::conductor::Conductor;
 use super::proxy::{queue_message, send_error};
@@ -34,18 +35,18 @@ pub(super) enum Awaited {
     /// A recording subscription's stop: OK 0, or Aeron's unknown-subscription error.
     Stop {
         subscription_id: i64,
-        pending: Pending<Vec<i64>>,
+        pending: Pending<Vec<RecordingId>>,
     },
     /// A stop by recording identity: OK with 1 if it stopped it, 0 if it was not recording.
     StopByIdentity {
         subscription_id: i64,
-        pending: Pending<Vec<i64>>,
+        pending: Pending<Vec<RecordingId>>,
     },
     /// A replay's seek: OK with the replay's new image session id.
     Seek(PendingSeek),
     /// A truncate or purge: OK with the number of segment files to delete.
     Change {
-        recording_id: i64,
+        recording_id: RecordingId,
         pending: Pending<usize>,
     },
 }
@@ -77,7 +78,7 @@ impl Conductor {
             let answer = match &self.awaiting[index].what {
                 Awaited::Replay(pending) => state
                     .poll_replay_start(pending)
-                    .map(|outcome| outcome.map(|replay_id| (replay_id, Some(replay_id)))),
+                    .map(|outcome| outcome.map(|replay_id| (replay_id.get(), Some(replay_id)))),
                 Awaited::Recording(pending) => pending
                     .poll()
                     .map(|outcome| outcome.map(|subscription_id| (subscription_id, None))),
@@ -207,9 +208,14 @@ impl Conductor {
             let owner = match event.signal {
                 // Only a Delete that came after the request is its answer's: an earlier one ends
                 // an operation before it (another session's, or the embedded handle's).
-                RecordingSignalKind::Delete => match self.delete_owners.get(&event.recording_id) {
-                    Some(&(session_id, correlation_id, after)) if number >= after => {
-                        self.delete_owners.remove(&event.recording_id);
+                RecordingSignalKind::Delete => match event
+                    .recording_id
+                    .and_then(|recording_id| self.delete_owners.get_key_value(&recording_id))
+                {
+                    Some((&recording_id, &(session_id, correlation_id, after)))
+                        if number >= after =>
+                    {
+                        self.delete_owners.remove(&recording_id);
                         Some((session_id, correlation_id))
                     }
                     _ => None,
@@ -250,7 +256,9 @@ impl Conductor {
             let message = proto::RecordingSignalEvent {
                 control_session_id: session_id,
                 correlation_id,
-                recording_id: event.recording_id,
+                recording_id: event
+                    .recording_id
+                    .map_or(proto::NULL_VALUE, RecordingId::get),
                 subscription_id: event.subscription_id,
                 position: event.position,
                 signal,

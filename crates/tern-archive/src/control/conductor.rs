@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tern_protocol as proto;
 use tern_protocol::ArchiveErrorCode;
+use tern_store::RecordingId;
 use tern_transport::{
     Client, ExclusivePublication, FragmentAssembler, ImageEvent, OfferError, Subscription,
 };
@@ -47,7 +48,7 @@ pub(crate) struct Conductor {
     /// Which session (and request) started each recording subscription, for its signals.
     pub(super) recording_owners: HashMap<i64, (i64, i64)>,
     /// Which session asked to truncate or purge each recording, for the DELETE signal.
-    pub(super) delete_owners: HashMap<i64, (i64, i64, u64)>,
+    pub(super) delete_owners: HashMap<RecordingId, (i64, i64, u64)>,
     pub(super) events: Receiver<RecordingEvent>,
     /// Recording events taken in and not signalled yet, numbered in the order they came; those
     /// that came after a request about their subscription wait for its answer.

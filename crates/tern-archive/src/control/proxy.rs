@@ -11,6 +11,7 @@ use tern_protocol as proto;
 use tern_protocol::ArchiveErrorCode;
 use tern_protocol::NULL_VALUE;
 use tern_protocol::{AnyMessage, ControlResponseCode, Message};
+use tern_store::RecordingId;
 
 /// Descriptors a listing adds to a session's outbox per duty cycle.
 pub(super) const LISTING_BATCH: usize = 32;
@@ -36,7 +37,7 @@ pub(super) fn descriptor_message(
     proto::RecordingDescriptor {
         control_session_id,
         correlation_id,
-        recording_id: d.recording_id,
+        recording_id: d.recording_id.get(),
         start_timestamp: epoch_millis(d.start_timestamp_ns),
         stop_timestamp: if d.is_active() {
             NULL_VALUE
@@ -65,7 +66,7 @@ pub(super) fn cursor_descriptor(
     proto::CursorDescriptor {
         control_session_id,
         correlation_id,
-        recording_id: cursor.recording_id,
+        recording_id: cursor.recording_id.get(),
         position: cursor.position,
         updated_timestamp: cursor.updated_ns,
         name: proto::to_ascii_lossy(&cursor.name),
@@ -93,8 +94,8 @@ pub(super) fn recording_groups(
             groups.push(proto::RecordingGroupDescriptor {
                 control_session_id: 0,
                 correlation_id: 0,
-                first_recording_id: d.recording_id,
-                last_recording_id: d.recording_id,
+                first_recording_id: d.recording_id.get(),
+                last_recording_id: d.recording_id.get(),
                 total_bytes: 0,
                 first_start_timestamp: epoch_millis(d.start_timestamp_ns),
                 last_stop_timestamp: NULL_VALUE,
@@ -106,7 +107,7 @@ pub(super) fn recording_groups(
             groups.len() - 1
         });
         let group = &mut groups[slot];
-        group.last_recording_id = d.recording_id;
+        group.last_recording_id = d.recording_id.get();
         group.recording_count += 1;
         group.total_bytes += info.recorded_position - d.start_position;
         group.first_start_timestamp = group
@@ -215,7 +216,7 @@ pub(super) fn continue_recordings(
     while remaining > 0 && queued < batch && next_id < limit && next_id < scan_end {
         let id = next_id;
         next_id += 1;
-        let Ok(info) = archive.recording(id) else {
+        let Ok(info) = archive.recording(RecordingId::new(id)) else {
             continue; // purged or damaged: not listed
         };
         let accepted = filter.as_ref().is_none_or(|(stream_id, fragment)| {

@@ -8,6 +8,7 @@ use tern_protocol::ArchiveErrorCode;
 use tern_protocol::{
     to_ascii_lossy, Challenge, ControlResponse, ControlResponseCode, ARCHIVE_PROTOCOL_VERSION,
 };
+use tern_store::ReplayId;
 
 /// How often the answer to `AuthConnect` is sent again until the client's first request
 /// (Aeron's 200 ms): a client that missed it still gets it.
@@ -91,7 +92,7 @@ pub(crate) struct ControlSession {
     resend_at: Instant,
     pub listing: Option<Listing>,
     /// Replays this session started (stopped if the client dies).
-    pub replays: BTreeSet<i64>,
+    pub replays: BTreeSet<ReplayId>,
     /// Whether the end came from the client going away (its resources are freed).
     pub client_died: bool,
 }

@@ -15,6 +15,7 @@ use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use tern_store::indexer::IndexJob;
 use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
 use tern_store::time_index::TimeIndexWriter;
+use tern_store::RecordingId;
 use tern_transport::{
     BackoffIdle, BlockSource, Client, Idle, ImageSubscription, PositionCounter, RecordingImage,
     Transport,
@@ -33,6 +34,13 @@ const MAX_SOURCE_IDENTITY: usize = 128;
 
 /// The images of a transport's subscriptions.
 type Img<T> = <<T as Transport>::Subscription as ImageSubscription>::Image;
+
+/// A recording session opened for an image, or why not with the recording id concerned (`None`:
+/// it failed before the catalog gave it one).
+type Opened<T> = std::result::Result<
+    RecordingSession<Img<T>, <T as Transport>::Counter>,
+    (Option<RecordingId>, ArchiveError),
+>;
 
 struct RecordingSubscription<T: Transport> {
     id: i64,
@@ -53,7 +61,7 @@ struct RecordingSubscription<T: Transport> {
     /// Removed when the recording of one of its images stops because the image ended.
     auto_stop: bool,
     /// The stopped recording its images may extend (none: each image is a new recording).
-    extend: Option<i64>,
+    extend: Option<RecordingId>,
 }
 
 impl<T: Transport> RecordingSubscription<T> {
@@ -432,22 +440,17 @@ impl<T: Transport> Recorder<T> {
 
     /// Start recording an image: a new recording, or the extension of the subscription's
     /// recording. Refused past the most concurrent recordings.
-    /// On failure, the error and the recording id concerned (-1 if none had been given).
-    fn open_image(
-        &mut self,
-        index: usize,
-        image: Img<T>,
-        now: Instant,
-    ) -> std::result::Result<RecordingSession<Img<T>, T::Counter>, (i64, ArchiveError)> {
+    /// On failure, the error and the recording id concerned (`None` if none had been given).
+    fn open_image(&mut self, index: usize, image: Img<T>, now: Instant) -> Opened<T> {
         let max = self.shared.config.max_concurrent_recordings;
         if self.active_count() >= max {
-            return Err((-1, ArchiveError::MaxRecordings(max)));
+            return Err((None, ArchiveError::MaxRecordings(max)));
         }
         let subscription_id = self.subscriptions[index].id;
         let mut session = match self.subscriptions[index].extend {
             Some(recording_id) => self
                 .open_extension(index, recording_id, image, now)
-                .map_err(|error| (recording_id, error))?,
+                .map_err(|error| (Some(recording_id), error))?,
             None => self.open_session(index, image, now)?,
         };
         let fsync_seconds = self.shared.metrics.fsync_seconds.clone();
@@ -478,7 +481,7 @@ impl<T: Transport> Recorder<T> {
     fn open_extension(
         &mut self,
         index: usize,
-        recording_id: i64,
+        recording_id: RecordingId,
         image: Img<T>,
         now: Instant,
     ) -> Result<RecordingSession<Img<T>, T::Counter>> {
@@ -526,27 +529,23 @@ impl<T: Transport> Recorder<T> {
     }
 
     /// Remove a recording subscription, stopping its recordings; returns their ids.
-    fn remove_subscription(&mut self, index: usize) -> Vec<i64> {
+    fn remove_subscription(&mut self, index: usize) -> Vec<RecordingId> {
         let entry = self.subscriptions.remove(index);
         let subscription_id = entry.id;
         (self.report)(Report::SubscriptionRemoved(subscription_id));
         self.stop_subscription(entry)
     }
 
-    /// A new recording of `image`; on failure, the error and the id it had been given (-1 if
-    /// it failed before the catalog gave it one).
-    fn open_session(
-        &mut self,
-        index: usize,
-        image: Img<T>,
-        now: Instant,
-    ) -> std::result::Result<RecordingSession<Img<T>, T::Counter>, (i64, ArchiveError)> {
+    /// A new recording of `image`; on failure, the error and the id it had been given (`None`
+    /// if it failed before the catalog gave it one).
+    fn open_session(&mut self, index: usize, image: Img<T>, now: Instant) -> Opened<T> {
         let entry = &self.subscriptions[index];
         let info = image.info().clone();
         let config = &self.shared.config;
         let start_position = image.position();
         let descriptor = RecordingDescriptor {
-            recording_id: 0,
+            // Given by the catalog.
+            recording_id: RecordingId::new(0),
             state: RecordState::Valid,
             start_timestamp_ns: tern_store::epoch_nanos(),
             stop_timestamp_ns: NULL_POSITION,
@@ -564,14 +563,14 @@ impl<T: Transport> Recorder<T> {
         };
         descriptor
             .validate()
-            .map_err(|reason| (-1, ArchiveError::Invalid(reason)))?;
+            .map_err(|reason| (None, ArchiveError::Invalid(reason)))?;
         let subscription_id = entry.id;
         let (descriptor, progress) = super::ask(&self.report, |reply| Report::NewRecording {
             descriptor,
             subscription_id,
             reply,
         })
-        .map_err(|error| (-1, error))?;
+        .map_err(|error| (None, error))?;
         let recording_id = descriptor.recording_id;
         let stop_empty = |report: &Reporter, descriptor: &RecordingDescriptor| {
             let mut stopped = descriptor.clone();
@@ -616,7 +615,7 @@ impl<T: Transport> Recorder<T> {
             Ok(opened) => opened,
             Err(error) => {
                 stop_empty(&self.report, &descriptor);
-                return Err((recording_id, error.into()));
+                return Err((Some(recording_id), error.into()));
             }
         };
         sync_time_index_with(&mut writer, &time_index);
@@ -655,7 +654,7 @@ impl<T: Transport> Recorder<T> {
         })
     }
 
-    fn stop_subscription(&mut self, mut entry: RecordingSubscription<T>) -> Vec<i64> {
+    fn stop_subscription(&mut self, mut entry: RecordingSubscription<T>) -> Vec<RecordingId> {
         let now = Instant::now();
         let mut stopped = Vec::new();
         for (_, mut session) in entry.sessions.drain() {
@@ -677,7 +676,7 @@ impl<T: Transport> Recorder<T> {
     ) -> Option<T::Counter> {
         let recording_id = descriptor.recording_id;
         let mut key = Vec::with_capacity(16);
-        key.extend_from_slice(&recording_id.to_le_bytes());
+        key.extend_from_slice(&recording_id.get().to_le_bytes());
         key.extend_from_slice(&session_id.to_le_bytes());
         let label = format!(
             "rec-pos: {recording_id} {session_id} {} {}",
@@ -855,7 +854,7 @@ mod tests {
             rig.step();
         }
         let state = rig.state.lock().expect("state");
-        let info = state.recording(0).expect("recording 0");
+        let info = state.recording(RecordingId::new(0)).expect("recording 0");
         assert!(!info.active, "stopped when its image ended");
         assert_eq!(info.descriptor.session_id, 5);
         assert_eq!(info.descriptor.stop_position, log.position(), "all of it");
@@ -912,7 +911,10 @@ mod tests {
         let failures = state.recording_failures();
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert_eq!(failures[0].session_id, 6);
-        assert_eq!(failures[0].recording_id, -1, "refused before it had an id");
+        assert_eq!(
+            failures[0].recording_id, None,
+            "refused before it had an id"
+        );
         assert!(
             failures[0]
                 .error
@@ -920,8 +922,16 @@ mod tests {
             "{}",
             failures[0].error
         );
-        assert!(state.recording(0).expect("recording 0").active);
-        assert!(state.recording(1).is_err(), "no second recording");
+        assert!(
+            state
+                .recording(RecordingId::new(0))
+                .expect("recording 0")
+                .active
+        );
+        assert!(
+            state.recording(RecordingId::new(1)).is_err(),
+            "no second recording"
+        );
     }
 
     #[test]

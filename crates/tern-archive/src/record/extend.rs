@@ -10,6 +10,7 @@ use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use tern_store::progress::RecordingProgress;
 use tern_store::segment_writer::{SegmentGeometry, SegmentWriter};
 use tern_store::time_index::TimeIndexWriter;
+use tern_store::RecordingId;
 use tern_transport::ImageInfo;
 
 /// A stopped recording made active again, ready to take the image's frames from `position`.
@@ -86,7 +87,7 @@ fn check_image(
 pub(crate) fn open_extension(
     config: &ArchiveConfig,
     report: &Reporter,
-    recording_id: i64,
+    recording_id: RecordingId,
     subscription_id: i64,
     image: &ImageInfo,
     position: i64,
@@ -177,7 +178,7 @@ mod tests {
 
     #[test]
     fn an_image_must_join_at_the_stop_with_the_recordings_geometry() {
-        let mut descriptor = tern_store::descriptor::sample(4);
+        let mut descriptor = tern_store::descriptor::sample(RecordingId::new(4));
         descriptor.stop_position = 8192;
         let image = ImageInfo {
             correlation_id: 1,

@@ -18,6 +18,7 @@ use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::Arc;
 use tern_store::descriptor::RecordingDescriptor;
 use tern_store::progress::RecordingProgress;
+use tern_store::RecordingId;
 
 /// Aeron's counter type id of an archive recording position; tools that list counters know it.
 pub const RECORDING_POSITION_TYPE_ID: i32 = 100;
@@ -31,12 +32,12 @@ pub(crate) enum RecorderCommand {
         /// Remove the subscription when the recording of one of its images stops.
         auto_stop: bool,
         /// Extend this stopped recording instead of starting new ones.
-        extend: Option<i64>,
+        extend: Option<RecordingId>,
         reply: Sender<Result<()>>,
     },
     Stop {
         subscription_id: i64,
-        reply: Sender<Result<Vec<i64>>>,
+        reply: Sender<Result<Vec<RecordingId>>>,
     },
     Shutdown,
 }
@@ -57,7 +58,7 @@ pub(crate) enum Report {
     },
     /// Reserve a stopped recording for an extension: its descriptor, or why not.
     ReserveExtension {
-        recording_id: i64,
+        recording_id: RecordingId,
         subscription_id: i64,
         reply: SyncSender<Result<RecordingDescriptor>>,
     },
@@ -69,7 +70,7 @@ pub(crate) enum Report {
         reply: SyncSender<Result<Arc<RecordingProgress>>>,
     },
     /// A reserved extension did not open.
-    ReleaseExtension(i64),
+    ReleaseExtension(RecordingId),
     /// A recording stopped (or could not start): its stop record (`None`: its end could not be
     /// saved), its failure, and whether a `Stop` signal goes out.
     Stopped(RecordingStop),
@@ -80,7 +81,7 @@ pub(crate) enum Report {
     /// A recording started or was extended.
     Signal {
         signal: RecordingSignalKind,
-        recording_id: i64,
+        recording_id: RecordingId,
         subscription_id: i64,
         position: i64,
     },
@@ -88,7 +89,7 @@ pub(crate) enum Report {
 
 /// A recording that stopped (or could not start).
 pub(crate) struct RecordingStop {
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     pub subscription_id: i64,
     /// Its stop record; `None`: its end could not be saved (the next start recovers it).
     pub record: Option<RecordingDescriptor>,

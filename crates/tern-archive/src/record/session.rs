@@ -149,7 +149,7 @@ impl<I: BlockSource, C: PositionCounter> RecordingSession<I, C> {
             }
         };
         let failure = error.map(|error| RecordingFailure {
-            recording_id,
+            recording_id: Some(recording_id),
             subscription_id: self.subscription_id,
             session_id: self.descriptor.session_id,
             stream_id: self.descriptor.stream_id,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tern_store::clock::Clock;
 use tern_store::recording_reader::RecordingReader;
+use tern_store::ReplayId;
 use tern_transport::{BackoffIdle, Client, Idle, ReplayTransport};
 
 pub(crate) struct Replayer<T: ReplayTransport = Client> {
@@ -158,7 +159,7 @@ impl<T: ReplayTransport> Replayer<T> {
     }
 
     /// Where the replay `replay_id` is among the sessions, if it runs.
-    fn session_index(&self, replay_id: i64) -> Option<usize> {
+    fn session_index(&self, replay_id: ReplayId) -> Option<usize> {
         self.sessions
             .iter()
             .position(|session| session.plan.replay_id == replay_id)
@@ -289,7 +290,7 @@ mod tests {
     use std::path::Path;
     use std::sync::mpsc;
     use std::time::Duration;
-    use tern_store::{Io, SimClock, SimDisk, Storage};
+    use tern_store::{Io, RecordingId, SimClock, SimDisk, Storage};
     use tern_transport::{
         ImageSubscription, PositionCounter, RecordingImage, SimSubscription, SimTransport,
         Transport,
@@ -342,12 +343,12 @@ mod tests {
         /// session `session_id`; its status.
         fn start(&mut self, session_id: i32, limit: Option<i32>) -> Arc<ReplayStatus> {
             let descriptor = self.written.descriptor.clone();
-            let status = Arc::new(ReplayStatus::new_at(0, 0, session_id));
+            let status = Arc::new(ReplayStatus::new_at(RecordingId::new(0), 0, session_id));
             let (reply, answer) = mpsc::channel();
             self.commands
                 .send(ReplayerCommand::Start {
                     plan: Box::new(ReplayPlan {
-                        replay_id: i64::from(session_id),
+                        replay_id: ReplayId::new(i64::from(session_id)),
                         end: ReplayEnd::At(descriptor.stop_position),
                         descriptor,
                         position: 0,
@@ -442,19 +443,25 @@ mod tests {
         rig.steps(20);
         assert_eq!(rig.messages().len(), 120);
         rig.commands
-            .send(ReplayerCommand::Pause { replay_id: 78 })
+            .send(ReplayerCommand::Pause {
+                replay_id: ReplayId::new(78),
+            })
             .expect("sent");
         limit.set(rig.written.frames[200]);
         rig.steps(20);
         assert_eq!(rig.messages().len(), 120, "paused: nothing more");
         assert_eq!(status.state(), ReplayState::Paused);
         rig.commands
-            .send(ReplayerCommand::Resume { replay_id: 78 })
+            .send(ReplayerCommand::Resume {
+                replay_id: ReplayId::new(78),
+            })
             .expect("sent");
         rig.steps(20);
         assert_eq!(rig.messages().len(), 200, "resumed, up to the counter");
         rig.commands
-            .send(ReplayerCommand::Stop { replay_id: 78 })
+            .send(ReplayerCommand::Stop {
+                replay_id: ReplayId::new(78),
+            })
             .expect("sent");
         rig.steps(5);
         assert_eq!(status.state(), ReplayState::Stopped);
@@ -483,7 +490,7 @@ mod tests {
         let (reply, answer) = mpsc::channel();
         rig.commands
             .send(ReplayerCommand::Seek {
-                replay_id: 79,
+                replay_id: ReplayId::new(79),
                 position: rig.written.frames[250],
                 session_id: 81,
                 reply,

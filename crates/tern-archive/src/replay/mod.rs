@@ -22,6 +22,7 @@ use tern_store::descriptor::RecordingDescriptor;
 use tern_store::key::KeyFilter;
 use tern_store::message_time::TimeSource;
 use tern_store::progress::RecordingProgress;
+use tern_store::{RecordingId, ReplayId};
 
 /// Where a replay is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +48,13 @@ pub struct ReplayStatus {
     position: AtomicI64,
     recording_position: AtomicI64,
     session_id: AtomicI32,
-    recording_id: i64,
+    recording_id: RecordingId,
     error: Mutex<Option<String>>,
     search: Mutex<SearchStats>,
 }
 
 impl ReplayStatus {
-    pub(crate) fn new_at(recording_id: i64, position: i64, session_id: i32) -> Self {
+    pub(crate) fn new_at(recording_id: RecordingId, position: i64, session_id: i32) -> Self {
         Self {
             state: AtomicU8::new(0),
             position: AtomicI64::new(position),
@@ -84,7 +85,7 @@ impl ReplayStatus {
     }
 
     /// The recording being replayed.
-    pub fn recording_id(&self) -> i64 {
+    pub fn recording_id(&self) -> RecordingId {
         self.recording_id
     }
 
@@ -161,7 +162,7 @@ pub(crate) enum ReplayEnd {
 }
 
 pub(crate) struct ReplayPlan {
-    pub replay_id: i64,
+    pub replay_id: ReplayId,
     pub descriptor: RecordingDescriptor,
     pub position: i64,
     pub end: ReplayEnd,
@@ -187,19 +188,19 @@ pub(crate) enum ReplayerCommand {
         reply: Sender<Result<()>>,
     },
     Stop {
-        replay_id: i64,
+        replay_id: ReplayId,
     },
     Pause {
-        replay_id: i64,
+        replay_id: ReplayId,
     },
     Seek {
-        replay_id: i64,
+        replay_id: ReplayId,
         position: i64,
         session_id: i32,
         reply: Sender<Result<()>>,
     },
     Resume {
-        replay_id: i64,
+        replay_id: ReplayId,
     },
     Shutdown,
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_store::storage::Storage;
 use tern_store::time_index::TimeIndexReader;
+use tern_store::RecordingId;
 
 /// The schedule of a paced replay: frames go out at the time they were captured, relative to the
 /// first one, divided by the speed. The schedule is absolute (from the replay's first frame), so
@@ -27,7 +28,7 @@ impl Pacing {
     pub(super) fn new(
         storage: &Arc<dyn Storage>,
         dir: &std::path::Path,
-        recording_id: i64,
+        recording_id: RecordingId,
         position: i64,
         speed: f64,
     ) -> Result<Self> {
@@ -134,13 +135,20 @@ mod tests {
     /// captured at 1 s, at 64 10 ms later, at 128 30 ms after the first.
     fn pacing(position: i64, speed: f64) -> (tempfile::TempDir, Pacing) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut writer = TimeIndexWriter::create(dir.path(), 1, 0).expect("create");
+        let mut writer =
+            TimeIndexWriter::create(dir.path(), RecordingId::new(1), 0).expect("create");
         writer.record(1_000 * MS, 0);
         writer.record(1_010 * MS, 64);
         writer.record(1_030 * MS, 128);
         writer.flush().expect("flush");
-        let pacing =
-            Pacing::new(&tern_store::disk(), dir.path(), 1, position, speed).expect("pacing");
+        let pacing = Pacing::new(
+            &tern_store::disk(),
+            dir.path(),
+            RecordingId::new(1),
+            position,
+            speed,
+        )
+        .expect("pacing");
         (dir, pacing)
     }
 

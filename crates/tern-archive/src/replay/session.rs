@@ -739,6 +739,7 @@ pub(super) enum PrepareOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tern_store::{RecordingId, ReplayId};
 
     /// A recording and its replays in one test thread, on the simulated transport, disk and
     /// clock: what the cluster's simulation builds on.
@@ -793,7 +794,7 @@ mod tests {
             config.fsync = FsyncPolicy::Always;
             let log = SimLog::new(stream());
             let descriptor = RecordingDescriptor {
-                recording_id: 0,
+                recording_id: RecordingId::new(0),
                 state: RecordState::Valid,
                 start_timestamp_ns: clock.epoch_nanos(),
                 stop_timestamp_ns: NULL_POSITION,
@@ -812,7 +813,7 @@ mod tests {
             let io = Io::inline(storage.clone());
             let geometry = SegmentGeometry {
                 dir: DIR.into(),
-                recording_id: 0,
+                recording_id: RecordingId::new(0),
                 start_position: 0,
                 term_length: i64::from(TERM),
                 segment_length: 2 * i64::from(TERM),
@@ -831,7 +832,7 @@ mod tests {
                 time_index: tern_store::time_index::TimeIndexWriter::create_on(
                     &storage,
                     Path::new(DIR),
-                    0,
+                    RecordingId::new(0),
                     0,
                 )
                 .expect("time index"),
@@ -893,10 +894,11 @@ mod tests {
             let dir = Path::new(DIR);
             let descriptor = recorded.descriptor.clone();
             let clock = recorded.clock.clone();
-            let pacing = speed
-                .map(|speed| Pacing::new(&recorded.storage, dir, 0, 0, speed).expect("pacing"));
+            let pacing = speed.map(|speed| {
+                Pacing::new(&recorded.storage, dir, RecordingId::new(0), 0, speed).expect("pacing")
+            });
             let plan = ReplayPlan {
-                replay_id: 1,
+                replay_id: ReplayId::new(1),
                 descriptor: descriptor.clone(),
                 position: 0,
                 end: ReplayEnd::At(descriptor.stop_position),
@@ -904,7 +906,11 @@ mod tests {
                 stream_id: stream().stream_id,
                 session_id: stream().session_id,
                 progress: None,
-                status: Arc::new(ReplayStatus::new_at(0, 0, stream().session_id)),
+                status: Arc::new(ReplayStatus::new_at(
+                    RecordingId::new(0),
+                    0,
+                    stream().session_id,
+                )),
                 speed,
                 time_source: TimeSource::default(),
                 limit_counter_id: None,

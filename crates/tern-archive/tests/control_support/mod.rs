@@ -385,5 +385,5 @@ pub fn record_over_protocol(
             .recording(recording_id)
             .is_ok_and(|info| info.recorded_position >= end)
     });
-    (recording_id, subscription_id)
+    (recording_id.get(), subscription_id)
 }

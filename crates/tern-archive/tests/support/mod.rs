@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
-use tern_archive::{Archive, ReplayRequest, ReplayState, SourceLocation};
+use tern_archive::{Archive, RecordingId, ReplayRequest, ReplayState, SourceLocation};
 use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle};
 
 use tern_testkit::{offer, wait_recorded, wait_until};
@@ -67,7 +67,8 @@ pub fn replay_messages(
             .poll(
                 |fragment, header| {
                     assert_eq!(
-                        header.session_id, replay_id as i32,
+                        header.session_id,
+                        replay_id.image_session_id(),
                         "replay image session id"
                     );
                     assembler.on_fragment(fragment, header, &mut |message, header| {
@@ -92,7 +93,7 @@ pub fn start_live_recording(
     archive: &Archive,
     client: &Client,
     stream: i32,
-) -> (tern_transport::ExclusivePublication, i64) {
+) -> (tern_transport::ExclusivePublication, RecordingId) {
     archive
         .start_recording("aeron:ipc", stream, SourceLocation::Remote)
         .expect("record");
@@ -119,7 +120,7 @@ pub fn record_and_stop(
     stream: i32,
     count: u32,
     length: impl Fn(u32) -> usize,
-) -> (i64, i64) {
+) -> (RecordingId, i64) {
     let subscription_id = archive
         .start_recording("aeron:ipc", stream, SourceLocation::Remote)
         .expect("record");

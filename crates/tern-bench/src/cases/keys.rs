@@ -20,13 +20,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tern_archive::{Archive, ArchiveView, KeyFilter, KeyKind, ReplayRequest, ReplayState};
+use tern_archive::{
+    Archive, ArchiveView, KeyFilter, KeyKind, RecordingId, ReplayRequest, ReplayState,
+};
 use tern_transport::Client;
 
 /// The recording, its archive and what is needed to check replays of it.
 struct Keyed {
     archive: Archive,
-    recording_id: i64,
+    recording_id: RecordingId,
     messages: u64,
     stop_position: i64,
     start_position: i64,

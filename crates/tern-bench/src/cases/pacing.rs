@@ -196,9 +196,12 @@ pub fn run(
         match events.recv_timeout(wait) {
             Ok(event)
                 if event.signal == RecordingSignalKind::Start
-                    && archive.recording(event.recording_id).is_ok_and(|info| {
-                        info.descriptor.session_id == publication.session_id()
-                    }) =>
+                    && event
+                        .recording_id
+                        .and_then(|recording_id| archive.recording(recording_id).ok())
+                        .is_some_and(|info| {
+                            info.descriptor.session_id == publication.session_id()
+                        }) =>
             {
                 break
             }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use tern_archive::{Archive, SourceLocation};
+use tern_archive::{Archive, RecordingId, SourceLocation};
 use tern_transport::Client;
 
 /// How often the recorded position is read while waiting for it.
@@ -23,7 +23,7 @@ pub struct Recording {
     /// The archive that holds it; dropped before the directory is removed.
     pub archive: Archive,
     /// Its id.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// The measurement.
     pub result: CaseResult,
     scratch: ScratchDir,
@@ -62,7 +62,11 @@ fn launch_archive(bench: &Bench, dir: &Path) -> anyhow::Result<Archive> {
 }
 
 /// Wait until the archive has a recording of this publication's session.
-fn wait_for_recording(archive: &Archive, stream_id: i32, session_id: i32) -> anyhow::Result<i64> {
+fn wait_for_recording(
+    archive: &Archive,
+    stream_id: i32,
+    session_id: i32,
+) -> anyhow::Result<RecordingId> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
         if let Some(info) = archive.find_recording(stream_id, session_id) {
@@ -76,7 +80,11 @@ fn wait_for_recording(archive: &Archive, stream_id: i32, session_id: i32) -> any
 }
 
 /// Wait until the recording's written position reaches `position`; returns when it did.
-fn wait_recorded(archive: &Archive, recording_id: i64, position: i64) -> anyhow::Result<Instant> {
+fn wait_recorded(
+    archive: &Archive,
+    recording_id: RecordingId,
+    position: i64,
+) -> anyhow::Result<Instant> {
     let mut last = i64::MIN;
     let mut last_progress = Instant::now();
     loop {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tern_archive::{ReplayRequest, ReplayState};
+use tern_archive::{ReplayId, ReplayRequest, ReplayState};
 use tern_transport::Client;
 
 /// How often the replay's state is checked while the subscriber works.
@@ -61,7 +61,7 @@ pub fn evict_page_cache(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Wait until the replay ends (it should be done once the subscriber has everything).
-fn wait_replay_done(recording: &Recording, replay_id: i64) -> anyhow::Result<()> {
+fn wait_replay_done(recording: &Recording, replay_id: ReplayId) -> anyhow::Result<()> {
     let status = recording.archive.replay_status(replay_id)?;
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     while !status.is_finished() && Instant::now() < deadline {
@@ -121,12 +121,12 @@ pub fn run(
     watch_replay(recording, replay_id, &subscriber, &abort)?;
     let counted = join_worker(subscriber)?;
     wait_replay_done(recording, replay_id)?;
-    if counted.session_id != Some(replay_id as i32) || counted.mixed_sessions {
+    if counted.session_id != Some(replay_id.image_session_id()) || counted.mixed_sessions {
         bail!(
             "replay {replay_id} arrived from session {:?} (mixed: {}), not {}",
             counted.session_id,
             counted.mixed_sessions,
-            replay_id as i32
+            replay_id.image_session_id()
         );
     }
     if counted.bytes != messages * size as u64 {
@@ -148,7 +148,7 @@ pub fn run(
 /// While the subscriber works, stop it if the replay fails or stalls.
 fn watch_replay<T>(
     recording: &Recording,
-    replay_id: i64,
+    replay_id: ReplayId,
     subscriber: &std::thread::JoinHandle<T>,
     abort: &Abort,
 ) -> anyhow::Result<()> {

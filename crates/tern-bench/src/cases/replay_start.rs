@@ -113,7 +113,7 @@ pub fn run(
             })
             .context("start a replay")?;
         let returned = epoch_nanos();
-        let arrival = subscriber.first_of(replay_id as i32, START_TIMEOUT)?;
+        let arrival = subscriber.first_of(replay_id.image_session_id(), START_TIMEOUT)?;
         starts_ms.push((arrival - before) as f64 / 1e6);
         returns_ms.push((returned - before) as f64 / 1e6);
         let status = archive.replay_status(replay_id)?;

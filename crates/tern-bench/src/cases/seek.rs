@@ -10,7 +10,7 @@ use anyhow::Context;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use tern_archive::time_index::TimeIndexWriter;
-use tern_archive::{TimeIndexReader, TimeSeek};
+use tern_archive::{RecordingId, TimeIndexReader, TimeSeek};
 
 const FIRST_NS: i64 = 1_700_000_000_000_000_000;
 
@@ -31,7 +31,8 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 pub fn run(bench: &Bench, entries: u64, seeks: u64) -> anyhow::Result<Vec<CaseResult>> {
     let scratch = bench.scratch("seek")?;
     let dir = scratch.path();
-    let mut writer = TimeIndexWriter::create(dir, 0, 0)?;
+    let recording_id = RecordingId::new(0);
+    let mut writer = TimeIndexWriter::create(dir, recording_id, 0)?;
     for index in 0..entries {
         writer.record(time_of(index), index as i64 * 128);
         if index % (1 << 20) == 0 {
@@ -41,7 +42,7 @@ pub fn run(bench: &Bench, entries: u64, seeks: u64) -> anyhow::Result<Vec<CaseRe
     writer.flush()?;
     writer.sync()?;
     drop(writer);
-    let path = dir.join(tern_archive::time_index::time_index_file_name(0));
+    let path = dir.join(tern_archive::time_index::time_index_file_name(recording_id));
     let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
     // SAFETY: advice on a descriptor we own; drops the file's cached pages.
     unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
@@ -59,7 +60,7 @@ pub fn run(bench: &Bench, entries: u64, seeks: u64) -> anyhow::Result<Vec<CaseRe
         Ok(())
     };
     let started = Instant::now();
-    let reader = TimeIndexReader::open(dir, 0)?;
+    let reader = TimeIndexReader::open(dir, recording_id)?;
     let target = time_of(entries * 2 / 3) + 1;
     let seek = reader.seek(target, end)?;
     let cold = started.elapsed();

@@ -13,12 +13,13 @@ mod decider;
 pub use decider::{aligned_frame_length, MergeDecider, MergePhase, Misaligned};
 pub use tern_transport::StreamAssembler;
 
-use crate::client::{replay_image_session_id, ArchiveClient};
+use crate::client::ArchiveClient;
 use crate::error::ClientError;
 use crate::types::{RecordingDescriptor, NULL_VALUE, REPLAY_FOLLOW};
 use crate::uri::{with_param, ChannelUri};
 use std::time::{Duration, Instant};
 use tern_protocol::{Message, RecordingPositionRequest, StopReplayRequest};
+use tern_store::{RecordingId, ReplayId};
 use tern_transport::{BackoffIdle, Header, Idle, Image, Subscription};
 
 /// How long a merge may go without progress before it fails (Aeron's is 5 s).
@@ -58,7 +59,7 @@ pub enum MergeStart {
 #[derive(Debug, Clone)]
 pub struct ReplayMergeConfig {
     /// The recording of the live stream.
-    pub recording_id: i64,
+    pub recording_id: RecordingId,
     /// Where to start.
     pub start: MergeStart,
     /// Channel the archive replays to. A UDP endpoint with port 0 is resolved before the replay
@@ -89,7 +90,7 @@ impl ReplayMergeConfig {
     /// A merge of `recording_id` from `start`, replayed to `replay_channel` and
     /// `replay_stream_id`, joining the recording's own channel and stream.
     pub fn new(
-        recording_id: i64,
+        recording_id: RecordingId,
         start: MergeStart,
         replay_channel: impl Into<String>,
         replay_stream_id: i32,
@@ -143,7 +144,7 @@ pub struct ReplayMerge<'a> {
     live_channel: String,
     live_stream_id: i32,
     live_session_id: i32,
-    replay_session_id: i64,
+    replay_session_id: ReplayId,
     replay_active: bool,
     replay_subscription: Option<Subscription>,
     replay_image: Option<Image>,
@@ -259,7 +260,7 @@ impl<'a> ReplayMerge<'a> {
             let channel = with_param(
                 &config.replay_channel,
                 "session-id",
-                replay_image_session_id(replay_session_id).to_string(),
+                replay_session_id.image_session_id().to_string(),
             );
             let subscription = match client
                 .transport()
@@ -349,8 +350,7 @@ impl<'a> ReplayMerge<'a> {
         if self.decider.polls_replay() {
             if self.replay_image.is_none() {
                 let image = self.replay_subscription.as_ref().and_then(|subscription| {
-                    subscription
-                        .image_by_session_id(replay_image_session_id(self.replay_session_id))
+                    subscription.image_by_session_id(self.replay_session_id.image_session_id())
                 });
                 if let Some(image) = image {
                     self.decider.on_replay_image(image.info().join_position);
@@ -486,7 +486,7 @@ impl<'a> ReplayMerge<'a> {
                     Message::RecordingPositionRequest(RecordingPositionRequest {
                         control_session_id,
                         correlation_id,
-                        recording_id,
+                        recording_id: recording_id.get(),
                     })
                     .encode(buffer)
                 },
@@ -525,7 +525,7 @@ impl<'a> ReplayMerge<'a> {
                 Message::StopReplayRequest(StopReplayRequest {
                     control_session_id,
                     correlation_id,
-                    replay_session_id,
+                    replay_session_id: replay_session_id.get(),
                 })
                 .encode(buffer)
             },
@@ -637,7 +637,7 @@ impl<'a> ReplayMerge<'a> {
     }
 
     /// The replay session the archive started for the merge.
-    pub fn replay_session_id(&self) -> i64 {
+    pub fn replay_session_id(&self) -> ReplayId {
         self.replay_session_id
     }
 
@@ -672,14 +672,14 @@ impl Drop for ReplayMerge<'_> {
 }
 
 /// Sends a `StopReplayRequest` without waiting for its answer.
-fn stop_replay_quietly(client: &mut ArchiveClient, replay_session_id: i64) {
+fn stop_replay_quietly(client: &mut ArchiveClient, replay_session_id: ReplayId) {
     let sent = client.send_request(
         "StopReplayRequest",
         |control_session_id, correlation_id, buffer| {
             Message::StopReplayRequest(StopReplayRequest {
                 control_session_id,
                 correlation_id,
-                replay_session_id,
+                replay_session_id: replay_session_id.get(),
             })
             .encode(buffer)
         },

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_archive::control::{Authenticator, ControlChannel, ControlConfig, ControlServer};
-use tern_archive::{Archive, MetricsServer, SourceLocation};
+use tern_archive::{Archive, MetricsServer, RecordingId, SourceLocation};
 
 /// Arguments of `tern archive`.
 #[derive(Debug, clap::Args)]
@@ -182,7 +182,7 @@ pub const IO_WAIT_WARNING: Duration = Duration::from_secs(5);
 
 /// Say, once per stall, when the disk has held a recording's write longer than
 /// [`IO_WAIT_WARNING`], and when it finishes again. `stalled` holds the recordings said so.
-pub fn report_io_waits(archive: &Archive, stalled: &mut std::collections::HashSet<i64>) {
+pub fn report_io_waits(archive: &Archive, stalled: &mut std::collections::HashSet<RecordingId>) {
     let recordings = archive.recordings();
     for info in &recordings {
         let id = info.descriptor.recording_id;
@@ -207,7 +207,8 @@ pub fn print_status(archive: &Archive) {
     for failure in archive.recording_failures() {
         println!(
             "status recording={} session={} stream={} failed at={} error={:?}",
-            failure.recording_id,
+            // -1 (Aeron's null) for a recording that failed before it had an id.
+            failure.recording_id.map_or(-1, RecordingId::get),
             failure.session_id,
             failure.stream_id,
             failure.position,

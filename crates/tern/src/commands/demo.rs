@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tern_archive::{
-    Archive, ArchiveConfig, ArchiveView, ReplayRequest, ReplayState, SourceLocation,
+    Archive, ArchiveConfig, ArchiveView, RecordingId, ReplayRequest, ReplayState, SourceLocation,
 };
 use tern_transport::{BackoffIdle, Client, DriverConfig, FragmentAssembler, Idle, MediaDriver};
 
@@ -99,7 +99,7 @@ fn publish(
 fn replay_and_check(
     archive: &Archive,
     client: &Client,
-    recording_id: i64,
+    recording_id: RecordingId,
     stream: i32,
     expected: &HashMap<u32, u64>,
     size: usize,

@@ -4,12 +4,13 @@ use super::settings::DirArg;
 use crate::util::{format_bytes, format_time};
 use anyhow::Result;
 use std::process::ExitCode;
+use tern_archive::RecordingId;
 
 /// Arguments of `tern describe`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The recording id.
-    id: i64,
+    id: RecordingId,
     #[command(flatten)]
     dir: DirArg,
     #[command(flatten)]

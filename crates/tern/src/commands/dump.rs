@@ -4,12 +4,13 @@ use super::settings::DirArg;
 use anyhow::Result;
 use std::io::Write;
 use std::process::ExitCode;
+use tern_archive::RecordingId;
 
 /// Arguments of `tern dump`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The recording id.
-    id: i64,
+    id: RecordingId,
     /// Start at this position (a frame start; default: the recording's start).
     #[arg(long)]
     from: Option<i64>,

@@ -3,12 +3,13 @@
 use super::settings::DirArg;
 use anyhow::{bail, Result};
 use std::process::ExitCode;
+use tern_archive::RecordingId;
 
 /// Arguments of `tern index`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The recording id (default: every recording).
-    id: Option<i64>,
+    id: Option<RecordingId>,
     /// The key kind to index by (repeatable): reserved, cluster-egress, field:OFFSET:i32 or
     /// field:OFFSET:i64. Added to the kinds the recording is indexed by; the index files of every
     /// kind are then checked and the missing or wrong ones built.
@@ -24,7 +25,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(kind) = args.kinds.iter().find(|kind| !kind.is_indexable()) {
         bail!("key kind {kind} cannot be indexed: a session is a whole recording (replay that recording)");
     }
-    let ids: Vec<i64> = match args.id {
+    let ids: Vec<RecordingId> = match args.id {
         Some(id) => vec![id],
         None => view
             .recordings()?

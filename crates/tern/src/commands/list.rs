@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 rows.push(row(descriptor, recording.active, recording.end_position));
             }
             CatalogEntry::Damaged { recording_id, offset, reason } => rows.push(serde_json::json!({
-                "recording_id": recording_id,
+                "recording_id": recording_id.get(),
                 "state": "damaged",
                 "error": format!("{} at offset {offset}: {reason}", view.dir().join(tern_archive::CATALOG_FILE).display()),
             })),
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// archive alike.
 pub(super) fn row(descriptor: &RecordingDescriptor, active: bool, end: i64) -> serde_json::Value {
     serde_json::json!({
-        "recording_id": descriptor.recording_id,
+        "recording_id": descriptor.recording_id.get(),
         "state": if active { "active" } else { descriptor.state.name() },
         "session_id": descriptor.session_id,
         "stream_id": descriptor.stream_id,

@@ -3,12 +3,13 @@
 use super::settings::DirArg;
 use anyhow::{Context, Result};
 use std::process::ExitCode;
+use tern_archive::RecordingId;
 
 /// Arguments of `tern purge`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The recording id.
-    id: i64,
+    id: RecordingId,
     #[command(flatten)]
     dir: DirArg,
     #[command(flatten)]

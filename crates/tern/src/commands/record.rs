@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let failures = archive.shutdown_with_failures();
     let view = tern_archive::ArchiveView::open(&dir)?;
     for recording in view.recordings()? {
-        if recording.descriptor.recording_id < existing {
+        if recording.descriptor.recording_id.get() < existing {
             continue;
         }
         println!(

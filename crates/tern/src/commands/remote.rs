@@ -4,7 +4,7 @@
 use crate::util::{DriverArgs, DriverHandle};
 use anyhow::{Context, Result};
 use std::time::Duration;
-use tern_client::{ArchiveClient, ArchiveClientConfig, RecordingDescriptor};
+use tern_client::{ArchiveClient, ArchiveClientConfig, RecordingDescriptor, RecordingId, ReplayId};
 
 /// How to reach a running archive.
 #[derive(Debug, Clone, clap::Args)]
@@ -68,8 +68,10 @@ pub fn list_rows(
     stream: Option<i32>,
 ) -> Result<Vec<serde_json::Value>> {
     let recordings = match stream {
-        Some(stream) => client.list_recordings_for_uri(0, i32::MAX, "", stream)?,
-        None => client.list_recordings(0, i32::MAX)?,
+        Some(stream) => {
+            client.list_recordings_for_uri(RecordingId::new(0), i32::MAX, "", stream)?
+        }
+        None => client.list_recordings(RecordingId::new(0), i32::MAX)?,
     };
     let mut rows = Vec::new();
     for d in recordings {
@@ -86,7 +88,7 @@ pub fn list_rows(
 }
 
 /// `tern describe ID --archive`: the descriptor and live positions.
-pub fn describe(client: &mut ArchiveClient, recording_id: i64) -> Result<()> {
+pub fn describe(client: &mut ArchiveClient, recording_id: RecordingId) -> Result<()> {
     let Some(d): Option<RecordingDescriptor> = client.list_recording(recording_id)? else {
         anyhow::bail!("the archive has no recording {recording_id}");
     };
@@ -114,7 +116,7 @@ const FIRST_IMAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// What `tern replay --archive` asks for.
 pub struct RemoteReplay {
     /// The recording.
-    pub id: i64,
+    pub id: RecordingId,
     /// Start position.
     pub from: Option<i64>,
     /// Start time (epoch ns).
@@ -141,7 +143,7 @@ pub struct RemoteReplay {
 
 fn forward_control(
     client: &mut ArchiveClient,
-    replay_id: i64,
+    replay_id: ReplayId,
     control: super::replay::Control,
     time_source: &str,
 ) -> Result<Option<i32>> {
@@ -206,7 +208,7 @@ pub fn replay(
         println!(
             "replay {replay_id} of recording {} on {channel} stream {stream} (image session {})",
             request.id,
-            tern_client::replay_image_session_id(replay_id)
+            replay_id.image_session_id()
         );
         let Some(controls) = &request.controls else {
             return Ok(std::process::ExitCode::SUCCESS);
@@ -254,7 +256,7 @@ pub fn replay(
     let replay_id = client
         .tern_replay(&build(&channel, stream))
         .with_context(|| format!("replay recording {} at {archive}", request.id))?;
-    let mut session = tern_client::replay_image_session_id(replay_id);
+    let mut session = replay_id.image_session_id();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut assembler = tern_transport::FragmentAssembler::new();

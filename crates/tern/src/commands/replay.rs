@@ -7,7 +7,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tern_archive::{Archive, ArchiveConfig, ArchiveError, ArchiveView, ReplayRequest, ReplayState};
+use tern_archive::{
+    Archive, ArchiveConfig, ArchiveError, ArchiveView, RecordingId, ReplayRequest, ReplayState,
+};
 
 /// How printed messages look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,7 +49,7 @@ pub(crate) fn write_message(
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The recording id.
-    id: i64,
+    id: RecordingId,
     /// Start at this position (a frame start; default: the recording's start).
     #[arg(long, conflicts_with = "from_time")]
     from: Option<i64>,
@@ -169,7 +171,7 @@ impl Pacer {
 
     fn new(
         dir: &std::path::Path,
-        recording_id: i64,
+        recording_id: RecordingId,
         speed: f64,
         source: tern_archive::TimeSource,
     ) -> Result<Self> {
@@ -357,7 +359,9 @@ fn to_channel(args: &Args, dir: &std::path::Path, channel: &str) -> Result<ExitC
     let status = archive.replay_status(replay_id)?;
     eprintln!(
         "replaying recording {} on {channel} stream {stream_id} as session {} (waits up to {} s for a subscriber)",
-        args.id, replay_id as i32, args.connect_timeout
+        args.id,
+        replay_id.image_session_id(),
+        args.connect_timeout
     );
     let controls = args.controls.then(read_controls);
     let mut next_progress = Instant::now() + Duration::from_secs(1);

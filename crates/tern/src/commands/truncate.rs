@@ -4,12 +4,13 @@ use super::settings::DirArg;
 use anyhow::{Context, Result};
 use std::process::ExitCode;
 use tern_archive::ArchiveError;
+use tern_archive::RecordingId;
 
 /// Arguments of `tern truncate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The recording id.
-    id: i64,
+    id: RecordingId,
     /// The new stop position: a frame start (or the stop position) of the recording.
     position: i64,
     #[command(flatten)]

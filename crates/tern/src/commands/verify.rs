@@ -5,12 +5,13 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use tern_archive::CatalogEntry;
+use tern_archive::RecordingId;
 
 /// Arguments of `tern verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this recording (default: all).
-    id: Option<i64>,
+    id: Option<RecordingId>,
     #[command(flatten)]
     dir: DirArg,
     /// No progress bar.
@@ -19,7 +20,7 @@ pub struct Args {
 }
 
 /// Report the key index files found wrong (and rebuilt, unless that failed) and a summary.
-pub fn print_key_indexes(id: i64, checks: &[tern_archive::KeyIndexCheck]) {
+pub fn print_key_indexes(id: RecordingId, checks: &[tern_archive::KeyIndexCheck]) {
     if checks.is_empty() {
         return;
     }
@@ -47,7 +48,7 @@ pub fn print_key_indexes(id: i64, checks: &[tern_archive::KeyIndexCheck]) {
 pub fn run(args: Args) -> Result<ExitCode> {
     let view = args.dir.open()?;
     let mut damaged = 0;
-    let ids: Vec<i64> = match args.id {
+    let ids: Vec<RecordingId> = match args.id {
         Some(id) => {
             view.recording(id)?;
             vec![id]

@@ -14,6 +14,7 @@ use tern_protocol::ArchiveErrorCode;
 use tern_protocol::NULL_VALUE;
 use tern_protocol::{ControlResponseCode, Message, TernMessage};
 use tern_store::message_time::TimeSource;
+use tern_store::{RecordingId, ReplayId};
 
 mod recordings;
 mod replays;
@@ -33,7 +34,7 @@ pub(super) struct Context<'a> {
     pub(super) recording_owners: &'a mut HashMap<i64, (i64, i64)>,
     /// Which session (and request) asked to truncate or purge each recording, and from which
     /// recording event on its `Delete` may come (an earlier one is another operation's).
-    pub(super) delete_owners: &'a mut HashMap<i64, (i64, i64, u64)>,
+    pub(super) delete_owners: &'a mut HashMap<RecordingId, (i64, i64, u64)>,
     /// Where a request waits for the agent that answers it.
     pub(super) awaiting: &'a mut Vec<Awaiting>,
     /// How many recording events the conductor has taken in so far.
@@ -89,7 +90,7 @@ impl Context<'_> {
         &self,
         session: &mut ControlSession,
         correlation_id: i64,
-        recording_id: i64,
+        recording_id: RecordingId,
     ) -> Option<RecordingInfo> {
         match self.state.recording(recording_id) {
             Ok(info) => Some(info),
@@ -229,7 +230,7 @@ impl Context<'_> {
             ),
             Message::ListRecordingRequest(request) => {
                 if !self.listing_in_progress(session, correlation_id) {
-                    match self.state.recording(request.recording_id) {
+                    match self.state.recording(RecordingId::new(request.recording_id)) {
                         Ok(info) => {
                             let message = descriptor_message(session.id, correlation_id, &info);
                             queue_message(session, Message::RecordingDescriptor(message));
@@ -253,26 +254,31 @@ impl Context<'_> {
                     );
                     return;
                 }
+                let min_recording_id = RecordingId::new(request.min_recording_id);
                 let found = self
                     .state
                     .recordings()
                     .into_iter()
                     .rev()
-                    .take_while(|info| info.descriptor.recording_id >= request.min_recording_id)
+                    .take_while(|info| info.descriptor.recording_id >= min_recording_id)
                     .find(|info| {
                         let d = &info.descriptor;
                         d.session_id == request.session_id
                             && d.stream_id == request.stream_id
                             && d.original_channel.contains(request.channel.as_str())
                     })
-                    .map_or(NULL_VALUE, |info| info.descriptor.recording_id);
+                    .map_or(NULL_VALUE, |info| info.descriptor.recording_id.get());
                 self.ok(session, correlation_id, found);
             }
             Message::ListRecordingSubscriptionsRequest(request) => {
                 self.list_subscriptions(session, correlation_id, &request)
             }
             Message::RecordingPositionRequest(request) => {
-                if let Some(info) = self.recording(session, correlation_id, request.recording_id) {
+                if let Some(info) = self.recording(
+                    session,
+                    correlation_id,
+                    RecordingId::new(request.recording_id),
+                ) {
                     let position = if info.active {
                         info.recorded_position
                     } else {
@@ -282,17 +288,29 @@ impl Context<'_> {
                 }
             }
             Message::StartPositionRequest(request) => {
-                if let Some(info) = self.recording(session, correlation_id, request.recording_id) {
+                if let Some(info) = self.recording(
+                    session,
+                    correlation_id,
+                    RecordingId::new(request.recording_id),
+                ) {
                     self.ok(session, correlation_id, info.descriptor.start_position);
                 }
             }
             Message::StopPositionRequest(request) => {
-                if let Some(info) = self.recording(session, correlation_id, request.recording_id) {
+                if let Some(info) = self.recording(
+                    session,
+                    correlation_id,
+                    RecordingId::new(request.recording_id),
+                ) {
                     self.ok(session, correlation_id, info.descriptor.stop_position);
                 }
             }
             Message::MaxRecordedPositionRequest(request) => {
-                if let Some(info) = self.recording(session, correlation_id, request.recording_id) {
+                if let Some(info) = self.recording(
+                    session,
+                    correlation_id,
+                    RecordingId::new(request.recording_id),
+                ) {
                     self.ok(session, correlation_id, info.recorded_position);
                 }
             }
@@ -300,7 +318,7 @@ impl Context<'_> {
                 session,
                 correlation_id,
                 ReplayArgs {
-                    recording_id: request.recording_id,
+                    recording_id: RecordingId::new(request.recording_id),
                     position: request.position,
                     length: request.length,
                     limit_counter_id: None,
@@ -316,7 +334,7 @@ impl Context<'_> {
                 session,
                 correlation_id,
                 ReplayArgs {
-                    recording_id: request.recording_id,
+                    recording_id: RecordingId::new(request.recording_id),
                     position: request.position,
                     length: request.length,
                     limit_counter_id: Some(request.limit_counter_id),
@@ -330,12 +348,16 @@ impl Context<'_> {
             ),
             Message::StopReplayRequest(request) => {
                 // As Aeron: stopping a replay that already ended (or never was) is not an error.
-                let _ = self.state.stop_replay(request.replay_session_id);
-                session.replays.remove(&request.replay_session_id);
+                let replay_id = ReplayId::new(request.replay_session_id);
+                let _ = self.state.stop_replay(replay_id);
+                session.replays.remove(&replay_id);
                 self.ok(session, correlation_id, 0);
             }
             Message::StopRecordingByIdentityRequest(request) => {
-                match self.state.begin_stop_by_identity(request.recording_id) {
+                match self
+                    .state
+                    .begin_stop_by_identity(RecordingId::new(request.recording_id))
+                {
                     Ok(Some((subscription_id, pending))) => self.wait_for(
                         session.id,
                         correlation_id,
@@ -351,7 +373,7 @@ impl Context<'_> {
             Message::ExtendRecordingRequest2(request) => {
                 let source = source_location(request.source_location);
                 let begun = self.state.begin_extend(
-                    request.recording_id,
+                    RecordingId::new(request.recording_id),
                     &request.channel,
                     request.stream_id,
                     source,
@@ -360,18 +382,20 @@ impl Context<'_> {
                 self.await_recording(session, correlation_id, begun);
             }
             Message::TruncateRecordingRequest(request) => {
-                let begun =
-                    self.state
-                        .begin_truncate(request.recording_id, request.position, false);
-                self.await_change(session, correlation_id, request.recording_id, begun);
+                let recording_id = RecordingId::new(request.recording_id);
+                let begun = self
+                    .state
+                    .begin_truncate(recording_id, request.position, false);
+                self.await_change(session, correlation_id, recording_id, begun);
             }
             Message::PurgeRecordingRequest(request) => {
-                let begun = self.state.begin_purge(request.recording_id, false);
-                self.await_change(session, correlation_id, request.recording_id, begun);
+                let recording_id = RecordingId::new(request.recording_id);
+                let begun = self.state.begin_purge(recording_id, false);
+                self.await_change(session, correlation_id, recording_id, begun);
             }
             Message::StopAllReplaysRequest(request) => {
-                let recording =
-                    (request.recording_id != NULL_VALUE).then_some(request.recording_id);
+                let recording = (request.recording_id != NULL_VALUE)
+                    .then_some(RecordingId::new(request.recording_id));
                 self.state.stop_all_replays(recording);
                 self.ok(session, correlation_id, 0);
             }
@@ -396,7 +420,7 @@ impl Context<'_> {
                 self.tern_replay(session, correlation_id, request)
             }
             TernMessage::ReplayControlRequest(request) => {
-                let id = request.replay_session_id;
+                let id = ReplayId::new(request.replay_session_id);
                 let seek = match request.action {
                     proto::ReplayAction::Pause => {
                         return self.answer(session, correlation_id, self.state.pause_replay(id))
@@ -422,10 +446,11 @@ impl Context<'_> {
                 }
             }
             TernMessage::SetCursorRequest(request) => {
-                match self
-                    .state
-                    .set_cursor(&request.name, request.recording_id, request.position)
-                {
+                match self.state.set_cursor(
+                    &request.name,
+                    RecordingId::new(request.recording_id),
+                    request.position,
+                ) {
                     Ok(_) => self.ok(session, correlation_id, 0),
                     Err(error) => self.fail(session, correlation_id, &error),
                 }
@@ -477,7 +502,7 @@ impl Context<'_> {
                     return;
                 };
                 match self.state.position_at_time_from(
-                    request.recording_id,
+                    RecordingId::new(request.recording_id),
                     request.timestamp,
                     source,
                 ) {

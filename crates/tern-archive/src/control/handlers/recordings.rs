@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::types::{Pending, PendingRecording};
 use tern_protocol as proto;
 use tern_protocol::{ControlResponseCode, Message};
+use tern_store::RecordingId;
 
 use super::Context;
 use crate::control::adapter::source_location;
@@ -36,7 +37,7 @@ impl Context<'_> {
         &mut self,
         session: &mut ControlSession,
         correlation_id: i64,
-        recording_id: i64,
+        recording_id: RecordingId,
         begun: Result<Pending<usize>>,
     ) {
         match begun {

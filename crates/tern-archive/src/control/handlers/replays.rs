@@ -7,6 +7,7 @@ use tern_protocol as proto;
 use tern_protocol::ArchiveErrorCode;
 use tern_protocol::NULL_VALUE;
 use tern_store::message_time::TimeSource;
+use tern_store::RecordingId;
 
 use super::Context;
 use crate::control::awaiting::Awaited;
@@ -16,7 +17,7 @@ pub(super) const REPLAY_ALL_AND_STOP: i64 = -2;
 
 /// A replay request, from either schema.
 pub(super) struct ReplayArgs {
-    pub(super) recording_id: i64,
+    pub(super) recording_id: RecordingId,
     /// Aeron's: -1 for the recording's start.
     pub(super) position: i64,
     /// Aeron's: -1 or `i64::MAX` follow, -2 to the current end, else bytes.
@@ -88,11 +89,12 @@ impl Context<'_> {
                 }
             }
         };
+        let recording_id = RecordingId::new(request.recording_id);
         let mut may_start_at_end = false;
         let position = if request.from_timestamp != proto::TernReplayRequest::FROM_TIMESTAMP_NONE {
             may_start_at_end = true;
             match self.state.position_at_time_from(
-                request.recording_id,
+                recording_id,
                 request.from_timestamp,
                 time_source,
             ) {
@@ -101,7 +103,7 @@ impl Context<'_> {
             }
         } else if !request.cursor.is_empty() {
             match self.state.cursor(&request.cursor) {
-                Ok(cursor) if cursor.recording_id == request.recording_id => {
+                Ok(cursor) if cursor.recording_id == recording_id => {
                     may_start_at_end = true;
                     cursor.position
                 }
@@ -125,7 +127,7 @@ impl Context<'_> {
             session,
             correlation_id,
             ReplayArgs {
-                recording_id: request.recording_id,
+                recording_id,
                 position,
                 length: request.length,
                 limit_counter_id: None,
