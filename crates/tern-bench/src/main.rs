@@ -309,9 +309,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         }
     }
     if args.wants(CaseKind::Cluster) {
-        let messages = args
-            .cluster_messages
-            .unwrap_or(if args.quick { 200_000 } else { 2_000_000 });
+        let messages =
+            args.cluster_messages
+                .unwrap_or(if args.quick { 200_000 } else { 2_000_000 });
         eprintln!(
             "== cluster: 3 node processes, 64 B echo ({messages} messages, window {}), round trips at {} msg/s, leader failover",
             args.cluster_window, args.cluster_rate

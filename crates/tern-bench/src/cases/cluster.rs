@@ -63,7 +63,10 @@ impl Nodes {
                 ingress: format!("localhost:{}", free_udp_port()?),
             });
         }
-        let mut text = format!("data_dir = {:?}\nsession_timeout_ms = 30000\n", dir.join("data"));
+        let mut text = format!(
+            "data_dir = {:?}\nsession_timeout_ms = 30000\n",
+            dir.join("data")
+        );
         for member in &members {
             text.push_str(&format!(
                 "[[members]]\nid = {}\nconsensus = {:?}\ningress = {:?}\n",
@@ -89,7 +92,13 @@ impl Nodes {
         let child = Command::new(&self.tern)
             .args(["cluster", "node", "--config"])
             .arg(&self.config)
-            .args(["--member", &id.to_string(), "--embedded-driver", "--aeron-dir", &aeron_dir])
+            .args([
+                "--member",
+                &id.to_string(),
+                "--embedded-driver",
+                "--aeron-dir",
+                &aeron_dir,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -174,7 +183,10 @@ fn paced(
     let mut received = 0u64;
     let deadline = started + interval * count as u32 + Duration::from_secs(30);
     while received < count {
-        ensure!(Instant::now() < deadline, "replies stopped at {received} of {count}");
+        ensure!(
+            Instant::now() < deadline,
+            "replies stopped at {received} of {count}"
+        );
         let due = started + interval * sent as u32;
         if sent < count && Instant::now() >= due && client.offer(&message(sent, size)) {
             sent += 1;
@@ -277,7 +289,13 @@ fn leader(client: &mut ClusterClient) -> Option<u64> {
 ///
 /// # Errors
 /// A node or the client failed.
-pub fn run(bench: &Bench, size: usize, messages: u64, rate: u64, window: usize) -> anyhow::Result<Vec<CaseResult>> {
+pub fn run(
+    bench: &Bench,
+    size: usize,
+    messages: u64,
+    rate: u64,
+    window: usize,
+) -> anyhow::Result<Vec<CaseResult>> {
     let mut rows = Vec::new();
     let paced_count = (rate * 5).min(messages.max(1000));
     rows.push(udp_rtt(bench, size, rate, paced_count)?);
@@ -321,9 +339,14 @@ pub fn run(bench: &Bench, size: usize, messages: u64, rate: u64, window: usize) 
 
     let histogram = paced(&mut client, size, rate, paced_count)?;
     rows.push(
-        CaseResult::new("cluster-rtt", size as u64, paced_count, paced_count as f64 / rate as f64)
-            .with_note(note(&histogram, rate))
-            .with_latency(latency(&histogram, "ingress to egress round trip")),
+        CaseResult::new(
+            "cluster-rtt",
+            size as u64,
+            paced_count,
+            paced_count as f64 / rate as f64,
+        )
+        .with_note(note(&histogram, rate))
+        .with_latency(latency(&histogram, "ingress to egress round trip")),
     );
 
     // Failover: a steady 1 k msg/s, the leader killed.

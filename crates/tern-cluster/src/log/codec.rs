@@ -20,7 +20,7 @@ use tern_store::frame::{
 /// The stream id in every log frame (Aeron Cluster's default log stream id).
 pub const LOG_STREAM_ID: i32 = 100;
 /// The recording id in the log's segment file names (`0-<base>.rec`).
-pub const LOG_RECORDING_ID: i64 = 0;
+pub const LOG_RECORDING_ID: tern_store::RecordingId = tern_store::RecordingId::new(0);
 /// The version of the entry payload layout.
 pub const ENTRY_VERSION: u8 = 1;
 /// Bytes of the entry header at the start of the payload.
