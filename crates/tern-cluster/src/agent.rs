@@ -10,8 +10,9 @@ use crate::protocol::{EventCode, Request, Response, CONSENSUS_STREAM_ID, INGRESS
 use crate::service::{ClusteredService, Output};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tern_store::Io;
-use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication};
+use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, OfferError, Publication};
 
 /// Where a member is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,7 +338,7 @@ impl<S: ClusteredService> NodeAgent<S> {
                 let sent = self
                     .peers
                     .get(to)
-                    .is_some_and(|publication| publication.offer(bytes).is_ok());
+                    .is_some_and(|publication| offer(publication, bytes, Duration::ZERO, false));
                 if !sent {
                     // Raft sends again (heartbeats, probes): a lost message costs a round.
                     self.counts.dropped_sends += 1;
@@ -451,21 +452,33 @@ impl<S: ClusteredService> NodeAgent<S> {
         }
         let bytes = response.encode();
         let publication = &self.responses[&key];
-        // A new publication connects within a few ms: give it that long, no more; a known one
-        // that is not connected (its client is gone) is not waited for.
-        let wait = if fresh { 20 } else { 0 };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait);
-        loop {
-            match publication.offer(&bytes) {
-                Ok(_) => return,
-                Err(error) if error.is_retryable() && std::time::Instant::now() < deadline => {
-                    std::thread::yield_now();
-                }
-                Err(_) => {
-                    self.counts.dropped_sends += 1;
-                    return;
-                }
+        // A new publication connects within a few ms: give it that long. A known one that is not
+        // connected (its client is gone) is not waited for; one that is back pressured (a slow
+        // client) gets a millisecond, so one client cannot stall the cluster.
+        let sent = if fresh {
+            offer(publication, &bytes, Duration::from_millis(20), true)
+        } else {
+            offer(publication, &bytes, Duration::from_millis(1), false)
+        };
+        if !sent {
+            self.counts.dropped_sends += 1;
+        }
+    }
+}
+
+/// Offer `bytes`: again at once after a term rotation (an admin action), again for up to `wait`
+/// when back pressured (or not connected yet, with `connecting`). Whether it went.
+fn offer(publication: &Publication, bytes: &[u8], wait: Duration, connecting: bool) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        match publication.offer(bytes) {
+            Ok(_) => return true,
+            Err(OfferError::AdminAction) => {}
+            Err(OfferError::BackPressured) if Instant::now() < deadline => std::thread::yield_now(),
+            Err(OfferError::NotConnected) if connecting && Instant::now() < deadline => {
+                std::thread::yield_now();
             }
+            Err(_) => return false,
         }
     }
 }

@@ -117,9 +117,17 @@ impl ClusterClient {
     }
 
     fn offer_to(&self, member: u64, bytes: &[u8]) -> bool {
-        self.ingress
-            .get(&member)
-            .is_some_and(|publication| publication.offer(bytes).is_ok())
+        let Some(publication) = self.ingress.get(&member) else {
+            return false;
+        };
+        loop {
+            match publication.offer(bytes) {
+                Ok(_) => return true,
+                // A term rotation: again at once.
+                Err(tern_transport::OfferError::AdminAction) => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Take in what arrived; returns how many responses.
