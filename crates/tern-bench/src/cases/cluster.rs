@@ -362,8 +362,9 @@ pub fn run(
         client.poll();
         client.take_egress();
     }
-    nodes.kill(killed);
+    // The clock starts before the signal: the kill and the process's teardown count.
     let killed_at = tern_store::epoch_nanos();
+    nodes.kill(killed);
     let started = Instant::now();
     let recovered = loop {
         ensure!(
@@ -375,11 +376,10 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(1));
         client.poll();
         let replies = client.take_egress();
-        if let Some(reply) = replies
+        if replies
             .iter()
-            .find(|reply| field(&reply.payload, SENT_AT).is_some_and(|sent| sent > killed_at))
+            .any(|reply| field(&reply.payload, SENT_AT).is_some_and(|sent| sent > killed_at))
         {
-            let _ = reply;
             break tern_store::epoch_nanos() - killed_at;
         }
     };
