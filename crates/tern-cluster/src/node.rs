@@ -16,7 +16,7 @@ use crate::storage::{NodeStorage, Opened};
 use crate::wire;
 use raft::prelude::{Entry, EntryType, Message, MessageType};
 use raft::{RawNode, SnapshotStatus, StateRole};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use tern_store::Io;
 
@@ -231,6 +231,9 @@ pub struct ConsensusNode<S: ClusteredService> {
     activity: BTreeMap<i64, i64>,
     /// Leader only: sessions whose close is in the log's hands.
     closing: BTreeMap<i64, CloseReason>,
+    /// Leader only: connects in the log's hands, by correlation id and channel (a client that
+    /// asks again before the answer comes gets one session, not two).
+    connecting: BTreeSet<(i64, String)>,
     /// Leader only: timers whose firing was proposed, with the deadline proposed.
     timers_proposed: BTreeMap<i64, i64>,
     outputs: Vec<Output>,
@@ -297,6 +300,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             leader: None,
             activity: BTreeMap::new(),
             closing: BTreeMap::new(),
+            connecting: BTreeSet::new(),
             timers_proposed: BTreeMap::new(),
             outputs,
             dropped: 0,
@@ -411,6 +415,10 @@ impl<S: ClusteredService> ConsensusNode<S> {
                         "a response channel of {} bytes (at most 4096)",
                         response_channel.len()
                     ));
+                }
+                let key = (correlation_id, response_channel.clone());
+                if !self.connecting.insert(key) {
+                    return IngressReply::Accepted;
                 }
                 Command::SessionOpen {
                     correlation_id,
@@ -645,6 +653,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
                 .map(|session| (session.id, now_ns))
                 .collect();
             self.closing.clear();
+            self.connecting.clear();
             self.timers_proposed.clear();
             self.last_stamp_ns = self.last_stamp_ns.max(self.container.time_ns());
         }
@@ -655,6 +664,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             self.pending_length = 0;
             self.activity.clear();
             self.closing.clear();
+            self.connecting.clear();
             self.timers_proposed.clear();
         }
         self.role = role;
@@ -683,8 +693,13 @@ impl<S: ClusteredService> ConsensusNode<S> {
             for output in outputs.drain(..) {
                 if leader {
                     match &output {
-                        Output::SessionOpened { session, .. } => {
+                        Output::SessionOpened {
+                            correlation_id,
+                            session,
+                        } => {
                             self.activity.insert(session.id, now_ns);
+                            self.connecting
+                                .remove(&(*correlation_id, session.response_channel.clone()));
                         }
                         Output::SessionClosed { session, .. } => {
                             self.activity.remove(&session.id);

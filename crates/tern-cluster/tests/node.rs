@@ -217,9 +217,34 @@ fn sessions_open_send_time_out_and_close_through_the_log() {
     let disk = Arc::new(SimDisk::new());
     let mut now = START;
     let mut node = leader(&disk, config(1, vec![1]), &mut now);
+    // A connect asked twice before its answer opens one session.
+    let twice = Ingress::Connect {
+        correlation_id: 76,
+        response_stream_id: 102,
+        response_channel: "aeron:udp?endpoint=localhost:9021".into(),
+        credentials: Vec::new(),
+    };
+    assert_eq!(node.on_ingress(now, twice.clone()), IngressReply::Accepted);
+    assert_eq!(node.on_ingress(now, twice), IngressReply::Accepted);
+    let opened = run(&mut node, &mut now);
+    assert!(
+        matches!(opened.as_slice(), [Output::SessionOpened { correlation_id: 76, session }] if session.id == 1),
+        "{opened:?}"
+    );
+    assert_eq!(
+        node.on_ingress(now, Ingress::Close { session_id: 1 }),
+        IngressReply::Accepted
+    );
+    assert!(matches!(
+        run(&mut node, &mut now).as_slice(),
+        [Output::SessionClosed {
+            reason: CloseReason::ClientAction,
+            ..
+        }]
+    ));
     let first = connect(&mut node, &mut now, 77);
     let second = connect(&mut node, &mut now, 78);
-    assert_eq!((first, second), (1, 2));
+    assert_eq!((first, second), (2, 3));
     assert_eq!(send(&mut node, &mut now, first, "put a 1"), "ok a");
     assert_eq!(send(&mut node, &mut now, second, "get a"), "value 1");
     assert_eq!(send(&mut node, &mut now, second, "hello"), "hello");
@@ -264,7 +289,7 @@ fn sessions_open_send_time_out_and_close_through_the_log() {
     );
     assert_eq!(
         node.on_ingress(now, Ingress::KeepAlive { session_id: second }),
-        IngressReply::Rejected("unknown session 2".into())
+        IngressReply::Rejected("unknown session 3".into())
     );
     assert_eq!(
         node.on_ingress(now, Ingress::Close { session_id: first }),
