@@ -50,6 +50,8 @@ pub struct NodeAgent<S: ClusteredService> {
     ingress: tern_transport::Subscription,
     peers: BTreeMap<u64, Publication>,
     responses: HashMap<(String, i32), Publication>,
+    /// Each open session's response channel, as the log opened it (every member).
+    channels: BTreeMap<i64, (String, i32)>,
     consensus_assembler: FragmentAssembler,
     ingress_assembler: FragmentAssembler,
     received: Vec<Vec<u8>>,
@@ -100,6 +102,7 @@ impl<S: ClusteredService> NodeAgent<S> {
             ingress,
             peers,
             responses: HashMap::new(),
+            channels: BTreeMap::new(),
             consensus_assembler: FragmentAssembler::new(),
             ingress_assembler: FragmentAssembler::new(),
             received: Vec::new(),
@@ -345,59 +348,17 @@ impl<S: ClusteredService> NodeAgent<S> {
                 }
             }
             Action::Applied { output, leader } => {
-                if !*leader {
-                    return;
+                if let Output::SessionOpened { session, .. } = output {
+                    self.channels.insert(
+                        session.id,
+                        (session.response_channel.clone(), session.response_stream_id),
+                    );
                 }
-                let (channel, stream_id, response) = match output {
-                    Output::SessionOpened {
-                        correlation_id,
-                        session,
-                    } => (
-                        session.response_channel.clone(),
-                        session.response_stream_id,
-                        Response::SessionEvent {
-                            correlation_id: *correlation_id,
-                            session_id: session.id,
-                            code: EventCode::Ok,
-                            leader: self.node.member_id(),
-                            detail: String::new(),
-                        },
-                    ),
-                    Output::SessionClosed { session, reason } => (
-                        session.response_channel.clone(),
-                        session.response_stream_id,
-                        Response::SessionEvent {
-                            correlation_id: 0,
-                            session_id: session.id,
-                            code: EventCode::Closed,
-                            leader: self.node.member_id(),
-                            detail: reason.name().into(),
-                        },
-                    ),
-                    Output::Egress(egress) => {
-                        let Some(session) = self
-                            .node
-                            .container()
-                            .sessions()
-                            .find(|session| session.id == egress.session_id)
-                        else {
-                            return;
-                        };
-                        (
-                            session.response_channel.clone(),
-                            session.response_stream_id,
-                            Response::Egress {
-                                session_id: egress.session_id,
-                                sequence: egress.sequence,
-                                log_index: egress.log_index,
-                                timestamp_ns: egress.timestamp_ns,
-                                payload: egress.payload.clone(),
-                            },
-                        )
-                    }
-                };
-                self.send_response(&channel, stream_id, &response);
+                if *leader {
+                    self.send_applied(output);
+                }
                 if let Output::SessionClosed { session, .. } = output {
+                    self.channels.remove(&session.id);
                     self.responses
                         .remove(&(session.response_channel.clone(), session.response_stream_id));
                 }
@@ -429,6 +390,65 @@ impl<S: ClusteredService> NodeAgent<S> {
                 );
             }
         }
+    }
+
+    /// What the leader tells clients of what applying produced.
+    fn send_applied(&mut self, output: &Output) {
+        let (channel, stream_id, response) = match output {
+            Output::SessionOpened {
+                correlation_id,
+                session,
+            } => (
+                session.response_channel.clone(),
+                session.response_stream_id,
+                Response::SessionEvent {
+                    correlation_id: *correlation_id,
+                    session_id: session.id,
+                    code: EventCode::Ok,
+                    leader: self.node.member_id(),
+                    detail: String::new(),
+                },
+            ),
+            Output::SessionClosed { session, reason } => (
+                session.response_channel.clone(),
+                session.response_stream_id,
+                Response::SessionEvent {
+                    correlation_id: 0,
+                    session_id: session.id,
+                    code: EventCode::Closed,
+                    leader: self.node.member_id(),
+                    detail: reason.name().into(),
+                },
+            ),
+            Output::Egress(egress) => {
+                // The channel as the session had it when the egress was made: a session
+                // closed later in the same cycle still gets what came before its close.
+                let known = self.channels.get(&egress.session_id).cloned();
+                let Some((channel, stream_id)) = known.or_else(|| {
+                    self.node
+                        .container()
+                        .sessions()
+                        .find(|session| session.id == egress.session_id)
+                        .map(|session| {
+                            (session.response_channel.clone(), session.response_stream_id)
+                        })
+                }) else {
+                    return;
+                };
+                (
+                    channel,
+                    stream_id,
+                    Response::Egress {
+                        session_id: egress.session_id,
+                        sequence: egress.sequence,
+                        log_index: egress.log_index,
+                        timestamp_ns: egress.timestamp_ns,
+                        payload: egress.payload.clone(),
+                    },
+                )
+            }
+        };
+        self.send_response(&channel, stream_id, &response);
     }
 
     fn send_response(&mut self, channel: &str, stream_id: i32, response: &Response) {

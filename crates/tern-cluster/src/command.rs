@@ -75,10 +75,13 @@ pub enum Command {
         /// Why.
         reason: CloseReason,
     },
-    /// A timer the service scheduled is due. Body: correlation id (i64).
+    /// A timer the service scheduled is due. Body: correlation id (i64), deadline ns (i64):
+    /// the deadline it was due at, so a timer moved since fires at its new time, not this one.
     Timer {
         /// The service's id of the timer.
         correlation_id: i64,
+        /// The deadline the leader saw due.
+        deadline_ns: i64,
     },
 }
 
@@ -97,7 +100,7 @@ impl Command {
                 } => 16 + response_channel.len(),
                 Self::SessionMessage { payload, .. } => 8 + payload.len(),
                 Self::SessionClose { .. } => 9,
-                Self::Timer { .. } => 8,
+                Self::Timer { .. } => 16,
             }
     }
 
@@ -133,7 +136,13 @@ impl Command {
                 out.extend_from_slice(&session_id.to_le_bytes());
                 out.push(*reason as u8);
             }
-            Self::Timer { correlation_id } => out.extend_from_slice(&correlation_id.to_le_bytes()),
+            Self::Timer {
+                correlation_id,
+                deadline_ns,
+            } => {
+                out.extend_from_slice(&correlation_id.to_le_bytes());
+                out.extend_from_slice(&deadline_ns.to_le_bytes());
+            }
         }
     }
 
@@ -171,6 +180,7 @@ impl Command {
             }
             TIMER => Ok(Self::Timer {
                 correlation_id: i64_at(0)?,
+                deadline_ns: i64_at(8)?,
             }),
             other => Err(format!("command kind {other}")),
         }
@@ -272,7 +282,10 @@ mod tests {
                     session_id: 1,
                     reason: CloseReason::Timeout,
                 },
-                Command::Timer { correlation_id: -3 },
+                Command::Timer {
+                    correlation_id: -3,
+                    deadline_ns: 99,
+                },
             ],
         }
     }

@@ -387,6 +387,19 @@ impl<S: ClusteredService> ConsensusNode<S> {
                 message.from
             )));
         }
+        if message.get_msg_type() == MessageType::MsgHeartbeat
+            && message.commit > self.raw.raft.raft_log.last_index()
+        {
+            // A leader never tells a follower of a commit past what the follower acknowledged:
+            // this is a stray packet (another cluster on these ports, a member whose directory
+            // was wiped), and raft-rs would abort on it.
+            return Err(ClusterError::Config(format!(
+                "a heartbeat from member {} commits index {} past this log's last {}",
+                message.from,
+                message.commit,
+                self.raw.raft.raft_log.last_index()
+            )));
+        }
         self.raw.step(message)?;
         Ok(())
     }
@@ -533,7 +546,10 @@ impl<S: ClusteredService> ConsensusNode<S> {
             .collect();
         for (correlation_id, deadline) in due {
             self.timers_proposed.insert(correlation_id, deadline);
-            self.queue(Command::Timer { correlation_id });
+            self.queue(Command::Timer {
+                correlation_id,
+                deadline_ns: deadline,
+            });
         }
     }
 

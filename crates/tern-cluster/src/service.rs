@@ -432,10 +432,14 @@ impl<S: ClusteredService> ServiceContainer<S> {
                         .on_session_close(&mut cluster, &state.session, reason);
                 }
             }
-            Command::Timer { correlation_id } => {
-                // A timer fired twice (a leader change between the two) or cancelled since runs
-                // once, or not at all, on every node.
-                if self.state.timers.remove(&correlation_id).is_some() {
+            Command::Timer {
+                correlation_id,
+                deadline_ns,
+            } => {
+                // A timer fired twice (a leader change between the two), cancelled or moved since
+                // runs once, or not at all (a moved one fires at its new deadline), on every node.
+                if self.state.timers.get(&correlation_id) == Some(&deadline_ns) {
+                    self.state.timers.remove(&correlation_id);
                     let mut cluster = Cluster {
                         member_id,
                         role,
@@ -570,4 +574,82 @@ fn decode_container(bytes: &[u8]) -> Result<(Replicated, &[u8]), String> {
         ));
     }
     Ok((state, service))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Schedules timer 1 at the deadline each message names; counts firings.
+    #[derive(Default)]
+    struct Moving {
+        fired: Vec<i64>,
+    }
+
+    impl ClusteredService for Moving {
+        fn on_start(&mut self, _: &mut Cluster<'_>, _: Option<&[u8]>) -> Result<(), String> {
+            Ok(())
+        }
+        fn on_session_message(&mut self, cluster: &mut Cluster<'_>, _: i64, payload: &[u8]) {
+            let deadline = i64::from_le_bytes(payload.try_into().expect("8 bytes"));
+            cluster.schedule_timer(1, deadline);
+        }
+        fn on_timer(&mut self, cluster: &mut Cluster<'_>, _: i64) {
+            self.fired.push(cluster.time_ns());
+        }
+        fn on_take_snapshot(&mut self) -> Vec<u8> {
+            Vec::new()
+        }
+    }
+
+    fn batch(timestamp_ns: i64, commands: Vec<Command>) -> Vec<u8> {
+        Batch {
+            timestamp_ns,
+            commands,
+        }
+        .encode()
+    }
+
+    #[test]
+    fn a_timer_moved_after_it_was_proposed_fires_at_its_new_deadline_only() {
+        let mut out = Vec::new();
+        let mut container =
+            ServiceContainer::start(Moving::default(), 1, None, &mut out).expect("start");
+        let open = Command::SessionOpen {
+            correlation_id: 1,
+            response_stream_id: 102,
+            response_channel: "aeron:ipc".into(),
+        };
+        let schedule = |deadline: i64| Command::SessionMessage {
+            session_id: 1,
+            payload: deadline.to_le_bytes().to_vec(),
+        };
+        container
+            .apply(1, &batch(10, vec![open, schedule(100)]), &mut out)
+            .expect("apply");
+        // The leader proposed the firing at 100; the timer moved to 500 before it applied.
+        container
+            .apply(2, &batch(100, vec![schedule(500)]), &mut out)
+            .expect("apply");
+        let fire = |deadline_ns| Command::Timer {
+            correlation_id: 1,
+            deadline_ns,
+        };
+        container
+            .apply(3, &batch(101, vec![fire(100)]), &mut out)
+            .expect("apply");
+        assert!(
+            container.service().fired.is_empty(),
+            "fired at its old deadline"
+        );
+        container
+            .apply(4, &batch(500, vec![fire(500), fire(500)]), &mut out)
+            .expect("apply");
+        assert_eq!(
+            container.service().fired,
+            vec![500],
+            "once, at the new deadline"
+        );
+        assert_eq!(container.timers().count(), 0);
+    }
 }

@@ -125,6 +125,20 @@ fn messages_from_non_members_for_others_or_garbage_are_refused_and_the_node_goes
     local.to = 3;
     let error = node.on_peer(&wire::encode(&local)).expect_err("local");
     assert!(error.to_string().contains("local raft message"), "{error}");
+    // A heartbeat committing past this log (a stray packet) would abort raft-rs: refused.
+    let mut stray = Message::default();
+    stray.set_msg_type(MessageType::MsgHeartbeat);
+    stray.from = 1;
+    stray.to = 3;
+    stray.term = 9;
+    stray.commit = 50;
+    let error = node.on_peer(&wire::encode(&stray)).expect_err("stray");
+    assert!(
+        error
+            .to_string()
+            .contains("commits index 50 past this log's last 0"),
+        "{error}"
+    );
     // A stale term is no error: Raft answers or ignores it.
     node.on_peer(&vote_request(1, 3, 5)).expect("step");
     let mut stale = Message::default();

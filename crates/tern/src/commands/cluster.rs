@@ -196,8 +196,14 @@ fn node(args: NodeArgs) -> Result<ExitCode> {
     // One process per member and data directory: its lock says so (and who holds it).
     std::fs::create_dir_all(&config.dir)
         .with_context(|| format!("create {}", config.dir.display()))?;
-    let _lock = tern_store::lock_directory(&config.dir)
-        .with_context(|| format!("member {member_id} runs already"))?;
+    let _lock = match tern_store::lock_directory(&config.dir) {
+        Ok(lock) => lock,
+        Err(tern_store::StoreError::Locked { holder, .. }) => bail!(
+            "member {member_id} runs already in {} ({holder})",
+            config.dir.display()
+        ),
+        Err(error) => return Err(error).context(format!("lock {}", config.dir.display())),
+    };
     // Members on one machine each embed their own driver, by default in a directory of the
     // member's: with the lock held, a driver's files there are a dead member's (a kill -9) and
     // are replaced at once rather than after Aeron's 10 s liveness timeout. --aeron-dir alone
