@@ -179,6 +179,15 @@ impl<S: ClusteredService> NodeAgent<S> {
             let work = self.do_work()?;
             idle.idle(work);
         }
+        let counts = self.counts;
+        tracing::info!(
+            "member {} stops: {} bad peer messages, {} bad requests, {} sends dropped, {} proposals dropped",
+            self.node.member_id(),
+            counts.bad_peer_messages,
+            counts.bad_requests,
+            counts.dropped_sends,
+            self.node.dropped_proposals()
+        );
         self.node.close()
     }
 
@@ -192,72 +201,43 @@ impl<S: ClusteredService> NodeAgent<S> {
             }
         };
         match request {
-            Request::Connect {
-                correlation_id,
-                response_stream_id,
-                response_channel,
-                credentials,
-            } => {
-                let reply = self.node.on_ingress(
-                    now,
+            Request::Session(ingress) => {
+                // A connect is answered on the channel it names; the rest on the session's.
+                let connect = match &ingress {
                     Ingress::Connect {
                         correlation_id,
                         response_stream_id,
-                        response_channel: response_channel.clone(),
-                        credentials,
-                    },
-                );
-                self.reply(
-                    &response_channel,
-                    response_stream_id,
-                    correlation_id,
-                    0,
-                    reply,
-                );
-            }
-            Request::Message {
-                session_id,
-                payload,
-            } => {
-                let reply = self.node.on_ingress(
-                    now,
-                    Ingress::Message {
-                        session_id,
-                        payload,
-                    },
-                );
-                self.reply_to_session(session_id, reply);
-            }
-            Request::KeepAlive { session_id } => {
-                let reply = self.node.on_ingress(now, Ingress::KeepAlive { session_id });
-                self.reply_to_session(session_id, reply);
-            }
-            Request::Close { session_id } => {
-                let reply = self.node.on_ingress(now, Ingress::Close { session_id });
-                self.reply_to_session(session_id, reply);
+                        response_channel,
+                        ..
+                    } => Some((
+                        response_channel.clone(),
+                        *response_stream_id,
+                        *correlation_id,
+                    )),
+                    _ => None,
+                };
+                let session_id = ingress.session_id();
+                let reply = self.node.on_ingress(now, ingress);
+                match connect {
+                    Some((channel, stream_id, correlation_id)) => {
+                        self.reply(&channel, stream_id, correlation_id, 0, reply);
+                    }
+                    None => self.reply_to_session(session_id, reply),
+                }
             }
             Request::Status {
                 correlation_id,
                 response_stream_id,
                 response_channel,
+                snapshot,
             } => {
-                let status = self.node.status();
-                self.send_response(
-                    &response_channel,
-                    response_stream_id,
-                    &Response::Status {
-                        correlation_id,
-                        status,
-                    },
-                );
-            }
-            Request::Snapshot {
-                correlation_id,
-                response_stream_id,
-                response_channel,
-            } => {
-                if let Err(error) = self.node.take_snapshot() {
-                    tracing::error!("member {}: snapshot failed: {error}", self.node.member_id());
+                if snapshot {
+                    if let Err(error) = self.node.take_snapshot() {
+                        tracing::error!(
+                            "member {}: snapshot failed: {error}",
+                            self.node.member_id()
+                        );
+                    }
                 }
                 let status = self.node.status();
                 self.send_response(
@@ -486,14 +466,13 @@ impl<S: ClusteredService> NodeAgent<S> {
     }
 }
 
-/// Offer `bytes`: again at once after a term rotation (an admin action), again for up to `wait`
-/// when back pressured (or not connected yet, with `connecting`). Whether it went.
+/// Offer `bytes` past a term rotation, again for up to `wait` when back pressured (or not
+/// connected yet, with `connecting`). Whether it went.
 fn offer(publication: &Publication, bytes: &[u8], wait: Duration, connecting: bool) -> bool {
     let deadline = Instant::now() + wait;
     loop {
-        match publication.offer(bytes) {
+        match publication.offer_past_rotation(bytes) {
             Ok(_) => return true,
-            Err(OfferError::AdminAction) => {}
             Err(OfferError::BackPressured) if Instant::now() < deadline => std::thread::yield_now(),
             Err(OfferError::NotConnected) if connecting && Instant::now() < deadline => {
                 std::thread::yield_now();

@@ -7,7 +7,7 @@
 
 use crate::agent::{udp_channel, MemberEndpoints};
 use crate::error::{ClusterError, Result};
-use crate::node::NodeStatus;
+use crate::node::{Ingress, NodeStatus};
 use crate::protocol::{EventCode, Request, Response, EGRESS_STREAM_ID, INGRESS_STREAM_ID};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -117,17 +117,9 @@ impl ClusterClient {
     }
 
     fn offer_to(&self, member: u64, bytes: &[u8]) -> bool {
-        let Some(publication) = self.ingress.get(&member) else {
-            return false;
-        };
-        loop {
-            match publication.offer(bytes) {
-                Ok(_) => return true,
-                // A term rotation: again at once.
-                Err(tern_transport::OfferError::AdminAction) => {}
-                Err(_) => return false,
-            }
-        }
+        self.ingress
+            .get(&member)
+            .is_some_and(|publication| publication.offer_past_rotation(bytes).is_ok())
     }
 
     /// Take in what arrived; returns how many responses.
@@ -183,7 +175,10 @@ impl ClusterClient {
             if self.last_keep_alive.elapsed() > Duration::from_millis(500) {
                 self.last_keep_alive = Instant::now();
                 if let Some(leader) = self.leader {
-                    self.offer_to(leader, &Request::KeepAlive { session_id }.encode());
+                    self.offer_to(
+                        leader,
+                        &Request::Session(Ingress::KeepAlive { session_id }).encode(),
+                    );
                 }
             }
         }
@@ -215,12 +210,12 @@ impl ClusterClient {
     /// A member refused (credentials), or no session was opened in time.
     pub fn connect(&mut self, credentials: &[u8], timeout: Duration) -> Result<i64> {
         let correlation_id = self.correlation();
-        let request = Request::Connect {
+        let request = Request::Session(Ingress::Connect {
             correlation_id,
             response_stream_id: EGRESS_STREAM_ID,
             response_channel: self.response_channel.clone(),
             credentials: credentials.to_vec(),
-        }
+        })
         .encode();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -266,10 +261,10 @@ impl ClusterClient {
         };
         self.offer_to(
             leader,
-            &Request::Message {
+            &Request::Session(Ingress::Message {
                 session_id,
                 payload: payload.to_vec(),
-            }
+            })
             .encode(),
         )
     }
@@ -304,7 +299,10 @@ impl ClusterClient {
     /// Close the session.
     pub fn close(&mut self) {
         if let (Some(session_id), Some(leader)) = (self.session_id.take(), self.leader) {
-            self.offer_to(leader, &Request::Close { session_id }.encode());
+            self.offer_to(
+                leader,
+                &Request::Session(Ingress::Close { session_id }).encode(),
+            );
         }
     }
 
@@ -317,18 +315,11 @@ impl ClusterClient {
         timeout: Duration,
     ) -> Option<NodeStatus> {
         let correlation_id = self.correlation();
-        let request = if snapshot {
-            Request::Snapshot {
-                correlation_id,
-                response_stream_id: EGRESS_STREAM_ID,
-                response_channel: self.response_channel.clone(),
-            }
-        } else {
-            Request::Status {
-                correlation_id,
-                response_stream_id: EGRESS_STREAM_ID,
-                response_channel: self.response_channel.clone(),
-            }
+        let request = Request::Status {
+            correlation_id,
+            response_stream_id: EGRESS_STREAM_ID,
+            response_channel: self.response_channel.clone(),
+            snapshot,
         }
         .encode();
         let deadline = Instant::now() + timeout;

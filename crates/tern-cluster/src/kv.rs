@@ -12,6 +12,7 @@
 //! | `count`                 | `count <keys>`                |
 //! | anything else           | the same bytes (echo)         |
 
+use crate::bytes::{put_bytes, Reader};
 use crate::service::{Cluster, ClusteredService};
 use std::collections::BTreeMap;
 
@@ -115,20 +116,6 @@ impl KvService {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-fn take_bytes<'a>(bytes: &'a [u8], at: &mut usize) -> Result<&'a [u8], String> {
-    let short = || "kv snapshot cut short".to_string();
-    let length = bytes.get(*at..*at + 4).ok_or_else(short)?;
-    let length = u32::from_le_bytes(length.try_into().expect("4")) as usize;
-    let value = bytes.get(*at + 4..*at + 4 + length).ok_or_else(short)?;
-    *at += 4 + length;
-    Ok(value)
-}
-
 impl ClusteredService for KvService {
     fn on_start(
         &mut self,
@@ -139,24 +126,25 @@ impl ClusteredService for KvService {
         let Some(bytes) = snapshot else {
             return Ok(());
         };
-        let mut at = 0;
-        let header = take_bytes(bytes, &mut at)?;
+        let mut reader = Reader::new(bytes, 0, "the kv snapshot");
+        let header = reader.bytes(usize::MAX)?;
         if header.len() != 32 {
             return Err("kv snapshot header".into());
         }
-        let count = u64::from_le_bytes(header[0..8].try_into().expect("8"));
-        self.next_timer = i64::from_le_bytes(header[8..16].try_into().expect("8"));
-        self.applied = u64::from_le_bytes(header[16..24].try_into().expect("8"));
-        self.digest = u64::from_le_bytes(header[24..32].try_into().expect("8"));
+        let mut fields = Reader::new(header, 0, "the kv snapshot header");
+        let count = fields.u64()?;
+        self.next_timer = fields.i64()?;
+        self.applied = fields.u64()?;
+        self.digest = fields.u64()?;
         for _ in 0..count {
-            let key = take_bytes(bytes, &mut at)?.to_vec();
-            let value = take_bytes(bytes, &mut at)?.to_vec();
+            let key = reader.bytes(usize::MAX)?.to_vec();
+            let value = reader.bytes(usize::MAX)?.to_vec();
             self.entries.insert(key, value);
         }
-        while at < bytes.len() {
-            let id = take_bytes(bytes, &mut at)?;
+        while !reader.is_empty() {
+            let id = reader.bytes(usize::MAX)?;
             let id = i64::from_le_bytes(id.try_into().map_err(|_| "kv snapshot timer id")?);
-            let key = take_bytes(bytes, &mut at)?.to_vec();
+            let key = reader.bytes(usize::MAX)?.to_vec();
             self.expiries.insert(id, key);
         }
         Ok(())

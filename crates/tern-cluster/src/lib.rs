@@ -10,6 +10,7 @@
 //! simulation).
 
 pub mod agent;
+mod bytes;
 pub mod client;
 pub mod command;
 pub mod error;

@@ -145,6 +145,18 @@ pub enum Ingress {
     },
 }
 
+impl Ingress {
+    /// The session it names (0 for a connect, which has none yet).
+    pub fn session_id(&self) -> i64 {
+        match self {
+            Self::Connect { .. } => 0,
+            Self::Message { session_id, .. }
+            | Self::KeepAlive { session_id }
+            | Self::Close { session_id } => *session_id,
+        }
+    }
+}
+
 /// The node's immediate answer to ingress (what it produces once applied comes as an
 /// [`Action::Applied`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +234,6 @@ pub struct ConsensusNode<S: ClusteredService> {
     raw: RawNode<NodeStorage>,
     container: ServiceContainer<S>,
     pending: Vec<Command>,
-    pending_length: usize,
     next_tick_ns: i64,
     last_stamp_ns: i64,
     role: Role,
@@ -294,7 +305,6 @@ impl<S: ClusteredService> ConsensusNode<S> {
             raw,
             container,
             pending: Vec::new(),
-            pending_length: 0,
             last_stamp_ns: 0,
             role: Role::Follower,
             leader: None,
@@ -491,7 +501,6 @@ impl<S: ClusteredService> ConsensusNode<S> {
     }
 
     fn queue(&mut self, command: Command) {
-        self.pending_length += command.encoded_length();
         self.pending.push(command);
     }
 
@@ -561,7 +570,6 @@ impl<S: ClusteredService> ConsensusNode<S> {
         self.last_stamp_ns = stamp;
         let mut proposed = 0;
         let mut commands = std::mem::take(&mut self.pending).into_iter().peekable();
-        self.pending_length = 0;
         while commands.peek().is_some() {
             let mut batch = Batch {
                 timestamp_ns: stamp,
@@ -677,7 +685,6 @@ impl<S: ClusteredService> ConsensusNode<S> {
             // Not in the log: never acknowledged; their clients send again.
             self.dropped += self.pending.len() as u64;
             self.pending.clear();
-            self.pending_length = 0;
             self.activity.clear();
             self.closing.clear();
             self.connecting.clear();

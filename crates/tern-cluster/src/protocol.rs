@@ -3,7 +3,8 @@
 //!
 //! Every message starts with a 4-byte header: version u8 (1), kind u8, zero u16.
 
-use crate::node::NodeStatus;
+use crate::bytes::{put_bytes, Reader};
+use crate::node::{Ingress, NodeStatus};
 use crate::service::Role;
 
 /// The header's version.
@@ -20,37 +21,14 @@ pub const CONSENSUS_STREAM_ID: i32 = 108;
 /// A client's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// Kind 1: open a session. Body: correlation id i64, response stream id i32, channel length
-    /// u32, channel, credentials length u32, credentials.
-    Connect {
-        /// Echoed in the session event.
-        correlation_id: i64,
-        /// Where the client reads.
-        response_stream_id: i32,
-        /// The client's response channel.
-        response_channel: String,
-        /// Checked against the cluster's.
-        credentials: Vec<u8>,
-    },
-    /// Kind 2: a message to the service. Body: session id i64, payload.
-    Message {
-        /// The session.
-        session_id: i64,
-        /// The message.
-        payload: Vec<u8>,
-    },
-    /// Kind 3: the client is alive. Body: session id i64.
-    KeepAlive {
-        /// The session.
-        session_id: i64,
-    },
-    /// Kind 4: close the session. Body: session id i64.
-    Close {
-        /// The session.
-        session_id: i64,
-    },
-    /// Kind 5: the member's status (answered by any member, not through the log). Body:
-    /// correlation id i64, response stream id i32, channel length u32, channel.
+    /// What a session asks of the cluster, as the node takes it ([`Ingress`]). Kinds and bodies:
+    /// 1 connect (correlation id i64, response stream id i32, channel length u32, channel,
+    /// credentials length u32, credentials), 2 message (session id i64, payload), 3 keep-alive
+    /// (session id i64), 4 close (session id i64).
+    Session(Ingress),
+    /// Kind 5: the member's status, or kind 6: a snapshot first, then the status (answered by
+    /// any member, not through the log). Body: correlation id i64, response stream id i32,
+    /// channel length u32, channel.
     Status {
         /// Echoed in the answer.
         correlation_id: i64,
@@ -58,15 +36,8 @@ pub enum Request {
         response_stream_id: i32,
         /// The client's response channel.
         response_channel: String,
-    },
-    /// Kind 6: take a snapshot now, then answer with the status. Body as [`Self::Status`].
-    Snapshot {
-        /// Echoed in the answer.
-        correlation_id: i64,
-        /// Where the client reads.
-        response_stream_id: i32,
-        /// The client's response channel.
-        response_channel: String,
+        /// Take a snapshot before answering (kind 6).
+        snapshot: bool,
     },
 }
 
@@ -144,64 +115,6 @@ fn header(kind: u8) -> Vec<u8> {
     vec![PROTOCOL_VERSION, kind, 0, 0]
 }
 
-fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, length: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(length)
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or_else(|| format!("a message of {} bytes is cut short", self.bytes.len()))?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(self.u64()? as i64)
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4")))
-    }
-    fn bytes(&mut self, limit: usize) -> Result<&'a [u8], String> {
-        let length = self.i32()? as u32 as usize;
-        if length > limit {
-            return Err(format!("a field of {length} bytes (at most {limit})"));
-        }
-        self.take(length)
-    }
-    fn text(&mut self, limit: usize) -> Result<String, String> {
-        String::from_utf8(self.bytes(limit)?.to_vec())
-            .map_err(|_| "a text field is not UTF-8".into())
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        let rest = &self.bytes[self.at..];
-        self.at = self.bytes.len();
-        rest
-    }
-    fn end(&self) -> Result<(), String> {
-        if self.at == self.bytes.len() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} bytes after the message",
-                self.bytes.len() - self.at
-            ))
-        }
-    }
-}
-
 fn open(bytes: &[u8]) -> Result<(u8, Reader<'_>), String> {
     if bytes.len() < PROTOCOL_HEADER_LENGTH {
         return Err(format!("a message of {} bytes has no header", bytes.len()));
@@ -214,10 +127,7 @@ fn open(bytes: &[u8]) -> Result<(u8, Reader<'_>), String> {
     }
     Ok((
         bytes[1],
-        Reader {
-            bytes,
-            at: PROTOCOL_HEADER_LENGTH,
-        },
+        Reader::new(bytes, PROTOCOL_HEADER_LENGTH, "a message"),
     ))
 }
 
@@ -229,52 +139,44 @@ impl Request {
     pub fn encode(&self) -> Vec<u8> {
         let mut out;
         match self {
-            Self::Connect {
+            Self::Session(Ingress::Connect {
                 correlation_id,
                 response_stream_id,
                 response_channel,
                 credentials,
-            } => {
+            }) => {
                 out = header(CONNECT);
                 out.extend_from_slice(&correlation_id.to_le_bytes());
                 out.extend_from_slice(&response_stream_id.to_le_bytes());
-                put_string(&mut out, response_channel.as_bytes());
-                put_string(&mut out, credentials);
+                put_bytes(&mut out, response_channel.as_bytes());
+                put_bytes(&mut out, credentials);
             }
-            Self::Message {
+            Self::Session(Ingress::Message {
                 session_id,
                 payload,
-            } => {
+            }) => {
                 out = header(MESSAGE);
                 out.extend_from_slice(&session_id.to_le_bytes());
                 out.extend_from_slice(payload);
             }
-            Self::KeepAlive { session_id } | Self::Close { session_id } => {
-                out = header(if matches!(self, Self::Close { .. }) {
-                    CLOSE
-                } else {
-                    KEEP_ALIVE
-                });
+            Self::Session(Ingress::KeepAlive { session_id }) => {
+                out = header(KEEP_ALIVE);
+                out.extend_from_slice(&session_id.to_le_bytes());
+            }
+            Self::Session(Ingress::Close { session_id }) => {
+                out = header(CLOSE);
                 out.extend_from_slice(&session_id.to_le_bytes());
             }
             Self::Status {
                 correlation_id,
                 response_stream_id,
                 response_channel,
-            }
-            | Self::Snapshot {
-                correlation_id,
-                response_stream_id,
-                response_channel,
+                snapshot,
             } => {
-                out = header(if matches!(self, Self::Snapshot { .. }) {
-                    SNAPSHOT
-                } else {
-                    STATUS
-                });
+                out = header(if *snapshot { SNAPSHOT } else { STATUS });
                 out.extend_from_slice(&correlation_id.to_le_bytes());
                 out.extend_from_slice(&response_stream_id.to_le_bytes());
-                put_string(&mut out, response_channel.as_bytes());
+                put_bytes(&mut out, response_channel.as_bytes());
             }
         }
         out
@@ -287,40 +189,28 @@ impl Request {
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let (kind, mut reader) = open(bytes)?;
         let request = match kind {
-            CONNECT => Self::Connect {
+            CONNECT => Self::Session(Ingress::Connect {
                 correlation_id: reader.i64()?,
                 response_stream_id: reader.i32()?,
                 response_channel: reader.text(MAX_FIELD_LENGTH)?,
                 credentials: reader.bytes(MAX_FIELD_LENGTH)?.to_vec(),
-            },
-            MESSAGE => Self::Message {
+            }),
+            MESSAGE => Self::Session(Ingress::Message {
                 session_id: reader.i64()?,
                 payload: reader.rest().to_vec(),
-            },
-            KEEP_ALIVE => Self::KeepAlive {
+            }),
+            KEEP_ALIVE => Self::Session(Ingress::KeepAlive {
                 session_id: reader.i64()?,
-            },
-            CLOSE => Self::Close {
+            }),
+            CLOSE => Self::Session(Ingress::Close {
                 session_id: reader.i64()?,
+            }),
+            STATUS | SNAPSHOT => Self::Status {
+                correlation_id: reader.i64()?,
+                response_stream_id: reader.i32()?,
+                response_channel: reader.text(MAX_FIELD_LENGTH)?,
+                snapshot: kind == SNAPSHOT,
             },
-            STATUS | SNAPSHOT => {
-                let correlation_id = reader.i64()?;
-                let response_stream_id = reader.i32()?;
-                let response_channel = reader.text(MAX_FIELD_LENGTH)?;
-                if kind == STATUS {
-                    Self::Status {
-                        correlation_id,
-                        response_stream_id,
-                        response_channel,
-                    }
-                } else {
-                    Self::Snapshot {
-                        correlation_id,
-                        response_stream_id,
-                        response_channel,
-                    }
-                }
-            }
             other => return Err(format!("request kind {other}")),
         };
         reader.end()?;
@@ -353,7 +243,7 @@ impl Response {
                 out.extend_from_slice(&session_id.to_le_bytes());
                 out.extend_from_slice(&[*code as u8, 0, 0, 0, 0, 0, 0, 0]);
                 out.extend_from_slice(&leader.to_le_bytes());
-                put_string(&mut out, detail.as_bytes());
+                put_bytes(&mut out, detail.as_bytes());
             }
             Self::Egress {
                 session_id,
@@ -467,29 +357,27 @@ mod tests {
     use super::*;
 
     fn requests() -> Vec<Request> {
+        let status = |snapshot| Request::Status {
+            correlation_id: 9,
+            response_stream_id: 102,
+            response_channel: "aeron:ipc".into(),
+            snapshot,
+        };
         vec![
-            Request::Connect {
+            Request::Session(Ingress::Connect {
                 correlation_id: 5,
                 response_stream_id: 102,
                 response_channel: "aeron:udp?endpoint=localhost:9020".into(),
                 credentials: b"secret".to_vec(),
-            },
-            Request::Message {
+            }),
+            Request::Session(Ingress::Message {
                 session_id: 3,
                 payload: b"put a 1".to_vec(),
-            },
-            Request::KeepAlive { session_id: 3 },
-            Request::Close { session_id: 3 },
-            Request::Status {
-                correlation_id: 9,
-                response_stream_id: 102,
-                response_channel: "aeron:ipc".into(),
-            },
-            Request::Snapshot {
-                correlation_id: 10,
-                response_stream_id: 102,
-                response_channel: "aeron:ipc".into(),
-            },
+            }),
+            Request::Session(Ingress::KeepAlive { session_id: 3 }),
+            Request::Session(Ingress::Close { session_id: 3 }),
+            status(false),
+            status(true),
         ]
     }
 
@@ -534,7 +422,7 @@ mod tests {
             let bytes = request.encode();
             assert_eq!(Request::decode(&bytes), Ok(request.clone()));
             // A message's payload runs to the end: a cut one is another message, not an error.
-            if !matches!(request, Request::Message { .. }) {
+            if !matches!(request, Request::Session(Ingress::Message { .. })) {
                 for length in 0..bytes.len() {
                     assert!(
                         Request::decode(&bytes[..length]).is_err(),

@@ -6,6 +6,7 @@
 //! the same egress. What the container does with a batch is the same on every node; what only the
 //! leader does (sending egress and session events to clients) is the node's business.
 
+use crate::bytes::{put_bytes, Reader};
 use crate::command::{Batch, CloseReason, Command};
 use std::collections::BTreeMap;
 
@@ -475,8 +476,7 @@ fn encode_container(state: &Replicated, service: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&session.next_egress.to_le_bytes());
         out.extend_from_slice(&session.session.opened_at_ns.to_le_bytes());
         out.extend_from_slice(&session.session.response_stream_id.to_le_bytes());
-        out.extend_from_slice(&(session.session.response_channel.len() as u32).to_le_bytes());
-        out.extend_from_slice(session.session.response_channel.as_bytes());
+        put_bytes(&mut out, session.session.response_channel.as_bytes());
     }
     for (id, deadline) in &state.timers {
         out.extend_from_slice(&id.to_le_bytes());
@@ -487,44 +487,8 @@ fn encode_container(state: &Replicated, service: &[u8]) -> Vec<u8> {
     out
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, length: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(length)
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or_else(|| {
-                format!(
-                    "container snapshot cut short at byte {} of {}",
-                    self.at,
-                    self.bytes.len()
-                )
-            })?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
-    }
-
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(self.u64()? as i64)
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
-    }
-}
-
 fn decode_container(bytes: &[u8]) -> Result<(Replicated, &[u8]), String> {
-    let mut reader = Reader { bytes, at: 0 };
+    let mut reader = Reader::new(bytes, 0, "the container snapshot");
     let version = reader.take(8)?[0];
     if version != CONTAINER_SNAPSHOT_VERSION {
         return Err(format!(
@@ -543,10 +507,8 @@ fn decode_container(bytes: &[u8]) -> Result<(Replicated, &[u8]), String> {
         let id = reader.i64()?;
         let next_egress = reader.u64()?;
         let opened_at_ns = reader.i64()?;
-        let response_stream_id = reader.u32()? as i32;
-        let length = reader.u32()? as usize;
-        let channel = String::from_utf8(reader.take(length)?.to_vec())
-            .map_err(|_| "container snapshot: a session channel is not UTF-8".to_string())?;
+        let response_stream_id = reader.i32()?;
+        let channel = reader.text(usize::MAX)?;
         state.sessions.insert(
             id,
             SessionState {
@@ -567,12 +529,7 @@ fn decode_container(bytes: &[u8]) -> Result<(Replicated, &[u8]), String> {
     }
     let length = reader.u64()? as usize;
     let service = reader.take(length)?;
-    if reader.at != bytes.len() {
-        return Err(format!(
-            "container snapshot: {} bytes after the service's",
-            bytes.len() - reader.at
-        ));
-    }
+    reader.end()?;
     Ok((state, service))
 }
 

@@ -300,7 +300,7 @@ impl Simulation {
         self.partition.clear();
         for index in 0..self.nodes.len() {
             if self.nodes[index].node.is_none() {
-                self.restart(index)?;
+                self.start_node(index)?;
             }
         }
         let deadline = self.ms + 20_000;
@@ -357,10 +357,6 @@ impl Simulation {
                 .all(|client| client.session.is_some() && client.outstanding.is_empty())
     }
 
-    fn restart(&mut self, index: usize) -> Result<(), SimFailure> {
-        self.start_node(index)
-    }
-
     fn step(&mut self, faults: bool) -> Result<(), SimFailure> {
         self.ms += 1;
         self.now += MS;
@@ -369,7 +365,7 @@ impl Simulation {
         } else {
             for index in 0..self.nodes.len() {
                 if self.nodes[index].node.is_none() {
-                    self.restart(index)?;
+                    self.start_node(index)?;
                 }
             }
         }
@@ -385,7 +381,7 @@ impl Simulation {
         for index in 0..self.nodes.len() {
             if self.nodes[index].node.is_none() {
                 if self.now >= self.nodes[index].restart_at {
-                    self.restart(index)?;
+                    self.start_node(index)?;
                 }
                 continue;
             }

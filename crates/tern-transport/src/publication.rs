@@ -62,6 +62,24 @@ macro_rules! publication_common {
                 self.inner.offer(message).map_err(OfferError::from_aeron)
             }
 
+            /// [`Self::offer`], offered again at once while a term rotation is in progress (an
+            /// admin action, which Aeron resolves on the next offer); any other refusal is
+            /// returned.
+            ///
+            /// # Errors
+            /// See [`OfferError`]; never [`OfferError::AdminAction`] unless 100 offers in a row
+            /// met one.
+            pub fn offer_past_rotation(&self, message: &[u8]) -> Result<i64, OfferError> {
+                let mut result = self.offer(message);
+                for _ in 0..100 {
+                    if result != Err(OfferError::AdminAction) {
+                        break;
+                    }
+                    result = self.offer(message);
+                }
+                result
+            }
+
             /// Claim `length` bytes in the log, let `fill` write them, and commit with `reserved_value`
             /// in the frame header. `length` must not exceed [`Self::max_payload_length`].
             ///

@@ -12,7 +12,7 @@
 //! Every message carries its send time (i64 nanoseconds at offset 16) and a sequence number
 //! (u64 at offset 8); byte 0 is `e`, so the service echoes it.
 
-use super::Bench;
+use super::{histogram, Bench};
 use crate::report::{CaseResult, Latency};
 use anyhow::{bail, ensure, Context};
 use hdrhistogram::Histogram;
@@ -139,10 +139,6 @@ fn field(payload: &[u8], at: usize) -> Option<i64> {
     payload
         .get(at..at + 8)
         .map(|bytes| i64::from_le_bytes(bytes.try_into().expect("8")))
-}
-
-fn histogram() -> anyhow::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).context("histogram")
 }
 
 fn latency(histogram: &Histogram<u64>, what: &'static str) -> Latency {

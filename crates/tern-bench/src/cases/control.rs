@@ -7,7 +7,7 @@
 //! switches to the live stream; every message is checked (no gap, no duplicate) and the time from
 //! the merge's start to the switch is reported.
 
-use super::Bench;
+use super::{histogram, Bench};
 use crate::report::CaseResult;
 use anyhow::{ensure, Context};
 use hdrhistogram::Histogram;
@@ -30,10 +30,6 @@ fn summary(histogram: &Histogram<u64>) -> String {
         histogram.max() as f64 / 1e3,
         histogram.len()
     )
-}
-
-fn histogram() -> anyhow::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, 10_000_000_000, 3).context("histogram")
 }
 
 /// Bare Aeron IPC ping-pong: the reference for `control-rtt`.

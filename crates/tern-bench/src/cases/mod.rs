@@ -18,6 +18,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+/// A histogram of nanoseconds, 1 ns to 60 s, 3 significant digits: the latency cases' one.
+///
+/// # Errors
+/// Never for these bounds; hdrhistogram's constructor is fallible.
+pub fn histogram() -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3).context("histogram")
+}
 use tern_archive::{ArchiveConfig, FsyncPolicy, WriteMode};
 
 /// What every case needs to know.

@@ -343,13 +343,6 @@ impl RaftLog {
         self.end
     }
 
-    /// The position up to which the log is synced to the device.
-    pub fn synced_position(&self) -> i64 {
-        self.writer
-            .as_ref()
-            .map_or(self.start_position, SegmentWriter::synced_position)
-    }
-
     fn writer(&mut self) -> Result<&mut SegmentWriter> {
         match self.writer.as_mut() {
             Some(writer) => Ok(writer),
