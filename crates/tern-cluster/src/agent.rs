@@ -6,7 +6,9 @@
 
 use crate::error::{ClusterError, Result};
 use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
-use crate::protocol::{EventCode, Request, Response, CONSENSUS_STREAM_ID, INGRESS_STREAM_ID};
+use crate::protocol::{
+    encode_egress, EventCode, Request, Response, CONSENSUS_STREAM_ID, INGRESS_STREAM_ID,
+};
 use crate::service::{ClusteredService, Output};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -374,7 +376,7 @@ impl<S: ClusteredService> NodeAgent<S> {
 
     /// What the leader tells clients of what applying produced.
     fn send_applied(&mut self, output: &Output) {
-        let (channel, stream_id, response) = match output {
+        let (channel, stream_id, bytes) = match output {
             Output::SessionOpened {
                 correlation_id,
                 session,
@@ -387,7 +389,8 @@ impl<S: ClusteredService> NodeAgent<S> {
                     code: EventCode::Ok,
                     leader: self.node.member_id(),
                     detail: String::new(),
-                },
+                }
+                .encode(),
             ),
             Output::SessionClosed { session, reason } => (
                 session.response_channel.clone(),
@@ -398,7 +401,8 @@ impl<S: ClusteredService> NodeAgent<S> {
                     code: EventCode::Closed,
                     leader: self.node.member_id(),
                     detail: reason.name().into(),
-                },
+                }
+                .encode(),
             ),
             Output::Egress(egress) => {
                 // The channel as the session had it when the egress was made: a session
@@ -415,23 +419,17 @@ impl<S: ClusteredService> NodeAgent<S> {
                 }) else {
                     return;
                 };
-                (
-                    channel,
-                    stream_id,
-                    Response::Egress {
-                        session_id: egress.session_id,
-                        sequence: egress.sequence,
-                        log_index: egress.log_index,
-                        timestamp_ns: egress.timestamp_ns,
-                        payload: egress.payload.clone(),
-                    },
-                )
+                (channel, stream_id, encode_egress(egress))
             }
         };
-        self.send_response(&channel, stream_id, &response);
+        self.send_bytes(&channel, stream_id, &bytes);
     }
 
     fn send_response(&mut self, channel: &str, stream_id: i32, response: &Response) {
+        self.send_bytes(channel, stream_id, &response.encode());
+    }
+
+    fn send_bytes(&mut self, channel: &str, stream_id: i32, bytes: &[u8]) {
         let key = (channel.to_string(), stream_id);
         let fresh = !self.responses.contains_key(&key);
         if fresh {
@@ -450,15 +448,14 @@ impl<S: ClusteredService> NodeAgent<S> {
                 }
             }
         }
-        let bytes = response.encode();
         let publication = &self.responses[&key];
         // A new publication connects within a few ms: give it that long. A known one that is not
         // connected (its client is gone) is not waited for; one that is back pressured (a slow
         // client) gets a millisecond, so one client cannot stall the cluster.
         let sent = if fresh {
-            offer(publication, &bytes, Duration::from_millis(20), true)
+            offer(publication, bytes, Duration::from_millis(20), true)
         } else {
-            offer(publication, &bytes, Duration::from_millis(1), false)
+            offer(publication, bytes, Duration::from_millis(1), false)
         };
         if !sent {
             self.counts.dropped_sends += 1;

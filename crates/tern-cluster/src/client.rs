@@ -9,22 +9,10 @@ use crate::agent::{udp_channel, MemberEndpoints};
 use crate::error::{ClusterError, Result};
 use crate::node::{Ingress, NodeStatus};
 use crate::protocol::{EventCode, Request, Response, EGRESS_STREAM_ID, INGRESS_STREAM_ID};
+use crate::service::Egress;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication, Subscription};
-
-/// A message the client got from the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EgressMessage {
-    /// The session's egress sequence.
-    pub sequence: u64,
-    /// The log entry that produced it.
-    pub log_index: u64,
-    /// The cluster time then.
-    pub timestamp_ns: i64,
-    /// The payload.
-    pub payload: Vec<u8>,
-}
 
 /// A connection to a cluster's members.
 pub struct ClusterClient {
@@ -37,7 +25,7 @@ pub struct ClusterClient {
     session_id: Option<i64>,
     leader: Option<u64>,
     next_correlation: i64,
-    egress: Vec<EgressMessage>,
+    egress: Vec<Egress>,
     events: Vec<Response>,
     last_keep_alive: Instant,
 }
@@ -140,19 +128,8 @@ impl ClusterClient {
                 continue;
             };
             match &response {
-                Response::Egress {
-                    session_id,
-                    sequence,
-                    log_index,
-                    timestamp_ns,
-                    payload,
-                } if Some(*session_id) == self.session_id => {
-                    self.egress.push(EgressMessage {
-                        sequence: *sequence,
-                        log_index: *log_index,
-                        timestamp_ns: *timestamp_ns,
-                        payload: payload.clone(),
-                    });
+                Response::Egress(egress) if Some(egress.session_id) == self.session_id => {
+                    self.egress.push(egress.clone());
                 }
                 Response::SessionEvent {
                     session_id,
@@ -270,7 +247,7 @@ impl ClusterClient {
     }
 
     /// The egress that arrived since the last call.
-    pub fn take_egress(&mut self) -> Vec<EgressMessage> {
+    pub fn take_egress(&mut self) -> Vec<Egress> {
         std::mem::take(&mut self.egress)
     }
 
@@ -278,7 +255,7 @@ impl ClusterClient {
     ///
     /// # Errors
     /// Not connected, or no reply within `timeout`.
-    pub fn request(&mut self, payload: &[u8], timeout: Duration) -> Result<EgressMessage> {
+    pub fn request(&mut self, payload: &[u8], timeout: Duration) -> Result<Egress> {
         let deadline = Instant::now() + timeout;
         while !self.offer(payload) {
             if Instant::now() > deadline || self.session_id.is_none() {

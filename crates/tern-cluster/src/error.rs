@@ -27,6 +27,9 @@ pub enum ClusterError {
     /// An earlier write or sync of the log failed: the node takes no more entries.
     #[error("the cluster log failed earlier and takes no more entries")]
     LogBroken,
+    /// An earlier write or sync of the egress recording failed: it takes no more messages.
+    #[error("the egress recording failed earlier and takes no more messages")]
+    EgressBroken,
     /// Entries that do not follow the log.
     #[error("entry {index} does not follow the log (entries {first}..={last})")]
     Gap {

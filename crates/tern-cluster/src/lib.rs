@@ -6,13 +6,14 @@
 //! log entry carries), [`log`] (the log's files), [`state`] (term, vote, snapshot index),
 //! [`snapshot`] (snapshot files), [`storage`] (`raft::Storage` over them), [`wire`] (consensus
 //! messages), [`protocol`] (what clients send and get), [`agent`] (the node over Aeron),
-//! [`client`] (a client over Aeron), [`kv`] (the example service), [`sim`] (the deterministic
+//! [`egress`] (every node's egress recording), [`client`] (a client over Aeron), [`kv`] (the example service), [`sim`] (the deterministic
 //! simulation).
 
 pub mod agent;
 mod bytes;
 pub mod client;
 pub mod command;
+pub mod egress;
 pub mod error;
 pub mod kv;
 pub mod log;

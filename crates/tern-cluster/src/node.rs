@@ -9,6 +9,7 @@
 //! (a timeout is logged as a close); a new leader starts every session's timeout afresh.
 
 use crate::command::{Batch, CloseReason, Command};
+use crate::egress::EgressRecording;
 use crate::error::{ClusterError, Result};
 use crate::log::LogConfig;
 use crate::service::{ClusteredService, Output, Role, ServiceContainer};
@@ -47,6 +48,9 @@ pub struct NodeConfig {
     pub max_batch_length: usize,
     /// Take a snapshot after this many applied entries (0: only when asked).
     pub snapshot_every: u64,
+    /// Sync the egress recording at least this often while it takes messages (it is always
+    /// synced before a snapshot lets the log go; until then the log holds what it lost).
+    pub egress_sync_interval_ns: i64,
     /// Credentials a client must present to connect (None: anyone may).
     pub credentials: Option<Vec<u8>>,
 }
@@ -69,6 +73,7 @@ impl NodeConfig {
             max_message_length: 512 << 10,
             max_batch_length: 1 << 20,
             snapshot_every: 1_000_000,
+            egress_sync_interval_ns: 100_000_000,
             credentials: None,
         }
     }
@@ -226,6 +231,10 @@ pub struct NodeStatus {
     pub log_position: i64,
     /// The cluster time of the last entry applied.
     pub cluster_time_ns: i64,
+    /// The egress number of the last message in this node's egress recording.
+    pub egress_recorded: u64,
+    /// The egress number of the last message known on disk in it (synced).
+    pub egress_synced: u64,
 }
 
 /// One member: Raft and the service container.
@@ -252,6 +261,12 @@ pub struct ConsensusNode<S: ClusteredService> {
     dropped: u64,
     /// Members a snapshot was sent to in this cycle.
     snapshots_sent: Vec<u64>,
+    /// The egress this node's service produced, recorded.
+    egress: EgressRecording,
+    /// Egress was appended since the last flush.
+    egress_appended: bool,
+    /// When the egress recording is synced next, if it took messages.
+    next_egress_sync_ns: i64,
 }
 
 impl<S: ClusteredService> std::fmt::Debug for ConsensusNode<S> {
@@ -276,7 +291,15 @@ impl<S: ClusteredService> ConsensusNode<S> {
         config.check()?;
         let Opened {
             storage, snapshot, ..
-        } = NodeStorage::open(io, &config.dir, config.log, &config.members)?;
+        } = NodeStorage::open(io.clone(), &config.dir, config.log, &config.members)?;
+        let (egress, recovered) =
+            EgressRecording::open(io, &config.dir, config.log, config.member_id, now_ns)?;
+        if let Some(damage) = &recovered.damage {
+            tracing::warn!(
+                "member {}: the egress recording's torn tail was cut: {damage}",
+                config.member_id
+            );
+        }
         let applied = storage.state().snapshot_index;
         let mut outputs = Vec::new();
         let container =
@@ -299,6 +322,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             ..raft::Config::default()
         };
         let raw = RawNode::new(&raft_config, storage, &logger())?;
+        let config_egress_sync = config.egress_sync_interval_ns;
         Ok(Self {
             next_tick_ns: now_ns + config.tick_ns,
             config,
@@ -315,6 +339,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
             outputs,
             dropped: 0,
             snapshots_sent: Vec::new(),
+            egress,
+            egress_appended: false,
+            next_egress_sync_ns: now_ns + config_egress_sync,
         })
     }
 
@@ -369,6 +396,8 @@ impl<S: ClusteredService> ConsensusNode<S> {
             sessions: self.container.sessions().count(),
             log_position: storage.log().end_position(),
             cluster_time_ns: self.container.time_ns(),
+            egress_recorded: self.egress.last_number(),
+            egress_synced: self.egress.synced_number(),
         }
     }
 
@@ -527,6 +556,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             work += self.propose(now_ns);
         }
         work += self.on_ready(now_ns, actions)?;
+        work += self.egress_duties(now_ns)?;
         self.maybe_snapshot()?;
         Ok(work)
     }
@@ -731,6 +761,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
                         Output::Egress(_) => {}
                     }
                 }
+                if let Output::Egress(egress) = &output {
+                    self.egress_appended |= self.egress.append(egress)?;
+                }
                 actions.push(Action::Applied { output, leader });
             }
             self.outputs = outputs;
@@ -768,6 +801,8 @@ impl<S: ClusteredService> ConsensusNode<S> {
         }
         let term = raft::Storage::term(self.raw.store(), applied)?;
         let data = self.container.snapshot();
+        // The egress up to the snapshot on disk before the log that would make it again goes.
+        self.egress.sync()?;
         self.raw.mut_store().save_snapshot(applied, term, &data)?;
         Ok(applied)
     }
@@ -777,6 +812,30 @@ impl<S: ClusteredService> ConsensusNode<S> {
     /// # Errors
     /// The state file cannot be written.
     pub fn close(mut self) -> Result<()> {
-        self.raw.mut_store().flush_state()
+        self.raw.mut_store().flush_state()?;
+        self.egress.close()
+    }
+
+    /// This node's egress recording.
+    pub fn egress(&self) -> &EgressRecording {
+        &self.egress
+    }
+
+    /// Hand new egress to the files (readers see it), and sync it when it is due: an interval
+    /// after the first message not synced.
+    fn egress_duties(&mut self, now_ns: i64) -> Result<usize> {
+        if self.egress.synced_number() == self.egress.last_number() {
+            self.next_egress_sync_ns = now_ns + self.config.egress_sync_interval_ns;
+            return Ok(0);
+        }
+        if now_ns >= self.next_egress_sync_ns {
+            self.egress.sync()?;
+        } else if self.egress_appended {
+            self.egress.flush()?;
+        } else {
+            return Ok(0);
+        }
+        self.egress_appended = false;
+        Ok(1)
     }
 }

@@ -1,14 +1,16 @@
 //! The client protocol (pure, no I/O): what clients send on a member's ingress stream and what
 //! they get on their response channel. Drawn byte by byte in `docs/cluster.md` §8.
 //!
-//! Every message starts with a 4-byte header: version u8 (1), kind u8, zero u16.
+//! Every message starts with a 4-byte header: version u8 (2), kind u8, zero u16. Version 2 gave
+//! the egress message its 48-byte header (§9 of `docs/cluster.md`), which is also what every
+//! node's egress recording holds.
 
 use crate::bytes::{put_bytes, Reader};
 use crate::node::{Ingress, NodeStatus};
-use crate::service::Role;
+use crate::service::{Egress, Role};
 
 /// The header's version.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Bytes of the header.
 pub const PROTOCOL_HEADER_LENGTH: usize = 4;
 /// Aeron Cluster's default ingress stream id.
@@ -75,24 +77,14 @@ pub enum Response {
         /// Why, for errors and closes.
         detail: String,
     },
-    /// Kind 12: a message from the service. Body: session id i64, egress sequence u64, log index
-    /// u64, cluster timestamp ns i64, payload.
-    Egress {
-        /// The session.
-        session_id: i64,
-        /// 1 for the session's first egress message, one more for each.
-        sequence: u64,
-        /// The log entry whose applying produced it.
-        log_index: u64,
-        /// The cluster time then.
-        timestamp_ns: i64,
-        /// What the service sent.
-        payload: Vec<u8>,
-    },
+    /// Kind 12: a message from the service, with tern's egress header: 4 zero bytes after the
+    /// message header, then cluster session id i64, session sequence u64, log index u64, cluster
+    /// timestamp ns i64, egress number u64, payload ([`egress_header`]).
+    Egress(Egress),
     /// Kind 13: a member's status. Body: correlation id i64, member id u64, role u8 (0 follower,
     /// 1 candidate, 2 leader), 7 zero bytes, leader u64, term u64, commit index u64, applied
     /// index u64, last index u64, snapshot index u64, sessions u64, log position i64, cluster time
-    /// ns i64.
+    /// ns i64, last egress number recorded u64, last egress number synced u64.
     Status {
         /// The request's correlation id.
         correlation_id: i64,
@@ -129,6 +121,31 @@ fn open(bytes: &[u8]) -> Result<(u8, Reader<'_>), String> {
         bytes[1],
         Reader::new(bytes, PROTOCOL_HEADER_LENGTH, "a message"),
     ))
+}
+
+/// Bytes of tern's egress header: the message header, 4 zero bytes, the five fields.
+pub const EGRESS_HEADER_LENGTH: usize = 48;
+
+/// tern's egress header of `egress` (version 2, drawn in `docs/cluster.md` §9): what precedes
+/// its payload on a client's response channel and in every node's egress recording.
+pub fn egress_header(egress: &Egress) -> [u8; EGRESS_HEADER_LENGTH] {
+    let mut out = [0u8; EGRESS_HEADER_LENGTH];
+    out[0] = PROTOCOL_VERSION;
+    out[1] = EGRESS;
+    out[8..16].copy_from_slice(&egress.session_id.to_le_bytes());
+    out[16..24].copy_from_slice(&egress.sequence.to_le_bytes());
+    out[24..32].copy_from_slice(&egress.log_index.to_le_bytes());
+    out[32..40].copy_from_slice(&egress.timestamp_ns.to_le_bytes());
+    out[40..48].copy_from_slice(&egress.number.to_le_bytes());
+    out
+}
+
+/// The bytes of [`Response::Egress`] for `egress`, without a copy of it first.
+pub fn encode_egress(egress: &Egress) -> Vec<u8> {
+    let mut out = Vec::with_capacity(EGRESS_HEADER_LENGTH + egress.payload.len());
+    out.extend_from_slice(&egress_header(egress));
+    out.extend_from_slice(&egress.payload);
+    out
 }
 
 /// The longest channel or credentials a request may carry.
@@ -245,20 +262,7 @@ impl Response {
                 out.extend_from_slice(&leader.to_le_bytes());
                 put_bytes(&mut out, detail.as_bytes());
             }
-            Self::Egress {
-                session_id,
-                sequence,
-                log_index,
-                timestamp_ns,
-                payload,
-            } => {
-                out = header(EGRESS);
-                out.extend_from_slice(&session_id.to_le_bytes());
-                out.extend_from_slice(&sequence.to_le_bytes());
-                out.extend_from_slice(&log_index.to_le_bytes());
-                out.extend_from_slice(&timestamp_ns.to_le_bytes());
-                out.extend_from_slice(payload);
-            }
+            Self::Egress(egress) => out = encode_egress(egress),
             Self::Status {
                 correlation_id,
                 status,
@@ -277,6 +281,8 @@ impl Response {
                     status.sessions as u64,
                     status.log_position as u64,
                     status.cluster_time_ns as u64,
+                    status.egress_recorded,
+                    status.egress_synced,
                 ] {
                     out.extend_from_slice(&value.to_le_bytes());
                 }
@@ -311,13 +317,17 @@ impl Response {
                     detail: reader.text(usize::MAX)?,
                 }
             }
-            EGRESS => Self::Egress {
-                session_id: reader.i64()?,
-                sequence: reader.u64()?,
-                log_index: reader.u64()?,
-                timestamp_ns: reader.i64()?,
-                payload: reader.rest().to_vec(),
-            },
+            EGRESS => {
+                reader.take(4)?;
+                Self::Egress(Egress {
+                    session_id: reader.i64()?,
+                    sequence: reader.u64()?,
+                    log_index: reader.u64()?,
+                    timestamp_ns: reader.i64()?,
+                    number: reader.u64()?,
+                    payload: reader.rest().to_vec(),
+                })
+            }
             STATUS_ANSWER => {
                 let correlation_id = reader.i64()?;
                 let member_id = reader.u64()?;
@@ -342,6 +352,8 @@ impl Response {
                         sessions: reader.u64()? as usize,
                         log_position: reader.i64()?,
                         cluster_time_ns: reader.i64()?,
+                        egress_recorded: reader.u64()?,
+                        egress_synced: reader.u64()?,
                     },
                 }
             }
@@ -390,13 +402,14 @@ mod tests {
                 leader: 2,
                 detail: "not the leader".into(),
             },
-            Response::Egress {
+            Response::Egress(Egress {
                 session_id: 1,
                 sequence: 4,
                 log_index: 77,
                 timestamp_ns: 1_700_000_000_000_000_000,
+                number: 12,
                 payload: b"ok a".to_vec(),
-            },
+            }),
             Response::Status {
                 correlation_id: 9,
                 status: NodeStatus {
@@ -411,6 +424,8 @@ mod tests {
                     sessions: 2,
                     log_position: 4096,
                     cluster_time_ns: 17,
+                    egress_recorded: 30,
+                    egress_synced: 28,
                 },
             },
         ]
@@ -447,11 +462,11 @@ mod tests {
 
     #[test]
     fn bad_requests_are_named() {
-        assert!(Request::decode(&[2, 1, 0, 0])
+        assert!(Request::decode(&[1, 1, 0, 0])
             .expect_err("version")
-            .contains("version 2"));
+            .contains("version 1"));
         assert_eq!(
-            Request::decode(&[1, 99, 0, 0]),
+            Request::decode(&[2, 99, 0, 0]),
             Err("request kind 99".into())
         );
         let mut long = header(CONNECT);

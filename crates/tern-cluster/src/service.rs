@@ -56,6 +56,9 @@ pub struct Egress {
     pub log_index: u64,
     /// The cluster time then.
     pub timestamp_ns: i64,
+    /// The cluster's egress number: 1 for the first message any session got, then one more
+    /// for each (the position of the message in every node's egress recording, in messages).
+    pub number: u64,
     /// What the service sent.
     pub payload: Vec<u8>,
 }
@@ -136,6 +139,8 @@ struct Replicated {
     time_ns: i64,
     log_index: u64,
     next_session_id: i64,
+    /// Egress messages offered so far, to any session (the last egress number).
+    egress_count: u64,
     sessions: BTreeMap<i64, SessionState>,
     timers: BTreeMap<i64, i64>,
 }
@@ -181,11 +186,13 @@ impl Cluster<'_> {
             .ok_or(OfferError::UnknownSession(session_id))?;
         let sequence = session.next_egress;
         session.next_egress += 1;
+        self.state.egress_count += 1;
         self.out.push(Output::Egress(Egress {
             session_id,
             sequence,
             log_index: self.state.log_index,
             timestamp_ns: self.state.time_ns,
+            number: self.state.egress_count,
             payload: payload.to_vec(),
         }));
         Ok(sequence)
@@ -249,7 +256,7 @@ impl<S: ClusteredService> std::fmt::Debug for ServiceContainer<S> {
 }
 
 /// The version of the container's snapshot layout.
-pub const CONTAINER_SNAPSHOT_VERSION: u8 = 1;
+pub const CONTAINER_SNAPSHOT_VERSION: u8 = 2;
 
 impl<S: ClusteredService> ServiceContainer<S> {
     /// A container for `service` on member `member_id`, started from a snapshot's bytes (as
@@ -304,6 +311,11 @@ impl<S: ClusteredService> ServiceContainer<S> {
             out,
         };
         self.service.on_start(&mut cluster, Some(service_part))
+    }
+
+    /// Egress messages offered so far, to any session: the last egress number.
+    pub fn egress_count(&self) -> u64 {
+        self.state.egress_count
     }
 
     /// The index of the last entry applied.
@@ -461,7 +473,7 @@ impl<S: ClusteredService> ServiceContainer<S> {
 }
 
 // Container snapshot: version u8, 7 zero bytes, time i64, log index u64, next session id i64,
-// session count u32, timer count u32, sessions (id i64, next egress u64, opened at i64, response
+// egress count u64, session count u32, timer count u32, sessions (id i64, next egress u64, opened at i64, response
 // stream id i32, channel length u32, channel), timers (correlation id i64, deadline i64), service
 // length u64, service bytes.
 fn encode_container(state: &Replicated, service: &[u8]) -> Vec<u8> {
@@ -469,6 +481,7 @@ fn encode_container(state: &Replicated, service: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&state.time_ns.to_le_bytes());
     out.extend_from_slice(&state.log_index.to_le_bytes());
     out.extend_from_slice(&state.next_session_id.to_le_bytes());
+    out.extend_from_slice(&state.egress_count.to_le_bytes());
     out.extend_from_slice(&(state.sessions.len() as u32).to_le_bytes());
     out.extend_from_slice(&(state.timers.len() as u32).to_le_bytes());
     for session in state.sessions.values() {
@@ -499,6 +512,7 @@ fn decode_container(bytes: &[u8]) -> Result<(Replicated, &[u8]), String> {
         time_ns: reader.i64()?,
         log_index: reader.u64()?,
         next_session_id: reader.i64()?,
+        egress_count: reader.u64()?,
         ..Replicated::default()
     };
     let sessions = reader.u32()?;

@@ -7,6 +7,8 @@
 //! - a committed entry is the same on every node that holds it, and stays so (across crashes);
 //! - every node offers the same egress (session, sequence, log index, payload) and its service
 //!   state is the same at the same applied index;
+//! - every node's egress recording is a prefix of the longest one, byte for byte (checked every
+//!   250 simulated ms and at the end, when all are equal);
 //! - at the end, with the network healed and every node up, all nodes reach the same state and
 //!   every message a client got a reply for is in it (no acknowledged ingress lost).
 //!
@@ -83,6 +85,11 @@ pub struct SimReport {
     pub final_applied: u64,
     /// Snapshots installed from a leader or taken (highest snapshot index seen across nodes).
     pub max_snapshot_index: u64,
+    /// Bytes of the longest egress recording.
+    pub egress_bytes: u64,
+    /// Nodes that installed a leader's snapshot past their egress recording's end at the end
+    /// (their recording stops there: a prefix, shorter than the others).
+    pub egress_behind: usize,
 }
 
 /// A run that broke an invariant.
@@ -326,6 +333,78 @@ impl Simulation {
         Ok(self.report.clone())
     }
 
+    /// Every live node's egress recording, as far as it is in the files, is a prefix of the
+    /// longest; with `equal`, all are the same length too.
+    fn check_egress_recordings(&mut self, equal: bool) -> Result<(), SimFailure> {
+        let mut recordings: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut behind = BTreeSet::new();
+        for node in &self.nodes {
+            let Some(live) = node.node.as_ref() else {
+                continue;
+            };
+            let recording = live.egress();
+            let end = recording.flushed_position();
+            let segment_length = i64::from(recording.segment_length());
+            let mut bytes = Vec::with_capacity(end as usize);
+            let mut base = 0;
+            while base < end {
+                let path = recording.dir().join(tern_store::segment::segment_file_name(
+                    crate::egress::EGRESS_RECORDING_ID,
+                    base,
+                ));
+                let length = (end - base).min(segment_length) as usize;
+                let mut chunk = vec![0u8; length];
+                let read = node
+                    .disk
+                    .open(&path, tern_store::OpenOptions::read())
+                    .and_then(|file| file.read_full_at(&mut chunk, 0));
+                match read {
+                    Ok(read) if read == length => bytes.extend_from_slice(&chunk),
+                    other => {
+                        return Err(self.fail(format!(
+                            "node {}'s egress recording cannot be read to {end}: {other:?}",
+                            node.id
+                        )))
+                    }
+                }
+                base += segment_length;
+            }
+            if equal && recording.behind_from().is_some() {
+                self.report.egress_behind += 1;
+                behind.insert(node.id);
+            }
+            recordings.push((node.id, bytes));
+        }
+        let Some((longest_id, longest)) = recordings
+            .iter()
+            .max_by_key(|(_, bytes)| bytes.len())
+            .cloned()
+        else {
+            return Ok(());
+        };
+        for (id, bytes) in &recordings {
+            if !longest.starts_with(bytes) {
+                let at = bytes
+                    .iter()
+                    .zip(&longest)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                return Err(self.fail(format!(
+                    "node {id}'s egress recording differs from node {longest_id}'s at byte {at}"
+                )));
+            }
+            if equal && bytes.len() != longest.len() && !behind.contains(id) {
+                return Err(self.fail(format!(
+                    "node {id}'s egress recording ends at {} where node {longest_id}'s ends at {}",
+                    bytes.len(),
+                    longest.len()
+                )));
+            }
+        }
+        self.report.egress_bytes = self.report.egress_bytes.max(longest.len() as u64);
+        Ok(())
+    }
+
     /// Every node up, one leader, every client's outstanding messages answered, and all at the
     /// same applied index.
     fn settled(&self) -> bool {
@@ -374,7 +453,11 @@ impl Simulation {
             self.work(index)?;
         }
         self.clients_act(faults);
-        self.check()
+        self.check()?;
+        if self.ms.is_multiple_of(250) {
+            self.check_egress_recordings(false)?;
+        }
+        Ok(())
     }
 
     fn faults(&mut self) -> Result<(), SimFailure> {
@@ -812,6 +895,7 @@ impl Simulation {
     }
 
     fn final_check(&mut self) -> Result<(), SimFailure> {
+        self.check_egress_recordings(true)?;
         let mut states = BTreeSet::new();
         for node in self.nodes.iter_mut() {
             let live = node.node.as_mut().expect("all up");

@@ -951,7 +951,9 @@ impl SegmentWriter {
 }
 
 /// Zero a segment file from `offset` to its end, keeping its length (and its blocks when it was
-/// preallocated): cut it at `offset`, grow it back, sync. A missing file is left missing. What a
+/// preallocated): cut it at `offset`, grow it back, sync. A file that ends less than a frame
+/// alignment before `offset` (a crash inside the last frame's padding) grows to it. A missing
+/// file is left missing. What a
 /// truncate does to the segment it cuts, and what a writer needs before it resumes at `offset`
 /// over a torn tail.
 ///
@@ -969,6 +971,14 @@ pub fn erase_segment_from(
         Err(error) => return Err(io_error(path, "open segment to erase")(error)),
     };
     let length = file.len().map_err(io_error(path, "stat segment"))?;
+    if length < offset && offset - length < crate::frame::FRAME_ALIGNMENT as u64 {
+        // A crash cut the file inside the last frame's alignment padding (zeroes never
+        // written): give the file those zeroes, so that a writer resuming at `offset` reads
+        // the page it continues.
+        file.set_len(offset)
+            .map_err(io_error(path, "erase segment"))?;
+        return file.sync_data().map_err(io_error(path, "sync segment"));
+    }
     if length <= offset {
         return Ok(());
     }
@@ -1105,6 +1115,42 @@ mod tests {
             }
             _ => panic!("a check of the missed segment follows"),
         }
+    }
+
+    #[test]
+    fn a_writer_resumes_over_a_file_a_crash_cut_inside_the_last_frames_padding() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let geometry = SegmentGeometry {
+            dir: dir.path().to_path_buf(),
+            recording_id: RecordingId::new(0),
+            start_position: 0,
+            term_length: TERM,
+            segment_length: TERM,
+        };
+        let path = geometry.path_of(0);
+        // Two frames of 1 KiB, then a third of 1000 bytes whose 24 bytes of padding never got
+        // written: the file ends at 3048 where the frame (aligned) ends at 3072.
+        let mut bytes = term_of_frames(0)[..3072].to_vec();
+        let mut header = FrameHeader::decode(&bytes[2048..]);
+        header.frame_length = 1000;
+        header.encode(&mut bytes[2048..]);
+        stamp_checksums(&mut bytes);
+        std::fs::write(&path, &bytes[..3048]).expect("segment");
+        let storage = crate::storage::disk();
+        erase_segment_from(&storage, &path, 3072, TERM as u64).expect("erase");
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 3072);
+        let mut writer = SegmentWriter::resume(geometry, 3072, WriteMode::Buffered, false, 8192)
+            .expect("a writer resumes at the frame's aligned end");
+        let next = term_of_frames(0)[3072..4096].to_vec();
+        writer.append(&next, 3072).expect("append");
+        writer.sync().expect("sync");
+        let on_disk = std::fs::read(&path).expect("read");
+        assert_eq!(&on_disk[..3048], &bytes[..3048]);
+        assert!(on_disk[3048..3072].iter().all(|byte| *byte == 0));
+        // Further back than a frame's padding is not a crash inside padding: left alone.
+        std::fs::write(&path, &bytes[..2048]).expect("segment");
+        erase_segment_from(&storage, &path, 3072, TERM as u64).expect("erase");
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 2048);
     }
 
     #[test]

@@ -56,11 +56,6 @@ fn type_code(entry_type: EntryType) -> u8 {
     }
 }
 
-/// The frame length (unaligned) of `entry`.
-pub fn frame_length(entry: &Entry) -> usize {
-    HEADER_LENGTH + ENTRY_HEADER_LENGTH + entry.context.len() + entry.data.len()
-}
-
 /// Where [`encode_entry`] put an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encoded {
@@ -76,49 +71,14 @@ pub struct Encoded {
 /// `term_length` long (initial term id 0): a padding frame first (its whole length, body zeroed)
 /// when the entry does not fit in what is left of the term. The entry must fit in a term.
 pub fn encode_entry(entry: &Entry, position: i64, term_length: i32, out: &mut Vec<u8>) -> Encoded {
-    let length = frame_length(entry);
-    let aligned = align_frame(length);
-    assert!(
-        aligned <= term_length as usize,
-        "an entry of {length} bytes does not fit in a term of {term_length}"
-    );
-    let mut position = position;
-    let (term_id, offset) = term_of(position, 0, term_length);
-    let left = (term_length - offset) as usize;
-    let mut padding = 0;
-    if aligned > left {
-        let start = out.len();
-        out.resize(start + left, 0);
-        FrameHeader {
-            frame_length: left as i32,
-            flags: UNFRAGMENTED,
-            frame_type: TYPE_PAD,
-            term_offset: offset,
-            session_id: 0,
-            stream_id: LOG_STREAM_ID,
-            term_id,
-            reserved_value: 0,
-        }
-        .encode(&mut out[start..]);
-        position += left as i64;
-        padding = left;
-    }
-    let (term_id, offset) = term_of(position, 0, term_length);
-    let start = out.len();
-    out.resize(start + aligned, 0);
-    let frame = &mut out[start..];
-    FrameHeader {
-        frame_length: length as i32,
-        flags: UNFRAGMENTED,
-        frame_type: TYPE_DATA,
-        term_offset: offset,
-        session_id: 0,
+    let frame = FrameAt {
+        position,
+        term_length,
         stream_id: LOG_STREAM_ID,
-        term_id,
         reserved_value: entry.term as i64,
-    }
-    .encode(frame);
-    let payload = &mut frame[HEADER_LENGTH..];
+        payload_length: ENTRY_HEADER_LENGTH + entry.context.len() + entry.data.len(),
+    };
+    let (encoded, payload) = frame.place(out);
     payload[0..8].copy_from_slice(&entry.index.to_le_bytes());
     payload[8..16].copy_from_slice(&entry.term.to_le_bytes());
     payload[16] = ENTRY_VERSION;
@@ -127,11 +87,81 @@ pub fn encode_entry(entry: &Entry, position: i64, term_length: i32, out: &mut Ve
     payload[20..24].copy_from_slice(&(entry.context.len() as u32).to_le_bytes());
     let context_end = ENTRY_HEADER_LENGTH + entry.context.len();
     payload[ENTRY_HEADER_LENGTH..context_end].copy_from_slice(&entry.context);
-    payload[context_end..context_end + entry.data.len()].copy_from_slice(&entry.data);
-    Encoded {
-        padding,
-        position,
-        end: position + aligned as i64,
+    payload[context_end..].copy_from_slice(&entry.data);
+    encoded
+}
+
+/// One unfragmented data frame to place at a stream position of a recording whose terms are
+/// `term_length` long (initial term id 0): the Raft log's entries and the egress recording's
+/// messages.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameAt {
+    /// Where the stream is (the frame goes here, or after a padding frame).
+    pub position: i64,
+    /// The recording's term length.
+    pub term_length: i32,
+    /// The frame header's stream id.
+    pub stream_id: i32,
+    /// The frame header's reserved value.
+    pub reserved_value: i64,
+    /// Bytes of payload.
+    pub payload_length: usize,
+}
+
+impl FrameAt {
+    /// Append the frame to `out` (a padding frame first, its whole length, body zeroed, when it
+    /// does not fit in what is left of the term), and return where it went and its payload to
+    /// fill. The frame must fit in a term.
+    pub fn place(self, out: &mut Vec<u8>) -> (Encoded, &mut [u8]) {
+        let length = HEADER_LENGTH + self.payload_length;
+        let aligned = align_frame(length);
+        let term_length = self.term_length;
+        assert!(
+            aligned <= term_length as usize,
+            "a frame of {length} bytes does not fit in a term of {term_length}"
+        );
+        let mut position = self.position;
+        let (term_id, offset) = term_of(position, 0, term_length);
+        let left = (term_length - offset) as usize;
+        let mut padding = 0;
+        if aligned > left {
+            let start = out.len();
+            out.resize(start + left, 0);
+            FrameHeader {
+                frame_length: left as i32,
+                flags: UNFRAGMENTED,
+                frame_type: TYPE_PAD,
+                term_offset: offset,
+                session_id: 0,
+                stream_id: self.stream_id,
+                term_id,
+                reserved_value: 0,
+            }
+            .encode(&mut out[start..]);
+            position += left as i64;
+            padding = left;
+        }
+        let (term_id, offset) = term_of(position, 0, term_length);
+        let start = out.len();
+        out.resize(start + aligned, 0);
+        let frame = &mut out[start..];
+        FrameHeader {
+            frame_length: length as i32,
+            flags: UNFRAGMENTED,
+            frame_type: TYPE_DATA,
+            term_offset: offset,
+            session_id: 0,
+            stream_id: self.stream_id,
+            term_id,
+            reserved_value: self.reserved_value,
+        }
+        .encode(frame);
+        let encoded = Encoded {
+            padding,
+            position,
+            end: position + aligned as i64,
+        };
+        (encoded, &mut frame[HEADER_LENGTH..length])
     }
 }
 

@@ -274,7 +274,7 @@ fn status(mut args: ClientArgs, snapshot: bool) -> Result<ExitCode> {
         .collect();
     let mut client = ClusterClient::new(aeron, members, "localhost:0")?;
     println!(
-        "{:>6}  {:<9}  {:>6}  {:>5}  {:>12}  {:>12}  {:>12}  {:>9}  {:>8}  {:>12}",
+        "{:>6}  {:<9}  {:>6}  {:>5}  {:>12}  {:>12}  {:>12}  {:>9}  {:>8}  {:>12}  {:>12}  {:>12}",
         "member",
         "role",
         "leader",
@@ -284,7 +284,9 @@ fn status(mut args: ClientArgs, snapshot: bool) -> Result<ExitCode> {
         "last",
         "snapshot",
         "sessions",
-        "log_bytes"
+        "log_pos",
+        "egress",
+        "egress_synced"
     );
     let mut missing = 0;
     for id in ids {
@@ -307,7 +309,7 @@ fn status(mut args: ClientArgs, snapshot: bool) -> Result<ExitCode> {
 
 fn print_status(status: &NodeStatus) {
     println!(
-        "{:>6}  {:<9}  {:>6}  {:>5}  {:>12}  {:>12}  {:>12}  {:>9}  {:>8}  {:>12}",
+        "{:>6}  {:<9}  {:>6}  {:>5}  {:>12}  {:>12}  {:>12}  {:>9}  {:>8}  {:>12}  {:>12}  {:>12}",
         status.member_id,
         status.role.name(),
         status
@@ -319,7 +321,9 @@ fn print_status(status: &NodeStatus) {
         status.last_index,
         status.snapshot_index,
         status.sessions,
-        status.log_position
+        status.log_position,
+        status.egress_recorded,
+        status.egress_synced
     );
 }
 
