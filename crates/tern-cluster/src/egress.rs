@@ -24,6 +24,7 @@ use crate::log::LogConfig;
 use crate::protocol::{egress_header, EGRESS_HEADER_LENGTH, EGRESS_STREAM_ID};
 use crate::service::Egress;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tern_store::descriptor::{RecordState, RecordingDescriptor, NULL_POSITION};
 use tern_store::frame::{HEADER_LENGTH, TYPE_DATA};
 use tern_store::rebuild::open_for_recording_on;
@@ -32,7 +33,7 @@ use tern_store::segment_writer::erase_segment_from;
 use tern_store::time_index::TimeIndexWriter;
 use tern_store::{
     find_end_on, list_segments_on, Catalog, Io, RecordingId, RecordingReader, SegmentGeometry,
-    SegmentWriter,
+    SegmentWriter, Storage,
 };
 
 /// The egress recording's directory in a node's directory.
@@ -54,6 +55,7 @@ pub struct EgressRecovered {
 
 /// A node's egress recording, being written.
 pub struct EgressRecording {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
     catalog: Catalog,
     descriptor: RecordingDescriptor,
@@ -215,6 +217,7 @@ impl EgressRecording {
         };
         Ok((
             Self {
+                storage,
                 dir,
                 catalog,
                 descriptor,
@@ -256,6 +259,39 @@ impl EgressRecording {
         self.writer
             .as_ref()
             .map_or(0, SegmentWriter::flushed_position)
+    }
+
+    /// Take in what the writer's I/O finished (advances [`Self::flushed_position`]).
+    ///
+    /// # Errors
+    /// A write failed.
+    pub fn poll(&mut self) -> Result<()> {
+        let writer = self.writer.as_mut().ok_or(ClusterError::EgressBroken)?;
+        writer.poll()?;
+        Ok(())
+    }
+
+    /// A reader of the recording's files (up to [`Self::flushed_position`] they hold whole
+    /// messages).
+    pub fn reader(&self) -> RecordingReader {
+        RecordingReader::new_on(&self.storage, &self.dir, &self.descriptor)
+    }
+
+    /// Where to read from to find every message of cluster time `timestamp_ns` or later: the time
+    /// index's last entry more than its interval before it (entries are at most one per interval,
+    /// so a message of that time may come before the first entry at or after it).
+    ///
+    /// # Errors
+    /// The time index cannot be read.
+    pub fn position_before_time(&self, timestamp_ns: i64) -> Result<i64> {
+        let end = self.flushed_position();
+        Ok(tern_store::time_seek::position_at_time_on(
+            &self.storage,
+            &self.dir,
+            &self.descriptor,
+            end,
+            timestamp_ns.saturating_sub(TIME_INDEX_INTERVAL_NS + 1),
+        )?)
     }
 
     /// The recording's segment length.

@@ -11,6 +11,7 @@
 
 pub mod agent;
 mod bytes;
+pub mod catchup;
 pub mod client;
 pub mod command;
 pub mod egress;

@@ -824,6 +824,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
     /// Hand new egress to the files (readers see it), and sync it when it is due: an interval
     /// after the first message not synced.
     fn egress_duties(&mut self, now_ns: i64) -> Result<usize> {
+        if self.egress.flushed_position() < self.egress.position() {
+            self.egress.poll()?;
+        }
         if self.egress.synced_number() == self.egress.last_number() {
             self.next_egress_sync_ns = now_ns + self.config.egress_sync_interval_ns;
             return Ok(0);
