@@ -574,7 +574,7 @@ fn tern_egress_messages_are_indexed_and_replayed_by_cluster_session_from_a_clust
     let mut starts = Vec::new();
     for number in 1..=600u64 {
         let session = 7 + (number % 3) as i64;
-        let egress = number % 10 != 0;
+        let egress = !number.is_multiple_of(10);
         let sequence = if egress {
             let sequence = sequences.entry(session).or_insert(0u64);
             *sequence += 1;

@@ -493,7 +493,7 @@ mod tests {
         for number in 0..300u64 {
             let session = 1000 + (number * 7 % 4) as i64;
             let mut payload = Vec::new();
-            let egress = number % 5 != 0;
+            let egress = !number.is_multiple_of(5);
             if egress {
                 let sequence = &mut sequences[(session - 1000) as usize];
                 *sequence += 1;
@@ -505,7 +505,7 @@ mod tests {
                     number + 1,
                     &mut payload,
                 );
-                payload.extend(std::iter::repeat(number as u8).take((number % 50) as usize));
+                payload.resize(payload.len() + (number % 50) as usize, number as u8);
                 expected
                     .entry(session)
                     .or_default()
