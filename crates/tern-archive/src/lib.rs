@@ -14,6 +14,7 @@ pub mod control;
 mod error;
 mod events;
 mod exporter;
+pub use tern_store::egress_header;
 pub use tern_store::frame;
 pub use tern_store::key;
 pub use tern_store::key_index;

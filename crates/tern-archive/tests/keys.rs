@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tern_archive::{
-    Archive, ArchiveConfig, ArchiveView, FieldWidth, KeyFilter, KeyKind, RecordingId,
-    ReplayRequest, ReplayState, SourceLocation,
+    egress_header, Archive, ArchiveConfig, ArchiveView, FieldWidth, KeyFilter, KeyKind,
+    RecordingId, ReplayRequest, ReplayState, SourceLocation, TimeSource,
 };
 use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication};
 
@@ -508,6 +508,230 @@ fn key_filters_of_every_kind_replay_exactly_one_keys_messages_of_interleaved_pub
         beyond.to_string().contains("past the first fragment"),
         "{beyond}"
     );
+}
+
+/// A message as tern's cluster sends a client and records it: tern's egress header v1 (48 bytes)
+/// with `session`, its `sequence`, the cluster time `timestamp_ns`, then a payload of `length`
+/// bytes derived from `number`. With `egress` false the same bytes but kind 11: not an egress
+/// message, so no key and no time of its own.
+fn tern_egress_message(
+    session: i64,
+    sequence: u64,
+    number: u64,
+    timestamp_ns: i64,
+    egress: bool,
+    length: usize,
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(egress_header::LENGTH + length);
+    egress_header::encode_header(
+        session,
+        sequence,
+        2 * number,
+        timestamp_ns,
+        number,
+        &mut bytes,
+    );
+    if !egress {
+        bytes[egress_header::KIND_OFFSET] = 11;
+    }
+    bytes.extend((0..length).map(|at| (number as usize * 13 + at) as u8));
+    bytes
+}
+
+#[test]
+fn tern_egress_messages_are_indexed_and_replayed_by_cluster_session_from_a_cluster_time() {
+    let driver = driver("ternegress");
+    let data = tempfile::tempdir().expect("temp dir");
+    let kind: KeyKind = "tern-egress".parse().expect("kind");
+    assert_eq!(kind, KeyKind::TernEgress);
+    let mut config = ArchiveConfig::new(data.path(), driver.dir());
+    config.segment_length = 2 * TERM as i32;
+    config.key_index = vec![kind];
+    let archive = Archive::launch(config).expect("archive starts");
+    let client = Client::connect(driver.dir()).expect("client");
+    let subscription_id = archive
+        .start_recording("aeron:ipc", 1050, SourceLocation::Remote)
+        .expect("record");
+    let publication = client.add_publication("aeron:ipc", 1050).expect("pub");
+    let session_id = publication.session_id();
+    wait_until("the recording to start", Duration::from_secs(10), || {
+        archive.find_recording(1050, session_id).is_some()
+    });
+    let recording_id = archive
+        .find_recording(1050, session_id)
+        .expect("recording")
+        .descriptor
+        .recording_id;
+    // Cluster sessions 7, 8 and 9 in turn, one message a millisecond of cluster time (published
+    // back to back: only the cluster's clock says when); every tenth is not egress; some are
+    // fragmented.
+    let base_ns = 1_700_000_000_000_000_000i64;
+    let time_of = |number: u64| base_ns + number as i64 * 1_000_000;
+    let max_payload = publication.max_payload_length();
+    let mut sequences = std::collections::HashMap::new();
+    // (number, cluster session if egress)
+    let mut sent: Vec<(u64, Option<i64>)> = Vec::new();
+    let mut starts = Vec::new();
+    for number in 1..=600u64 {
+        let session = 7 + (number % 3) as i64;
+        let egress = !number.is_multiple_of(10);
+        let sequence = if egress {
+            let sequence = sequences.entry(session).or_insert(0u64);
+            *sequence += 1;
+            *sequence
+        } else {
+            0
+        };
+        let length = if number % 50 == 7 {
+            3 * max_payload
+        } else {
+            (number as usize * 37) % 400
+        };
+        let bytes = tern_egress_message(session, sequence, number, time_of(number), egress, length);
+        starts.push(publication.position());
+        offer(&publication, &bytes);
+        sent.push((number, egress.then_some(session)));
+    }
+    let end = publication.position();
+    wait_recorded(&archive, recording_id, end);
+    archive.stop_recording(subscription_id).expect("stop");
+
+    // Every segment gets its tern-egress index once the recording stopped.
+    let view = ArchiveView::open(data.path()).expect("view");
+    let segments: Vec<i64> = view
+        .segment_files(recording_id)
+        .iter()
+        .map(|segment| segment.base)
+        .filter(|base| *base < end)
+        .collect();
+    assert!(segments.len() >= 2, "several segments: {segments:?}");
+    wait_until("the index files", Duration::from_secs(10), || {
+        segments
+            .iter()
+            .all(|base| index_file(data.path(), recording_id, *base, &kind).exists())
+    });
+    assert!(index_file(data.path(), recording_id, segments[0], &kind)
+        .to_string_lossy()
+        .ends_with("-0.tern-egress.kix"));
+    let mut recorded: Vec<(Vec<u8>, i64)> = Vec::new();
+    view.messages(recording_id, None, None, |message, header| {
+        recorded.push((message.to_vec(), header.position));
+        true
+    })
+    .expect("read all");
+    assert_eq!(recorded.len(), sent.len());
+    // The recorded messages of `session` from message `first` on.
+    let expected = |session: i64, first: u64| -> Vec<(Vec<u8>, i64)> {
+        sent.iter()
+            .zip(&recorded)
+            .filter(|((number, key), _)| *number >= first && *key == Some(session))
+            .map(|(_, recorded)| recorded.clone())
+            .collect()
+    };
+
+    // By key, through the index alone: each session's egress, in order, nothing else.
+    for session in [7, 8, 9, 5] {
+        let text = format!("tern-egress:{session}");
+        let wanted = expected(session, 0);
+        assert_eq!(wanted.is_empty(), session == 5, "{text}");
+        let (received, status) =
+            replay_keyed(&archive, &client, keyed_request(recording_id, &text));
+        assert!(received == wanted, "{text}: exactly the session's messages");
+        let headers: Vec<_> = received
+            .iter()
+            .map(|(bytes, _)| egress_header::decode(bytes).expect("a tern egress header"))
+            .collect();
+        assert!(headers.iter().all(|header| header.session_id == session));
+        assert_eq!(
+            headers
+                .iter()
+                .map(|header| header.sequence)
+                .collect::<Vec<_>>(),
+            (1..=headers.len() as u64).collect::<Vec<_>>(),
+            "{text}: the session's sequence, none missing"
+        );
+        let stats = status.search_stats();
+        assert_eq!(
+            (stats.index_segments, stats.scanned_bytes),
+            (segments.len() as u64, 0),
+            "{text}: found through the index alone"
+        );
+        let filter: KeyFilter = text.parse().expect("filter");
+        let mut offline = Vec::new();
+        view.messages_with_key(recording_id, None, None, &filter, |message, header| {
+            offline.push((message.to_vec(), header.position));
+            true
+        })
+        .expect("offline filtered read");
+        assert!(offline == wanted, "{text}: offline");
+    }
+
+    // From a cluster time: 300.5 ms after the base is message 301 (300 is not egress and keeps
+    // the time of 299), as the archive and the offline view find it.
+    let source: TimeSource = "tern-egress".parse().expect("source");
+    assert_eq!(source, TimeSource::TernEgress);
+    let at = time_of(300) + 500_000;
+    let from = archive
+        .position_at_time_from(recording_id, at, source)
+        .expect("position at a cluster time");
+    assert_eq!(from, starts[300], "message 301");
+    assert_eq!(
+        view.position_at_time_from(recording_id, at, source)
+            .expect("offline"),
+        from
+    );
+    assert_eq!(
+        archive
+            .position_at_time_from(recording_id, time_of(1) - 1, source)
+            .expect("before"),
+        starts[0]
+    );
+    assert_eq!(
+        archive
+            .position_at_time_from(recording_id, time_of(601), source)
+            .expect("after"),
+        end
+    );
+    // Session 8 from there, back to back, paced at 4x by the cluster's clock: its messages from
+    // 301 to 598 span 297 ms of cluster time, about 74 ms of replay.
+    let wanted = expected(8, 301);
+    let span = egress_header::decode(&wanted[wanted.len() - 1].0)
+        .expect("header")
+        .timestamp_ns
+        - egress_header::decode(&wanted[0].0)
+            .expect("header")
+            .timestamp_ns;
+    assert_eq!(span, 297_000_000);
+    let started = Instant::now();
+    let (received, status) = replay_keyed(
+        &archive,
+        &client,
+        ReplayRequest {
+            position: Some(from),
+            speed: Some(4.0),
+            time_source: source,
+            keep_positions: false,
+            ..keyed_request(recording_id, "tern-egress:8")
+        },
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        received.iter().map(|(bytes, _)| bytes).collect::<Vec<_>>(),
+        wanted.iter().map(|(bytes, _)| bytes).collect::<Vec<_>>(),
+        "session 8 from message 301"
+    );
+    assert_eq!(status.search_stats().scanned_bytes, 0);
+    let paced = Duration::from_nanos(span as u64 / 4);
+    assert!(
+        took >= paced.mul_f64(0.8),
+        "{took:?} for {paced:?} of paced cluster time"
+    );
+    assert!(took < paced * 20, "{took:?} for {paced:?}");
+    // verify finds the index files as the segments give them.
+    let report = view.verify(recording_id, |_| {}).expect("verify");
+    assert!(report.problem.is_none());
+    assert!(report.key_indexes.iter().all(|check| check.is_ok()));
+    assert_eq!(report.key_indexes.len(), segments.len());
 }
 
 #[test]

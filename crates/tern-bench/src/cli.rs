@@ -127,7 +127,7 @@ pub struct Args {
     #[arg(long)]
     pub disk_mib: Option<u64>,
     /// Key kinds the archive indexes in the record case (repeatable): reserved, cluster-egress,
-    /// field:OFFSET:i32 or field:OFFSET:i64. Default: none (the archive's default).
+    /// tern-egress, field:OFFSET:i32 or field:OFFSET:i64. Default: none (the archive's default).
     #[arg(long = "key-index", value_name = "KIND")]
     pub key_index: Vec<tern_archive::KeyKind>,
     /// Distinct keys the publishers put in the reserved value, in turn (0: a key per message).

@@ -80,11 +80,12 @@ pub struct TernReplay {
     pub speed: Option<f64>,
     /// Where a message's time comes from, for [`ReplayStart::Time`] and pacing, in the archive's
     /// syntax: `""` or `"capture"` (when the archive recorded it, the default),
-    /// `"cluster-egress"`, `"cluster-egress:UNIT"`, `"field:OFFSET:UNIT"` (UNIT `ns`, `us`,
-    /// `ms`, `s`).
+    /// `"cluster-egress"`, `"cluster-egress:UNIT"`, `"tern-egress"`, `"field:OFFSET:UNIT"` (UNIT
+    /// `ns`, `us`, `ms`, `s`).
     pub time_source: String,
     /// Which messages to replay, in the archive's syntax: `""` (all, the default),
-    /// `"reserved:7"`, `"cluster-egress:42"`, `"field:16:i64:99"`, `"session:5"`.
+    /// `"reserved:7"`, `"cluster-egress:42"`, `"tern-egress:42"`, `"field:16:i64:99"`,
+    /// `"session:5"`.
     pub key_filter: String,
     /// Channel to replay on.
     pub replay_channel: String,

@@ -757,7 +757,7 @@ fn a_merge_from_an_unknown_time_or_cursor_or_a_cursor_elsewhere_fails_at_once() 
         Err(ClientError::Archive { message, .. }) => {
             assert_eq!(
                 message,
-                "time source \"sundial\": expected capture, cluster-egress[:UNIT] or field:OFFSET:UNIT"
+                "time source \"sundial\": expected capture, cluster-egress[:UNIT], tern-egress or field:OFFSET:UNIT"
             )
         }
         other => panic!("expected the archive's error, got {other:?}"),

@@ -467,4 +467,137 @@ mod tests {
             "a segment file that starts at the stop holds nothing"
         );
     }
+
+    /// A segment of tern egress messages of four cluster sessions, among messages that are not
+    /// (another kind, another version, Aeron Cluster's header, too short), written by the
+    /// segment writer; its `tern-egress` index, built from the file, finds each session's
+    /// messages and nothing else.
+    #[test]
+    fn the_tern_egress_index_of_a_segment_finds_each_sessions_messages() {
+        use crate::egress_header::encode_header;
+        use crate::frame::{align_frame, term_of, FrameHeader, HEADER_LENGTH, TYPE_DATA};
+        use crate::key_index::{Expected, KeyIndexReader};
+        use crate::segment_writer::{SegmentGeometry, SegmentWriter, WriteMode};
+        const TERM: i64 = 64 * 1024;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut descriptor = crate::descriptor::sample(RecordingId::new(0));
+        descriptor.start_position = 0;
+        descriptor.initial_term_id = 0;
+        descriptor.term_length = TERM as i32;
+        descriptor.segment_length = TERM as i32;
+        descriptor.session_id = 0;
+        descriptor.stream_id = 1;
+        let mut block = Vec::new();
+        let mut expected: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+        let mut sequences = [0u64; 4];
+        for number in 0..300u64 {
+            let session = 1000 + (number * 7 % 4) as i64;
+            let mut payload = Vec::new();
+            let egress = !number.is_multiple_of(5);
+            if egress {
+                let sequence = &mut sequences[(session - 1000) as usize];
+                *sequence += 1;
+                encode_header(
+                    session,
+                    *sequence,
+                    10 + number,
+                    1_700_000_000_000_000_000 + number as i64 * 1_000,
+                    number + 1,
+                    &mut payload,
+                );
+                payload.resize(payload.len() + (number % 50) as usize, number as u8);
+                expected
+                    .entry(session)
+                    .or_default()
+                    .push(block.len() as i64);
+            } else {
+                // Not tern egress, with the session id where the header has it.
+                let mut other = Vec::new();
+                encode_header(session, 1, 1, 1, 1, &mut other);
+                match number % 4 {
+                    0 => other[1] = 11,
+                    1 => other[0] = 1,
+                    2 => other.truncate(47),
+                    _ => other[4] = 1,
+                }
+                payload = other;
+            }
+            let length = HEADER_LENGTH + payload.len();
+            let mut frame = vec![0u8; align_frame(length)];
+            let (term_id, term_offset) = term_of(block.len() as i64, 0, TERM as i32);
+            FrameHeader {
+                frame_length: length as i32,
+                flags: 0xC0,
+                frame_type: TYPE_DATA,
+                term_offset,
+                session_id: 0,
+                stream_id: 1,
+                term_id,
+                reserved_value: session,
+            }
+            .encode(&mut frame);
+            frame[HEADER_LENGTH..length].copy_from_slice(&payload);
+            block.extend_from_slice(&frame);
+        }
+        assert!(block.len() < TERM as usize, "one segment");
+        let end = block.len() as i64;
+        let geometry = SegmentGeometry {
+            dir: dir.path().to_path_buf(),
+            recording_id: RecordingId::new(0),
+            start_position: 0,
+            term_length: TERM,
+            segment_length: TERM,
+        };
+        let mut writer =
+            SegmentWriter::new(geometry, WriteMode::Buffered, false, 2 * TERM as usize)
+                .expect("writer");
+        writer.append(&block, 0).expect("append");
+        writer.sync().expect("sync");
+        drop(writer);
+        descriptor.stop_position = end;
+        let checks = check_recording(
+            dir.path(),
+            &descriptor,
+            end,
+            Some(&[KeyKind::TernEgress]),
+            CheckMode::Repair,
+        )
+        .expect("check");
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert!(checks[0].rebuilt, "{checks:?}");
+        assert_eq!(
+            checks[0].file_name(RecordingId::new(0)),
+            "0-0.tern-egress.kix"
+        );
+        let mut reader = KeyIndexReader::open(
+            dir.path(),
+            &Expected {
+                kind: KeyKind::TernEgress,
+                recording_id: RecordingId::new(0),
+                segment_base: 0,
+                end_position: end,
+            },
+        )
+        .expect("index");
+        assert_eq!(expected.len(), 4);
+        for (session, positions) in &expected {
+            assert_eq!(&reader.positions_of(*session).expect("lookup"), positions);
+        }
+        assert_eq!(
+            expected.values().map(Vec::len).sum::<usize>(),
+            240,
+            "the others have no key"
+        );
+        assert!(reader.positions_of(1).expect("lookup").is_empty());
+        // A full check finds the file as the segment gives it.
+        let again = check_recording(
+            dir.path(),
+            &descriptor,
+            end,
+            Some(&[KeyKind::TernEgress]),
+            CheckMode::Full,
+        )
+        .expect("check again");
+        assert!(again.iter().all(KeyIndexCheck::is_ok), "{again:?}");
+    }
 }

@@ -1,8 +1,8 @@
 //! Keys of messages, for replaying one client's messages out of a stream (pure, no I/O).
 //!
 //! A key is an integer read from each message: its publisher's session, the frame header's
-//! reserved value, an Aeron Cluster egress `clusterSessionId`, or a little-endian integer at an
-//! offset of the message. A [`KeyFilter`] is a kind and a value: a replay with a filter sends
+//! reserved value, an Aeron Cluster egress `clusterSessionId`, the cluster session id of tern's
+//! egress header, or a little-endian integer at an offset of the message. A [`KeyFilter`] is a kind and a value: a replay with a filter sends
 //! only the messages whose key has that value.
 //!
 //! Message formats read (little-endian, offsets from the start of the message):
@@ -10,16 +10,17 @@
 //!   SBE header {blockLength u16, templateId u16, schemaId u16, version u16}, then
 //!   leadershipTermId i64 @ 8, clusterSessionId i64 @ 16, timestamp i64 @ 24. A message of
 //!   another template or schema has no key of this kind.
+//! - tern's egress header v1 ([`crate::egress_header`], 48 bytes): version u8 = 2 @ 0, kind u8 =
+//!   12 @ 1, zero @ 2..8, cluster session id i64 @ 8, session sequence u64 @ 16, log index u64
+//!   @ 24, cluster timestamp i64 @ 32, egress number u64 @ 40. A message shorter than 48 bytes,
+//!   of another version or kind, or with nonzero bytes 2 to 7 has no key of this kind.
 //! - A field: an i32 or i64 at a byte offset; a message too short to hold it has no key.
 //!
 //! The key of a fragmented message is read from its first fragment (the frame with the BEGIN
 //! flag): its reserved value and the bytes of that fragment. A field must lie in the first
 //! fragment (within the MTU less the 32-byte header). The following fragments go with it.
-//!
-//! tern's own egress header is defined by the cluster (a later issue); its kind will be added
-//! here then, as a variant of [`KeyKind`] with its own code in [`KeyKind::encode`]. Until then
-//! `tern-egress` is refused with a message saying so.
 
+use crate::egress_header;
 use crate::message_time::{CLUSTER_SCHEMA_ID, SESSION_MESSAGE_HEADER_TEMPLATE_ID};
 
 /// Offset of `clusterSessionId` in an Aeron Cluster egress `SessionMessageHeader`.
@@ -74,6 +75,8 @@ pub enum KeyKind {
     Reserved,
     /// The `clusterSessionId` of an Aeron Cluster egress `SessionMessageHeader`.
     ClusterEgress,
+    /// The cluster session id of tern's egress header ([`crate::egress_header`], i64 at 8).
+    TernEgress,
     /// A little-endian integer at a byte offset of the message.
     Field {
         /// Byte offset in the message (in its first fragment).
@@ -87,6 +90,7 @@ pub enum KeyKind {
 const CODE_RESERVED: u8 = 1;
 const CODE_CLUSTER_EGRESS: u8 = 2;
 const CODE_FIELD: u8 = 3;
+const CODE_TERN_EGRESS: u8 = 4;
 
 impl KeyKind {
     /// The key of a message: `reserved_value` is its first frame's reserved value, `message` the
@@ -109,6 +113,7 @@ impl KeyKind {
                 }
                 i64_at(message, CLUSTER_SESSION_ID_OFFSET)
             }
+            Self::TernEgress => egress_header::session_id(message),
             Self::Field { offset, width } => {
                 let offset = offset as usize;
                 match width {
@@ -126,24 +131,27 @@ impl KeyKind {
         !matches!(self, Self::Session)
     }
 
-    /// The kind's name in index file names: `reserved`, `cluster-egress`, `field-16-i64`.
+    /// The kind's name in index file names: `reserved`, `cluster-egress`, `tern-egress`,
+    /// `field-16-i64`.
     pub fn tag(&self) -> String {
         match self {
             Self::Session => "session".into(),
             Self::Reserved => "reserved".into(),
             Self::ClusterEgress => "cluster-egress".into(),
+            Self::TernEgress => "tern-egress".into(),
             Self::Field { offset, width } => format!("field-{offset}-{}", width.name()),
         }
     }
 
     /// The 8-byte descriptor of an indexable kind in index files: code u8 (1 reserved,
-    /// 2 cluster-egress, 3 field), width u8 (4 or 8 for a field, else 0), zero u16, field offset
-    /// u32 (else 0).
+    /// 2 cluster-egress, 3 field, 4 tern-egress), width u8 (4 or 8 for a field, else 0), zero
+    /// u16, field offset u32 (else 0).
     pub fn encode(&self) -> Option<[u8; 8]> {
         let (code, width, offset) = match *self {
             Self::Session => return None,
             Self::Reserved => (CODE_RESERVED, 0u8, 0u32),
             Self::ClusterEgress => (CODE_CLUSTER_EGRESS, 0, 0),
+            Self::TernEgress => (CODE_TERN_EGRESS, 0, 0),
             Self::Field { offset, width } => (CODE_FIELD, width.bytes() as u8, offset),
         };
         let mut bytes = [0u8; 8];
@@ -162,6 +170,7 @@ impl KeyKind {
         match (bytes[0], bytes[1], offset) {
             (CODE_RESERVED, 0, 0) => Some(Self::Reserved),
             (CODE_CLUSTER_EGRESS, 0, 0) => Some(Self::ClusterEgress),
+            (CODE_TERN_EGRESS, 0, 0) => Some(Self::TernEgress),
             (CODE_FIELD, 4, offset) => Some(Self::Field {
                 offset,
                 width: FieldWidth::I32,
@@ -187,34 +196,27 @@ impl std::fmt::Display for KeyKind {
             Self::Session => write!(f, "session"),
             Self::Reserved => write!(f, "reserved"),
             Self::ClusterEgress => write!(f, "cluster-egress"),
+            Self::TernEgress => write!(f, "tern-egress"),
             Self::Field { offset, width } => write!(f, "field:{offset}:{}", width.name()),
         }
     }
 }
 
-const KIND_HELP: &str =
-    "expected session, reserved, cluster-egress or field:OFFSET:i32|i64 (e.g. field:16:i64)";
-
-fn refuse_unknown(kind: &str, text: &str) -> String {
-    if kind == "tern-egress" {
-        return format!(
-            "key kind {text:?}: tern's own egress header is not defined yet (it comes with the \
-             cluster); use field:OFFSET:i32|i64 meanwhile"
-        );
-    }
-    format!("key kind {text:?}: {KIND_HELP}")
-}
+const KIND_HELP: &str = "expected session, reserved, cluster-egress, tern-egress or \
+                         field:OFFSET:i32|i64 (e.g. field:16:i64)";
 
 impl std::str::FromStr for KeyKind {
     type Err = String;
 
-    /// `session`, `reserved`, `cluster-egress`, `field:OFFSET:i32` or `field:OFFSET:i64`.
+    /// `session`, `reserved`, `cluster-egress`, `tern-egress`, `field:OFFSET:i32` or
+    /// `field:OFFSET:i64`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = text.split(':').collect();
         match parts.as_slice() {
             ["session"] => Ok(Self::Session),
             ["reserved"] => Ok(Self::Reserved),
             ["cluster-egress"] => Ok(Self::ClusterEgress),
+            ["tern-egress"] => Ok(Self::TernEgress),
             ["field", offset, width] => Ok(Self::Field {
                 offset: offset.parse().map_err(|_| {
                     format!("key kind {text:?}: field offset {offset:?} is not a byte offset")
@@ -223,8 +225,7 @@ impl std::str::FromStr for KeyKind {
                     .parse()
                     .map_err(|error| format!("key kind {text:?}: {error}"))?,
             }),
-            [kind, ..] => Err(refuse_unknown(kind, text)),
-            [] => Err(refuse_unknown("", text)),
+            _ => Err(format!("key kind {text:?}: {KIND_HELP}")),
         }
     }
 }
@@ -256,10 +257,11 @@ impl std::str::FromStr for KeyFilter {
     type Err = String;
 
     /// `session:ID`, `reserved:VALUE`, `cluster-egress:CLUSTER_SESSION_ID`,
-    /// `field:OFFSET:i32:VALUE` or `field:OFFSET:i64:VALUE`; values are decimal, may be negative.
+    /// `tern-egress:CLUSTER_SESSION_ID`, `field:OFFSET:i32:VALUE` or `field:OFFSET:i64:VALUE`;
+    /// values are decimal, may be negative.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (kind_text, value_text) = text.rsplit_once(':').ok_or_else(|| {
-            format!("key {text:?}: expected KIND:VALUE, e.g. session:42, reserved:7, cluster-egress:123 or field:16:i64:99")
+            format!("key {text:?}: expected KIND:VALUE, e.g. session:42, reserved:7, cluster-egress:123, tern-egress:123 or field:16:i64:99")
         })?;
         let kind: KeyKind = kind_text
             .parse()
@@ -339,6 +341,7 @@ mod tests {
             "session:42",
             "reserved:-7",
             "cluster-egress:123",
+            "tern-egress:-9223372036854775808",
             "field:16:i64:99",
             "field:0:i32:-5",
         ] {
@@ -363,7 +366,11 @@ mod tests {
             ("field:16:u8:9", "expected i32 or i64"),
             ("session:99999999999", "does not fit a 32-bit"),
             ("field:0:i32:2147483648", "does not fit a 32-bit"),
-            ("tern-egress:5", "not defined yet"),
+            ("tern-egress:x", "not a decimal integer"),
+            (
+                "tern-egress:1:2",
+                "expected session, reserved, cluster-egress, tern-egress",
+            ),
         ] {
             let error = bad.parse::<KeyFilter>().expect_err(bad);
             assert!(error.contains(expected), "{bad}: {error}");
@@ -376,6 +383,7 @@ mod tests {
         for kind in [
             KeyKind::Reserved,
             KeyKind::ClusterEgress,
+            KeyKind::TernEgress,
             KeyKind::Field {
                 offset: 16,
                 width: FieldWidth::I64,
@@ -401,5 +409,55 @@ mod tests {
             "field-16-i64"
         );
         assert_eq!(KeyKind::ClusterEgress.tag(), "cluster-egress");
+        assert_eq!(KeyKind::TernEgress.tag(), "tern-egress");
+        assert_eq!(
+            KeyKind::TernEgress.encode(),
+            Some([4, 0, 0, 0, 0, 0, 0, 0]),
+            "code 4, as docs/formats.md draws it"
+        );
+        assert_eq!(KeyKind::decode(&[4, 8, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(KeyKind::decode(&[4, 0, 0, 0, 16, 0, 0, 0]), None);
+    }
+
+    /// A tern egress message of `session_id`: the 48-byte header, then a body.
+    fn tern_egress(session_id: i64) -> Vec<u8> {
+        let mut message = Vec::new();
+        egress_header::encode_header(
+            session_id,
+            3,
+            17,
+            1_700_000_000_000_000_000,
+            40,
+            &mut message,
+        );
+        message.extend_from_slice(b"body");
+        message
+    }
+
+    #[test]
+    fn tern_egress_reads_the_cluster_session_id_of_tern_egress_messages_only() {
+        let kind: KeyKind = "tern-egress".parse().expect("kind");
+        assert_eq!(kind, KeyKind::TernEgress);
+        let message = tern_egress(-42);
+        assert_eq!(kind.key_of(0, &message), Some(-42));
+        assert_eq!(kind.key_of(0, &message[..48]), Some(-42), "no payload");
+        assert_eq!(kind.key_of(0, &message[..47]), None, "too short");
+        assert_eq!(kind.key_of(0, &[]), None);
+        let mut other_version = message.clone();
+        other_version[0] = 1;
+        assert_eq!(kind.key_of(0, &other_version), None);
+        let mut other_kind = message.clone();
+        other_kind[1] = 11;
+        assert_eq!(kind.key_of(0, &other_kind), None);
+        let mut not_zero = message.clone();
+        not_zero[5] = 1;
+        assert_eq!(kind.key_of(0, &not_zero), None);
+        // Neither header is read as the other.
+        assert_eq!(kind.key_of(0, &egress(-42)), None);
+        assert_eq!(KeyKind::ClusterEgress.key_of(0, &message), None);
+        let filter: KeyFilter = "tern-egress:-42".parse().expect("filter");
+        assert!(filter.matches(0, &message));
+        assert!(!filter.matches(0, &tern_egress(42)));
+        assert!(!filter.matches(-42, &other_kind));
     }
 }

@@ -10,7 +10,8 @@
 //! [`RecordingReader`] (segment files), [`Catalog`] and [`RecordingDescriptor`] (the catalog),
 //! [`time_index`], [`key`] and [`key_index`] (finding a time or one client's messages),
 //! [`Cursor`] (named positions), [`directory`] (the lock, leftovers), [`rebuild_catalog`];
-//! [`RecordingId`] and [`ReplayId`], the ids the archive and its clients share.
+//! [`RecordingId`] and [`ReplayId`], the ids the archive and its clients share;
+//! [`egress_header`], tern's egress header (the cluster writes it, keys and times read it).
 
 pub mod catalog;
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod crc;
 pub mod cursors;
 pub mod descriptor;
 pub mod directory;
+pub mod egress_header;
 pub mod error;
 pub mod frame;
 pub mod ids;
@@ -39,6 +41,7 @@ pub use clock::{epoch_nanos, system_clock, Clock, SimClock, SystemClock};
 pub use cursors::{check_cursor_name, Cursor, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME};
 pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
 pub use directory::{lock_directory, remove_leftovers, LOCK_FILE};
+pub use egress_header::EgressHeader;
 pub use error::{io_error, Result, StoreError};
 pub use ids::{RecordingId, ReplayId};
 pub use indexer::KeyIndexCheck;

@@ -6,9 +6,12 @@
 //!   SBE header {blockLength u16, templateId u16, schemaId u16, version u16}, then
 //!   leadershipTermId i64 @ 8, clusterSessionId i64 @ 16, timestamp i64 @ 24 (cluster time, in
 //!   the cluster's time unit: milliseconds unless the cluster is configured otherwise).
+//! - tern's egress header v1 ([`crate::egress_header`], 48 bytes): version u8 = 2 @ 0, kind u8 =
+//!   12 @ 1, zero @ 2..8, cluster session id i64 @ 8, session sequence u64 @ 16, log index u64
+//!   @ 24, cluster timestamp i64 @ 32 (nanoseconds since the Unix epoch), egress number u64 @ 40.
 //! - Any message with a little-endian i64 timestamp at a fixed offset, in a given unit.
 //!
-//! A message the source cannot read (too short, another template) has no time of its own and
+//! A message the source cannot read (too short, another template or kind) has no time of its own and
 //! keeps the time of the message before it.
 
 /// The unit of a timestamp inside messages.
@@ -63,6 +66,9 @@ pub enum TimeSource {
     Capture,
     /// The `timestamp` of an Aeron Cluster egress `SessionMessageHeader`.
     ClusterEgress(TimeUnit),
+    /// The cluster timestamp of tern's egress header ([`crate::egress_header`], nanoseconds at
+    /// offset 32).
+    TernEgress,
     /// A little-endian i64 at this offset of each message.
     Field {
         /// Byte offset in the message.
@@ -96,16 +102,18 @@ impl TimeSource {
                 }
                 i64_at(CLUSTER_TIMESTAMP_OFFSET).map(|value| unit.to_nanos(value))
             }
+            Self::TernEgress => crate::egress_header::timestamp_ns(message),
             Self::Field { offset, unit } => i64_at(offset).map(|value| unit.to_nanos(value)),
         }
     }
 
-    /// How many bytes of a message this source reads its time from (the end of the timestamp);
-    /// `None` for the capture source.
+    /// How many bytes of a message this source reads its time from (the end of the timestamp,
+    /// or of the header it must find, for tern's egress header); `None` for the capture source.
     pub fn message_bytes(&self) -> Option<usize> {
         match *self {
             Self::Capture => None,
             Self::ClusterEgress(_) => Some(CLUSTER_TIMESTAMP_OFFSET + 8),
+            Self::TernEgress => Some(crate::egress_header::LENGTH),
             Self::Field { offset, .. } => Some(offset.saturating_add(8)),
         }
     }
@@ -119,7 +127,8 @@ impl TimeSource {
 impl std::str::FromStr for TimeSource {
     type Err = String;
 
-    /// `capture`, `cluster-egress` (milliseconds) or `cluster-egress:UNIT`, `field:OFFSET:UNIT`.
+    /// `capture`, `cluster-egress` (milliseconds) or `cluster-egress:UNIT`, `tern-egress`
+    /// (nanoseconds), `field:OFFSET:UNIT`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut parts = text.split(':');
         let kind = parts.next().unwrap_or_default();
@@ -128,6 +137,7 @@ impl std::str::FromStr for TimeSource {
             ("capture", []) => Ok(Self::Capture),
             ("cluster-egress", []) => Ok(Self::ClusterEgress(TimeUnit::Millis)),
             ("cluster-egress", [unit]) => Ok(Self::ClusterEgress(unit.parse()?)),
+            ("tern-egress", []) => Ok(Self::TernEgress),
             ("field", [offset, unit]) => Ok(Self::Field {
                 offset: offset
                     .parse()
@@ -135,7 +145,9 @@ impl std::str::FromStr for TimeSource {
                 unit: unit.parse()?,
             }),
             // Without the text: the caller says which value it was (the control server, clap).
-            _ => Err("expected capture, cluster-egress[:UNIT] or field:OFFSET:UNIT".into()),
+            _ => Err(
+                "expected capture, cluster-egress[:UNIT], tern-egress or field:OFFSET:UNIT".into(),
+            ),
         }
     }
 }
@@ -158,6 +170,7 @@ impl std::fmt::Display for TimeSource {
         match self {
             Self::Capture => f.write_str("capture"),
             Self::ClusterEgress(unit) => write!(f, "cluster-egress:{unit}"),
+            Self::TernEgress => f.write_str("tern-egress"),
             Self::Field { offset, unit } => write!(f, "field:{offset}:{unit}"),
         }
     }
@@ -172,6 +185,7 @@ mod tests {
         for source in [
             TimeSource::Capture,
             TimeSource::ClusterEgress(TimeUnit::Micros),
+            TimeSource::TernEgress,
             TimeSource::Field {
                 offset: 16,
                 unit: TimeUnit::Seconds,
@@ -210,6 +224,37 @@ mod tests {
     }
 
     #[test]
+    fn tern_egress_times_are_the_headers_nanoseconds_and_other_messages_have_none() {
+        let source: TimeSource = "tern-egress".parse().expect("parse");
+        assert_eq!(source, TimeSource::TernEgress);
+        let mut message = Vec::new();
+        crate::egress_header::encode_header(5, 1, 9, 1_700_000_000_123_456_789, 1, &mut message);
+        assert_eq!(
+            source.message_time(&message),
+            Some(1_700_000_000_123_456_789)
+        );
+        message.extend_from_slice(b"payload");
+        assert_eq!(
+            source.message_time(&message),
+            Some(1_700_000_000_123_456_789)
+        );
+        assert_eq!(source.message_time(&message[..47]), None, "too short");
+        let mut other_kind = message.clone();
+        other_kind[1] = 13;
+        assert_eq!(source.message_time(&other_kind), None);
+        let mut other_version = message.clone();
+        other_version[0] = 1;
+        assert_eq!(source.message_time(&other_version), None);
+        assert_eq!(
+            source.message_time(&egress(5)),
+            None,
+            "Aeron Cluster's header"
+        );
+        assert_eq!(source.message_bytes(), Some(48));
+        assert!(source.is_in_message());
+    }
+
+    #[test]
     fn a_field_at_an_offset_and_bad_specs() {
         let source: TimeSource = "field:4:us".parse().expect("parse");
         let mut message = vec![0u8; 12];
@@ -219,7 +264,13 @@ mod tests {
         assert_eq!(source.message_bytes(), Some(12));
         assert_eq!(TimeSource::Capture.message_bytes(), None);
         assert_eq!("capture".parse::<TimeSource>(), Ok(TimeSource::Capture));
-        for bad in ["field:x:ms", "field:4", "cluster-egress:h", "wallclock"] {
+        for bad in [
+            "field:x:ms",
+            "field:4",
+            "cluster-egress:h",
+            "wallclock",
+            "tern-egress:ms",
+        ] {
             assert!(bad.parse::<TimeSource>().is_err(), "{bad}");
         }
     }

@@ -591,7 +591,7 @@ fn replay_from_a_time_inside_the_messages() {
     let (code, _, stderr) = tern(&["replay", "0", "--dir", &dir, "--time-source", "sundial"]);
     assert_ne!(code, 0);
     assert!(
-        stderr.contains("expected capture, cluster-egress"),
+        stderr.contains("expected capture, cluster-egress[:UNIT], tern-egress"),
         "{stderr}"
     );
 }

@@ -173,9 +173,9 @@ fn replay_by_key_prints_or_publishes_only_that_keys_messages_and_bad_keys_are_cl
         ("reserved:x".into(), "not a decimal integer".into()),
         (
             "client:4".into(),
-            "expected session, reserved, cluster-egress".into(),
+            "expected session, reserved, cluster-egress, tern-egress".into(),
         ),
-        ("tern-egress:4".into(), "not defined yet".into()),
+        ("tern-egress:x".into(), "not a decimal integer".into()),
         ("field:8:u16:1".into(), "expected i32 or i64".into()),
         ("field:5000:i64:1".into(), "past the first fragment".into()),
     ] {
@@ -298,6 +298,167 @@ fn replay_by_key_prints_or_publishes_only_that_keys_messages_and_bad_keys_are_cl
     assert_ne!(code, 0);
     assert!(stderr.contains("cannot be indexed"), "{stderr}");
     assert_eq!(print("field:0:i32:7", &[]).0, vec![7]);
+}
+
+/// The egress number (u64 at 40) of each message of `tern replay --print hex` output, each a
+/// tern egress message.
+fn printed_egress_numbers(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .map(|line| {
+            let hex = line.split('\t').nth(2).expect("payload column");
+            let bytes: Vec<u8> = (0..tern_archive::egress_header::LENGTH)
+                .map(|index| u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16).expect("hex"))
+                .collect();
+            tern_archive::egress_header::decode(&bytes)
+                .expect("a tern egress header")
+                .egress_number
+        })
+        .collect()
+}
+
+#[test]
+fn tern_egress_recordings_are_indexed_and_replayed_by_session_from_a_cluster_time() {
+    let driver = driver("ternegresscli");
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().to_string_lossy().into_owned();
+    // 2023-11-14T22:13:20Z, and one message a millisecond of cluster time after it: cluster
+    // sessions 7, 8, 9 in turn, every tenth message not egress (kind 11).
+    let base_ns = 1_700_000_000_000_000_000i64;
+    let session_of = |number: u64| 7 + (number % 3) as i64;
+    let egress = |number: u64| !number.is_multiple_of(10);
+    {
+        let mut config = ArchiveConfig::new(data.path(), driver.dir());
+        config.segment_length = 128 * 1024;
+        let archive = Archive::launch(config).expect("archive");
+        archive
+            .start_recording("aeron:ipc", 13, tern_archive::SourceLocation::Remote)
+            .expect("record");
+        let client = Client::connect(driver.dir()).expect("client");
+        let publication = client
+            .add_exclusive_publication("aeron:ipc", 13)
+            .expect("pub");
+        let mut idle = BackoffIdle::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while archive.recordings().is_empty() {
+            assert!(Instant::now() < deadline);
+            idle.idle(0);
+        }
+        let mut sequences = [0u64; 3];
+        for number in 1..=400u64 {
+            let session = session_of(number);
+            let mut bytes = Vec::new();
+            let sequence = &mut sequences[(session - 7) as usize];
+            *sequence += u64::from(egress(number));
+            tern_archive::egress_header::encode_header(
+                session,
+                *sequence,
+                number,
+                base_ns + number as i64 * 1_000_000,
+                number,
+                &mut bytes,
+            );
+            if !egress(number) {
+                bytes[tern_archive::egress_header::KIND_OFFSET] = 11;
+            }
+            bytes.resize(bytes.len() + (number as usize * 37) % 500, number as u8);
+            while publication.offer(&bytes).is_err() {
+                idle.idle(0);
+            }
+        }
+        while archive
+            .recording(RecordingId::new(0))
+            .expect("0")
+            .recorded_position
+            < publication.position()
+        {
+            idle.idle(0);
+        }
+        archive.shutdown();
+    }
+    let (code, stdout, stderr) = tern(&["index", "0", "--dir", &dir, "--key", "tern-egress"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("built"), "{stdout}");
+    assert!(data.path().join("0-0.tern-egress.kix").exists());
+    let (code, stdout, _) = tern(&["describe", "0", "--dir", &dir]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("key indexes       tern-egress")
+            && stdout.contains("0-0.tern-egress.kix  ok"),
+        "{stdout}"
+    );
+    let print = |extra: &[&str]| {
+        let mut args = vec!["replay", "0", "--dir", &dir, "--print", "hex"];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = tern(&args);
+        assert_eq!(code, 0, "{extra:?}: {stderr}");
+        printed_egress_numbers(&stdout)
+    };
+    let of_session = |session: i64, first: u64| -> Vec<u64> {
+        (first..=400)
+            .filter(|number| egress(*number) && session_of(*number) == session)
+            .collect()
+    };
+    for session in 7..=9 {
+        assert_eq!(
+            print(&["--key", &format!("tern-egress:{session}")]),
+            of_session(session, 1),
+            "tern-egress:{session}"
+        );
+    }
+    assert!(print(&["--key", "tern-egress:5"]).is_empty());
+    // 300.5 ms after the base: message 301 is the first at or after it (300 is not egress and
+    // keeps the time of 299); then session 8's messages from there, paced by the cluster's clock.
+    let from_time = "2023-11-14T22:13:20.3005Z";
+    assert_eq!(
+        print(&[
+            "--key",
+            "tern-egress:8",
+            "--time-source",
+            "tern-egress",
+            "--from-time",
+            from_time,
+        ]),
+        of_session(8, 301)
+    );
+    let started = Instant::now();
+    assert_eq!(
+        print(&[
+            "--key",
+            "tern-egress:8",
+            "--time-source",
+            "tern-egress",
+            "--from-time",
+            from_time,
+            "--speed",
+            "2",
+        ]),
+        of_session(8, 301)
+    );
+    // Messages 301 to 397 of session 8: 96 ms of cluster time, 48 ms at 2x.
+    assert!(
+        started.elapsed() >= Duration::from_millis(40),
+        "paced: {:?}",
+        started.elapsed()
+    );
+    // By capture time instead, the same instant is before the recording: from its start.
+    assert_eq!(
+        print(&["--key", "tern-egress:8", "--from-time", from_time]),
+        of_session(8, 1)
+    );
+    let (code, _, stderr) = tern(&[
+        "replay",
+        "0",
+        "--dir",
+        &dir,
+        "--time-source",
+        "tern-egress:ms",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("expected capture, cluster-egress[:UNIT], tern-egress"),
+        "{stderr}"
+    );
 }
 
 #[test]

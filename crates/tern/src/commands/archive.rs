@@ -59,7 +59,7 @@ struct ConfigFile {
     client_idle_sleep: Option<String>,
     /// The recorder's longest sleep between polls, e.g. "100us".
     recorder_idle_max: Option<String>,
-    /// Key kinds to index, e.g. ["reserved", "cluster-egress"].
+    /// Key kinds to index, e.g. ["reserved", "cluster-egress", "tern-egress"].
     #[serde(default)]
     key_index: Vec<String>,
     #[serde(default)]

@@ -10,8 +10,8 @@ use tern_archive::RecordingId;
 pub struct Args {
     /// The recording id (default: every recording).
     id: Option<RecordingId>,
-    /// The key kind to index by (repeatable): reserved, cluster-egress, field:OFFSET:i32 or
-    /// field:OFFSET:i64. Added to the kinds the recording is indexed by; the index files of every
+    /// The key kind to index by (repeatable): reserved, cluster-egress, tern-egress,
+    /// field:OFFSET:i32 or field:OFFSET:i64. Added to the kinds the recording is indexed by; the index files of every
     /// kind are then checked and the missing or wrong ones built.
     #[arg(long = "key", value_name = "KIND", required = true)]
     kinds: Vec<tern_archive::KeyKind>,

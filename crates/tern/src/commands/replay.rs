@@ -75,14 +75,16 @@ pub struct Args {
     speed: Option<f64>,
     /// Where message times come from, for --from-time and --speed: capture (the recorder's
     /// capture time), cluster-egress or cluster-egress:UNIT (an Aeron Cluster egress header's timestamp,
-    /// milliseconds by default), or field:OFFSET:UNIT (a little-endian i64 in each message);
-    /// UNIT is ns, us, ms or s.
+    /// milliseconds by default), tern-egress (the nanosecond cluster timestamp of tern's egress
+    /// header), or field:OFFSET:UNIT (a little-endian i64 in each message); UNIT is ns, us, ms
+    /// or s.
     #[arg(long, default_value = "capture")]
     time_source: tern_archive::TimeSource,
     /// Only the messages of one key (KIND:VALUE): session:ID (the publisher session: a whole
     /// recording), reserved:V (the frame header's reserved value), cluster-egress:ID (an Aeron
-    /// Cluster egress header's clusterSessionId), field:OFFSET:i32:V or field:OFFSET:i64:V (a
-    /// little-endian integer at a byte offset of the message). Positions stay the recording's.
+    /// Cluster egress header's clusterSessionId), tern-egress:ID (the cluster session id of
+    /// tern's egress header), field:OFFSET:i32:V or field:OFFSET:i64:V (a little-endian integer
+    /// at a byte offset of the message). Positions stay the recording's.
     #[arg(long, value_name = "KIND:VALUE", allow_hyphen_values = true)]
     key: Option<tern_archive::KeyFilter>,
     /// With --key and --channel: keep the recorded positions, padding the gaps between the key's

@@ -20,8 +20,8 @@ pub struct ArchiveArgs {
     /// How segments are written: direct (O_DIRECT where supported) or buffered.
     #[arg(long, value_parser = parse_write_mode)]
     pub write_mode: Option<WriteMode>,
-    /// Index new recordings by this key kind (repeatable): reserved, cluster-egress, or
-    /// field:OFFSET:i32 or field:OFFSET:i64. A replay filtered by an indexed kind reads only that
+    /// Index new recordings by this key kind (repeatable): reserved, cluster-egress,
+    /// tern-egress, or field:OFFSET:i32 or field:OFFSET:i64. A replay filtered by an indexed kind reads only that
     /// key's messages; without an index it scans. Default: none.
     #[arg(long = "key-index", value_name = "KIND")]
     pub key_index: Vec<tern_archive::KeyKind>,
