@@ -22,6 +22,8 @@ fn the_invariants_hold_under_loss_duplication_partitions_and_crashes() {
     let mut crashes = 0;
     let mut partitions = 0;
     let mut snapshots = 0;
+    let mut chunked = 0;
+    let mut reassembled = 0;
     for seed in &seeds {
         let mut config = SimConfig::new(*seed);
         if let Some(millis) = env_u64("TERN_SIM_MILLIS") {
@@ -36,6 +38,8 @@ fn the_invariants_hold_under_loss_duplication_partitions_and_crashes() {
                 crashes += report.crashes;
                 partitions += report.partitions;
                 snapshots += usize::from(report.max_snapshot_index > 0);
+                chunked += report.chunked_messages;
+                reassembled += report.reassembled;
                 assert!(
                     report.acknowledged > 0,
                     "seed {seed}: no message acknowledged"
@@ -45,12 +49,13 @@ fn the_invariants_hold_under_loss_duplication_partitions_and_crashes() {
         }
     }
     eprintln!(
-        "{} seeds: {acknowledged} acknowledged messages, {crashes} crashes, {partitions} partitions, {snapshots} runs with snapshots",
+        "{} seeds: {acknowledged} acknowledged messages, {crashes} crashes, {partitions} partitions, {snapshots} runs with snapshots, {chunked} messages sent in chunks, {reassembled} put together",
         seeds.len()
     );
     // The faults the run is about really happened.
     if seeds.len() >= 20 {
         assert!(crashes > seeds.len() / 2 && partitions > 0 && snapshots > 0);
+        assert!(chunked > 0 && reassembled > 0);
     }
 }
 
