@@ -37,6 +37,8 @@ pub fn udp_channel(endpoint: &str) -> String {
 pub struct AgentCounts {
     /// Peer messages refused (not decodable, not from a member, not for this one).
     pub bad_peer_messages: u64,
+    /// Peer messages of another cluster (another cluster id: one on the same ports), refused.
+    pub other_cluster_messages: u64,
     /// Ingress requests refused as malformed.
     pub bad_requests: u64,
     /// Messages to peers or clients a publication did not take (back pressure, not connected).
@@ -68,7 +70,7 @@ impl<S: ClusteredService> NodeAgent<S> {
     /// # Errors
     /// The node cannot open, a member is missing from `members`, or Aeron refused a channel.
     pub fn new(
-        config: NodeConfig,
+        mut config: NodeConfig,
         members: Vec<MemberEndpoints>,
         client: Client,
         service: S,
@@ -94,6 +96,16 @@ impl<S: ClusteredService> NodeAgent<S> {
                 .add_publication(&udp_channel(&member.consensus), CONSENSUS_STREAM_ID)
                 .map_err(transport)?;
             peers.insert(member.id, publication);
+        }
+        // A consensus message (a chunk of a snapshot) must fit one Aeron message.
+        if let Some(limit) = peers.values().map(Publication::max_message_length).min() {
+            let configured = config.max_peer_message_length;
+            if config.fit_peer_transport(limit)? {
+                tracing::info!(
+                    "member {}: consensus messages in chunks of {limit} bytes (the publications' maximum), not {configured}",
+                    config.member_id
+                );
+            }
         }
         let node = ConsensusNode::open(config, Io::default(), service, tern_store::epoch_nanos())?;
         Ok(Self {
@@ -141,9 +153,23 @@ impl<S: ClusteredService> NodeAgent<S> {
         );
         for message in received.drain(..) {
             work += 1;
-            if let Err(error) = self.node.on_peer(&message) {
-                self.counts.bad_peer_messages += 1;
-                tracing::warn!("member {}: {error}", self.node.member_id());
+            match self.node.on_peer(&message) {
+                Ok(()) => {}
+                Err(error @ ClusterError::OtherCluster { .. }) => {
+                    // Another cluster's heartbeats come often: logged at 1, 2, 4, 8, ...
+                    self.counts.other_cluster_messages += 1;
+                    let count = self.counts.other_cluster_messages;
+                    if count.is_power_of_two() {
+                        tracing::warn!(
+                            "member {}: {error} ({count} so far, refused)",
+                            self.node.member_id()
+                        );
+                    }
+                }
+                Err(error) => {
+                    self.counts.bad_peer_messages += 1;
+                    tracing::warn!("member {}: {error}", self.node.member_id());
+                }
             }
         }
         let assembler = &mut self.ingress_assembler;

@@ -59,6 +59,18 @@ pub enum ClusterError {
     /// The consensus module refused something.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// A consensus message that cannot be taken (it does not decode, its chunks do not add up,
+    /// it is not from another member or not for this one): it is dropped, the node goes on.
+    #[error("peer message refused: {0}")]
+    Peer(String),
+    /// A consensus message of another cluster (one on the same ports): dropped, not applied.
+    #[error("a consensus message of cluster {cluster_id} reached a member of cluster {expected}")]
+    OtherCluster {
+        /// The cluster id the message carries.
+        cluster_id: u64,
+        /// This node's cluster id.
+        expected: u64,
+    },
     /// A configuration that cannot work.
     #[error("cluster config: {0}")]
     Config(String),

@@ -31,5 +31,5 @@ pub use command::CloseReason;
 pub use error::{ClusterError, Result};
 pub use kv::KvService;
 pub use log::LogConfig;
-pub use node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, NodeStatus};
+pub use node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, NodeStatus, PeerCounts};
 pub use service::{ClientSession, Cluster, ClusteredService, Egress, OfferError, Output, Role};

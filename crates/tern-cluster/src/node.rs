@@ -53,12 +53,23 @@ pub struct NodeConfig {
     pub egress_sync_interval_ns: i64,
     /// Credentials a client must present to connect (None: anyone may).
     pub credentials: Option<Vec<u8>>,
+    /// The cluster's id, in every consensus message: one of another cluster (on the same ports,
+    /// say) is refused ([`ClusterError::OtherCluster`]).
+    pub cluster_id: u64,
+    /// The longest consensus message sent as one transport message; a Raft message whose
+    /// encoding is longer (a snapshot, a long append) goes in chunks no longer than this, put
+    /// together again by the receiver. At most the transport's maximum message (the node agent
+    /// lowers it to that: [`Self::fit_peer_transport`]), at least
+    /// [`wire::MIN_PEER_MESSAGE_LENGTH`].
+    pub max_peer_message_length: usize,
 }
 
 impl NodeConfig {
     /// LAN defaults for member `member_id` of `members`, in `dir`: 10 ms ticks, heartbeats every
     /// 20 ms, elections after 200 to 400 ms, sessions timing out after 10 s, messages up to
-    /// 512 KiB, batches (log entries) up to 1 MiB.
+    /// 512 KiB, batches (log entries) up to 1 MiB, consensus messages over 1 MiB in chunks (Aeron
+    /// takes messages up to an eighth of its term: 2 MiB with its default 16 MiB terms), cluster
+    /// id 0.
     pub fn new(member_id: u64, members: Vec<u64>, dir: PathBuf) -> Self {
         Self {
             member_id,
@@ -75,7 +86,26 @@ impl NodeConfig {
             snapshot_every: 1_000_000,
             egress_sync_interval_ns: 100_000_000,
             credentials: None,
+            cluster_id: 0,
+            max_peer_message_length: 1 << 20,
         }
+    }
+
+    /// Fit [`Self::max_peer_message_length`] to a transport whose messages are at most
+    /// `transport_max` bytes: lowered to it when above. Whether it was lowered.
+    ///
+    /// # Errors
+    /// The transport's messages are too short to carry a chunk of a consensus message.
+    pub fn fit_peer_transport(&mut self, transport_max: usize) -> Result<bool> {
+        if transport_max < wire::MIN_PEER_MESSAGE_LENGTH {
+            return Err(ClusterError::Config(format!(
+                "the consensus transport takes messages of at most {transport_max} bytes, too short for a chunk of a snapshot (at least {})",
+                wire::MIN_PEER_MESSAGE_LENGTH
+            )));
+        }
+        let lowered = self.max_peer_message_length > transport_max;
+        self.max_peer_message_length = self.max_peer_message_length.min(transport_max);
+        Ok(lowered)
     }
 
     fn check(&self) -> Result<()> {
@@ -98,6 +128,15 @@ impl NodeConfig {
             Some(format!(
                 "election ticks {}..{} must be above the heartbeat's {}",
                 self.min_election_ticks, self.max_election_ticks, self.heartbeat_ticks
+            ))
+        } else if !(wire::MIN_PEER_MESSAGE_LENGTH..=wire::MAX_CHUNKED_LENGTH)
+            .contains(&self.max_peer_message_length)
+        {
+            Some(format!(
+                "a maximum peer message of {} bytes (a snapshot goes in chunks of that, headers included: {}..={})",
+                self.max_peer_message_length,
+                wire::MIN_PEER_MESSAGE_LENGTH,
+                wire::MAX_CHUNKED_LENGTH
             ))
         } else if self.tick_ns <= 0 {
             Some("the tick must be positive".into())
@@ -180,7 +219,8 @@ pub enum IngressReply {
 /// Something the caller must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Send `bytes` (a [`wire`] consensus message) to member `to`.
+    /// Send `bytes` (a [`wire`] consensus message: a Raft message, or one chunk of one) to member
+    /// `to`, as one transport message.
     Peer {
         /// The member.
         to: u64,
@@ -267,6 +307,26 @@ pub struct ConsensusNode<S: ClusteredService> {
     egress_appended: bool,
     /// When the egress recording is synced next, if it took messages.
     next_egress_sync_ns: i64,
+    /// Peers' messages coming in chunks.
+    reassembly: wire::Reassembly,
+    /// The id of the next message sent in chunks.
+    next_message_id: u64,
+    /// Messages sent in chunks.
+    chunked_sent: u64,
+    /// Messages too long to send even in chunks.
+    unsendable: u64,
+}
+
+/// What a node did with consensus messages in chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    /// Raft messages this node sent in chunks (longer than its maximum peer message).
+    pub chunked_sent: u64,
+    /// Raft messages too long to send even in chunks (dropped; see
+    /// [`wire::MAX_CHUNKED_LENGTH`]).
+    pub unsendable: u64,
+    /// What came in in chunks: messages put together, incomplete ones given up, duplicates.
+    pub received: wire::ReassemblyCounts,
 }
 
 impl<S: ClusteredService> std::fmt::Debug for ConsensusNode<S> {
@@ -342,6 +402,12 @@ impl<S: ClusteredService> ConsensusNode<S> {
             egress,
             egress_appended: false,
             next_egress_sync_ns: now_ns + config_egress_sync,
+            reassembly: wire::Reassembly::new(),
+            // A restarted sender starts elsewhere than before (the clock went on), so a receiver
+            // does not take its first chunks for a message it put together already.
+            next_message_id: now_ns as u64,
+            chunked_sent: 0,
+            unsendable: 0,
         })
     }
 
@@ -375,6 +441,15 @@ impl<S: ClusteredService> ConsensusNode<S> {
         self.dropped
     }
 
+    /// What the node did with consensus messages in chunks.
+    pub fn peer_counts(&self) -> PeerCounts {
+        PeerCounts {
+            chunked_sent: self.chunked_sent,
+            unsendable: self.unsendable,
+            received: self.reassembly.counts(),
+        }
+    }
+
     /// The node's consensus storage (its log and state).
     pub fn storage(&self) -> &NodeStorage {
         self.raw.store()
@@ -401,26 +476,43 @@ impl<S: ClusteredService> ConsensusNode<S> {
         }
     }
 
-    /// Take in a consensus message from a peer.
+    fn check_peers(&self, from: u64, to: u64) -> Result<()> {
+        if from == self.config.member_id || !self.config.members.contains(&from) {
+            return Err(ClusterError::Peer(format!(
+                "a consensus message from {from}, not a member (members {:?})",
+                self.config.members
+            )));
+        }
+        if to != self.config.member_id {
+            return Err(ClusterError::Peer(format!(
+                "a consensus message for member {to} reached member {}",
+                self.config.member_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Take in a consensus message from a peer (a chunk of one: the message once its last chunk
+    /// came).
     ///
     /// # Errors
-    /// The bytes are no message, or it is not from another member to this one.
+    /// The bytes are no message ([`ClusterError::Peer`]), are another cluster's
+    /// ([`ClusterError::OtherCluster`]), or it is not from another member to this one.
     pub fn on_peer(&mut self, bytes: &[u8]) -> Result<()> {
-        let message = wire::decode(bytes).map_err(ClusterError::Config)?;
-        if message.from == self.config.member_id || !self.config.members.contains(&message.from) {
-            return Err(ClusterError::Config(format!(
-                "a consensus message from {}, not a member (members {:?})",
-                message.from, self.config.members
-            )));
-        }
-        if message.to != self.config.member_id {
-            return Err(ClusterError::Config(format!(
-                "a consensus message for member {} reached member {}",
-                message.to, self.config.member_id
-            )));
-        }
+        let message = match wire::decode(self.config.cluster_id, bytes)? {
+            wire::Frame::Raft(message) => message,
+            wire::Frame::Chunk(chunk) => {
+                // Only members' chunks are kept: one message in progress per member.
+                self.check_peers(chunk.from, chunk.to)?;
+                match self.reassembly.add(&chunk)? {
+                    Some(message) => message,
+                    None => return Ok(()),
+                }
+            }
+        };
+        self.check_peers(message.from, message.to)?;
         if raft::raw_node::is_local_msg(message.get_msg_type()) {
-            return Err(ClusterError::Config(format!(
+            return Err(ClusterError::Peer(format!(
                 "a local raft message ({:?}) from member {}",
                 message.get_msg_type(),
                 message.from
@@ -432,7 +524,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             // A leader never tells a follower of a commit past what the follower acknowledged:
             // this is a stray packet (another cluster on these ports, a member whose directory
             // was wiped), and raft-rs would abort on it.
-            return Err(ClusterError::Config(format!(
+            return Err(ClusterError::Peer(format!(
                 "a heartbeat from member {} commits index {} past this log's last {}",
                 message.from,
                 message.commit,
@@ -630,10 +722,25 @@ impl<S: ClusteredService> ConsensusNode<S> {
             if message.get_msg_type() == MessageType::MsgSnapshot {
                 self.snapshots_sent.push(message.to);
             }
-            actions.push(Action::Peer {
+            let frames = wire::encode_frames(
+                self.config.cluster_id,
+                &message,
+                self.config.max_peer_message_length,
+                self.next_message_id,
+            );
+            let Ok(frames) = frames else {
+                // No member would take it: dropped like a lost message (counted).
+                self.unsendable += 1;
+                continue;
+            };
+            if frames.len() > 1 {
+                self.next_message_id = self.next_message_id.wrapping_add(1);
+                self.chunked_sent += 1;
+            }
+            actions.extend(frames.into_iter().map(|bytes| Action::Peer {
                 to: message.to,
-                bytes: wire::encode(&message),
-            });
+                bytes,
+            }));
         }
     }
 

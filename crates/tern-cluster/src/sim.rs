@@ -19,6 +19,7 @@ use crate::kv::KvService;
 use crate::log::LogConfig;
 use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
 use crate::service::{ClusteredService, Output, Role};
+use crate::wire::{self, Frame};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -50,6 +51,9 @@ pub struct SimConfig {
     pub partition_per_ms: f64,
     /// Applied entries between snapshots (small, so snapshots and their install run).
     pub snapshot_every: u64,
+    /// The longest message the network carries (Aeron's maximum message): a node sends a
+    /// longer consensus message (a snapshot, a long append) in chunks no longer than this.
+    pub max_peer_message_length: usize,
 }
 
 impl SimConfig {
@@ -66,6 +70,7 @@ impl SimConfig {
             crash_per_ms: 0.0015,
             partition_per_ms: 0.001,
             snapshot_every: 40,
+            max_peer_message_length: 8 << 10,
         }
     }
 }
@@ -90,6 +95,10 @@ pub struct SimReport {
     /// Nodes that installed a leader's snapshot past their egress recording's end at the end
     /// (their recording stops there: a prefix, shorter than the others).
     pub egress_behind: usize,
+    /// Consensus messages sent in chunks (longer than the network's maximum message).
+    pub chunked_messages: usize,
+    /// Consensus messages a node put together from chunks.
+    pub reassembled: usize,
 }
 
 /// A run that broke an invariant.
@@ -159,6 +168,8 @@ struct SimClient {
 }
 
 const MS: i64 = 1_000_000;
+/// The simulated cluster's id (not the default, so it is carried and checked).
+const CLUSTER_ID: u64 = 0x7e57;
 const EPOCH_NS: i64 = 1_700_000_000_000_000_000;
 
 /// Run one simulation.
@@ -278,6 +289,8 @@ impl Simulation {
         config.max_message_length = 1024;
         config.max_batch_length = 32 << 10;
         config.snapshot_every = self.config.snapshot_every;
+        config.max_peer_message_length = self.config.max_peer_message_length;
+        config.cluster_id = CLUSTER_ID;
         config
     }
 
@@ -572,11 +585,14 @@ impl Simulation {
             match (packet.to, packet.packet) {
                 (Endpoint::Node(id), Packet::Peer(bytes)) => {
                     if let Some(node) = self.node_mut(id) {
+                        let before = node.peer_counts().received.reassembled;
                         if let Err(error) = node.on_peer(&bytes) {
                             return Err(
                                 self.fail(format!("node {id} refused a peer message: {error}"))
                             );
                         }
+                        let after = node.peer_counts().received.reassembled;
+                        self.report.reassembled += (after - before) as usize;
                     }
                 }
                 (Endpoint::Node(id), Packet::Ingress(ingress)) => {
@@ -627,6 +643,17 @@ impl Simulation {
         for action in actions {
             match action {
                 Action::Peer { to, bytes } => {
+                    // The transport takes nothing longer (Aeron refuses the offer).
+                    if bytes.len() > self.config.max_peer_message_length {
+                        return Err(self.fail(format!(
+                            "node {id} sent a consensus message of {} bytes, longer than the network's {}",
+                            bytes.len(),
+                            self.config.max_peer_message_length
+                        )));
+                    }
+                    if let Ok(Frame::Chunk(chunk)) = wire::decode(CLUSTER_ID, &bytes) {
+                        self.report.chunked_messages += usize::from(chunk.index == 0);
+                    }
                     self.send(
                         Endpoint::Node(id),
                         Endpoint::Node(to),

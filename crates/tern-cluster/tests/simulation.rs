@@ -24,6 +24,8 @@ fn the_invariants_hold_under_loss_duplication_partitions_and_crashes() {
     let mut snapshots = 0;
     let mut egress_bytes = 0;
     let mut egress_behind = 0;
+    let mut chunked = 0;
+    let mut reassembled = 0;
     for seed in &seeds {
         let mut config = SimConfig::new(*seed);
         if let Some(millis) = env_u64("TERN_SIM_MILLIS") {
@@ -40,6 +42,8 @@ fn the_invariants_hold_under_loss_duplication_partitions_and_crashes() {
                 snapshots += usize::from(report.max_snapshot_index > 0);
                 egress_bytes += report.egress_bytes;
                 egress_behind += report.egress_behind;
+                chunked += report.chunked_messages;
+                reassembled += report.reassembled;
                 assert!(
                     report.acknowledged > 0,
                     "seed {seed}: no message acknowledged"
@@ -49,13 +53,14 @@ fn the_invariants_hold_under_loss_duplication_partitions_and_crashes() {
         }
     }
     eprintln!(
-        "{} seeds: {acknowledged} acknowledged messages, {crashes} crashes, {partitions} partitions, {snapshots} runs with snapshots, {egress_bytes} bytes of egress recordings compared, {egress_behind} recordings stopped behind a snapshot",
+        "{} seeds: {acknowledged} acknowledged messages, {crashes} crashes, {partitions} partitions, {snapshots} runs with snapshots, {chunked} messages sent in chunks, {reassembled} put together, {egress_bytes} bytes of egress recordings compared, {egress_behind} recordings stopped behind a snapshot",
         seeds.len()
     );
     // The faults the run is about really happened.
     if seeds.len() >= 20 {
         assert!(crashes > seeds.len() / 2 && partitions > 0 && snapshots > 0);
         assert!(egress_bytes > 0);
+        assert!(chunked > 0 && reassembled > 0);
     }
 }
 

@@ -29,7 +29,8 @@ impl Cluster {
                 ingress: format!("localhost:{}", free_udp_port()),
             })
             .collect();
-        let mut text = format!("data_dir = {:?}\n", dir.join("data"));
+        // A cluster id other than the default: the members carry and check it.
+        let mut text = format!("data_dir = {:?}\ncluster_id = 7\n", dir.join("data"));
         for member in &members {
             text.push_str(&format!(
                 "[[members]]\nid = {}\nconsensus = {:?}\ningress = {:?}\n",

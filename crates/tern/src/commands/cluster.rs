@@ -7,6 +7,7 @@
 //! ```toml
 //! member_id = 1                      # for `tern cluster node` (or --member)
 //! data_dir = "data/cluster"          # the node's files go in <data_dir>/node-<id>
+//! cluster_id = 0                     # in every consensus message; another cluster's are refused
 //! [[members]]
 //! id = 1
 //! consensus = "localhost:20110"      # UDP host:port of its consensus subscription
@@ -95,6 +96,7 @@ struct ConfigFile {
     credentials: Option<String>,
     session_timeout_ms: Option<u64>,
     snapshot_every: Option<u64>,
+    cluster_id: Option<u64>,
     members: Vec<MemberFile>,
 }
 
@@ -192,6 +194,9 @@ fn node(args: NodeArgs) -> Result<ExitCode> {
     }
     if let Some(every) = file.snapshot_every {
         config.snapshot_every = every;
+    }
+    if let Some(cluster_id) = file.cluster_id {
+        config.cluster_id = cluster_id;
     }
     // One process per member and data directory: its lock says so (and who holds it).
     std::fs::create_dir_all(&config.dir)
