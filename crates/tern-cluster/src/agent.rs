@@ -1,11 +1,12 @@
 //! The node over Aeron: the I/O shell around a [`ConsensusNode`]. One thread, one duty cycle:
 //! poll the consensus subscription (peers' Raft messages) and the ingress subscription
-//! (clients' requests), let the node work at the wall clock's time, then carry out its actions
+//! (clients' requests), let the node work at the time (the monotonic clock for ticks and
+//! timeouts, the wall clock for the leader's batch stamps), then carry out its actions
 //! (a publication per peer; a publication per client response channel, used by the leader).
 //! The loop idles with [`BackoffIdle`] (never a busy spin: the machine has 2 cores).
 
 use crate::error::{ClusterError, Result};
-use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
+use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, Now};
 use crate::protocol::{EventCode, Request, Response, CONSENSUS_STREAM_ID, INGRESS_STREAM_ID};
 use crate::service::{ClusteredService, Output};
 use std::collections::{BTreeMap, HashMap};
@@ -57,6 +58,8 @@ pub struct NodeAgent<S: ClusteredService> {
     received: Vec<Vec<u8>>,
     actions: Vec<Action>,
     counts: AgentCounts,
+    /// The origin of the node's monotonic time.
+    started: Instant,
 }
 
 impl<S: ClusteredService> NodeAgent<S> {
@@ -93,7 +96,8 @@ impl<S: ClusteredService> NodeAgent<S> {
                 .map_err(transport)?;
             peers.insert(member.id, publication);
         }
-        let node = ConsensusNode::open(config, Io::default(), service, tern_store::epoch_nanos())?;
+        let started = Instant::now();
+        let node = ConsensusNode::open(config, Io::default(), service, 0)?;
         Ok(Self {
             node,
             client,
@@ -108,6 +112,7 @@ impl<S: ClusteredService> NodeAgent<S> {
             received: Vec::new(),
             actions: Vec::new(),
             counts: AgentCounts::default(),
+            started,
         })
     }
 
@@ -153,10 +158,10 @@ impl<S: ClusteredService> NodeAgent<S> {
             },
             256,
         );
-        let now = tern_store::epoch_nanos();
+        let now = self.now();
         for message in received.drain(..) {
             work += 1;
-            self.on_request(now, &message);
+            self.on_request(now.monotonic_ns, &message);
         }
         self.received = received;
         work += self.node.do_work(now, &mut self.actions)?;
@@ -167,6 +172,14 @@ impl<S: ClusteredService> NodeAgent<S> {
         self.actions = actions;
         self.actions.clear();
         Ok(work)
+    }
+
+    /// Both clocks now: monotonic nanoseconds since the agent started, and the wall clock.
+    fn now(&self) -> Now {
+        Now {
+            monotonic_ns: i64::try_from(self.started.elapsed().as_nanos()).unwrap_or(i64::MAX),
+            wall_ns: tern_store::epoch_nanos(),
+        }
     }
 
     /// Run duty cycles until `stop` is set (then store the commit index) or the storage fails.

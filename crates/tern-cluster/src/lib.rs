@@ -29,5 +29,5 @@ pub use command::CloseReason;
 pub use error::{ClusterError, Result};
 pub use kv::KvService;
 pub use log::LogConfig;
-pub use node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, NodeStatus};
+pub use node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, NodeStatus, Now};
 pub use service::{ClientSession, Cluster, ClusteredService, Egress, OfferError, Output, Role};

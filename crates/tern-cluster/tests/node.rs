@@ -5,7 +5,7 @@ use raft::prelude::{Message, MessageType};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tern_cluster::log::LogConfig;
-use tern_cluster::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
+use tern_cluster::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, Now};
 use tern_cluster::wire;
 use tern_cluster::{CloseReason, KvService, Output, Role};
 use tern_store::{Io, SimDisk, Storage, WriteMode};
@@ -25,6 +25,14 @@ fn config(member_id: u64, members: Vec<u64>) -> NodeConfig {
     config.max_batch_length = 32 << 10;
     config.session_timeout_ns = 500 * MS;
     config
+}
+
+/// Both clocks at `now` (the tests that do not step the wall clock).
+fn at(now: i64) -> Now {
+    Now {
+        monotonic_ns: now,
+        wall_ns: now,
+    }
 }
 
 fn open(disk: &Arc<SimDisk>, config: NodeConfig, now: i64) -> ConsensusNode<KvService> {
@@ -87,7 +95,7 @@ fn a_vote_is_durable_before_it_is_sent_and_survives_a_crash() {
     let mut node = open(&disk, config(3, vec![1, 2, 3]), START);
     node.on_peer(&vote_request(1, 3, 2)).expect("step");
     let mut actions = Vec::new();
-    node.do_work(START, &mut actions).expect("work");
+    node.do_work(at(START), &mut actions).expect("work");
     assert_eq!(vote_answers(&actions), vec![(1, true)]);
     // The power goes right after the answer was sent: the vote was synced before it.
     drop(node);
@@ -95,7 +103,7 @@ fn a_vote_is_durable_before_it_is_sent_and_survives_a_crash() {
     let mut node = open(&disk, config(3, vec![1, 2, 3]), START + MS);
     node.on_peer(&vote_request(2, 3, 2)).expect("step");
     let mut actions = Vec::new();
-    node.do_work(START + MS, &mut actions).expect("work");
+    node.do_work(at(START + MS), &mut actions).expect("work");
     assert_eq!(
         vote_answers(&actions),
         vec![(2, false)],
@@ -148,7 +156,8 @@ fn messages_from_non_members_for_others_or_garbage_are_refused_and_the_node_goes
     stale.term = 1;
     node.on_peer(&wire::encode(&stale)).expect("stale term");
     let mut actions = Vec::new();
-    node.do_work(START, &mut actions).expect("the node goes on");
+    node.do_work(at(START), &mut actions)
+        .expect("the node goes on");
     assert_eq!(node.status().term, 5);
 }
 
@@ -160,7 +169,7 @@ fn leader(disk: &Arc<SimDisk>, mut config: NodeConfig, now: &mut i64) -> Consens
     let mut actions = Vec::new();
     for _ in 0..200 {
         *now += 10 * MS;
-        node.do_work(*now, &mut actions).expect("work");
+        node.do_work(at(*now), &mut actions).expect("work");
         if node.role() == Role::Leader {
             return node;
         }
@@ -173,7 +182,7 @@ fn run(node: &mut ConsensusNode<KvService>, now: &mut i64) -> Vec<Output> {
     for _ in 0..5 {
         *now += MS;
         let mut actions = Vec::new();
-        node.do_work(*now, &mut actions).expect("work");
+        node.do_work(at(*now), &mut actions).expect("work");
         outputs.extend(actions.into_iter().filter_map(|action| match action {
             Action::Applied { output, leader } => {
                 assert!(leader);
@@ -317,6 +326,98 @@ fn sessions_open_send_time_out_and_close_through_the_log() {
         }]
     ));
     assert_eq!(node.status().sessions, 0);
+}
+
+/// One cycle at `now`: what applying produced.
+fn cycle(node: &mut ConsensusNode<KvService>, now: Now) -> Vec<Output> {
+    let mut actions = Vec::new();
+    node.do_work(now, &mut actions).expect("work");
+    actions
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Applied { output, .. } => Some(output),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_wall_clock_step_times_no_session_out_and_cluster_time_never_goes_back() {
+    let disk = Arc::new(SimDisk::new());
+    let mut now = START;
+    let mut node = leader(&disk, config(1, vec![1]), &mut now);
+    let session = connect(&mut node, &mut now, 1);
+    let minute = 60_000 * MS;
+    // The monotonic clock goes on by 10 ms a cycle; the wall clock steps 10 minutes forth, then
+    // 20 back, then 30 forth, with keep-alives well inside the 500 ms timeout.
+    let mut monotonic = now;
+    let mut stamps = Vec::new();
+    for (step, offset) in [(0, 10 * minute), (1, -10 * minute), (2, 20 * minute)] {
+        for i in 0..100 {
+            monotonic += 10 * MS;
+            let clocks = Now {
+                monotonic_ns: monotonic,
+                wall_ns: monotonic + offset,
+            };
+            if i % 10 == 0 {
+                let reply = node.on_ingress(
+                    monotonic,
+                    Ingress::KeepAlive {
+                        session_id: session,
+                    },
+                );
+                assert_eq!(reply, IngressReply::Accepted);
+            }
+            if i == 50 {
+                let reply = node.on_ingress(
+                    monotonic,
+                    Ingress::Message {
+                        session_id: session,
+                        payload: format!("put step{step} {step}").into_bytes(),
+                    },
+                );
+                assert_eq!(reply, IngressReply::Accepted);
+            }
+            for output in cycle(&mut node, clocks) {
+                match output {
+                    Output::Egress(egress) => stamps.push((egress.timestamp_ns, clocks.wall_ns)),
+                    other => panic!("step {step}: {other:?}"),
+                }
+            }
+        }
+        assert!(node.container().has_session(session), "step {step}");
+        assert_eq!(node.role(), Role::Leader);
+    }
+    // Each batch is stamped with the wall clock, or the last stamp when the wall clock went
+    // back: cluster time never goes back.
+    assert_eq!(stamps.len(), 3, "{stamps:?}");
+    assert!(
+        stamps[0].0 <= stamps[0].1 && stamps[0].1 - stamps[0].0 < 50 * MS,
+        "{stamps:?}"
+    );
+    assert_eq!(
+        stamps[1].0, stamps[0].0,
+        "held while the wall clock is behind"
+    );
+    assert!(
+        stamps[2].0 <= stamps[2].1 && stamps[2].1 - stamps[2].0 < 50 * MS,
+        "{stamps:?}"
+    );
+    assert_eq!(node.container().service().len(), 3);
+    // Without keep-alives the session times out by the monotonic clock, whatever the wall says.
+    let mut closed = Vec::new();
+    for _ in 0..70 {
+        monotonic += 10 * MS;
+        let clocks = Now {
+            monotonic_ns: monotonic,
+            wall_ns: monotonic - 30 * minute,
+        };
+        closed.extend(cycle(&mut node, clocks));
+    }
+    assert!(
+        matches!(closed.as_slice(), [Output::SessionClosed { session: closed, reason: CloseReason::Timeout }] if closed.id == session),
+        "{closed:?}"
+    );
 }
 
 #[test]
