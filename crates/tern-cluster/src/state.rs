@@ -15,6 +15,8 @@ use tern_store::storage::{OpenOptions, Storage, StorageFile};
 
 /// The state file's name in the node's directory.
 pub const STATE_FILE: &str = "raft-state.tern";
+/// tmp
+pub const STATE_TEMP_FILE: &str = "raft-state.tern.tmp";
 /// Bytes of each slot.
 pub const SLOT_LENGTH: usize = 512;
 /// First four bytes of a slot: "TRNS" read as a little-endian u32.
@@ -271,6 +273,106 @@ mod tests {
         // Of the slot's changed bytes only the first (the sequence) reached the device.
         let after: Arc<dyn Storage> = Arc::new(torn_disk.crash_torn(1));
         let reopened = StateFile::open(&after, dir, DurableState::default()).expect("reopen");
+        assert_eq!(reopened.state(), &sample());
+    }
+
+    /// A file system that makes a new name durable as soon as it is made (a real one may, at any
+    /// moment before the directory is synced): the worst case for a file's first write.
+    #[derive(Debug)]
+    struct EagerNames(Arc<SimDisk>);
+
+    impl Storage for EagerNames {
+        fn open(&self, path: &Path, options: OpenOptions) -> std::io::Result<Arc<dyn StorageFile>> {
+            let new = !self.0.exists(path);
+            let file = self.0.open(path, options)?;
+            if new {
+                self.0.sync_dir(path.parent().expect("in a directory"))?;
+            }
+            Ok(file)
+        }
+
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.0.rename(from, to)?;
+            self.0.sync_dir(to.parent().expect("in a directory"))
+        }
+
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            self.0.remove_file(path)
+        }
+
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.sync_dir(dir)
+        }
+
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.create_dir_all(dir)
+        }
+
+        fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+            self.0.list(dir)
+        }
+
+        fn exists(&self, path: &Path) -> bool {
+            self.0.exists(path)
+        }
+    }
+
+    #[test]
+    fn a_crash_anywhere_in_the_first_write_leaves_no_file_or_a_valid_one() {
+        let dir = Path::new("/node");
+        for eager in [false, true] {
+            // Every point of the creation: the disk stops making anything durable after `syncs`
+            // syncs, and the power goes with some of the bytes written since on the device.
+            let mut syncs = 0;
+            loop {
+                for torn in [0, 1, 7, 100, 511, 512, 513, 1024] {
+                    let disk = Arc::new(SimDisk::new());
+                    let storage: Arc<dyn Storage> = if eager {
+                        Arc::new(EagerNames(disk.clone()))
+                    } else {
+                        disk.clone()
+                    };
+                    storage.create_dir_all(dir).expect("dir");
+                    disk.freeze_after_syncs(syncs);
+                    StateFile::open(&storage, dir, sample()).expect("created");
+                    let crashed: Arc<dyn Storage> = Arc::new(if torn == 0 {
+                        disk.crash()
+                    } else {
+                        disk.crash_torn(torn)
+                    });
+                    let at = format!("eager names {eager}, {syncs} syncs, {torn} bytes torn");
+                    let reopened = StateFile::open(&crashed, dir, DurableState::default())
+                        .unwrap_or_else(|error| panic!("{at}: {error}"));
+                    assert!(
+                        *reopened.state() == sample()
+                            || *reopened.state() == DurableState::default(),
+                        "{at}: {:?}",
+                        reopened.state()
+                    );
+                    assert!(!crashed.exists(&dir.join(STATE_TEMP_FILE)), "{at}");
+                    assert!(crashed.exists(&dir.join(STATE_FILE)), "{at}");
+                }
+                let whole = Arc::new(SimDisk::new());
+                let storage: Arc<dyn Storage> = if eager {
+                    Arc::new(EagerNames(whole.clone()))
+                } else {
+                    whole.clone()
+                };
+                storage.create_dir_all(dir).expect("dir");
+                StateFile::open(&storage, dir, sample()).expect("created");
+                if syncs >= whole.syncs() {
+                    break;
+                }
+                syncs += 1;
+            }
+        }
+        // A creation that was not cut keeps its state across a crash.
+        let disk = Arc::new(SimDisk::new());
+        let storage: Arc<dyn Storage> = disk.clone();
+        storage.create_dir_all(dir).expect("dir");
+        StateFile::open(&storage, dir, sample()).expect("created");
+        let crashed: Arc<dyn Storage> = Arc::new(disk.crash());
+        let reopened = StateFile::open(&crashed, dir, DurableState::default()).expect("reopen");
         assert_eq!(reopened.state(), &sample());
     }
 
