@@ -67,7 +67,8 @@ impl<S: ClusteredService> NodeAgent<S> {
     /// member's consensus and ingress endpoints, a publication to each peer's consensus endpoint.
     ///
     /// # Errors
-    /// The node cannot open, a member is missing from `members`, or Aeron refused a channel.
+    /// The node cannot open, a member is missing from `members` ([`ClusterError::Config`]), or
+    /// Aeron refused a channel ([`ClusterError::Transport`]).
     pub fn new(
         config: NodeConfig,
         members: Vec<MemberEndpoints>,
@@ -81,19 +82,13 @@ impl<S: ClusteredService> NodeAgent<S> {
             .ok_or_else(|| {
                 ClusterError::Config(format!("member {} has no endpoints", config.member_id))
             })?;
-        let transport =
-            |error: tern_transport::TransportError| ClusterError::Config(error.to_string());
-        let consensus = client
-            .add_subscription(&udp_channel(&me.consensus), CONSENSUS_STREAM_ID)
-            .map_err(transport)?;
-        let ingress = client
-            .add_subscription(&udp_channel(&me.ingress), INGRESS_STREAM_ID)
-            .map_err(transport)?;
+        let consensus =
+            client.add_subscription(&udp_channel(&me.consensus), CONSENSUS_STREAM_ID)?;
+        let ingress = client.add_subscription(&udp_channel(&me.ingress), INGRESS_STREAM_ID)?;
         let mut peers = BTreeMap::new();
         for member in members.iter().filter(|member| member.id != me.id) {
-            let publication = client
-                .add_publication(&udp_channel(&member.consensus), CONSENSUS_STREAM_ID)
-                .map_err(transport)?;
+            let publication =
+                client.add_publication(&udp_channel(&member.consensus), CONSENSUS_STREAM_ID)?;
             peers.insert(member.id, publication);
         }
         let started = Instant::now();
