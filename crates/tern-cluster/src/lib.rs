@@ -6,8 +6,8 @@
 //! log entry carries), [`log`] (the log's files), [`state`] (term, vote, snapshot index),
 //! [`snapshot`] (snapshot files), [`storage`] (`raft::Storage` over them), [`wire`] (consensus
 //! messages), [`protocol`] (what clients send and get), [`agent`] (the node over Aeron),
-//! [`client`] (a client over Aeron), [`kv`] (the example service), [`sim`] (the deterministic
-//! simulation).
+//! [`responses`] (the agent's publications to clients), [`client`] (a client over Aeron), [`kv`]
+//! (the example service), [`sim`] (the deterministic simulation).
 
 pub mod agent;
 mod bytes;
@@ -18,6 +18,7 @@ pub mod kv;
 pub mod log;
 pub mod node;
 pub mod protocol;
+pub mod responses;
 pub mod service;
 pub mod sim;
 pub mod snapshot;
