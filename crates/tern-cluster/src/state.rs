@@ -6,6 +6,10 @@
 //! slot the last one did not use and is synced before it counts, so a torn write damages only the
 //! slot being written and the other still holds the state before it. Reading takes the valid
 //! slot (magic, version, CRC32C) with the higher sequence number.
+//!
+//! A new file is written whole under a temporary name ([`STATE_TEMP_FILE`]), synced, renamed to
+//! its name and the directory synced: a crash while creating it leaves no state file (a fresh
+//! start, the temporary removed) or a complete one, never a file no start accepts.
 
 use crate::error::{ClusterError, Result};
 use std::path::{Path, PathBuf};
@@ -15,7 +19,7 @@ use tern_store::storage::{OpenOptions, Storage, StorageFile};
 
 /// The state file's name in the node's directory.
 pub const STATE_FILE: &str = "raft-state.tern";
-/// tmp
+/// The temporary name a new state file is written under before it is renamed.
 pub const STATE_TEMP_FILE: &str = "raft-state.tern.tmp";
 /// Bytes of each slot.
 pub const SLOT_LENGTH: usize = 512;
@@ -126,35 +130,41 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Open the state file in `dir`; a new node (no file) starts from `initial`, written
-    /// before this returns.
+    /// Open the state file in `dir`; a new node (no file) starts from `initial`, written (under
+    /// a temporary name, then renamed) before this returns. A temporary left by a creation that
+    /// did not finish is removed.
     ///
     /// # Errors
     /// The file cannot be read or written, or it exists and neither slot is valid.
     pub fn open(storage: &Arc<dyn Storage>, dir: &Path, initial: DurableState) -> Result<Self> {
         let path = dir.join(STATE_FILE);
-        let exists = storage.exists(&path);
-        let file = storage
-            .open(&path, OpenOptions::create())
-            .map_err(tern_store::io_error(&path, "open state file"))?;
-        if !exists
-            || file
-                .len()
-                .map_err(tern_store::io_error(&path, "stat state file"))?
-                == 0
-        {
-            let mut state = Self {
-                path,
-                file,
-                sequence: 0,
-                state: initial.clone(),
-            };
-            state.store(&initial)?;
+        let temporary = dir.join(STATE_TEMP_FILE);
+        if storage.exists(&temporary) {
+            storage
+                .remove_file(&temporary)
+                .map_err(tern_store::io_error(
+                    &temporary,
+                    "remove unfinished state file",
+                ))?;
             storage
                 .sync_dir(dir)
                 .map_err(tern_store::io_error(dir, "sync node directory"))?;
-            return Ok(state);
         }
+        let file = if storage.exists(&path) {
+            let file = storage
+                .open(&path, OpenOptions::read_write())
+                .map_err(tern_store::io_error(&path, "open state file"))?;
+            let length = file
+                .len()
+                .map_err(tern_store::io_error(&path, "stat state file"))?;
+            // Empty: a file an older build created and never wrote (nothing was acknowledged).
+            (length > 0).then_some(file)
+        } else {
+            None
+        };
+        let Some(file) = file else {
+            return Self::create(storage, dir, path, temporary, &initial);
+        };
         let mut bytes = vec![0u8; 2 * SLOT_LENGTH];
         let read = file
             .read_full_at(&mut bytes, 0)
@@ -188,6 +198,35 @@ impl StateFile {
                 ),
             }),
         }
+    }
+
+    /// Write a new state file holding `initial`: under `temporary`, synced, renamed to `path`,
+    /// the directory synced.
+    fn create(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        path: PathBuf,
+        temporary: PathBuf,
+        initial: &DurableState,
+    ) -> Result<Self> {
+        let file = storage
+            .open(&temporary, OpenOptions::create_new())
+            .map_err(tern_store::io_error(&temporary, "create state file"))?;
+        let mut state = Self {
+            path: temporary,
+            file,
+            sequence: 0,
+            state: initial.clone(),
+        };
+        state.store(initial)?;
+        storage
+            .rename(&state.path, &path)
+            .map_err(tern_store::io_error(&path, "rename new state file"))?;
+        state.path = path;
+        storage
+            .sync_dir(dir)
+            .map_err(tern_store::io_error(dir, "sync node directory"))?;
+        Ok(state)
     }
 
     /// The state last stored.
