@@ -301,12 +301,7 @@ impl Simulation {
         let config = self.node_config(id);
         let storage: Arc<dyn Storage> = self.nodes[index].disk.clone();
         // A new process: its monotonic clock starts at 0.
-        match ConsensusNode::open(
-            config,
-            Io::inline(storage),
-            KvService::new(),
-            self.now + self.nodes[index].wall_offset_ns,
-        ) {
+        match ConsensusNode::open(config, Io::inline(storage), KvService::new(), 0) {
             Ok(node) => {
                 self.nodes[index].node = Some(node);
                 self.nodes[index].checked_commit = 0;
@@ -390,7 +385,7 @@ impl Simulation {
     fn now_of(&self, index: usize) -> Now {
         let node = &self.nodes[index];
         Now {
-            monotonic_ns: self.now + node.wall_offset_ns,
+            monotonic_ns: self.now - node.started_at,
             wall_ns: self.now + node.wall_offset_ns,
         }
     }
