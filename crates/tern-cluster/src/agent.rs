@@ -1,20 +1,30 @@
 //! The node over Aeron: the I/O shell around a [`ConsensusNode`]. One thread, one duty cycle:
 //! poll the consensus subscription (peers' Raft messages) and the ingress subscription
-//! (clients' requests), let the node work at the wall clock's time, then carry out its actions
-//! (a publication per peer; a publication per client response channel, used by the leader).
-//! The loop idles with [`BackoffIdle`] (never a busy spin: the machine has 2 cores).
+//! (clients' requests), let the node work at the time (the monotonic clock for ticks and
+//! timeouts, the wall clock for the leader's batch stamps), then carry out its actions
+//! (a publication per peer; publications to clients' response channels, kept by
+//! [`Responses`]: added without waiting for the driver, responses queued until they connect).
+//! Nothing in the duty cycle waits. The loop idles with [`BackoffIdle`] (never a busy spin: the
+//! machine has 2 cores).
 
 use crate::error::{ClusterError, Result};
-use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
+use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, Now};
 use crate::protocol::{
     encode_egress, EventCode, Request, Response, CONSENSUS_STREAM_ID, INGRESS_STREAM_ID,
 };
+use crate::responses::{Key, Limits, Link, Offered, Responses};
 use crate::service::{ClusteredService, Output};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tern_store::Io;
-use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, OfferError, Publication};
+use tern_transport::{
+    BackoffIdle, Client, FragmentAssembler, Idle, PendingPublication, Publication,
+};
+
+/// How often the agent puts right which response channels open sessions use, and warns of
+/// responses dropped.
+const HOUSEKEEPING_NS: i64 = 1_000_000_000;
 
 /// Where a member is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +51,46 @@ pub struct AgentCounts {
     pub other_cluster_messages: u64,
     /// Ingress requests refused as malformed.
     pub bad_requests: u64,
-    /// Messages to peers or clients a publication did not take (back pressure, not connected).
+    /// Messages to peers or clients a publication did not take (back pressure, not connected;
+    /// a response not taken within a second, or past 64 queued for its channel).
     pub dropped_sends: u64,
+    /// Publications to clients open (or being added) now: one per channel of an open session,
+    /// and at most 64 others (status requests, refused connects), closed after 5 s unused.
+    pub response_publications: usize,
+}
+
+/// A publication to a client: being added, then added.
+enum AeronLink {
+    Adding(PendingPublication),
+    Added(Publication),
+}
+
+impl Link for AeronLink {
+    fn ready(&mut self) -> Result<bool, String> {
+        let polled = match self {
+            Self::Added(_) => return Ok(true),
+            Self::Adding(pending) => pending.poll(),
+        };
+        match polled {
+            Ok(Some(publication)) => {
+                *self = Self::Added(publication);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    fn offer(&self, bytes: &[u8]) -> Offered {
+        let Self::Added(publication) = self else {
+            return Offered::Later;
+        };
+        match publication.offer_past_rotation(bytes) {
+            Ok(_) => Offered::Sent,
+            Err(error) if error.is_retryable() => Offered::Later,
+            Err(_) => Offered::Refused,
+        }
+    }
 }
 
 /// One member's node on Aeron.
@@ -53,14 +101,22 @@ pub struct NodeAgent<S: ClusteredService> {
     consensus: tern_transport::Subscription,
     ingress: tern_transport::Subscription,
     peers: BTreeMap<u64, Publication>,
-    responses: HashMap<(String, i32), Publication>,
+    responses: Responses<AeronLink>,
     /// Each open session's response channel, as the log opened it (every member).
-    channels: BTreeMap<i64, (String, i32)>,
+    channels: BTreeMap<i64, Key>,
     consensus_assembler: FragmentAssembler,
     ingress_assembler: FragmentAssembler,
     received: Vec<Vec<u8>>,
     actions: Vec<Action>,
     counts: AgentCounts,
+    /// The origin of the node's monotonic time.
+    started: Instant,
+    /// The monotonic time of this duty cycle.
+    cycle_ns: i64,
+    /// When housekeeping is due next.
+    next_housekeeping_ns: i64,
+    /// Responses dropped when the last warning of them was logged.
+    warned_dropped: u64,
 }
 
 impl<S: ClusteredService> NodeAgent<S> {
@@ -68,7 +124,8 @@ impl<S: ClusteredService> NodeAgent<S> {
     /// member's consensus and ingress endpoints, a publication to each peer's consensus endpoint.
     ///
     /// # Errors
-    /// The node cannot open, a member is missing from `members`, or Aeron refused a channel.
+    /// The node cannot open, a member is missing from `members` ([`ClusterError::Config`]), or
+    /// Aeron refused a channel ([`ClusterError::Transport`]).
     pub fn new(
         mut config: NodeConfig,
         members: Vec<MemberEndpoints>,
@@ -82,19 +139,13 @@ impl<S: ClusteredService> NodeAgent<S> {
             .ok_or_else(|| {
                 ClusterError::Config(format!("member {} has no endpoints", config.member_id))
             })?;
-        let transport =
-            |error: tern_transport::TransportError| ClusterError::Config(error.to_string());
-        let consensus = client
-            .add_subscription(&udp_channel(&me.consensus), CONSENSUS_STREAM_ID)
-            .map_err(transport)?;
-        let ingress = client
-            .add_subscription(&udp_channel(&me.ingress), INGRESS_STREAM_ID)
-            .map_err(transport)?;
+        let consensus =
+            client.add_subscription(&udp_channel(&me.consensus), CONSENSUS_STREAM_ID)?;
+        let ingress = client.add_subscription(&udp_channel(&me.ingress), INGRESS_STREAM_ID)?;
         let mut peers = BTreeMap::new();
         for member in members.iter().filter(|member| member.id != me.id) {
-            let publication = client
-                .add_publication(&udp_channel(&member.consensus), CONSENSUS_STREAM_ID)
-                .map_err(transport)?;
+            let publication =
+                client.add_publication(&udp_channel(&member.consensus), CONSENSUS_STREAM_ID)?;
             peers.insert(member.id, publication);
         }
         // A consensus message (a chunk of a snapshot) must fit one Aeron message.
@@ -107,7 +158,12 @@ impl<S: ClusteredService> NodeAgent<S> {
                 );
             }
         }
-        let node = ConsensusNode::open(config, Io::default(), service, tern_store::epoch_nanos())?;
+        let started = Instant::now();
+        let now = Now {
+            monotonic_ns: 0,
+            wall_ns: tern_store::epoch_nanos(),
+        };
+        let node = ConsensusNode::open(config, Io::default(), service, now)?;
         Ok(Self {
             node,
             client,
@@ -115,13 +171,17 @@ impl<S: ClusteredService> NodeAgent<S> {
             consensus,
             ingress,
             peers,
-            responses: HashMap::new(),
+            responses: Responses::new(Limits::default()),
             channels: BTreeMap::new(),
             consensus_assembler: FragmentAssembler::new(),
             ingress_assembler: FragmentAssembler::new(),
             received: Vec::new(),
             actions: Vec::new(),
             counts: AgentCounts::default(),
+            started,
+            cycle_ns: 0,
+            next_housekeeping_ns: 0,
+            warned_dropped: 0,
         })
     }
 
@@ -130,9 +190,13 @@ impl<S: ClusteredService> NodeAgent<S> {
         &self.node
     }
 
-    /// What was refused or dropped so far.
+    /// What was refused or dropped so far, and the response publications open.
     pub fn counts(&self) -> AgentCounts {
-        self.counts
+        AgentCounts {
+            dropped_sends: self.counts.dropped_sends + self.responses.dropped(),
+            response_publications: self.responses.len(),
+            ..self.counts
+        }
     }
 
     /// One duty cycle. Returns the work done (0: idle).
@@ -181,10 +245,11 @@ impl<S: ClusteredService> NodeAgent<S> {
             },
             256,
         );
-        let now = tern_store::epoch_nanos();
+        let now = self.now();
+        self.cycle_ns = now.monotonic_ns;
         for message in received.drain(..) {
             work += 1;
-            self.on_request(now, &message);
+            self.on_request(now.monotonic_ns, &message);
         }
         self.received = received;
         work += self.node.do_work(now, &mut self.actions)?;
@@ -194,7 +259,40 @@ impl<S: ClusteredService> NodeAgent<S> {
         }
         self.actions = actions;
         self.actions.clear();
+        work += self.responses.do_work(now.monotonic_ns);
+        if now.monotonic_ns >= self.next_housekeeping_ns {
+            self.next_housekeeping_ns = now.monotonic_ns + HOUSEKEEPING_NS;
+            self.housekeeping();
+        }
         Ok(work)
+    }
+
+    /// Put right the pinned response channels (a snapshot installed replaces the sessions
+    /// without a close or open for each), and warn of responses dropped since the last time.
+    fn housekeeping(&mut self) {
+        let sessions = self
+            .node
+            .container()
+            .sessions()
+            .map(|session| (session.response_channel.clone(), session.response_stream_id));
+        self.responses.repin(sessions);
+        let dropped = self.responses.dropped();
+        if dropped > self.warned_dropped {
+            tracing::warn!(
+                "member {}: {} responses to clients dropped (not taken within 1 s, or over 64 queued for a channel)",
+                self.node.member_id(),
+                dropped - self.warned_dropped
+            );
+            self.warned_dropped = dropped;
+        }
+    }
+
+    /// Both clocks now: monotonic nanoseconds since the agent started, and the wall clock.
+    fn now(&self) -> Now {
+        Now {
+            monotonic_ns: i64::try_from(self.started.elapsed().as_nanos()).unwrap_or(i64::MAX),
+            wall_ns: tern_store::epoch_nanos(),
+        }
     }
 
     /// Run duty cycles until `stop` is set (then store the commit index) or the storage fails.
@@ -207,14 +305,15 @@ impl<S: ClusteredService> NodeAgent<S> {
             let work = self.do_work()?;
             idle.idle(work);
         }
-        let counts = self.counts;
+        let counts = self.counts();
         tracing::info!(
-            "member {} stops: {} bad peer messages, {} bad requests, {} sends dropped, {} proposals dropped",
+            "member {} stops: {} bad peer messages, {} bad requests, {} sends dropped, {} proposals dropped, {} response publications open",
             self.node.member_id(),
             counts.bad_peer_messages,
             counts.bad_requests,
             counts.dropped_sends,
-            self.node.dropped_proposals()
+            self.node.dropped_proposals(),
+            counts.response_publications
         );
         self.node.close()
     }
@@ -349,7 +448,7 @@ impl<S: ClusteredService> NodeAgent<S> {
                 let sent = self
                     .peers
                     .get(to)
-                    .is_some_and(|publication| offer(publication, bytes, Duration::ZERO, false));
+                    .is_some_and(|publication| publication.offer_past_rotation(bytes).is_ok());
                 if !sent {
                     // Raft sends again (heartbeats, probes): a lost message costs a round.
                     self.counts.dropped_sends += 1;
@@ -357,18 +456,18 @@ impl<S: ClusteredService> NodeAgent<S> {
             }
             Action::Applied { output, leader } => {
                 if let Output::SessionOpened { session, .. } = output {
-                    self.channels.insert(
-                        session.id,
-                        (session.response_channel.clone(), session.response_stream_id),
-                    );
+                    let key = (session.response_channel.clone(), session.response_stream_id);
+                    self.responses.pin(&key);
+                    self.channels.insert(session.id, key);
                 }
                 if *leader {
                     self.send_applied(output);
                 }
                 if let Output::SessionClosed { session, .. } = output {
+                    // Its publication is cached (and closed when idle) once no session uses it.
                     self.channels.remove(&session.id);
                     self.responses
-                        .remove(&(session.response_channel.clone(), session.response_stream_id));
+                        .unpin(&(session.response_channel.clone(), session.response_stream_id));
                 }
             }
             Action::RoleChanged { role, leader, term } => {
@@ -448,59 +547,30 @@ impl<S: ClusteredService> NodeAgent<S> {
                 (channel, stream_id, encode_egress(egress))
             }
         };
-        self.send_bytes(&channel, stream_id, &bytes);
+        self.send_bytes(&channel, stream_id, bytes);
     }
 
     fn send_response(&mut self, channel: &str, stream_id: i32, response: &Response) {
-        self.send_bytes(channel, stream_id, &response.encode());
+        // A new channel's publication is added without waiting for the driver; the response
+        // waits in its queue until it connects (see `Responses`).
+        self.send_bytes(channel, stream_id, response.encode());
     }
 
-    fn send_bytes(&mut self, channel: &str, stream_id: i32, bytes: &[u8]) {
-        let key = (channel.to_string(), stream_id);
-        let fresh = !self.responses.contains_key(&key);
-        if fresh {
-            // Once per client channel; the driver answers in well under a millisecond.
-            match self.client.add_publication(channel, stream_id) {
-                Ok(publication) => {
-                    self.responses.insert(key.clone(), publication);
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        "member {}: cannot answer on {channel} stream {stream_id}: {error}",
-                        self.node.member_id()
-                    );
-                    self.counts.dropped_sends += 1;
-                    return;
-                }
-            }
-        }
-        let publication = &self.responses[&key];
-        // A new publication connects within a few ms: give it that long. A known one that is not
-        // connected (its client is gone) is not waited for; one that is back pressured (a slow
-        // client) gets a millisecond, so one client cannot stall the cluster.
-        let sent = if fresh {
-            offer(publication, bytes, Duration::from_millis(20), true)
-        } else {
-            offer(publication, bytes, Duration::from_millis(1), false)
-        };
-        if !sent {
-            self.counts.dropped_sends += 1;
-        }
-    }
-}
-
-/// Offer `bytes` past a term rotation, again for up to `wait` when back pressured (or not
-/// connected yet, with `connecting`). Whether it went.
-fn offer(publication: &Publication, bytes: &[u8], wait: Duration, connecting: bool) -> bool {
-    let deadline = Instant::now() + wait;
-    loop {
-        match publication.offer_past_rotation(bytes) {
-            Ok(_) => return true,
-            Err(OfferError::BackPressured) if Instant::now() < deadline => std::thread::yield_now(),
-            Err(OfferError::NotConnected) if connecting && Instant::now() < deadline => {
-                std::thread::yield_now();
-            }
-            Err(_) => return false,
+    fn send_bytes(&mut self, channel: &str, stream_id: i32, bytes: Vec<u8>) {
+        let client = &self.client;
+        let sent = self
+            .responses
+            .send(self.cycle_ns, channel, stream_id, bytes, || {
+                client
+                    .add_publication_async(channel, stream_id)
+                    .map(AeronLink::Adding)
+                    .map_err(|error| error.to_string())
+            });
+        if let Err(reason) = sent {
+            tracing::warn!(
+                "member {}: cannot answer on {channel} stream {stream_id}: {reason}",
+                self.node.member_id()
+            );
         }
     }
 }

@@ -192,7 +192,7 @@ mod tests {
             mode: WriteMode::Buffered,
             buffer_length: (64 << 10) + 4096,
         };
-        EgressRecording::open(Io::inline(storage), Path::new("/node"), config, 1, 0)
+        EgressRecording::open(Io::inline(storage), Path::new("/node"), config, 1)
             .expect("open")
             .0
     }

@@ -12,7 +12,9 @@ use crate::protocol::{EventCode, Request, Response, EGRESS_STREAM_ID, INGRESS_ST
 use crate::service::Egress;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tern_transport::{BackoffIdle, Client, FragmentAssembler, Idle, Publication, Subscription};
+use tern_transport::{
+    BackoffIdle, Client, FragmentAssembler, Idle, Publication, Subscription, TransportError,
+};
 
 /// A connection to a cluster's members.
 pub struct ClusterClient {
@@ -30,36 +32,29 @@ pub struct ClusterClient {
     last_keep_alive: Instant,
 }
 
-fn transport(error: tern_transport::TransportError) -> ClusterError {
-    ClusterError::Config(error.to_string())
-}
-
 impl ClusterClient {
     /// A client of `members` on `client`, reading responses on `response_endpoint` (`host:port`;
     /// port 0 picks a free one).
     ///
     /// # Errors
-    /// Aeron refused a channel.
+    /// Aeron refused a channel or did not bind the response port in 5 s
+    /// ([`ClusterError::Transport`]).
     pub fn new(
         client: Client,
         members: Vec<MemberEndpoints>,
         response_endpoint: &str,
     ) -> Result<Self> {
-        let responses = client
-            .add_subscription(&udp_channel(response_endpoint), EGRESS_STREAM_ID)
-            .map_err(transport)?;
+        let responses =
+            client.add_subscription(&udp_channel(response_endpoint), EGRESS_STREAM_ID)?;
         let deadline = Instant::now() + Duration::from_secs(5);
         let response_channel = loop {
-            if let Some(channel) = responses
-                .try_resolve_channel_endpoint_port()
-                .map_err(transport)?
-            {
+            if let Some(channel) = responses.try_resolve_channel_endpoint_port()? {
                 break channel;
             }
             if Instant::now() > deadline {
-                return Err(ClusterError::Config(
+                return Err(ClusterError::Transport(TransportError::TimedOut(
                     "the response channel's port was not bound in 5 s".into(),
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(1));
         };
@@ -67,9 +62,7 @@ impl ClusterClient {
         for member in &members {
             ingress.insert(
                 member.id,
-                client
-                    .add_publication(&udp_channel(&member.ingress), INGRESS_STREAM_ID)
-                    .map_err(transport)?,
+                client.add_publication(&udp_channel(&member.ingress), INGRESS_STREAM_ID)?,
             );
         }
         Ok(Self {
@@ -184,7 +177,8 @@ impl ClusterClient {
     /// Open a session: ask every member (the leader opens it) until one does, or `timeout`.
     ///
     /// # Errors
-    /// A member refused (credentials), or no session was opened in time.
+    /// A member refused (credentials), or no session was opened in time
+    /// ([`ClusterError::Client`]).
     pub fn connect(&mut self, credentials: &[u8], timeout: Duration) -> Result<i64> {
         let correlation_id = self.correlation();
         let request = Request::Session(Ingress::Connect {
@@ -219,12 +213,12 @@ impl ClusterClient {
                     return Ok(session_id);
                 }
                 Some(Response::SessionEvent { detail, .. }) => {
-                    return Err(ClusterError::Config(format!("connect refused: {detail}")));
+                    return Err(ClusterError::Client(format!("connect refused: {detail}")));
                 }
                 _ => {}
             }
         }
-        Err(ClusterError::Config(format!(
+        Err(ClusterError::Client(format!(
             "no member opened a session in {} ms (members reachable? a leader elected?)",
             timeout.as_millis()
         )))
@@ -254,12 +248,12 @@ impl ClusterClient {
     /// Send `payload` and wait for the next egress message (the service's reply).
     ///
     /// # Errors
-    /// Not connected, or no reply within `timeout`.
+    /// Not connected, or no reply within `timeout` ([`ClusterError::Client`]).
     pub fn request(&mut self, payload: &[u8], timeout: Duration) -> Result<Egress> {
         let deadline = Instant::now() + timeout;
         while !self.offer(payload) {
             if Instant::now() > deadline || self.session_id.is_none() {
-                return Err(ClusterError::Config(
+                return Err(ClusterError::Client(
                     "the leader did not take the message".into(),
                 ));
             }
@@ -270,7 +264,7 @@ impl ClusterClient {
         self.wait_for(left, |client| {
             (!client.egress.is_empty()).then(|| client.egress.remove(0))
         })
-        .ok_or_else(|| ClusterError::Config(format!("no reply in {} ms", timeout.as_millis())))
+        .ok_or_else(|| ClusterError::Client(format!("no reply in {} ms", timeout.as_millis())))
     }
 
     /// Close the session.

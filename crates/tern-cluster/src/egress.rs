@@ -68,6 +68,8 @@ pub struct EgressRecording {
     last_number: u64,
     /// The egress number of the last message known synced.
     synced_number: u64,
+    /// The cluster time of the last message appended since the start (or of the start).
+    last_timestamp_ns: i64,
     /// Numbers from here on were not recorded: the node installed a leader's snapshot past its
     /// recording's end (the messages in between exist only in other nodes' recordings).
     behind_from: Option<u64>,
@@ -86,11 +88,13 @@ impl std::fmt::Debug for EgressRecording {
     }
 }
 
-fn descriptor(config: &LogConfig, member_id: u64, now_ns: i64) -> RecordingDescriptor {
+/// The recording's descriptor: its start and stop times are cluster times (of its first and last
+/// message), as its time index's are.
+fn descriptor(config: &LogConfig, member_id: u64) -> RecordingDescriptor {
     RecordingDescriptor {
         recording_id: EGRESS_RECORDING_ID,
         state: RecordState::Valid,
-        start_timestamp_ns: now_ns,
+        start_timestamp_ns: 0,
         stop_timestamp_ns: NULL_POSITION,
         start_position: 0,
         stop_position: NULL_POSITION,
@@ -125,7 +129,6 @@ impl EgressRecording {
         node_dir: &Path,
         config: LogConfig,
         member_id: u64,
-        now_ns: i64,
     ) -> Result<(Self, EgressRecovered)> {
         let dir = node_dir.join(EGRESS_DIR);
         let storage = io.storage.clone();
@@ -136,7 +139,7 @@ impl EgressRecording {
         let mut recovered = EgressRecovered::default();
         let fresh = catalog.entries().is_empty();
         let mut descriptor = if fresh {
-            catalog.add(descriptor(&config, member_id, now_ns))?
+            catalog.add(descriptor(&config, member_id))?
         } else {
             catalog.get(EGRESS_RECORDING_ID)?.clone()
         };
@@ -227,6 +230,7 @@ impl EgressRecording {
                 end,
                 last_number,
                 synced_number: last_number,
+                last_timestamp_ns: 0,
                 behind_from: None,
                 scratch: Vec::new(),
             },
@@ -364,8 +368,13 @@ impl EgressRecording {
             self.writer = None;
             return Err(error);
         }
+        if self.end == 0 {
+            self.descriptor.start_timestamp_ns = egress.timestamp_ns;
+            self.catalog.update(&self.descriptor)?;
+        }
         self.time_index
             .record(egress.timestamp_ns, encoded.position);
+        self.last_timestamp_ns = egress.timestamp_ns;
         self.end = encoded.end;
         self.last_number = egress.number;
         Ok(true)
@@ -413,7 +422,9 @@ impl EgressRecording {
     pub fn close(mut self) -> Result<()> {
         self.sync()?;
         self.descriptor.stop_position = self.end;
-        self.descriptor.stop_timestamp_ns = tern_store::epoch_nanos();
+        self.descriptor.stop_timestamp_ns = self
+            .last_timestamp_ns
+            .max(self.descriptor.start_timestamp_ns);
         self.catalog.update(&self.descriptor)?;
         Ok(())
     }
@@ -476,7 +487,7 @@ mod tests {
 
     fn open(disk: &Arc<SimDisk>) -> Result<(EgressRecording, EgressRecovered)> {
         let storage: Arc<dyn Storage> = disk.clone();
-        EgressRecording::open(Io::inline(storage), Path::new("/node"), config(), 1, 5)
+        EgressRecording::open(Io::inline(storage), Path::new("/node"), config(), 1)
     }
 
     /// Every message in the recording, as its egress number and payload bytes.
@@ -575,7 +586,7 @@ mod tests {
         let dir = Path::new("/node/egress");
         storage.create_dir_all(dir).expect("dir");
         let mut catalog = Catalog::open_on(&storage, dir, true).expect("catalog");
-        let mut other = descriptor(&config(), 1, 0);
+        let mut other = descriptor(&config(), 1);
         other.stream_id = 7;
         catalog.add(other).expect("add");
         drop(catalog);

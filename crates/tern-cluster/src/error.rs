@@ -74,7 +74,32 @@ pub enum ClusterError {
     /// A configuration that cannot work.
     #[error("cluster config: {0}")]
     Config(String),
+    /// Aeron refused or did not finish something: a channel, a publication, a subscription.
+    #[error("transport: {0}")]
+    Transport(#[from] tern_transport::TransportError),
+    /// What a client of the cluster could not do: open a session (refused, or no member
+    /// answered), have a message taken, get a reply in time.
+    #[error("cluster client: {0}")]
+    Client(String),
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterError;
+
+    #[test]
+    fn transport_and_client_errors_say_what_they_are() {
+        let transport = ClusterError::from(tern_transport::TransportError::TimedOut(
+            "the response channel's port was not bound in 5 s".into(),
+        ));
+        assert_eq!(
+            transport.to_string(),
+            "transport: timed out: the response channel's port was not bound in 5 s"
+        );
+        let client = ClusterError::Client("no reply in 500 ms".into());
+        assert_eq!(client.to_string(), "cluster client: no reply in 500 ms");
+    }
+}

@@ -6,8 +6,9 @@
 //! log entry carries), [`log`] (the log's files), [`state`] (term, vote, snapshot index),
 //! [`snapshot`] (snapshot files), [`storage`] (`raft::Storage` over them), [`wire`] (consensus
 //! messages), [`protocol`] (what clients send and get), [`agent`] (the node over Aeron),
-//! [`egress`] (every node's egress recording), [`client`] (a client over Aeron), [`kv`] (the example service), [`sim`] (the deterministic
-//! simulation).
+//! [`responses`] (the agent's publications to clients), [`egress`] (every node's egress
+//! recording), [`catchup`] (a client's catch-up from it), [`client`] (a client over Aeron),
+//! [`kv`] (the example service), [`sim`] (the deterministic simulation).
 
 pub mod agent;
 mod bytes;
@@ -20,6 +21,7 @@ pub mod kv;
 pub mod log;
 pub mod node;
 pub mod protocol;
+pub mod responses;
 pub mod service;
 pub mod sim;
 pub mod snapshot;
@@ -31,5 +33,7 @@ pub use command::CloseReason;
 pub use error::{ClusterError, Result};
 pub use kv::KvService;
 pub use log::LogConfig;
-pub use node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, NodeStatus, PeerCounts};
+pub use node::{
+    Action, ConsensusNode, Ingress, IngressReply, NodeConfig, NodeStatus, Now, PeerCounts,
+};
 pub use service::{ClientSession, Cluster, ClusteredService, Egress, OfferError, Output, Role};

@@ -1,12 +1,18 @@
-//! One cluster member's consensus and service, sans I/O: it takes `now`, peer messages and client
-//! ingress, and gives back [`Action`]s (messages to peers, what applying produced). Files are
-//! reached only through its [`NodeStorage`] (on the [`Io`] it was given); the network and the
-//! clock are the caller's. The node process (over Aeron) and the simulation drive the same type.
+//! One cluster member's consensus and service, sans I/O: it takes the time ([`Now`]), peer
+//! messages and client ingress, and gives back [`Action`]s (messages to peers, what applying
+//! produced). Files are reached only through its [`NodeStorage`] (on the [`Io`] it was given);
+//! the network and the clocks are the caller's. The node process (over Aeron) and the simulation
+//! drive the same type.
+//!
+//! Two clocks: a monotonic one for everything measured between two moments of this process
+//! (Raft ticks, session timeouts), and the wall clock only for the cluster time the leader
+//! stamps on each batch (never going back: the stamp is the wall clock or the last stamp,
+//! whichever is later), so a wall-clock step neither stops ticks nor times every session out.
 //!
 //! What goes through the log: session opens and closes, every ingress message and due timers,
-//! batched by the leader into one entry per duty cycle and stamped with its clock (never going
-//! back), so applying is deterministic. Keep-alives and session timeouts are the leader's
-//! (a timeout is logged as a close); a new leader starts every session's timeout afresh.
+//! batched by the leader into one entry per duty cycle and stamped with its cluster time, so
+//! applying is deterministic. Keep-alives and session timeouts are the leader's (a timeout is
+//! logged as a close); a new leader starts every session's timeout afresh.
 
 use crate::command::{Batch, CloseReason, Command};
 use crate::egress::EgressRecording;
@@ -20,6 +26,17 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use tern_store::Io;
+
+/// The time a node works at: both clocks, read once per duty cycle by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic nanoseconds (any origin, never going back while the node lives): Raft ticks
+    /// and session timeouts.
+    pub monotonic_ns: i64,
+    /// Wall-clock nanoseconds since the Unix epoch: only the leader's batch stamp (cluster time,
+    /// against which the service's timers are due).
+    pub wall_ns: i64,
+}
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -342,18 +359,19 @@ fn logger() -> slog::Logger {
 }
 
 impl<S: ClusteredService> ConsensusNode<S> {
-    /// Start member `config.member_id` from its directory (a new one if empty) at `now_ns`.
+    /// Start member `config.member_id` from its directory (a new one if empty) at `now`.
     ///
     /// # Errors
     /// The config cannot work, a file is damaged or unreadable, or the service refuses its
     /// snapshot.
-    pub fn open(config: NodeConfig, io: Io, service: S, now_ns: i64) -> Result<Self> {
+    pub fn open(config: NodeConfig, io: Io, service: S, now: Now) -> Result<Self> {
+        let monotonic_ns = now.monotonic_ns;
         config.check()?;
         let Opened {
             storage, snapshot, ..
         } = NodeStorage::open(io.clone(), &config.dir, config.log, &config.members)?;
         let (egress, recovered) =
-            EgressRecording::open(io, &config.dir, config.log, config.member_id, now_ns)?;
+            EgressRecording::open(io, &config.dir, config.log, config.member_id)?;
         if let Some(damage) = &recovered.damage {
             tracing::warn!(
                 "member {}: the egress recording's torn tail was cut: {damage}",
@@ -384,7 +402,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
         let raw = RawNode::new(&raft_config, storage, &logger())?;
         let config_egress_sync = config.egress_sync_interval_ns;
         Ok(Self {
-            next_tick_ns: now_ns + config.tick_ns,
+            next_tick_ns: monotonic_ns + config.tick_ns,
             config,
             raw,
             container,
@@ -401,11 +419,11 @@ impl<S: ClusteredService> ConsensusNode<S> {
             snapshots_sent: Vec::new(),
             egress,
             egress_appended: false,
-            next_egress_sync_ns: now_ns + config_egress_sync,
+            next_egress_sync_ns: monotonic_ns + config_egress_sync,
             reassembly: wire::Reassembly::new(),
-            // A restarted sender starts elsewhere than before (the clock went on), so a receiver
-            // does not take its first chunks for a message it put together already.
-            next_message_id: now_ns as u64,
+            // A restarted sender starts elsewhere than before (the wall clock went on), so a
+            // receiver does not take its first chunks for a message it put together already.
+            next_message_id: now.wall_ns as u64,
             chunked_sent: 0,
             unsendable: 0,
         })
@@ -535,8 +553,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
         Ok(())
     }
 
-    /// Take in a client's request at `now_ns`.
-    pub fn on_ingress(&mut self, now_ns: i64, ingress: Ingress) -> IngressReply {
+    /// Take in a client's request at monotonic time `monotonic_ns` (see [`Now::monotonic_ns`]:
+    /// a message or keep-alive renews its session's timeout).
+    pub fn on_ingress(&mut self, monotonic_ns: i64, ingress: Ingress) -> IngressReply {
         if self.role != Role::Leader {
             return IngressReply::NotLeader {
                 leader: self.leader,
@@ -584,7 +603,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
                         self.config.max_message_length
                     ));
                 }
-                self.activity.insert(session_id, now_ns);
+                self.activity.insert(session_id, monotonic_ns);
                 Command::SessionMessage {
                     session_id,
                     payload,
@@ -594,7 +613,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
                 if let Some(reply) = self.check_session(session_id) {
                     return reply;
                 }
-                self.activity.insert(session_id, now_ns);
+                self.activity.insert(session_id, monotonic_ns);
                 return IngressReply::Accepted;
             }
             Ingress::Close { session_id } => {
@@ -625,40 +644,43 @@ impl<S: ClusteredService> ConsensusNode<S> {
         self.pending.push(command);
     }
 
-    /// One duty cycle at `now_ns`: ticks, the leader's timeouts and timers, proposals, and what
+    /// One duty cycle at `now`: ticks, the leader's timeouts and timers, proposals, and what
     /// Raft has ready (persisted before anything that acknowledges it is sent). Returns how much
     /// work was done (0: idle).
     ///
     /// # Errors
     /// The log or state file could not be written (the node must stop: nothing unsynced was
     /// acknowledged), or a committed entry is damaged.
-    pub fn do_work(&mut self, now_ns: i64, actions: &mut Vec<Action>) -> Result<usize> {
+    pub fn do_work(&mut self, now: Now, actions: &mut Vec<Action>) -> Result<usize> {
         let mut work = 0;
-        if now_ns - self.next_tick_ns > 10 * self.config.tick_ns {
+        let monotonic_ns = now.monotonic_ns;
+        if monotonic_ns - self.next_tick_ns > 10 * self.config.tick_ns {
             // Paused (a stopped process, a slow disk): do not fire a burst of ticks.
-            self.next_tick_ns = now_ns;
+            self.next_tick_ns = monotonic_ns;
         }
-        while now_ns >= self.next_tick_ns {
+        while monotonic_ns >= self.next_tick_ns {
             self.raw.tick();
             self.next_tick_ns += self.config.tick_ns;
             work += 1;
         }
         if self.role == Role::Leader {
-            self.leader_duties(now_ns);
-            work += self.propose(now_ns);
+            // The cluster time a batch proposed now gets: timers are due against it.
+            let stamp = now.wall_ns.max(self.last_stamp_ns);
+            self.leader_duties(monotonic_ns, stamp);
+            work += self.propose(stamp);
         }
-        work += self.on_ready(now_ns, actions)?;
-        work += self.egress_duties(now_ns)?;
+        work += self.on_ready(monotonic_ns, actions)?;
+        work += self.egress_duties(monotonic_ns)?;
         self.maybe_snapshot()?;
         Ok(work)
     }
 
-    fn leader_duties(&mut self, now_ns: i64) {
+    fn leader_duties(&mut self, monotonic_ns: i64, cluster_time_ns: i64) {
         let timeout = self.config.session_timeout_ns;
         let expired: Vec<i64> = self
             .activity
             .iter()
-            .filter(|(id, last)| now_ns - **last > timeout && !self.closing.contains_key(id))
+            .filter(|(id, last)| monotonic_ns - **last > timeout && !self.closing.contains_key(id))
             .map(|(id, _)| *id)
             .collect();
         for session_id in expired {
@@ -672,7 +694,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             .container
             .timers()
             .filter(|(id, deadline)| {
-                *deadline <= now_ns && self.timers_proposed.get(id) != Some(deadline)
+                *deadline <= cluster_time_ns && self.timers_proposed.get(id) != Some(deadline)
             })
             .collect();
         for (correlation_id, deadline) in due {
@@ -684,11 +706,12 @@ impl<S: ClusteredService> ConsensusNode<S> {
         }
     }
 
-    fn propose(&mut self, now_ns: i64) -> usize {
+    /// Propose the pending commands in batches stamped `stamp` (cluster time, not before the
+    /// last stamp).
+    fn propose(&mut self, stamp: i64) -> usize {
         if self.pending.is_empty() {
             return 0;
         }
-        let stamp = now_ns.max(self.last_stamp_ns);
         self.last_stamp_ns = stamp;
         let mut proposed = 0;
         let mut commands = std::mem::take(&mut self.pending).into_iter().peekable();
@@ -744,7 +767,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
         }
     }
 
-    fn on_ready(&mut self, now_ns: i64, actions: &mut Vec<Action>) -> Result<usize> {
+    fn on_ready(&mut self, monotonic_ns: i64, actions: &mut Vec<Action>) -> Result<usize> {
         if !self.raw.has_ready() {
             return Ok(0);
         }
@@ -756,7 +779,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
                 StateRole::Follower => Role::Follower,
             };
             let leader = (soft.leader_id != raft::INVALID_ID).then_some(soft.leader_id);
-            self.change_role(now_ns, role, leader, actions);
+            self.change_role(monotonic_ns, role, leader, actions);
         }
         self.send(ready.take_messages(), actions);
         if !ready.snapshot().is_empty() {
@@ -773,7 +796,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             self.outputs = outputs;
         }
         let committed = ready.take_committed_entries();
-        self.apply(now_ns, &committed, actions)?;
+        self.apply(monotonic_ns, &committed, actions)?;
         let hard_state = ready.hs().cloned();
         self.raw
             .mut_store()
@@ -785,7 +808,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
         }
         self.send(light.take_messages(), actions);
         let committed = light.take_committed_entries();
-        self.apply(now_ns, &committed, actions)?;
+        self.apply(monotonic_ns, &committed, actions)?;
         self.raw.advance_apply();
         // A snapshot handed to the network counts as delivered: the follower's next answer (or
         // its silence, then a probe) tells whether it arrived, and another goes when it did not.
@@ -798,7 +821,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
 
     fn change_role(
         &mut self,
-        now_ns: i64,
+        monotonic_ns: i64,
         role: Role,
         leader: Option<u64>,
         actions: &mut Vec<Action>,
@@ -811,7 +834,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             self.activity = self
                 .container
                 .sessions()
-                .map(|session| (session.id, now_ns))
+                .map(|session| (session.id, monotonic_ns))
                 .collect();
             self.closing.clear();
             self.connecting.clear();
@@ -837,7 +860,12 @@ impl<S: ClusteredService> ConsensusNode<S> {
         });
     }
 
-    fn apply(&mut self, now_ns: i64, entries: &[Entry], actions: &mut Vec<Action>) -> Result<()> {
+    fn apply(
+        &mut self,
+        monotonic_ns: i64,
+        entries: &[Entry],
+        actions: &mut Vec<Action>,
+    ) -> Result<()> {
         let leader = self.role == Role::Leader;
         for entry in entries {
             if entry.index <= self.container.applied_index() {
@@ -857,7 +885,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
                             correlation_id,
                             session,
                         } => {
-                            self.activity.insert(session.id, now_ns);
+                            self.activity.insert(session.id, monotonic_ns);
                             self.connecting
                                 .remove(&(*correlation_id, session.response_channel.clone()));
                         }

@@ -1,7 +1,8 @@
 //! The deterministic simulation: several nodes and clients in one thread, a network, disks and
-//! a clock all driven by one seed. The network loses, duplicates, delays (so reorders) and
+//! clocks all driven by one seed. The network loses, duplicates, delays (so reorders) and
 //! partitions; nodes crash (losing what their [`SimDisk`] did not sync, sometimes with a torn
-//! write) and restart. After every step the invariants are checked:
+//! write) and restart; each node's wall clock steps minutes back or forth now and then (its
+//! monotonic clock does not). After every step the invariants are checked:
 //!
 //! - at most one leader per term;
 //! - a committed entry is the same on every node that holds it, and stays so (across crashes);
@@ -17,7 +18,7 @@
 use crate::command::CloseReason;
 use crate::kv::KvService;
 use crate::log::LogConfig;
-use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
+use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, Now};
 use crate::service::{ClusteredService, Output, Role};
 use crate::wire::{self, Frame};
 use rand::rngs::StdRng;
@@ -54,6 +55,9 @@ pub struct SimConfig {
     /// The longest message the network carries (Aeron's maximum message): a node sends a
     /// longer consensus message (a snapshot, a long append) in chunks no longer than this.
     pub max_peer_message_length: usize,
+    /// Chance per ms that a node's wall clock steps, by 1 to 10 minutes back or forth (an NTP
+    /// correction). Drawn from a generator of its own, so the other faults of a seed stay.
+    pub clock_step_per_ms: f64,
 }
 
 impl SimConfig {
@@ -71,6 +75,7 @@ impl SimConfig {
             partition_per_ms: 0.001,
             snapshot_every: 40,
             max_peer_message_length: 8 << 10,
+            clock_step_per_ms: 0.0005,
         }
     }
 }
@@ -99,6 +104,10 @@ pub struct SimReport {
     pub chunked_messages: usize,
     /// Consensus messages a node put together from chunks.
     pub reassembled: usize,
+    /// Wall-clock steps made.
+    pub clock_steps: usize,
+    /// Sessions a leader closed because they timed out.
+    pub timeouts: usize,
 }
 
 /// A run that broke an invariant.
@@ -153,6 +162,10 @@ struct SimNode {
     restart_at: i64,
     /// Committed entries checked against the global record, up to this index.
     checked_commit: u64,
+    /// The simulated time its process started: its monotonic clock counts from there.
+    started_at: i64,
+    /// Its wall clock's distance from the simulated time (the machine's: it outlives a crash).
+    wall_offset_ns: i64,
 }
 
 #[derive(Debug, Default)]
@@ -195,6 +208,8 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimFailure> {
 struct Simulation {
     config: SimConfig,
     rng: StdRng,
+    /// Only for the wall clocks' steps.
+    clock_rng: StdRng,
     now: i64,
     ms: u64,
     nodes: Vec<SimNode>,
@@ -211,6 +226,8 @@ struct Simulation {
     sessions: BTreeMap<i64, usize>,
     report: SimReport,
     election_ticks: Vec<usize>,
+    /// Sessions closed for a timeout.
+    timed_out: BTreeSet<i64>,
 }
 
 fn digest(bytes: &[u8]) -> u64 {
@@ -235,6 +252,8 @@ impl Simulation {
                 node: None,
                 restart_at: 0,
                 checked_commit: 0,
+                started_at: EPOCH_NS,
+                wall_offset_ns: 0,
             })
             .collect();
         let clients = (0..config.clients)
@@ -243,9 +262,11 @@ impl Simulation {
                 ..SimClient::default()
             })
             .collect();
+        let clock_rng = StdRng::seed_from_u64(config.seed ^ 0x636c_6f63_6b73);
         Self {
             config,
             rng,
+            clock_rng,
             now: EPOCH_NS,
             ms: 0,
             nodes,
@@ -260,6 +281,7 @@ impl Simulation {
             sessions: BTreeMap::new(),
             report: SimReport::default(),
             election_ticks,
+            timed_out: BTreeSet::new(),
         }
     }
 
@@ -298,7 +320,14 @@ impl Simulation {
         let id = self.nodes[index].id;
         let config = self.node_config(id);
         let storage: Arc<dyn Storage> = self.nodes[index].disk.clone();
-        match ConsensusNode::open(config, Io::inline(storage), KvService::new(), self.now) {
+        // A new process: its monotonic clock starts at 0.
+        self.nodes[index].started_at = self.now;
+        match ConsensusNode::open(
+            config,
+            Io::inline(storage),
+            KvService::new(),
+            self.now_of(index),
+        ) {
             Ok(node) => {
                 self.nodes[index].node = Some(node);
                 self.nodes[index].checked_commit = 0;
@@ -449,9 +478,33 @@ impl Simulation {
                 .all(|client| client.session.is_some() && client.outstanding.is_empty())
     }
 
+    /// Node `index`'s clocks now.
+    fn now_of(&self, index: usize) -> Now {
+        let node = &self.nodes[index];
+        Now {
+            monotonic_ns: self.now - node.started_at,
+            wall_ns: self.now + node.wall_offset_ns,
+        }
+    }
+
+    /// Now and then a node's wall clock steps minutes back or forth.
+    fn step_clocks(&mut self) {
+        for index in 0..self.nodes.len() {
+            if self.clock_rng.gen_bool(self.config.clock_step_per_ms) {
+                let minutes = self.clock_rng.gen_range(1..=10);
+                let sign = if self.clock_rng.gen_bool(0.5) { 1 } else { -1 };
+                self.nodes[index].wall_offset_ns += sign * minutes * 60_000 * MS;
+                self.report.clock_steps += 1;
+            }
+        }
+    }
+
     fn step(&mut self, faults: bool) -> Result<(), SimFailure> {
         self.ms += 1;
         self.now += MS;
+        if faults {
+            self.step_clocks();
+        }
         if faults {
             self.faults()?;
         } else {
@@ -599,8 +652,12 @@ impl Simulation {
                     let Endpoint::Client(client) = packet.from else {
                         continue;
                     };
+                    let Some(index) = self.nodes.iter().position(|node| node.id == id) else {
+                        continue;
+                    };
+                    let monotonic_ns = self.now_of(index).monotonic_ns;
                     if let Some(node) = self.node_mut(id) {
-                        let reply = node.on_ingress(now, ingress);
+                        let reply = node.on_ingress(monotonic_ns, ingress);
                         if reply != IngressReply::Accepted {
                             self.send(
                                 Endpoint::Node(id),
@@ -631,7 +688,7 @@ impl Simulation {
     }
 
     fn work(&mut self, index: usize) -> Result<(), SimFailure> {
-        let now = self.now;
+        let now = self.now_of(index);
         let id = self.nodes[index].id;
         let Some(node) = self.nodes[index].node.as_mut() else {
             return Ok(());
@@ -663,6 +720,14 @@ impl Simulation {
                 }
                 Action::Applied { output, leader } => {
                     self.check_output(id, &output)?;
+                    if let Output::SessionClosed {
+                        session,
+                        reason: CloseReason::Timeout,
+                    } = &output
+                    {
+                        self.timed_out.insert(session.id);
+                        self.report.timeouts = self.timed_out.len();
+                    }
                     if let Output::SessionOpened { session, .. } = &output {
                         if let Some(client) = client_of(&session.response_channel) {
                             self.sessions.insert(session.id, client);

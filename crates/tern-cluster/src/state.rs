@@ -6,6 +6,10 @@
 //! slot the last one did not use and is synced before it counts, so a torn write damages only the
 //! slot being written and the other still holds the state before it. Reading takes the valid
 //! slot (magic, version, CRC32C) with the higher sequence number.
+//!
+//! A new file is written whole under a temporary name ([`STATE_TEMP_FILE`]), synced, renamed to
+//! its name and the directory synced: a crash while creating it leaves no state file (a fresh
+//! start, the temporary removed) or a complete one, never a file no start accepts.
 
 use crate::error::{ClusterError, Result};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,8 @@ use tern_store::storage::{OpenOptions, Storage, StorageFile};
 
 /// The state file's name in the node's directory.
 pub const STATE_FILE: &str = "raft-state.tern";
+/// The temporary name a new state file is written under before it is renamed.
+pub const STATE_TEMP_FILE: &str = "raft-state.tern.tmp";
 /// Bytes of each slot.
 pub const SLOT_LENGTH: usize = 512;
 /// First four bytes of a slot: "TRNS" read as a little-endian u32.
@@ -124,35 +130,41 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Open the state file in `dir`; a new node (no file) starts from `initial`, written
-    /// before this returns.
+    /// Open the state file in `dir`; a new node (no file) starts from `initial`, written (under
+    /// a temporary name, then renamed) before this returns. A temporary left by a creation that
+    /// did not finish is removed.
     ///
     /// # Errors
     /// The file cannot be read or written, or it exists and neither slot is valid.
     pub fn open(storage: &Arc<dyn Storage>, dir: &Path, initial: DurableState) -> Result<Self> {
         let path = dir.join(STATE_FILE);
-        let exists = storage.exists(&path);
-        let file = storage
-            .open(&path, OpenOptions::create())
-            .map_err(tern_store::io_error(&path, "open state file"))?;
-        if !exists
-            || file
-                .len()
-                .map_err(tern_store::io_error(&path, "stat state file"))?
-                == 0
-        {
-            let mut state = Self {
-                path,
-                file,
-                sequence: 0,
-                state: initial.clone(),
-            };
-            state.store(&initial)?;
+        let temporary = dir.join(STATE_TEMP_FILE);
+        if storage.exists(&temporary) {
+            storage
+                .remove_file(&temporary)
+                .map_err(tern_store::io_error(
+                    &temporary,
+                    "remove unfinished state file",
+                ))?;
             storage
                 .sync_dir(dir)
                 .map_err(tern_store::io_error(dir, "sync node directory"))?;
-            return Ok(state);
         }
+        let file = if storage.exists(&path) {
+            let file = storage
+                .open(&path, OpenOptions::read_write())
+                .map_err(tern_store::io_error(&path, "open state file"))?;
+            let length = file
+                .len()
+                .map_err(tern_store::io_error(&path, "stat state file"))?;
+            // Empty: a file an older build created and never wrote (nothing was acknowledged).
+            (length > 0).then_some(file)
+        } else {
+            None
+        };
+        let Some(file) = file else {
+            return Self::create(storage, dir, path, temporary, &initial);
+        };
         let mut bytes = vec![0u8; 2 * SLOT_LENGTH];
         let read = file
             .read_full_at(&mut bytes, 0)
@@ -186,6 +198,35 @@ impl StateFile {
                 ),
             }),
         }
+    }
+
+    /// Write a new state file holding `initial`: under `temporary`, synced, renamed to `path`,
+    /// the directory synced.
+    fn create(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        path: PathBuf,
+        temporary: PathBuf,
+        initial: &DurableState,
+    ) -> Result<Self> {
+        let file = storage
+            .open(&temporary, OpenOptions::create_new())
+            .map_err(tern_store::io_error(&temporary, "create state file"))?;
+        let mut state = Self {
+            path: temporary,
+            file,
+            sequence: 0,
+            state: initial.clone(),
+        };
+        state.store(initial)?;
+        storage
+            .rename(&state.path, &path)
+            .map_err(tern_store::io_error(&path, "rename new state file"))?;
+        state.path = path;
+        storage
+            .sync_dir(dir)
+            .map_err(tern_store::io_error(dir, "sync node directory"))?;
+        Ok(state)
     }
 
     /// The state last stored.
@@ -271,6 +312,106 @@ mod tests {
         // Of the slot's changed bytes only the first (the sequence) reached the device.
         let after: Arc<dyn Storage> = Arc::new(torn_disk.crash_torn(1));
         let reopened = StateFile::open(&after, dir, DurableState::default()).expect("reopen");
+        assert_eq!(reopened.state(), &sample());
+    }
+
+    /// A file system that makes a new name durable as soon as it is made (a real one may, at any
+    /// moment before the directory is synced): the worst case for a file's first write.
+    #[derive(Debug)]
+    struct EagerNames(Arc<SimDisk>);
+
+    impl Storage for EagerNames {
+        fn open(&self, path: &Path, options: OpenOptions) -> std::io::Result<Arc<dyn StorageFile>> {
+            let new = !self.0.exists(path);
+            let file = self.0.open(path, options)?;
+            if new {
+                self.0.sync_dir(path.parent().expect("in a directory"))?;
+            }
+            Ok(file)
+        }
+
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.0.rename(from, to)?;
+            self.0.sync_dir(to.parent().expect("in a directory"))
+        }
+
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            self.0.remove_file(path)
+        }
+
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.sync_dir(dir)
+        }
+
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            self.0.create_dir_all(dir)
+        }
+
+        fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+            self.0.list(dir)
+        }
+
+        fn exists(&self, path: &Path) -> bool {
+            self.0.exists(path)
+        }
+    }
+
+    #[test]
+    fn a_crash_anywhere_in_the_first_write_leaves_no_file_or_a_valid_one() {
+        let dir = Path::new("/node");
+        for eager in [false, true] {
+            // Every point of the creation: the disk stops making anything durable after `syncs`
+            // syncs, and the power goes with some of the bytes written since on the device.
+            let mut syncs = 0;
+            loop {
+                for torn in [0, 1, 7, 100, 511, 512, 513, 1024] {
+                    let disk = Arc::new(SimDisk::new());
+                    let storage: Arc<dyn Storage> = if eager {
+                        Arc::new(EagerNames(disk.clone()))
+                    } else {
+                        disk.clone()
+                    };
+                    storage.create_dir_all(dir).expect("dir");
+                    disk.freeze_after_syncs(syncs);
+                    StateFile::open(&storage, dir, sample()).expect("created");
+                    let crashed: Arc<dyn Storage> = Arc::new(if torn == 0 {
+                        disk.crash()
+                    } else {
+                        disk.crash_torn(torn)
+                    });
+                    let at = format!("eager names {eager}, {syncs} syncs, {torn} bytes torn");
+                    let reopened = StateFile::open(&crashed, dir, DurableState::default())
+                        .unwrap_or_else(|error| panic!("{at}: {error}"));
+                    assert!(
+                        *reopened.state() == sample()
+                            || *reopened.state() == DurableState::default(),
+                        "{at}: {:?}",
+                        reopened.state()
+                    );
+                    assert!(!crashed.exists(&dir.join(STATE_TEMP_FILE)), "{at}");
+                    assert!(crashed.exists(&dir.join(STATE_FILE)), "{at}");
+                }
+                let whole = Arc::new(SimDisk::new());
+                let storage: Arc<dyn Storage> = if eager {
+                    Arc::new(EagerNames(whole.clone()))
+                } else {
+                    whole.clone()
+                };
+                storage.create_dir_all(dir).expect("dir");
+                StateFile::open(&storage, dir, sample()).expect("created");
+                if syncs >= whole.syncs() {
+                    break;
+                }
+                syncs += 1;
+            }
+        }
+        // A creation that was not cut keeps its state across a crash.
+        let disk = Arc::new(SimDisk::new());
+        let storage: Arc<dyn Storage> = disk.clone();
+        storage.create_dir_all(dir).expect("dir");
+        StateFile::open(&storage, dir, sample()).expect("created");
+        let crashed: Arc<dyn Storage> = Arc::new(disk.crash());
+        let reopened = StateFile::open(&crashed, dir, DurableState::default()).expect("reopen");
         assert_eq!(reopened.state(), &sample());
     }
 

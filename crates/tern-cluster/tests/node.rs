@@ -5,7 +5,7 @@ use raft::prelude::{Message, MessageType};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tern_cluster::log::LogConfig;
-use tern_cluster::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig};
+use tern_cluster::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, Now};
 use tern_cluster::wire;
 use tern_cluster::{CloseReason, ClusteredService, KvService, Output, Role};
 use tern_store::{Io, SimDisk, Storage, WriteMode};
@@ -27,9 +27,17 @@ fn config(member_id: u64, members: Vec<u64>) -> NodeConfig {
     config
 }
 
+/// Both clocks at `now` (the tests that do not step the wall clock).
+fn at(now: i64) -> Now {
+    Now {
+        monotonic_ns: now,
+        wall_ns: now,
+    }
+}
+
 fn open(disk: &Arc<SimDisk>, config: NodeConfig, now: i64) -> ConsensusNode<KvService> {
     let storage: Arc<dyn Storage> = disk.clone();
-    ConsensusNode::open(config, Io::inline(storage), KvService::new(), now).expect("open")
+    ConsensusNode::open(config, Io::inline(storage), KvService::new(), at(now)).expect("open")
 }
 
 fn vote_request(from: u64, to: u64, term: u64) -> Vec<u8> {
@@ -68,14 +76,14 @@ fn the_default_config_is_one_a_node_starts_with() {
     let disk = Arc::new(SimDisk::new());
     let storage: Arc<dyn Storage> = disk.clone();
     let defaults = NodeConfig::new(1, vec![1, 2, 3], PathBuf::from("/node"));
-    ConsensusNode::open(defaults, Io::inline(storage), KvService::new(), START).expect("opens");
+    ConsensusNode::open(defaults, Io::inline(storage), KvService::new(), at(START)).expect("opens");
     let mut bad = NodeConfig::new(4, vec![1, 2, 3], PathBuf::from("/node"));
     let storage: Arc<dyn Storage> = disk.clone();
     let error = ConsensusNode::open(
         bad.clone(),
         Io::inline(storage.clone()),
         KvService::new(),
-        START,
+        at(START),
     )
     .expect_err("not a member");
     assert!(
@@ -84,7 +92,7 @@ fn the_default_config_is_one_a_node_starts_with() {
     );
     bad.member_id = 1;
     bad.max_message_length = 4 << 20;
-    let error = ConsensusNode::open(bad, Io::inline(storage), KvService::new(), START)
+    let error = ConsensusNode::open(bad, Io::inline(storage), KvService::new(), at(START))
         .expect_err("too long");
     assert!(error.to_string().contains("must fit a batch"), "{error}");
 }
@@ -95,7 +103,7 @@ fn a_vote_is_durable_before_it_is_sent_and_survives_a_crash() {
     let mut node = open(&disk, config(3, vec![1, 2, 3]), START);
     node.on_peer(&vote_request(1, 3, 2)).expect("step");
     let mut actions = Vec::new();
-    node.do_work(START, &mut actions).expect("work");
+    node.do_work(at(START), &mut actions).expect("work");
     assert_eq!(vote_answers(&actions), vec![(1, true)]);
     // The power goes right after the answer was sent: the vote was synced before it.
     drop(node);
@@ -103,7 +111,7 @@ fn a_vote_is_durable_before_it_is_sent_and_survives_a_crash() {
     let mut node = open(&disk, config(3, vec![1, 2, 3]), START + MS);
     node.on_peer(&vote_request(2, 3, 2)).expect("step");
     let mut actions = Vec::new();
-    node.do_work(START + MS, &mut actions).expect("work");
+    node.do_work(at(START + MS), &mut actions).expect("work");
     assert_eq!(
         vote_answers(&actions),
         vec![(2, false)],
@@ -159,7 +167,8 @@ fn messages_from_non_members_for_others_or_garbage_are_refused_and_the_node_goes
     stale.term = 1;
     node.on_peer(&wire::encode(0, &stale)).expect("stale term");
     let mut actions = Vec::new();
-    node.do_work(START, &mut actions).expect("the node goes on");
+    node.do_work(at(START), &mut actions)
+        .expect("the node goes on");
     assert_eq!(node.status().term, 5);
 }
 
@@ -171,7 +180,7 @@ fn leader(disk: &Arc<SimDisk>, mut config: NodeConfig, now: &mut i64) -> Consens
     let mut actions = Vec::new();
     for _ in 0..200 {
         *now += 10 * MS;
-        node.do_work(*now, &mut actions).expect("work");
+        node.do_work(at(*now), &mut actions).expect("work");
         if node.role() == Role::Leader {
             return node;
         }
@@ -184,7 +193,7 @@ fn run(node: &mut ConsensusNode<KvService>, now: &mut i64) -> Vec<Output> {
     for _ in 0..5 {
         *now += MS;
         let mut actions = Vec::new();
-        node.do_work(*now, &mut actions).expect("work");
+        node.do_work(at(*now), &mut actions).expect("work");
         outputs.extend(actions.into_iter().filter_map(|action| match action {
             Action::Applied { output, leader } => {
                 assert!(leader);
@@ -330,6 +339,98 @@ fn sessions_open_send_time_out_and_close_through_the_log() {
     assert_eq!(node.status().sessions, 0);
 }
 
+/// One cycle at `now`: what applying produced.
+fn cycle(node: &mut ConsensusNode<KvService>, now: Now) -> Vec<Output> {
+    let mut actions = Vec::new();
+    node.do_work(now, &mut actions).expect("work");
+    actions
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Applied { output, .. } => Some(output),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_wall_clock_step_times_no_session_out_and_cluster_time_never_goes_back() {
+    let disk = Arc::new(SimDisk::new());
+    let mut now = START;
+    let mut node = leader(&disk, config(1, vec![1]), &mut now);
+    let session = connect(&mut node, &mut now, 1);
+    let minute = 60_000 * MS;
+    // The monotonic clock goes on by 10 ms a cycle; the wall clock steps 10 minutes forth, then
+    // 20 back, then 30 forth, with keep-alives well inside the 500 ms timeout.
+    let mut monotonic = now;
+    let mut stamps = Vec::new();
+    for (step, offset) in [(0, 10 * minute), (1, -10 * minute), (2, 20 * minute)] {
+        for i in 0..100 {
+            monotonic += 10 * MS;
+            let clocks = Now {
+                monotonic_ns: monotonic,
+                wall_ns: monotonic + offset,
+            };
+            if i % 10 == 0 {
+                let reply = node.on_ingress(
+                    monotonic,
+                    Ingress::KeepAlive {
+                        session_id: session,
+                    },
+                );
+                assert_eq!(reply, IngressReply::Accepted);
+            }
+            if i == 50 {
+                let reply = node.on_ingress(
+                    monotonic,
+                    Ingress::Message {
+                        session_id: session,
+                        payload: format!("put step{step} {step}").into_bytes(),
+                    },
+                );
+                assert_eq!(reply, IngressReply::Accepted);
+            }
+            for output in cycle(&mut node, clocks) {
+                match output {
+                    Output::Egress(egress) => stamps.push((egress.timestamp_ns, clocks.wall_ns)),
+                    other => panic!("step {step}: {other:?}"),
+                }
+            }
+        }
+        assert!(node.container().has_session(session), "step {step}");
+        assert_eq!(node.role(), Role::Leader);
+    }
+    // Each batch is stamped with the wall clock, or the last stamp when the wall clock went
+    // back: cluster time never goes back.
+    assert_eq!(stamps.len(), 3, "{stamps:?}");
+    assert!(
+        stamps[0].0 <= stamps[0].1 && stamps[0].1 - stamps[0].0 < 50 * MS,
+        "{stamps:?}"
+    );
+    assert_eq!(
+        stamps[1].0, stamps[0].0,
+        "held while the wall clock is behind"
+    );
+    assert!(
+        stamps[2].0 <= stamps[2].1 && stamps[2].1 - stamps[2].0 < 50 * MS,
+        "{stamps:?}"
+    );
+    assert_eq!(node.container().service().len(), 3);
+    // Without keep-alives the session times out by the monotonic clock, whatever the wall says.
+    let mut closed = Vec::new();
+    for _ in 0..70 {
+        monotonic += 10 * MS;
+        let clocks = Now {
+            monotonic_ns: monotonic,
+            wall_ns: monotonic - 30 * minute,
+        };
+        closed.extend(cycle(&mut node, clocks));
+    }
+    assert!(
+        matches!(closed.as_slice(), [Output::SessionClosed { session: closed, reason: CloseReason::Timeout }] if closed.id == session),
+        "{closed:?}"
+    );
+}
+
 #[test]
 fn credentials_are_checked_and_a_follower_names_its_leader() {
     let disk = Arc::new(SimDisk::new());
@@ -425,7 +526,7 @@ fn a_corrupt_log_entry_on_restart_is_refused_with_its_position() {
         config(1, vec![1]),
         Io::inline(storage),
         KvService::new(),
-        now,
+        at(now),
     )
     .expect_err("refused");
     assert!(
@@ -446,8 +547,13 @@ fn a_peer_message_size_the_transport_cannot_carry_is_refused_and_the_agent_fits_
     ] {
         let mut bad = NodeConfig::new(1, vec![1, 2, 3], PathBuf::from("/node"));
         bad.max_peer_message_length = length;
-        let error = ConsensusNode::open(bad, Io::inline(storage.clone()), KvService::new(), START)
-            .expect_err("refused");
+        let error = ConsensusNode::open(
+            bad,
+            Io::inline(storage.clone()),
+            KvService::new(),
+            at(START),
+        )
+        .expect_err("refused");
         assert!(error.to_string().contains(expected), "{error}");
     }
     // Aeron's maximum message with 16 MiB terms is 2 MiB: the default 1 MiB stays; with 1 MiB
@@ -497,12 +603,13 @@ fn a_message_of_another_cluster_is_refused_and_not_applied() {
         "{error}"
     );
     let mut actions = Vec::new();
-    node.do_work(START, &mut actions).expect("the node goes on");
+    node.do_work(at(START), &mut actions)
+        .expect("the node goes on");
     assert_eq!(node.status().term, 0, "the vote request was not applied");
     assert!(vote_answers_of(42, &actions).is_empty());
     // The same request of this cluster is, and the answer carries the cluster's id.
     node.on_peer(&wire::encode(42, &message)).expect("ours");
-    node.do_work(START, &mut actions).expect("work");
+    node.do_work(at(START), &mut actions).expect("work");
     assert_eq!(node.status().term, 2);
     assert_eq!(vote_answers_of(42, &actions), vec![(1, true)]);
 }
@@ -524,7 +631,7 @@ impl Network {
         let mut outputs = Vec::new();
         for node in self.nodes.iter_mut().flatten() {
             let mut actions = Vec::new();
-            node.do_work(self.now, &mut actions).expect("work");
+            node.do_work(at(self.now), &mut actions).expect("work");
             for action in actions {
                 match action {
                     Action::Peer { to, bytes } => frames.push((to, bytes)),

@@ -69,3 +69,21 @@ fn a_seed_replays_exactly() {
     let config = SimConfig::new(7);
     assert_eq!(run(&config), run(&config));
 }
+
+#[test]
+fn wall_clock_steps_time_no_session_out_and_ticks_go_on() {
+    // No other fault: any election past the first, or any session timeout, is the clocks'.
+    for seed in 0..8 {
+        let mut config = SimConfig::new(seed);
+        config.loss = 0.0;
+        config.duplicate = 0.0;
+        config.crash_per_ms = 0.0;
+        config.partition_per_ms = 0.0;
+        config.clock_step_per_ms = 0.01;
+        let report = run(&config).unwrap_or_else(|failure| panic!("{failure}"));
+        assert!(report.clock_steps > 50, "seed {seed}: {report:?}");
+        assert_eq!(report.timeouts, 0, "seed {seed}: {report:?}");
+        assert_eq!(report.leaders, 1, "seed {seed}: {report:?}");
+        assert!(report.acknowledged > 0, "seed {seed}: {report:?}");
+    }
+}

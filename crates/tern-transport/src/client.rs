@@ -4,7 +4,10 @@ use crate::error::{Context, TransportError};
 use crate::publication::{ExclusivePublication, Publication};
 use crate::subscription::{image_info, ImageEvent, ImageEvents, Subscription};
 use crate::uri::{check_channel, ChannelUse};
-use rusteron_client::{Aeron, AeronContext, AeronImage, AeronSubscription, Handler, IntoCString};
+use rusteron_client::{
+    Aeron, AeronAsyncAddPublication, AeronContext, AeronImage, AeronSubscription, Handler,
+    IntoCString,
+};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -123,6 +126,28 @@ impl Client {
             .and_then(|pending| pending.poll_blocking(ADD_TIMEOUT))
             .context(|| format!("add publication {channel} stream {stream_id}"))?;
         Ok(Publication::new(publication))
+    }
+
+    /// Start adding a concurrent publication without waiting for the driver: poll the
+    /// [`PendingPublication`] (each poll returns at once) until it gives the publication.
+    ///
+    /// # Errors
+    /// The channel is invalid, or the client could not send the request to the driver.
+    pub fn add_publication_async(
+        &self,
+        channel: &str,
+        stream_id: i32,
+    ) -> Result<PendingPublication, TransportError> {
+        let uri = channel_c_string(channel, ChannelUse::Publication)?;
+        let inner = self
+            .aeron
+            .async_add_publication(&uri, stream_id)
+            .context(|| format!("add publication {channel} stream {stream_id}"))?;
+        Ok(PendingPublication {
+            inner: Some(inner),
+            channel: channel.to_string(),
+            stream_id,
+        })
     }
 
     /// An exclusive publication: its own session, offered to from one thread only.
@@ -282,6 +307,52 @@ impl Client {
     /// Aeron's monotonic clock in nanoseconds.
     pub fn nano_clock() -> i64 {
         Aeron::nano_clock()
+    }
+}
+
+/// A publication the driver is adding ([`Client::add_publication_async`]). Dropped before it gave
+/// the publication, the add is cancelled (a publication the driver made meanwhile is closed).
+pub struct PendingPublication {
+    /// `None` once it gave the publication or an error.
+    inner: Option<AeronAsyncAddPublication>,
+    channel: String,
+    stream_id: i32,
+}
+
+impl PendingPublication {
+    /// The publication, once the driver added it (`None`: not yet, or it was already given).
+    /// Returns at once.
+    ///
+    /// # Errors
+    /// The driver refused the publication (given once; polling again gives `None`).
+    pub fn poll(&mut self) -> Result<Option<Publication>, TransportError> {
+        let Some(inner) = &self.inner else {
+            return Ok(None);
+        };
+        let polled = inner
+            .poll()
+            .context(|| format!("add publication {} stream {}", self.channel, self.stream_id));
+        match polled {
+            Ok(None) => Ok(None),
+            Ok(Some(publication)) => {
+                self.inner = None;
+                Ok(Some(Publication::new(publication)))
+            }
+            Err(error) => {
+                self.inner = None;
+                Err(error)
+            }
+        }
+    }
+
+    /// The channel asked for.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The stream id asked for.
+    pub fn stream_id(&self) -> i32 {
+        self.stream_id
     }
 }
 

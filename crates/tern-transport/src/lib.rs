@@ -18,7 +18,7 @@ mod subscription;
 mod uri;
 
 pub use assembler::{FragmentAssembler, StreamAssembler};
-pub use client::{Client, Counter, CountersReader, DEFAULT_CLIENT_IDLE_SLEEP};
+pub use client::{Client, Counter, CountersReader, PendingPublication, DEFAULT_CLIENT_IDLE_SLEEP};
 pub use driver::{default_aeron_dir, DriverConfig, MediaDriver, ThreadingMode};
 pub use error::TransportError;
 pub use header::{Header, BEGIN_FLAG, END_FLAG, UNFRAGMENTED};
