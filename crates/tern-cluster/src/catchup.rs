@@ -15,9 +15,9 @@
 //! cluster: an offer refused is tried again in the next duty cycle from the same message.
 
 use crate::error::{ClusterError, Result};
-use crate::protocol::EGRESS_HEADER_LENGTH;
 use crate::service::Egress;
 use std::collections::VecDeque;
+use tern_store::egress_header::EgressHeader;
 use tern_store::frame::TYPE_DATA;
 use tern_store::RecordingReader;
 
@@ -47,14 +47,6 @@ pub enum Step {
     Working(usize),
     /// Everything missed was sent: the session's egress goes live from now on.
     Done,
-}
-
-fn u64_at(payload: &[u8], offset: usize) -> u64 {
-    u64::from_le_bytes(
-        payload[offset..offset + 8]
-            .try_into()
-            .expect("within the header"),
-    )
 }
 
 impl CatchUp {
@@ -127,15 +119,14 @@ impl CatchUp {
             let mut cursor = self.cursor;
             let mut delivered = self.delivered_number;
             let (_, stop) = reader.scan(self.cursor, flushed, |frame| {
-                if frame.header.frame_type == TYPE_DATA
-                    && frame.header.reserved_value == session_id
-                    && frame.payload().len() >= EGRESS_HEADER_LENGTH
-                {
-                    let payload = frame.payload();
-                    let number = u64_at(payload, 40);
-                    let sequence = u64_at(payload, 16);
-                    if number > delivered && sequence > after_sequence {
-                        if sent == budget || !offer(payload) {
+                let header = (frame.header.frame_type == TYPE_DATA
+                    && frame.header.reserved_value == session_id)
+                    .then(|| EgressHeader::decode(frame.payload()).ok())
+                    .flatten();
+                if let Some(header) = header.filter(|header| header.session_id == session_id) {
+                    let number = header.egress_number;
+                    if number > delivered && header.sequence > after_sequence {
+                        if sent == budget || !offer(frame.payload()) {
                             refused = sent < budget;
                             return false;
                         }

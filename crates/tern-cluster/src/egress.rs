@@ -112,9 +112,9 @@ fn descriptor(config: &LogConfig, member_id: u64) -> RecordingDescriptor {
 
 /// The egress number in the payload of an egress recording's frame.
 fn number_of(payload: &[u8]) -> Option<u64> {
-    payload
-        .get(40..48)
-        .map(|bytes| u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    tern_store::egress_header::decode(payload)
+        .ok()
+        .map(|header| header.egress_number)
 }
 
 impl EgressRecording {

@@ -8,6 +8,7 @@
 use crate::bytes::{put_bytes, Reader};
 use crate::node::{Ingress, NodeStatus};
 use crate::service::{Egress, Role};
+use tern_store::egress_header::{self, EgressHeader};
 
 /// The header's version.
 pub const PROTOCOL_VERSION: u8 = 2;
@@ -124,20 +125,23 @@ fn open(bytes: &[u8]) -> Result<(u8, Reader<'_>), String> {
 }
 
 /// Bytes of tern's egress header: the message header, 4 zero bytes, the five fields.
-pub const EGRESS_HEADER_LENGTH: usize = 48;
+pub const EGRESS_HEADER_LENGTH: usize = egress_header::LENGTH;
 
-/// tern's egress header of `egress` (version 2, drawn in `docs/cluster.md` §9): what precedes
-/// its payload on a client's response channel and in every node's egress recording.
+// The egress message is the header tern-store's key and time readers know.
+const _: () = assert!(PROTOCOL_VERSION == egress_header::VERSION && EGRESS == egress_header::KIND);
+
+/// tern's egress header of `egress` (drawn in `docs/cluster.md` §9 and
+/// [`tern_store::egress_header`]): what precedes its payload on a client's response channel and
+/// in every node's egress recording.
 pub fn egress_header(egress: &Egress) -> [u8; EGRESS_HEADER_LENGTH] {
-    let mut out = [0u8; EGRESS_HEADER_LENGTH];
-    out[0] = PROTOCOL_VERSION;
-    out[1] = EGRESS;
-    out[8..16].copy_from_slice(&egress.session_id.to_le_bytes());
-    out[16..24].copy_from_slice(&egress.sequence.to_le_bytes());
-    out[24..32].copy_from_slice(&egress.log_index.to_le_bytes());
-    out[32..40].copy_from_slice(&egress.timestamp_ns.to_le_bytes());
-    out[40..48].copy_from_slice(&egress.number.to_le_bytes());
-    out
+    EgressHeader {
+        session_id: egress.session_id,
+        sequence: egress.sequence,
+        log_index: egress.log_index,
+        timestamp_ns: egress.timestamp_ns,
+        egress_number: egress.number,
+    }
+    .to_bytes()
 }
 
 /// The bytes of [`Response::Egress`] for `egress`, without a copy of it first.

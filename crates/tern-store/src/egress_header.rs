@@ -78,7 +78,7 @@ pub enum HeaderError {
     Version(u8),
     /// Another message kind in byte 1.
     Kind(u8),
-    /// Bytes 2 to 7, zero in version 1 of the header, are not.
+    /// Bytes 2 to 7, zero in this version of the header, are not.
     NotZero,
 }
 
