@@ -7,8 +7,10 @@
 //! Nothing in the duty cycle waits. The loop idles with [`BackoffIdle`] (never a busy spin: the
 //! machine has 2 cores).
 
+use crate::catchup::{CatchUp, Step};
 use crate::error::{ClusterError, Result};
 use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, Now};
+use crate::protocol::Resume;
 use crate::protocol::{
     encode_egress, EventCode, Request, Response, CONSENSUS_STREAM_ID, INGRESS_STREAM_ID,
 };
@@ -17,7 +19,7 @@ use crate::service::{ClusteredService, Output};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tern_store::Io;
+use tern_store::{Io, RecordingReader};
 use tern_transport::{
     BackoffIdle, Client, FragmentAssembler, Idle, PendingPublication, Publication,
 };
@@ -25,6 +27,9 @@ use tern_transport::{
 /// How often the agent puts right which response channels open sessions use, and warns of
 /// responses dropped.
 const HOUSEKEEPING_NS: i64 = 1_000_000_000;
+
+/// Messages a catch-up sends per duty cycle, at most.
+const CATCH_UP_BUDGET: usize = 256;
 
 /// Where a member is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +122,10 @@ pub struct NodeAgent<S: ClusteredService> {
     next_housekeeping_ns: i64,
     /// Responses dropped when the last warning of them was logged.
     warned_dropped: u64,
+    /// Sessions catching up on egress they missed (leader only), by session id.
+    catch_ups: BTreeMap<i64, CatchUp>,
+    /// Reads the egress recording for them.
+    egress_reader: Option<RecordingReader>,
 }
 
 impl<S: ClusteredService> NodeAgent<S> {
@@ -180,6 +189,8 @@ impl<S: ClusteredService> NodeAgent<S> {
             counts: AgentCounts::default(),
             started,
             cycle_ns: 0,
+            catch_ups: BTreeMap::new(),
+            egress_reader: None,
             next_housekeeping_ns: 0,
             warned_dropped: 0,
         })
@@ -259,6 +270,7 @@ impl<S: ClusteredService> NodeAgent<S> {
         }
         self.actions = actions;
         self.actions.clear();
+        work += self.catch_up();
         work += self.responses.do_work(now.monotonic_ns);
         if now.monotonic_ns >= self.next_housekeeping_ns {
             self.next_housekeeping_ns = now.monotonic_ns + HOUSEKEEPING_NS;
@@ -376,7 +388,118 @@ impl<S: ClusteredService> NodeAgent<S> {
                     },
                 );
             }
+            Request::Resume(resume) => self.on_resume(resume),
         }
+    }
+
+    /// Start a session's catch-up on the egress it missed (the leader; a follower redirects).
+    fn on_resume(&mut self, resume: Resume) {
+        let session_id = resume.session_id;
+        if !self.channels.contains_key(&session_id) {
+            tracing::debug!(
+                "member {}: resume of session {session_id}, which is not open",
+                self.node.member_id()
+            );
+            return;
+        }
+        if self.node.role() != crate::service::Role::Leader {
+            let leader = self.node.leader();
+            self.reply_to_session(session_id, IngressReply::NotLeader { leader });
+            return;
+        }
+        let egress = self.node.egress();
+        let from = if resume.after_timestamp_ns == 0 {
+            0
+        } else {
+            egress
+                .position_before_time(resume.after_timestamp_ns)
+                .unwrap_or_else(|error| {
+                    tracing::warn!(
+                        "member {}: the egress time index: {error}; session {session_id} catches up from the start",
+                        self.node.member_id()
+                    );
+                    0
+                })
+        };
+        let catch_up = CatchUp::new(
+            session_id,
+            resume.after_sequence,
+            resume.after_number,
+            resume.correlation_id,
+            from,
+            egress.position(),
+        );
+        self.catch_ups.insert(session_id, catch_up);
+    }
+
+    /// Take every catch-up a step: what the recording holds, then what was queued. Returns the
+    /// messages sent.
+    fn catch_up(&mut self) -> usize {
+        if self.catch_ups.is_empty() {
+            return 0;
+        }
+        let egress = self.node.egress();
+        let flushed = egress.flushed_position();
+        let reader = self.egress_reader.get_or_insert_with(|| egress.reader());
+        let mut work = 0;
+        let mut ended = Vec::new();
+        for (session_id, catch_up) in &mut self.catch_ups {
+            let Some((channel, stream_id)) = self.channels.get(session_id) else {
+                ended.push((
+                    *session_id,
+                    catch_up.correlation_id(),
+                    Err("closed".to_string()),
+                ));
+                continue;
+            };
+            let client = &self.client;
+            let responses = &mut self.responses;
+            let now_ns = self.cycle_ns;
+            let mut offer = |bytes: &[u8]| {
+                responses.offer_now(now_ns, channel, *stream_id, bytes, || {
+                    client
+                        .add_publication_async(channel, *stream_id)
+                        .map(AeronLink::Adding)
+                        .map_err(|error| error.to_string())
+                })
+            };
+            match catch_up.step(reader, flushed, CATCH_UP_BUDGET, &mut offer) {
+                Ok(Step::Working(sent)) => work += sent,
+                Ok(Step::Done) => {
+                    work += 1;
+                    ended.push((*session_id, catch_up.correlation_id(), Ok(catch_up.sent())));
+                }
+                Err(error) => ended.push((
+                    *session_id,
+                    catch_up.correlation_id(),
+                    Err(error.to_string()),
+                )),
+            }
+        }
+        for (session_id, correlation_id, result) in ended {
+            self.catch_ups.remove(&session_id);
+            let (code, detail) = match result {
+                Ok(sent) => (EventCode::CaughtUp, format!("{sent} messages")),
+                Err(reason) => {
+                    tracing::warn!(
+                        "member {}: session {session_id}'s catch-up ended: {reason}",
+                        self.node.member_id()
+                    );
+                    (EventCode::Error, format!("catch-up ended: {reason}"))
+                }
+            };
+            if let Some((channel, stream_id)) = self.channels.get(&session_id).cloned() {
+                let event = Response::SessionEvent {
+                    correlation_id,
+                    session_id,
+                    code,
+                    leader: self.node.member_id(),
+                    detail,
+                };
+                self.send_response(&channel, stream_id, &event);
+            }
+        }
+        work
     }
 
     fn leader_detail(&self, leader: Option<u64>) -> String {
@@ -471,6 +594,10 @@ impl<S: ClusteredService> NodeAgent<S> {
                 }
             }
             Action::RoleChanged { role, leader, term } => {
+                if *role != crate::service::Role::Leader {
+                    // Their clients resume with the new leader.
+                    self.catch_ups.clear();
+                }
                 if *role == crate::service::Role::Leader {
                     // Every session's client is told where to send from now on.
                     let sessions: Vec<_> = self.node.container().sessions().cloned().collect();
@@ -544,6 +671,11 @@ impl<S: ClusteredService> NodeAgent<S> {
                 }) else {
                     return;
                 };
+                if let Some(catch_up) = self.catch_ups.get_mut(&egress.session_id) {
+                    // It goes after what the session missed.
+                    catch_up.on_live(egress, encode_egress(egress), self.node.egress().position());
+                    return;
+                }
                 (channel, stream_id, encode_egress(egress))
             }
         };

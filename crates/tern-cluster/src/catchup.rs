@@ -28,6 +28,7 @@ pub const MAX_QUEUED: usize = 4096;
 #[derive(Debug)]
 pub struct CatchUp {
     session_id: i64,
+    correlation_id: i64,
     after_sequence: u64,
     /// The highest egress number sent to the client (or that it had already).
     delivered_number: u64,
@@ -51,17 +52,19 @@ pub enum Step {
 
 impl CatchUp {
     /// A catch-up of `session_id` after its egress `after_sequence` (egress number
-    /// `after_number`), reading from `from` (a frame start at or before the first message it
-    /// needs), while the recording's appended end is `appended`.
+    /// `after_number`), asked for with `correlation_id`, reading from `from` (a frame start at
+    /// or before the first message it needs), while the recording's appended end is `appended`.
     pub fn new(
         session_id: i64,
         after_sequence: u64,
         after_number: u64,
+        correlation_id: i64,
         from: i64,
         appended: i64,
     ) -> Self {
         Self {
             session_id,
+            correlation_id,
             after_sequence,
             delivered_number: after_number,
             cursor: from,
@@ -74,6 +77,11 @@ impl CatchUp {
     /// The session.
     pub fn session_id(&self) -> i64 {
         self.session_id
+    }
+
+    /// The request's correlation id.
+    pub fn correlation_id(&self) -> i64 {
+        self.correlation_id
     }
 
     /// Messages sent so far.
@@ -239,7 +247,7 @@ mod tests {
             // The client saw session 2's messages up to sequence 50 (egress number 149).
             let from = recording.position_before_time(149 * 100_000).expect("seek");
             assert!(from > 0, "the time index skips the start");
-            let mut catch_up = CatchUp::new(2, 50, 149, from, recording.position());
+            let mut catch_up = CatchUp::new(2, 50, 149, 7, from, recording.position());
             let mut reader = recording.reader();
             let mut received = Vec::new();
             let mut offers = 0;

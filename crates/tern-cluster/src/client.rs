@@ -8,7 +8,7 @@
 use crate::agent::{udp_channel, MemberEndpoints};
 use crate::error::{ClusterError, Result};
 use crate::node::{Ingress, NodeStatus};
-use crate::protocol::{EventCode, Request, Response, EGRESS_STREAM_ID, INGRESS_STREAM_ID};
+use crate::protocol::{EventCode, Request, Response, Resume, EGRESS_STREAM_ID, INGRESS_STREAM_ID};
 use crate::service::Egress;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -30,7 +30,29 @@ pub struct ClusterClient {
     egress: Vec<Egress>,
     events: Vec<Response>,
     last_keep_alive: Instant,
+    /// The last egress message the application got: (session sequence, egress number, cluster
+    /// timestamp); zeroes before the first.
+    seen: (u64, u64, i64),
+    /// When the client last asked to resume, until the leader says it caught up.
+    resume_asked: Option<Instant>,
+    counts: ClientCounts,
 }
+
+/// What the client did to give the application each egress message once, in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCounts {
+    /// Egress messages dropped as already seen (sent live and again by a catch-up).
+    pub duplicates: u64,
+    /// Egress messages that came after a gap (dropped: the catch-up sends them in order).
+    pub gaps: u64,
+    /// Resume requests sent (after a new leader, a gap, or a resume not answered).
+    pub resumes: u64,
+    /// Catch-ups the leader finished.
+    pub caught_up: u64,
+}
+
+/// A resume not answered in this long is asked again.
+const RESUME_RETRY: Duration = Duration::from_millis(500);
 
 impl ClusterClient {
     /// A client of `members` on `client`, reading responses on `response_endpoint` (`host:port`;
@@ -78,6 +100,9 @@ impl ClusterClient {
             egress: Vec::new(),
             events: Vec::new(),
             last_keep_alive: Instant::now(),
+            seen: (0, 0, 0),
+            resume_asked: None,
+            counts: ClientCounts::default(),
         })
     }
 
@@ -122,7 +147,7 @@ impl ClusterClient {
             };
             match &response {
                 Response::Egress(egress) if Some(egress.session_id) == self.session_id => {
-                    self.egress.push(egress.clone());
+                    self.on_egress(egress);
                 }
                 Response::SessionEvent {
                     session_id,
@@ -133,13 +158,34 @@ impl ClusterClient {
                     if *leader != 0 {
                         self.leader = Some(*leader);
                     }
-                    if *code == EventCode::Closed && Some(*session_id) == self.session_id {
-                        self.session_id = None;
+                    if Some(*session_id) == self.session_id {
+                        match code {
+                            EventCode::Closed => {
+                                self.session_id = None;
+                                self.resume_asked = None;
+                            }
+                            // A new leader sends from its own egress recording what this
+                            // client missed in the change.
+                            EventCode::NewLeader => self.resume(),
+                            // A resume sent to a follower: ask the leader it named.
+                            EventCode::Redirect if self.resume_asked.is_some() => self.resume(),
+                            EventCode::CaughtUp => {
+                                self.resume_asked = None;
+                                self.counts.caught_up += 1;
+                            }
+                            _ => {}
+                        }
                     }
                     self.events.push(response);
                 }
                 _ => self.events.push(response),
             }
+        }
+        if self
+            .resume_asked
+            .is_some_and(|asked| asked.elapsed() > RESUME_RETRY)
+        {
+            self.resume();
         }
         if let Some(session_id) = self.session_id {
             if self.last_keep_alive.elapsed() > Duration::from_millis(500) {
@@ -240,6 +286,57 @@ impl ClusterClient {
         )
     }
 
+    /// Take in a message of the session: each once, in order; a gap asks for a resume.
+    fn on_egress(&mut self, egress: &Egress) {
+        let last = self.seen.0;
+        if egress.sequence <= last {
+            self.counts.duplicates += 1;
+        } else if egress.sequence > last + 1 {
+            self.counts.gaps += 1;
+            if self.resume_asked.is_none() {
+                self.resume();
+            }
+        } else {
+            self.seen = (egress.sequence, egress.number, egress.timestamp_ns);
+            self.egress.push(egress.clone());
+        }
+    }
+
+    /// Ask the leader for the session's egress after the last message the application got
+    /// (done by itself after a new leader, a gap, or a resume not answered).
+    pub fn resume(&mut self) {
+        let (Some(session_id), Some(leader)) = (self.session_id, self.leader) else {
+            return;
+        };
+        let (after_sequence, after_number, after_timestamp_ns) = self.seen;
+        let request = Request::Resume(Resume {
+            correlation_id: self.correlation(),
+            session_id,
+            after_sequence,
+            after_number,
+            after_timestamp_ns,
+        })
+        .encode();
+        self.offer_to(leader, &request);
+        self.resume_asked = Some(Instant::now());
+        self.counts.resumes += 1;
+    }
+
+    /// Whether a resume is under way (asked, and the leader has not said it caught up).
+    pub fn resuming(&self) -> bool {
+        self.resume_asked.is_some()
+    }
+
+    /// The session sequence of the last egress message the application got (0: none).
+    pub fn last_sequence(&self) -> u64 {
+        self.seen.0
+    }
+
+    /// What the client did to give each egress message once, in order.
+    pub fn counts(&self) -> ClientCounts {
+        self.counts
+    }
+
     /// The egress that arrived since the last call.
     pub fn take_egress(&mut self) -> Vec<Egress> {
         std::mem::take(&mut self.egress)
@@ -251,6 +348,11 @@ impl ClusterClient {
     /// Not connected, or no reply within `timeout` ([`ClusterError::Client`]).
     pub fn request(&mut self, payload: &[u8], timeout: Duration) -> Result<Egress> {
         let deadline = Instant::now() + timeout;
+        // What a catch-up brings is older than the reply: let it come first.
+        if self.resuming() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.wait_for(left, |client| (!client.resuming()).then_some(()));
+        }
         while !self.offer(payload) {
             if Instant::now() > deadline || self.session_id.is_none() {
                 return Err(ClusterError::Client(
@@ -260,9 +362,11 @@ impl ClusterClient {
             self.poll();
             std::thread::sleep(Duration::from_millis(1));
         }
+        // The reply is the first message after those already in hand (left for take_egress).
+        let before = self.egress.len();
         let left = deadline.saturating_duration_since(Instant::now());
         self.wait_for(left, |client| {
-            (!client.egress.is_empty()).then(|| client.egress.remove(0))
+            (client.egress.len() > before).then(|| client.egress.remove(before))
         })
         .ok_or_else(|| ClusterError::Client(format!("no reply in {} ms", timeout.as_millis())))
     }

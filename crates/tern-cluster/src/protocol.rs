@@ -42,6 +42,26 @@ pub enum Request {
         /// Take a snapshot before answering (kind 6).
         snapshot: bool,
     },
+    /// Kind 7: send the session's egress after the last the client saw, from the member's egress
+    /// recording, then live (answered by the leader, not through the log; a follower redirects).
+    /// Body: correlation id i64, session id i64, after sequence u64, after egress number u64,
+    /// after timestamp ns i64 (the last egress message's; zeroes when the client saw none).
+    Resume(Resume),
+}
+
+/// What a client asks to resume its session's egress after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// Echoed in the answer.
+    pub correlation_id: i64,
+    /// The session.
+    pub session_id: i64,
+    /// The session sequence of the last egress message the client has (0: none).
+    pub after_sequence: u64,
+    /// Its egress number (0: none).
+    pub after_number: u64,
+    /// Its cluster timestamp (0: none).
+    pub after_timestamp_ns: i64,
 }
 
 /// What a session event says.
@@ -56,15 +76,19 @@ pub enum EventCode {
     Redirect = 2,
     /// The session was closed (the detail says why).
     Closed = 3,
-    /// A new leader took over: send to the member named from now on.
+    /// A new leader took over: send to the member named from now on (and resume the egress
+    /// after the last message seen).
     NewLeader = 4,
+    /// A resume is done: the egress the client missed was sent, live egress follows (the detail
+    /// says how many messages).
+    CaughtUp = 5,
 }
 
 /// What a client gets on its response channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// Kind 11. Body: correlation id i64, session id i64, code u8 (0 ok, 1 error, 2 redirect, 3
-    /// closed, 4 new leader), 7 zero bytes, leader
+    /// closed, 4 new leader, 5 caught up), 7 zero bytes, leader
     /// member id u64 (0: unknown), detail length u32, detail (UTF-8).
     SessionEvent {
         /// The request's correlation id (0 for a close the client did not ask for).
@@ -100,6 +124,7 @@ const KEEP_ALIVE: u8 = 3;
 const CLOSE: u8 = 4;
 const STATUS: u8 = 5;
 const SNAPSHOT: u8 = 6;
+const RESUME: u8 = 7;
 const SESSION_EVENT: u8 = 11;
 const EGRESS: u8 = 12;
 const STATUS_ANSWER: u8 = 13;
@@ -199,6 +224,14 @@ impl Request {
                 out.extend_from_slice(&response_stream_id.to_le_bytes());
                 put_bytes(&mut out, response_channel.as_bytes());
             }
+            Self::Resume(resume) => {
+                out = header(RESUME);
+                out.extend_from_slice(&resume.correlation_id.to_le_bytes());
+                out.extend_from_slice(&resume.session_id.to_le_bytes());
+                out.extend_from_slice(&resume.after_sequence.to_le_bytes());
+                out.extend_from_slice(&resume.after_number.to_le_bytes());
+                out.extend_from_slice(&resume.after_timestamp_ns.to_le_bytes());
+            }
         }
         out
     }
@@ -222,6 +255,13 @@ impl Request {
             }),
             KEEP_ALIVE => Self::Session(Ingress::KeepAlive {
                 session_id: reader.i64()?,
+            }),
+            RESUME => Self::Resume(Resume {
+                correlation_id: reader.i64()?,
+                session_id: reader.i64()?,
+                after_sequence: reader.u64()?,
+                after_number: reader.u64()?,
+                after_timestamp_ns: reader.i64()?,
             }),
             CLOSE => Self::Session(Ingress::Close {
                 session_id: reader.i64()?,
@@ -311,6 +351,7 @@ impl Response {
                     2 => EventCode::Redirect,
                     3 => EventCode::Closed,
                     4 => EventCode::NewLeader,
+                    5 => EventCode::CaughtUp,
                     other => return Err(format!("session event code {other}")),
                 };
                 Self::SessionEvent {
@@ -394,6 +435,13 @@ mod tests {
             Request::Session(Ingress::Close { session_id: 3 }),
             status(false),
             status(true),
+            Request::Resume(Resume {
+                correlation_id: 11,
+                session_id: 3,
+                after_sequence: 40,
+                after_number: 900,
+                after_timestamp_ns: 1_700_000_000_000_000_000,
+            }),
         ]
     }
 

@@ -244,6 +244,55 @@ impl<L: Link> Responses<L> {
         Ok(())
     }
 
+    /// Offer `bytes` on `channel` and `stream_id` now, never queued: whether the publication took
+    /// it (a caller that offers again later from the same message, such as a catch-up, keeps
+    /// its own place). A channel with no publication gets one from `open`, and the answer is
+    /// no until it is ready; one with responses queued says no until they went.
+    pub fn offer_now(
+        &mut self,
+        now_ns: i64,
+        channel: &str,
+        stream_id: i32,
+        bytes: &[u8],
+        open: impl FnOnce() -> Result<L, String>,
+    ) -> bool {
+        let key = (channel.to_string(), stream_id);
+        if !self.pinned.contains_key(&key) && !self.cached.contains_key(&key) {
+            let Ok(link) = open() else {
+                return false;
+            };
+            let entry = Entry {
+                link,
+                last_used_ns: now_ns,
+                queue: VecDeque::new(),
+            };
+            if self.pins.contains_key(&key) {
+                self.pinned.insert(key, entry);
+            } else {
+                self.cached.insert(key.clone(), entry);
+                self.evict_over_bound(&key);
+            }
+            return false;
+        }
+        let entry = match self.pinned.get_mut(&key) {
+            Some(entry) => entry,
+            None => self.cached.get_mut(&key).expect("present"),
+        };
+        entry.last_used_ns = now_ns;
+        if !entry.queue.is_empty() {
+            return false;
+        }
+        match entry.link.ready() {
+            Ok(true) => entry.link.offer(bytes) == Offered::Sent,
+            Ok(false) => false,
+            Err(_) => {
+                // The add failed: the next offer tries a new publication.
+                self.remove(&key);
+                false
+            }
+        }
+    }
+
     /// Offer what is queued, drop what waited too long, close idle cached publications. Returns
     /// the work done (responses sent, publications that became ready or were closed).
     pub fn do_work(&mut self, now_ns: i64) -> usize {

@@ -290,3 +290,137 @@ fn bad_cluster_configs_get_one_line_naming_the_problem() {
         );
     }
 }
+
+/// The session sequences of `session_id`'s messages in a member's egress recording (stopped).
+fn recorded_sequences(egress_dir: &Path, session_id: i64) -> Vec<u64> {
+    let catalog = tern_store::Catalog::open(egress_dir, false).expect("egress catalog");
+    let descriptor = catalog
+        .get(tern_store::RecordingId::new(0))
+        .expect("egress recording")
+        .clone();
+    assert!(!descriptor.is_active(), "stopped cleanly");
+    let mut reader = tern_store::RecordingReader::new(egress_dir, &descriptor);
+    let mut sequences = Vec::new();
+    let (_, stop) = reader
+        .scan(
+            descriptor.start_position,
+            descriptor.stop_position,
+            |frame| {
+                if let Ok(header) = tern_store::egress_header::decode(frame.payload()) {
+                    if header.session_id == session_id {
+                        sequences.push(header.sequence);
+                    }
+                }
+                true
+            },
+        )
+        .expect("scan");
+    assert!(stop.is_none(), "{stop:?}");
+    sequences
+}
+
+/// A client sending all along while the leader is killed again and again (3 times here;
+/// `TERN_CLUSTER_KILLS=20` for the long run): after each new leader it resumes its egress from
+/// that leader's recording, and in the end it has had every egress message of its session once,
+/// in order, exactly as every member recorded it.
+#[test]
+fn a_client_gets_every_egress_message_once_in_order_across_leader_kills() {
+    let kills: usize = std::env::var("TERN_CLUSTER_KILLS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(dir.path());
+    let driver = driver("cluster-egress-client");
+    let aeron = Client::connect(driver.dir()).expect("client");
+    let mut client =
+        ClusterClient::new(aeron, cluster.members.clone(), "localhost:0").expect("cluster client");
+    let session_id = client
+        .connect(b"", Duration::from_secs(20))
+        .expect("a session");
+    let mut received = Vec::new();
+    let mut sent = 0u64;
+    let mut pump = |client: &mut ClusterClient, received: &mut Vec<u64>, for_how_long: Duration| {
+        let until = Instant::now() + for_how_long;
+        while Instant::now() < until {
+            if client.offer(format!("put key-{sent} {sent}").as_bytes()) {
+                sent += 1;
+            }
+            client.poll();
+            received.extend(client.take_egress().iter().map(|egress| egress.sequence));
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    pump(&mut client, &mut received, Duration::from_millis(500));
+    for kill in 0..kills {
+        let leader = leader_of(&mut client, &[1, 2, 3]).expect("a leader");
+        cluster.kill(leader);
+        pump(&mut client, &mut received, Duration::from_millis(1200));
+        cluster.spawn(leader);
+        pump(&mut client, &mut received, Duration::from_millis(800));
+        assert!(
+            client.session_id().is_some(),
+            "the session lives on after kill {kill}"
+        );
+    }
+    // The last replies in flight, then a request answered after everything before it.
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(1) || client.resuming() {
+        client.poll();
+        let egress = client.take_egress();
+        if !egress.is_empty() {
+            quiet_since = Instant::now();
+        }
+        received.extend(egress.iter().map(|egress| egress.sequence));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let last = client
+        .request(b"count", Duration::from_secs(10))
+        .expect("a reply after the kills");
+    received.push(last.sequence);
+    received.extend(client.take_egress().iter().map(|egress| egress.sequence));
+    let expected: Vec<u64> = (1..=last.sequence).collect();
+    assert!(
+        received == expected,
+        "{} messages received, {} expected; first difference at {:?}; {:?}",
+        received.len(),
+        expected.len(),
+        received.iter().zip(&expected).position(|(a, b)| a != b),
+        client.counts()
+    );
+    assert!(
+        client.counts().resumes >= kills as u64,
+        "{:?}",
+        client.counts()
+    );
+    // Every member up, all at the same applied index, then stopped: each recording holds the
+    // session's messages as the client got them.
+    wait_until(
+        "every member has applied the last message",
+        Duration::from_secs(20),
+        || {
+            (1..=3).all(|id| {
+                client
+                    .status_of(id, false, Duration::from_millis(300))
+                    .is_some_and(|status| status.applied_index >= last.log_index)
+            })
+        },
+    );
+    cluster.stop();
+    for id in 1..=3 {
+        let recorded = recorded_sequences(
+            &dir.path().join(format!("data/node-{id}/egress")),
+            session_id,
+        );
+        assert!(
+            recorded.starts_with(&expected),
+            "member {id} recorded {} messages of the session",
+            recorded.len()
+        );
+    }
+    eprintln!(
+        "{kills} kills: {} egress messages of {sent} sent, each once, in order; {:?}",
+        received.len(),
+        client.counts()
+    );
+}
