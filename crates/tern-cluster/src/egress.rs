@@ -74,6 +74,8 @@ pub struct EgressRecording {
     /// recording's end (the messages in between exist only in other nodes' recordings).
     behind_from: Option<u64>,
     scratch: Vec<u8>,
+    /// Reads frames for peers that lack them.
+    serve_reader: Option<RecordingReader>,
 }
 
 impl std::fmt::Debug for EgressRecording {
@@ -233,6 +235,7 @@ impl EgressRecording {
                 last_timestamp_ns: 0,
                 behind_from: None,
                 scratch: Vec::new(),
+                serve_reader: None,
             },
             recovered,
         ))
@@ -296,6 +299,157 @@ impl EgressRecording {
             end,
             timestamp_ns.saturating_sub(TIME_INDEX_INTERVAL_NS + 1),
         )?)
+    }
+
+    /// Whole frames from `position` (a frame start) on, as far as the files hold them, at most
+    /// about `max_bytes` (a padding frame goes as its header alone: its body is zeroes): what a
+    /// member whose recording ends at `position` lacks. Returns the egress number of the first
+    /// message in them and the frames; nothing when the files end there.
+    ///
+    /// # Errors
+    /// The recording is damaged at or after `position`, or `position` is not a frame start.
+    pub fn read_frames(
+        &mut self,
+        position: i64,
+        max_bytes: usize,
+    ) -> Result<Option<(u64, Vec<u8>)>> {
+        let flushed = self.flushed_position();
+        if position < 0 || position >= flushed {
+            return Ok(None);
+        }
+        let reader = match self.serve_reader.as_mut() {
+            Some(reader) => reader,
+            None => self.serve_reader.insert(RecordingReader::new_on(
+                &self.storage,
+                &self.dir,
+                &self.descriptor,
+            )),
+        };
+        let mut frames = Vec::new();
+        let mut first = None;
+        let (_, stop) = reader.scan(position, flushed, |frame| {
+            let compact = if frame.header.is_padding() {
+                HEADER_LENGTH
+            } else {
+                frame.aligned_length
+            };
+            if !frames.is_empty() && frames.len() + compact > max_bytes {
+                return false;
+            }
+            if first.is_none() && frame.header.frame_type == TYPE_DATA {
+                first = number_of(frame.payload());
+            }
+            let start = frames.len();
+            frames.extend_from_slice(frame.bytes);
+            frames.resize(start + compact, 0);
+            true
+        })?;
+        if let Some(stop) = stop {
+            return Err(ClusterError::CorruptLog {
+                position: stop.position,
+                reason: format!("egress recording: {stop}"),
+            });
+        }
+        Ok(first.map(|number| (number, frames)))
+    }
+
+    /// Append frames a peer read from its recording ([`Self::read_frames`]) at `position`, the
+    /// first message's egress number `number`: this recording's end and one more than its last
+    /// number. Every frame is checked (checksum, place, consecutive egress numbers) before any
+    /// is written. Returns the messages appended.
+    ///
+    /// # Errors
+    /// The frames do not follow this recording or do not check ([`ClusterError::Peer`]), or a
+    /// file cannot be written.
+    pub fn append_frames(&mut self, position: i64, number: u64, frames: &[u8]) -> Result<u64> {
+        let refuse = |reason: String| Err(ClusterError::Peer(format!("egress frames: {reason}")));
+        if position != self.end || number != self.last_number + 1 {
+            return refuse(format!(
+                "frames from {position} (message {number}) where this recording ends at {} (message {})",
+                self.end, self.last_number
+            ));
+        }
+        let expectation = tern_store::frame::FrameExpectation {
+            initial_term_id: 0,
+            term_length: self.config.term_length,
+            stream_id: EGRESS_STREAM_ID,
+        };
+        // Checked whole first: (offset in `frames`, position, aligned length, padding, time).
+        let mut checked = Vec::new();
+        let (mut offset, mut at, mut next) = (0usize, position, number);
+        while offset < frames.len() {
+            let (header, aligned) = match expectation.check(&frames[offset..], at) {
+                Ok(found) => found,
+                Err(problem) => return refuse(format!("at {at}: {problem}")),
+            };
+            let compact = if header.is_padding() {
+                HEADER_LENGTH
+            } else {
+                let payload =
+                    &frames[offset + HEADER_LENGTH..offset + header.frame_length as usize];
+                match tern_store::egress_header::decode(payload) {
+                    Ok(egress) if egress.egress_number == next => {
+                        next += 1;
+                        checked.push((offset, at, aligned, false, egress.timestamp_ns));
+                    }
+                    Ok(egress) => {
+                        return refuse(format!(
+                            "message {} at {at} where {next} was expected",
+                            egress.egress_number
+                        ))
+                    }
+                    Err(error) => return refuse(format!("at {at}: {error}")),
+                }
+                aligned
+            };
+            if header.is_padding() {
+                checked.push((offset, at, aligned, true, 0));
+            }
+            if offset + compact > frames.len() {
+                return refuse(format!("a frame at {at} is cut"));
+            }
+            offset += compact;
+            at += aligned as i64;
+        }
+        let writer = self.writer.as_mut().ok_or(ClusterError::EgressBroken)?;
+        let mut padding = Vec::new();
+        for (offset, at, aligned, is_padding, timestamp_ns) in checked {
+            let result = if is_padding {
+                padding.clear();
+                padding.extend_from_slice(&frames[offset..offset + HEADER_LENGTH]);
+                padding.resize(aligned, 0);
+                writer.append(&padding, at)
+            } else {
+                writer.append(&frames[offset..offset + aligned], at)
+            };
+            if let Err(error) = result {
+                self.writer = None;
+                return Err(error.into());
+            }
+            if !is_padding {
+                if self.end == 0 {
+                    self.descriptor.start_timestamp_ns = timestamp_ns;
+                    self.catalog.update(&self.descriptor)?;
+                }
+                self.time_index.record(timestamp_ns, at);
+                self.last_timestamp_ns = timestamp_ns;
+            }
+            self.end = at + aligned as i64;
+        }
+        let appended = next - number;
+        self.last_number = next - 1;
+        Ok(appended)
+    }
+
+    /// The service has made `egress_count` messages so far: a recording that ends before that
+    /// (the node installed a leader's snapshot) is behind until it has them from a peer, and
+    /// one that holds them all records again from the next one.
+    pub fn catch_up_to(&mut self, egress_count: u64) {
+        if self.last_number >= egress_count {
+            self.behind_from = None;
+        } else if self.behind_from.is_none() {
+            self.behind_from = Some(self.last_number + 1);
+        }
     }
 
     /// The recording's segment length.
@@ -566,6 +720,106 @@ mod tests {
         assert_eq!(recovered, EgressRecovered::default());
         assert_eq!((again.last_number(), again.position()), (10, end));
         assert!(again.append(&egress(11)).expect("append"));
+    }
+
+    fn open_at(disk: &Arc<SimDisk>, dir: &str) -> EgressRecording {
+        let storage: Arc<dyn Storage> = disk.clone();
+        EgressRecording::open(Io::inline(storage), Path::new(dir), config(), 2)
+            .expect("open")
+            .0
+    }
+
+    fn segment(disk: &Arc<SimDisk>, dir: &str, end: i64) -> Vec<u8> {
+        let storage: Arc<dyn Storage> = disk.clone();
+        let mut bytes = vec![0u8; end as usize];
+        let file = storage
+            .open(
+                &Path::new(dir).join("egress/0-0.rec"),
+                tern_store::OpenOptions::read(),
+            )
+            .expect("segment");
+        file.read_full_at(&mut bytes, 0).expect("read");
+        bytes
+    }
+
+    #[test]
+    fn a_recording_behind_a_snapshot_copies_the_rest_from_a_peer_byte_for_byte() {
+        let disk = Arc::new(SimDisk::new());
+        let mut leader = open_at(&disk, "/leader");
+        let mut behind = open_at(&disk, "/behind");
+        for number in 1..=300 {
+            leader.append(&egress(number)).expect("append");
+            if number <= 40 {
+                behind.append(&egress(number)).expect("append");
+            }
+        }
+        leader.flush().expect("flush");
+        // The follower installed a snapshot made after message 250: it lacks 41..=250.
+        behind.catch_up_to(250);
+        assert_eq!(behind.behind_from(), Some(41));
+        assert!(!behind.append(&egress(251)).expect("not recorded"));
+        while behind.behind_from().is_some() {
+            let (number, frames) = leader
+                .read_frames(behind.position(), 16 << 10)
+                .expect("read")
+                .expect("frames");
+            assert!(frames.len() <= 16 << 10 || number == behind.last_number() + 1);
+            behind
+                .append_frames(behind.position(), number, &frames)
+                .expect("append frames");
+            behind.catch_up_to(250);
+        }
+        // It went past the snapshot (the leader had more): what it makes next is not doubled.
+        assert!(behind.last_number() >= 250);
+        for number in 251..=300 {
+            behind.append(&egress(number)).expect("append");
+        }
+        behind.flush().expect("flush");
+        assert_eq!(behind.last_number(), 300);
+        assert_eq!(behind.position(), leader.position());
+        assert!(
+            segment(&disk, "/behind", behind.position())
+                == segment(&disk, "/leader", leader.position()),
+            "the recordings differ"
+        );
+    }
+
+    #[test]
+    fn frames_that_do_not_follow_or_do_not_check_are_refused_and_nothing_is_written() {
+        let disk = Arc::new(SimDisk::new());
+        let mut leader = open_at(&disk, "/leader");
+        let mut behind = open_at(&disk, "/behind");
+        for number in 1..=20 {
+            leader.append(&egress(number)).expect("append");
+        }
+        leader.flush().expect("flush");
+        behind.append(&egress(1)).expect("append");
+        behind.catch_up_to(20);
+        let (number, frames) = leader
+            .read_frames(behind.position(), 1 << 20)
+            .expect("read")
+            .expect("frames");
+        assert_eq!(number, 2);
+        let end = behind.position();
+        for (position, first, damage, expected) in [
+            (end + 32, 2, None, "where this recording ends"),
+            (end, 3, None, "where this recording ends"),
+            (end, 2, Some(100), "at "),
+        ] {
+            let mut bad = frames.clone();
+            if let Some(at) = damage {
+                bad[at] ^= 0x40;
+            }
+            let error = behind
+                .append_frames(position, first, &bad)
+                .expect_err("refused");
+            assert!(error.to_string().contains(expected), "{error}");
+            assert_eq!((behind.position(), behind.last_number()), (end, 1));
+        }
+        behind
+            .append_frames(end, 2, &frames)
+            .expect("the real ones");
+        assert_eq!(behind.last_number(), 20);
     }
 
     #[test]

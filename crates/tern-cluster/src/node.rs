@@ -324,6 +324,12 @@ pub struct ConsensusNode<S: ClusteredService> {
     egress_appended: bool,
     /// When the egress recording is synced next, if it took messages.
     next_egress_sync_ns: i64,
+    /// Peers' requests for egress frames, answered in the duty cycle.
+    egress_fetches: Vec<wire::EgressFetch>,
+    /// When this node, its egress recording behind a snapshot it installed, asks a peer next.
+    next_egress_fetch_ns: i64,
+    /// Which peer it asks next (when the leader is unknown or is this node).
+    egress_fetch_turn: usize,
     /// Peers' messages coming in chunks.
     reassembly: wire::Reassembly,
     /// The id of the next message sent in chunks.
@@ -353,6 +359,10 @@ impl<S: ClusteredService> std::fmt::Debug for ConsensusNode<S> {
             .finish()
     }
 }
+
+/// A request for egress frames not answered in this long is sent again (to the next peer when
+/// there is no leader).
+const EGRESS_FETCH_RETRY_NS: i64 = 50_000_000;
 
 fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
@@ -400,6 +410,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
             ..raft::Config::default()
         };
         let raw = RawNode::new(&raft_config, storage, &logger())?;
+        let mut egress = egress;
+        // Behind the snapshot (one installed from a leader, then a crash): a peer has the rest.
+        egress.catch_up_to(container.egress_count());
         let config_egress_sync = config.egress_sync_interval_ns;
         Ok(Self {
             next_tick_ns: monotonic_ns + config.tick_ns,
@@ -420,6 +433,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
             egress,
             egress_appended: false,
             next_egress_sync_ns: monotonic_ns + config_egress_sync,
+            egress_fetches: Vec::new(),
+            next_egress_fetch_ns: monotonic_ns,
+            egress_fetch_turn: 0,
             reassembly: wire::Reassembly::new(),
             // A restarted sender starts elsewhere than before (the wall clock went on), so a
             // receiver does not take its first chunks for a message it put together already.
@@ -519,6 +535,18 @@ impl<S: ClusteredService> ConsensusNode<S> {
     pub fn on_peer(&mut self, bytes: &[u8]) -> Result<()> {
         let message = match wire::decode(self.config.cluster_id, bytes)? {
             wire::Frame::Raft(message) => message,
+            wire::Frame::EgressFetch(fetch) => {
+                self.check_peers(fetch.from, fetch.to)?;
+                // Answered in the duty cycle; one asked again replaces the one before.
+                self.egress_fetches
+                    .retain(|queued| queued.from != fetch.from);
+                self.egress_fetches.push(fetch);
+                return Ok(());
+            }
+            wire::Frame::EgressFrames(frames) => {
+                self.check_peers(frames.from, frames.to)?;
+                return self.on_egress_frames(&frames);
+            }
             wire::Frame::Chunk(chunk) => {
                 // Only members' chunks are kept: one message in progress per member.
                 self.check_peers(chunk.from, chunk.to)?;
@@ -671,6 +699,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
         }
         work += self.on_ready(monotonic_ns, actions)?;
         work += self.egress_duties(monotonic_ns)?;
+        work += self.egress_copies(monotonic_ns, actions);
         self.maybe_snapshot()?;
         Ok(work)
     }
@@ -794,6 +823,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
                 })?;
             outputs.clear();
             self.outputs = outputs;
+            self.egress.catch_up_to(self.container.egress_count());
         }
         let committed = ready.take_committed_entries();
         self.apply(monotonic_ns, &committed, actions)?;
@@ -954,6 +984,113 @@ impl<S: ClusteredService> ConsensusNode<S> {
     /// This node's egress recording.
     pub fn egress(&self) -> &EgressRecording {
         &self.egress
+    }
+
+    /// Frames a peer sent for this node's egress recording, behind a snapshot it installed.
+    fn on_egress_frames(&mut self, frames: &wire::EgressFrames<'_>) -> Result<()> {
+        if self.egress.behind_from().is_none() || frames.frames.is_empty() {
+            return Ok(());
+        }
+        if frames.position != self.egress.position() {
+            // An answer to an earlier request, overtaken.
+            return Ok(());
+        }
+        self.egress
+            .append_frames(frames.position, frames.number, frames.frames)?;
+        self.egress.catch_up_to(self.container.egress_count());
+        self.egress_appended = true;
+        // The next piece at once.
+        self.next_egress_fetch_ns = i64::MIN;
+        if self.egress.behind_from().is_none() {
+            tracing::info!(
+                "member {}: the egress recording caught up from member {} (to message {})",
+                self.config.member_id,
+                frames.from,
+                self.egress.last_number()
+            );
+        }
+        Ok(())
+    }
+
+    /// Answer peers' requests for egress frames, and ask for them while this node's recording is
+    /// behind a snapshot it installed (the leader, or each peer in turn while there is none).
+    fn egress_copies(&mut self, monotonic_ns: i64, actions: &mut Vec<Action>) -> usize {
+        let mut work = 0;
+        // Headers and a frame of the largest egress message fit a peer message.
+        let max_bytes = self
+            .config
+            .max_peer_message_length
+            .saturating_sub(wire::WIRE_HEADER_LENGTH + wire::EGRESS_COPY_HEADER_LENGTH)
+            .min(256 << 10);
+        for fetch in std::mem::take(&mut self.egress_fetches) {
+            match self.egress.read_frames(fetch.position, max_bytes) {
+                Ok(Some((number, frames))) if number == fetch.number => {
+                    work += 1;
+                    let bytes = wire::encode_egress_frames(
+                        self.config.cluster_id,
+                        &wire::EgressFrames {
+                            from: self.config.member_id,
+                            to: fetch.from,
+                            position: fetch.position,
+                            number,
+                            frames: &frames,
+                        },
+                    );
+                    actions.push(Action::Peer {
+                        to: fetch.from,
+                        bytes,
+                    });
+                }
+                Ok(Some((number, _))) => tracing::warn!(
+                    "member {}: member {} asked for egress message {} at {}, where this recording has {number}",
+                    self.config.member_id,
+                    fetch.from,
+                    fetch.number,
+                    fetch.position
+                ),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(
+                    "member {}: egress frames for member {}: {error}",
+                    self.config.member_id,
+                    fetch.from
+                ),
+            }
+        }
+        if self.egress.behind_from().is_some() && monotonic_ns >= self.next_egress_fetch_ns {
+            self.egress.catch_up_to(self.container.egress_count());
+        }
+        if self.egress.behind_from().is_some() && monotonic_ns >= self.next_egress_fetch_ns {
+            let peers: Vec<u64> = self
+                .config
+                .members
+                .iter()
+                .copied()
+                .filter(|member| *member != self.config.member_id)
+                .collect();
+            let to = match self.leader {
+                Some(leader) if leader != self.config.member_id => Some(leader),
+                _ if peers.is_empty() => None,
+                _ => {
+                    self.egress_fetch_turn = self.egress_fetch_turn.wrapping_add(1);
+                    Some(peers[self.egress_fetch_turn % peers.len()])
+                }
+            };
+            if let Some(to) = to {
+                let fetch = wire::EgressFetch {
+                    from: self.config.member_id,
+                    to,
+                    position: self.egress.position(),
+                    number: self.egress.last_number() + 1,
+                };
+                actions.push(Action::Peer {
+                    to,
+                    bytes: wire::encode_egress_fetch(self.config.cluster_id, &fetch),
+                });
+                work += 1;
+            }
+            self.next_egress_fetch_ns = monotonic_ns.saturating_add(EGRESS_FETCH_RETRY_NS);
+        }
+        work
     }
 
     /// Hand new egress to the files (readers see it), and sync it when it is due: an interval

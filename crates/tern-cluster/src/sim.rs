@@ -97,8 +97,8 @@ pub struct SimReport {
     pub max_snapshot_index: u64,
     /// Bytes of the longest egress recording.
     pub egress_bytes: u64,
-    /// Nodes that installed a leader's snapshot past their egress recording's end at the end
-    /// (their recording stops there: a prefix, shorter than the others).
+    /// Times a node's egress recording fell behind a snapshot it installed (and had the rest
+    /// copied from a peer: at the end all recordings are equal).
     pub egress_behind: usize,
     /// Consensus messages sent in chunks (longer than the network's maximum message).
     pub chunked_messages: usize,
@@ -166,6 +166,8 @@ struct SimNode {
     started_at: i64,
     /// Its wall clock's distance from the simulated time (the machine's: it outlives a crash).
     wall_offset_ns: i64,
+    /// Its egress recording is behind a snapshot it installed (seen in the last check).
+    egress_behind: bool,
 }
 
 #[derive(Debug, Default)]
@@ -254,6 +256,7 @@ impl Simulation {
                 checked_commit: 0,
                 started_at: EPOCH_NS,
                 wall_offset_ns: 0,
+                egress_behind: false,
             })
             .collect();
         let clients = (0..config.clients)
@@ -379,7 +382,6 @@ impl Simulation {
     /// longest; with `equal`, all are the same length too.
     fn check_egress_recordings(&mut self, equal: bool) -> Result<(), SimFailure> {
         let mut recordings: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut behind = BTreeSet::new();
         for node in &self.nodes {
             let Some(live) = node.node.as_ref() else {
                 continue;
@@ -411,10 +413,6 @@ impl Simulation {
                 }
                 base += segment_length;
             }
-            if equal && recording.behind_from().is_some() {
-                self.report.egress_behind += 1;
-                behind.insert(node.id);
-            }
             recordings.push((node.id, bytes));
         }
         let Some((longest_id, longest)) = recordings
@@ -435,7 +433,7 @@ impl Simulation {
                     "node {id}'s egress recording differs from node {longest_id}'s at byte {at}"
                 )));
             }
-            if equal && bytes.len() != longest.len() && !behind.contains(id) {
+            if equal && bytes.len() != longest.len() {
                 return Err(self.fail(format!(
                     "node {id}'s egress recording ends at {} where node {longest_id}'s ends at {}",
                     bytes.len(),
@@ -467,10 +465,16 @@ impl Simulation {
             .map(|node| node.status().applied_index)
             .collect();
         let commit: BTreeSet<u64> = live.iter().map(|node| node.status().commit_index).collect();
+        // Every egress recording whole: none behind a snapshot, all written to the files.
+        let egress_whole = live.iter().all(|node| {
+            let egress = node.egress();
+            egress.behind_from().is_none() && egress.flushed_position() == egress.position()
+        });
         leaders == 1
             && applied.len() == 1
             && commit.len() == 1
             && applied == commit
+            && egress_whole
             && self.network.is_empty()
             && self
                 .clients
@@ -937,9 +941,18 @@ impl Simulation {
         for index in 0..self.nodes.len() {
             let id = self.nodes[index].id;
             let checked_commit = self.nodes[index].checked_commit;
-            let Some(node) = self.nodes[index].node.as_ref() else {
+            let Some(behind) = self.nodes[index]
+                .node
+                .as_ref()
+                .map(|node| node.egress().behind_from().is_some())
+            else {
                 continue;
             };
+            if behind && !self.nodes[index].egress_behind {
+                self.report.egress_behind += 1;
+            }
+            self.nodes[index].egress_behind = behind;
+            let node = self.nodes[index].node.as_ref().expect("live");
             let status = node.status();
             self.report.max_snapshot_index =
                 self.report.max_snapshot_index.max(status.snapshot_index);

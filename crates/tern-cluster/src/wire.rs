@@ -14,6 +14,11 @@
 //! encoding. The receiver puts the pieces together again ([`Reassembly`]): one message at a time
 //! per sender; a chunk lost means the message is lost, and Raft sends again as it does for any
 //! lost message.
+//!
+//! Kinds 3 and 4 copy the egress recording between members ([`EgressFetch`], [`EgressFrames`]):
+//! a member that installed a leader's snapshot past its own recording's end asks a peer for the
+//! frames from where its recording ends (the recordings are the same byte for byte, so a
+//! position means the same on every member), and the peer sends whole frames from there.
 
 use crate::error::{ClusterError, Result};
 use protobuf::Message as _;
@@ -26,6 +31,12 @@ pub const WIRE_VERSION: u8 = 2;
 pub const KIND_RAFT: u8 = 1;
 /// The kind of a chunk of a Raft message.
 pub const KIND_CHUNK: u8 = 2;
+/// The kind of a request for egress recording frames.
+pub const KIND_EGRESS_FETCH: u8 = 3;
+/// The kind of egress recording frames sent to a member that asked.
+pub const KIND_EGRESS_FRAMES: u8 = 4;
+/// Bytes of an egress fetch's or frames' header, after the wire header.
+pub const EGRESS_COPY_HEADER_LENGTH: usize = 32;
 /// Bytes of the header.
 pub const WIRE_HEADER_LENGTH: usize = 16;
 /// Bytes of a chunk's header, after the wire header.
@@ -43,6 +54,61 @@ pub enum Frame<'a> {
     Raft(Message),
     /// A piece of one.
     Chunk(Chunk<'a>),
+    /// A member asks for egress recording frames.
+    EgressFetch(EgressFetch),
+    /// Egress recording frames for a member that asked.
+    EgressFrames(EgressFrames<'a>),
+}
+
+/// A request for a peer's egress recording frames (kind 3). Body: from u64, to u64, position
+/// i64, egress number u64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressFetch {
+    /// The member asking.
+    pub from: u64,
+    /// The member asked.
+    pub to: u64,
+    /// Where the asking member's recording ends: the frames from here are wanted.
+    pub position: i64,
+    /// The egress number of the first message wanted (one more than the asker's last).
+    pub number: u64,
+}
+
+/// Whole frames of a member's egress recording (kind 4). Body: from u64, to u64, position i64,
+/// egress number u64 (of the first message in them), the frames as the recording holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EgressFrames<'a> {
+    /// The member sending.
+    pub from: u64,
+    /// The member that asked.
+    pub to: u64,
+    /// The stream position of the first frame.
+    pub position: i64,
+    /// The egress number of the first message.
+    pub number: u64,
+    /// The frames (checksummed, as in the segment files).
+    pub frames: &'a [u8],
+}
+
+fn copy_header(from: u64, to: u64, position: i64, number: u64) -> [u8; EGRESS_COPY_HEADER_LENGTH] {
+    let mut header = [0u8; EGRESS_COPY_HEADER_LENGTH];
+    header[0..8].copy_from_slice(&from.to_le_bytes());
+    header[8..16].copy_from_slice(&to.to_le_bytes());
+    header[16..24].copy_from_slice(&position.to_le_bytes());
+    header[24..32].copy_from_slice(&number.to_le_bytes());
+    header
+}
+
+/// The bytes of an egress fetch.
+pub fn encode_egress_fetch(cluster_id: u64, fetch: &EgressFetch) -> Vec<u8> {
+    let header = copy_header(fetch.from, fetch.to, fetch.position, fetch.number);
+    frame(cluster_id, KIND_EGRESS_FETCH, &[&header])
+}
+
+/// The bytes of egress frames sent to a member.
+pub fn encode_egress_frames(cluster_id: u64, frames: &EgressFrames<'_>) -> Vec<u8> {
+    let header = copy_header(frames.from, frames.to, frames.position, frames.number);
+    frame(cluster_id, KIND_EGRESS_FRAMES, &[&header, frames.frames])
 }
 
 /// One chunk of a Raft message.
@@ -172,6 +238,35 @@ pub fn decode(cluster_id: u64, bytes: &[u8]) -> Result<Frame<'_>> {
             .map(Frame::Raft)
             .map_err(|error| bad(format!("a bad consensus message: {error}"))),
         KIND_CHUNK => decode_chunk(body).map(Frame::Chunk),
+        KIND_EGRESS_FETCH | KIND_EGRESS_FRAMES => {
+            if body.len() < EGRESS_COPY_HEADER_LENGTH
+                || (bytes[1] == KIND_EGRESS_FETCH && body.len() != EGRESS_COPY_HEADER_LENGTH)
+            {
+                return Err(bad(format!(
+                    "an egress copy message of {} bytes",
+                    body.len()
+                )));
+            }
+            let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8"));
+            let (from, to, position, number) =
+                (u64_at(0), u64_at(8), u64_at(16) as i64, u64_at(24));
+            Ok(if bytes[1] == KIND_EGRESS_FETCH {
+                Frame::EgressFetch(EgressFetch {
+                    from,
+                    to,
+                    position,
+                    number,
+                })
+            } else {
+                Frame::EgressFrames(EgressFrames {
+                    from,
+                    to,
+                    position,
+                    number,
+                    frames: &body[EGRESS_COPY_HEADER_LENGTH..],
+                })
+            })
+        }
         kind => Err(bad(format!("consensus message kind {kind}"))),
     }
 }
@@ -415,8 +510,43 @@ mod tests {
     fn chunk_of(bytes: &[u8]) -> Chunk<'_> {
         match decode(7, bytes).expect("decodes") {
             Frame::Chunk(chunk) => chunk,
-            Frame::Raft(message) => panic!("a whole message: {message:?}"),
+            other => panic!("not a chunk: {other:?}"),
         }
+    }
+
+    #[test]
+    fn egress_copy_messages_round_trip_and_bad_ones_are_named() {
+        let fetch = EgressFetch {
+            from: 2,
+            to: 1,
+            position: 4096,
+            number: 77,
+        };
+        let bytes = encode_egress_fetch(7, &fetch);
+        assert_eq!(
+            decode(7, &bytes).expect("decodes"),
+            Frame::EgressFetch(fetch)
+        );
+        let frames = EgressFrames {
+            from: 1,
+            to: 2,
+            position: 4096,
+            number: 77,
+            frames: &[1, 2, 3, 4],
+        };
+        let bytes = encode_egress_frames(7, &frames);
+        assert_eq!(
+            decode(7, &bytes).expect("decodes"),
+            Frame::EgressFrames(frames)
+        );
+        let mut long_fetch = encode_egress_fetch(7, &fetch);
+        long_fetch.push(0);
+        long_fetch[4..8].copy_from_slice(&33u32.to_le_bytes());
+        let error = decode(7, &long_fetch).expect_err("refused");
+        assert!(
+            error.to_string().contains("egress copy message of 33"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn the_invariants_hold_under_loss_duplication_partitions_and_crashes() {
         }
     }
     eprintln!(
-        "{} seeds: {acknowledged} acknowledged messages, {crashes} crashes, {partitions} partitions, {snapshots} runs with snapshots, {chunked} messages sent in chunks, {reassembled} put together, {egress_bytes} bytes of egress recordings compared, {egress_behind} recordings stopped behind a snapshot",
+        "{} seeds: {acknowledged} acknowledged messages, {crashes} crashes, {partitions} partitions, {snapshots} runs with snapshots, {chunked} messages sent in chunks, {reassembled} put together, {egress_bytes} bytes of egress recordings compared, {egress_behind} recordings behind a snapshot caught up from a peer",
         seeds.len()
     );
     // The faults the run is about really happened.
