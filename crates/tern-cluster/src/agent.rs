@@ -8,6 +8,7 @@
 //! machine has 2 cores).
 
 use crate::catchup::{CatchUp, Step};
+use crate::egress::EgressRecording;
 use crate::error::{ClusterError, Result};
 use crate::node::{Action, ConsensusNode, Ingress, IngressReply, NodeConfig, Now};
 use crate::protocol::Resume;
@@ -407,7 +408,22 @@ impl<S: ClusteredService> NodeAgent<S> {
             self.reply_to_session(session_id, IngressReply::NotLeader { leader });
             return;
         }
-        let egress = self.node.egress();
+        let Some(egress) = self.node.egress() else {
+            let event = Response::SessionEvent {
+                correlation_id: resume.correlation_id,
+                session_id,
+                code: EventCode::Error,
+                leader: self.node.member_id(),
+                detail: format!(
+                    "member {} does not record egress (record_egress = false)",
+                    self.node.member_id()
+                ),
+            };
+            if let Some((channel, stream_id)) = self.channels.get(&session_id).cloned() {
+                self.send_response(&channel, stream_id, &event);
+            }
+            return;
+        };
         let from = if resume.after_timestamp_ns == 0 {
             0
         } else {
@@ -438,7 +454,10 @@ impl<S: ClusteredService> NodeAgent<S> {
         if self.catch_ups.is_empty() {
             return 0;
         }
-        let egress = self.node.egress();
+        let Some(egress) = self.node.egress() else {
+            self.catch_ups.clear();
+            return 0;
+        };
         let flushed = egress.flushed_position();
         let reader = self.egress_reader.get_or_insert_with(|| egress.reader());
         let mut work = 0;
@@ -673,7 +692,8 @@ impl<S: ClusteredService> NodeAgent<S> {
                 };
                 if let Some(catch_up) = self.catch_ups.get_mut(&egress.session_id) {
                     // It goes after what the session missed.
-                    catch_up.on_live(egress, encode_egress(egress), self.node.egress().position());
+                    let appended = self.node.egress().map_or(0, EgressRecording::position);
+                    catch_up.on_live(egress, encode_egress(egress), appended);
                     return;
                 }
                 (channel, stream_id, encode_egress(egress))

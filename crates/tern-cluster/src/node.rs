@@ -65,6 +65,9 @@ pub struct NodeConfig {
     pub max_batch_length: usize,
     /// Take a snapshot after this many applied entries (0: only when asked).
     pub snapshot_every: u64,
+    /// Record the egress the service produces in `<dir>/egress` (on by default; off only to
+    /// measure what recording costs: clients then cannot resume their egress from this member).
+    pub record_egress: bool,
     /// Sync the egress recording at least this often while it takes messages (it is always
     /// synced before a snapshot lets the log go; until then the log holds what it lost).
     pub egress_sync_interval_ns: i64,
@@ -101,6 +104,7 @@ impl NodeConfig {
             max_message_length: 512 << 10,
             max_batch_length: 1 << 20,
             snapshot_every: 1_000_000,
+            record_egress: true,
             egress_sync_interval_ns: 100_000_000,
             credentials: None,
             cluster_id: 0,
@@ -318,8 +322,8 @@ pub struct ConsensusNode<S: ClusteredService> {
     dropped: u64,
     /// Members a snapshot was sent to in this cycle.
     snapshots_sent: Vec<u64>,
-    /// The egress this node's service produced, recorded.
-    egress: EgressRecording,
+    /// The egress this node's service produced, recorded (unless the config says not to).
+    egress: Option<EgressRecording>,
     /// Egress was appended since the last flush.
     egress_appended: bool,
     /// When the egress recording is synced next, if it took messages.
@@ -380,13 +384,17 @@ impl<S: ClusteredService> ConsensusNode<S> {
         let Opened {
             storage, snapshot, ..
         } = NodeStorage::open(io.clone(), &config.dir, config.log, &config.members)?;
-        let (egress, recovered) =
-            EgressRecording::open(io, &config.dir, config.log, config.member_id)?;
-        if let Some(damage) = &recovered.damage {
-            tracing::warn!(
-                "member {}: the egress recording's torn tail was cut: {damage}",
-                config.member_id
-            );
+        let mut egress = None;
+        if config.record_egress {
+            let (recording, recovered) =
+                EgressRecording::open(io, &config.dir, config.log, config.member_id)?;
+            if let Some(damage) = &recovered.damage {
+                tracing::warn!(
+                    "member {}: the egress recording's torn tail was cut: {damage}",
+                    config.member_id
+                );
+            }
+            egress = Some(recording);
         }
         let applied = storage.state().snapshot_index;
         let mut outputs = Vec::new();
@@ -410,9 +418,10 @@ impl<S: ClusteredService> ConsensusNode<S> {
             ..raft::Config::default()
         };
         let raw = RawNode::new(&raft_config, storage, &logger())?;
-        let mut egress = egress;
-        // Behind the snapshot (one installed from a leader, then a crash): a peer has the rest.
-        egress.catch_up_to(container.egress_count());
+        if let Some(egress) = egress.as_mut() {
+            // Behind the snapshot (one installed from a leader, then a crash): a peer has the rest.
+            egress.catch_up_to(container.egress_count());
+        }
         let config_egress_sync = config.egress_sync_interval_ns;
         Ok(Self {
             next_tick_ns: monotonic_ns + config.tick_ns,
@@ -505,8 +514,11 @@ impl<S: ClusteredService> ConsensusNode<S> {
             sessions: self.container.sessions().count(),
             log_position: storage.log().end_position(),
             cluster_time_ns: self.container.time_ns(),
-            egress_recorded: self.egress.last_number(),
-            egress_synced: self.egress.synced_number(),
+            egress_recorded: self.egress.as_ref().map_or(0, EgressRecording::last_number),
+            egress_synced: self
+                .egress
+                .as_ref()
+                .map_or(0, EgressRecording::synced_number),
         }
     }
 
@@ -823,7 +835,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
                 })?;
             outputs.clear();
             self.outputs = outputs;
-            self.egress.catch_up_to(self.container.egress_count());
+            if let Some(egress) = self.egress.as_mut() {
+                egress.catch_up_to(self.container.egress_count());
+            }
         }
         let committed = ready.take_committed_entries();
         self.apply(monotonic_ns, &committed, actions)?;
@@ -927,7 +941,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
                     }
                 }
                 if let Output::Egress(egress) = &output {
-                    self.egress_appended |= self.egress.append(egress)?;
+                    if let Some(recording) = self.egress.as_mut() {
+                        self.egress_appended |= recording.append(egress)?;
+                    }
                 }
                 actions.push(Action::Applied { output, leader });
             }
@@ -967,7 +983,9 @@ impl<S: ClusteredService> ConsensusNode<S> {
         let term = raft::Storage::term(self.raw.store(), applied)?;
         let data = self.container.snapshot();
         // The egress up to the snapshot on disk before the log that would make it again goes.
-        self.egress.sync()?;
+        if let Some(egress) = self.egress.as_mut() {
+            egress.sync()?;
+        }
         self.raw.mut_store().save_snapshot(applied, term, &data)?;
         Ok(applied)
     }
@@ -978,35 +996,37 @@ impl<S: ClusteredService> ConsensusNode<S> {
     /// The state file cannot be written.
     pub fn close(mut self) -> Result<()> {
         self.raw.mut_store().flush_state()?;
-        self.egress.close()
+        self.egress.map_or(Ok(()), EgressRecording::close)
     }
 
-    /// This node's egress recording.
-    pub fn egress(&self) -> &EgressRecording {
-        &self.egress
+    /// This node's egress recording (none with [`NodeConfig::record_egress`] off).
+    pub fn egress(&self) -> Option<&EgressRecording> {
+        self.egress.as_ref()
     }
 
     /// Frames a peer sent for this node's egress recording, behind a snapshot it installed.
     fn on_egress_frames(&mut self, frames: &wire::EgressFrames<'_>) -> Result<()> {
-        if self.egress.behind_from().is_none() || frames.frames.is_empty() {
+        let Some(egress) = self.egress.as_mut() else {
+            return Ok(());
+        };
+        if egress.behind_from().is_none() || frames.frames.is_empty() {
             return Ok(());
         }
-        if frames.position != self.egress.position() {
+        if frames.position != egress.position() {
             // An answer to an earlier request, overtaken.
             return Ok(());
         }
-        self.egress
-            .append_frames(frames.position, frames.number, frames.frames)?;
-        self.egress.catch_up_to(self.container.egress_count());
+        egress.append_frames(frames.position, frames.number, frames.frames)?;
+        egress.catch_up_to(self.container.egress_count());
         self.egress_appended = true;
         // The next piece at once.
         self.next_egress_fetch_ns = i64::MIN;
-        if self.egress.behind_from().is_none() {
+        if egress.behind_from().is_none() {
             tracing::info!(
                 "member {}: the egress recording caught up from member {} (to message {})",
                 self.config.member_id,
                 frames.from,
-                self.egress.last_number()
+                egress.last_number()
             );
         }
         Ok(())
@@ -1015,6 +1035,10 @@ impl<S: ClusteredService> ConsensusNode<S> {
     /// Answer peers' requests for egress frames, and ask for them while this node's recording is
     /// behind a snapshot it installed (the leader, or each peer in turn while there is none).
     fn egress_copies(&mut self, monotonic_ns: i64, actions: &mut Vec<Action>) -> usize {
+        let Some(egress) = self.egress.as_mut() else {
+            self.egress_fetches.clear();
+            return 0;
+        };
         let mut work = 0;
         // Headers and a frame of the largest egress message fit a peer message.
         let max_bytes = self
@@ -1023,7 +1047,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             .saturating_sub(wire::WIRE_HEADER_LENGTH + wire::EGRESS_COPY_HEADER_LENGTH)
             .min(256 << 10);
         for fetch in std::mem::take(&mut self.egress_fetches) {
-            match self.egress.read_frames(fetch.position, max_bytes) {
+            match egress.read_frames(fetch.position, max_bytes) {
                 Ok(Some((number, frames))) if number == fetch.number => {
                     work += 1;
                     let bytes = wire::encode_egress_frames(
@@ -1056,10 +1080,10 @@ impl<S: ClusteredService> ConsensusNode<S> {
                 ),
             }
         }
-        if self.egress.behind_from().is_some() && monotonic_ns >= self.next_egress_fetch_ns {
-            self.egress.catch_up_to(self.container.egress_count());
+        if egress.behind_from().is_some() && monotonic_ns >= self.next_egress_fetch_ns {
+            egress.catch_up_to(self.container.egress_count());
         }
-        if self.egress.behind_from().is_some() && monotonic_ns >= self.next_egress_fetch_ns {
+        if egress.behind_from().is_some() && monotonic_ns >= self.next_egress_fetch_ns {
             let peers: Vec<u64> = self
                 .config
                 .members
@@ -1079,8 +1103,8 @@ impl<S: ClusteredService> ConsensusNode<S> {
                 let fetch = wire::EgressFetch {
                     from: self.config.member_id,
                     to,
-                    position: self.egress.position(),
-                    number: self.egress.last_number() + 1,
+                    position: egress.position(),
+                    number: egress.last_number() + 1,
                 };
                 actions.push(Action::Peer {
                     to,
@@ -1096,17 +1120,20 @@ impl<S: ClusteredService> ConsensusNode<S> {
     /// Hand new egress to the files (readers see it), and sync it when it is due: an interval
     /// after the first message not synced.
     fn egress_duties(&mut self, now_ns: i64) -> Result<usize> {
-        if self.egress.flushed_position() < self.egress.position() {
-            self.egress.poll()?;
+        let Some(egress) = self.egress.as_mut() else {
+            return Ok(0);
+        };
+        if egress.flushed_position() < egress.position() {
+            egress.poll()?;
         }
-        if self.egress.synced_number() == self.egress.last_number() {
+        if egress.synced_number() == egress.last_number() {
             self.next_egress_sync_ns = now_ns + self.config.egress_sync_interval_ns;
             return Ok(0);
         }
         if now_ns >= self.next_egress_sync_ns {
-            self.egress.sync()?;
+            egress.sync()?;
         } else if self.egress_appended {
-            self.egress.flush()?;
+            egress.flush()?;
         } else {
             return Ok(0);
         }

@@ -386,7 +386,7 @@ impl Simulation {
             let Some(live) = node.node.as_ref() else {
                 continue;
             };
-            let recording = live.egress();
+            let recording = live.egress().expect("the simulation records egress");
             let end = recording.flushed_position();
             let segment_length = i64::from(recording.segment_length());
             let mut bytes = Vec::with_capacity(end as usize);
@@ -467,7 +467,7 @@ impl Simulation {
         let commit: BTreeSet<u64> = live.iter().map(|node| node.status().commit_index).collect();
         // Every egress recording whole: none behind a snapshot, all written to the files.
         let egress_whole = live.iter().all(|node| {
-            let egress = node.egress();
+            let egress = node.egress().expect("the simulation records egress");
             egress.behind_from().is_none() && egress.flushed_position() == egress.position()
         });
         leaders == 1
@@ -941,11 +941,10 @@ impl Simulation {
         for index in 0..self.nodes.len() {
             let id = self.nodes[index].id;
             let checked_commit = self.nodes[index].checked_commit;
-            let Some(behind) = self.nodes[index]
-                .node
-                .as_ref()
-                .map(|node| node.egress().behind_from().is_some())
-            else {
+            let Some(behind) = self.nodes[index].node.as_ref().map(|node| {
+                node.egress()
+                    .is_some_and(|egress| egress.behind_from().is_some())
+            }) else {
                 continue;
             };
             if behind && !self.nodes[index].egress_behind {

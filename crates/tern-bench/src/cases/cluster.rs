@@ -54,7 +54,7 @@ struct Nodes {
 }
 
 impl Nodes {
-    fn start(dir: &Path) -> anyhow::Result<Self> {
+    fn start(dir: &Path, record_egress: bool) -> anyhow::Result<Self> {
         let mut members = Vec::new();
         for id in 1..=3 {
             members.push(MemberEndpoints {
@@ -64,7 +64,7 @@ impl Nodes {
             });
         }
         let mut text = format!(
-            "data_dir = {:?}\nsession_timeout_ms = 30000\n",
+            "data_dir = {:?}\nsession_timeout_ms = 30000\nrecord_egress = {record_egress}\n",
             dir.join("data")
         );
         for member in &members {
@@ -296,7 +296,7 @@ pub fn run(
     let paced_count = (rate * 5).min(messages.max(1000));
     rows.push(udp_rtt(bench, size, rate, paced_count)?);
     let scratch = bench.scratch("cluster")?;
-    let mut nodes = Nodes::start(scratch.path())?;
+    let mut nodes = Nodes::start(scratch.path(), true)?;
     let aeron = Client::connect(&bench.aeron_dir)?;
     let mut client = ClusterClient::new(aeron, nodes.members.clone(), "localhost:0")?;
     client
@@ -305,45 +305,15 @@ pub fn run(
     // Warm up: the publications and the page cache.
     paced(&mut client, size, rate, 1000.min(paced_count))?;
 
-    // Throughput with a window of outstanding messages.
-    let started = Instant::now();
-    let (mut sent, mut received) = (0u64, 0u64);
-    let mut idle = BackoffIdle::new();
-    while received < messages {
-        ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "echo stopped at {received} of {messages}"
-        );
-        let mut work = 0;
-        while sent < messages && (sent - received) < window as u64 {
-            if !client.offer(&message(sent, size)) {
-                break;
-            }
-            sent += 1;
-            work += 1;
-        }
-        work += client.poll();
-        received += client.take_egress().len() as u64;
-        idle.idle(work);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    rows.push(
-        CaseResult::new("cluster-echo", size as u64, messages, seconds).with_note(format!(
-            "3 nodes, window {window}, log fsync before each acknowledgment, replies counted at the client"
-        )),
-    );
-
-    let histogram = paced(&mut client, size, rate, paced_count)?;
-    rows.push(
-        CaseResult::new(
-            "cluster-rtt",
-            size as u64,
-            paced_count,
-            paced_count as f64 / rate as f64,
-        )
-        .with_note(note(&histogram, rate))
-        .with_latency(latency(&histogram, "ingress to egress round trip")),
-    );
+    rows.extend(echo_and_rtt(
+        &mut client,
+        size,
+        messages,
+        rate,
+        window,
+        paced_count,
+        "",
+    )?);
 
     // Failover: a steady 1 k msg/s, the leader killed.
     let Some(killed) = leader(&mut client) else {
@@ -389,5 +359,80 @@ pub fn run(
         ),
     );
     client.close();
+    drop(nodes);
+    // The same without the egress recordings: what recording costs.
+    let scratch = bench.scratch("cluster-no-egress")?;
+    let bare = Nodes::start(scratch.path(), false)?;
+    let aeron = Client::connect(&bench.aeron_dir)?;
+    let mut client = ClusterClient::new(aeron, bare.members.clone(), "localhost:0")?;
+    client
+        .connect(b"", Duration::from_secs(30))
+        .context("connect to the cluster without egress recording")?;
+    paced(&mut client, size, rate, 1000.min(paced_count))?;
+    rows.extend(echo_and_rtt(
+        &mut client,
+        size,
+        messages,
+        rate,
+        window,
+        paced_count,
+        "-no-egress-recording",
+    )?);
+    client.close();
+    Ok(rows)
+}
+
+/// Echo throughput with a window of outstanding messages, then the paced round trip; row names
+/// end in `suffix`.
+fn echo_and_rtt(
+    client: &mut ClusterClient,
+    size: usize,
+    messages: u64,
+    rate: u64,
+    window: usize,
+    paced_count: u64,
+    suffix: &str,
+) -> anyhow::Result<Vec<CaseResult>> {
+    let mut rows = Vec::new();
+    // Throughput with a window of outstanding messages.
+    let started = Instant::now();
+    let (mut sent, mut received) = (0u64, 0u64);
+    let mut idle = BackoffIdle::new();
+    while received < messages {
+        ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "echo stopped at {received} of {messages}"
+        );
+        let mut work = 0;
+        while sent < messages && (sent - received) < window as u64 {
+            if !client.offer(&message(sent, size)) {
+                break;
+            }
+            sent += 1;
+            work += 1;
+        }
+        work += client.poll();
+        received += client.take_egress().len() as u64;
+        idle.idle(work);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    rows.push(
+        CaseResult::new(&format!("cluster-echo{suffix}"), size as u64, messages, seconds).with_note(format!(
+            "3 nodes, window {window}, log fsync before each acknowledgment, replies counted at the client{}", if suffix.is_empty() { ", egress recorded on every node" } else { ", egress not recorded" }
+        )),
+    );
+
+    let histogram = paced(client, size, rate, paced_count)?;
+    rows.push(
+        CaseResult::new(
+            &format!("cluster-rtt{suffix}"),
+            size as u64,
+            paced_count,
+            paced_count as f64 / rate as f64,
+        )
+        .with_note(note(&histogram, rate))
+        .with_latency(latency(&histogram, "ingress to egress round trip")),
+    );
+
     Ok(rows)
 }

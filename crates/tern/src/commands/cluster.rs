@@ -8,6 +8,7 @@
 //! member_id = 1                      # for `tern cluster node` (or --member)
 //! data_dir = "data/cluster"          # the node's files go in <data_dir>/node-<id>
 //! cluster_id = 0                     # in every consensus message; another cluster's are refused
+//! record_egress = true               # each member records its egress in <node dir>/egress
 //! [[members]]
 //! id = 1
 //! consensus = "localhost:20110"      # UDP host:port of its consensus subscription
@@ -97,6 +98,7 @@ struct ConfigFile {
     session_timeout_ms: Option<u64>,
     snapshot_every: Option<u64>,
     cluster_id: Option<u64>,
+    record_egress: Option<bool>,
     members: Vec<MemberFile>,
 }
 
@@ -194,6 +196,9 @@ fn node(args: NodeArgs) -> Result<ExitCode> {
     }
     if let Some(every) = file.snapshot_every {
         config.snapshot_every = every;
+    }
+    if let Some(record) = file.record_egress {
+        config.record_egress = record;
     }
     if let Some(cluster_id) = file.cluster_id {
         config.cluster_id = cluster_id;
