@@ -76,6 +76,8 @@ pub struct EgressRecording {
     scratch: Vec<u8>,
     /// Reads frames for peers that lack them.
     serve_reader: Option<RecordingReader>,
+    /// A sync asked for: the position and egress number it makes durable.
+    sync_pending: Option<(i64, u64)>,
 }
 
 impl std::fmt::Debug for EgressRecording {
@@ -215,11 +217,14 @@ impl EgressRecording {
             term_length: i64::from(config.term_length),
             segment_length,
         };
-        let writer = if end == 0 && !storage.exists(&geometry.path_of(0)) {
+        let mut writer = if end == 0 && !storage.exists(&geometry.path_of(0)) {
             SegmentWriter::new_on(&io, geometry, config.mode, false, config.buffer_length)?
         } else {
             SegmentWriter::resume_on(&io, geometry, end, config.mode, false, config.buffer_length)?
         };
+        // The time index is synced on the writer's I/O after each segment sync.
+        let (index_path, index_file) = time_index.file_handle();
+        writer.sync_with(index_path, index_file);
         Ok((
             Self {
                 storage,
@@ -236,6 +241,7 @@ impl EgressRecording {
                 behind_from: None,
                 scratch: Vec::new(),
                 serve_reader: None,
+                sync_pending: None,
             },
             recovered,
         ))
@@ -275,7 +281,34 @@ impl EgressRecording {
     pub fn poll(&mut self) -> Result<()> {
         let writer = self.writer.as_mut().ok_or(ClusterError::EgressBroken)?;
         writer.poll()?;
+        if let Some((position, number)) = self.sync_pending {
+            if writer.synced_position() >= position {
+                self.synced_number = self.synced_number.max(number);
+                self.sync_pending = None;
+            }
+        }
         Ok(())
+    }
+
+    /// Have what was appended written and synced by the writer's I/O, without waiting:
+    /// [`Self::synced_number`] moves once it is done (see [`Self::poll`]).
+    ///
+    /// # Errors
+    /// A write failed earlier.
+    pub fn request_sync(&mut self) -> Result<()> {
+        let writer = self.writer.as_mut().ok_or(ClusterError::EgressBroken)?;
+        writer.flush()?;
+        writer.request_sync()?;
+        self.sync_pending = Some((self.end, self.last_number));
+        if let Err(error) = self.time_index.flush() {
+            tracing::warn!("{}: egress time index: {error}", self.dir.display());
+        }
+        Ok(())
+    }
+
+    /// Whether a sync asked for is not done yet.
+    pub fn sync_pending(&self) -> bool {
+        self.sync_pending.is_some()
     }
 
     /// A reader of the recording's files (up to [`Self::flushed_position`] they hold whole

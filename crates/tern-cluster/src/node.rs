@@ -328,6 +328,8 @@ pub struct ConsensusNode<S: ClusteredService> {
     egress_appended: bool,
     /// When the egress recording is synced next, if it took messages.
     next_egress_sync_ns: i64,
+    /// When appended egress is handed to the files next.
+    next_egress_flush_ns: i64,
     /// Peers' requests for egress frames, answered in the duty cycle.
     egress_fetches: Vec<wire::EgressFetch>,
     /// When this node, its egress recording behind a snapshot it installed, asks a peer next.
@@ -363,6 +365,9 @@ impl<S: ClusteredService> std::fmt::Debug for ConsensusNode<S> {
             .finish()
     }
 }
+
+/// Appended egress goes to the files at most this often.
+const EGRESS_FLUSH_INTERVAL_NS: i64 = 1_000_000;
 
 /// A request for egress frames not answered in this long is sent again (to the next peer when
 /// there is no leader).
@@ -442,6 +447,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             egress,
             egress_appended: false,
             next_egress_sync_ns: monotonic_ns + config_egress_sync,
+            next_egress_flush_ns: monotonic_ns,
             egress_fetches: Vec::new(),
             next_egress_fetch_ns: monotonic_ns,
             egress_fetch_turn: 0,
@@ -1123,17 +1129,22 @@ impl<S: ClusteredService> ConsensusNode<S> {
         let Some(egress) = self.egress.as_mut() else {
             return Ok(0);
         };
-        if egress.flushed_position() < egress.position() {
+        if egress.flushed_position() < egress.position() || egress.sync_pending() {
             egress.poll()?;
         }
         if egress.synced_number() == egress.last_number() {
             self.next_egress_sync_ns = now_ns + self.config.egress_sync_interval_ns;
             return Ok(0);
         }
-        if now_ns >= self.next_egress_sync_ns {
-            egress.sync()?;
-        } else if self.egress_appended {
+        if now_ns >= self.next_egress_sync_ns && !egress.sync_pending() {
+            // Not waited for: the I/O thread syncs while the node goes on.
+            egress.request_sync()?;
+            self.next_egress_sync_ns = now_ns + self.config.egress_sync_interval_ns;
+        } else if self.egress_appended && now_ns >= self.next_egress_flush_ns {
+            // At most once a millisecond: a write per duty cycle cost a third of the echo
+            // throughput on two cores. Readers of the files (catch-ups, peers) wait for it.
             egress.flush()?;
+            self.next_egress_flush_ns = now_ns + EGRESS_FLUSH_INTERVAL_NS;
         } else {
             return Ok(0);
         }
