@@ -1,7 +1,8 @@
 //! Fixtures every tern test binary shares: a media driver in a fresh directory, an archive on
 //! it (alone, or served by its control server: [`ServedArchive`]), waiting with a deadline,
-//! offering until a message goes through, a reproducible seed, a free UDP port and the CLI
-//! runner. A dev-dependency only: nothing here is product code.
+//! offering until a message goes through, a reproducible seed, a free UDP port, the CLI
+//! runner and three `tern cluster node` processes ([`cluster::Cluster`]). A dev-dependency only:
+//! nothing here is product code.
 //!
 //! Every wait has a deadline and backs off (the test machines have 2 cores and the media driver
 //! needs one); every failure panics with what was awaited, which is how a test reports it.
@@ -17,6 +18,8 @@ use tern_archive::{Archive, ArchiveConfig, RecordingDescriptor, RecordingId, Rec
 use tern_transport::{
     BackoffIdle, Client, DriverConfig, Idle, MediaDriver, OfferError, Publication,
 };
+
+pub mod cluster;
 
 /// The archive crate, for the test binaries of crates that do not depend on it (tern-client's):
 /// they reach the real archive's types (`SourceLocation`, `ReplayState`, ...) through the kit.

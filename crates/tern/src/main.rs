@@ -44,7 +44,8 @@ enum Command {
     /// Repair an archive directory's catalog: `tern catalog rebuild` reconstructs it from the
     /// segment files when it is lost or damaged.
     Catalog(commands::catalog::Args),
-    /// Run a cluster member, ask members for their status, snapshot, or send as a client.
+    /// Run a cluster member, ask members for their status, snapshot, send as a client, or print
+    /// a member's recorded egress.
     Cluster(commands::cluster::Args),
     /// Record a shared stream fed by several publishers, replay it and check every message.
     Demo(commands::demo::Args),

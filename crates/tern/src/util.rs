@@ -44,6 +44,16 @@ pub fn format_time(epoch_ns: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// A time (nanoseconds since the Unix epoch) as RFC 3339 with nanoseconds, `-` for none: exact,
+/// so it can be given back to `--from-time`.
+pub fn format_time_nanos(epoch_ns: i64) -> String {
+    if epoch_ns <= 0 {
+        return "-".into();
+    }
+    let time = UNIX_EPOCH + Duration::from_nanos(epoch_ns as u64);
+    humantime::format_rfc3339_nanos(time).to_string()
+}
+
 /// Bytes as a short human text.
 pub fn format_bytes(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -65,7 +65,7 @@ fn bad_flags_give_one_tern_line_naming_the_flag_and_help_and_version_still_print
         ),
         (
             vec!["replay", "0", "--print", "bogus"],
-            "tern: --print bogus: expected one of text, hex, none",
+            "tern: --print bogus: expected one of text, hex, egress, egress-hex, none",
         ),
         (
             vec!["record", "--stream", "1"],

@@ -1,5 +1,6 @@
 //! `tern cluster`: run a member (`node`), ask members for their status (`status`), make them
-//! snapshot (`snapshot`), and try the example service as a client (`send`).
+//! snapshot (`snapshot`), try the example service as a client (`send`), and print the egress a
+//! member recorded (`egress`).
 //!
 //! One config file describes the cluster (every member's endpoints) and, for a node, which member
 //! it is and where its data goes:
@@ -44,6 +45,9 @@ enum ClusterCommand {
     Snapshot(ClientArgs),
     /// Connect as a client, send each MESSAGE to the service and print its reply.
     Send(SendArgs),
+    /// Print the egress the service sent (one client's with --session), read from a member's
+    /// egress recording: running or not.
+    Egress(EgressArgs),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -87,6 +91,46 @@ struct SendArgs {
     timeout_ms: u64,
     #[command(flatten)]
     driver: DriverArgs,
+}
+
+#[derive(Debug, ClapArgs)]
+struct EgressArgs {
+    /// The cluster's config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Read this member's egress recording (default: the first member of the config whose
+    /// directory exists).
+    #[arg(long, value_name = "ID")]
+    member: Option<u64>,
+    /// Only the egress of this cluster session (a client; `tern cluster send` prints its id).
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    session: Option<i64>,
+    /// Start at the first message made at or after this cluster time: RFC 3339
+    /// (2026-11-24T23:25:28Z), now, or relative to now (-5m, -90s).
+    #[arg(long, value_name = "TIME", value_parser = crate::util::parse_time, allow_hyphen_values = true)]
+    from_time: Option<i64>,
+    /// Print at the original pace (the messages' cluster times) times this factor (0.01 to
+    /// 1000). Default: as fast as possible.
+    #[arg(long, value_parser = super::replay::parse_speed)]
+    speed: Option<f64>,
+    /// Keep printing as the member records more, until it stops (or Ctrl-C).
+    #[arg(long)]
+    follow: bool,
+    /// How to print each message's payload, after its position, session, sequence, egress
+    /// number, log index and cluster time: text, hex, or none (only the count at the end).
+    #[arg(long, value_enum, default_value_t = EgressPrint::Text)]
+    print: EgressPrint,
+    /// Print a progress line to standard error every second.
+    #[arg(long)]
+    progress: bool,
+}
+
+/// How `tern cluster egress` prints a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EgressPrint {
+    Text,
+    Hex,
+    None,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,7 +211,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ClusterCommand::Status(args) => status(args, false),
         ClusterCommand::Snapshot(args) => status(args, true),
         ClusterCommand::Send(args) => send(args),
+        ClusterCommand::Egress(args) => egress(args),
     }
+}
+
+/// Where the members' directories are: `<data_dir>/node-<id>`.
+fn data_dir(file: &ConfigFile) -> PathBuf {
+    file.data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("data/cluster"))
+}
+
+fn node_dir(data_dir: &std::path::Path, member_id: u64) -> PathBuf {
+    data_dir.join(format!("node-{member_id}"))
 }
 
 fn node(args: NodeArgs) -> Result<ExitCode> {
@@ -181,14 +237,10 @@ fn node(args: NodeArgs) -> Result<ExitCode> {
     if !members.iter().any(|member| member.id == member_id) {
         bail!("member {member_id} is not in {}", args.config.display());
     }
-    let data_dir = file
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("data/cluster"));
     let mut config = NodeConfig::new(
         member_id,
         members.iter().map(|member| member.id).collect(),
-        data_dir.join(format!("node-{member_id}")),
+        node_dir(&data_dir(&file), member_id),
     );
     config.credentials = file.credentials.map(String::into_bytes);
     if let Some(millis) = file.session_timeout_ms {
@@ -361,4 +413,73 @@ fn send(mut args: SendArgs) -> Result<ExitCode> {
     drop(client);
     drop(driver);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Print a member's egress recording through `tern replay`'s printer: recording 0 of
+/// `<node dir>/egress`, filtered by the tern egress key (the cluster session id), timed by the
+/// tern egress header's cluster timestamp.
+fn egress(args: EgressArgs) -> Result<ExitCode> {
+    let (file, members) = load(&args.config)?;
+    let data_dir = data_dir(&file);
+    let member_id = match args.member {
+        Some(id) => {
+            if !members.iter().any(|member| member.id == id) {
+                bail!("member {id} is not in {}", args.config.display());
+            }
+            let dir = node_dir(&data_dir, id);
+            if !dir.is_dir() {
+                bail!(
+                    "member {id} has no directory {} (has it run with this config here?)",
+                    dir.display()
+                );
+            }
+            id
+        }
+        None => members
+            .iter()
+            .map(|member| member.id)
+            .find(|id| node_dir(&data_dir, *id).is_dir())
+            .with_context(|| {
+                format!(
+                    "no member has a directory in {} (has the cluster run with this config here?)",
+                    data_dir.display()
+                )
+            })?,
+    };
+    let dir = node_dir(&data_dir, member_id).join(tern_cluster::egress::EGRESS_DIR);
+    let recording = tern_cluster::egress::EGRESS_RECORDING_ID;
+    let is_egress = dir.join(tern_archive::CATALOG_FILE).is_file()
+        && tern_archive::ArchiveView::open(&dir)
+            .and_then(|view| view.recording(recording))
+            .is_ok_and(|view| {
+                view.descriptor.stripped_channel == tern_cluster::egress::EGRESS_CHANNEL
+            });
+    if !is_egress {
+        bail!(
+            "member {member_id} has no egress recording in {}",
+            dir.display()
+        );
+    }
+    eprintln!("member {member_id}'s egress in {}", dir.display());
+    let printing = super::replay::Printing {
+        id: recording,
+        from: None,
+        from_time: args.from_time,
+        length: None,
+        follow: args.follow,
+        speed: args.speed,
+        time_source: tern_archive::TimeSource::TernEgress,
+        key: args.session.map(|session| tern_archive::KeyFilter {
+            kind: tern_archive::KeyKind::TernEgress,
+            value: session,
+        }),
+        controls: false,
+        progress: args.progress,
+        print: match args.print {
+            EgressPrint::Text => super::replay::PrintFormat::Egress,
+            EgressPrint::Hex => super::replay::PrintFormat::EgressHex,
+            EgressPrint::None => super::replay::PrintFormat::None,
+        },
+    };
+    super::replay::print(&printing, &dir)
 }

@@ -18,12 +18,20 @@ pub enum PrintFormat {
     Text,
     /// Position, length and the message in hex.
     Hex,
+    /// tern's cluster egress (a member's egress recording): position, then the egress header's
+    /// fields (cluster session id, session sequence, egress number, log index, cluster time as
+    /// RFC 3339 with nanoseconds), then the payload as text.
+    Egress,
+    /// As egress, with the payload in hex.
+    EgressHex,
     /// Only a count at the end.
     None,
 }
 
-/// Print one message as `format` says: its position, its length and its bytes (text with
-/// non-printable bytes escaped, or hex), tab-separated.
+/// Print one message as `format` says, tab-separated: its position, its length and its bytes
+/// (text with non-printable bytes escaped, or hex); or, for tern's cluster egress, its position,
+/// the egress header's fields and the payload (a message without the header: `-` for each field
+/// and the whole message as the payload).
 pub(crate) fn write_message(
     out: &mut impl Write,
     format: PrintFormat,
@@ -37,12 +45,35 @@ pub(crate) fn write_message(
             message.len(),
             message.escape_ascii()
         ),
-        PrintFormat::Hex => {
-            let hex: String = message.iter().map(|byte| format!("{byte:02x}")).collect();
-            writeln!(out, "{position}\t{}\t{hex}", message.len())
+        PrintFormat::Hex => writeln!(out, "{position}\t{}\t{}", message.len(), hex(message)),
+        PrintFormat::Egress | PrintFormat::EgressHex => {
+            let header = tern_store::egress_header::decode(message).ok();
+            let payload = tern_store::egress_header::payload(message).unwrap_or(message);
+            let payload = if format == PrintFormat::Egress {
+                payload.escape_ascii().to_string()
+            } else {
+                hex(payload)
+            };
+            match header {
+                Some(header) => writeln!(
+                    out,
+                    "{position}\t{}\t{}\t{}\t{}\t{}\t{payload}",
+                    header.session_id,
+                    header.sequence,
+                    header.egress_number,
+                    header.log_index,
+                    crate::util::format_time_nanos(header.timestamp_ns),
+                ),
+                None => writeln!(out, "{position}\t-\t-\t-\t-\t-\t{payload}"),
+            }
         }
         PrintFormat::None => Ok(()),
     }
+}
+
+/// Bytes in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Arguments of `tern replay`.
@@ -102,7 +133,9 @@ pub struct Args {
     /// With --channel: how long to wait for a subscriber on the replay channel (seconds).
     #[arg(long, default_value_t = 30.0, value_parser = crate::util::parse_seconds)]
     connect_timeout: f64,
-    /// How to print messages when not replaying to a channel.
+    /// How to print messages when not replaying to a channel: text or hex (position, length,
+    /// message), egress or egress-hex (tern's cluster egress: position, cluster session id,
+    /// session sequence, egress number, log index, cluster time, payload), or none.
     #[arg(long, value_enum, default_value_t = PrintFormat::Text)]
     print: PrintFormat,
     #[command(flatten)]
@@ -113,7 +146,8 @@ pub struct Args {
     remote: super::remote::RemoteArgs,
 }
 
-fn parse_speed(text: &str) -> Result<f64, String> {
+/// A replay speed: 0.01 to 1000.
+pub(crate) fn parse_speed(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(speed) if (0.01..=1000.0).contains(&speed) => Ok(speed),
         Ok(_) => Err("must be between 0.01 and 1000".into()),
@@ -313,7 +347,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let dir = args.dir.path();
     match &args.channel {
         Some(channel) => to_channel(&args, &dir, channel),
-        None => print(&args, &dir),
+        None => print(&Printing::of(&args), &dir),
     }
 }
 
@@ -437,7 +471,55 @@ fn key_progress(key: &tern_archive::KeyFilter, stats: &tern_archive::SearchStats
     )
 }
 
-fn print(args: &Args, dir: &std::path::Path) -> Result<ExitCode> {
+/// What a printed replay of a directory's recording reads and how it prints: `tern replay`
+/// without `--channel`, and `tern cluster egress` on a member's egress recording.
+#[derive(Debug, Clone)]
+pub(crate) struct Printing {
+    /// The recording.
+    pub id: RecordingId,
+    /// Start at this position (default: the recording's start).
+    pub from: Option<i64>,
+    /// Start at the first message at or after this time (epoch ns, from `time_source`).
+    pub from_time: Option<i64>,
+    /// Print this many bytes of the recording (default: to the end).
+    pub length: Option<i64>,
+    /// Keep reading while the recording is active.
+    pub follow: bool,
+    /// Pace the messages at their original pace times this factor.
+    pub speed: Option<f64>,
+    /// Where message times come from.
+    pub time_source: tern_archive::TimeSource,
+    /// Only this key's messages.
+    pub key: Option<tern_archive::KeyFilter>,
+    /// Read pause, resume, seek and quit commands from standard input.
+    pub controls: bool,
+    /// A progress line on standard error every second.
+    pub progress: bool,
+    /// How each message is printed.
+    pub print: PrintFormat,
+}
+
+impl Printing {
+    fn of(args: &Args) -> Self {
+        Self {
+            id: args.id,
+            from: args.from,
+            from_time: args.from_time,
+            length: args.length,
+            follow: args.follow,
+            speed: args.speed,
+            time_source: args.time_source,
+            key: args.key,
+            controls: args.controls,
+            progress: args.progress,
+            print: args.print,
+        }
+    }
+}
+
+/// Print the messages of a recording in `dir` (see [`Printing`]); a count of messages and bytes
+/// on standard error at the end.
+pub(crate) fn print(args: &Printing, dir: &std::path::Path) -> Result<ExitCode> {
     let stop = if args.follow {
         Some(stop_signal()?)
     } else {
