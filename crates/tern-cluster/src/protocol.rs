@@ -104,7 +104,7 @@ pub enum Response {
     },
     /// Kind 12: a message from the service, with tern's egress header: 4 zero bytes after the
     /// message header, then cluster session id i64, session sequence u64, log index u64, cluster
-    /// timestamp ns i64, egress number u64, payload ([`egress_header`]).
+    /// timestamp ns i64, egress number u64, payload ([`egress_header()`]).
     Egress(Egress),
     /// Kind 13: a member's status. Body: correlation id i64, member id u64, role u8 (0 follower,
     /// 1 candidate, 2 leader), 7 zero bytes, leader u64, term u64, commit index u64, applied
