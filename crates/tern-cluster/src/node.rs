@@ -1087,6 +1087,7 @@ impl<S: ClusteredService> ConsensusNode<S> {
             }
         }
         if egress.behind_from().is_some() && monotonic_ns >= self.next_egress_fetch_ns {
+            // What the service made since may all be in the recording already.
             egress.catch_up_to(self.container.egress_count());
         }
         if egress.behind_from().is_some() && monotonic_ns >= self.next_egress_fetch_ns {

@@ -3,112 +3,27 @@
 //! killed member restarts and catches up. Also what the CLI says to bad cluster configs.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tern_cluster::agent::MemberEndpoints;
 use tern_cluster::client::ClusterClient;
 use tern_cluster::Role;
-use tern_testkit::{driver, free_udp_port, run, wait_until};
+use tern_testkit::cluster::Cluster;
+use tern_testkit::{driver, run, wait_until};
 use tern_transport::Client;
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
-struct Cluster {
-    config: std::path::PathBuf,
-    members: Vec<MemberEndpoints>,
-    nodes: Vec<Option<Child>>,
-    aeron_dirs: Vec<String>,
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> Self {
-        let members: Vec<MemberEndpoints> = (1..=3)
-            .map(|id| MemberEndpoints {
-                id,
-                consensus: format!("localhost:{}", free_udp_port()),
-                ingress: format!("localhost:{}", free_udp_port()),
-            })
-            .collect();
-        // A cluster id other than the default: the members carry and check it.
-        let mut text = format!("data_dir = {:?}\ncluster_id = 7\n", dir.join("data"));
-        for member in &members {
-            text.push_str(&format!(
-                "[[members]]\nid = {}\nconsensus = {:?}\ningress = {:?}\n",
-                member.id, member.consensus, member.ingress
-            ));
-        }
-        let config = dir.join("cluster.toml");
-        std::fs::write(&config, text).expect("config");
-        let aeron_dirs = (1..=3)
-            .map(|id| tern_testkit::temp_aeron_dir(&format!("cluster-{id}")))
-            .collect();
-        let mut cluster = Self {
-            config,
-            members,
-            nodes: vec![None, None, None],
-            aeron_dirs,
-        };
-        for id in 1..=3 {
-            cluster.spawn(id);
-        }
-        cluster
-    }
-
-    fn spawn(&mut self, id: u64) {
-        let index = (id - 1) as usize;
-        let child = Command::new(TERN)
-            .args(["cluster", "node", "--config"])
-            .arg(&self.config)
-            .args([
-                "--member",
-                &id.to_string(),
-                "--embedded-driver",
-                "--aeron-dir",
-            ])
-            .arg(&self.aeron_dirs[index])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn a node");
-        self.nodes[index] = Some(child);
-    }
-
-    fn kill(&mut self, id: u64) {
-        if let Some(mut child) = self.nodes[(id - 1) as usize].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Cluster {
-    /// Stop every member cleanly (SIGTERM) and wait for it.
-    fn stop(&mut self) {
-        for node in self.nodes.iter_mut() {
-            if let Some(mut child) = node.take() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for id in 1..=3 {
-            self.kill(id);
-        }
-        for dir in &self.aeron_dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+/// The members as the cluster client takes them.
+fn endpoints(cluster: &Cluster) -> Vec<MemberEndpoints> {
+    cluster
+        .members
+        .iter()
+        .map(|member| MemberEndpoints {
+            id: member.id,
+            consensus: member.consensus.clone(),
+            ingress: member.ingress.clone(),
+        })
+        .collect()
 }
 
 fn leader_of(client: &mut ClusterClient, ids: &[u64]) -> Option<u64> {
@@ -122,11 +37,11 @@ fn leader_of(client: &mut ClusterClient, ids: &[u64]) -> Option<u64> {
 #[test]
 fn a_killed_leader_is_replaced_the_client_goes_on_and_the_member_catches_up() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::start(dir.path());
+    let mut cluster = Cluster::start(TERN, dir.path(), 7);
     let driver = driver("cluster-client");
     let aeron = Client::connect(driver.dir()).expect("client");
     let mut client =
-        ClusterClient::new(aeron, cluster.members.clone(), "localhost:0").expect("cluster client");
+        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client");
     client
         .connect(b"", Duration::from_secs(20))
         .expect("a session");
@@ -330,11 +245,11 @@ fn a_client_gets_every_egress_message_once_in_order_across_leader_kills() {
         .and_then(|value| value.parse().ok())
         .unwrap_or(3);
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster::start(dir.path());
+    let mut cluster = Cluster::start(TERN, dir.path(), 7);
     let driver = driver("cluster-egress-client");
     let aeron = Client::connect(driver.dir()).expect("client");
     let mut client =
-        ClusterClient::new(aeron, cluster.members.clone(), "localhost:0").expect("cluster client");
+        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client");
     let session_id = client
         .connect(b"", Duration::from_secs(20))
         .expect("a session");

@@ -297,13 +297,7 @@ pub fn run(
     rows.push(udp_rtt(bench, size, rate, paced_count)?);
     let scratch = bench.scratch("cluster")?;
     let mut nodes = Nodes::start(scratch.path(), true)?;
-    let aeron = Client::connect(&bench.aeron_dir)?;
-    let mut client = ClusterClient::new(aeron, nodes.members.clone(), "localhost:0")?;
-    client
-        .connect(b"", Duration::from_secs(30))
-        .context("connect to the cluster")?;
-    // Warm up: the publications and the page cache.
-    paced(&mut client, size, rate, 1000.min(paced_count))?;
+    let mut client = connected(bench, &nodes, size, rate, paced_count)?;
 
     rows.extend(echo_and_rtt(
         &mut client,
@@ -363,12 +357,7 @@ pub fn run(
     // The same without the egress recordings: what recording costs.
     let scratch = bench.scratch("cluster-no-egress")?;
     let bare = Nodes::start(scratch.path(), false)?;
-    let aeron = Client::connect(&bench.aeron_dir)?;
-    let mut client = ClusterClient::new(aeron, bare.members.clone(), "localhost:0")?;
-    client
-        .connect(b"", Duration::from_secs(30))
-        .context("connect to the cluster without egress recording")?;
-    paced(&mut client, size, rate, 1000.min(paced_count))?;
+    let mut client = connected(bench, &bare, size, rate, paced_count)?;
     rows.extend(echo_and_rtt(
         &mut client,
         size,
@@ -380,6 +369,23 @@ pub fn run(
     )?);
     client.close();
     Ok(rows)
+}
+
+/// A client with a session on `nodes`, warmed up (the publications and the page cache).
+fn connected(
+    bench: &Bench,
+    nodes: &Nodes,
+    size: usize,
+    rate: u64,
+    paced_count: u64,
+) -> anyhow::Result<ClusterClient> {
+    let aeron = Client::connect(&bench.aeron_dir)?;
+    let mut client = ClusterClient::new(aeron, nodes.members.clone(), "localhost:0")?;
+    client
+        .connect(b"", Duration::from_secs(30))
+        .context("connect to the cluster")?;
+    paced(&mut client, size, rate, 1000.min(paced_count))?;
+    Ok(client)
 }
 
 /// Echo throughput with a window of outstanding messages, then the paced round trip; row names
