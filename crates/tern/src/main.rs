@@ -46,7 +46,8 @@ enum Command {
     Catalog(commands::catalog::Args),
     /// Run a cluster member, ask members for their status, snapshot, or send as a client.
     Cluster(commands::cluster::Args),
-    /// Record a shared stream fed by several publishers, replay it and check every message.
+    /// Record a shared stream fed by several publishers, replay it and check every message
+    /// (--cluster: kill a cluster's leader under load and check the clients lose nothing).
     Demo(commands::demo::Args),
 }
 
