@@ -47,7 +47,8 @@ enum Command {
     /// Run a cluster member, ask members for their status, snapshot, send as a client, or print
     /// a member's recorded egress.
     Cluster(commands::cluster::Args),
-    /// Record a shared stream fed by several publishers, replay it and check every message.
+    /// Record a shared stream fed by several publishers, replay it and check every message
+    /// (--cluster: kill a cluster's leader under load and check the clients lose nothing).
     Demo(commands::demo::Args),
 }
 

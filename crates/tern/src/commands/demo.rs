@@ -1,7 +1,10 @@
 //! `tern demo`: the whole archive story on one machine. An embedded media driver; an archive
 //! recording a shared IPC stream fed by several publishers (one log, one recording) and a UDP
 //! stream with two publishers (one recording each); then every recording replayed through the
-//! archive and every message checked; a verify of every frame; a summary.
+//! archive and every message checked; a verify of every frame; a summary. `tern demo --cluster`
+//! tells the cluster's story instead (see [`cluster`]).
+
+pub mod cluster;
 
 use crate::util::format_bytes;
 use anyhow::{bail, ensure, Context, Result};
@@ -20,20 +23,36 @@ const UDP_STREAM: i32 = 1002;
 /// Arguments of `tern demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Archive directory; a previous demo archive there is replaced (default: ./tern-demo).
-    #[arg(long, value_name = "DIR", default_value = "tern-demo")]
-    dir: PathBuf,
+    /// The cluster demo instead: 3 members as child processes, 3 clients sending puts, the
+    /// leader killed and replaced, the clients recovering with no gap, a replay of one client's
+    /// egress at 10x, every member's egress recording verified identical.
+    #[arg(long)]
+    cluster: bool,
+    /// The demo's directory; a previous demo's there is replaced (default: ./tern-demo, or
+    /// ./tern-demo-cluster with --cluster).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
     /// Publishers on the shared IPC stream.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, conflicts_with = "cluster")]
     publishers: u32,
-    /// Messages per IPC publisher.
-    #[arg(long, default_value_t = 250_000)]
-    messages: u64,
+    /// Messages per IPC publisher (default: 250000), or with --cluster puts per client (default:
+    /// 2000, about 10 s of sending).
+    #[arg(long)]
+    messages: Option<u64>,
     /// Message length in bytes (at least 16).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, conflicts_with = "cluster")]
     size: usize,
     /// Messages per UDP publisher (two of them).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, conflicts_with = "cluster")]
+    udp_messages: u64,
+}
+
+/// The archive demo's settings (the arguments with their defaults).
+struct ArchiveDemo {
+    dir: PathBuf,
+    publishers: u32,
+    messages: u64,
+    size: usize,
     udp_messages: u64,
 }
 
@@ -175,6 +194,8 @@ fn replay_and_check(
 /// Marks an archive directory the demo made, so a later demo may replace it (and no other).
 const DEMO_MARKER: &str = "made-by-tern-demo";
 
+/// Make way for a demo in `dir`: remove a previous demo's directory there (refuse any other
+/// non-empty directory).
 fn prepare_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         let is_demo = dir.join(DEMO_MARKER).exists();
@@ -194,6 +215,21 @@ fn prepare_dir(dir: &Path) -> Result<()> {
 
 /// Run the demo.
 pub fn run(args: Args) -> Result<ExitCode> {
+    if args.cluster {
+        return cluster::run(cluster::Options {
+            dir: args
+                .dir
+                .unwrap_or_else(|| PathBuf::from(cluster::DEFAULT_DIR)),
+            messages: args.messages.unwrap_or(cluster::DEFAULT_MESSAGES),
+        });
+    }
+    let args = ArchiveDemo {
+        dir: args.dir.unwrap_or_else(|| PathBuf::from("tern-demo")),
+        publishers: args.publishers,
+        messages: args.messages.unwrap_or(250_000),
+        size: args.size,
+        udp_messages: args.udp_messages,
+    };
     ensure!(args.size >= 16, "--size must be at least 16");
     ensure!(args.publishers >= 1, "--publishers must be at least 1");
     prepare_dir(&args.dir)?;
