@@ -32,6 +32,21 @@ const HOUSEKEEPING_NS: i64 = 1_000_000_000;
 /// Messages a catch-up sends per duty cycle, at most.
 const CATCH_UP_BUDGET: usize = 256;
 
+/// Replays served at once, at most (more are refused: the client asks another member).
+const MAX_REPLAYS: usize = 16;
+
+/// A replay whose client takes nothing for this long is given up (a client that went away).
+const REPLAY_STALL_NS: i64 = 5_000_000_000;
+
+/// A replay of a session's recorded egress to a channel a client named.
+#[derive(Debug)]
+struct Replaying {
+    catch_up: CatchUp,
+    channel: Key,
+    /// When it last sent a message (or began).
+    progress_ns: i64,
+}
+
 /// Where a member is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberEndpoints {
@@ -99,6 +114,43 @@ impl Link for AeronLink {
     }
 }
 
+/// Where a catch-up or replay after a message of `after_timestamp_ns` starts reading `egress`:
+/// where the time index says that time begins (the start when the client saw nothing, or the
+/// index cannot be read).
+fn start_position(egress: &EgressRecording, after_timestamp_ns: i64, member: u64) -> i64 {
+    if after_timestamp_ns == 0 {
+        return 0;
+    }
+    egress
+        .position_before_time(after_timestamp_ns)
+        .unwrap_or_else(|error| {
+            tracing::warn!("member {member}: the egress time index: {error}; read from the start");
+            0
+        })
+}
+
+/// Take `catch_up` a step, offering to `channel` through `responses`.
+fn serve(
+    catch_up: &mut CatchUp,
+    reader: &mut RecordingReader,
+    flushed: i64,
+    client: &Client,
+    responses: &mut Responses<AeronLink>,
+    now_ns: i64,
+    channel: &Key,
+) -> Result<Step> {
+    let (name, stream_id) = channel;
+    let mut offer = |bytes: &[u8]| {
+        responses.offer_now(now_ns, name, *stream_id, bytes, || {
+            client
+                .add_publication_async(name, *stream_id)
+                .map(AeronLink::Adding)
+                .map_err(|error| error.to_string())
+        })
+    };
+    catch_up.step(reader, flushed, CATCH_UP_BUDGET, &mut offer)
+}
+
 /// One member's node on Aeron.
 pub struct NodeAgent<S: ClusteredService> {
     node: ConsensusNode<S>,
@@ -125,6 +177,8 @@ pub struct NodeAgent<S: ClusteredService> {
     warned_dropped: u64,
     /// Sessions catching up on egress they missed (leader only), by session id.
     catch_ups: BTreeMap<i64, CatchUp>,
+    /// Replays of recorded egress (any member, any session, open or closed).
+    replays: Vec<Replaying>,
     /// Reads the egress recording for them.
     egress_reader: Option<RecordingReader>,
 }
@@ -191,6 +245,7 @@ impl<S: ClusteredService> NodeAgent<S> {
             started,
             cycle_ns: 0,
             catch_ups: BTreeMap::new(),
+            replays: Vec::new(),
             egress_reader: None,
             next_housekeeping_ns: 0,
             warned_dropped: 0,
@@ -390,6 +445,52 @@ impl<S: ClusteredService> NodeAgent<S> {
                 );
             }
             Request::Resume(resume) => self.on_resume(resume),
+            Request::Replay {
+                after,
+                response_stream_id,
+                response_channel,
+            } => self.on_replay(after, (response_channel, response_stream_id)),
+        }
+    }
+
+    /// Start a replay of a session's recorded egress after `after` to `channel`: what this
+    /// member's recording holds now, then a replayed event. Any member, leader or not; the
+    /// session may be long closed.
+    fn on_replay(&mut self, after: Resume, channel: Key) {
+        let member = self.node.member_id();
+        let refusal = match self.node.egress() {
+            None => Some(format!(
+                "member {member} does not record egress (record_egress = false)"
+            )),
+            Some(_) if self.replays.len() >= MAX_REPLAYS => Some(format!(
+                "member {member} serves {MAX_REPLAYS} replays already: ask another member"
+            )),
+            Some(egress) => {
+                let from = start_position(egress, after.after_timestamp_ns, member);
+                self.replays.push(Replaying {
+                    catch_up: CatchUp::new(
+                        after.session_id,
+                        after.after_sequence,
+                        after.after_number,
+                        after.correlation_id,
+                        from,
+                        egress.position(),
+                    ),
+                    channel: channel.clone(),
+                    progress_ns: self.cycle_ns,
+                });
+                None
+            }
+        };
+        if let Some(detail) = refusal {
+            let event = Response::SessionEvent {
+                correlation_id: after.correlation_id,
+                session_id: after.session_id,
+                code: EventCode::Error,
+                leader: self.node.leader().unwrap_or(0),
+                detail,
+            };
+            self.send_response(&channel.0, channel.1, &event);
         }
     }
 
@@ -424,19 +525,7 @@ impl<S: ClusteredService> NodeAgent<S> {
             }
             return;
         };
-        let from = if resume.after_timestamp_ns == 0 {
-            0
-        } else {
-            egress
-                .position_before_time(resume.after_timestamp_ns)
-                .unwrap_or_else(|error| {
-                    tracing::warn!(
-                        "member {}: the egress time index: {error}; session {session_id} catches up from the start",
-                        self.node.member_id()
-                    );
-                    0
-                })
-        };
+        let from = start_position(egress, resume.after_timestamp_ns, self.node.member_id());
         let catch_up = CatchUp::new(
             session_id,
             resume.after_sequence,
@@ -448,22 +537,24 @@ impl<S: ClusteredService> NodeAgent<S> {
         self.catch_ups.insert(session_id, catch_up);
     }
 
-    /// Take every catch-up a step: what the recording holds, then what was queued. Returns the
-    /// messages sent.
+    /// Take every catch-up and replay a step: what the recording holds, then (a catch-up) what
+    /// was queued. Returns the messages sent.
     fn catch_up(&mut self) -> usize {
-        if self.catch_ups.is_empty() {
+        if self.catch_ups.is_empty() && self.replays.is_empty() {
             return 0;
         }
         let Some(egress) = self.node.egress() else {
             self.catch_ups.clear();
+            self.replays.clear();
             return 0;
         };
         let flushed = egress.flushed_position();
+        let recorded = egress.last_number();
         let reader = self.egress_reader.get_or_insert_with(|| egress.reader());
         let mut work = 0;
         let mut ended = Vec::new();
         for (session_id, catch_up) in &mut self.catch_ups {
-            let Some((channel, stream_id)) = self.channels.get(session_id) else {
+            let Some(channel) = self.channels.get(session_id) else {
                 ended.push((
                     *session_id,
                     catch_up.correlation_id(),
@@ -471,18 +562,16 @@ impl<S: ClusteredService> NodeAgent<S> {
                 ));
                 continue;
             };
-            let client = &self.client;
-            let responses = &mut self.responses;
-            let now_ns = self.cycle_ns;
-            let mut offer = |bytes: &[u8]| {
-                responses.offer_now(now_ns, channel, *stream_id, bytes, || {
-                    client
-                        .add_publication_async(channel, *stream_id)
-                        .map(AeronLink::Adding)
-                        .map_err(|error| error.to_string())
-                })
-            };
-            match catch_up.step(reader, flushed, CATCH_UP_BUDGET, &mut offer) {
+            let step = serve(
+                catch_up,
+                reader,
+                flushed,
+                &self.client,
+                &mut self.responses,
+                self.cycle_ns,
+                channel,
+            );
+            match step {
                 Ok(Step::Working(sent)) => work += sent,
                 Ok(Step::Done) => {
                     work += 1;
@@ -494,6 +583,59 @@ impl<S: ClusteredService> NodeAgent<S> {
                     Err(error.to_string()),
                 )),
             }
+        }
+        let mut replayed = Vec::new();
+        self.replays.retain_mut(|replay| {
+            let step = serve(
+                &mut replay.catch_up,
+                reader,
+                flushed,
+                &self.client,
+                &mut self.responses,
+                self.cycle_ns,
+                &replay.channel,
+            );
+            let catch_up = &replay.catch_up;
+            let (code, detail) = match step {
+                Ok(Step::Working(sent)) if sent > 0 => {
+                    work += sent;
+                    replay.progress_ns = self.cycle_ns;
+                    return true;
+                }
+                Ok(Step::Working(_)) if self.cycle_ns - replay.progress_ns < REPLAY_STALL_NS => {
+                    return true;
+                }
+                Ok(Step::Working(_)) => (
+                    EventCode::Error,
+                    format!(
+                        "replay given up: the client took nothing in {} s",
+                        REPLAY_STALL_NS / 1_000_000_000
+                    ),
+                ),
+                Ok(Step::Done) => (
+                    EventCode::Replayed,
+                    format!(
+                        "{} messages; the recording holds egress numbers 1..={recorded}",
+                        catch_up.sent()
+                    ),
+                ),
+                Err(error) => (EventCode::Error, format!("replay ended: {error}")),
+            };
+            work += 1;
+            replayed.push((
+                replay.channel.clone(),
+                Response::SessionEvent {
+                    correlation_id: catch_up.correlation_id(),
+                    session_id: catch_up.session_id(),
+                    code,
+                    leader: 0,
+                    detail,
+                },
+            ));
+            false
+        });
+        for (channel, event) in replayed {
+            self.send_response(&channel.0, channel.1, &event);
         }
         for (session_id, correlation_id, result) in ended {
             self.catch_ups.remove(&session_id);

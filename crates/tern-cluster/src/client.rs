@@ -2,8 +2,10 @@
 //! followers name the leader), sends messages to the leader, keeps the session alive, polls
 //! egress, and asks members for their status. Used by `tern cluster send` and `status`.
 //!
-//! Recovery of missed egress after a leader change is the next step (issue 11): this client
-//! follows redirects but does not ask for what it missed.
+//! It gives the application each of its session's egress messages once, in order: after a new
+//! leader or a gap it asks the leader to resume after the last one seen. A session's egress can
+//! also be read back later, open or long closed, from any member that records it
+//! ([`ClusterClient::replay_egress`]).
 
 use crate::agent::{udp_channel, MemberEndpoints};
 use crate::error::{ClusterError, Result};
@@ -36,7 +38,53 @@ pub struct ClusterClient {
     /// When the client last asked to resume, until the leader says it caught up.
     resume_asked: Option<Instant>,
     counts: ClientCounts,
+    /// The session a replay is reading, and what arrived of it.
+    replaying: Option<i64>,
+    replayed: Vec<Egress>,
 }
+
+/// Where a session's egress stands for a client: its last message's session sequence, egress
+/// number and cluster timestamp (zeroes: before the first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EgressMark {
+    /// The session sequence.
+    pub sequence: u64,
+    /// The egress number.
+    pub number: u64,
+    /// The cluster timestamp (ns).
+    pub timestamp_ns: i64,
+}
+
+impl EgressMark {
+    /// The mark just after `egress`.
+    pub fn of(egress: &Egress) -> Self {
+        Self {
+            sequence: egress.sequence,
+            number: egress.number,
+            timestamp_ns: egress.timestamp_ns,
+        }
+    }
+}
+
+/// How a replay of recorded egress went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Messages given to the application.
+    pub messages: u64,
+    /// The last one's mark (the one asked after when none came).
+    pub last: EgressMark,
+    /// The member that finished it.
+    pub member: u64,
+    /// Requests sent (more than one when a member did not answer, refused, or stalled).
+    pub requests: u64,
+    /// Messages dropped as already given (a member that was given up on sent them late).
+    pub duplicates: u64,
+    /// What the finishing member said (how many it sent, the recording's last egress number).
+    pub detail: String,
+}
+
+/// A replay that gets nothing in this long asks the next member.
+const REPLAY_STALL: Duration = Duration::from_secs(1);
 
 /// What the client did to give the application each egress message once, in order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,6 +151,8 @@ impl ClusterClient {
             seen: (0, 0, 0),
             resume_asked: None,
             counts: ClientCounts::default(),
+            replaying: None,
+            replayed: Vec::new(),
         })
     }
 
@@ -148,6 +198,9 @@ impl ClusterClient {
             match &response {
                 Response::Egress(egress) if Some(egress.session_id) == self.session_id => {
                     self.on_egress(egress);
+                }
+                Response::Egress(egress) if Some(egress.session_id) == self.replaying => {
+                    self.replayed.push(egress.clone());
                 }
                 Response::SessionEvent {
                     session_id,
@@ -330,6 +383,145 @@ impl ClusterClient {
     /// The session sequence of the last egress message the application got (0: none).
     pub fn last_sequence(&self) -> u64 {
         self.seen.0
+    }
+
+    /// Where the session's egress stands: the last message the application got.
+    pub fn mark(&self) -> EgressMark {
+        let (sequence, number, timestamp_ns) = self.seen;
+        EgressMark {
+            sequence,
+            number,
+            timestamp_ns,
+        }
+    }
+
+    /// Read `session_id`'s recorded egress after `after` from the members' egress recordings,
+    /// giving each message to `on_message` once, in order: the session may be open or long
+    /// closed (a client away for hours, a process restarted with the mark it kept). It asks
+    /// `first` (or the first member), and when a member refuses, does not answer, or stalls for
+    /// a second, the next one, from the last message it got. It ends when a member has sent all
+    /// it had recorded when asked (a live session's later egress comes live, or by a resume).
+    ///
+    /// # Errors
+    /// No member finished within `timeout`; the error names what each said; or the session is
+    /// this client's own ([`ClusterError::Client`]).
+    pub fn replay_egress(
+        &mut self,
+        session_id: i64,
+        after: EgressMark,
+        first: Option<u64>,
+        timeout: Duration,
+        on_message: &mut dyn FnMut(&Egress),
+    ) -> Result<Replayed> {
+        if Some(session_id) == self.session_id {
+            return Err(ClusterError::Client(format!(
+                "session {session_id} is this client's own: its egress comes live, and by a resume"
+            )));
+        }
+        let deadline = Instant::now() + timeout;
+        let ids: Vec<u64> = self.members.iter().map(|member| member.id).collect();
+        let start = first
+            .and_then(|id| ids.iter().position(|member| *member == id))
+            .unwrap_or(0);
+        let mut replayed = Replayed {
+            messages: 0,
+            last: after,
+            member: 0,
+            requests: 0,
+            duplicates: 0,
+            detail: String::new(),
+        };
+        let mut said = BTreeMap::new();
+        self.replaying = Some(session_id);
+        self.replayed.clear();
+        let mut idle = BackoffIdle::new();
+        let mut attempt = 0;
+        let outcome = 'members: loop {
+            let member = ids[(start + attempt) % ids.len()];
+            attempt += 1;
+            if Instant::now() >= deadline {
+                break None;
+            }
+            let correlation_id = self.correlation();
+            let request = Request::Replay {
+                after: Resume {
+                    correlation_id,
+                    session_id,
+                    after_sequence: replayed.last.sequence,
+                    after_number: replayed.last.number,
+                    after_timestamp_ns: replayed.last.timestamp_ns,
+                },
+                response_stream_id: EGRESS_STREAM_ID,
+                response_channel: self.response_channel.clone(),
+            }
+            .encode();
+            let mut progress = Instant::now();
+            while !self.offer_to(member, &request) {
+                if progress.elapsed() > REPLAY_STALL {
+                    said.insert(member, "its ingress did not connect".to_string());
+                    continue 'members;
+                }
+                self.poll();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            replayed.requests += 1;
+            loop {
+                let work = self.poll();
+                for egress in std::mem::take(&mut self.replayed) {
+                    if egress.sequence <= replayed.last.sequence {
+                        replayed.duplicates += 1;
+                    } else if egress.sequence == replayed.last.sequence + 1 {
+                        on_message(&egress);
+                        replayed.last = EgressMark::of(&egress);
+                        replayed.messages += 1;
+                        progress = Instant::now();
+                    }
+                    // Past a gap: a member given up on, still sending; the one asked fills it.
+                }
+                let answer = self.events.iter().position(|event| {
+                    matches!(event, Response::SessionEvent { correlation_id: id, code, .. }
+                        if *id == correlation_id
+                            && matches!(code, EventCode::Replayed | EventCode::Error))
+                });
+                if let Some(index) = answer {
+                    if let Response::SessionEvent { code, detail, .. } = self.events.remove(index) {
+                        if code == EventCode::Replayed {
+                            replayed.member = member;
+                            replayed.detail = detail;
+                            break 'members Some(());
+                        }
+                        said.insert(member, detail);
+                        continue 'members;
+                    }
+                }
+                if Instant::now() >= deadline {
+                    break 'members None;
+                }
+                if progress.elapsed() > REPLAY_STALL {
+                    said.insert(member, "no answer in 1 s".to_string());
+                    continue 'members;
+                }
+                idle.idle(work);
+            }
+        };
+        self.replaying = None;
+        self.replayed.clear();
+        match outcome {
+            Some(()) => Ok(replayed),
+            None => Err(ClusterError::Client(format!(
+                "no member replayed session {session_id}'s egress in {} ms ({} messages read; {})",
+                timeout.as_millis(),
+                replayed.messages,
+                if said.is_empty() {
+                    "no member answered".to_string()
+                } else {
+                    said.iter()
+                        .map(|(member, detail)| format!("member {member}: {detail}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }
+            ))),
+        }
     }
 
     /// What the client did to give each egress message once, in order.

@@ -47,6 +47,20 @@ pub enum Request {
     /// Body: correlation id i64, session id i64, after sequence u64, after egress number u64,
     /// after timestamp ns i64 (the last egress message's; zeroes when the client saw none).
     Resume(Resume),
+    /// Kind 8: send a session's recorded egress after a point, from this member's egress
+    /// recording, up to the recording's end when asked, then a [`EventCode::Replayed`] event
+    /// (answered by any member that records egress, leader or follower, whether the session is
+    /// open or long closed; not through the log). Body: the resume's five fields (correlation
+    /// id i64, session id i64, after sequence u64, after egress number u64, after timestamp ns
+    /// i64), response stream id i32, channel length u32, channel.
+    Replay {
+        /// Which session's egress, after what (as for a resume).
+        after: Resume,
+        /// Where the client reads.
+        response_stream_id: i32,
+        /// The client's response channel.
+        response_channel: String,
+    },
 }
 
 /// What a client asks to resume its session's egress after.
@@ -82,13 +96,16 @@ pub enum EventCode {
     /// A resume is done: the egress the client missed was sent, live egress follows (the detail
     /// says how many messages).
     CaughtUp = 5,
+    /// A replay is done: the session's egress this member had recorded when asked was sent (the
+    /// detail says how many messages and the recording's last egress number).
+    Replayed = 6,
 }
 
 /// What a client gets on its response channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// Kind 11. Body: correlation id i64, session id i64, code u8 (0 ok, 1 error, 2 redirect, 3
-    /// closed, 4 new leader, 5 caught up), 7 zero bytes, leader
+    /// closed, 4 new leader, 5 caught up, 6 replayed), 7 zero bytes, leader
     /// member id u64 (0: unknown), detail length u32, detail (UTF-8).
     SessionEvent {
         /// The request's correlation id (0 for a close the client did not ask for).
@@ -125,6 +142,7 @@ const CLOSE: u8 = 4;
 const STATUS: u8 = 5;
 const SNAPSHOT: u8 = 6;
 const RESUME: u8 = 7;
+const REPLAY: u8 = 8;
 const SESSION_EVENT: u8 = 11;
 const EGRESS: u8 = 12;
 const STATUS_ANSWER: u8 = 13;
@@ -177,6 +195,26 @@ pub fn encode_egress(egress: &Egress) -> Vec<u8> {
     out
 }
 
+impl Resume {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.correlation_id.to_le_bytes());
+        out.extend_from_slice(&self.session_id.to_le_bytes());
+        out.extend_from_slice(&self.after_sequence.to_le_bytes());
+        out.extend_from_slice(&self.after_number.to_le_bytes());
+        out.extend_from_slice(&self.after_timestamp_ns.to_le_bytes());
+    }
+
+    fn take(reader: &mut Reader<'_>) -> Result<Self, String> {
+        Ok(Self {
+            correlation_id: reader.i64()?,
+            session_id: reader.i64()?,
+            after_sequence: reader.u64()?,
+            after_number: reader.u64()?,
+            after_timestamp_ns: reader.i64()?,
+        })
+    }
+}
+
 /// The longest channel or credentials a request may carry.
 pub const MAX_FIELD_LENGTH: usize = 4096;
 
@@ -226,11 +264,17 @@ impl Request {
             }
             Self::Resume(resume) => {
                 out = header(RESUME);
-                out.extend_from_slice(&resume.correlation_id.to_le_bytes());
-                out.extend_from_slice(&resume.session_id.to_le_bytes());
-                out.extend_from_slice(&resume.after_sequence.to_le_bytes());
-                out.extend_from_slice(&resume.after_number.to_le_bytes());
-                out.extend_from_slice(&resume.after_timestamp_ns.to_le_bytes());
+                resume.put(&mut out);
+            }
+            Self::Replay {
+                after,
+                response_stream_id,
+                response_channel,
+            } => {
+                out = header(REPLAY);
+                after.put(&mut out);
+                out.extend_from_slice(&response_stream_id.to_le_bytes());
+                put_bytes(&mut out, response_channel.as_bytes());
             }
         }
         out
@@ -256,13 +300,12 @@ impl Request {
             KEEP_ALIVE => Self::Session(Ingress::KeepAlive {
                 session_id: reader.i64()?,
             }),
-            RESUME => Self::Resume(Resume {
-                correlation_id: reader.i64()?,
-                session_id: reader.i64()?,
-                after_sequence: reader.u64()?,
-                after_number: reader.u64()?,
-                after_timestamp_ns: reader.i64()?,
-            }),
+            RESUME => Self::Resume(Resume::take(&mut reader)?),
+            REPLAY => Self::Replay {
+                after: Resume::take(&mut reader)?,
+                response_stream_id: reader.i32()?,
+                response_channel: reader.text(MAX_FIELD_LENGTH)?,
+            },
             CLOSE => Self::Session(Ingress::Close {
                 session_id: reader.i64()?,
             }),
@@ -352,6 +395,7 @@ impl Response {
                     3 => EventCode::Closed,
                     4 => EventCode::NewLeader,
                     5 => EventCode::CaughtUp,
+                    6 => EventCode::Replayed,
                     other => return Err(format!("session event code {other}")),
                 };
                 Self::SessionEvent {
@@ -442,6 +486,17 @@ mod tests {
                 after_number: 900,
                 after_timestamp_ns: 1_700_000_000_000_000_000,
             }),
+            Request::Replay {
+                after: Resume {
+                    correlation_id: 12,
+                    session_id: 4,
+                    after_sequence: 0,
+                    after_number: 0,
+                    after_timestamp_ns: 0,
+                },
+                response_stream_id: 102,
+                response_channel: "aeron:udp?endpoint=localhost:9021".into(),
+            },
         ]
     }
 
@@ -453,6 +508,13 @@ mod tests {
                 code: EventCode::Redirect,
                 leader: 2,
                 detail: "not the leader".into(),
+            },
+            Response::SessionEvent {
+                correlation_id: 12,
+                session_id: 4,
+                code: EventCode::Replayed,
+                leader: 3,
+                detail: "30 messages".into(),
             },
             Response::Egress(Egress {
                 session_id: 1,

@@ -339,3 +339,97 @@ fn a_client_gets_every_egress_message_once_in_order_across_leader_kills() {
         client.counts()
     );
 }
+
+#[test]
+fn a_closed_sessions_egress_is_replayed_from_any_member_even_with_one_down() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(TERN, dir.path(), 9);
+    let driver = driver("cluster-replay");
+    let aeron = Client::connect(driver.dir()).expect("client");
+    let mut writer =
+        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client");
+    let session = writer
+        .connect(b"", Duration::from_secs(20))
+        .expect("a session");
+    let mut received = Vec::new();
+    for i in 0..120 {
+        let reply = writer
+            .request(format!("put k{i} {i}").as_bytes(), Duration::from_secs(2))
+            .expect("put");
+        received.extend(writer.take_egress());
+        received.push(reply);
+    }
+    received.extend(writer.take_egress());
+    let sequences: Vec<u64> = received.iter().map(|egress| egress.sequence).collect();
+    assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>());
+    writer.close();
+    let leader = leader_of(&mut writer, &[1, 2, 3]).expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    // Wait until the follower has recorded all of it (it applies a little behind the leader).
+    let last = received.last().expect("egress").number;
+    wait_until(
+        "the follower recorded it all",
+        Duration::from_secs(10),
+        || {
+            writer
+                .status_of(follower, false, Duration::from_millis(300))
+                .is_some_and(|status| status.egress_recorded >= last)
+        },
+    );
+
+    // Another client (a process that kept the mark) reads the closed session's egress after
+    // its 40th message from a follower: exactly the rest, in order.
+    let aeron = Client::connect(driver.dir()).expect("client");
+    let mut reader =
+        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client");
+    let mut got = Vec::new();
+    let mark = tern_cluster::client::EgressMark::of(&received[39]);
+    let replayed = reader
+        .replay_egress(
+            session,
+            mark,
+            Some(follower),
+            Duration::from_secs(10),
+            &mut |egress| got.push(egress.clone()),
+        )
+        .expect("a replay");
+    assert_eq!(got, received[40..].to_vec());
+    assert_eq!(
+        (replayed.member, replayed.messages, replayed.requests),
+        (follower, got.len() as u64, 1),
+        "{replayed:?}"
+    );
+    assert_eq!(
+        replayed.last,
+        tern_cluster::client::EgressMark::of(&received[received.len() - 1])
+    );
+
+    // With the member asked first down, the next one answers: all of it from the start.
+    cluster.kill(follower);
+    let mut got = Vec::new();
+    let replayed = reader
+        .replay_egress(
+            session,
+            Default::default(),
+            Some(follower),
+            Duration::from_secs(15),
+            &mut |egress| got.push(egress.clone()),
+        )
+        .expect("a replay with a member down");
+    assert_eq!(got, received);
+    assert_ne!(replayed.member, follower, "{replayed:?}");
+    assert!(replayed.requests >= 2, "{replayed:?}");
+
+    // A session that never was: nothing, said plainly.
+    let replayed = reader
+        .replay_egress(
+            999,
+            Default::default(),
+            None,
+            Duration::from_secs(10),
+            &mut |_| panic!("no egress"),
+        )
+        .expect("an empty replay");
+    assert_eq!(replayed.messages, 0, "{replayed:?}");
+    cluster.stop();
+}

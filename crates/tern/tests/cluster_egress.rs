@@ -133,6 +133,47 @@ fn a_members_egress_is_printed_by_session_from_a_time_paced_and_followed() {
                 .collect::<Vec<_>>()
         );
     }
+
+    // The same over Aeron from the running members (the sessions are closed): after a
+    // sequence, from member 3 first; the position column is `-`.
+    let mut remote_args = vec!["cluster", "egress", "--config", config.as_str()];
+    let first_text = first.to_string();
+    remote_args.extend_from_slice(&["--remote", "--session", &first_text, "--after", "1"]);
+    remote_args.extend_from_slice(&["--member", "3"]);
+    let (code, stdout, stderr) = run(TERN, &remote_args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let remote: Vec<(String, i64, u64, u64, String)> = stdout
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.splitn(7, '\t').collect();
+            assert_eq!(fields.len(), 7, "{line:?}");
+            (
+                fields[0].to_string(),
+                fields[1].parse().expect(line),
+                fields[2].parse().expect(line),
+                fields[3].parse().expect(line),
+                fields[6].to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64, u64, u64, String)> = of_first[1..]
+        .iter()
+        .map(|line| {
+            let payload = line.payload.clone();
+            (
+                "-".to_string(),
+                line.session,
+                line.sequence,
+                line.egress_number,
+                payload,
+            )
+        })
+        .collect();
+    assert_eq!(remote, expected);
+    assert!(
+        stderr.contains("2 messages after sequence 1 from member 3"),
+        "{stderr}"
+    );
     // The whole stream: both sessions, in the cluster's order (egress numbers 1..6, log indexes
     // and positions rising).
     let mut expected = of_first.clone();
@@ -295,4 +336,16 @@ fn bad_egress_inputs_get_one_line_naming_the_problem() {
     check(&["--member", "1"], "member 1 has no egress recording in");
     check_code(2, &["--speed", "0"], "between 0.01 and 1000");
     check_code(2, &["--from-time", "yesterday"], "yesterday");
+    check_code(2, &["--remote"], "--session");
+    check_code(2, &["--remote", "--session", "1", "--follow"], "--follow");
+    check_code(2, &["--after", "3", "--session", "1"], "--remote");
+    check(
+        &["--remote", "--session", "1", "--member", "9"],
+        "member 9 is not in",
+    );
+    // Nobody answers on these ports: the error says what each member did.
+    check(
+        &["--remote", "--session", "1", "--timeout-ms", "2500"],
+        "no member replayed session 1's egress in 2500 ms",
+    );
 }

@@ -123,6 +123,19 @@ struct EgressArgs {
     /// Print a progress line to standard error every second.
     #[arg(long)]
     progress: bool,
+    /// Ask the members over Aeron (from any machine that reaches them) instead of reading a
+    /// member's files: --session's recorded egress after --after, from --member first, from
+    /// the next member when one is down. The position column is `-`.
+    #[arg(long, requires = "session", conflicts_with_all = ["from_time", "speed", "follow"])]
+    remote: bool,
+    /// With --remote: start after this session sequence (the last message the client has).
+    #[arg(long, value_name = "SEQ", requires = "remote", default_value_t = 0)]
+    after: u64,
+    /// With --remote: give up after this long, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, requires = "remote")]
+    timeout_ms: u64,
+    #[command(flatten)]
+    driver: DriverArgs,
 }
 
 /// How `tern cluster egress` prints a payload.
@@ -418,7 +431,10 @@ fn send(mut args: SendArgs) -> Result<ExitCode> {
 /// Print a member's egress recording through `tern replay`'s printer: recording 0 of
 /// `<node dir>/egress`, filtered by the tern egress key (the cluster session id), timed by the
 /// tern egress header's cluster timestamp.
-fn egress(args: EgressArgs) -> Result<ExitCode> {
+fn egress(mut args: EgressArgs) -> Result<ExitCode> {
+    if args.remote {
+        return remote_egress(&mut args);
+    }
     let (file, members) = load(&args.config)?;
     let data_dir = data_dir(&file);
     let member_id = match args.member {
@@ -475,11 +491,64 @@ fn egress(args: EgressArgs) -> Result<ExitCode> {
         }),
         controls: false,
         progress: args.progress,
-        print: match args.print {
-            EgressPrint::Text => super::replay::PrintFormat::Egress,
-            EgressPrint::Hex => super::replay::PrintFormat::EgressHex,
-            EgressPrint::None => super::replay::PrintFormat::None,
-        },
+        print: args.print.format(),
     };
     super::replay::print(&printing, &dir)
+}
+
+impl EgressPrint {
+    fn format(self) -> super::replay::PrintFormat {
+        match self {
+            Self::Text => super::replay::PrintFormat::Egress,
+            Self::Hex => super::replay::PrintFormat::EgressHex,
+            Self::None => super::replay::PrintFormat::None,
+        }
+    }
+}
+
+/// `tern cluster egress --remote`: a session's recorded egress read over Aeron from the
+/// members ([`ClusterClient::replay_egress`]).
+fn remote_egress(args: &mut EgressArgs) -> Result<ExitCode> {
+    let (_, members) = load(&args.config)?;
+    if let Some(id) = args.member {
+        if !members.iter().any(|member| member.id == id) {
+            bail!("member {id} is not in {}", args.config.display());
+        }
+    }
+    let session = args.session.context("--remote needs --session")?;
+    let driver = client_driver(&mut args.driver)?;
+    let aeron = Client::connect(&driver.dir).context("connect to the media driver")?;
+    let mut client = ClusterClient::new(aeron, members, "localhost:0")?;
+    let after = tern_cluster::client::EgressMark {
+        sequence: args.after,
+        number: 0,
+        timestamp_ns: 0,
+    };
+    let format = args.print.format();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut failed = None;
+    let mut on_message = |egress: &tern_cluster::service::Egress| {
+        if failed.is_none() {
+            let bytes = tern_cluster::protocol::encode_egress(egress);
+            if let Err(error) = super::replay::write_message(&mut out, format, "-", &bytes) {
+                failed = Some(error);
+            }
+        }
+    };
+    let replayed = client.replay_egress(
+        session,
+        after,
+        args.member,
+        Duration::from_millis(args.timeout_ms),
+        &mut on_message,
+    )?;
+    if let Some(error) = failed {
+        return Err(error).context("write the egress");
+    }
+    std::io::Write::flush(&mut out).context("write the egress")?;
+    eprintln!(
+        "session {session}: {} messages after sequence {} from member {} ({})",
+        replayed.messages, args.after, replayed.member, replayed.detail
+    );
+    Ok(ExitCode::SUCCESS)
 }

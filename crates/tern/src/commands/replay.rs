@@ -35,7 +35,7 @@ pub enum PrintFormat {
 pub(crate) fn write_message(
     out: &mut impl Write,
     format: PrintFormat,
-    position: i64,
+    position: impl std::fmt::Display,
     message: &[u8],
 ) -> std::io::Result<()> {
     match format {
