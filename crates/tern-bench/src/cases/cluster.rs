@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tern_cluster::agent::{udp_channel, MemberEndpoints};
-use tern_cluster::client::ClusterClient;
+use tern_cluster::client::{ClusterClient, EgressMark};
 use tern_cluster::Role;
 use tern_transport::{BackoffIdle, Client, Idle};
 
@@ -352,7 +352,37 @@ pub fn run(
             ),
         ),
     );
+    // Catching up on missed egress: the whole session's, read from a follower's recording
+    // after the session closed (what a client away for hours asks for), timed at this client
+    // from the request to the last message.
+    let session = client.session_id().context("the session")?;
+    let missed = client.last_sequence();
     client.close();
+    let current = leader(&mut client).context("a leader after the failover")?;
+    let follower = (1..=3)
+        .find(|id| *id != current && *id != killed)
+        .context("a follower")?;
+    let started = Instant::now();
+    let mut replayed = 0u64;
+    let outcome = client.replay_egress(
+        session,
+        EgressMark::default(),
+        Some(follower),
+        Duration::from_secs(120),
+        &mut |_| replayed += 1,
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    ensure!(
+        replayed >= missed && outcome.member == follower,
+        "replayed {replayed} of at least {missed} messages from member {} ({})",
+        outcome.member,
+        outcome.detail
+    );
+    rows.push(
+        CaseResult::new("cluster-catch-up", size as u64, replayed, seconds).with_note(format!(
+            "a closed session's {replayed} egress messages read back from follower {follower}'s recording over Aeron (ClusterClient::replay_egress), request to last message at the client"
+        )),
+    );
     drop(nodes);
     // The same without the egress recordings: what recording costs.
     let scratch = bench.scratch("cluster-no-egress")?;

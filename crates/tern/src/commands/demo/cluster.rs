@@ -9,7 +9,9 @@
 //!    egress from it with no gap (each message once, in order) and send again what the killed
 //!    leader lost; the killed member restarted and caught up.
 //! 4. One client's egress replayed from the cluster time of its middle message at 10x, by a
-//!    `tern replay` child process reading a member's egress recording.
+//!    `tern replay` child process reading a member's egress recording; another client's whole
+//!    egress read back over Aeron from the restarted member ([`ClusterClient::replay_egress`])
+//!    and compared with what the client got.
 //! 5. Every member stopped cleanly (SIGTERM); their egress recordings byte-compared and every
 //!    frame verified.
 //! 6. A summary: messages, failover time as the clients saw it, replay time, where the data is.
@@ -27,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use tern_archive::ArchiveView;
 use tern_cluster::agent::MemberEndpoints;
-use tern_cluster::client::{ClientCounts, ClusterClient};
+use tern_cluster::client::{ClientCounts, ClusterClient, EgressMark};
 use tern_cluster::egress::EGRESS_DIR;
 use tern_cluster::{Egress, NodeStatus, Role};
 use tern_transport::Client;
@@ -275,7 +277,7 @@ struct Shared {
 }
 
 /// One egress message as a client got it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Received {
     sequence: u64,
     timestamp_ns: i64,
@@ -870,6 +872,47 @@ pub fn run(options: Options) -> Result<ExitCode> {
             )
         },
     );
+
+    // A client away for a while reads its egress back over Aeron from any member: client 2's
+    // session, from the restarted member (a follower now), as `tern cluster egress --remote`.
+    let away = &reports[reports.len().min(2) - 1];
+    let mut read_back = Vec::new();
+    let started = Instant::now();
+    let result = observer.replay_egress(
+        away.session_id,
+        EgressMark::default(),
+        Some(killed),
+        Duration::from_secs(20),
+        &mut |egress| {
+            read_back.push(Received {
+                sequence: egress.sequence,
+                timestamp_ns: egress.timestamp_ns,
+            })
+        },
+    );
+    let took = started.elapsed();
+    match result {
+        Ok(replayed) => println!(
+            "   over Aeron: session {}'s {} egress messages read back from member {} (the restarted one) in {} (`tern cluster egress --config {} --remote --session {} --member {killed}` prints them)",
+            away.session_id,
+            replayed.messages,
+            replayed.member,
+            seconds(took),
+            config.display(),
+            away.session_id
+        ),
+        Err(error) => {
+            checks.check(false, || format!("reading session {}'s egress over Aeron: {error}", away.session_id));
+        }
+    }
+    checks.check(read_back == away.received, || {
+        format!(
+            "session {}'s egress read back over Aeron ({} messages) differs from what its client got ({})",
+            away.session_id,
+            read_back.len(),
+            away.received.len()
+        )
+    });
 
     // 5. Every member stopped cleanly, their egress recordings compared and verified.
     drop(observer);
