@@ -16,7 +16,7 @@ use crate::protocol::{
     encode_egress, EventCode, Request, Response, CONSENSUS_STREAM_ID, INGRESS_STREAM_ID,
 };
 use crate::responses::{Key, Limits, Link, Offered, Responses};
-use crate::service::{ClusteredService, Output};
+use crate::service::{ClusteredService, Output, SHARED_SESSION_ID};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -37,6 +37,21 @@ const MAX_REPLAYS: usize = 16;
 
 /// A replay whose client takes nothing for this long is given up (a client that went away).
 const REPLAY_STALL_NS: i64 = 5_000_000_000;
+
+/// Followers of the shared output stream served at once, at most.
+const MAX_FOLLOWERS: usize = 256;
+
+/// A follower of the shared stream that has not renewed in this long is dropped.
+const FOLLOW_LEASE_NS: i64 = 5_000_000_000;
+
+/// A client following the shared output stream (the leader only).
+#[derive(Debug)]
+struct Follower {
+    /// Catching up from the recording; `None` once live.
+    catch_up: Option<CatchUp>,
+    /// Until when it is served without a renewal.
+    lease_ns: i64,
+}
 
 /// A replay of a session's recorded egress to a channel a client named.
 #[derive(Debug)]
@@ -179,6 +194,8 @@ pub struct NodeAgent<S: ClusteredService> {
     catch_ups: BTreeMap<i64, CatchUp>,
     /// Replays of recorded egress (any member, any session, open or closed).
     replays: Vec<Replaying>,
+    /// Followers of the shared output stream, by channel (leader only).
+    followers: BTreeMap<Key, Follower>,
     /// Reads the egress recording for them.
     egress_reader: Option<RecordingReader>,
 }
@@ -246,6 +263,7 @@ impl<S: ClusteredService> NodeAgent<S> {
             cycle_ns: 0,
             catch_ups: BTreeMap::new(),
             replays: Vec::new(),
+            followers: BTreeMap::new(),
             egress_reader: None,
             next_housekeeping_ns: 0,
             warned_dropped: 0,
@@ -338,6 +356,9 @@ impl<S: ClusteredService> NodeAgent<S> {
     /// Put right the pinned response channels (a snapshot installed replaces the sessions
     /// without a close or open for each), and warn of responses dropped since the last time.
     fn housekeeping(&mut self) {
+        let now_ns = self.cycle_ns;
+        self.followers
+            .retain(|_, follower| follower.lease_ns > now_ns);
         let sessions = self
             .node
             .container()
@@ -450,6 +471,73 @@ impl<S: ClusteredService> NodeAgent<S> {
                 response_stream_id,
                 response_channel,
             } => self.on_replay(after, (response_channel, response_stream_id)),
+            Request::Follow {
+                after,
+                response_stream_id,
+                response_channel,
+                renew,
+            } => self.on_follow(after, (response_channel, response_stream_id), renew),
+        }
+    }
+
+    /// Follow (or renew following) the shared output stream after `after` on `channel`.
+    fn on_follow(&mut self, after: Resume, channel: Key, renew: bool) {
+        let member = self.node.member_id();
+        let lease_ns = self.cycle_ns + FOLLOW_LEASE_NS;
+        let refusal = if self.node.role() != crate::service::Role::Leader {
+            if renew {
+                return;
+            }
+            let leader = self.node.leader();
+            Some((EventCode::Redirect, self.leader_detail(leader)))
+        } else if after.session_id != SHARED_SESSION_ID {
+            Some((
+                EventCode::Error,
+                format!("session {} is not the shared stream (0)", after.session_id),
+            ))
+        } else if let (true, Some(follower)) = (renew, self.followers.get_mut(&channel)) {
+            follower.lease_ns = lease_ns;
+            return;
+        } else if let Some(egress) = self.node.egress() {
+            if self.followers.len() >= MAX_FOLLOWERS && !self.followers.contains_key(&channel) {
+                Some((
+                    EventCode::Error,
+                    format!("member {member} serves {MAX_FOLLOWERS} followers of the shared stream already"),
+                ))
+            } else {
+                let from = start_position(egress, after.after_timestamp_ns, member);
+                let catch_up = CatchUp::new(
+                    SHARED_SESSION_ID,
+                    after.after_sequence,
+                    after.after_number,
+                    after.correlation_id,
+                    from,
+                    egress.position(),
+                );
+                self.followers.insert(
+                    channel.clone(),
+                    Follower {
+                        catch_up: Some(catch_up),
+                        lease_ns,
+                    },
+                );
+                None
+            }
+        } else {
+            Some((
+                EventCode::Error,
+                format!("member {member} does not record egress (record_egress = false)"),
+            ))
+        };
+        if let Some((code, detail)) = refusal {
+            let event = Response::SessionEvent {
+                correlation_id: after.correlation_id,
+                session_id: SHARED_SESSION_ID,
+                code,
+                leader: self.node.leader().unwrap_or(0),
+                detail,
+            };
+            self.send_response(&channel.0, channel.1, &event);
         }
     }
 
@@ -540,12 +628,13 @@ impl<S: ClusteredService> NodeAgent<S> {
     /// Take every catch-up and replay a step: what the recording holds, then (a catch-up) what
     /// was queued. Returns the messages sent.
     fn catch_up(&mut self) -> usize {
-        if self.catch_ups.is_empty() && self.replays.is_empty() {
+        if self.catch_ups.is_empty() && self.replays.is_empty() && self.followers.is_empty() {
             return 0;
         }
         let Some(egress) = self.node.egress() else {
             self.catch_ups.clear();
             self.replays.clear();
+            self.followers.clear();
             return 0;
         };
         let flushed = egress.flushed_position();
@@ -585,6 +674,42 @@ impl<S: ClusteredService> NodeAgent<S> {
             }
         }
         let mut replayed = Vec::new();
+        self.followers.retain(|channel, follower| {
+            let Some(catch_up) = follower.catch_up.as_mut() else {
+                return true;
+            };
+            let step = serve(
+                catch_up,
+                reader,
+                flushed,
+                &self.client,
+                &mut self.responses,
+                self.cycle_ns,
+                channel,
+            );
+            let (code, detail) = match step {
+                Ok(Step::Working(sent)) => {
+                    work += sent;
+                    return true;
+                }
+                Ok(Step::Done) => (EventCode::CaughtUp, format!("{} messages", catch_up.sent())),
+                Err(error) => (EventCode::Error, format!("catch-up ended: {error}")),
+            };
+            work += 1;
+            let live = code == EventCode::CaughtUp;
+            replayed.push((
+                channel.clone(),
+                Response::SessionEvent {
+                    correlation_id: catch_up.correlation_id(),
+                    session_id: SHARED_SESSION_ID,
+                    code,
+                    leader: 0,
+                    detail,
+                },
+            ));
+            follower.catch_up = None;
+            live
+        });
         self.replays.retain_mut(|replay| {
             let step = serve(
                 &mut replay.catch_up,
@@ -756,8 +881,10 @@ impl<S: ClusteredService> NodeAgent<S> {
             }
             Action::RoleChanged { role, leader, term } => {
                 if *role != crate::service::Role::Leader {
-                    // Their clients resume with the new leader.
+                    // Their clients resume with the new leader (followers of the shared stream
+                    // renew there).
                     self.catch_ups.clear();
+                    self.followers.clear();
                 }
                 if *role == crate::service::Role::Leader {
                     // Every session's client is told where to send from now on.
@@ -817,6 +944,24 @@ impl<S: ClusteredService> NodeAgent<S> {
                 }
                 .encode(),
             ),
+            Output::Egress(egress) if egress.session_id == SHARED_SESSION_ID => {
+                if self.followers.is_empty() {
+                    return;
+                }
+                let bytes = encode_egress(egress);
+                let appended = self.node.egress().map_or(0, EgressRecording::position);
+                let mut live = Vec::new();
+                for (channel, follower) in &mut self.followers {
+                    match follower.catch_up.as_mut() {
+                        Some(catch_up) => catch_up.on_live(egress, bytes.clone(), appended),
+                        None => live.push(channel.clone()),
+                    }
+                }
+                for (channel, stream_id) in live {
+                    self.send_bytes(&channel, stream_id, bytes.clone());
+                }
+                return;
+            }
             Output::Egress(egress) => {
                 // The channel as the session had it when the egress was made: a session
                 // closed later in the same cycle still gets what came before its close.

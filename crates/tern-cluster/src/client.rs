@@ -11,7 +11,7 @@ use crate::agent::{udp_channel, MemberEndpoints};
 use crate::error::{ClusterError, Result};
 use crate::node::{Ingress, NodeStatus};
 use crate::protocol::{EventCode, Request, Response, Resume, EGRESS_STREAM_ID, INGRESS_STREAM_ID};
-use crate::service::Egress;
+use crate::service::{Egress, SHARED_SESSION_ID};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tern_transport::{
@@ -41,7 +41,25 @@ pub struct ClusterClient {
     /// The session a replay is reading, and what arrived of it.
     replaying: Option<i64>,
     replayed: Vec<Egress>,
+    /// Following the shared output stream.
+    following: Option<Following>,
+    shared: Vec<Egress>,
 }
+
+/// Where the client stands on the shared output stream.
+#[derive(Debug, Clone, Copy)]
+struct Following {
+    /// The last shared message given to the application.
+    mark: EgressMark,
+    /// When it last renewed.
+    renewed: Instant,
+    /// When it last asked to start again (after a gap), until caught up.
+    restart_asked: Option<Instant>,
+    counts: ClientCounts,
+}
+
+/// A follower of the shared stream renews this often (the leader drops it after 5 s without).
+const FOLLOW_RENEW: Duration = Duration::from_secs(1);
 
 /// Where a session's egress stands for a client: its last message's session sequence, egress
 /// number and cluster timestamp (zeroes: before the first).
@@ -153,6 +171,8 @@ impl ClusterClient {
             counts: ClientCounts::default(),
             replaying: None,
             replayed: Vec::new(),
+            following: None,
+            shared: Vec::new(),
         })
     }
 
@@ -202,6 +222,31 @@ impl ClusterClient {
                 Response::Egress(egress) if Some(egress.session_id) == self.replaying => {
                     self.replayed.push(egress.clone());
                 }
+                Response::Egress(egress)
+                    if egress.session_id == SHARED_SESSION_ID && self.following.is_some() =>
+                {
+                    self.on_shared(egress);
+                }
+                Response::SessionEvent {
+                    session_id: SHARED_SESSION_ID,
+                    code,
+                    leader,
+                    ..
+                } if self.following.is_some() => {
+                    if *leader != 0 {
+                        self.leader = Some(*leader);
+                    }
+                    match code {
+                        EventCode::CaughtUp => {
+                            if let Some(following) = self.following.as_mut() {
+                                following.restart_asked = None;
+                                following.counts.caught_up += 1;
+                            }
+                        }
+                        EventCode::Error => self.events.push(response),
+                        _ => {}
+                    }
+                }
                 Response::SessionEvent {
                     session_id,
                     code,
@@ -239,6 +284,16 @@ impl ClusterClient {
             .is_some_and(|asked| asked.elapsed() > RESUME_RETRY)
         {
             self.resume();
+        }
+        if let Some(following) = self.following {
+            let restart_due = following
+                .restart_asked
+                .is_some_and(|asked| asked.elapsed() > RESUME_RETRY);
+            if restart_due {
+                self.send_follow(false);
+            } else if following.renewed.elapsed() > FOLLOW_RENEW {
+                self.send_follow(true);
+            }
         }
         if let Some(session_id) = self.session_id {
             if self.last_keep_alive.elapsed() > Duration::from_millis(500) {
@@ -392,6 +447,88 @@ impl ClusterClient {
             sequence,
             number,
             timestamp_ns,
+        }
+    }
+
+    /// Follow the shared output stream (what the service offers with
+    /// [`Cluster::offer_shared`](crate::Cluster::offer_shared)) after `after`: the leader sends
+    /// what its recording holds after it, then the stream live; [`Self::take_shared`] gives
+    /// each message once, in order, across leader changes (the client renews with every member
+    /// each second, and a new leader starts from the last message it got) and gaps (it asks
+    /// to start again from there). No session is needed.
+    pub fn follow_shared(&mut self, after: EgressMark) {
+        self.following = Some(Following {
+            mark: after,
+            renewed: Instant::now(),
+            restart_asked: None,
+            counts: ClientCounts::default(),
+        });
+        self.send_follow(false);
+    }
+
+    /// Stop following the shared stream (the leader drops it within 5 s).
+    pub fn unfollow_shared(&mut self) {
+        self.following = None;
+        self.shared.clear();
+    }
+
+    /// The shared stream's messages that arrived since the last call, each once, in order.
+    pub fn take_shared(&mut self) -> Vec<Egress> {
+        std::mem::take(&mut self.shared)
+    }
+
+    /// The last shared message given to the application, and what it took to give each once.
+    pub fn shared_mark(&self) -> Option<(EgressMark, ClientCounts)> {
+        self.following
+            .map(|following| (following.mark, following.counts))
+    }
+
+    /// Ask every member to follow (or renew following) the shared stream from the mark.
+    fn send_follow(&mut self, renew: bool) {
+        let Some(following) = self.following.as_mut() else {
+            return;
+        };
+        following.renewed = Instant::now();
+        if !renew {
+            following.restart_asked = Some(Instant::now());
+            following.counts.resumes += 1;
+        }
+        let mark = following.mark;
+        let request = Request::Follow {
+            after: Resume {
+                correlation_id: self.correlation(),
+                session_id: SHARED_SESSION_ID,
+                after_sequence: mark.sequence,
+                after_number: mark.number,
+                after_timestamp_ns: mark.timestamp_ns,
+            },
+            response_stream_id: EGRESS_STREAM_ID,
+            response_channel: self.response_channel.clone(),
+            renew,
+        }
+        .encode();
+        let members: Vec<u64> = self.members.iter().map(|member| member.id).collect();
+        for member in members {
+            self.offer_to(member, &request);
+        }
+    }
+
+    /// Take in a shared message: each once, in order; a gap asks to start again.
+    fn on_shared(&mut self, egress: &Egress) {
+        let Some(following) = self.following.as_mut() else {
+            return;
+        };
+        let last = following.mark.sequence;
+        if egress.sequence <= last {
+            following.counts.duplicates += 1;
+        } else if egress.sequence > last + 1 {
+            following.counts.gaps += 1;
+            if following.restart_asked.is_none() {
+                self.send_follow(false);
+            }
+        } else {
+            following.mark = EgressMark::of(egress);
+            self.shared.push(egress.clone());
         }
     }
 

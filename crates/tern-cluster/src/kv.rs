@@ -10,6 +10,7 @@
 //! | `del <key>`             | `deleted` or `none`           |
 //! | `expire <key> <ms>`     | `ok` (the key goes `ms` of cluster time later) or `none` |
 //! | `count`                 | `count <keys>`                |
+//! | `pub <text>`            | `published <sequence>`; `<text>` goes to the shared output stream |
 //! | anything else           | the same bytes (echo)         |
 
 use crate::bytes::{put_bytes, Reader};
@@ -74,6 +75,10 @@ impl KvService {
     }
 
     fn handle(&mut self, cluster: &mut Cluster<'_>, payload: &[u8]) -> Vec<u8> {
+        if let Some(text) = payload.strip_prefix(b"pub ") {
+            let sequence = cluster.offer_shared(text);
+            return format!("published {sequence}").into_bytes();
+        }
         let mut words = payload.splitn(3, |byte| *byte == b' ');
         let verb = words.next().unwrap_or_default();
         let first = words.next();

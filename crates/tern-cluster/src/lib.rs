@@ -36,4 +36,6 @@ pub use log::LogConfig;
 pub use node::{
     Action, ConsensusNode, Ingress, IngressReply, NodeConfig, NodeStatus, Now, PeerCounts,
 };
-pub use service::{ClientSession, Cluster, ClusteredService, Egress, OfferError, Output, Role};
+pub use service::{
+    ClientSession, Cluster, ClusteredService, Egress, OfferError, Output, Role, SHARED_SESSION_ID,
+};

@@ -61,6 +61,22 @@ pub enum Request {
         /// The client's response channel.
         response_channel: String,
     },
+    /// Kind 9: follow the shared output stream (session id 0) after a point: the leader sends
+    /// what its recording holds after it, then `caught up`, then the stream live, to the
+    /// channel named, for as long as the client renews; kind 10: renew (every second; a leader
+    /// that does not serve the channel yet, a new one, starts it from the point given). A
+    /// follower answers a follow with `redirect` and ignores a renewal. Body as a replay's
+    /// (the session id must be 0).
+    Follow {
+        /// After what (session id 0).
+        after: Resume,
+        /// Where the client reads.
+        response_stream_id: i32,
+        /// The client's response channel.
+        response_channel: String,
+        /// A renewal (kind 10), not a (re)start (kind 9).
+        renew: bool,
+    },
 }
 
 /// What a client asks to resume its session's egress after.
@@ -143,6 +159,8 @@ const STATUS: u8 = 5;
 const SNAPSHOT: u8 = 6;
 const RESUME: u8 = 7;
 const REPLAY: u8 = 8;
+const FOLLOW: u8 = 9;
+const RENEW: u8 = 10;
 const SESSION_EVENT: u8 = 11;
 const EGRESS: u8 = 12;
 const STATUS_ANSWER: u8 = 13;
@@ -276,6 +294,17 @@ impl Request {
                 out.extend_from_slice(&response_stream_id.to_le_bytes());
                 put_bytes(&mut out, response_channel.as_bytes());
             }
+            Self::Follow {
+                after,
+                response_stream_id,
+                response_channel,
+                renew,
+            } => {
+                out = header(if *renew { RENEW } else { FOLLOW });
+                after.put(&mut out);
+                out.extend_from_slice(&response_stream_id.to_le_bytes());
+                put_bytes(&mut out, response_channel.as_bytes());
+            }
         }
         out
     }
@@ -305,6 +334,12 @@ impl Request {
                 after: Resume::take(&mut reader)?,
                 response_stream_id: reader.i32()?,
                 response_channel: reader.text(MAX_FIELD_LENGTH)?,
+            },
+            FOLLOW | RENEW => Self::Follow {
+                after: Resume::take(&mut reader)?,
+                response_stream_id: reader.i32()?,
+                response_channel: reader.text(MAX_FIELD_LENGTH)?,
+                renew: kind == RENEW,
             },
             CLOSE => Self::Session(Ingress::Close {
                 session_id: reader.i64()?,
@@ -496,6 +531,30 @@ mod tests {
                 },
                 response_stream_id: 102,
                 response_channel: "aeron:udp?endpoint=localhost:9021".into(),
+            },
+            Request::Follow {
+                after: Resume {
+                    correlation_id: 13,
+                    session_id: 0,
+                    after_sequence: 7,
+                    after_number: 70,
+                    after_timestamp_ns: 5,
+                },
+                response_stream_id: 102,
+                response_channel: "aeron:udp?endpoint=localhost:9022".into(),
+                renew: false,
+            },
+            Request::Follow {
+                after: Resume {
+                    correlation_id: 14,
+                    session_id: 0,
+                    after_sequence: 8,
+                    after_number: 71,
+                    after_timestamp_ns: 6,
+                },
+                response_stream_id: 102,
+                response_channel: "aeron:udp?endpoint=localhost:9022".into(),
+                renew: true,
             },
         ]
     }

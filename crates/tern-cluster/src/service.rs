@@ -141,6 +141,8 @@ struct Replicated {
     next_session_id: i64,
     /// Egress messages offered so far, to any session (the last egress number).
     egress_count: u64,
+    /// Messages offered to the shared output stream so far (its last sequence).
+    shared_count: u64,
     sessions: BTreeMap<i64, SessionState>,
     timers: BTreeMap<i64, i64>,
 }
@@ -196,6 +198,23 @@ impl Cluster<'_> {
             payload: payload.to_vec(),
         }));
         Ok(sequence)
+    }
+
+    /// Offer `payload` to the shared output stream: one egress stream that any number of
+    /// clients follow (session id [`SHARED_SESSION_ID`] in the egress header, its own sequence
+    /// 1, 2, ...), recorded on every node as a session's egress is. Returns its sequence.
+    pub fn offer_shared(&mut self, payload: &[u8]) -> u64 {
+        self.state.shared_count += 1;
+        self.state.egress_count += 1;
+        self.out.push(Output::Egress(Egress {
+            session_id: SHARED_SESSION_ID,
+            sequence: self.state.shared_count,
+            log_index: self.state.log_index,
+            timestamp_ns: self.state.time_ns,
+            number: self.state.egress_count,
+            payload: payload.to_vec(),
+        }));
+        self.state.shared_count
     }
 
     /// Schedule (or move) the timer `correlation_id` to fire at cluster time `deadline_ns`.
@@ -255,8 +274,13 @@ impl<S: ClusteredService> std::fmt::Debug for ServiceContainer<S> {
     }
 }
 
-/// The version of the container's snapshot layout.
-pub const CONTAINER_SNAPSHOT_VERSION: u8 = 2;
+/// The version of the container's snapshot layout (3 added the shared stream's count; 2 is
+/// still read).
+pub const CONTAINER_SNAPSHOT_VERSION: u8 = 3;
+
+/// The session id of the shared output stream's egress ([`Cluster::offer_shared`]): no client
+/// session has it (they start at 1).
+pub const SHARED_SESSION_ID: i64 = 0;
 
 impl<S: ClusteredService> ServiceContainer<S> {
     /// A container for `service` on member `member_id`, started from a snapshot's bytes (as
@@ -473,7 +497,7 @@ impl<S: ClusteredService> ServiceContainer<S> {
 }
 
 // Container snapshot: version u8, 7 zero bytes, time i64, log index u64, next session id i64,
-// egress count u64, session count u32, timer count u32, sessions (id i64, next egress u64, opened at i64, response
+// egress count u64, shared count u64 (version 3 on), session count u32, timer count u32, sessions (id i64, next egress u64, opened at i64, response
 // stream id i32, channel length u32, channel), timers (correlation id i64, deadline i64), service
 // length u64, service bytes.
 fn encode_container(state: &Replicated, service: &[u8]) -> Vec<u8> {
@@ -482,6 +506,7 @@ fn encode_container(state: &Replicated, service: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&state.log_index.to_le_bytes());
     out.extend_from_slice(&state.next_session_id.to_le_bytes());
     out.extend_from_slice(&state.egress_count.to_le_bytes());
+    out.extend_from_slice(&state.shared_count.to_le_bytes());
     out.extend_from_slice(&(state.sessions.len() as u32).to_le_bytes());
     out.extend_from_slice(&(state.timers.len() as u32).to_le_bytes());
     for session in state.sessions.values() {
@@ -503,9 +528,9 @@ fn encode_container(state: &Replicated, service: &[u8]) -> Vec<u8> {
 fn decode_container(bytes: &[u8]) -> Result<(Replicated, &[u8]), String> {
     let mut reader = Reader::new(bytes, 0, "the container snapshot");
     let version = reader.take(8)?[0];
-    if version != CONTAINER_SNAPSHOT_VERSION {
+    if !(2..=CONTAINER_SNAPSHOT_VERSION).contains(&version) {
         return Err(format!(
-            "container snapshot version {version} (this build reads {CONTAINER_SNAPSHOT_VERSION})"
+            "container snapshot version {version} (this build reads 2 to {CONTAINER_SNAPSHOT_VERSION})"
         ));
     }
     let mut state = Replicated {
@@ -515,6 +540,9 @@ fn decode_container(bytes: &[u8]) -> Result<(Replicated, &[u8]), String> {
         egress_count: reader.u64()?,
         ..Replicated::default()
     };
+    if version >= 3 {
+        state.shared_count = reader.u64()?;
+    }
     let sessions = reader.u32()?;
     let timers = reader.u32()?;
     for _ in 0..sessions {
@@ -622,5 +650,86 @@ mod tests {
             "once, at the new deadline"
         );
         assert_eq!(container.timers().count(), 0);
+    }
+
+    #[test]
+    fn the_shared_stream_has_its_own_sequence_kept_in_snapshots_and_version_2_is_still_read() {
+        let mut out = Vec::new();
+        let mut container =
+            ServiceContainer::start(crate::KvService::new(), 1, None, &mut out).expect("start");
+        let open = Command::SessionOpen {
+            correlation_id: 1,
+            response_stream_id: 102,
+            response_channel: "aeron:ipc".into(),
+        };
+        let message = |text: &str| Command::SessionMessage {
+            session_id: 1,
+            payload: text.as_bytes().to_vec(),
+        };
+        container
+            .apply(
+                1,
+                &batch(
+                    10,
+                    vec![open, message("pub a"), message("put k v"), message("pub b")],
+                ),
+                &mut out,
+            )
+            .expect("apply");
+        let egress = |out: &[Output]| -> Vec<(i64, u64, u64, Vec<u8>)> {
+            out.iter()
+                .filter_map(|output| match output {
+                    Output::Egress(egress) => Some((
+                        egress.session_id,
+                        egress.sequence,
+                        egress.number,
+                        egress.payload.clone(),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            egress(&out),
+            vec![
+                (SHARED_SESSION_ID, 1, 1, b"a".to_vec()),
+                (1, 1, 2, b"published 1".to_vec()),
+                (1, 2, 3, b"ok k".to_vec()),
+                (SHARED_SESSION_ID, 2, 4, b"b".to_vec()),
+                (1, 3, 5, b"published 2".to_vec()),
+            ]
+        );
+        // A node started from the snapshot goes on with the shared stream's sequence.
+        let snapshot = container.snapshot();
+        assert_eq!(snapshot[0], 3);
+        let mut out = Vec::new();
+        let mut restarted =
+            ServiceContainer::start(crate::KvService::new(), 2, Some(&snapshot), &mut out)
+                .expect("start from the snapshot");
+        restarted
+            .apply(2, &batch(20, vec![message("pub c")]), &mut out)
+            .expect("apply");
+        assert_eq!(egress(&out)[0], (SHARED_SESSION_ID, 3, 6, b"c".to_vec()));
+        // Version 2 (no shared count) is read: the shared stream starts at 1.
+        let mut version_2 = snapshot.clone();
+        version_2[0] = 2;
+        version_2.drain(40..48);
+        let mut out = Vec::new();
+        let mut old =
+            ServiceContainer::start(crate::KvService::new(), 3, Some(&version_2), &mut out)
+                .expect("start from a version 2 snapshot");
+        assert_eq!(old.egress_count(), 5);
+        old.apply(2, &batch(20, vec![message("pub c")]), &mut out)
+            .expect("apply");
+        assert_eq!(egress(&out)[0], (SHARED_SESSION_ID, 1, 6, b"c".to_vec()));
+        version_2[0] = 4;
+        assert!(ServiceContainer::start(
+            crate::KvService::new(),
+            3,
+            Some(&version_2),
+            &mut Vec::new()
+        )
+        .expect_err("version 4")
+        .contains("version 4"));
     }
 }

@@ -433,3 +433,104 @@ fn a_closed_sessions_egress_is_replayed_from_any_member_even_with_one_down() {
     assert_eq!(replayed.messages, 0, "{replayed:?}");
     cluster.stop();
 }
+
+#[test]
+fn followers_of_the_shared_stream_get_every_message_once_in_order_across_a_leader_kill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster::start(TERN, dir.path(), 10);
+    let driver = driver("cluster-shared");
+    let new_client = || {
+        let aeron = Client::connect(driver.dir()).expect("client");
+        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client")
+    };
+    let mut publisher = new_client();
+    publisher
+        .connect(b"", Duration::from_secs(20))
+        .expect("a session");
+    let mut early = new_client();
+    early.follow_shared(Default::default());
+    let mut late = new_client();
+    let mut got: [Vec<tern_cluster::Egress>; 2] = [Vec::new(), Vec::new()];
+    fn take(
+        got: &mut [Vec<tern_cluster::Egress>; 2],
+        early: &mut ClusterClient,
+        late: &mut ClusterClient,
+    ) {
+        for (index, client) in [early, late].into_iter().enumerate() {
+            client.poll();
+            got[index].extend(client.take_shared());
+        }
+    }
+    let publish = |publisher: &mut ClusterClient, text: &str| -> Option<u64> {
+        let reply = publisher
+            .request(format!("pub {text}").as_bytes(), Duration::from_millis(500))
+            .ok()?;
+        String::from_utf8_lossy(&reply.payload)
+            .strip_prefix("published ")?
+            .parse()
+            .ok()
+    };
+    let mut published = 0;
+    let mut killed = None;
+    for i in 0..400 {
+        if i == 150 {
+            let leader = leader_of(&mut publisher, &[1, 2, 3]).expect("a leader");
+            cluster.kill(leader);
+            killed = Some(leader);
+        }
+        if i == 250 {
+            // A follower that comes late gets the stream from the start, from the recording.
+            late.follow_shared(Default::default());
+        }
+        if publish(&mut publisher, &format!("m{i}")).is_some() {
+            published += 1;
+        }
+        take(&mut got, &mut early, &mut late);
+    }
+    assert!(published >= 300, "{published} of 400 published");
+    cluster.spawn(killed.expect("killed"));
+    // Everything before the last one is committed: the followers must reach its sequence.
+    let last = loop {
+        if let Some(sequence) = publish(&mut publisher, "last") {
+            break sequence;
+        }
+    };
+    wait_until(
+        "both followers have the whole stream",
+        Duration::from_secs(20),
+        || {
+            take(&mut got, &mut early, &mut late);
+            got.iter().all(|messages| {
+                messages
+                    .last()
+                    .is_some_and(|egress| egress.sequence == last)
+            })
+        },
+    );
+    for (name, messages) in ["early", "late"].iter().zip(&got) {
+        let sequences: Vec<u64> = messages.iter().map(|egress| egress.sequence).collect();
+        assert_eq!(sequences, (1..=last).collect::<Vec<_>>(), "{name}");
+        assert!(messages
+            .iter()
+            .all(|egress| egress.session_id == tern_cluster::SHARED_SESSION_ID));
+    }
+    assert_eq!(got[0], got[1]);
+    let (_, counts) = early.shared_mark().expect("following");
+    assert!(
+        counts.caught_up >= 2,
+        "{counts:?}: a catch-up at the start and at the new leader"
+    );
+    // The stream is in every member's recording: read it back from one.
+    let mut replayed = Vec::new();
+    publisher
+        .replay_egress(
+            tern_cluster::SHARED_SESSION_ID,
+            Default::default(),
+            None,
+            Duration::from_secs(10),
+            &mut |egress| replayed.push(egress.clone()),
+        )
+        .expect("a replay of the shared stream");
+    assert_eq!(replayed, got[0]);
+    cluster.stop();
+}
