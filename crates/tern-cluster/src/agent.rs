@@ -129,19 +129,30 @@ impl Link for AeronLink {
     }
 }
 
-/// Where a catch-up or replay after a message of `after_timestamp_ns` starts reading `egress`:
-/// where the time index says that time begins (the start when the client saw nothing, or the
-/// index cannot be read).
-fn start_position(egress: &EgressRecording, after_timestamp_ns: i64, member: u64) -> i64 {
-    if after_timestamp_ns == 0 {
-        return 0;
-    }
-    egress
-        .position_before_time(after_timestamp_ns)
-        .unwrap_or_else(|error| {
-            tracing::warn!("member {member}: the egress time index: {error}; read from the start");
-            0
-        })
+/// A catch-up (or replay) of what `egress` holds after `after`, read from where the time index
+/// says its timestamp begins (the start when the client saw nothing, or the index cannot be
+/// read), up to the recording's appended end now.
+fn catch_up_after(egress: &EgressRecording, after: &Resume, member: u64) -> CatchUp {
+    let from = if after.after_timestamp_ns == 0 {
+        0
+    } else {
+        egress
+            .position_before_time(after.after_timestamp_ns)
+            .unwrap_or_else(|error| {
+                tracing::warn!(
+                    "member {member}: the egress time index: {error}; read from the start"
+                );
+                0
+            })
+    };
+    CatchUp::new(
+        after.session_id,
+        after.after_sequence,
+        after.after_number,
+        after.correlation_id,
+        from,
+        egress.position(),
+    )
 }
 
 /// Take `catch_up` a step, offering to `channel` through `responses`.
@@ -505,15 +516,7 @@ impl<S: ClusteredService> NodeAgent<S> {
                     format!("member {member} serves {MAX_FOLLOWERS} followers of the shared stream already"),
                 ))
             } else {
-                let from = start_position(egress, after.after_timestamp_ns, member);
-                let catch_up = CatchUp::new(
-                    SHARED_SESSION_ID,
-                    after.after_sequence,
-                    after.after_number,
-                    after.correlation_id,
-                    from,
-                    egress.position(),
-                );
+                let catch_up = catch_up_after(egress, &after, member);
                 self.followers.insert(
                     channel.clone(),
                     Follower {
@@ -554,16 +557,8 @@ impl<S: ClusteredService> NodeAgent<S> {
                 "member {member} serves {MAX_REPLAYS} replays already: ask another member"
             )),
             Some(egress) => {
-                let from = start_position(egress, after.after_timestamp_ns, member);
                 self.replays.push(Replaying {
-                    catch_up: CatchUp::new(
-                        after.session_id,
-                        after.after_sequence,
-                        after.after_number,
-                        after.correlation_id,
-                        from,
-                        egress.position(),
-                    ),
+                    catch_up: catch_up_after(egress, &after, member),
                     channel: channel.clone(),
                     progress_ns: self.cycle_ns,
                 });
@@ -613,15 +608,7 @@ impl<S: ClusteredService> NodeAgent<S> {
             }
             return;
         };
-        let from = start_position(egress, resume.after_timestamp_ns, self.node.member_id());
-        let catch_up = CatchUp::new(
-            session_id,
-            resume.after_sequence,
-            resume.after_number,
-            resume.correlation_id,
-            from,
-            egress.position(),
-        );
+        let catch_up = catch_up_after(egress, &resume, self.node.member_id());
         self.catch_ups.insert(session_id, catch_up);
     }
 
