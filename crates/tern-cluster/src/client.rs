@@ -643,6 +643,11 @@ impl ClusterClient {
         };
         self.replaying = None;
         self.replayed.clear();
+        // The answers of members given up on (a late error or end) are of no use now.
+        self.events.retain(|event| {
+            !matches!(event, Response::SessionEvent { session_id: id, code, .. }
+                if *id == session_id && matches!(code, EventCode::Error | EventCode::Replayed))
+        });
         match outcome {
             Some(()) => Ok(replayed),
             None => Err(ClusterError::Client(format!(
