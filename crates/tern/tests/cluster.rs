@@ -532,5 +532,45 @@ fn followers_of_the_shared_stream_get_every_message_once_in_order_across_a_leade
         )
         .expect("a replay of the shared stream");
     assert_eq!(replayed, got[0]);
+
+    // The CLI follows it live too, from a sequence on, until SIGTERM.
+    let config = cluster.config_arg();
+    let after = last.to_string();
+    let mut cli = std::process::Command::new(TERN)
+        .args(["cluster", "egress", "--config", config.as_str(), "--remote"])
+        .args(["--session", "0", "--follow", "--after", after.as_str()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tern cluster egress --follow");
+    let stdout = cli.stdout.take().expect("stdout");
+    let (lines_in, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(stdout);
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            if lines_in.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = loop {
+        if let Some(sequence) = publish(&mut publisher, "cli news") {
+            break sequence;
+        }
+    };
+    let line = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the CLI printed the shared message");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &cli.id().to_string()])
+        .status();
+    let status = cli.wait().expect("the CLI exits");
+    assert!(status.success(), "{status}");
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(
+        (fields[0], fields[1], fields[2], fields[6]),
+        ("-", "0", next.to_string().as_str(), "cli news"),
+        "{line:?}"
+    );
     cluster.stop();
 }

@@ -174,6 +174,7 @@ fn a_members_egress_is_printed_by_session_from_a_time_paced_and_followed() {
         stderr.contains("2 messages after sequence 1 from member 3"),
         "{stderr}"
     );
+
     // The whole stream: both sessions, in the cluster's order (egress numbers 1..6, log indexes
     // and positions rising).
     let mut expected = of_first.clone();
@@ -337,7 +338,10 @@ fn bad_egress_inputs_get_one_line_naming_the_problem() {
     check_code(2, &["--speed", "0"], "between 0.01 and 1000");
     check_code(2, &["--from-time", "yesterday"], "yesterday");
     check_code(2, &["--remote"], "--session");
-    check_code(2, &["--remote", "--session", "1", "--follow"], "--follow");
+    check(
+        &["--remote", "--session", "1", "--follow"],
+        "--remote --follow follows the shared output stream (--session 0), not session 1",
+    );
     check_code(2, &["--after", "3", "--session", "1"], "--remote");
     check(
         &["--remote", "--session", "1", "--member", "9"],

@@ -26,7 +26,9 @@ use std::time::Duration;
 use tern_cluster::agent::{MemberEndpoints, NodeAgent};
 use tern_cluster::client::ClusterClient;
 use tern_cluster::{KvService, NodeConfig, NodeStatus};
-use tern_transport::{default_aeron_dir, Client, DriverConfig, MediaDriver, ThreadingMode};
+use tern_transport::{
+    default_aeron_dir, BackoffIdle, Client, DriverConfig, Idle, MediaDriver, ThreadingMode,
+};
 
 /// Arguments of `tern cluster`.
 #[derive(Debug, ClapArgs)]
@@ -126,7 +128,9 @@ struct EgressArgs {
     /// Ask the members over Aeron (from any machine that reaches them) instead of reading a
     /// member's files: --session's recorded egress after --after, from --member first, from
     /// the next member when one is down. The position column is `-`.
-    #[arg(long, requires = "session", conflicts_with_all = ["from_time", "speed", "follow"])]
+    /// With --session 0 (the shared output stream) and --follow: follow it live from the
+    /// leader after --after, across leader changes, until Ctrl-C.
+    #[arg(long, requires = "session", conflicts_with_all = ["from_time", "speed"])]
     remote: bool,
     /// With --remote: start after this session sequence (the last message the client has).
     #[arg(long, value_name = "SEQ", requires = "remote", default_value_t = 0)]
@@ -516,6 +520,11 @@ fn remote_egress(args: &mut EgressArgs) -> Result<ExitCode> {
         }
     }
     let session = args.session.context("--remote needs --session")?;
+    if args.follow && session != tern_cluster::SHARED_SESSION_ID {
+        bail!(
+            "--remote --follow follows the shared output stream (--session 0), not session {session}: a session's live egress goes to its own client"
+        );
+    }
     let driver = client_driver(&mut args.driver)?;
     let aeron = Client::connect(&driver.dir).context("connect to the media driver")?;
     let mut client = ClusterClient::new(aeron, members, "localhost:0")?;
@@ -526,6 +535,34 @@ fn remote_egress(args: &mut EgressArgs) -> Result<ExitCode> {
     };
     let format = args.print.format();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.follow {
+        let stop = stop_signal()?;
+        client.follow_shared(after);
+        let mut idle = BackoffIdle::new();
+        let mut printed = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let work = client.poll();
+            let messages = client.take_shared();
+            for egress in &messages {
+                let bytes = tern_cluster::protocol::encode_egress(egress);
+                super::replay::write_message(&mut out, format, "-", &bytes)
+                    .context("write the egress")?;
+            }
+            if !messages.is_empty() {
+                printed += messages.len() as u64;
+                std::io::Write::flush(&mut out).context("write the egress")?;
+            }
+            idle.idle(work);
+        }
+        let last = client
+            .shared_mark()
+            .map_or(args.after, |(mark, _)| mark.sequence);
+        eprintln!(
+            "the shared stream: {printed} messages after sequence {}, up to {last}",
+            args.after
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut failed = None;
     let mut on_message = |egress: &tern_cluster::service::Egress| {
         if failed.is_none() {
