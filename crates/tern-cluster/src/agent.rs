@@ -627,6 +627,12 @@ impl<S: ClusteredService> NodeAgent<S> {
         let flushed = egress.flushed_position();
         let recorded = egress.last_number();
         let reader = self.egress_reader.get_or_insert_with(|| egress.reader());
+        let (client, responses, now_ns) = (&self.client, &mut self.responses, self.cycle_ns);
+        let mut step = |catch_up: &mut CatchUp, channel: &Key| {
+            serve(
+                catch_up, reader, flushed, client, responses, now_ns, channel,
+            )
+        };
         let mut work = 0;
         let mut ended = Vec::new();
         for (session_id, catch_up) in &mut self.catch_ups {
@@ -638,15 +644,7 @@ impl<S: ClusteredService> NodeAgent<S> {
                 ));
                 continue;
             };
-            let step = serve(
-                catch_up,
-                reader,
-                flushed,
-                &self.client,
-                &mut self.responses,
-                self.cycle_ns,
-                channel,
-            );
+            let step = step(catch_up, channel);
             match step {
                 Ok(Step::Working(sent)) => work += sent,
                 Ok(Step::Done) => {
@@ -665,15 +663,7 @@ impl<S: ClusteredService> NodeAgent<S> {
             let Some(catch_up) = follower.catch_up.as_mut() else {
                 return true;
             };
-            let step = serve(
-                catch_up,
-                reader,
-                flushed,
-                &self.client,
-                &mut self.responses,
-                self.cycle_ns,
-                channel,
-            );
+            let step = step(catch_up, channel);
             let (code, detail) = match step {
                 Ok(Step::Working(sent)) => {
                     work += sent;
@@ -698,15 +688,7 @@ impl<S: ClusteredService> NodeAgent<S> {
             live
         });
         self.replays.retain_mut(|replay| {
-            let step = serve(
-                &mut replay.catch_up,
-                reader,
-                flushed,
-                &self.client,
-                &mut self.responses,
-                self.cycle_ns,
-                &replay.channel,
-            );
+            let step = step(&mut replay.catch_up, &replay.channel);
             let catch_up = &replay.catch_up;
             let (code, detail) = match step {
                 Ok(Step::Working(sent)) if sent > 0 => {

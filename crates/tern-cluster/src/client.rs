@@ -243,8 +243,9 @@ impl ClusterClient {
                                 following.counts.caught_up += 1;
                             }
                         }
-                        EventCode::Error => self.events.push(response),
-                        _ => {}
+                        EventCode::Redirect => {}
+                        // A refusal, or the end of a replay of the shared stream.
+                        _ => self.events.push(response),
                     }
                 }
                 Response::SessionEvent {

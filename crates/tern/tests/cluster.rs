@@ -532,6 +532,18 @@ fn followers_of_the_shared_stream_get_every_message_once_in_order_across_a_leade
         )
         .expect("a replay of the shared stream");
     assert_eq!(replayed, got[0]);
+    // A follower can read it back too (the replay's end is not taken for the follow's).
+    let mut replayed = Vec::new();
+    early
+        .replay_egress(
+            tern_cluster::SHARED_SESSION_ID,
+            Default::default(),
+            None,
+            Duration::from_secs(10),
+            &mut |egress| replayed.push(egress.clone()),
+        )
+        .expect("a follower's replay of the shared stream");
+    assert_eq!(replayed, got[0]);
 
     // The CLI follows it live too, from a sequence on, until SIGTERM.
     let config = cluster.config_arg();

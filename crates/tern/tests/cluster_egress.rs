@@ -342,6 +342,22 @@ fn bad_egress_inputs_get_one_line_naming_the_problem() {
         &["--remote", "--session", "1", "--follow"],
         "--remote --follow follows the shared output stream (--session 0), not session 1",
     );
+    check(
+        &["--remote", "--session", "0", "--follow", "--member", "2"],
+        "--member is for a replay",
+    );
+    check_code(
+        2,
+        &[
+            "--remote",
+            "--session",
+            "0",
+            "--follow",
+            "--timeout-ms",
+            "5",
+        ],
+        "--timeout-ms",
+    );
     check_code(2, &["--after", "3", "--session", "1"], "--remote");
     check(
         &["--remote", "--session", "1", "--member", "9"],

@@ -135,8 +135,14 @@ struct EgressArgs {
     /// With --remote: start after this session sequence (the last message the client has).
     #[arg(long, value_name = "SEQ", requires = "remote", default_value_t = 0)]
     after: u64,
-    /// With --remote: give up after this long, in ms.
-    #[arg(long, value_name = "MS", default_value_t = 30_000, requires = "remote")]
+    /// With --remote: give up after this long, in ms (a replay; --follow runs until stopped).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 30_000,
+        requires = "remote",
+        conflicts_with = "follow"
+    )]
     timeout_ms: u64,
     #[command(flatten)]
     driver: DriverArgs,
@@ -523,6 +529,11 @@ fn remote_egress(args: &mut EgressArgs) -> Result<ExitCode> {
     if args.follow && session != tern_cluster::SHARED_SESSION_ID {
         bail!(
             "--remote --follow follows the shared output stream (--session 0), not session {session}: a session's live egress goes to its own client"
+        );
+    }
+    if args.follow && args.member.is_some() {
+        bail!(
+            "--remote --follow asks every member (the leader serves it): --member is for a replay"
         );
     }
     let driver = client_driver(&mut args.driver)?;
