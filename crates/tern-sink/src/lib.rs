@@ -11,6 +11,8 @@
 //! Modules: [`record`] (records, batches), [`destination`] (the contract a store keeps),
 //! [`batcher`] (when a batch is full or due).
 
+#![warn(missing_docs)]
+
 pub mod batcher;
 pub mod destination;
 pub mod record;
