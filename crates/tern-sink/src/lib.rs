@@ -15,8 +15,16 @@
 
 pub mod batcher;
 pub mod destination;
+pub mod engine;
+pub mod file;
+pub mod metrics;
 pub mod record;
 
 pub use batcher::{BatchLimits, Batcher};
 pub use destination::{Destination, Resume, SinkError};
+pub use engine::{
+    Backoff, EngineError, RecordingSource, SinkConfig, SinkEngine, SinkSummary, StartAt,
+};
+pub use file::{FileConfig, FileDestination, FileFormat};
+pub use metrics::SinkMetrics;
 pub use record::{Batch, SinkRecord};

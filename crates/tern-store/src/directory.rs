@@ -15,7 +15,23 @@ pub const LOCK_FILE: &str = "archive.lock";
 /// # Errors
 /// [`StoreError::Locked`] when another process holds it; the lock file cannot be opened or written.
 pub fn lock_directory(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
+    lock_file(&dir.join(LOCK_FILE)).map_err(|error| match error {
+        StoreError::Locked { holder, .. } => StoreError::Locked {
+            path: dir.to_path_buf(),
+            holder,
+        },
+        other => other,
+    })
+}
+
+/// Take an exclusive `flock` on the file at `path` (created if absent), which then names the
+/// holder's pid. Held while the returned file is open.
+///
+/// # Errors
+/// [`StoreError::Locked`] (naming `path`) when another process holds it; the file cannot be
+/// opened or written.
+pub fn lock_file(path: &Path) -> Result<File> {
+    let path = path.to_path_buf();
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -28,7 +44,7 @@ pub fn lock_directory(dir: &Path) -> Result<File> {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
         return Err(StoreError::Locked {
-            path: dir.to_path_buf(),
+            path: path.clone(),
             holder: holder.trim().to_string(),
         });
     }

@@ -40,7 +40,7 @@ pub use catalog::{Catalog, CatalogEntry, CATALOG_FILE};
 pub use clock::{epoch_nanos, system_clock, Clock, SimClock, SystemClock};
 pub use cursors::{check_cursor_name, Cursor, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME};
 pub use descriptor::{RecordState, RecordingDescriptor, NULL_POSITION, RECORD_LENGTH};
-pub use directory::{lock_directory, remove_leftovers, LOCK_FILE};
+pub use directory::{lock_directory, lock_file, remove_leftovers, LOCK_FILE};
 pub use egress_header::EgressHeader;
 pub use error::{io_error, Result, StoreError};
 pub use ids::{RecordingId, ReplayId};
