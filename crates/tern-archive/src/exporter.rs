@@ -181,6 +181,14 @@ impl MetricsExporter {
         }
     }
 
+    /// An exporter of whatever `registry` holds (another component's metrics, such as a sink's,
+    /// served by the same [`MetricsServer`]).
+    pub fn from_registry(registry: Registry) -> Self {
+        Self {
+            registry: Arc::new(registry),
+        }
+    }
+
     /// The metrics now, as OpenMetrics text (ending with `# EOF`).
     ///
     /// # Errors

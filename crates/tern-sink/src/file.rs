@@ -537,6 +537,28 @@ fn last_raw_record(data: &[u8], path: &Path) -> Result<Option<(u64, Resume)>, Si
     }))
 }
 
+/// Where the data of a sink's directory ends, read only (the files are not cut, the lock is
+/// not taken): the last whole record of the last file that holds one.
+///
+/// # Errors
+/// A file cannot be read or is not a sink's.
+pub fn peek(dir: &Path, format: FileFormat) -> Result<Option<Resume>, String> {
+    let files = FileDestination::files(dir, format)
+        .map_err(|error| format!("{}: {error}", dir.display()))?;
+    for path in files.iter().rev() {
+        let data = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let last = match format {
+            FileFormat::JsonLines { .. } => last_json_record(&data, path),
+            FileFormat::Raw => last_raw_record(&data, path),
+        }
+        .map_err(|error| error.to_string())?;
+        if let Some((_, resume)) = last {
+            return Ok(Some(resume));
+        }
+    }
+    Ok(None)
+}
+
 /// Every record in a sink's directory, in order (for `tern sink status`, tests and tools).
 ///
 /// # Errors

@@ -50,6 +50,8 @@ enum Command {
     /// Record a shared stream fed by several publishers, replay it and check every message
     /// (--cluster: kill a cluster's leader under load and check the clients lose nothing).
     Demo(commands::demo::Args),
+    /// Copy a recording into files, PostgreSQL or Kafka, exactly once; `tern sink status`.
+    Sink(commands::sink::Args),
 }
 
 fn init_logging(default: &str) {
@@ -98,7 +100,7 @@ fn main() -> ExitCode {
     };
     let long_running = matches!(
         cli.command,
-        Command::Driver(_) | Command::Archive(_) | Command::Record(_)
+        Command::Driver(_) | Command::Archive(_) | Command::Record(_) | Command::Sink(_)
     ) || cli_is_node(&cli.command);
     init_logging(if long_running { "info" } else { "warn" });
     let result = match cli.command {
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         Command::Catalog(args) => commands::catalog::run(args),
         Command::Cluster(args) => commands::cluster::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Sink(args) => commands::sink::run(args),
     };
     match result {
         Ok(code) => code,

@@ -14,5 +14,6 @@ pub mod record;
 pub mod remote;
 pub mod replay;
 pub mod settings;
+pub mod sink;
 pub mod truncate;
 pub mod verify;

@@ -1,0 +1,325 @@
+//! The sink engine against the real archive, into the file sink: a stopped recording copied
+//! whole, a live one followed, stopped and resumed with no gap and no duplicate, a key filter,
+//! and a source that is not there.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tern_client::ArchiveClientConfig;
+use tern_sink::file::{read_all, StoredRecord};
+use tern_sink::{
+    BatchLimits, Destination, EngineError, FileConfig, FileDestination, FileFormat,
+    RecordingSource, SinkConfig, SinkEngine, SinkMetrics,
+};
+use tern_store::RecordingId;
+use tern_testkit::tern_archive::SourceLocation;
+use tern_testkit::{driver, offer, wait_stopped, wait_until, ServedArchive, SteadyPublisher};
+use tern_transport::Client;
+
+const CONTROL: &str = "aeron:ipc?term-length=64k";
+const CONTROL_STREAM: i32 = 10;
+
+/// 64 bytes: the sequence, a key (sequence % 4) at 8, a time in microseconds at 16.
+fn message(sequence: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; 64];
+    bytes[0..8].copy_from_slice(&sequence.to_le_bytes());
+    bytes[8..16].copy_from_slice(&((sequence % 4) as i64).to_le_bytes());
+    bytes[16..24].copy_from_slice(&(1_000_000 + sequence as i64).to_le_bytes());
+    bytes
+}
+
+fn sequence_of(stored: &StoredRecord) -> u64 {
+    u64::from_le_bytes(stored.record.payload[0..8].try_into().expect("8 bytes"))
+}
+
+fn sink_config(aeron_dir: &str, recording_id: RecordingId, response_stream: i32) -> SinkConfig {
+    let archive = ArchiveClientConfig::local(aeron_dir)
+        .with_request(CONTROL, CONTROL_STREAM)
+        .with_response(CONTROL, response_stream);
+    let mut config = SinkConfig::new(archive, RecordingSource::Id(recording_id));
+    config.replay_stream_id = response_stream + 1000;
+    config.limits = BatchLimits {
+        max_records: 500,
+        max_bytes: 1 << 20,
+        max_delay: Duration::from_millis(20),
+    };
+    config
+}
+
+fn file_config(dir: &std::path::Path) -> FileConfig {
+    let mut config = FileConfig::new(dir);
+    config.max_file_bytes = 64 << 10;
+    config
+}
+
+/// Records `count` messages on IPC `stream`, closes the publication and waits for the
+/// recording to stop; returns it.
+fn stopped_recording(
+    archive: &ServedArchive,
+    aeron_dir: &str,
+    stream: i32,
+    count: u64,
+) -> RecordingId {
+    archive
+        .start_recording("aeron:ipc", stream, SourceLocation::Remote)
+        .expect("record");
+    let client = Client::connect(aeron_dir).expect("client");
+    let publication = client
+        .add_publication("aeron:ipc", stream)
+        .expect("publication");
+    wait_until("the recording", Duration::from_secs(20), || {
+        !archive.recordings().is_empty()
+    });
+    for sequence in 0..count {
+        offer(&publication, &message(sequence));
+    }
+    let recording_id = archive
+        .recordings()
+        .iter()
+        .find(|info| info.descriptor.stream_id == stream)
+        .map(|info| info.descriptor.recording_id)
+        .expect("recording");
+    drop(publication);
+    drop(client);
+    wait_stopped(archive, recording_id);
+    recording_id
+}
+
+fn assert_exactly(stored: &[StoredRecord], count: u64, recording_id: RecordingId) {
+    let sequences: Vec<u64> = stored.iter().map(sequence_of).collect();
+    let expected: Vec<u64> = (0..count).collect();
+    assert_eq!(sequences.len(), expected.len(), "record count");
+    assert_eq!(sequences, expected, "every message once, in order");
+    assert!(stored
+        .windows(2)
+        .all(|pair| pair[0].record.position < pair[1].record.position));
+    assert!(stored
+        .iter()
+        .all(|record| record.recording_id == recording_id));
+}
+
+#[test]
+fn a_stopped_recording_is_copied_whole_and_a_second_run_adds_nothing() {
+    let driver = driver("sink");
+    let archive = ServedArchive::start("sink-whole", driver.dir(), &[(CONTROL, CONTROL_STREAM)]);
+    let recording_id = stopped_recording(&archive, driver.dir(), 1001, 3_000);
+    let out = tempfile::tempdir().expect("dir");
+    let stop = AtomicBool::new(false);
+    for (run, format) in [FileFormat::JsonLines { text: false }, FileFormat::Raw]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = out.path().join(format!("run-{run}"));
+        let mut files = file_config(&dir);
+        files.format = format;
+        let mut engine = SinkEngine::new(
+            sink_config(driver.dir(), recording_id, 20 + run as i32),
+            FileDestination::new(files.clone()),
+            SinkMetrics::default(),
+        );
+        let summary = engine.run(&stop).expect("the sink runs");
+        assert!(summary.ended, "the recording ended");
+        assert_eq!(summary.records, 3_000);
+        drop(engine);
+        let stored = read_all(&dir, format).expect("read back");
+        assert_exactly(&stored, 3_000, recording_id);
+        let end = archive
+            .recordings()
+            .iter()
+            .find(|info| info.descriptor.recording_id == recording_id)
+            .map(|info| info.descriptor.stop_position)
+            .expect("descriptor");
+        assert_eq!(
+            summary.position, end,
+            "the destination ends at the stop position"
+        );
+        assert!(
+            FileDestination::files(&dir, format).expect("files").len() > 1,
+            "rotated"
+        );
+        let metrics = SinkMetrics::default();
+        let mut again = SinkEngine::new(
+            sink_config(driver.dir(), recording_id, 30 + run as i32),
+            FileDestination::new(files),
+            metrics.clone(),
+        );
+        let summary = again.run(&stop).expect("the second run");
+        assert!(summary.ended);
+        assert_eq!(summary.records, 0, "nothing written twice");
+        assert_eq!(metrics.records.get(), 0);
+        drop(again);
+        assert_exactly(
+            &read_all(&dir, format).expect("read back"),
+            3_000,
+            recording_id,
+        );
+    }
+}
+
+#[test]
+fn a_live_recording_stopped_and_resumed_has_no_gap_and_no_duplicate() {
+    let driver = driver("sink");
+    let archive = ServedArchive::start("sink-live", driver.dir(), &[(CONTROL, CONTROL_STREAM)]);
+    let stream = 1002;
+    archive
+        .start_recording("aeron:ipc", stream, SourceLocation::Remote)
+        .expect("record");
+    let publisher = SteadyPublisher::start(
+        driver.dir(),
+        "aeron:ipc",
+        stream,
+        (50, Duration::from_millis(1)),
+        message,
+    );
+    let mut recording = None;
+    wait_until("the recording", Duration::from_secs(20), || {
+        recording = archive
+            .recordings()
+            .first()
+            .map(|info| info.descriptor.recording_id);
+        recording.is_some()
+    });
+    let recording_id = recording.expect("recording");
+    let out = tempfile::tempdir().expect("dir");
+    let dir = out.path().to_path_buf();
+    let mut response = 40;
+    let mut written = 0;
+    for _ in 0..3 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let metrics = SinkMetrics::default();
+        let config = sink_config(driver.dir(), recording_id, response);
+        response += 1;
+        let (thread_stop, thread_metrics, files) =
+            (stop.clone(), metrics.clone(), file_config(&dir));
+        let engine = std::thread::spawn(move || {
+            SinkEngine::new(config, FileDestination::new(files), thread_metrics).run(&thread_stop)
+        });
+        let target = written + 2_000;
+        wait_until("records stored", Duration::from_secs(30), || {
+            metrics.records.get() + written >= target
+        });
+        stop.store(true, Ordering::Release);
+        let summary = engine
+            .join()
+            .expect("joined")
+            .expect("the sink stops cleanly");
+        assert!(!summary.ended);
+        written += summary.records;
+    }
+    let sent = publisher.stop();
+    wait_stopped(&archive, recording_id);
+    let config = sink_config(driver.dir(), recording_id, response);
+    let summary = SinkEngine::new(
+        config,
+        FileDestination::new(file_config(&dir)),
+        SinkMetrics::default(),
+    )
+    .run(&AtomicBool::new(false))
+    .expect("the last run");
+    assert!(summary.ended);
+    assert_eq!(written + summary.records, sent);
+    assert_exactly(
+        &read_all(&dir, FileFormat::JsonLines { text: false }).expect("read"),
+        sent,
+        recording_id,
+    );
+}
+
+#[test]
+fn a_key_filter_keeps_one_key_and_positions_stay_the_recordings() {
+    let driver = driver("sink");
+    let archive = ServedArchive::start("sink-key", driver.dir(), &[(CONTROL, CONTROL_STREAM)]);
+    let recording_id = stopped_recording(&archive, driver.dir(), 1003, 1_000);
+    let out = tempfile::tempdir().expect("dir");
+    let mut config = sink_config(driver.dir(), recording_id, 50);
+    config.filter = Some("field:8:i64:2".parse().expect("filter"));
+    config.key_kind = Some("field:8:i64".parse().expect("kind"));
+    config.time_source = "field:16:us".parse().expect("time");
+    let mut engine = SinkEngine::new(
+        config,
+        FileDestination::new(file_config(out.path())),
+        SinkMetrics::default(),
+    );
+    let summary = engine.run(&AtomicBool::new(false)).expect("runs");
+    assert_eq!(summary.records, 250);
+    drop(engine);
+    let stored = read_all(out.path(), FileFormat::JsonLines { text: false }).expect("read");
+    let sequences: Vec<u64> = stored.iter().map(sequence_of).collect();
+    assert_eq!(
+        sequences,
+        (0..1_000).filter(|s| s % 4 == 2).collect::<Vec<_>>()
+    );
+    // The positions are the recording's: those of the same messages copied unfiltered.
+    let all_dir = out.path().join("all");
+    SinkEngine::new(
+        sink_config(driver.dir(), recording_id, 51),
+        FileDestination::new(file_config(&all_dir)),
+        SinkMetrics::default(),
+    )
+    .run(&AtomicBool::new(false))
+    .expect("unfiltered");
+    let all = read_all(&all_dir, FileFormat::JsonLines { text: false }).expect("read all");
+    assert_eq!(all.len(), 1_000);
+    for record in &stored {
+        let sequence = sequence_of(record);
+        assert_eq!(record.record.key, Some(2));
+        assert_eq!(
+            record.record.timestamp_ns,
+            (1_000_000 + sequence as i64) * 1_000
+        );
+        assert_eq!(
+            record.record.position,
+            all[sequence as usize].record.position
+        );
+        assert_eq!(
+            all[sequence as usize].record.key, None,
+            "no key kind: no key"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_recording_or_a_destination_of_another_recording_is_refused() {
+    let driver = driver("sink");
+    let archive = ServedArchive::start("sink-refuse", driver.dir(), &[(CONTROL, CONTROL_STREAM)]);
+    let first = stopped_recording(&archive, driver.dir(), 1004, 10);
+    let second = stopped_recording(&archive, driver.dir(), 1005, 10);
+    let out = tempfile::tempdir().expect("dir");
+    let stop = AtomicBool::new(false);
+    let unknown = SinkEngine::new(
+        sink_config(driver.dir(), RecordingId::new(999), 60),
+        FileDestination::new(file_config(out.path())),
+        SinkMetrics::default(),
+    )
+    .run(&stop);
+    assert!(
+        matches!(&unknown, Err(EngineError::Source(text)) if text.contains("no recording 999")),
+        "{unknown:?}"
+    );
+    SinkEngine::new(
+        sink_config(driver.dir(), first, 61),
+        FileDestination::new(file_config(out.path())),
+        SinkMetrics::default(),
+    )
+    .run(&stop)
+    .expect("the first recording");
+    let other = SinkEngine::new(
+        sink_config(driver.dir(), second, 62),
+        FileDestination::new(file_config(out.path())),
+        SinkMetrics::default(),
+    )
+    .run(&stop);
+    let text = match other {
+        Err(EngineError::Source(text)) => text,
+        other => panic!("another recording must be refused: {other:?}"),
+    };
+    assert!(text.contains(&format!("holds recording {first}")), "{text}");
+    let mut destination = FileDestination::new(file_config(out.path()));
+    assert_eq!(
+        destination
+            .open()
+            .expect("open")
+            .map(|resume| resume.recording_id),
+        Some(first)
+    );
+}
