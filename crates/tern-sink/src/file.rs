@@ -543,6 +543,9 @@ fn last_raw_record(data: &[u8], path: &Path) -> Result<Option<(u64, Resume)>, Si
 /// # Errors
 /// A file cannot be read or is not a sink's.
 pub fn peek(dir: &Path, format: FileFormat) -> Result<Option<Resume>, String> {
+    if !dir.is_dir() {
+        return Err(format!("{}: no such directory", dir.display()));
+    }
     let files = FileDestination::files(dir, format)
         .map_err(|error| format!("{}: {error}", dir.display()))?;
     for path in files.iter().rev() {
@@ -559,7 +562,9 @@ pub fn peek(dir: &Path, format: FileFormat) -> Result<Option<Resume>, String> {
     Ok(None)
 }
 
-/// Every record in a sink's directory, in order (for `tern sink status`, tests and tools).
+/// Every whole record in a sink's directory, in order (for tests and tools): the torn tail of
+/// the last file (an append cut by a crash, or one in progress) is left out, as opening the
+/// sink would cut it.
 ///
 /// # Errors
 /// A file cannot be read or is not a sink's.
@@ -574,7 +579,12 @@ pub fn read_all(dir: &Path, format: FileFormat) -> Result<Vec<StoredRecord>, Str
             .map_err(|error| format!("{}: {error}", path.display()))?;
         match format {
             FileFormat::JsonLines { .. } => {
-                for (number, line) in data.split(|&byte| byte == b'\n').enumerate() {
+                // Only what ends with a newline is a whole line.
+                let whole = data
+                    .iter()
+                    .rposition(|&byte| byte == b'\n')
+                    .map_or(0, |end| end + 1);
+                for (number, line) in data[..whole].split(|&byte| byte == b'\n').enumerate() {
                     if line.is_empty() {
                         continue;
                     }

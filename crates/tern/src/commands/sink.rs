@@ -19,6 +19,8 @@ pub struct Args {
     command: SinkCommand,
 }
 
+// Parsed once: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 enum SinkCommand {
     /// Append a recording to files in a directory: JSON Lines or length-prefixed records,

@@ -1,0 +1,359 @@
+//! `tern sink` processes killed with SIGKILL while a publisher publishes and the archive (in
+//! this process) records: after every kill a new sink resumes from what the destination holds,
+//! and at the end the destination holds every message once, in order. `TERN_SINK_KILLS` sets
+//! the number of kills (default 4; the figure is 20). Also `tern sink status` and the
+//! refusals of bad flags.
+
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tern_sink::file::read_all;
+use tern_sink::FileFormat;
+use tern_store::RecordingId;
+use tern_testkit::tern_archive::SourceLocation;
+use tern_testkit::{driver, wait_stopped, wait_until, ServedArchive, SteadyPublisher};
+
+const TERN: &str = env!("CARGO_BIN_EXE_tern");
+const CONTROL: &str = "aeron:ipc?term-length=64k";
+
+/// 64 bytes: the sequence first.
+fn message(sequence: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; 64];
+    bytes[0..8].copy_from_slice(&sequence.to_le_bytes());
+    bytes[8..]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = (sequence as usize + i) as u8);
+    bytes
+}
+
+fn kills() -> usize {
+    std::env::var("TERN_SINK_KILLS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(4)
+}
+
+/// A publisher recorded by the archive of this process, through its driver.
+struct Source {
+    archive: ServedArchive,
+    aeron_dir: String,
+    recording_id: RecordingId,
+    publisher: Option<SteadyPublisher>,
+    _driver: tern_transport::MediaDriver,
+}
+
+impl Source {
+    fn start(tag: &str, stream: i32) -> Self {
+        let driver = driver(tag);
+        let aeron_dir = driver.dir().to_string();
+        let archive = ServedArchive::start(tag, &aeron_dir, &[(CONTROL, 10)]);
+        archive
+            .start_recording("aeron:ipc", stream, SourceLocation::Remote)
+            .expect("record");
+        // About 40 k messages a second.
+        let publisher = SteadyPublisher::start(
+            &aeron_dir,
+            "aeron:ipc",
+            stream,
+            (40, Duration::from_millis(1)),
+            message,
+        );
+        let mut recording = None;
+        wait_until("the recording", Duration::from_secs(20), || {
+            recording = archive
+                .recordings()
+                .first()
+                .map(|info| info.descriptor.recording_id);
+            recording.is_some()
+        });
+        Self {
+            archive,
+            aeron_dir,
+            recording_id: recording.expect("recording"),
+            publisher: Some(publisher),
+            _driver: driver,
+        }
+    }
+
+    /// Stops the publisher and waits for the recording to stop; returns the messages sent.
+    fn finish(&mut self) -> u64 {
+        let sent = self.publisher.take().map_or(0, SteadyPublisher::stop);
+        wait_stopped(&self.archive, self.recording_id);
+        sent
+    }
+
+    fn sink_args(&self, destination: &[String]) -> Vec<String> {
+        let mut args = vec!["sink".to_string()];
+        args.extend(destination.iter().cloned());
+        args.extend(
+            [
+                "--archive",
+                CONTROL,
+                "--aeron-dir",
+                &self.aeron_dir,
+                "--recording",
+                &self.recording_id.to_string(),
+                "--progress-interval",
+                "0",
+                "--batch-delay",
+                "20ms",
+            ]
+            .map(String::from),
+        );
+        args
+    }
+
+    fn spawn_sink(&self, destination: &[String]) -> Child {
+        Command::new(TERN)
+            .args(self.sink_args(destination))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tern sink")
+    }
+}
+
+/// Kills `tern sink` processes under load, then lets the last one copy the recording to its
+/// end; `stored` reads back the sequences the destination holds. Returns the messages sent.
+pub fn kill_under_load(
+    tag: &str,
+    stream: i32,
+    destination: &[String],
+    stored: impl Fn() -> Vec<u64>,
+) -> u64 {
+    let mut source = Source::start(tag, stream);
+    let mut random = rand::rngs::StdRng::seed_from_u64(tern_testkit::seed());
+    let mut seen = 0usize;
+    for kill in 0..kills() {
+        let mut child = source.spawn_sink(destination);
+        // Wait until it has stored something new (or a while), then kill it at a random instant.
+        let began = Instant::now();
+        while stored().len() <= seen && began.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(random.gen_range(0..400)));
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("reaped");
+        assert!(
+            status.code().is_none(),
+            "kill {kill}: the sink exited by itself: {status}"
+        );
+        let now = stored();
+        assert!(now.len() > seen, "kill {kill}: the sink stored nothing new");
+        check_prefix(&now);
+        seen = now.len();
+    }
+    let sent = source.finish();
+    let output = Command::new(TERN)
+        .args(source.sink_args(destination))
+        .output()
+        .expect("run tern sink to the end");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the last sink: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("the recording ended"), "{stdout}");
+    let all = stored();
+    check_prefix(&all);
+    assert_eq!(all.len() as u64, sent, "every message sent is stored once");
+    sent
+}
+
+/// Sequences 0, 1, 2, ... with no gap and no duplicate.
+fn check_prefix(sequences: &[u64]) {
+    if let Some(at) = sequences
+        .iter()
+        .enumerate()
+        .position(|(i, &s)| s != i as u64)
+    {
+        panic!(
+            "at record {at}: sequence {} (a gap or a duplicate); around it: {:?}",
+            sequences[at],
+            &sequences[at.saturating_sub(3)..(at + 3).min(sequences.len())]
+        );
+    }
+}
+
+fn file_sequences(dir: &Path, format: FileFormat) -> Vec<u64> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    // A sink killed in the middle of an append leaves a torn last record: read_all stops
+    // before it.
+    read_all(dir, format)
+        .expect("the files read back")
+        .iter()
+        .map(|stored| u64::from_le_bytes(stored.record.payload[0..8].try_into().expect("8 bytes")))
+        .collect()
+}
+
+#[test]
+fn file_sinks_killed_under_load_lose_and_repeat_nothing() {
+    for (format, name) in [
+        (FileFormat::JsonLines { text: false }, "jsonl"),
+        (FileFormat::Raw, "raw"),
+    ] {
+        let out = tempfile::tempdir().expect("dir");
+        let dir = out.path().join("files");
+        let destination: Vec<String> = [
+            "file",
+            "--dir",
+            &dir.to_string_lossy(),
+            "--format",
+            name,
+            "--max-file-size",
+            "256KiB",
+        ]
+        .map(String::from)
+        .to_vec();
+        let sent = kill_under_load(&format!("sink-kill-{name}"), 1001, &destination, || {
+            file_sequences(&dir, format)
+        });
+        assert!(sent > 1_000, "{name}: the publisher sent {sent}");
+        assert!(
+            tern_sink::FileDestination::files(&dir, format)
+                .expect("files")
+                .len()
+                > 1,
+            "{name}: rotated"
+        );
+    }
+}
+
+#[test]
+fn sink_status_reads_where_a_file_sink_ends_and_its_lag() {
+    let mut source = Source::start("sink-status", 1002);
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = source.finish();
+    let out = tempfile::tempdir().expect("dir");
+    let dir = out.path().join("files").to_string_lossy().into_owned();
+    let status = ["sink", "status", "file", "--dir", &dir];
+    let (code, _, stderr) = tern_testkit::run(TERN, &status);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no such directory"), "{stderr}");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let (code, stdout, stderr) = tern_testkit::run(TERN, &status);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("empty"), "{stdout}");
+    let args = source.sink_args(&["file".into(), "--dir".into(), dir.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = tern_testkit::run(TERN, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("the recording ended"), "{stdout}");
+    assert_eq!(
+        file_sequences(Path::new(&dir), FileFormat::JsonLines { text: false }).len() as u64,
+        sent
+    );
+    let descriptor = source
+        .archive
+        .recordings()
+        .into_iter()
+        .find(|info| info.descriptor.recording_id == source.recording_id)
+        .expect("descriptor")
+        .descriptor;
+    let (code, stdout, stderr) = tern_testkit::run(
+        TERN,
+        &[
+            "sink",
+            "status",
+            "file",
+            "--dir",
+            &dir,
+            "--archive",
+            CONTROL,
+            "--aeron-dir",
+            &source.aeron_dir,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "recording {} up to position {}",
+            source.recording_id, descriptor.stop_position
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("lag 0 B"), "{stdout}");
+}
+
+#[test]
+fn sink_flags_are_checked_before_anything_starts() {
+    for (args, expected) in [
+        (vec!["sink", "file", "--dir", "/tmp/x"], "--recording"),
+        (
+            vec![
+                "sink",
+                "file",
+                "--dir",
+                "/tmp/x",
+                "--recording",
+                "1",
+                "--batch-records",
+                "0",
+            ],
+            "--batch-records",
+        ),
+        (
+            vec![
+                "sink",
+                "file",
+                "--dir",
+                "/tmp/x",
+                "--recording",
+                "1",
+                "--key",
+                "nope:1",
+            ],
+            "--key",
+        ),
+        (
+            vec!["sink", "file", "--dir", "/tmp/x", "--channel", "aeron:ipc"],
+            "--stream",
+        ),
+    ] {
+        let (code, _, stderr) = tern_testkit::run(TERN, &args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("tern: ") && stderr.trim().lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // An archive that is not there: the sink retries (no error), and stops on SIGTERM.
+    let aeron = driver("sink-noarchive");
+    let out = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(TERN)
+        .args([
+            "sink",
+            "file",
+            "--dir",
+            &out.path().to_string_lossy(),
+            "--recording",
+            "0",
+            "--archive",
+            CONTROL,
+            "--aeron-dir",
+            aeron.dir(),
+            "--message-timeout",
+            "0.5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(child.try_wait().expect("wait").is_none(), "it keeps trying");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("connect to the archive"),
+        "it says why it waits: {stderr}"
+    );
+}
