@@ -48,6 +48,10 @@ pub enum CaseKind {
     /// Three `tern cluster node` processes (needs the `tern` binary beside tern-bench): echo
     /// throughput, round trips at a fixed rate beside a bare UDP round trip, leader failover.
     Cluster,
+    /// A 1 M-message recording copied whole by `tern sink` processes (the `tern` binary beside
+    /// tern-bench): files, and PostgreSQL and Kafka beside their own bulk tools when
+    /// --postgres and --kafka are given.
+    Sink,
 }
 
 /// How the archive writes segments (the `--write-mode` flag).
@@ -145,6 +149,16 @@ pub struct Args {
     /// Messages of the cluster case's throughput run (default 2 M, 200 k with --quick).
     #[arg(long)]
     pub cluster_messages: Option<u64>,
+    /// Messages of the sink case (default 1 M, 100 k with --quick).
+    #[arg(long)]
+    pub sink_messages: Option<u64>,
+    /// A PostgreSQL server for the sink case (libpq key=value, e.g. 'host=127.0.0.1 port=55432
+    /// user=postgres dbname=postgres').
+    #[arg(long, value_name = "CONNINFO")]
+    pub postgres: Option<String>,
+    /// A Kafka broker for the sink case (bootstrap servers, e.g. 127.0.0.1:59092).
+    #[arg(long, value_name = "SERVERS")]
+    pub kafka: Option<String>,
     /// Payload bytes recorded for the keys case (default: 4 GiB, 64 MiB with --quick).
     #[arg(long)]
     pub key_bytes: Option<u64>,

@@ -323,6 +323,19 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             out.add(rows);
         }
     }
+    if args.wants(CaseKind::Sink) {
+        let messages = args
+            .sink_messages
+            .unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
+        eprintln!("== sink: a recording of {messages} messages of 64 B copied whole by tern sink processes");
+        let services = cases::sink::Services {
+            postgres: args.postgres.clone(),
+            kafka: args.kafka.clone(),
+        };
+        if let Some(rows) = out.keep("sink", cases::sink::run(&bench, messages, &services)) {
+            out.add(rows);
+        }
+    }
     if args.wants(CaseKind::Merge) {
         // The smoke run checks the merge (no gap, no duplicate) at a rate a loaded CI machine's
         // replay outruns (one such run replayed 0.8 M msg/s, short of a 1 M msg/s stream).

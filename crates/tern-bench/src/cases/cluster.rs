@@ -34,12 +34,16 @@ fn free_udp_port() -> anyhow::Result<u16> {
     Ok(socket.local_addr()?.port())
 }
 
-fn tern_binary() -> anyhow::Result<PathBuf> {
+/// The `tern` binary beside tern-bench.
+///
+/// # Errors
+/// It is not there.
+pub fn tern_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("find tern-bench")?;
     let tern = exe.with_file_name("tern");
     if !tern.exists() {
         bail!(
-            "the cluster case runs {} (build it: cargo build --release -p tern)",
+            "this case runs {} (build it: cargo build --release -p tern)",
             tern.display()
         );
     }

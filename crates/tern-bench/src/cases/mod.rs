@@ -11,6 +11,7 @@ pub mod record;
 pub mod replay;
 pub mod replay_start;
 pub mod seek;
+pub mod sink;
 
 use anyhow::{anyhow, Context};
 use std::cell::Cell;
