@@ -546,10 +546,11 @@ impl PostgresDestination {
                 &[&self.sink_name, &recording_id, &batch.end_position],
             )
             .map_err(at("storing the position"))?;
+        transaction.commit().map_err(at("COMMIT"))?;
         if let Some(hook) = self.before_commit.as_mut() {
             hook();
         }
-        transaction.commit().map_err(at("COMMIT"))
+        Ok(())
     }
 }
 
@@ -625,11 +626,10 @@ fn classify(context: &str, error: &postgres::Error) -> SinkError {
         class,
         "08" // connection exception
         | "53" // insufficient resources (disk full, out of memory, too many connections)
-        | "57" // operator intervention (admin shutdown, crash shutdown, cannot connect now)
+        | "57" // operator intervention (terminated, canceled, shutdown, cannot connect now)
         | "58" // system error (I/O error)
         | "40" // transaction rollback (serialization failure, deadlock)
-    ) || *code == SqlState::LOCK_NOT_AVAILABLE
-        || *code == SqlState::QUERY_CANCELED;
+    ) || *code == SqlState::LOCK_NOT_AVAILABLE;
     if retryable {
         SinkError::Unavailable(message)
     } else {
