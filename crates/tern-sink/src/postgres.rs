@@ -546,11 +546,10 @@ impl PostgresDestination {
                 &[&self.sink_name, &recording_id, &batch.end_position],
             )
             .map_err(at("storing the position"))?;
-        transaction.commit().map_err(at("COMMIT"))?;
         if let Some(hook) = self.before_commit.as_mut() {
             hook();
         }
-        Ok(())
+        transaction.commit().map_err(at("COMMIT"))
     }
 }
 
