@@ -10,6 +10,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -q -- -D warnings
+step "PostgreSQL for tern-sink's tests (scripts/postgres.sh)"
+scripts/postgres.sh start
+trap 'scripts/postgres.sh stop' EXIT
+eval "$(scripts/postgres.sh env)"
 step "cargo test"
 cargo test --workspace 2>&1 | tee target/test-output.txt
 step "cargo doc"

@@ -9,7 +9,8 @@
 //! middle of a write, goes on with no gap and no duplicate.
 //!
 //! Modules: [`record`] (records, batches), [`destination`] (the contract a store keeps),
-//! [`batcher`] (when a batch is full or due).
+//! [`batcher`] (when a batch is full or due); destinations: [`postgres`] (a PostgreSQL table,
+//! one transaction per batch).
 
 #![warn(missing_docs)]
 
@@ -18,6 +19,7 @@ pub mod destination;
 pub mod engine;
 pub mod file;
 pub mod metrics;
+pub mod postgres;
 pub mod record;
 
 pub use batcher::{BatchLimits, Batcher};
@@ -27,4 +29,5 @@ pub use engine::{
 };
 pub use file::{FileConfig, FileDestination, FileFormat};
 pub use metrics::SinkMetrics;
+pub use postgres::{PostgresConfig, PostgresDestination};
 pub use record::{Batch, SinkRecord};
