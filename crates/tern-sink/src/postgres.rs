@@ -280,6 +280,39 @@ impl PostgresDestination {
         self.before_commit = Some(Box::new(hook));
     }
 
+    /// Where the stored data ends, read only (for `tern sink status`): no table is created,
+    /// no row locked, a running sink is not disturbed. `None`: no offsets table or no row for
+    /// this sink.
+    ///
+    /// # Errors
+    /// As [`Destination::open`]'s connection errors.
+    pub fn peek(&self) -> Result<Option<Resume>, SinkError> {
+        let mut client = self
+            .connect
+            .connect(NoTls)
+            .map_err(|error| self.error("connecting", error))?;
+        let offsets: Option<String> = client
+            .query_one("SELECT to_regclass($1)::text", &[&self.offsets.quoted()])
+            .map_err(|error| self.error("looking up the offsets table", error))?
+            .get(0);
+        if offsets.is_none() {
+            return Ok(None);
+        }
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT recording_id, position FROM {} WHERE sink = $1",
+                    self.offsets.quoted()
+                ),
+                &[&self.sink_name],
+            )
+            .map_err(|error| self.error("reading the offsets row", error))?;
+        Ok(row.map(|row| Resume {
+            recording_id: RecordingId::new(row.get(0)),
+            position: row.get(1),
+        }))
+    }
+
     fn error(&self, what: &str, error: postgres::Error) -> SinkError {
         classify(&format!("{}: {what}", self.describe()), &error)
     }
@@ -334,7 +367,8 @@ impl PostgresDestination {
     /// EXISTS` of one name may fail).
     fn create_tables(&self, client: &mut Client) -> Result<(), SinkError> {
         let sql = format!(
-            "BEGIN; \
+            "SET client_min_messages TO warning; \
+             BEGIN; \
              SELECT pg_advisory_xact_lock({DDL_LOCK_KEY}); \
              CREATE TABLE IF NOT EXISTS {} (\
                  position BIGINT PRIMARY KEY, \

@@ -357,3 +357,94 @@ fn sink_flags_are_checked_before_anything_starts() {
         "it says why it waits: {stderr}"
     );
 }
+
+/// The test PostgreSQL server (`scripts/postgres.sh`); the test fails without it.
+fn postgres_connection() -> String {
+    std::env::var("TERN_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "TERN_TEST_POSTGRES is not set: run scripts/postgres.sh start and \
+             eval \"$(scripts/postgres.sh env)\" (scripts/test.sh does)"
+        )
+    })
+}
+
+fn postgres_sequences(connection: &str, table: &str) -> Vec<u64> {
+    let mut client = postgres::Client::connect(connection, postgres::NoTls).expect("connect");
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass($1)::text", &[&table])
+        .expect("lookup")
+        .get(0);
+    if exists.is_none() {
+        return Vec::new();
+    }
+    client
+        .query(
+            &format!("SELECT payload FROM {table} ORDER BY position"),
+            &[],
+        )
+        .expect("select")
+        .iter()
+        .map(|row| {
+            let payload: Vec<u8> = row.get(0);
+            u64::from_le_bytes(payload[0..8].try_into().expect("8 bytes"))
+        })
+        .collect()
+}
+
+#[test]
+fn postgres_sinks_killed_under_load_lose_and_repeat_nothing() {
+    let connection = postgres_connection();
+    let table = format!("kill_test_{}", std::process::id());
+    let destination: Vec<String> = ["postgres", "--postgres", &connection, "--table", &table]
+        .map(String::from)
+        .to_vec();
+    let sent = kill_under_load("sink-kill-pg", 1003, &destination, || {
+        postgres_sequences(&connection, &table)
+    });
+    assert!(sent > 1_000, "the publisher sent {sent}");
+    let (code, stdout, stderr) = tern_testkit::run(
+        TERN,
+        &[
+            "sink",
+            "status",
+            "postgres",
+            "--postgres",
+            &connection,
+            "--table",
+            &table,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("up to position"), "{stdout}");
+    // A table of another shape is refused with one line naming it, before anything is read.
+    let mut client = postgres::Client::connect(&connection, postgres::NoTls).expect("connect");
+    let other = format!("other_shape_{}", std::process::id());
+    let aeron = driver("sink-pg-shape");
+    client
+        .batch_execute(&format!("CREATE TABLE {other} (id INT)"))
+        .expect("create");
+    let (code, _, stderr) = tern_testkit::run(
+        TERN,
+        &[
+            "sink",
+            "postgres",
+            "--postgres",
+            &connection,
+            "--table",
+            &other,
+            "--recording",
+            "0",
+            "--archive",
+            CONTROL,
+            "--aeron-dir",
+            aeron.dir(),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("tern: ") && last.contains(&other),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("NOTICE"), "{stderr}");
+}

@@ -31,6 +31,14 @@ enum SinkCommand {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Copy a recording into a PostgreSQL table (binary COPY, created if absent), the position
+    /// stored in the same transaction in tern_sink_offsets.
+    Postgres {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// Where a destination's data ends (recording, position), and with --archive how far it is
     /// behind the recording. Reads only: it does not disturb a sink writing there.
     Status {
@@ -48,6 +56,39 @@ enum StatusCommand {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+    /// A PostgreSQL sink's table.
+    Postgres {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
+}
+
+/// Where a PostgreSQL sink writes.
+#[derive(Debug, Clone, clap::Args)]
+struct PostgresArgs {
+    /// The server: a libpq connection string ('host=127.0.0.1 port=5432 user=postgres
+    /// dbname=postgres') or a postgresql:// URL.
+    #[arg(long, value_name = "CONNINFO")]
+    postgres: String,
+    /// The table (NAME or SCHEMA.NAME; created if absent: position, recording_id,
+    /// timestamp_ns, key, payload).
+    #[arg(long)]
+    table: String,
+    /// The sink's row in tern_sink_offsets (default: the table's name).
+    #[arg(long)]
+    sink_name: Option<String>,
+}
+
+impl PostgresArgs {
+    fn destination(&self) -> Result<tern_sink::PostgresDestination> {
+        let mut config = tern_sink::PostgresConfig::new(&self.postgres, &self.table);
+        if let Some(name) = &self.sink_name {
+            config = config.with_sink_name(name);
+        }
+        Ok(tern_sink::PostgresDestination::new(config)?)
+    }
 }
 
 /// Where a file sink writes.
@@ -255,7 +296,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let destination = FileDestination::new(file.config());
             run_sink(destination, &source)
         }
+        SinkCommand::Postgres { postgres, source } => run_sink(postgres.destination()?, &source),
         SinkCommand::Status { destination } => match destination {
+            StatusCommand::Postgres { postgres, archive } => {
+                let destination = postgres.destination()?;
+                let resume = destination.peek()?;
+                print_status(&destination.describe(), resume, &archive)
+            }
             StatusCommand::File { file, archive } => {
                 let config = file.config();
                 let resume = tern_sink::file::peek(&config.dir, config.format)
