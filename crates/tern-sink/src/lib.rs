@@ -9,14 +9,17 @@
 //! middle of a write, goes on with no gap and no duplicate.
 //!
 //! Modules: [`record`] (records, batches), [`destination`] (the contract a store keeps),
-//! [`batcher`] (when a batch is full or due).
+//! [`batcher`] (when a batch is full or due), [`kafka`] (a Kafka topic, one transaction per
+//! batch).
 
 #![warn(missing_docs)]
 
 pub mod batcher;
 pub mod destination;
+pub mod kafka;
 pub mod record;
 
 pub use batcher::{BatchLimits, Batcher};
 pub use destination::{Destination, Resume, SinkError};
+pub use kafka::{KafkaConfig, KafkaDestination, KafkaPartitioning};
 pub use record::{Batch, SinkRecord};
