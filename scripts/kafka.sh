@@ -34,7 +34,7 @@ fetch_jars() {
   if [ -f "$lib/.stamp" ] && [ "$(cat "$lib/.stamp")" = "$want" ]; then
     return 0
   fi
-  command -v mvn >/dev/null 2>&1 || { say "mvn is missing: apt-get install maven"; exit 1; }
+  install_for mvn maven
   say "fetching the Kafka jars with Maven into $lib"
   rm -rf "$lib.new"
   local args=(-q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime "-DoutputDirectory=$lib.new")
@@ -57,12 +57,24 @@ cluster_id() {
   python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))'
 }
 
+# Debian packages, installed when their command is missing (as scripts/setup.sh does for its own).
+install_for() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  shift
+  say "installing apt packages: $*"
+  local sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "$@" >/dev/null
+}
+
 start() {
   mkdir -p "$dir"
   if pid="$(running_pid)"; then
     say "already running (pid $pid) on 127.0.0.1:$(cat "$portfile")"
     return 0
   fi
+  install_for "$java" openjdk-17-jre-headless
   "$java" -version 2>&1 | head -n1 | grep -qE '"(1[7-9]|[2-9][0-9])' ||
     { say "Kafka 4 needs Java 17 or newer; set JAVA to one (found: $("$java" -version 2>&1 | head -n1))"; exit 1; }
   fetch_jars

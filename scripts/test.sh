@@ -10,6 +10,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -q -- -D warnings
+step "test Kafka broker (scripts/kafka.sh)"
+trap 'scripts/kafka.sh stop' EXIT
+scripts/kafka.sh start
+eval "$(scripts/kafka.sh env)"
 step "cargo test"
 cargo test --workspace 2>&1 | tee target/test-output.txt
 step "cargo doc"

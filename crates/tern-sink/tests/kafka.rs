@@ -73,7 +73,8 @@ fn destination(topic: &str) -> KafkaDestination {
 struct Read {
     partition: i32,
     key: Option<Vec<u8>>,
-    payload: Vec<u8>,
+    /// `None`: a null value.
+    payload: Option<Vec<u8>>,
     timestamp_ms: Option<i64>,
     position: Option<i64>,
     recording: Option<i64>,
@@ -115,7 +116,7 @@ fn read_all(topic: &str, partitions: i32, isolation: &str) -> Vec<Read> {
             Some(Ok(m)) => out.push(Read {
                 partition: m.partition(),
                 key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().unwrap_or_default().to_vec(),
+                payload: m.payload().map(<[u8]>::to_vec),
                 timestamp_ms: m.timestamp().to_millis(),
                 position: header_i64(m.headers(), POSITION_HEADER),
                 recording: header_i64(m.headers(), RECORDING_HEADER),
@@ -135,7 +136,7 @@ fn expected(batches: &[&Batch]) -> Vec<Read> {
         .map(|r| Read {
             partition: 0,
             key: r.key.map(|k| k.to_be_bytes().to_vec()),
-            payload: r.payload.clone(),
+            payload: Some(r.payload.clone()),
             timestamp_ms: Some(r.timestamp_ns / 1_000_000),
             position: Some(r.position),
             recording: Some(RECORDING.get()),
@@ -291,6 +292,29 @@ fn open_aborts_what_a_crashed_writer_left_open() {
     sink.write(&b2).unwrap();
     assert_eq!(read_all(&topic, 1, "read_committed"), expected(&[&b1, &b2]));
     assert_eq!(read_all(&topic, 1, "read_uncommitted").len(), 150);
+}
+
+#[test]
+fn another_writers_open_transaction_does_not_hold_open_up() {
+    let topic = unique_topic("foreign-open");
+    let mut sink = destination(&topic);
+    sink.open().unwrap();
+    let b1 = batch(0, 20, 64);
+    sink.write(&b1).unwrap();
+
+    // A writer with another transactional id keeps a transaction open at the topic's end:
+    // the last stable offset stays before it.
+    let other = raw_producer(&format!("{topic}-other"));
+    produce_raw(&other, &topic, &batch(b1.end_position, 10, 64));
+
+    let started = Instant::now();
+    assert_eq!(destination(&topic).open().unwrap(), last_resume(&b1));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "open took {:?}",
+        started.elapsed()
+    );
+    other.abort_transaction(Duration::from_secs(30)).unwrap();
 }
 
 #[test]
