@@ -302,7 +302,7 @@ impl KafkaDestination {
             .set("acks", "all")
             .set("max.in.flight.requests.per.connection", "5")
             .set("compression.codec", "none")
-            .set("linger.ms", "5")
+            .set("linger.ms", "1")
             .set("batch.size", "1048576")
             .set("batch.num.messages", "10000")
             // bounds what waits in the client: messages and bytes queued or in flight
@@ -524,7 +524,7 @@ impl KafkaDestination {
                             return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
                         }
                         // the client's queue is full: wait for deliveries to free it
-                        producer.poll(Duration::from_millis(5));
+                        producer.poll(POLL_STEP);
                         message = back;
                     }
                     Err((error, _)) => return Err(error),
@@ -599,6 +599,10 @@ impl Destination for KafkaDestination {
         if let Err(e) = self.produce(producer, batch, deadline) {
             return Err(self.transaction_failed("cannot produce a record", &e));
         }
+        // commit_transaction flushes too, but in steps of 100 ms
+        if let Err(e) = flush(producer, deadline) {
+            return Err(self.transaction_failed("cannot deliver the records", &e));
+        }
         if let Err(e) = producer.commit_transaction(remaining(deadline)) {
             return Err(self.transaction_failed("cannot commit the transaction", &e));
         }
@@ -636,6 +640,23 @@ impl TailRecord {
 /// A record's Kafka timestamp: its time in milliseconds since the epoch (rounded down).
 fn timestamp_ms(record: &SinkRecord) -> i64 {
     record.timestamp_ns.div_euclid(1_000_000)
+}
+
+/// How long one wait for delivery reports lasts. `BaseProducer::poll` waits its whole timeout
+/// (and `flush` polls 100 ms at a time), so waits are short and repeated.
+const POLL_STEP: Duration = Duration::from_millis(1);
+
+/// Waits until every record produced is delivered (acknowledged by the broker or failed), its
+/// report served, or `deadline` passes. `BaseProducer::flush` would also do, but it waits in
+/// steps of 100 ms, which would cost a batch of 10,000 records most of its time.
+fn flush(producer: &BaseProducer<SinkContext>, deadline: Instant) -> Result<(), KafkaError> {
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut));
+        }
+        producer.poll(POLL_STEP);
+    }
+    Ok(())
 }
 
 fn remaining(deadline: Instant) -> Duration {

@@ -445,7 +445,15 @@ fn partitioned_by_key_resumes_from_the_highest_position() {
 #[ignore = "a measurement, not a check"]
 fn rate_of_a_million_64_byte_records() {
     let topic = unique_topic("rate");
-    let mut sink = destination(&topic);
+    let mut config = KafkaConfig::new(bootstrap(), &topic);
+    // extra librdkafka settings to try, `key=value,key=value`
+    if let Ok(extra) = std::env::var("TERN_TEST_KAFKA_PROPERTIES") {
+        for pair in extra.split(',').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').expect("key=value");
+            config.properties.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    let mut sink = KafkaDestination::new(config);
     sink.open().unwrap();
     let batches: Vec<Batch> = (0..100)
         .map(|i| batch(i * 10_000 * 64, 10_000, 64))
@@ -465,4 +473,20 @@ fn rate_of_a_million_64_byte_records() {
     let resume = destination(&topic).open().unwrap();
     println!("open (read the tail back): {:?}", started.elapsed());
     assert_eq!(resume, last_resume(batches.last().unwrap()));
+}
+
+#[test]
+fn an_unreachable_broker_is_unavailable() {
+    // still needs the test broker's variable, so that a run without it fails as the others do
+    bootstrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener); // nothing listens there now
+    let mut config = KafkaConfig::new(address.to_string(), unique_topic("unreachable"));
+    config.timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let err = KafkaDestination::new(config).open().unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains(&address.to_string()), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
