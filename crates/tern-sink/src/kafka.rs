@@ -441,11 +441,7 @@ impl KafkaDestination {
         let Some(producer) = self.producer.take() else {
             return SinkError::Unavailable(format!("{}: not open", self.describe()));
         };
-        let delivery = producer
-            .context()
-            .take_delivery_error()
-            .map(|e| format!(" (first failed delivery: {e})"))
-            .unwrap_or_default();
+        let delivery = producer.context().take_delivery_error();
         if let Some((code, reason)) = producer.client().fatal_error() {
             return SinkError::Fatal(format!(
                 "{}: {what}: the producer failed for good ({code:?}: {reason}){}",
@@ -455,17 +451,14 @@ impl KafkaDestination {
         }
         let permanent = match error {
             KafkaError::Transaction(e) => e.is_fatal(),
-            KafkaError::MessageProduction(code) => matches!(
-                code,
-                RDKafkaErrorCode::MessageSizeTooLarge
-                    | RDKafkaErrorCode::InvalidMessageSize
-                    | RDKafkaErrorCode::InvalidTimestamp
-                    | RDKafkaErrorCode::InvalidRecord
-                    | RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-            ),
             _ => false,
-        };
+        } || [Some(error), delivery.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(refused_for_good);
+        let delivery = delivery
+            .map(|e| format!(" (first failed delivery: {e})"))
+            .unwrap_or_default();
         let message = format!("{}: {what}: {error}{delivery}", self.describe());
         if permanent {
             return SinkError::Fatal(message);
@@ -663,6 +656,22 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// Whether the broker or the client refuses a record for good (resending it cannot help).
+fn refused_for_good(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidTimestamp
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+        )
+    )
+}
+
 fn fenced_hint(code: RDKafkaErrorCode) -> &'static str {
     match code {
         RDKafkaErrorCode::Fenced
@@ -678,11 +687,11 @@ fn fenced_hint(code: RDKafkaErrorCode) -> &'static str {
 /// commit failed) and logs client errors.
 #[derive(Default)]
 struct SinkContext {
-    delivery_error: Mutex<Option<String>>,
+    delivery_error: Mutex<Option<KafkaError>>,
 }
 
 impl SinkContext {
-    fn take_delivery_error(&self) -> Option<String> {
+    fn take_delivery_error(&self) -> Option<KafkaError> {
         self.delivery_error
             .lock()
             .map(|mut e| e.take())
@@ -702,7 +711,7 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((error, _)) = result {
             if let Ok(mut first) = self.delivery_error.lock() {
-                first.get_or_insert_with(|| error.to_string());
+                first.get_or_insert_with(|| error.clone());
             }
         }
     }

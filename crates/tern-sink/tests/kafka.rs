@@ -336,6 +336,7 @@ fn a_second_writer_with_the_same_transactional_id_fences_the_first() {
         "a fenced writer stops for good: {err:?}"
     );
     assert!(err.to_string().contains(&topic), "{err}");
+    eprintln!("fenced: {err}");
     new.write(&b2).unwrap();
     assert_eq!(read_all(&topic, 1, "read_committed"), expected(&[&b1, &b2]));
 }
@@ -473,6 +474,24 @@ fn rate_of_a_million_64_byte_records() {
     let resume = destination(&topic).open().unwrap();
     println!("open (read the tail back): {:?}", started.elapsed());
     assert_eq!(resume, last_resume(batches.last().unwrap()));
+}
+
+#[test]
+fn a_record_the_broker_refuses_for_good_is_fatal_and_not_stored() {
+    let topic = unique_topic("refused");
+    let mut sink = destination(&topic);
+    sink.open().unwrap();
+    let b1 = batch(0, 5, 64);
+    sink.write(&b1).unwrap();
+    // Kafka 4 refuses times more than an hour ahead (log.message.timestamp.after.max.ms)
+    let mut bad = batch(b1.end_position, 5, 64);
+    bad.records[3].timestamp_ns += 3 * 3_600 * 1_000_000_000;
+    let err = sink.write(&bad).unwrap_err();
+    assert!(matches!(err, SinkError::Fatal(_)), "{err:?}");
+    assert!(err.to_string().contains("imestamp"), "{err}");
+    eprintln!("refused: {err}");
+    assert_eq!(destination(&topic).open().unwrap(), last_resume(&b1));
+    assert_eq!(read_all(&topic, 1, "read_committed"), expected(&[&b1]));
 }
 
 #[test]
