@@ -336,6 +336,9 @@ impl KafkaDestination {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", "100")
+            // an offset that retention deleted meanwhile is an error (read again), not a jump
+            // to the end that would make the partition look empty
+            .set("auto.offset.reset", "error")
             // librdkafka assigns partitions only to a consumer with a group; it never joins
             // (no subscribe) and never commits offsets
             .set("group.id", format!("{}-resume", self.transactional_id));
