@@ -10,10 +10,12 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -q -- -D warnings
-step "PostgreSQL for tern-sink's tests (scripts/postgres.sh)"
+step "services for tern-sink's tests: PostgreSQL (scripts/postgres.sh), a Kafka broker (scripts/kafka.sh)"
+trap 'scripts/kafka.sh stop; scripts/postgres.sh stop' EXIT
 scripts/postgres.sh start
-trap 'scripts/postgres.sh stop' EXIT
 eval "$(scripts/postgres.sh env)"
+scripts/kafka.sh start
+eval "$(scripts/kafka.sh env)"
 step "cargo test"
 cargo test --workspace 2>&1 | tee target/test-output.txt
 step "cargo doc"

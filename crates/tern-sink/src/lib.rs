@@ -9,8 +9,9 @@
 //! middle of a write, goes on with no gap and no duplicate.
 //!
 //! Modules: [`record`] (records, batches), [`destination`] (the contract a store keeps),
-//! [`batcher`] (when a batch is full or due); destinations: [`postgres`] (a PostgreSQL table,
-//! one transaction per batch).
+//! [`batcher`] (when a batch is full or due), [`engine`] (the loop), [`metrics`];
+//! destinations: [`file`] (files in a directory), [`postgres`] (a PostgreSQL table, one
+//! transaction per batch), [`kafka`] (a Kafka topic, one transaction per batch).
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod file;
 pub mod metrics;
 pub mod postgres;
+pub mod kafka;
 pub mod record;
 
 pub use batcher::{BatchLimits, Batcher};
@@ -30,4 +32,5 @@ pub use engine::{
 pub use file::{FileConfig, FileDestination, FileFormat};
 pub use metrics::SinkMetrics;
 pub use postgres::{PostgresConfig, PostgresDestination};
+pub use kafka::{KafkaConfig, KafkaDestination, KafkaPartitioning};
 pub use record::{Batch, SinkRecord};
