@@ -200,6 +200,33 @@ impl KafkaDestination {
 
     /// The topic's partition count, the topic created first if it is missing and may be.
     fn ensure_topic(&self, deadline: Instant) -> Result<i32, SinkError> {
+        self.partition_count(deadline, self.config.create_topic)?
+            .ok_or_else(|| {
+                SinkError::Fatal(format!(
+                    "{}: the topic does not exist (and creating it is off)",
+                    self.describe()
+                ))
+            })
+    }
+
+    /// Where the stored data ends, read only (for `tern sink status`): no topic created, no
+    /// producer, so a running sink is not fenced; a transaction it has open is not seen.
+    /// `None`: no topic or no record.
+    ///
+    /// # Errors
+    /// As [`Destination::open`] for the broker and the tail.
+    pub fn peek(&self) -> Result<Option<Resume>, SinkError> {
+        self.validate()?;
+        let deadline = Instant::now() + self.config.timeout;
+        match self.partition_count(deadline, false)? {
+            Some(partitions) => self.read_tail(partitions, deadline),
+            None => Ok(None),
+        }
+    }
+
+    /// The topic's partition count (`None`: no such topic), the topic created first if it is
+    /// missing and `create`.
+    fn partition_count(&self, deadline: Instant, create: bool) -> Result<Option<i32>, SinkError> {
         let config = &self.config;
         let topic = config.topic.as_str();
         let admin: AdminClient<DefaultClientContext> = config
@@ -215,7 +242,7 @@ impl KafkaDestination {
             let found = metadata.topics().iter().find(|t| t.name() == topic);
             match found {
                 Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    return i32::try_from(t.partitions().len()).map_err(|_| {
+                    return i32::try_from(t.partitions().len()).map(Some).map_err(|_| {
                         SinkError::Fatal(format!("kafka topic {topic}: too many partitions"))
                     });
                 }
@@ -233,11 +260,8 @@ impl KafkaDestination {
                 }
                 _ => {}
             }
-            if !config.create_topic {
-                return Err(SinkError::Fatal(format!(
-                    "{}: the topic does not exist (and creating it is off)",
-                    self.describe()
-                )));
+            if !create {
+                return Ok(None);
             }
             if !created {
                 self.create_topic(&admin, deadline)?;

@@ -19,9 +19,9 @@ pub mod batcher;
 pub mod destination;
 pub mod engine;
 pub mod file;
+pub mod kafka;
 pub mod metrics;
 pub mod postgres;
-pub mod kafka;
 pub mod record;
 
 pub use batcher::{BatchLimits, Batcher};
@@ -30,7 +30,7 @@ pub use engine::{
     Backoff, EngineError, RecordingSource, SinkConfig, SinkEngine, SinkSummary, StartAt,
 };
 pub use file::{FileConfig, FileDestination, FileFormat};
+pub use kafka::{KafkaConfig, KafkaDestination, KafkaPartitioning};
 pub use metrics::SinkMetrics;
 pub use postgres::{PostgresConfig, PostgresDestination};
-pub use kafka::{KafkaConfig, KafkaDestination, KafkaPartitioning};
 pub use record::{Batch, SinkRecord};

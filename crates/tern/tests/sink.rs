@@ -52,12 +52,12 @@ impl Source {
         archive
             .start_recording("aeron:ipc", stream, SourceLocation::Remote)
             .expect("record");
-        // About 40 k messages a second.
+        // About 10 k messages a second (a sleep of 1 ms every 10).
         let publisher = SteadyPublisher::start(
             &aeron_dir,
             "aeron:ipc",
             stream,
-            (40, Duration::from_millis(1)),
+            (10, Duration::from_millis(1)),
             message,
         );
         let mut recording = None;
@@ -447,4 +447,100 @@ fn postgres_sinks_killed_under_load_lose_and_repeat_nothing() {
         "{stderr}"
     );
     assert!(!stderr.contains("NOTICE"), "{stderr}");
+}
+
+/// The test Kafka broker (`scripts/kafka.sh`); the test fails without it.
+fn kafka_servers() -> String {
+    std::env::var("TERN_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!(
+            "TERN_TEST_KAFKA is not set: run scripts/kafka.sh start and \
+             eval \"$(scripts/kafka.sh env)\" (scripts/test.sh does)"
+        )
+    })
+}
+
+/// The sequences a read_committed consumer finds in `topic`, read to its end.
+fn kafka_sequences(servers: &str, topic: &str) -> Vec<u64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", format!("check-{topic}-{}", std::process::id()))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let exists = metadata.topics().iter().any(|found| {
+        found.name() == topic && found.error().is_none() && !found.partitions().is_empty()
+    });
+    if !exists {
+        return Vec::new();
+    }
+    // With read_committed the high watermark is the last stable offset.
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    if high <= low {
+        return Vec::new();
+    }
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .expect("partition");
+    if consumer.assign(&assignment).is_err() {
+        return Vec::new();
+    }
+    let mut sequences = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: not read to its end in 60 s (offsets {low}..{high}, {} records read)",
+            sequences.len()
+        );
+        match consumer.poll(Duration::from_millis(500)) {
+            // What was committed when the watermarks were read (a running sink adds more):
+            // up to the last stable offset then; its last offsets may be commit markers.
+            Some(Ok(message)) if message.offset() >= high => break,
+            Some(Ok(message)) => {
+                let payload = message.payload().unwrap_or_default();
+                sequences.push(u64::from_le_bytes(
+                    payload[0..8].try_into().expect("8 bytes"),
+                ));
+                if message.offset() + 1 >= high {
+                    break;
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(error)) => panic!("{topic}: {error}"),
+            None => {}
+        }
+    }
+    sequences
+}
+
+#[test]
+fn kafka_sinks_killed_under_load_lose_and_repeat_nothing() {
+    let servers = kafka_servers();
+    let topic = format!("kill-test-{}", std::process::id());
+    let destination: Vec<String> = ["kafka", "--kafka", &servers, "--topic", &topic]
+        .map(String::from)
+        .to_vec();
+    let sent = kill_under_load("sink-kill-kafka", 1004, &destination, || {
+        kafka_sequences(&servers, &topic)
+    });
+    assert!(sent > 1_000, "the publisher sent {sent}");
+    let (code, stdout, stderr) = tern_testkit::run(
+        TERN,
+        &[
+            "sink", "status", "kafka", "--kafka", &servers, "--topic", &topic,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("up to position"), "{stdout}");
 }

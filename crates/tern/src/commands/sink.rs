@@ -39,6 +39,15 @@ enum SinkCommand {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Copy a recording into a Kafka topic: one transaction per batch (idempotent,
+    /// transactional producer), the position in each record's headers, read back from the
+    /// topic's committed tail on restart.
+    Kafka {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// Where a destination's data ends (recording, position), and with --archive how far it is
     /// behind the recording. Reads only: it does not disturb a sink writing there.
     Status {
@@ -56,6 +65,13 @@ enum StatusCommand {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+    /// A Kafka sink's topic (its committed tail).
+    Kafka {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
     /// A PostgreSQL sink's table.
     Postgres {
         #[command(flatten)]
@@ -63,6 +79,54 @@ enum StatusCommand {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+}
+
+/// Where a Kafka sink writes.
+#[derive(Debug, Clone, clap::Args)]
+struct KafkaArgs {
+    /// The brokers: HOST:PORT[,HOST:PORT...] (bootstrap servers).
+    #[arg(long, value_name = "SERVERS")]
+    kafka: String,
+    /// The topic (created with --partitions partitions if absent).
+    #[arg(long)]
+    topic: String,
+    /// The producer's transactional id (default tern-sink-TOPIC); two sinks with one id fence
+    /// each other.
+    #[arg(long)]
+    transactional_id: Option<String>,
+    /// Spread records over the topic's partitions by key (murmur2, as Java's producer);
+    /// default: all in partition 0.
+    #[arg(long)]
+    partition_by_key: bool,
+    /// Partitions of a topic the sink creates.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    partitions: i32,
+    /// A librdkafka setting for the producer and the tail reader (KEY=VALUE; repeatable), e.g.
+    /// security.protocol=ssl.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("{text:?}: expected KEY=VALUE")),
+    }
+}
+
+impl KafkaArgs {
+    fn destination(&self) -> tern_sink::KafkaDestination {
+        let mut config = tern_sink::KafkaConfig::new(&self.kafka, &self.topic);
+        config.transactional_id = self.transactional_id.clone();
+        if self.partition_by_key {
+            config.partitioning = tern_sink::KafkaPartitioning::ByKey;
+        }
+        config.topic_partitions = self.partitions;
+        config.properties = self.properties.clone();
+        tern_sink::KafkaDestination::new(config)
+    }
 }
 
 /// Where a PostgreSQL sink writes.
@@ -297,7 +361,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             run_sink(destination, &source)
         }
         SinkCommand::Postgres { postgres, source } => run_sink(postgres.destination()?, &source),
+        SinkCommand::Kafka { kafka, source } => run_sink(kafka.destination(), &source),
         SinkCommand::Status { destination } => match destination {
+            StatusCommand::Kafka { kafka, archive } => {
+                let destination = kafka.destination();
+                let resume = destination.peek()?;
+                print_status(&destination.describe(), resume, &archive)
+            }
             StatusCommand::Postgres { postgres, archive } => {
                 let destination = postgres.destination()?;
                 let resume = destination.peek()?;
