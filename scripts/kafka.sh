@@ -3,6 +3,7 @@
 #   scripts/kafka.sh start   fetch the jars (once, cached), format a fresh data dir, start, wait until
 #                            a topic can be created; prints the address
 #   scripts/kafka.sh stop    stop it and wait until it is gone
+#   scripts/kafka.sh restart stop it and start it again on its data and port (for restart tests)
 #   scripts/kafka.sh env     print `export TERN_TEST_KAFKA=127.0.0.1:PORT` (use: eval "$(scripts/kafka.sh env)")
 #   scripts/kafka.sh status  whether it runs, and where
 # Everything lives under target/services/kafka: lib/ (jars from Maven Central, via scripts/kafka/pom.xml),
@@ -126,8 +127,16 @@ EOF
   local tool=(-Xmx128m -XX:TieredStopAtLevel=1 -cp "$lib/*")
   "$java" "${tool[@]}" kafka.tools.StorageTool format -t "$(cluster_id)" -c "$dir/server.properties" \
     >"$dir/format.log" 2>&1 || { say "formatting $dir/data failed; see $dir/format.log"; exit 1; }
-
   : >"$dir/broker.log"
+  launch "$port"
+}
+
+# Starts the broker of $dir/server.properties on its data as it is, and waits until it serves.
+launch() {
+  local port="$1"
+  local jvm=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$lib/*")
+  local tool=(-Xmx128m -XX:TieredStopAtLevel=1 -cp "$lib/*")
   nohup "$java" "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/broker.out" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$pidfile"
@@ -174,6 +183,13 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart)
+    # The same broker again (its data, topics and port kept): for tests of a destination that
+    # goes away and comes back.
+    [ -f "$dir/server.properties" ] && [ -f "$portfile" ] || { say "not started: run scripts/kafka.sh start first"; exit 1; }
+    stop
+    launch "$(cat "$portfile")"
+    ;;
   env)
     running_pid >/dev/null || { say "not running: scripts/kafka.sh start"; exit 1; }
     echo "export TERN_TEST_KAFKA=127.0.0.1:$(cat "$portfile")"
@@ -182,7 +198,7 @@ case "${1:-}" in
     if pid="$(running_pid)"; then echo "running (pid $pid) on 127.0.0.1:$(cat "$portfile")"; else echo "not running"; exit 1; fi
     ;;
   *)
-    echo "usage: $0 start|stop|env|status" >&2
+    echo "usage: $0 start|stop|restart|env|status" >&2
     exit 2
     ;;
 esac

@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL 15 server on loopback, for tern-sink's tests.
 #   scripts/postgres.sh start   initdb (first time) and start it; already running: ok
 #   scripts/postgres.sh stop    stop it (fast shutdown); not running: ok
+#   scripts/postgres.sh restart stop it and start it again on its data and port (restart tests)
 #   scripts/postgres.sh env     print `export TERN_TEST_POSTGRES='host=127.0.0.1 port=P ...'`
 #   scripts/postgres.sh status  say whether it runs
 # Data, socket and log live in target/services/postgres/ (the port it listens on in
@@ -120,6 +121,13 @@ env_line() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart)
+    # The same server again (its data and port kept): for tests of a destination that goes
+    # away and comes back.
+    [ -f "$port_file" ] || die "not started: run scripts/postgres.sh start first"
+    stop
+    TERN_POSTGRES_PORT="$(cat "$port_file")" start
+    ;;
   env) env_line ;;
   status)
     if bin="$(find_bin)" && running; then
@@ -129,5 +137,5 @@ case "${1:-}" in
       exit 3
     fi
     ;;
-  *) die "usage: scripts/postgres.sh start|stop|env|status" ;;
+  *) die "usage: scripts/postgres.sh start|stop|restart|env|status" ;;
 esac

@@ -121,6 +121,7 @@ pub fn kill_under_load(
     tag: &str,
     stream: i32,
     destination: &[String],
+    restart: Option<&str>,
     stored: impl Fn() -> Vec<u64>,
 ) -> u64 {
     let mut source = Source::start(tag, stream);
@@ -144,6 +145,37 @@ pub fn kill_under_load(
         assert!(now.len() > seen, "kill {kill}: the sink stored nothing new");
         check_prefix(&now);
         seen = now.len();
+    }
+    if let Some(script) = restart {
+        // The destination goes away under a running sink and comes back: the sink retries and
+        // goes on by itself, losing and repeating nothing.
+        let mut child = source.spawn_sink(destination);
+        wait_until(
+            "the sink stores before the restart",
+            Duration::from_secs(30),
+            || stored().len() > seen,
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts")
+            .join(script);
+        let status = Command::new(&script)
+            .arg("restart")
+            .status()
+            .expect("run the restart");
+        assert!(status.success(), "{} restart", script.display());
+        seen = stored().len();
+        wait_until(
+            "the sink stores after the restart",
+            Duration::from_secs(60),
+            || stored().len() > seen,
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the sink kept running"
+        );
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        check_prefix(&stored());
     }
     let sent = source.finish();
     let output = Command::new(TERN)
@@ -210,9 +242,13 @@ fn file_sinks_killed_under_load_lose_and_repeat_nothing() {
         ]
         .map(String::from)
         .to_vec();
-        let sent = kill_under_load(&format!("sink-kill-{name}"), 1001, &destination, || {
-            file_sequences(&dir, format)
-        });
+        let sent = kill_under_load(
+            &format!("sink-kill-{name}"),
+            1001,
+            &destination,
+            None,
+            || file_sequences(&dir, format),
+        );
         assert!(sent > 1_000, "{name}: the publisher sent {sent}");
         assert!(
             tern_sink::FileDestination::files(&dir, format)
@@ -398,9 +434,13 @@ fn postgres_sinks_killed_under_load_lose_and_repeat_nothing() {
     let destination: Vec<String> = ["postgres", "--postgres", &connection, "--table", &table]
         .map(String::from)
         .to_vec();
-    let sent = kill_under_load("sink-kill-pg", 1003, &destination, || {
-        postgres_sequences(&connection, &table)
-    });
+    let sent = kill_under_load(
+        "sink-kill-pg",
+        1003,
+        &destination,
+        Some("postgres.sh"),
+        || postgres_sequences(&connection, &table),
+    );
     assert!(sent > 1_000, "the publisher sent {sent}");
     let (code, stdout, stderr) = tern_testkit::run(
         TERN,
@@ -531,9 +571,13 @@ fn kafka_sinks_killed_under_load_lose_and_repeat_nothing() {
     let destination: Vec<String> = ["kafka", "--kafka", &servers, "--topic", &topic]
         .map(String::from)
         .to_vec();
-    let sent = kill_under_load("sink-kill-kafka", 1004, &destination, || {
-        kafka_sequences(&servers, &topic)
-    });
+    let sent = kill_under_load(
+        "sink-kill-kafka",
+        1004,
+        &destination,
+        Some("kafka.sh"),
+        || kafka_sequences(&servers, &topic),
+    );
     assert!(sent > 1_000, "the publisher sent {sent}");
     let (code, stdout, stderr) = tern_testkit::run(
         TERN,
