@@ -159,6 +159,9 @@ pub struct Args {
     /// A Kafka broker for the sink case (bootstrap servers, e.g. 127.0.0.1:59092).
     #[arg(long, value_name = "SERVERS")]
     pub kafka: Option<String>,
+    /// Kafka's jars, for the broker's own producer benchmark beside sink-kafka.
+    #[arg(long, value_name = "DIR", default_value = "target/services/kafka/lib")]
+    pub kafka_lib: PathBuf,
     /// Payload bytes recorded for the keys case (default: 4 GiB, 64 MiB with --quick).
     #[arg(long)]
     pub key_bytes: Option<u64>,

@@ -331,6 +331,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         let services = cases::sink::Services {
             postgres: args.postgres.clone(),
             kafka: args.kafka.clone(),
+            kafka_lib: args.kafka_lib.clone(),
         };
         if let Some(rows) = out.keep("sink", cases::sink::run(&bench, messages, &services)) {
             out.add(rows);

@@ -27,6 +27,8 @@ pub struct Services {
     pub postgres: Option<String>,
     /// Kafka bootstrap servers, for `sink-kafka`.
     pub kafka: Option<String>,
+    /// Kafka's jars (for the broker's own producer benchmark and topic tool).
+    pub kafka_lib: std::path::PathBuf,
 }
 
 /// A recording of `messages` 64 B messages (the sequence number first), stopped.
@@ -132,10 +134,23 @@ pub fn run(bench: &Bench, messages: u64, services: &Services) -> anyhow::Result<
             )),
         );
     }
-    if services.postgres.is_none() && services.kafka.is_none() {
-        eprintln!("   sink-postgres and sink-kafka: not run (give --postgres and --kafka)");
+    match &services.postgres {
+        Some(connection) => {
+            rows.extend(postgres(&tern, bench, recording_id, messages, connection)?)
+        }
+        None => eprintln!("   sink-postgres: not run (give --postgres CONNINFO)"),
     }
-    let _ = services;
+    match &services.kafka {
+        Some(servers) => rows.extend(kafka(
+            &tern,
+            bench,
+            recording_id,
+            messages,
+            servers,
+            &services.kafka_lib,
+        )?),
+        None => eprintln!("   sink-kafka: not run (give --kafka SERVERS)"),
+    }
     server.stop();
     match Arc::try_unwrap(archive) {
         Ok(archive) => archive.shutdown(),
@@ -143,4 +158,191 @@ pub fn run(bench: &Bench, messages: u64, services: &Services) -> anyhow::Result<
     }
     drop(scratch);
     Ok(rows)
+}
+
+/// Runs `psql` with `command` against `connection`; its wall time.
+fn psql(connection: &str, command: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let output = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            connection,
+            "-c",
+            command,
+        ])
+        .output()
+        .context("run psql")?;
+    let seconds = started.elapsed().as_secs_f64();
+    ensure!(
+        output.status.success(),
+        "psql -c {command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(seconds)
+}
+
+/// `sink-postgres` (a fresh table) beside `psql-copy`: the same rows, exported from it as a
+/// binary COPY file, loaded by `psql \copy` into a table of the same shape.
+fn postgres(
+    tern: &Path,
+    bench: &Bench,
+    recording_id: RecordingId,
+    messages: u64,
+    connection: &str,
+) -> anyhow::Result<Vec<CaseResult>> {
+    let table = format!("bench_sink_{}", std::process::id());
+    let copy = format!("{table}_copy");
+    let file = std::env::temp_dir().join(format!("{table}.bin"));
+    let file_text = file.to_string_lossy().into_owned();
+    let clean = format!(
+        "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {copy}; DO $$ BEGIN IF \
+         to_regclass('tern_sink_offsets') IS NOT NULL THEN DELETE FROM tern_sink_offsets WHERE \
+         sink = '{table}'; END IF; END $$"
+    );
+    psql(connection, &clean)?;
+    let seconds = run_sink(
+        tern,
+        bench,
+        recording_id,
+        &["postgres", "--postgres", connection, "--table", &table],
+    )?;
+    let columns = "position, recording_id, timestamp_ns, key, payload";
+    psql(
+        connection,
+        &format!("\\copy (SELECT {columns} FROM {table} ORDER BY position) TO '{file_text}' WITH (FORMAT binary)"),
+    )?;
+    psql(
+        connection,
+        &format!(
+            "CREATE TABLE {copy} (position BIGINT PRIMARY KEY, recording_id BIGINT NOT NULL, \
+             timestamp_ns BIGINT NOT NULL, key BIGINT, payload BYTEA NOT NULL)"
+        ),
+    )?;
+    let reference = psql(
+        connection,
+        &format!("\\copy {copy} ({columns}) FROM '{file_text}' WITH (FORMAT binary)"),
+    )?;
+    let _ = std::fs::remove_file(&file);
+    psql(connection, &clean)?;
+    Ok(vec![
+        CaseResult::new("sink-postgres", SIZE as u64, messages, seconds).with_note(
+            "tern sink postgres: start to exit, binary COPY + offsets row, one transaction per 10k rows"
+                .to_string(),
+        ),
+        CaseResult::new("psql-copy", SIZE as u64, messages, reference).with_note(format!(
+            "psql \\copy of the same {messages} rows from a binary COPY file, one COPY"
+        )),
+    ])
+}
+
+/// Runs a Kafka tool (a Java main class from `lib`); its wall time and standard output.
+fn kafka_tool(lib: &Path, class: &str, args: &[&str]) -> anyhow::Result<(f64, String)> {
+    let started = Instant::now();
+    let output = Command::new("java")
+        .args(["-Xmx512m", "-cp", &format!("{}/*", lib.display()), class])
+        .args(args)
+        .output()
+        .context("run java (Kafka's tools)")?;
+    let seconds = started.elapsed().as_secs_f64();
+    ensure!(
+        output.status.success(),
+        "{class} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((
+        seconds,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+/// `sink-kafka` (a fresh topic) beside `kafka-producer-perf`: the broker's own
+/// ProducerPerformance, transactional (a commit every 50 ms), acks=all, the same count of 64 B
+/// records into another fresh topic; timed as a process, from its start to its exit.
+fn kafka(
+    tern: &Path,
+    bench: &Bench,
+    recording_id: RecordingId,
+    messages: u64,
+    servers: &str,
+    lib: &Path,
+) -> anyhow::Result<Vec<CaseResult>> {
+    ensure!(
+        lib.is_dir(),
+        "no Kafka jars in {} (scripts/kafka.sh start fetches them; or give --kafka-lib)",
+        lib.display()
+    );
+    let topic = format!("bench-sink-{}-{}", std::process::id(), bench.next_stream());
+    let seconds = run_sink(
+        tern,
+        bench,
+        recording_id,
+        &["kafka", "--kafka", servers, "--topic", &topic],
+    )?;
+    let reference_topic = format!("{topic}-perf");
+    kafka_tool(
+        lib,
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            servers,
+            "--create",
+            "--topic",
+            &reference_topic,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+        ],
+    )?;
+    let count = messages.to_string();
+    let (reference, output) = kafka_tool(
+        lib,
+        "org.apache.kafka.tools.ProducerPerformance",
+        &[
+            "--topic",
+            &reference_topic,
+            "--num-records",
+            &count,
+            "--record-size",
+            "64",
+            "--throughput",
+            "-1",
+            "--transactional-id",
+            &format!("{reference_topic}-txn"),
+            "--transaction-duration-ms",
+            "50",
+            "--producer-props",
+            &format!("bootstrap.servers={servers}"),
+            "acks=all",
+        ],
+    )?;
+    let own = output
+        .lines()
+        .rev()
+        .find(|line| line.contains("records/sec"))
+        .and_then(|line| line.split(',').nth(1))
+        .map_or_else(String::new, |rate| format!("; its own figure:{rate}"));
+    for name in [&topic, &reference_topic] {
+        let _ = kafka_tool(
+            lib,
+            "org.apache.kafka.tools.TopicCommand",
+            &["--bootstrap-server", servers, "--delete", "--topic", name],
+        );
+    }
+    Ok(vec![
+        CaseResult::new("sink-kafka", SIZE as u64, messages, seconds).with_note(
+            "tern sink kafka: start to exit, one transaction per 10k records, acks=all, idempotent"
+                .to_string(),
+        ),
+        CaseResult::new("kafka-producer-perf", SIZE as u64, messages, reference).with_note(
+            format!(
+            "Kafka's ProducerPerformance, JVM start to exit, transactional (50 ms), acks=all{own}"
+        ),
+        ),
+    ])
 }
