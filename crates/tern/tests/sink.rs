@@ -588,3 +588,93 @@ fn kafka_sinks_killed_under_load_lose_and_repeat_nothing() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("up to position"), "{stdout}");
 }
+
+/// One `GET /metrics` of the server at `address`.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the metrics server");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    answer
+}
+
+/// The value of a metric line `name value` in a scrape.
+fn metric(scrape: &str, name: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn a_running_sink_serves_its_metrics_and_prints_progress() {
+    use std::io::{BufRead, BufReader};
+    let source = Source::start("sink-metrics", 1005);
+    let out = tempfile::tempdir().expect("dir");
+    let mut args = source.sink_args(&[
+        "file".into(),
+        "--dir".into(),
+        out.path().to_string_lossy().into_owned(),
+    ]);
+    let at = args
+        .iter()
+        .position(|arg| arg == "--progress-interval")
+        .expect("flag")
+        + 1;
+    args[at] = "0.2".into();
+    args.extend(["--metrics", "127.0.0.1:0"].map(String::from));
+    let mut child = Command::new(TERN)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    let address = line
+        .trim()
+        .strip_prefix("metrics on http://")
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("the metrics address first: {line:?}"))
+        .to_string();
+    let mut records = 0.0;
+    wait_until("records counted", Duration::from_secs(20), || {
+        records = metric(&scrape(&address), "tern_sink_records_total").unwrap_or(0.0);
+        records > 100.0
+    });
+    let text = scrape(&address);
+    for name in [
+        "tern_sink_position",
+        "tern_sink_batches_total",
+        "tern_sink_recorded_position",
+        "tern_sink_merged",
+    ] {
+        assert!(metric(&text, name).is_some(), "{name} in {text}");
+    }
+    assert!(
+        metric(&text, "tern_sink_position").unwrap_or(0.0) > 0.0,
+        "{text}"
+    );
+    // A few progress lines (one each 0.2 s).
+    std::thread::sleep(Duration::from_millis(900));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let progress = stderr
+        .lines()
+        .filter(|line| line.starts_with("sink: position "))
+        .count();
+    assert!(progress >= 2, "progress lines: {stderr}");
+    assert!(stderr.contains("records/s"), "{stderr}");
+}
