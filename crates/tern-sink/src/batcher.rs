@@ -48,11 +48,6 @@ impl Batcher {
         }
     }
 
-    /// The limits.
-    pub fn limits(&self) -> BatchLimits {
-        self.limits
-    }
-
     /// Adds a record read at `now`.
     pub fn push(&mut self, record: SinkRecord, now: Instant) {
         if self.batch.records.is_empty() {
@@ -84,20 +79,9 @@ impl Batcher {
         }
     }
 
-    /// How long until the batch is due (`None`: empty).
-    pub fn due_in(&self, now: Instant) -> Option<Duration> {
-        self.opened_at
-            .map(|opened| (opened + self.limits.max_delay).saturating_duration_since(now))
-    }
-
     /// The batch being gathered.
     pub fn batch(&self) -> &Batch {
         &self.batch
-    }
-
-    /// The batch being gathered, to trim after a reopen ([`Batch::skip_through`]).
-    pub fn batch_mut(&mut self) -> &mut Batch {
-        &mut self.batch
     }
 
     /// Takes the batch out (to write) and starts the next one where it ended.
@@ -139,10 +123,6 @@ mod tests {
         );
         batcher.push(record(64, 10), start);
         assert!(!batcher.is_due(start + Duration::from_millis(9)));
-        assert_eq!(
-            batcher.due_in(start + Duration::from_millis(4)),
-            Some(Duration::from_millis(6))
-        );
         assert!(batcher.is_due(start + Duration::from_millis(10)), "by age");
         batcher.push(record(128, 10), start);
         batcher.push(record(192, 10), start);

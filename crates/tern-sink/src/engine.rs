@@ -255,11 +255,6 @@ impl<D: Destination> SinkEngine<D> {
         }
     }
 
-    /// The destination.
-    pub fn destination(&self) -> &D {
-        &self.destination
-    }
-
     /// Runs until the stream ends (the recording stopped and every message of it is in the
     /// destination) or `stop` is set (what was read is written first, if the destination
     /// takes it within 10 s; what is not written is read again next time).
@@ -361,12 +356,7 @@ impl<D: Destination> SinkEngine<D> {
                         return Ok(None);
                     }
                 }
-                Err(error) => {
-                    return Err(EngineError::Destination {
-                        destination: self.destination.describe(),
-                        error,
-                    })
-                }
+                Err(error) => return Err(self.fatal(error)),
             }
         }
     }
@@ -442,14 +432,16 @@ impl<D: Destination> SinkEngine<D> {
         let mut merge = match ReplayMerge::new(client, merge_config) {
             Ok(merge) => merge,
             Err(error) => {
+                // The archive's refusal (a position it does not hold, an unknown cursor) is
+                // its answer; a lost connection or a timeout is tried again.
                 return match SourceFailure::from_client(&error) {
-                    SourceFailure::Fatal(reason) if self.resume.is_none() => {
-                        Err(EngineError::Source(format!("start the replay: {reason}")))
-                    }
-                    SourceFailure::Fatal(reason) | SourceFailure::Retry(reason) => {
+                    SourceFailure::Fatal(reason) => Err(EngineError::Source(format!(
+                        "start the replay of recording {recording_id}: {reason}"
+                    ))),
+                    SourceFailure::Retry(reason) => {
                         Ok(MergeEnd::Failed(format!("start the replay: {reason}")))
                     }
-                }
+                };
             }
         };
         let read_from = self.resume.map_or(-1, |resume| resume.position);
@@ -516,83 +508,79 @@ impl<D: Destination> SinkEngine<D> {
     }
 
     /// Writes the batch being gathered (if it holds records), retrying while the destination
-    /// is unavailable: each retry reopens it and drops what it already holds. With `stopping`,
-    /// gives up after [`STOP_WRITE_GRACE`] (nothing is lost: it is read again next time).
+    /// is unavailable: after each failure it is reopened (until it answers) and what it already
+    /// holds is dropped from the batch, so nothing is written twice. With `stopping`, gives up
+    /// after [`STOP_WRITE_GRACE`] (nothing is lost: it is read again next time).
     fn write_pending(
         &mut self,
         batcher: &mut Batcher,
         stop: &AtomicBool,
         backoff: &mut Backoff,
-        mut stopping: bool,
+        stopping: bool,
     ) -> Result<(), EngineError> {
         let mut batch: Batch = batcher.take();
         if batch.is_empty() {
             return Ok(());
         }
-        let mut began = Instant::now();
+        let mut retry = Retry {
+            stopping,
+            began: Instant::now(),
+        };
         loop {
             let started = Instant::now();
-            match self.destination.write(&batch) {
+            let error = match self.destination.write(&batch) {
                 Ok(()) => {
                     backoff.reset();
                     self.note_written(&batch, started.elapsed());
                     return Ok(());
                 }
-                Err(error) if error.is_retryable() => {
-                    self.metrics.destination_retries.inc();
-                    let wait = backoff.next_wait();
-                    tracing::warn!(
-                        "{}: write of {} records failed: {error}; again in {wait:?}",
-                        self.destination.describe(),
-                        batch.len()
-                    );
-                    if stopping {
-                        let left = STOP_WRITE_GRACE.saturating_sub(began.elapsed());
-                        if left.is_zero() {
+                Err(error) if error.is_retryable() => error,
+                Err(error) => return Err(self.fatal(error)),
+            };
+            tracing::warn!(
+                "{}: write of {} records failed: {error}",
+                self.destination.describe(),
+                batch.len()
+            );
+            // The failed write may have stored all, some or none of the batch: only the
+            // destination can say, so it is opened again before anything more is written.
+            loop {
+                self.metrics.destination_retries.inc();
+                if !retry.wait(backoff.next_wait(), stop) {
+                    return Ok(());
+                }
+                match self.destination.open() {
+                    Ok(resume) => {
+                        if let Some(resume) = resume {
+                            self.check_same_recording(resume, &batch)?;
+                            let before = batch.len();
+                            batch.skip_through(resume.position);
+                            let stored = before - batch.len();
+                            if stored > 0 {
+                                // The failed write had stored these after all.
+                                self.note_stored(&resume, stored as u64);
+                            }
+                            self.resume = Some(resume);
+                        }
+                        if batch.is_empty() {
+                            backoff.reset();
                             return Ok(());
                         }
-                        std::thread::sleep(wait.min(left));
-                    } else if sleep_unless_stopped(wait, stop) {
-                        // Stop asked while waiting: a few more tries, then give up.
-                        stopping = true;
-                        began = Instant::now();
+                        break;
                     }
-                    match self.destination.open() {
-                        Ok(resume) => {
-                            if let Some(resume) = resume {
-                                self.check_same_recording(resume, &batch)?;
-                                let before = batch.len();
-                                batch.skip_through(resume.position);
-                                let stored = before - batch.len();
-                                if stored > 0 {
-                                    // The failed write had stored these after all.
-                                    self.note_stored(&resume, stored as u64);
-                                }
-                                self.resume = Some(resume);
-                            }
-                            if batch.is_empty() {
-                                backoff.reset();
-                                return Ok(());
-                            }
-                        }
-                        Err(error) if error.is_retryable() => {
-                            tracing::warn!("{}: {error}", self.destination.describe());
-                        }
-                        Err(error) => {
-                            return Err(EngineError::Destination {
-                                destination: self.destination.describe(),
-                                error,
-                            })
-                        }
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!("{}: {error}", self.destination.describe());
                     }
-                }
-                Err(error) => {
-                    return Err(EngineError::Destination {
-                        destination: self.destination.describe(),
-                        error,
-                    })
+                    Err(error) => return Err(self.fatal(error)),
                 }
             }
+        }
+    }
+
+    fn fatal(&self, error: SinkError) -> EngineError {
+        EngineError::Destination {
+            destination: self.destination.describe(),
+            error,
         }
     }
 
@@ -600,13 +588,10 @@ impl<D: Destination> SinkEngine<D> {
         if resume.recording_id == batch.recording_id {
             return Ok(());
         }
-        Err(EngineError::Destination {
-            destination: self.destination.describe(),
-            error: SinkError::Fatal(format!(
-                "it now holds recording {} (another sink writes to it?), this sink reads recording {}",
-                resume.recording_id, batch.recording_id
-            )),
-        })
+        Err(self.fatal(SinkError::Fatal(format!(
+            "it now holds recording {} (another sink writes to it?), this sink reads recording {}",
+            resume.recording_id, batch.recording_id
+        ))))
     }
 
     fn note_stored(&mut self, resume: &Resume, records: u64) {
@@ -629,6 +614,31 @@ impl<D: Destination> SinkEngine<D> {
         self.metrics
             .write_micros
             .inc_by(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+    }
+}
+
+/// The waits of one batch's retries.
+struct Retry {
+    /// Stop was asked: give up after [`STOP_WRITE_GRACE`].
+    stopping: bool,
+    began: Instant,
+}
+
+impl Retry {
+    /// Waits `wait` before the next attempt; false: give up (stopping, and the grace is over).
+    fn wait(&mut self, wait: Duration, stop: &AtomicBool) -> bool {
+        if self.stopping {
+            let left = STOP_WRITE_GRACE.saturating_sub(self.began.elapsed());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(wait.min(left));
+        } else if sleep_unless_stopped(wait, stop) {
+            // Stop asked while waiting: a few more tries, then give up.
+            self.stopping = true;
+            self.began = Instant::now();
+        }
+        true
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! Modules: [`record`] (records, batches), [`destination`] (the contract a store keeps),
 //! [`batcher`] (when a batch is full or due), [`engine`] (the loop), [`metrics`];
-//! destinations: [`file`] (files in a directory), [`postgres`] (a PostgreSQL table, one
+//! destinations: [`file`](mod@file) (files in a directory), [`postgres`] (a PostgreSQL table, one
 //! transaction per batch), [`kafka`] (a Kafka topic, one transaction per batch).
 
 #![warn(missing_docs)]

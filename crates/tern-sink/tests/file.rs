@@ -323,3 +323,76 @@ fn an_unknown_recording_or_a_destination_of_another_recording_is_refused() {
         Some(first)
     );
 }
+
+/// A destination that fails on purpose: every third write stores the batch and then reports a
+/// failure (a commit whose answer was lost), every fifth fails before storing anything, and
+/// the open after each failure fails once too (the destination still down).
+struct Flaky {
+    inner: FileDestination,
+    writes: u32,
+    down: bool,
+}
+
+impl Destination for Flaky {
+    fn describe(&self) -> String {
+        format!("flaky {}", self.inner.describe())
+    }
+
+    fn open(&mut self) -> Result<Option<tern_sink::Resume>, tern_sink::SinkError> {
+        if std::mem::take(&mut self.down) {
+            return Err(tern_sink::SinkError::Unavailable("still down".into()));
+        }
+        self.inner.open()
+    }
+
+    fn write(&mut self, batch: &tern_sink::Batch) -> Result<(), tern_sink::SinkError> {
+        self.writes += 1;
+        if self.writes % 5 == 0 {
+            self.down = true;
+            return Err(tern_sink::SinkError::Unavailable(
+                "lost before storing".into(),
+            ));
+        }
+        self.inner.write(batch)?;
+        if self.writes % 3 == 0 {
+            self.down = true;
+            return Err(tern_sink::SinkError::Unavailable(
+                "stored, answer lost".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn failed_writes_are_retried_and_what_was_stored_is_not_written_again() {
+    let driver = driver("sink");
+    let archive = ServedArchive::start("sink-flaky", driver.dir(), &[(CONTROL, CONTROL_STREAM)]);
+    let recording_id = stopped_recording(&archive, driver.dir(), 1006, 5_000);
+    let out = tempfile::tempdir().expect("dir");
+    let mut config = sink_config(driver.dir(), recording_id, 70);
+    config.retry = (Duration::from_millis(1), Duration::from_millis(5));
+    let metrics = SinkMetrics::default();
+    // One file: a write that goes to a new file cannot repeat an earlier one's records (the
+    // file of that first position exists), so rotation would hide a repeated write.
+    let mut files = file_config(out.path());
+    files.max_file_bytes = 1 << 30;
+    let flaky = Flaky {
+        inner: FileDestination::new(files),
+        writes: 0,
+        down: false,
+    };
+    let summary = SinkEngine::new(config, flaky, metrics.clone())
+        .run(&AtomicBool::new(false))
+        .expect("the sink gets through");
+    assert!(summary.ended);
+    assert_eq!(summary.records, 5_000, "each record counted once");
+    assert_eq!(metrics.records.get(), 5_000);
+    assert!(
+        metrics.destination_retries.get() >= 4,
+        "{}",
+        metrics.destination_retries.get()
+    );
+    let stored = read_all(out.path(), FileFormat::JsonLines { text: false }).expect("read");
+    assert_exactly(&stored, 5_000, recording_id);
+}
