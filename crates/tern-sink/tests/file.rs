@@ -347,14 +347,14 @@ impl Destination for Flaky {
 
     fn write(&mut self, batch: &tern_sink::Batch) -> Result<(), tern_sink::SinkError> {
         self.writes += 1;
-        if self.writes % 5 == 0 {
+        if self.writes.is_multiple_of(5) {
             self.down = true;
             return Err(tern_sink::SinkError::Unavailable(
                 "lost before storing".into(),
             ));
         }
         self.inner.write(batch)?;
-        if self.writes % 3 == 0 {
+        if self.writes.is_multiple_of(3) {
             self.down = true;
             return Err(tern_sink::SinkError::Unavailable(
                 "stored, answer lost".into(),
