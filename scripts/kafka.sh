@@ -122,8 +122,6 @@ logger.kafka.level = info
 logger.request.name = kafka.request.logger
 logger.request.level = warn
 EOF
-  local jvm=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
-    "-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$lib/*")
   local tool=(-Xmx128m -XX:TieredStopAtLevel=1 -cp "$lib/*")
   "$java" "${tool[@]}" kafka.tools.StorageTool format -t "$(cluster_id)" -c "$dir/server.properties" \
     >"$dir/format.log" 2>&1 || { say "formatting $dir/data failed; see $dir/format.log"; exit 1; }

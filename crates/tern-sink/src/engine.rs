@@ -15,7 +15,7 @@ use crate::destination::{Destination, Resume, SinkError};
 use crate::metrics::SinkMetrics;
 use crate::record::{Batch, SinkRecord};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tern_client::{
     ArchiveClient, ArchiveClientConfig, ClientError, MergeStart, RecordingDescriptor, ReplayMerge,
     ReplayMergeConfig,
@@ -201,12 +201,6 @@ pub fn to_record(
     })
 }
 
-fn epoch_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as i64)
-}
-
 /// How often the recorded position is asked for, for the lag.
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping sink keeps trying to write what it read.
@@ -253,6 +247,11 @@ impl<D: Destination> SinkEngine<D> {
             resume: None,
             records: 0,
         }
+    }
+
+    /// The destination, given back.
+    pub fn into_destination(self) -> D {
+        self.destination
     }
 
     /// Runs until the stream ends (the recording stopped and every message of it is in the
@@ -456,7 +455,14 @@ impl<D: Destination> SinkEngine<D> {
                 self.write_pending(&mut batcher, stop, backoff, true)?;
                 return Ok(MergeEnd::Stopped);
             }
-            let now_ns = epoch_ns();
+            let now_ns = tern_store::epoch_nanos();
+            let read_at = Instant::now();
+            // No more fragments than the batch has room for records (a message is one or more).
+            let room = self
+                .config
+                .limits
+                .max_records
+                .saturating_sub(batcher.batch().len());
             let polled = merge.poll(
                 |payload, header| {
                     // A resumed merge starts at a message's start: nothing at or before the
@@ -472,11 +478,11 @@ impl<D: Destination> SinkEngine<D> {
                         &time_source,
                         now_ns,
                     ) {
-                        Some(record) => batcher.push(record, Instant::now()),
+                        Some(record) => batcher.push(record, read_at),
                         None => batcher.advance(header.position),
                     }
                 },
-                FRAGMENT_LIMIT,
+                room.clamp(1, FRAGMENT_LIMIT),
             );
             let work = match polled {
                 Ok(work) => work,
@@ -488,12 +494,22 @@ impl<D: Destination> SinkEngine<D> {
             };
             let now = Instant::now();
             if batcher.is_due(now) {
-                self.write_pending(&mut batcher, stop, backoff, false)?;
+                match self.write_pending(&mut batcher, stop, backoff, false)? {
+                    Written::Stored => {}
+                    Written::GaveUp => return Ok(MergeEnd::Stopped),
+                    Written::WentBack(reason) => return Ok(MergeEnd::Failed(reason)),
+                }
             }
             if merge.is_ended() {
                 drop(merge);
-                self.write_pending(&mut batcher, stop, backoff, true)?;
-                return Ok(MergeEnd::Ended);
+                // The stream ends only once its last records are stored (or stop is asked).
+                return Ok(
+                    match self.write_pending(&mut batcher, stop, backoff, false)? {
+                        Written::Stored => MergeEnd::Ended,
+                        Written::GaveUp => MergeEnd::Stopped,
+                        Written::WentBack(reason) => MergeEnd::Failed(reason),
+                    },
+                );
             }
             if now >= next_lag {
                 next_lag = now + LAG_INTERVAL;
@@ -509,18 +525,20 @@ impl<D: Destination> SinkEngine<D> {
 
     /// Writes the batch being gathered (if it holds records), retrying while the destination
     /// is unavailable: after each failure it is reopened (until it answers) and what it already
-    /// holds is dropped from the batch, so nothing is written twice. With `stopping`, gives up
-    /// after [`STOP_WRITE_GRACE`] (nothing is lost: it is read again next time).
+    /// holds is dropped from the batch, so nothing is written twice; a destination that now
+    /// ends before the batch's start (it lost data: retention, a restore) makes the merge start
+    /// again from where it ends, so nothing is skipped. With `stopping`, gives up after
+    /// [`STOP_WRITE_GRACE`] (nothing is lost: it is read again next time).
     fn write_pending(
         &mut self,
         batcher: &mut Batcher,
         stop: &AtomicBool,
         backoff: &mut Backoff,
         stopping: bool,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Written, EngineError> {
         let mut batch: Batch = batcher.take();
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Written::Stored);
         }
         let mut retry = Retry {
             stopping,
@@ -532,7 +550,7 @@ impl<D: Destination> SinkEngine<D> {
                 Ok(()) => {
                     backoff.reset();
                     self.note_written(&batch, started.elapsed());
-                    return Ok(());
+                    return Ok(Written::Stored);
                 }
                 Err(error) if error.is_retryable() => error,
                 Err(error) => return Err(self.fatal(error)),
@@ -547,24 +565,35 @@ impl<D: Destination> SinkEngine<D> {
             loop {
                 self.metrics.destination_retries.inc();
                 if !retry.wait(backoff.next_wait(), stop) {
-                    return Ok(());
+                    return Ok(Written::GaveUp);
                 }
                 match self.destination.open() {
                     Ok(resume) => {
+                        let ends = resume.map_or(-1, |resume| resume.position);
+                        if ends < batch.start_position {
+                            self.resume = resume;
+                            return Ok(Written::WentBack(format!(
+                                "{} now ends at position {ends}, before {} where this batch \
+                                 was read from: read again from there",
+                                self.destination.describe(),
+                                batch.start_position
+                            )));
+                        }
                         if let Some(resume) = resume {
                             self.check_same_recording(resume, &batch)?;
-                            let before = batch.len();
+                            let (before, bytes) = (batch.len(), batch.payload_bytes);
                             batch.skip_through(resume.position);
                             let stored = before - batch.len();
                             if stored > 0 {
                                 // The failed write had stored these after all.
-                                self.note_stored(&resume, stored as u64);
+                                let bytes = bytes - batch.payload_bytes;
+                                self.note_stored(&resume, stored as u64, bytes as u64);
                             }
                             self.resume = Some(resume);
                         }
                         if batch.is_empty() {
                             backoff.reset();
-                            return Ok(());
+                            return Ok(Written::Stored);
                         }
                         break;
                     }
@@ -594,9 +623,10 @@ impl<D: Destination> SinkEngine<D> {
         ))))
     }
 
-    fn note_stored(&mut self, resume: &Resume, records: u64) {
+    fn note_stored(&mut self, resume: &Resume, records: u64, bytes: u64) {
         self.records += records;
         self.metrics.records.inc_by(records);
+        self.metrics.bytes.inc_by(bytes);
         self.metrics.position.set(resume.position);
     }
 
@@ -615,6 +645,17 @@ impl<D: Destination> SinkEngine<D> {
             .write_micros
             .inc_by(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
+}
+
+/// What became of a batch.
+enum Written {
+    /// The destination holds it.
+    Stored,
+    /// Stop was asked and the destination did not take it in time (it is read again next
+    /// time).
+    GaveUp,
+    /// The destination now ends before the batch's start: read again from where it ends.
+    WentBack(String),
 }
 
 /// The waits of one batch's retries.
@@ -649,14 +690,26 @@ enum SourceFailure {
 }
 
 impl SourceFailure {
+    /// The archive's answers that retrying cannot change are fatal (an unknown recording, a
+    /// position or cursor it refuses, credentials); the rest (too many replays, a listing or
+    /// truncate in progress, a full disk, lost connections, timeouts) are tried again.
     fn from_client(error: &ClientError) -> Self {
+        use tern_client::ArchiveErrorCode as Code;
         match error {
-            ClientError::Archive { .. } | ClientError::InvalidArgument(_) => {
-                Self::Fatal(error.to_string())
+            ClientError::Archive {
+                code:
+                    Code::UnknownRecording
+                    | Code::InvalidPosition
+                    | Code::EmptyRecording
+                    | Code::InvalidExtension
+                    | Code::AuthenticationRejected
+                    | Code::UnauthorisedAction,
+                ..
             }
-            ClientError::Merge(reason) if reason.contains("unknown") => {
-                Self::Fatal(error.to_string())
-            }
+            | ClientError::InvalidArgument(_) => Self::Fatal(error.to_string()),
+            // The merge's own refusals of its start (an unknown recording, a cursor into
+            // another recording): they come before anything is replayed.
+            ClientError::Merge(_) => Self::Fatal(error.to_string()),
             _ => Self::Retry(error.to_string()),
         }
     }

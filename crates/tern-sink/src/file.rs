@@ -270,7 +270,11 @@ impl Destination for FileDestination {
     }
 
     fn open(&mut self) -> Result<Option<Resume>, SinkError> {
-        self.current = None;
+        // A reopen of the file being written keeps its age (for --max-file-age).
+        let previous = self
+            .current
+            .take()
+            .map(|current| (current.path, current.opened));
         std::fs::create_dir_all(&self.config.dir)
             .map_err(|error| io_error("create directory", &self.config.dir, error))?;
         if self.lock.is_none() {
@@ -285,6 +289,11 @@ impl Destination for FileDestination {
             self.lock = Some(lock);
         }
         let resume = self.recover()?;
+        if let (Some(current), Some((path, opened))) = (self.current.as_mut(), previous) {
+            if current.path == path {
+                current.opened = opened;
+            }
+        }
         self.recording_id = resume.map(|resume| resume.recording_id);
         Ok(resume)
     }
@@ -321,15 +330,26 @@ impl Destination for FileDestination {
         let Some(current) = self.current.as_mut() else {
             return Err(SinkError::Unavailable("no file to write".into()));
         };
-        let written = current
-            .file
-            .write_all(&self.buffer)
-            .and_then(|()| current.file.sync_data());
-        if let Err(error) = written {
+        if let Err(error) = current.file.write_all(&self.buffer) {
             let path = current.path.clone();
-            // What was appended is cut back on the next open.
+            // A short append: cut back now (or on the next open, which cuts a torn tail).
+            let _ = current.file.set_len(current.length);
             self.current = None;
             return Err(io_error("append to", &path, error));
+        }
+        if let Err(error) = current.file.sync_data() {
+            // After a failed fdatasync the page cache may show bytes the disk never got, and a
+            // second fdatasync can succeed without writing them: this batch cannot be trusted,
+            // nor the file. Cut it off and stop.
+            let path = current.path.clone();
+            let _ = current.file.set_len(current.length);
+            let _ = current.file.sync_data();
+            self.current = None;
+            return Err(SinkError::Fatal(format!(
+                "fdatasync of {}: {error}: the last batch was cut off; check the disk, then \
+                 start the sink again",
+                path.display()
+            )));
         }
         current.length += self.buffer.len() as u64;
         self.recording_id = Some(batch.recording_id);
@@ -358,8 +378,13 @@ fn encode_json(
         }
         None => out.extend_from_slice(b"null"),
     }
-    match std::str::from_utf8(&record.payload) {
-        Ok(utf8) if text => {
+    let utf8 = if text {
+        std::str::from_utf8(&record.payload).ok()
+    } else {
+        None
+    };
+    match utf8 {
+        Some(utf8) => {
             out.extend_from_slice(b",\"encoding\":\"utf8\",\"payload\":");
             // Writing JSON into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut *out, utf8);

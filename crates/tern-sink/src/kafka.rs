@@ -402,8 +402,19 @@ impl KafkaDestination {
             .map_err(|e| {
                 self.unavailable(&format!("cannot read partition {partition}'s offsets"), &e)
             })?;
+        // Records deleted by retention (the partition starts after 0) take the resume point
+        // with them when no committed record is left: starting over would write everything
+        // again, so it is refused.
+        let lost = || {
+            SinkError::Fatal(format!(
+                "{}: partition {partition} holds no committed tern record, but starts at \
+                 offset {low}: retention deleted the records that held the resume point; give \
+                 the sink a new topic, or a longer retention",
+                self.describe()
+            ))
+        };
         if high <= low {
-            return Ok(None);
+            return if low > 0 { Err(lost()) } else { Ok(None) };
         }
         let mut window: i64 = 64;
         loop {
@@ -454,8 +465,11 @@ impl KafkaDestination {
                     }
                 }
             }
-            if last.is_some() || start == low {
+            if last.is_some() {
                 return Ok(last);
+            }
+            if start == low {
+                return if low > 0 { Err(lost()) } else { Ok(None) };
             }
             window = window.saturating_mul(16);
         }
@@ -476,10 +490,11 @@ impl KafkaDestination {
                 fenced_hint(code)
             ));
         }
-        let permanent = match error {
+        let unusable = match error {
             KafkaError::Transaction(e) => e.is_fatal(),
             _ => false,
-        } || [Some(error), delivery.as_ref()]
+        };
+        let refused = [Some(error), delivery.as_ref()]
             .into_iter()
             .flatten()
             .any(refused_for_good);
@@ -487,7 +502,16 @@ impl KafkaDestination {
             .map(|e| format!(" (first failed delivery: {e})"))
             .unwrap_or_default();
         let message = format!("{}: {what}: {error}{delivery}", self.describe());
-        if permanent {
+        if unusable {
+            return SinkError::Fatal(message);
+        }
+        if refused {
+            // A record refused for good stops the sink, but its transaction is aborted first:
+            // left open it would hold the partitions' last stable offset (and every
+            // read_committed reader) until the transaction timeout.
+            if let Err(abort) = producer.abort_transaction(Duration::from_secs(5)) {
+                tracing::debug!(error = %abort, "kafka sink: aborting the refused transaction failed");
+            }
             return SinkError::Fatal(message);
         }
         // Abort so the partitions' last stable offset moves on now; the next open's

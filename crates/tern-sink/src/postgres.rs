@@ -505,6 +505,18 @@ impl PostgresDestination {
                 self.offsets.plain(),
                 self.sink_name
             ))),
+            (Some(resume), None) => Err(SinkError::Fatal(format!(
+                "{}: the table is empty but {} says sink {:?} holds recording {} up to \
+                 position {}: its rows were deleted or the table made again; to copy from the \
+                 start, delete that row (DELETE FROM {} WHERE sink = '{}')",
+                self.describe(),
+                self.offsets.plain(),
+                self.sink_name,
+                resume.recording_id,
+                resume.position,
+                self.offsets.plain(),
+                self.sink_name
+            ))),
             (Some(resume), Some(last)) if last > resume.position => Err(SinkError::Fatal(format!(
                 "{}: the table holds records up to position {last}, after the position \
                      {} stored for sink {:?} in {}: rows were written by something else",
@@ -556,6 +568,8 @@ impl PostgresDestination {
                 .copy_in(&session.copy)
                 .map_err(at("starting COPY"))?;
             let mut writer = BinaryCopyInWriter::new(copy, &COPY_TYPES);
+            // Made once: an error's context is not formatted for every row.
+            let on_copy = at("COPY");
             for record in &batch.records {
                 let row: [&(dyn ToSql + Sync); 5] = [
                     &record.position,
@@ -564,7 +578,7 @@ impl PostgresDestination {
                     &record.key,
                     &record.payload,
                 ];
-                writer.write(&row).map_err(at("COPY"))?;
+                writer.write(&row).map_err(&on_copy)?;
             }
             let copied = writer.finish().map_err(at("finishing COPY"))?;
             if copied != batch.records.len() as u64 {

@@ -23,6 +23,9 @@ pub struct SinkRecord {
 pub struct Batch {
     /// The recording the records come from.
     pub recording_id: RecordingId,
+    /// Stream position the reading of this batch began at: the previous batch's end, or the
+    /// resume point (-1: the destination was empty). Every record is after it.
+    pub start_position: i64,
     /// The records, in increasing position.
     pub records: Vec<SinkRecord>,
     /// Stream position up to which the source was read for this batch (at least the last
@@ -38,6 +41,7 @@ impl Batch {
     pub fn new(recording_id: RecordingId, position: i64) -> Self {
         Self {
             recording_id,
+            start_position: position,
             records: Vec::new(),
             end_position: position,
             payload_bytes: 0,

@@ -396,3 +396,63 @@ fn failed_writes_are_retried_and_what_was_stored_is_not_written_again() {
     let stored = read_all(out.path(), FileFormat::JsonLines { text: false }).expect("read");
     assert_exactly(&stored, 5_000, recording_id);
 }
+
+/// A destination in memory that loses its last two batches once, at its fourth write (a
+/// restore from an older backup, a replica that was behind): it then ends before the batch
+/// being written.
+#[derive(Default)]
+struct Forgetful {
+    batches: Vec<tern_sink::Batch>,
+    writes: u32,
+}
+
+impl Destination for Forgetful {
+    fn describe(&self) -> String {
+        "forgetful memory".into()
+    }
+
+    fn open(&mut self) -> Result<Option<tern_sink::Resume>, tern_sink::SinkError> {
+        Ok(self.batches.last().map(|batch| tern_sink::Resume {
+            recording_id: batch.recording_id,
+            position: batch
+                .records
+                .last()
+                .map_or(batch.end_position, |r| r.position),
+        }))
+    }
+
+    fn write(&mut self, batch: &tern_sink::Batch) -> Result<(), tern_sink::SinkError> {
+        self.writes += 1;
+        if self.writes == 4 {
+            let keep = self.batches.len().saturating_sub(2);
+            self.batches.truncate(keep);
+            return Err(tern_sink::SinkError::Unavailable("lost two batches".into()));
+        }
+        self.batches.push(batch.clone());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_destination_that_lost_data_is_filled_again_from_where_it_ends() {
+    let driver = driver("sink");
+    let archive = ServedArchive::start("sink-forget", driver.dir(), &[(CONTROL, CONTROL_STREAM)]);
+    let recording_id = stopped_recording(&archive, driver.dir(), 1007, 3_000);
+    let mut config = sink_config(driver.dir(), recording_id, 80);
+    config.retry = (Duration::from_millis(1), Duration::from_millis(5));
+    let mut engine = SinkEngine::new(config, Forgetful::default(), SinkMetrics::default());
+    let summary = engine.run(&AtomicBool::new(false)).expect("runs");
+    assert!(summary.ended);
+    let destination = engine.into_destination();
+    let sequences: Vec<u64> = destination
+        .batches
+        .iter()
+        .flat_map(|batch| batch.records.iter())
+        .map(|record| u64::from_le_bytes(record.payload[0..8].try_into().expect("8 bytes")))
+        .collect();
+    assert_eq!(
+        sequences,
+        (0..3_000).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
+}

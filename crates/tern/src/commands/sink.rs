@@ -60,15 +60,26 @@ enum SinkCommand {
 enum StatusCommand {
     /// A file sink's directory.
     File {
-        #[command(flatten)]
-        file: FileArgs,
+        /// The sink's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// The format it was written in.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
         #[command(flatten)]
         archive: ArchiveArgs,
     },
     /// A Kafka sink's topic (its committed tail).
     Kafka {
-        #[command(flatten)]
-        kafka: KafkaArgs,
+        /// The brokers: HOST:PORT[,HOST:PORT...].
+        #[arg(long, value_name = "SERVERS")]
+        kafka: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// A librdkafka setting for the reader (KEY=VALUE; repeatable).
+        #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
         #[command(flatten)]
         archive: ArchiveArgs,
     },
@@ -300,6 +311,13 @@ struct SourceArgs {
     /// ... or once its oldest record has waited this long (e.g. 100ms).
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     batch_delay: Duration,
+    /// After the replay, join the live stream on this channel (with --live-stream) instead
+    /// of the recording's own (the recorded session is added to it).
+    #[arg(long, value_parser = crate::util::parse_channel, requires = "live_stream")]
+    live_channel: Option<String>,
+    /// Stream id of --live-channel.
+    #[arg(long, requires = "live_channel")]
+    live_stream: Option<i32>,
     /// Channel the archive replays to; default aeron:ipc for an IPC archive, else
     /// aeron:udp?endpoint=localhost:0.
     #[arg(long, value_parser = parse_publication_channel)]
@@ -346,6 +364,7 @@ impl SourceArgs {
             None => "aeron:udp?endpoint=localhost:0".into(),
         };
         config.replay_stream_id = self.replay_stream;
+        config.live = self.live_channel.clone().zip(self.live_stream);
         if !(self.progress_interval >= 0.0 && self.progress_interval.is_finite()) {
             bail!("--progress-interval must be 0 or a number of seconds");
         }
@@ -363,8 +382,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         SinkCommand::Postgres { postgres, source } => run_sink(postgres.destination()?, &source),
         SinkCommand::Kafka { kafka, source } => run_sink(kafka.destination(), &source),
         SinkCommand::Status { destination } => match destination {
-            StatusCommand::Kafka { kafka, archive } => {
-                let destination = kafka.destination();
+            StatusCommand::Kafka {
+                kafka,
+                topic,
+                properties,
+                archive,
+            } => {
+                let mut config = tern_sink::KafkaConfig::new(kafka, topic);
+                config.properties = properties;
+                let destination = tern_sink::KafkaDestination::new(config);
                 let resume = destination.peek()?;
                 print_status(&destination.describe(), resume, &archive)
             }
@@ -373,15 +399,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 let resume = destination.peek()?;
                 print_status(&destination.describe(), resume, &archive)
             }
-            StatusCommand::File { file, archive } => {
-                let config = file.config();
-                let resume = tern_sink::file::peek(&config.dir, config.format)
-                    .map_err(anyhow::Error::msg)?;
-                print_status(
-                    &format!("file sink {}", config.dir.display()),
-                    resume,
-                    &archive,
-                )
+            StatusCommand::File {
+                dir,
+                format,
+                archive,
+            } => {
+                let format = match format {
+                    // The payload encoding is per record: either reads back.
+                    Format::Jsonl => FileFormat::JsonLines { text: false },
+                    Format::Raw => FileFormat::Raw,
+                };
+                let resume = tern_sink::file::peek(&dir, format).map_err(anyhow::Error::msg)?;
+                let destination = FileDestination::new(FileConfig::new(&dir));
+                print_status(&destination.describe(), resume, &archive)
             }
         },
     }
