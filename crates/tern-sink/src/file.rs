@@ -167,10 +167,7 @@ impl FileDestination {
         }
         for path in files.iter().rev() {
             let data = std::fs::read(path).map_err(|error| io_error("read", path, error))?;
-            let last = match self.config.format {
-                FileFormat::JsonLines { .. } => last_json_record(&data, path)?,
-                FileFormat::Raw => last_raw_record(&data, path)?,
-            };
+            let last = last_record(&data, path, self.config.format)?;
             match last {
                 Some((whole, resume)) => {
                     let mut file = OpenOptions::new()
@@ -448,6 +445,18 @@ pub fn parse_json_record(line: &[u8]) -> Result<StoredRecord, String> {
     })
 }
 
+/// The end of a file's last whole record and its resume point; `None` when it holds none.
+fn last_record(
+    data: &[u8],
+    path: &Path,
+    format: FileFormat,
+) -> Result<Option<(u64, Resume)>, SinkError> {
+    match format {
+        FileFormat::JsonLines { .. } => last_json_record(data, path),
+        FileFormat::Raw => last_raw_record(data, path),
+    }
+}
+
 /// The end of the last whole line of a JSON Lines file and its record's resume point; `None`
 /// when it holds no whole line.
 fn last_json_record(data: &[u8], path: &Path) -> Result<Option<(u64, Resume)>, SinkError> {
@@ -575,11 +584,7 @@ pub fn peek(dir: &Path, format: FileFormat) -> Result<Option<Resume>, String> {
         .map_err(|error| format!("{}: {error}", dir.display()))?;
     for path in files.iter().rev() {
         let data = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
-        let last = match format {
-            FileFormat::JsonLines { .. } => last_json_record(&data, path),
-            FileFormat::Raw => last_raw_record(&data, path),
-        }
-        .map_err(|error| error.to_string())?;
+        let last = last_record(&data, path, format).map_err(|error| error.to_string())?;
         if let Some((_, resume)) = last {
             return Ok(Some(resume));
         }

@@ -15,13 +15,7 @@ use tern_store::RecordingId;
 const RECORDING: RecordingId = RecordingId::new(42);
 
 fn bootstrap() -> String {
-    match std::env::var("TERN_TEST_KAFKA") {
-        Ok(servers) if !servers.is_empty() => servers,
-        _ => panic!(
-            "TERN_TEST_KAFKA is not set: start the test broker with `scripts/kafka.sh start` and \
-             `eval \"$(scripts/kafka.sh env)\"`, then run the tests again"
-        ),
-    }
+    tern_testkit::service("TERN_TEST_KAFKA", "kafka.sh")
 }
 
 fn unique_topic(name: &str) -> String {

@@ -10,14 +10,7 @@ use tern_store::RecordingId;
 
 /// The server's connection string; a test without one fails (it must not pass unseen).
 fn server() -> String {
-    match std::env::var("TERN_TEST_POSTGRES") {
-        Ok(connection) if !connection.trim().is_empty() => connection,
-        _ => panic!(
-            "TERN_TEST_POSTGRES is not set: these tests need a PostgreSQL server; run \
-             `scripts/postgres.sh start` and `eval \"$(scripts/postgres.sh env)\"` first \
-             (scripts/test.sh does both)"
-        ),
-    }
+    tern_testkit::service("TERN_TEST_POSTGRES", "postgres.sh")
 }
 
 fn admin() -> Client {

@@ -261,6 +261,21 @@ pub fn free_udp_port() -> u16 {
         .expect("a free UDP port")
 }
 
+/// Where a service a test needs listens, from `variable` (`TERN_TEST_POSTGRES`,
+/// `TERN_TEST_KAFKA`), which `scripts/test.sh` sets after starting it with `script`
+/// (`postgres.sh`, `kafka.sh`). A test without it fails, naming the commands: it never passes
+/// unseen.
+pub fn service(variable: &str, script: &str) -> String {
+    match std::env::var(variable) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => panic!(
+            "{variable} is not set: this test needs the service scripts/{script} starts; run \
+             `scripts/{script} start` and `eval \"$(scripts/{script} env)\"` first \
+             (scripts/test.sh does both)"
+        ),
+    }
+}
+
 /// Runs `program` (a test's `env!("CARGO_BIN_EXE_tern")`) with `args` to its end; returns its
 /// exit code (-1 when killed by a signal), stdout and stderr.
 pub fn run(program: &str, args: &[&str]) -> (i32, String, String) {

@@ -396,12 +396,7 @@ fn sink_flags_are_checked_before_anything_starts() {
 
 /// The test PostgreSQL server (`scripts/postgres.sh`); the test fails without it.
 fn postgres_connection() -> String {
-    std::env::var("TERN_TEST_POSTGRES").unwrap_or_else(|_| {
-        panic!(
-            "TERN_TEST_POSTGRES is not set: run scripts/postgres.sh start and \
-             eval \"$(scripts/postgres.sh env)\" (scripts/test.sh does)"
-        )
-    })
+    tern_testkit::service("TERN_TEST_POSTGRES", "postgres.sh")
 }
 
 fn postgres_sequences(connection: &str, table: &str) -> Vec<u64> {
@@ -491,12 +486,7 @@ fn postgres_sinks_killed_under_load_lose_and_repeat_nothing() {
 
 /// The test Kafka broker (`scripts/kafka.sh`); the test fails without it.
 fn kafka_servers() -> String {
-    std::env::var("TERN_TEST_KAFKA").unwrap_or_else(|_| {
-        panic!(
-            "TERN_TEST_KAFKA is not set: run scripts/kafka.sh start and \
-             eval \"$(scripts/kafka.sh env)\" (scripts/test.sh does)"
-        )
-    })
+    tern_testkit::service("TERN_TEST_KAFKA", "kafka.sh")
 }
 
 /// The sequences a read_committed consumer finds in `topic`, read to its end.
