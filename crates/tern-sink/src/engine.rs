@@ -116,8 +116,8 @@ impl SinkConfig {
 /// Why a sink stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The destination refused for good.
-    #[error("{destination}: {error}")]
+    /// The destination refused for good (its name once, whether or not its error names it).
+    #[error("{}", named(destination, error))]
     Destination {
         /// What it is.
         destination: String,
@@ -128,6 +128,16 @@ pub enum EngineError {
     /// destination that holds another recording, a start the archive refuses).
     #[error("{0}")]
     Source(String),
+}
+
+/// `destination: error`, unless the error already starts with the destination's name.
+fn named(destination: &str, error: &SinkError) -> String {
+    let text = error.to_string();
+    if text.starts_with(destination) {
+        text
+    } else {
+        format!("{destination}: {text}")
+    }
 }
 
 /// How a sink ended.
@@ -745,6 +755,22 @@ mod tests {
             flags: 0xC0,
             frame_length: 40,
         }
+    }
+
+    #[test]
+    fn a_destination_error_names_the_destination_once() {
+        let named = |text: &str| {
+            EngineError::Destination {
+                destination: "postgres table t".into(),
+                error: SinkError::Fatal(text.into()),
+            }
+            .to_string()
+        };
+        assert_eq!(named("bad shape"), "postgres table t: bad shape");
+        assert_eq!(
+            named("postgres table t: bad shape"),
+            "postgres table t: bad shape"
+        );
     }
 
     #[test]

@@ -399,9 +399,10 @@ impl PostgresDestination {
         key: &str,
     ) -> Result<(), SinkError> {
         let plain = table.plain();
+        let describe = self.describe();
         let fatal = |what: String| {
             SinkError::Fatal(format!(
-                "postgres table {plain} is not of a tern sink's shape: {what}"
+                "{describe}: table {plain} is not of a tern sink's shape: {what}"
             ))
         };
         let relation = client

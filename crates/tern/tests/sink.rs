@@ -482,6 +482,11 @@ fn postgres_sinks_killed_under_load_lose_and_repeat_nothing() {
         "{stderr}"
     );
     assert!(!stderr.contains("NOTICE"), "{stderr}");
+    assert_eq!(
+        last.matches(&format!("(sink {other})")).count(),
+        1,
+        "named once: {last}"
+    );
 }
 
 /// The test Kafka broker (`scripts/kafka.sh`); the test fails without it.
