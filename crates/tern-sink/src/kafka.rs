@@ -536,20 +536,10 @@ impl KafkaDestination {
         batch: &Batch,
         deadline: Instant,
     ) -> Result<(), KafkaError> {
-        let recording = batch.recording_id.get().to_be_bytes();
         let topic = self.config.topic.as_str();
         for record in &batch.records {
-            let position = record.position.to_be_bytes();
             let key = record.key.map(i64::to_be_bytes);
-            let headers = OwnedHeaders::new_with_capacity(2)
-                .insert(Header {
-                    key: POSITION_HEADER,
-                    value: Some(&position),
-                })
-                .insert(Header {
-                    key: RECORDING_HEADER,
-                    value: Some(&recording),
-                });
+            let headers = record_headers(record.position, batch.recording_id);
             let mut message: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
                 .payload(record.payload.as_slice())
                 .headers(headers)
@@ -679,6 +669,20 @@ impl TailRecord {
             recording_id: RecordingId::new(recording?),
         })
     }
+}
+
+/// The headers of a record at `position` of `recording_id`: `tern-position`, then
+/// `tern-recording`, each an i64 big-endian (`docs/sinks.md` §4).
+pub fn record_headers(position: i64, recording_id: RecordingId) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(2)
+        .insert(Header {
+            key: POSITION_HEADER,
+            value: Some(&position.to_be_bytes()),
+        })
+        .insert(Header {
+            key: RECORDING_HEADER,
+            value: Some(&recording_id.get().to_be_bytes()),
+        })
 }
 
 /// A record's Kafka timestamp: its time in milliseconds since the epoch (rounded down).

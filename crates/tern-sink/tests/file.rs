@@ -13,7 +13,9 @@ use tern_sink::{
 };
 use tern_store::RecordingId;
 use tern_testkit::tern_archive::SourceLocation;
-use tern_testkit::{driver, offer, wait_stopped, wait_until, ServedArchive, SteadyPublisher};
+use tern_testkit::{
+    driver, offer, recording_of, wait_stopped, wait_until, ServedArchive, SteadyPublisher,
+};
 use tern_transport::Client;
 
 const CONTROL: &str = "aeron:ipc?term-length=64k";
@@ -67,18 +69,10 @@ fn stopped_recording(
     let publication = client
         .add_publication("aeron:ipc", stream)
         .expect("publication");
-    wait_until("the recording", Duration::from_secs(20), || {
-        !archive.recordings().is_empty()
-    });
+    let recording_id = recording_of(archive, stream);
     for sequence in 0..count {
         offer(&publication, &message(sequence));
     }
-    let recording_id = archive
-        .recordings()
-        .iter()
-        .find(|info| info.descriptor.stream_id == stream)
-        .map(|info| info.descriptor.recording_id)
-        .expect("recording");
     drop(publication);
     drop(client);
     wait_stopped(archive, recording_id);
@@ -171,15 +165,7 @@ fn a_live_recording_stopped_and_resumed_has_no_gap_and_no_duplicate() {
         (50, Duration::from_millis(1)),
         message,
     );
-    let mut recording = None;
-    wait_until("the recording", Duration::from_secs(20), || {
-        recording = archive
-            .recordings()
-            .first()
-            .map(|info| info.descriptor.recording_id);
-        recording.is_some()
-    });
-    let recording_id = recording.expect("recording");
+    let recording_id = recording_of(&archive, stream);
     let out = tempfile::tempdir().expect("dir");
     let dir = out.path().to_path_buf();
     let mut response = 40;

@@ -4,7 +4,7 @@
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -162,17 +162,7 @@ fn raw_producer(transactional_id: &str) -> BaseProducer {
 fn produce_raw(producer: &BaseProducer, topic: &str, batch: &Batch) {
     producer.begin_transaction().unwrap();
     for record in &batch.records {
-        let position = record.position.to_be_bytes();
-        let recording = RECORDING.get().to_be_bytes();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: POSITION_HEADER,
-                value: Some(&position),
-            })
-            .insert(Header {
-                key: RECORDING_HEADER,
-                value: Some(&recording),
-            });
+        let headers = tern_sink::kafka::record_headers(record.position, RECORDING);
         producer
             .send(
                 BaseRecord::<(), [u8]>::to(topic)

@@ -206,6 +206,21 @@ pub fn wait_recorded(archive: &Archive, recording_id: RecordingId, position: i64
     info
 }
 
+/// Waits until the archive records `stream_id` (the newest such recording); returns its id.
+pub fn recording_of(archive: &Archive, stream_id: i32) -> RecordingId {
+    let mut found = None;
+    wait_until("the recording to start", Duration::from_secs(20), || {
+        found = archive
+            .recordings()
+            .iter()
+            .filter(|info| info.descriptor.stream_id == stream_id)
+            .map(|info| info.descriptor.recording_id)
+            .max();
+        found.is_some()
+    });
+    found.expect("found")
+}
+
 /// Waits until `recording_id` has stopped; returns its descriptor.
 pub fn wait_stopped(archive: &Archive, recording_id: RecordingId) -> RecordingDescriptor {
     wait_until("the recording to stop", Duration::from_secs(20), || {

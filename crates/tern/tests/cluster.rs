@@ -26,6 +26,21 @@ fn endpoints(cluster: &Cluster) -> Vec<MemberEndpoints> {
         .collect()
 }
 
+/// A client of `cluster` on the driver in `aeron_dir`, not connected yet.
+fn client_of(aeron_dir: &str, cluster: &Cluster) -> ClusterClient {
+    let aeron = Client::connect(aeron_dir).expect("client");
+    ClusterClient::new(aeron, endpoints(cluster), "localhost:0").expect("cluster client")
+}
+
+/// A client of `cluster` with a session; returns it and the session's id.
+fn connected(aeron_dir: &str, cluster: &Cluster) -> (ClusterClient, i64) {
+    let mut client = client_of(aeron_dir, cluster);
+    let session = client
+        .connect(b"", Duration::from_secs(20))
+        .expect("a session");
+    (client, session)
+}
+
 fn leader_of(client: &mut ClusterClient, ids: &[u64]) -> Option<u64> {
     ids.iter().copied().find(|id| {
         client
@@ -39,12 +54,7 @@ fn a_killed_leader_is_replaced_the_client_goes_on_and_the_member_catches_up() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cluster = Cluster::start(TERN, dir.path(), 7);
     let driver = driver("cluster-client");
-    let aeron = Client::connect(driver.dir()).expect("client");
-    let mut client =
-        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client");
-    client
-        .connect(b"", Duration::from_secs(20))
-        .expect("a session");
+    let (mut client, _) = connected(driver.dir(), &cluster);
     let mut acknowledged = Vec::new();
     let mut put = |client: &mut ClusterClient, key: String| -> bool {
         match client.request(
@@ -247,12 +257,7 @@ fn a_client_gets_every_egress_message_once_in_order_across_leader_kills() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cluster = Cluster::start(TERN, dir.path(), 7);
     let driver = driver("cluster-egress-client");
-    let aeron = Client::connect(driver.dir()).expect("client");
-    let mut client =
-        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client");
-    let session_id = client
-        .connect(b"", Duration::from_secs(20))
-        .expect("a session");
+    let (mut client, session_id) = connected(driver.dir(), &cluster);
     let mut received = Vec::new();
     let mut sent = 0u64;
     let mut pump = |client: &mut ClusterClient, received: &mut Vec<u64>, for_how_long: Duration| {
@@ -345,12 +350,7 @@ fn a_closed_sessions_egress_is_replayed_from_any_member_even_with_one_down() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cluster = Cluster::start(TERN, dir.path(), 9);
     let driver = driver("cluster-replay");
-    let aeron = Client::connect(driver.dir()).expect("client");
-    let mut writer =
-        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client");
-    let session = writer
-        .connect(b"", Duration::from_secs(20))
-        .expect("a session");
+    let (mut writer, session) = connected(driver.dir(), &cluster);
     let mut received = Vec::new();
     for i in 0..120 {
         let reply = writer
@@ -379,9 +379,7 @@ fn a_closed_sessions_egress_is_replayed_from_any_member_even_with_one_down() {
 
     // Another client (a process that kept the mark) reads the closed session's egress after
     // its 40th message from a follower: exactly the rest, in order.
-    let aeron = Client::connect(driver.dir()).expect("client");
-    let mut reader =
-        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client");
+    let mut reader = client_of(driver.dir(), &cluster);
     let mut got = Vec::new();
     let mark = tern_cluster::client::EgressMark::of(&received[39]);
     let replayed = reader
@@ -439,10 +437,7 @@ fn followers_of_the_shared_stream_get_every_message_once_in_order_across_a_leade
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cluster = Cluster::start(TERN, dir.path(), 10);
     let driver = driver("cluster-shared");
-    let new_client = || {
-        let aeron = Client::connect(driver.dir()).expect("client");
-        ClusterClient::new(aeron, endpoints(&cluster), "localhost:0").expect("cluster client")
-    };
+    let new_client = || client_of(driver.dir(), &cluster);
     let mut publisher = new_client();
     publisher
         .connect(b"", Duration::from_secs(20))

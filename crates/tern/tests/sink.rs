@@ -60,18 +60,11 @@ impl Source {
             (10, Duration::from_millis(1)),
             message,
         );
-        let mut recording = None;
-        wait_until("the recording", Duration::from_secs(20), || {
-            recording = archive
-                .recordings()
-                .first()
-                .map(|info| info.descriptor.recording_id);
-            recording.is_some()
-        });
+        let recording_id = tern_testkit::recording_of(&archive, stream);
         Self {
             archive,
             aeron_dir,
-            recording_id: recording.expect("recording"),
+            recording_id,
             publisher: Some(publisher),
             _driver: driver,
         }
@@ -115,15 +108,26 @@ impl Source {
     }
 }
 
+/// A destination of the kill test.
+struct Target<'a> {
+    /// `tern sink` arguments naming it (`file --dir D ...`).
+    sink: &'a [String],
+    /// `tern sink status` arguments naming it.
+    status: &'a [String],
+    /// The script whose `restart` takes it down and up under a running sink, if any.
+    restart: Option<&'a str>,
+}
+
 /// Kills `tern sink` processes under load, then lets the last one copy the recording to its
-/// end; `stored` reads back the sequences the destination holds. Returns the messages sent.
-pub fn kill_under_load(
+/// end and checks that `tern sink status` says where it ends; `stored` reads back the
+/// sequences the destination holds. Returns the messages sent.
+fn kill_under_load(
     tag: &str,
     stream: i32,
-    destination: &[String],
-    restart: Option<&str>,
+    target: &Target<'_>,
     stored: impl Fn() -> Vec<u64>,
 ) -> u64 {
+    let (destination, restart) = (target.sink, target.restart);
     let mut source = Source::start(tag, stream);
     let mut random = rand::rngs::StdRng::seed_from_u64(tern_testkit::seed());
     let mut seen = 0usize;
@@ -192,6 +196,13 @@ pub fn kill_under_load(
     let all = stored();
     check_prefix(&all);
     assert_eq!(all.len() as u64, sent, "every message sent is stored once");
+    let end = wait_stopped(&source.archive, source.recording_id).stop_position;
+    let mut status = vec!["sink", "status"];
+    status.extend(target.status.iter().map(String::as_str));
+    let (code, stdout, stderr) = tern_testkit::run(TERN, &status);
+    assert_eq!(code, 0, "{stderr}");
+    let line = format!("recording {} up to position {end}", source.recording_id);
+    assert!(stdout.contains(&line), "{line:?} in {stdout}");
     sent
 }
 
@@ -242,13 +253,17 @@ fn file_sinks_killed_under_load_lose_and_repeat_nothing() {
         ]
         .map(String::from)
         .to_vec();
-        let sent = kill_under_load(
-            &format!("sink-kill-{name}"),
-            1001,
-            &destination,
-            None,
-            || file_sequences(&dir, format),
-        );
+        let status: Vec<String> = ["file", "--dir", &dir.to_string_lossy(), "--format", name]
+            .map(String::from)
+            .to_vec();
+        let target = Target {
+            sink: &destination,
+            status: &status,
+            restart: None,
+        };
+        let sent = kill_under_load(&format!("sink-kill-{name}"), 1001, &target, || {
+            file_sequences(&dir, format)
+        });
         assert!(sent > 1_000, "{name}: the publisher sent {sent}");
         assert!(
             tern_sink::FileDestination::files(&dir, format)
@@ -429,28 +444,15 @@ fn postgres_sinks_killed_under_load_lose_and_repeat_nothing() {
     let destination: Vec<String> = ["postgres", "--postgres", &connection, "--table", &table]
         .map(String::from)
         .to_vec();
-    let sent = kill_under_load(
-        "sink-kill-pg",
-        1003,
-        &destination,
-        Some("postgres.sh"),
-        || postgres_sequences(&connection, &table),
-    );
+    let target = Target {
+        sink: &destination,
+        status: &destination,
+        restart: Some("postgres.sh"),
+    };
+    let sent = kill_under_load("sink-kill-pg", 1003, &target, || {
+        postgres_sequences(&connection, &table)
+    });
     assert!(sent > 1_000, "the publisher sent {sent}");
-    let (code, stdout, stderr) = tern_testkit::run(
-        TERN,
-        &[
-            "sink",
-            "status",
-            "postgres",
-            "--postgres",
-            &connection,
-            "--table",
-            &table,
-        ],
-    );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("up to position"), "{stdout}");
     // A table of another shape is refused with one line naming it, before anything is read.
     let mut client = postgres::Client::connect(&connection, postgres::NoTls).expect("connect");
     let other = format!("other_shape_{}", std::process::id());
@@ -566,22 +568,15 @@ fn kafka_sinks_killed_under_load_lose_and_repeat_nothing() {
     let destination: Vec<String> = ["kafka", "--kafka", &servers, "--topic", &topic]
         .map(String::from)
         .to_vec();
-    let sent = kill_under_load(
-        "sink-kill-kafka",
-        1004,
-        &destination,
-        Some("kafka.sh"),
-        || kafka_sequences(&servers, &topic),
-    );
+    let target = Target {
+        sink: &destination,
+        status: &destination,
+        restart: Some("kafka.sh"),
+    };
+    let sent = kill_under_load("sink-kill-kafka", 1004, &target, || {
+        kafka_sequences(&servers, &topic)
+    });
     assert!(sent > 1_000, "the publisher sent {sent}");
-    let (code, stdout, stderr) = tern_testkit::run(
-        TERN,
-        &[
-            "sink", "status", "kafka", "--kafka", &servers, "--topic", &topic,
-        ],
-    );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("up to position"), "{stdout}");
 }
 
 /// One `GET /metrics` of the server at `address`.
